@@ -1,0 +1,2 @@
+"""Building blocks shared by more than one modzoo family."""
+from .input_check import check_image_input, pad_to_multiple

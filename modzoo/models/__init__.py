@@ -1,0 +1,4 @@
+"""Model families. Importing a family module registers its ``zoo_<family>_<variant>`` models with timm."""
+from ._checkpoint import CheckpointMismatchError, load_checkpoint, read_checkpoint, unwrap_state_dict
+from ._registry import ZOO_PREFIX, UnknownModelError, create_model, list_models, model_family
+from . import focalnet

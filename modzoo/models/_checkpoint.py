@@ -1,0 +1,200 @@
+"""Checkpoint plumbing shared by every family's ``checkpoint_filter_fn``.
+
+Official releases come in several containers (``{'model': sd}`` from Swin-style trainers, ``state_dict`` /
+``state_dict_ema`` from timm's train script, OpenMMLab files with ``backbone.`` prefixes, DDP ``module.`` prefixes).
+:func:`unwrap_state_dict` reduces all of them to a flat ``{name: tensor}`` dict. After a family has remapped the keys,
+:func:`verify_state_dict` compares the result with the model and raises :class:`CheckpointMismatchError` naming every
+missing, unexpected and wrongly shaped key, so a checkpoint that does not fit never loads silently.
+"""
+import logging
+import os
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+_logger = logging.getLogger(__name__)
+
+__all__ = [
+    'CheckpointMismatchError', 'unwrap_state_dict', 'strip_prefix', 'verify_state_dict', 'read_checkpoint',
+    'load_checkpoint',
+]
+
+# Container keys in the order they are preferred: EMA weights are what the official repos evaluate.
+_CONTAINER_KEYS = ('state_dict_ema', 'model_ema', 'state_dict', 'model', 'module', 'net', 'params')
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's tensors do not fit the model: lists missing/unexpected keys and shape mismatches."""
+
+    def __init__(
+            self,
+            model_name: str,
+            missing: Sequence[str] = (),
+            unexpected: Sequence[str] = (),
+            mismatched: Sequence[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = (),
+            hint: str = '',
+    ):
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)
+        lines = [f'Checkpoint does not fit {model_name}:']
+        if self.missing:
+            lines.append(f'  {len(self.missing)} missing key(s) (in the model, not in the checkpoint):')
+            lines += [f'    {k}' for k in _clip(self.missing)]
+        if self.unexpected:
+            lines.append(f'  {len(self.unexpected)} unexpected key(s) (in the checkpoint, not in the model):')
+            lines += [f'    {k}' for k in _clip(self.unexpected)]
+        if self.mismatched:
+            lines.append(f'  {len(self.mismatched)} shape mismatch(es) (key: checkpoint shape vs model shape):')
+            lines += [f'    {k}: {tuple(a)} vs {tuple(b)}' for k, a, b in _clip(self.mismatched)]
+        if hint:
+            lines.append(hint)
+        super().__init__('\n'.join(lines))
+
+
+def _clip(items: Sequence, limit: int = 40) -> list:
+    items = list(items)
+    if len(items) <= limit:
+        return items
+    return items[:limit] + [f'... and {len(items) - limit} more']
+
+
+def strip_prefix(state_dict: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
+    """Remove ``prefix`` from every key that has it, keeping keys that do not (e.g. ``module.``)."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
+
+
+def unwrap_state_dict(checkpoint: Any, prefer_ema: bool = True) -> Dict[str, torch.Tensor]:
+    """Return the flat tensor dict inside any of the common checkpoint containers.
+
+    Handles nested containers (``{'model': {'state_dict': ...}}``), DDP ``module.`` prefixes and OpenMMLab
+    ``backbone.`` prefixes (only when every tensor key has it, so a classifier's own ``backbone`` never gets cut).
+    """
+    sd = checkpoint
+    for _ in range(3):  # containers nest at most a couple of levels in practice
+        if not isinstance(sd, Mapping):
+            break
+        if any(isinstance(v, torch.Tensor) for v in sd.values()):
+            # a flat state_dict possibly stored beside metadata; take it unless it is a container that also
+            # carries a nested state dict (timm train checkpoints hold no loose tensors, so this is safe)
+            break
+        keys = [k for k in _CONTAINER_KEYS if k in sd and isinstance(sd[k], Mapping)]
+        if not prefer_ema:
+            keys = [k for k in keys if 'ema' not in k] or keys
+        if not keys:
+            break
+        sd = sd[keys[0]]
+    if not isinstance(sd, Mapping):
+        raise TypeError(f'Expected a state dict or a checkpoint container holding one, got {type(checkpoint)}')
+    sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if sd and all(k.startswith('module.') for k in sd):
+        sd = strip_prefix(sd, 'module.')
+    if sd and all(k.startswith('backbone.') for k in sd):
+        sd = strip_prefix(sd, 'backbone.')
+    elif any(k.startswith('backbone.') for k in sd):
+        # an OpenMMLab detector/segmentor: keep only the backbone's tensors
+        sd = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
+    return sd
+
+
+def _model_name(model: nn.Module) -> str:
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    return cfg.get('architecture') or type(model).__name__
+
+
+def verify_state_dict(
+        state_dict: Mapping[str, torch.Tensor],
+        model: nn.Module,
+        allow_missing: Iterable[str] = (),
+        hint: str = '',
+) -> None:
+    """Raise :class:`CheckpointMismatchError` unless ``state_dict`` fits ``model``.
+
+    The keys timm adapts itself after the filter (the classifier when ``num_classes`` differs, the first conv when
+    ``in_chans`` differs) are exempt from the shape check, and the classifier may be absent. ``allow_missing`` lists
+    key prefixes of layers that are new relative to the checkpoint (e.g. dense-task output norms).
+    """
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    adapted = []
+    for name in (cfg.get('classifier'), cfg.get('first_conv')):
+        if isinstance(name, str):
+            adapted.append(name + '.')
+        elif name:
+            adapted += [n + '.' for n in name]
+    classifier = cfg.get('classifier')
+    classifiers = [classifier] if isinstance(classifier, str) else list(classifier or [])
+    optional = tuple(c + '.' for c in classifiers) + tuple(allow_missing)
+
+    model_sd = model.state_dict()
+    missing = [k for k in model_sd if k not in state_dict and not k.startswith(optional)]
+    unexpected = [k for k in state_dict if k not in model_sd]
+    mismatched = [
+        (k, tuple(v.shape), tuple(model_sd[k].shape)) for k, v in state_dict.items()
+        if k in model_sd and tuple(v.shape) != tuple(model_sd[k].shape) and not k.startswith(tuple(adapted))
+    ]
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(_model_name(model), missing, unexpected, mismatched, hint)
+
+
+def read_checkpoint(path: Union[str, os.PathLike], trusted: bool = False) -> Dict[str, torch.Tensor]:
+    """Read a ``.safetensors``/``.pth``/``.bin`` file and unwrap it (see :func:`unwrap_state_dict`).
+
+    ``torch.load`` runs with ``weights_only=True`` unless ``trusted``: some official releases pickle config objects
+    beside the weights (FocalNet's yacs config), which only a trusted full unpickle can read.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'No checkpoint file at {path}')
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        return unwrap_state_dict(load_file(path, device='cpu'))
+    try:
+        obj = torch.load(path, map_location='cpu', weights_only=not trusted)
+    except Exception as e:  # the weights-only unpickler names the offending global
+        if trusted:
+            raise
+        raise RuntimeError(
+            f'{path} holds pickled objects besides tensors, which torch.load(weights_only=True) refuses ({e}). '
+            f'If you trust the file, convert it once with `python tools/get_checkpoint.py MODEL --file {path} '
+            f'--trust-pickle`, or call read_checkpoint(path, trusted=True).') from e
+    return unwrap_state_dict(obj)
+
+
+def load_checkpoint(
+        model: nn.Module,
+        checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
+        filter_fn: Optional[Callable] = None,
+        strict: bool = True,
+        trusted: bool = False,
+) -> nn.Module:
+    """Load a checkpoint (path or dict, any container, official or modzoo layout) into ``model``.
+
+    ``filter_fn`` defaults to the family's ``checkpoint_filter_fn`` looked up from the model's module. With
+    ``strict=False`` a mismatch is logged instead of raised, and the fitting tensors are still loaded.
+    """
+    if isinstance(checkpoint, (str, os.PathLike)):
+        state_dict = read_checkpoint(checkpoint, trusted=trusted)
+    else:
+        state_dict = unwrap_state_dict(checkpoint)
+    if filter_fn is None:
+        import sys
+        filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
+    if filter_fn is not None:
+        try:
+            state_dict = filter_fn(state_dict, model, verify=strict)
+        except TypeError:
+            state_dict = filter_fn(state_dict, model)
+    if strict:
+        verify_state_dict(state_dict, model)
+        model.load_state_dict(state_dict, strict=True)
+    else:
+        model_sd = model.state_dict()
+        fitting = {k: v for k, v in state_dict.items() if k in model_sd and v.shape == model_sd[k].shape}
+        result = model.load_state_dict(fitting, strict=False)
+        skipped = sorted(set(state_dict) - set(fitting))
+        if result.missing_keys or skipped:
+            _logger.warning(
+                'Non-strict load: %d model key(s) not in checkpoint (%s), %d checkpoint key(s) skipped (%s)',
+                len(result.missing_keys), ', '.join(result.missing_keys[:10]), len(skipped), ', '.join(skipped[:10]))
+    return model
