@@ -1,2 +1,3 @@
 """Building blocks shared by more than one modzoo family."""
 from .input_check import check_image_input, pad_to_multiple
+from .sfm import SFM, AdaptiveResampler, AdaptiveUpsampler, SeparableWarp, demodulate, find_stage_transitions
