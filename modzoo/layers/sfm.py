@@ -77,16 +77,22 @@ class SeparableWarp:
         hi = cum.gather(1, idx + 1)
         return (lo + frac * (hi - lo)) / cum[:, n:]
 
-    def inverse_map(self, axis: int, s: torch.Tensor) -> torch.Tensor:
-        """``phi^-1(s)``: modulated coordinates ``s`` (N, m) in [0, 1] -> input coordinates (exact, piecewise linear)."""
+    def _inverse_cells(self, axis: int, mass: torch.Tensor) -> torch.Tensor:
+        # the cell where the cumulative density reaches `mass`, plus the linear fraction inside it (exact inverse of
+        # the piecewise-linear phi); searchsorted picks the cell, the gathers keep the result differentiable
         cum = self._cum(axis)
         n = cum.shape[1] - 1
-        mass = s.clamp(0, 1) * cum[:, n:]
         idx = torch.searchsorted(cum.detach().contiguous(), mass.detach().contiguous(), right=True) - 1
         idx = idx.clamp(0, n - 1)
         lo = cum.gather(1, idx)
         hi = cum.gather(1, idx + 1)
-        return (idx + (mass - lo) / (hi - lo)) / n
+        return idx + (mass - lo) / (hi - lo)
+
+    def inverse_map(self, axis: int, s: torch.Tensor) -> torch.Tensor:
+        """``phi^-1(s)``: modulated coordinates ``s`` (N, m) in [0, 1] -> input coordinates (exact, piecewise linear)."""
+        cum = self._cum(axis)
+        n = cum.shape[1] - 1
+        return self._inverse_cells(axis, s.clamp(0, 1) * cum[:, n:]) / n
 
     def inverse_at_centres(self, axis: int, m: int) -> torch.Tensor:
         """``phi^-1`` at the pixel centres of an ``m``-pixel grid, in *cells* of the warp's own grid (``[0, n]``).
@@ -97,12 +103,7 @@ class SeparableWarp:
         cum = self._cum(axis)
         n = cum.shape[1] - 1
         centres = torch.arange(m, device=cum.device, dtype=cum.dtype) + 0.5
-        mass = centres[None] * (cum[:, n:] / m)
-        idx = torch.searchsorted(cum.detach().contiguous(), mass.detach().contiguous(), right=True) - 1
-        idx = idx.clamp(0, n - 1)
-        lo = cum.gather(1, idx)
-        hi = cum.gather(1, idx + 1)
-        return idx + (mass - lo) / (hi - lo)
+        return self._inverse_cells(axis, centres[None] * (cum[:, n:] / m))
 
     def modulation_grid(self, size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """``grid_sample`` grid (N, h, w, 2) that modulates a map: output pixel centre ``s`` reads input ``phi^-1(s)``."""
@@ -132,10 +133,11 @@ def sample_separable(x: torch.Tensor, pos_y: torch.Tensor, pos_x: torch.Tensor) 
 
 def _lerp_axis(x: torch.Tensor, pos: torch.Tensor, dim: int) -> torch.Tensor:
     n = x.shape[dim]
-    pos = pos.to(x.dtype).clamp(0, n - 1)
+    # positions stay in (at least) float32: in half precision a position like 100.3 would lose its fraction
+    pos = pos.to(torch.promote_types(pos.dtype, torch.float32)).clamp(0, n - 1)
     i0 = pos.detach().floor().long().clamp(max=max(n - 2, 0))
     i1 = (i0 + 1).clamp(max=n - 1)
-    frac = pos - i0
+    frac = (pos - i0).to(x.dtype)
     shape = [x.shape[0], 1, 1, 1]
     shape[dim] = pos.shape[1]
     expanded = list(x.shape)
@@ -238,6 +240,7 @@ class AdaptiveResampler(nn.Module):
         """The separable warp of a positive (N, 1, H, W) saliency map: per-axis marginals -> cumulative knots."""
         if saliency.dim() != 4 or saliency.shape[1] != 1:
             raise ValueError(f'saliency must be (N, 1, H, W), got {list(saliency.shape)}')
+        saliency = saliency.float()  # cumulative sums in half precision would be far off
         cums = []
         for marginal in (saliency.mean(3)[:, 0], saliency.mean(2)[:, 0]):  # over x -> density along y; over y -> x
             # relative to the max: a uniform marginal becomes exactly 1, so its cumsum is exact integers
@@ -339,6 +342,9 @@ class AdaptiveUpsampler(nn.Module):
     onto the uniform grid of ``warps[k].size`` at ``phi_k`` of the pixel centres (the exact inverse of ARS ``k``)
     and refined by reassembly ``k``. The result is at ``warps[0].size`` (stride 4 for a 4-stage backbone) on the
     uniform grid; up-sample it to the image plainly.
+
+    ``step(x, warps, k, guide=None)`` is one of those steps: it takes a map in the domain of ``warps[:k + 1]`` (pyramid
+    level ``k + 1``) to the domain and size of level ``k``, e.g. for the top-down path of an FPN.
     """
 
     def __init__(
@@ -366,11 +372,19 @@ class AdaptiveUpsampler(nn.Module):
         if not 0 < len(warps) <= len(self.reassemble):
             raise ValueError(f'AdaptiveUpsampler walks 1..{len(self.reassemble)} warps, got {len(warps)}')
         for k in reversed(range(len(warps))):
-            warp = warps[k]
-            x = demodulate(x, warp, warp.size)
-            log_mag = _log_magnification(warp, warp.size).to(x.dtype)
-            x = self.reassemble[k](x, log_mag, guides[k] if guides is not None else None)
+            x = self.step(x, warps, k, guides[k] if guides is not None else None)
         return x
+
+    def step(
+            self,
+            x: torch.Tensor,
+            warps: Sequence[SeparableWarp],
+            k: int,
+            guide: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        warp = warps[k]
+        x = demodulate(x, warp, warp.size)
+        return self.reassemble[k](x, _log_magnification(warp, warp.size), guide)
 
 
 def _log_magnification(warp: SeparableWarp, size: Tuple[int, int]) -> torch.Tensor:
