@@ -176,7 +176,8 @@ def test_sampler_matches_grid_sample():
 
 def _smooth_maps(n: int, h: int, w: int) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing='ij')
-    maps = [torch.sin(2 * math.pi * (xx + 0.5 * yy)), torch.cos(2 * math.pi * yy), xx * yy, torch.sin(math.pi * xx) ** 2]
+    maps = [torch.sin(2 * math.pi * (xx + 0.5 * yy)), torch.cos(2 * math.pi * yy), xx * yy,
+            torch.sin(math.pi * xx) ** 2]
     return torch.stack(maps)[None].repeat(n, 1, 1, 1)
 
 
@@ -275,10 +276,13 @@ def test_aliasing_tool_runs_on_tiny_ade20k(tmp_path):
     assert sorted(os.listdir(os.path.join(ade, 'images', 'training'))) == ['ADE_train_00000001.jpg',
                                                                            'ADE_train_00000002.jpg']
     assert os.path.isfile(os.path.join(ade, 'annotations', 'validation', 'ADE_val_00000001.png'))
+    # the dataset root works: label maps (annotations/) are skipped
+    assert [os.path.basename(p) for p in aliasing.list_images(ade, 0)] == [
+        'ADE_train_00000001.jpg', 'ADE_train_00000002.jpg', 'ADE_val_00000001.jpg']
     out = tmp_path / 'spectra.png'
     for ars in ('init', 'energy'):
-        result = aliasing.main(['--model', 'pvt_v2_b0', '--images', os.path.join(ade, 'images'), '--size', '64',
-                                '--ars', ars, '--out', str(out)])
+        result = aliasing.main(['--model', 'pvt_v2_b0', '--images', ade, '--size', '64', '--ars', ars,
+                                '--out', str(out)])
         assert len(result['without']) == len(result['with']) == 3
         assert all(0 <= v <= 1 for v in result['without'] + result['with'])
         if ars == 'init':  # untrained ARS is the identity warp

@@ -38,6 +38,8 @@ import modzoo  # noqa: E402,F401  (registers zoo_* models)
 from modzoo.layers.sfm import SFM, AdaptiveResampler, find_stage_transitions  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+# label-map folders of the mmseg layouts (ADE20K, Synapse, Cityscapes): skipped when searching a dataset root
+LABEL_DIRS = ('annotations', 'ann_dir', 'gtFine')
 NYQUIST_AFTER_STRIDE2 = 0.25  # cycles/pixel of the input grid
 
 
@@ -53,8 +55,10 @@ class EnergyResampler(AdaptiveResampler):
 
 def list_images(folder: str, max_images: int) -> List[str]:
     files = []
-    for root, _, names in sorted(os.walk(folder)):
-        files += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in LABEL_DIRS]  # pruned in place, so os.walk does not descend
+        files += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
+    files.sort()
     if not files:
         raise SystemExit(f'No images ({", ".join(IMAGE_EXTENSIONS)}) under {folder}')
     return files[:max_images] if max_images > 0 else files
@@ -74,8 +78,11 @@ def power_spectrum(feature: torch.Tensor) -> torch.Tensor:
     f = feature.double()
     f = f - f.mean((2, 3), keepdim=True)
     h, w = f.shape[-2:]
-    window = torch.hann_window(h, periodic=False, dtype=f.dtype)[:, None] * \
-        torch.hann_window(w, periodic=False, dtype=f.dtype)[None, :] if min(h, w) > 2 else torch.ones(h, w, dtype=f.dtype)
+    if min(h, w) > 2:  # a Hann window, so the map's edges do not leak power into every frequency
+        window = torch.outer(torch.hann_window(h, periodic=False, dtype=f.dtype),
+                             torch.hann_window(w, periodic=False, dtype=f.dtype))
+    else:
+        window = torch.ones(h, w, dtype=f.dtype)
     spec = torch.fft.fft2(f * window).abs().square().mean((0, 1))
     return torch.fft.fftshift(spec)
 
@@ -133,6 +140,30 @@ class TransitionProbe:
             h.remove()
 
 
+def load_sfm_weights(sfm: SFM, path: str) -> None:
+    """Load ``resamplers.*`` (required) and ``backbone.*`` (if present) from a saved SFM state_dict.
+
+    Also accepts an OpenMMLab checkpoint (``state_dict`` container, keys under ``backbone.``).
+    """
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    for container in ('state_dict', 'model'):
+        if isinstance(state, dict) and isinstance(state.get(container), dict):
+            state = state[container]
+    if any(k.startswith('backbone.resamplers.') for k in state):  # SFM used as an mmseg backbone
+        state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    resamplers = {k[len('resamplers.'):]: v for k, v in state.items() if k.startswith('resamplers.')}
+    if not resamplers:
+        raise SystemExit(f'{path} holds no resamplers.* tensors (expected an SFM state_dict)')
+    sfm.resamplers.load_state_dict(resamplers, strict=True)
+    backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    if backbone:
+        sfm.backbone.load_state_dict(backbone, strict=True)
+
+
 def build_backbone(args) -> nn.Module:
     kwargs = {}
     if args.checkpoint:
@@ -142,7 +173,8 @@ def build_backbone(args) -> nn.Module:
 
 
 @torch.no_grad()
-def measure(model: nn.Module, names: Sequence[str], images: List[str], size: int, batch_size: int) -> List[torch.Tensor]:
+def measure(
+        model: nn.Module, names: Sequence[str], images: List[str], size: int, batch_size: int) -> List[torch.Tensor]:
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     inner = getattr(model, 'backbone', model)
     cfg = getattr(inner, 'pretrained_cfg', None) or cfg
@@ -180,7 +212,8 @@ def plot(path: str, names: Sequence[str], plain: List[torch.Tensor], with_ars: L
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[float]]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', required=True, help='timm or modzoo model name (4 stages, stride-2 transitions)')
-    parser.add_argument('--images', required=True, help='folder with images (searched recursively)')
+    parser.add_argument('--images', required=True,
+                        help='folder with images (searched recursively, skipping label folders such as annotations/)')
     parser.add_argument('--size', type=int, default=224, help='square input size')
     parser.add_argument('--max-images', type=int, default=32, help='0 = all')
     parser.add_argument('--batch-size', type=int, default=4)
@@ -206,8 +239,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[float]]:
     sfm = SFM(model, names, min_density=args.min_density,
               resampler_layer=EnergyResampler if ars == 'energy' else AdaptiveResampler).eval()
     if ars == 'learned':
-        from modzoo.models import read_checkpoint
-        sfm.load_state_dict(read_checkpoint(args.sfm_checkpoint), strict=True)
+        load_sfm_weights(sfm, args.sfm_checkpoint)
     with_ars = measure(sfm, ['backbone.' + n for n in names], images, args.size, args.batch_size)
     sfm.remove()
 

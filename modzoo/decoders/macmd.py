@@ -413,7 +413,8 @@ class MACMDSegmenter(nn.Module):
         import timm
         kwargs = dict(out_indices=(0, 1, 2, 3))
         kwargs.update(encoder_kwargs or {})
-        self.encoder = timm.create_model(encoder, pretrained=pretrained, features_only=True, in_chans=in_chans, **kwargs)
+        self.encoder = timm.create_model(
+            encoder, pretrained=pretrained, features_only=True, in_chans=in_chans, **kwargs)
         info = self.encoder.feature_info
         reductions = info.reduction()
         if len(reductions) != 4 or any(b != 2 * a for a, b in zip(reductions, reductions[1:])):

@@ -89,7 +89,8 @@ class SeparableWarp:
         return idx + (mass - lo) / (hi - lo)
 
     def inverse_map(self, axis: int, s: torch.Tensor) -> torch.Tensor:
-        """``phi^-1(s)``: modulated coordinates ``s`` (N, m) in [0, 1] -> input coordinates (exact, piecewise linear)."""
+        """``phi^-1(s)``: modulated coordinates ``s`` (N, m) in [0, 1] -> input coordinates (exact, piecewise
+        linear)."""
         cum = self._cum(axis)
         n = cum.shape[1] - 1
         return self._inverse_cells(axis, s.clamp(0, 1) * cum[:, n:]) / n
@@ -106,7 +107,7 @@ class SeparableWarp:
         return self._inverse_cells(axis, centres[None] * (cum[:, n:] / m))
 
     def modulation_grid(self, size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-        """``grid_sample`` grid (N, h, w, 2) that modulates a map: output pixel centre ``s`` reads input ``phi^-1(s)``."""
+        """``grid_sample`` grid (N, h, w, 2) that modulates a map: output pixel centre ``s`` reads ``phi^-1(s)``."""
         h, w = size or self.size
         gy = self.inverse_at_centres(0, h) * (2 / self.size[0]) - 1
         gx = self.inverse_at_centres(1, w) * (2 / self.size[1]) - 1
