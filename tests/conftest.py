@@ -19,3 +19,13 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(config, items):
+    # `slow` tests (minutes each on 2 cores) run only on request: MODZOO_SLOW=1
+    if os.environ.get('MODZOO_SLOW') == '1':
+        return
+    skip = pytest.mark.skip(reason='slow; set MODZOO_SLOW=1 to run')
+    for item in items:
+        if 'slow' in item.keywords:
+            item.add_marker(skip)

@@ -1,3 +1,4 @@
 """Building blocks shared by more than one modzoo family."""
+from .drop_path import drop_path_rates
 from .input_check import check_image_input, pad_to_multiple
 from .sfm import SFM, AdaptiveResampler, AdaptiveUpsampler, SeparableWarp, demodulate, find_stage_transitions

@@ -41,13 +41,13 @@ class CheckpointMismatchError(RuntimeError):
         lines = [f'Checkpoint does not fit {model_name}:']
         if self.missing:
             lines.append(f'  {len(self.missing)} missing key(s) (in the model, not in the checkpoint):')
-            lines += [f'    {k}' for k in _clip(self.missing)]
+            lines += _clip([f'    {k}' for k in self.missing])
         if self.unexpected:
             lines.append(f'  {len(self.unexpected)} unexpected key(s) (in the checkpoint, not in the model):')
-            lines += [f'    {k}' for k in _clip(self.unexpected)]
+            lines += _clip([f'    {k}' for k in self.unexpected])
         if self.mismatched:
             lines.append(f'  {len(self.mismatched)} shape mismatch(es) (key: checkpoint shape vs model shape):')
-            lines += [f'    {k}: {tuple(a)} vs {tuple(b)}' for k, a, b in _clip(self.mismatched)]
+            lines += _clip([f'    {k}: {tuple(a)} vs {tuple(b)}' for k, a, b in self.mismatched])
         if hint:
             lines.append(hint)
         super().__init__('\n'.join(lines))
@@ -57,7 +57,7 @@ def _clip(items: Sequence, limit: int = 40) -> list:
     items = list(items)
     if len(items) <= limit:
         return items
-    return items[:limit] + [f'... and {len(items) - limit} more']
+    return items[:limit] + [f'    ... and {len(items) - limit} more']
 
 
 def strip_prefix(state_dict: Mapping[str, Any], prefix: str) -> Dict[str, Any]:

@@ -26,7 +26,7 @@ from timm.layers import ClassifierHead, DropPath, LayerNorm2d, LayerScale2d, Mlp
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
-from modzoo.layers import check_image_input, pad_to_multiple
+from modzoo.layers import check_image_input, drop_path_rates, pad_to_multiple
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
 __all__ = ['FocalNet', 'FocalModulation', 'FocalNetBlock', 'checkpoint_filter_fn']
@@ -270,7 +270,7 @@ class FocalNet(nn.Module):
 
         self.stem = PatchEmbed(in_chans, embed_dim[0], patch_size, use_conv_embed, norm_layer)
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = drop_path_rates(drop_path_rate, depths)
         stages = []
         self.feature_info = []
         in_dim = embed_dim[0]
@@ -282,7 +282,7 @@ class FocalNet(nn.Module):
                 downsample=i > 0,
                 use_conv_embed=use_conv_embed,
                 out_norm=out_norms,
-                drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])],
+                drop_path=dpr[i],
                 norm_layer=norm_layer,
                 mlp_ratio=mlp_ratio,
                 focal_level=focal_levels[i],
@@ -303,6 +303,7 @@ class FocalNet(nn.Module):
                 dict(num_chs=embed_dim[0], reduction=patch_size, module=f'layers.0.blocks.{j}')
                 for j in range(depths[0])
             ]
+        self.num_taps = len(self.feature_info)  # an int for TorchScript, which cannot type feature_info
         self.layers = nn.Sequential(*stages)
         self.norm = norm_layer(self.num_features)
         self.head = ClassifierHead(self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate)
@@ -351,6 +352,7 @@ class FocalNet(nn.Module):
             check_image_input(x, self.in_chans, type(self).__name__)
         return self.stem(x)
 
+    @torch.jit.export
     def forward_intermediates(
             self,
             x: torch.Tensor,
@@ -372,28 +374,26 @@ class FocalNet(nn.Module):
         if output_fmt != 'NCHW':
             raise ValueError('FocalNet intermediates are NCHW only')
         intermediates: List[torch.Tensor] = []
-        num_taps = len(self.feature_info)
-        take_indices, max_index = feature_take_indices(num_taps, indices)
+        take_indices, max_index = feature_take_indices(self.num_taps, indices)
         x = self._embed(x)
-        last_idx = num_taps - 1
+        last_idx = self.num_taps - 1
+        # TorchScript unrolls loops over module lists and allows no `break`: later layers are skipped instead
         if self.isotropic:
             stage = self.layers[0]
             for idx, block in enumerate(stage.blocks):
-                if stop_early and idx > max_index:
-                    break
-                if self.grad_checkpointing and not torch.jit.is_scripting():
-                    x = checkpoint(block, x)
-                else:
-                    x = block(x)
-                if idx in take_indices:
-                    intermediates.append(self.norm(x) if norm and idx == last_idx else x)
+                if not stop_early or idx <= max_index:
+                    if self.grad_checkpointing and not torch.jit.is_scripting():
+                        x = checkpoint(block, x)
+                    else:
+                        x = block(x)
+                    if idx in take_indices:
+                        intermediates.append(self.norm(x) if norm and idx == last_idx else x)
         else:
             for idx, stage in enumerate(self.layers):
-                if stop_early and idx > max_index:
-                    break
-                x = stage(x)
-                if idx in take_indices:
-                    intermediates.append(self.norm(x) if norm and idx == last_idx else stage.out_norm(x))
+                if not stop_early or idx <= max_index:
+                    x = stage(x)
+                    if idx in take_indices:
+                        intermediates.append(self.norm(x) if norm and idx == last_idx else stage.out_norm(x))
         if intermediates_only:
             return intermediates
         x = self.norm(x)
@@ -476,7 +476,11 @@ def _adapt_focal_layout(state_dict: Dict[str, torch.Tensor], model_sd: Dict[str,
         if '.focal_layers.' in key and value.dim() == 4 and value.shape[:2] == target.shape[:2]:
             state_dict[key] = _resize_focal_kernel(value, target.shape[-1])
             resized += 1
-        elif key.endswith('.modulation.f.weight') or key.endswith('.modulation.f.bias'):
+        elif key.endswith(('.modulation.f.weight', '.modulation.f.bias')):
+            weight_key = key[:-len('bias')] + 'weight' if key.endswith('bias') else key
+            ckpt_weight, model_weight = state_dict.get(weight_key), model_sd.get(weight_key)
+            if ckpt_weight is None or model_weight is None or ckpt_weight.shape[1] != model_weight.shape[1]:
+                continue  # a different width, not a different level count: left to the verification
             rows, want = value.shape[0], target.shape[0]
             if want < rows:
                 raise ValueError(
@@ -486,7 +490,7 @@ def _adapt_focal_layout(state_dict: Dict[str, torch.Tensor], model_sd: Dict[str,
             new = value.new_zeros((want,) + tuple(value.shape[1:]))
             new[:rows - 1] = value[:rows - 1]
             new[-1] = value[-1]
-            state_dict[key] = new.reshape(target.shape) if new.numel() == target.numel() else new
+            state_dict[key] = new
             grown += 1
     if resized or grown:
         _logger.info('Adapted focal layers to the model: %d kernels resized, %d gate projections grown', resized, grown)

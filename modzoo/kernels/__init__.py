@@ -1,0 +1,32 @@
+"""Fused Triton kernels for the modulation ops of FocalNet, EfficientMod and SMT, with PyTorch references.
+
+Public ops (each a ``torch.library`` custom op with a Triton forward and backward behind a dispatch that falls
+back to the reference in :mod:`modzoo.kernels.reference`):
+
+* :func:`focal_context` ``(ctx, gates, kernels, normalize) -> ctx_all``: FocalNet's hierarchical context;
+* :func:`dwconv_gelu` ``(x, weight, bias) -> GELU(dwconv(x) + bias)``: EfficientMod's context conv;
+* :func:`gelu_tile_mul` ``(v, ctx, apply_gelu) -> act(v) * tile(ctx)``: EfficientMod's modulation (channels-last);
+* :func:`mixed_dwconv_interleave` ``(x, weights, biases) -> y``: SMT's multi-head mixed conv + channel interleave.
+
+Backend: ``set_backend('auto' | 'triton' | 'torch')``, ``use_backend(...)`` as a context manager, or the
+environment variable ``MODZOO_KERNELS``; see :mod:`modzoo.kernels.dispatch`. Triton itself is imported only when
+a kernel first runs.
+"""
+from .dispatch import (
+    BACKENDS, ENV_VAR, KernelUnsupportedError, get_backend, interpreter_enabled, select_backend, set_backend,
+    triton_available, use_backend,
+)
+from .efficientmod_ops import dwconv_gelu, gelu_tile_mul
+from .focal_context import focal_context
+from .reference import (
+    dwconv_gelu_reference, focal_context_reference, gelu_tile_mul_reference, mixed_dwconv_interleave_reference,
+)
+from .smt_ops import mixed_dwconv_interleave
+
+__all__ = [
+    'focal_context', 'dwconv_gelu', 'gelu_tile_mul', 'mixed_dwconv_interleave',
+    'focal_context_reference', 'dwconv_gelu_reference', 'gelu_tile_mul_reference',
+    'mixed_dwconv_interleave_reference',
+    'set_backend', 'get_backend', 'use_backend', 'select_backend', 'KernelUnsupportedError', 'BACKENDS', 'ENV_VAR',
+    'triton_available', 'interpreter_enabled',
+]

@@ -1,0 +1,149 @@
+"""Triton depthwise convolution with fused bias + GELU (EfficientMod's context conv), its backward, and the
+transposed depthwise conv reused by the other ops for their input gradients."""
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from ._layout import empty_nchw, is_channels_last, next_pow2
+from ._triton_utils import (
+    conv_tile_config, dw_conv_tile, gelu, gelu_grad, reduction_programs, tile_coords, weight_grad_taps,
+)
+
+
+@triton.jit
+def _dwconv_act_fwd_kernel(
+        x_ptr, w_ptr, b_ptr, y_ptr,
+        C, H, W, n_tw, n_tiles,
+        sx_b, sx_c, sx_h, sx_w,
+        sy_b, sy_c, sy_h, sy_w,
+        K: tl.constexpr, HAS_BIAS: tl.constexpr, APPLY_GELU: tl.constexpr, FLIP: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    b = (pid // n_tiles).to(tl.int64)
+    oh, ow, mask_p = tile_coords(pid % n_tiles, n_tw, H, W, TH, TW)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+
+    acc = dw_conv_tile(x_ptr + b * sx_b, w_ptr, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w,
+                       K, FLIP, BLOCK_C, TH * TW)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[:, None]
+    if APPLY_GELU:
+        acc = gelu(acc)
+    y_offs = b * sy_b + offs_c[:, None] * sy_c + (oh * sy_h + ow * sy_w)[None, :]
+    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_p[None, :])
+
+
+@triton.jit
+def _dwconv_gelu_bwd_kernel(
+        x_ptr, w_ptr, b_ptr, dy_ptr, dz_ptr, dwp_ptr, dbp_ptr,
+        C, H, W, n_tw, n_tiles, n_items, n_split,
+        sx_b, sx_c, sx_h, sx_w,
+        sd_b, sd_c, sd_h, sd_w,
+        sz_b, sz_c, sz_h, sz_w,
+        K: tl.constexpr, KK: tl.constexpr, HAS_BIAS: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+):
+    """Per tile: recompute ``z = conv(x) + b``, write ``dz = dy * GELU'(z)``, and accumulate the weight and bias
+    gradients of the channel block over the items (batch x tile) this program visits."""
+    offs_c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    pid_s = tl.program_id(1)
+    acc_w = tl.zeros([BLOCK_C, KK], dtype=tl.float32)
+    acc_b = tl.zeros([BLOCK_C], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    for item in range(pid_s, n_items, n_split):
+        b = (item // n_tiles).to(tl.int64)
+        oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
+        mask = mask_c[:, None] & mask_p[None, :]
+        x_b = x_ptr + b * sx_b
+        z = dw_conv_tile(x_b, w_ptr, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w, K, False, BLOCK_C, TH * TW)
+        if HAS_BIAS:
+            z += bias[:, None]
+        dy = tl.load(dy_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :],
+                     mask=mask, other=0.0).to(tl.float32)
+        dz = tl.where(mask, dy * gelu_grad(z), 0.0)
+        tl.store(dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :],
+                 dz.to(dz_ptr.dtype.element_ty), mask=mask)
+        acc_b += tl.sum(dz, axis=1)
+        acc_w = weight_grad_taps(acc_w, x_b, offs_c, mask_c, dz, oh, ow, H, W, sx_c, sx_h, sx_w, K, KK)
+    part = pid_s * C + offs_c
+    tl.store(dwp_ptr + part[:, None] * KK + tl.arange(0, KK)[None, :], acc_w, mask=mask_c[:, None])
+    tl.store(dbp_ptr + part, acc_b, mask=mask_c)
+
+
+def _strides(t: torch.Tensor) -> Tuple[int, int, int, int]:
+    return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
+
+
+def depthwise_conv(
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: Optional[torch.Tensor] = None,
+        apply_gelu: bool = False,
+        flip: bool = False,
+        out_dtype: Optional[torch.dtype] = None,
+) -> torch.Tensor:
+    """``act(dwconv(x, weight, padding=k // 2) + bias)``; ``flip`` gives the transposed conv (input gradient).
+
+    ``x`` is logical NCHW with any strides; the output has ``x``'s memory order (channels-last in, channels-last
+    out) so a permuted channels-last view round-trips without a copy.
+    """
+    B, C, H, W = x.shape
+    K = weight.shape[-1]
+    y = empty_nchw(x, dtype=out_dtype or x.dtype)
+    w = weight.reshape(C, K * K).contiguous()
+    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), C, H, W)
+    n_tw = triton.cdiv(W, tw)
+    n_tiles = triton.cdiv(H, th) * n_tw
+    grid = (B * n_tiles, triton.cdiv(C, block_c))
+    _dwconv_act_fwd_kernel[grid](
+        x, w, bias if bias is not None else w, y,
+        C, H, W, n_tw, n_tiles,
+        *_strides(x), *_strides(y),
+        K=K, HAS_BIAS=bias is not None, APPLY_GELU=apply_gelu, FLIP=flip,
+        BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
+    )
+    return y
+
+
+def dwconv_gelu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return depthwise_conv(x, weight, bias, apply_gelu=True)
+
+
+def dwconv_gelu_bwd(
+        grad: torch.Tensor,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: Optional[torch.Tensor],
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of ``GELU(dwconv(x) + b)``: two passes, ``dz`` (recomputing the conv) + weight/bias partial sums,
+    then the transposed conv of ``dz`` for ``dx`` (it needs ``dz`` on a halo, i.e. from neighbouring tiles)."""
+    B, C, H, W = x.shape
+    K = weight.shape[-1]
+    KK = next_pow2(K * K)
+    w = weight.reshape(C, K * K).contiguous()
+    dz = empty_nchw(x)
+    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), C, H, W)
+    n_tw = triton.cdiv(W, tw)
+    n_tiles = triton.cdiv(H, th) * n_tw
+    n_cblocks = triton.cdiv(C, block_c)
+    n_items = B * n_tiles
+    n_split = reduction_programs(x.device, n_items, n_cblocks)
+    dw_part = torch.empty((n_split, C, KK), dtype=torch.float32, device=x.device)
+    db_part = torch.empty((n_split, C), dtype=torch.float32, device=x.device)
+    _dwconv_gelu_bwd_kernel[(n_cblocks, n_split)](
+        x, w, bias if bias is not None else w, grad, dz, dw_part, db_part,
+        C, H, W, n_tw, n_tiles, n_items, n_split,
+        *_strides(x), *_strides(grad), *_strides(dz),
+        K=K, KK=KK, HAS_BIAS=bias is not None,
+        BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
+    )
+    dx = depthwise_conv(dz, weight, flip=True, out_dtype=x.dtype)
+    dweight = dw_part.sum(0)[:, :K * K].reshape(weight.shape).to(weight.dtype)
+    dbias = db_part.sum(0).to((bias if bias is not None else weight).dtype)
+    return dx, dweight, dbias

@@ -1,0 +1,288 @@
+"""Triton kernels for FocalNet's focal context (forward and backward).
+
+Forward, with ``c_0 = ctx``, ``c_l = GELU(dw_l(c_{l-1}))``, gates ``g_l = gates[:, l-1]``, global gate
+``g_G = gates[:, L]`` and ``s = 1 / (L + 1)`` when normalising (else 1)::
+
+    out = s * (sum_l g_l * c_l + g_G * GELU(mean_HW(c_L)))
+
+Pass plan (``L`` levels, ``N`` = elements of ctx; eager PyTorch moves about ``7N`` per level plus the global term):
+
+* levels ``1 .. L-1``: one pass each computing ``c_l`` tile by tile (halo reads of ``c_{l-1}`` from the neighbouring
+  tiles' memory) and, from the centre tap it already loads, the running gated sum of the levels before it;
+* level ``L`` is never stored: a reduction pass computes the per-tile channel sums of ``c_L`` (for the global mean),
+  and the final pass recomputes ``c_L`` and writes ``out`` with every term, the global level and ``s`` fused in.
+
+So ``L = 2`` moves about ``5N`` in four launches, ``L = 3`` about ``9N``. A single pass over all levels would need
+``c_l`` on a halo of neighbouring *computed* values, i.e. a block-wide scratch exchange between levels (Triton has
+no explicit shared memory; a global-memory scratch round trip costs as much as the stored level), and the global
+mean needs all of ``c_L`` before any output pixel is final; the plan above is the fusion the data allows.
+
+Backward saves only ``ctx``, ``gates``, the kernels and the ``(B, C)`` mean (no level is stored between forward
+and backward): it recomputes ``c_1 .. c_{L-1}``, then walks the levels from ``L`` down to 1. The pass for level
+``l`` recomputes ``z_l = dw_l(c_{l-1})`` on its tile, gathers ``dc_l = s * dout * g_l`` plus the transposed conv of
+``dz_{l+1}`` (or, at ``l = L``, the global-mean term), writes ``dz_l = dc_l * GELU'(z_l)``, adds its gate gradient,
+and accumulates the kernel gradient in registers. A last transposed conv of ``dz_1`` gives ``dctx``.
+"""
+from typing import List, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from ._dwconv_triton import depthwise_conv
+from ._layout import empty_nchw, is_channels_last, next_pow2
+from ._triton_utils import (
+    conv_tile_config, dw_conv_tile, gelu, gelu_grad, reduction_programs, tile_coords, weight_grad_taps,
+)
+
+_MODE_LEVEL, _MODE_MEAN, _MODE_FINAL = 0, 1, 2
+
+
+@triton.jit
+def _focal_fwd_kernel(
+        src_ptr, w_ptr, gates_ptr, pin_ptr, c_ptr, pout_ptr, part_ptr, mean_ptr, out_ptr,
+        C, H, W, n_tw, n_tiles, level, scale,
+        ss_b, ss_c, ss_h, ss_w,
+        sg_b, sg_l, sg_h, sg_w,
+        sb_b, sb_c, sb_h, sb_w,
+        K: tl.constexpr, MODE: tl.constexpr, WRITE_P: tl.constexpr, HAS_PIN: tl.constexpr, HAS_PREV: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+):
+    """One pass over level ``level`` (1-based), computing ``c = GELU(dw(src))`` with ``src = c_{level-1}``.
+
+    MODE 0: store ``c``; with WRITE_P also store ``P_{level-1} = P_{level-2} + g_{level-1} * src``.
+    MODE 1: store the per-tile channel sums of ``c`` to ``part[b, tile, c]``.
+    MODE 2 (last level): store ``out = s * (P_{L-2} + g_{L-1} * src + g_L * c + g_G * GELU(mean))``.
+    ``pin``/``pout``/``c``/``out`` share the buffer strides ``sb_*``.
+    """
+    pid = tl.program_id(0)
+    t = pid % n_tiles
+    b = (pid // n_tiles).to(tl.int64)
+    oh, ow, mask_p = tile_coords(t, n_tw, H, W, TH, TW)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    mask = mask_c[:, None] & mask_p[None, :]
+
+    src_b = src_ptr + b * ss_b
+    c = gelu(dw_conv_tile(src_b, w_ptr, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w, K, False, BLOCK_C, TH * TW))
+    buf_offs = b * sb_b + offs_c[:, None] * sb_c + (oh * sb_h + ow * sb_w)[None, :]
+    gate_b = gates_ptr + b * sg_b + oh * sg_h + ow * sg_w
+
+    if MODE == 1:
+        part = tl.sum(tl.where(mask, c, 0.0), axis=1)
+        tl.store(part_ptr + (b * n_tiles + t) * C + offs_c, part, mask=mask_c)
+    else:
+        if MODE == 0:
+            tl.store(c_ptr + buf_offs, c.to(c_ptr.dtype.element_ty), mask=mask)
+        if WRITE_P or MODE == 2:
+            acc = tl.zeros_like(c)
+            if HAS_PIN:
+                acc += tl.load(pin_ptr + buf_offs, mask=mask, other=0.0).to(tl.float32)
+            if HAS_PREV:
+                centre = tl.load(src_b + offs_c[:, None] * ss_c + (oh * ss_h + ow * ss_w)[None, :],
+                                 mask=mask, other=0.0).to(tl.float32)
+                g_prev = tl.load(gate_b + (level - 2) * sg_l, mask=mask_p, other=0.0).to(tl.float32)
+                acc += centre * g_prev[None, :]
+            if MODE == 0:
+                tl.store(pout_ptr + buf_offs, acc.to(pout_ptr.dtype.element_ty), mask=mask)
+            else:
+                g_last = tl.load(gate_b + (level - 1) * sg_l, mask=mask_p, other=0.0).to(tl.float32)
+                g_glob = tl.load(gate_b + level * sg_l, mask=mask_p, other=0.0).to(tl.float32)
+                glob = gelu(tl.load(mean_ptr + b * C + offs_c, mask=mask_c, other=0.0))
+                acc += c * g_last[None, :] + glob[:, None] * g_glob[None, :]
+                tl.store(out_ptr + buf_offs, (acc * scale).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _focal_bwd_global_kernel(
+        dout_ptr, gates_ptr, mean_ptr, part_ptr, dgates_ptr,
+        C, H, W, n_tw, n_tiles, num_levels, scale,
+        sd_b, sd_c, sd_h, sd_w,
+        sg_b, sg_l, sg_h, sg_w,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+):
+    """Global level: per-tile ``sum_p dout * g_G`` (for d mean) and ``dgates[:, L] += s * sum_c dout * GELU(mean)``."""
+    pid = tl.program_id(0)
+    t = pid % n_tiles
+    b = (pid // n_tiles).to(tl.int64)
+    oh, ow, mask_p = tile_coords(t, n_tw, H, W, TH, TW)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    mask = mask_c[:, None] & mask_p[None, :]
+    dout = tl.load(dout_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :],
+                   mask=mask, other=0.0).to(tl.float32)
+    g_glob = tl.load(gates_ptr + b * sg_b + num_levels * sg_l + oh * sg_h + ow * sg_w,
+                     mask=mask_p, other=0.0).to(tl.float32)
+    tl.store(part_ptr + (b * n_tiles + t) * C + offs_c, tl.sum(dout * g_glob[None, :], axis=1), mask=mask_c)
+    glob = gelu(tl.load(mean_ptr + b * C + offs_c, mask=mask_c, other=0.0))
+    dg = tl.sum(dout * glob[:, None], axis=0) * scale
+    # dgates32 is a dense (B, L + 1, H, W) float32 buffer
+    tl.atomic_add(dgates_ptr + (b * (num_levels + 1) + num_levels) * H * W + oh * W + ow, dg, mask=mask_p)
+
+
+@triton.jit
+def _focal_bwd_level_kernel(
+        src_ptr, w_ptr, wn_ptr, gates_ptr, dout_ptr, dzn_ptr, dmean_ptr, dz_ptr, dgates_ptr, dwp_ptr,
+        C, H, W, n_tw, n_tiles, n_items, n_split, level, num_levels, scale,
+        ss_b, ss_c, ss_h, ss_w,
+        sg_b, sg_l, sg_h, sg_w,
+        sd_b, sd_c, sd_h, sd_w,
+        sz_b, sz_c, sz_h, sz_w,
+        K: tl.constexpr, KN: tl.constexpr, KK: tl.constexpr, IS_LAST: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+):
+    """Backward of level ``level`` over the items (batch x tile) of this program; see the module docstring.
+
+    ``dzn``/``dz`` (``dz_{l+1}`` read on a halo, ``dz_l`` written) share the strides ``sz_*``; ``dmean`` is the
+    ``(B, C)`` float32 gradient reaching every pixel of ``c_L`` from the global level.
+    """
+    offs_c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    pid_s = tl.program_id(1)
+    acc_w = tl.zeros([BLOCK_C, KK], dtype=tl.float32)
+    for item in range(pid_s, n_items, n_split):
+        b = (item // n_tiles).to(tl.int64)
+        oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
+        mask = mask_c[:, None] & mask_p[None, :]
+        src_b = src_ptr + b * ss_b
+        z = dw_conv_tile(src_b, w_ptr, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w, K, False, BLOCK_C, TH * TW)
+        c = gelu(z)
+        dout = tl.load(dout_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :],
+                       mask=mask, other=0.0).to(tl.float32)
+        gate = tl.load(gates_ptr + b * sg_b + (level - 1) * sg_l + oh * sg_h + ow * sg_w,
+                       mask=mask_p, other=0.0).to(tl.float32)
+        dc = dout * (gate[None, :] * scale)
+        if IS_LAST:
+            dc += tl.load(dmean_ptr + b * C + offs_c, mask=mask_c, other=0.0)[:, None]
+        else:
+            dc += dw_conv_tile(dzn_ptr + b * sz_b, wn_ptr, offs_c, mask_c, oh, ow, H, W, sz_c, sz_h, sz_w,
+                               KN, True, BLOCK_C, TH * TW)
+        dz = tl.where(mask, dc * gelu_grad(z), 0.0)
+        tl.store(dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :],
+                 dz.to(dz_ptr.dtype.element_ty), mask=mask)
+        dg = tl.sum(dout * c, axis=0) * scale
+        tl.atomic_add(dgates_ptr + (b * (num_levels + 1) + level - 1) * H * W + oh * W + ow, dg, mask=mask_p)
+        acc_w = weight_grad_taps(acc_w, src_b, offs_c, mask_c, dz, oh, ow, H, W, ss_c, ss_h, ss_w, K, KK)
+    tl.store(dwp_ptr + (pid_s * C + offs_c)[:, None] * KK + tl.arange(0, KK)[None, :], acc_w, mask=mask_c[:, None])
+
+
+def _strides(t: torch.Tensor):
+    return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
+
+
+class _Plan:
+    """Tile configuration shared by every pass of one call."""
+
+    def __init__(self, ctx: torch.Tensor):
+        B, C, H, W = ctx.shape
+        self.B, self.C, self.H, self.W = B, C, H, W
+        self.block_c, self.th, self.tw, self.num_warps = conv_tile_config(is_channels_last(ctx), C, H, W)
+        self.n_tw = triton.cdiv(W, self.tw)
+        self.n_tiles = triton.cdiv(H, self.th) * self.n_tw
+        self.n_cblocks = triton.cdiv(C, self.block_c)
+
+    @property
+    def grid(self):
+        return self.B * self.n_tiles, self.n_cblocks
+
+    def meta(self):
+        return dict(BLOCK_C=self.block_c, TH=self.th, TW=self.tw, num_warps=self.num_warps)
+
+
+def _fwd_pass(plan: _Plan, mode: int, src, weight, gates, level: int, *, pin=None, c_out=None, pout=None,
+              part=None, mean=None, out=None, scale: float = 1.0, has_prev: bool = False):
+    K = weight.shape[-1]
+    w = weight.reshape(plan.C, K * K).contiguous()
+    buf = next(t for t in (c_out, pout, out, pin, src) if t is not None)
+    dummy = w
+    _focal_fwd_kernel[plan.grid](
+        src, w, gates,
+        pin if pin is not None else dummy, c_out if c_out is not None else dummy,
+        pout if pout is not None else dummy, part if part is not None else dummy,
+        mean if mean is not None else dummy, out if out is not None else dummy,
+        plan.C, plan.H, plan.W, plan.n_tw, plan.n_tiles, level, scale,
+        *_strides(src), *_strides(gates), *_strides(buf),
+        K=K, MODE=mode, WRITE_P=pout is not None, HAS_PIN=pin is not None, HAS_PREV=has_prev,
+        **plan.meta(),
+    )
+
+
+def _levels(plan: _Plan, ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor], with_partial: bool):
+    """Run levels 1 .. L-1. Returns ``(c_{L-1}, P_{L-2})`` when ``with_partial``, else the list ``[c_0 .. c_{L-1}]``."""
+    cs = [ctx]
+    partial = None
+    for level in range(1, len(kernels)):
+        c_out = empty_nchw(ctx)
+        pout = empty_nchw(ctx) if with_partial and level >= 2 else None
+        _fwd_pass(plan, _MODE_LEVEL, cs[-1], kernels[level - 1], gates, level, pin=partial, c_out=c_out,
+                  pout=pout, has_prev=pout is not None)
+        if with_partial:
+            partial = pout
+            cs = [c_out]  # the forward only needs the latest level
+        else:
+            cs.append(c_out)
+    return (cs[-1], partial) if with_partial else cs
+
+
+def focal_context_fwd(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor], normalize: bool
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Returns ``(ctx_all, mean)``; ``mean`` is the float32 ``(B, C)`` spatial mean of ``c_L`` (saved for backward)."""
+    plan = _Plan(ctx)
+    L = len(kernels)
+    src, partial = _levels(plan, ctx, gates, kernels, with_partial=True)
+    part = torch.empty((plan.B, plan.n_tiles, plan.C), dtype=torch.float32, device=ctx.device)
+    _fwd_pass(plan, _MODE_MEAN, src, kernels[-1], gates, L, part=part)
+    mean = part.sum(1) / (plan.H * plan.W)
+    out = empty_nchw(ctx)
+    _fwd_pass(plan, _MODE_FINAL, src, kernels[-1], gates, L, pin=partial, mean=mean, out=out,
+              scale=1.0 / (L + 1) if normalize else 1.0, has_prev=L >= 2)
+    return out, mean
+
+
+def _gelu_grad_torch(x: torch.Tensor) -> torch.Tensor:
+    cdf = 0.5 * (1.0 + torch.erf(x * 0.7071067811865476))
+    return cdf + x * torch.exp(-0.5 * x * x) * 0.3989422804014327
+
+
+def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor],
+                      mean: torch.Tensor, normalize: bool) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+    plan = _Plan(ctx)
+    B, C, H, W = ctx.shape
+    L = len(kernels)
+    scale = 1.0 / (L + 1) if normalize else 1.0
+    cs = _levels(plan, ctx, gates, kernels, with_partial=False)
+
+    dgates = torch.zeros((B, L + 1, H, W), dtype=torch.float32, device=ctx.device)
+    part = torch.empty((B, plan.n_tiles, C), dtype=torch.float32, device=ctx.device)
+    _focal_bwd_global_kernel[plan.grid](
+        grad, gates, mean, part, dgates,
+        C, H, W, plan.n_tw, plan.n_tiles, L, scale,
+        *_strides(grad), *_strides(gates), **plan.meta(),
+    )
+    dmean = (part.sum(1) * scale * _gelu_grad_torch(mean) / (H * W)).contiguous()
+
+    n_items = B * plan.n_tiles
+    n_split = reduction_programs(ctx.device, n_items, plan.n_cblocks)
+    dkernels: List[torch.Tensor] = [torch.empty(0)] * L
+    dz_next = None
+    for level in range(L, 0, -1):
+        weight = kernels[level - 1]
+        K = weight.shape[-1]
+        KK = next_pow2(K * K)
+        w = weight.reshape(C, K * K).contiguous()
+        wn = kernels[level].reshape(C, -1).contiguous() if level < L else w
+        src = cs[level - 1]
+        dz = empty_nchw(ctx)
+        dw_part = torch.empty((n_split, C, KK), dtype=torch.float32, device=ctx.device)
+        _focal_bwd_level_kernel[(plan.n_cblocks, n_split)](
+            src, w, wn, gates, grad, dz_next if dz_next is not None else dz, dmean, dz, dgates, dw_part,
+            C, H, W, plan.n_tw, plan.n_tiles, n_items, n_split, level, L, scale,
+            *_strides(src), *_strides(gates), *_strides(grad), *_strides(dz),
+            K=K, KN=kernels[level].shape[-1] if level < L else 1, KK=KK, IS_LAST=level == L,
+            **plan.meta(),
+        )
+        dkernels[level - 1] = dw_part.sum(0)[:, :K * K].reshape(weight.shape).to(weight.dtype)
+        dz_next = dz
+        cs[level - 1] = None  # c_{l-1} is done: the pass of level l-1 reads c_{l-2} and dz_l
+    dctx = depthwise_conv(dz_next, kernels[0], flip=True, out_dtype=ctx.dtype)
+    return dctx, dgates.to(gates.dtype), dkernels

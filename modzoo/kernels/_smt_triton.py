@@ -1,0 +1,215 @@
+"""Triton kernels for SMT's multi-head mixed convolution with the channel interleave.
+
+Head ``i`` convolves input channels ``[i * Cg, (i + 1) * Cg)`` (``Cg = C / h``) with its own ``k_i x k_i`` depthwise
+kernel and bias, and its channel ``g`` lands in output channel ``g * h + i``. A program owns one (batch, tile) and a
+block of ``g`` and runs every head of its launch (up to four, each with a compile-time kernel size) on it, so in
+channels-last memory the interleaved stores of the heads fill the same cache lines. More than four heads take
+several launches (``head0`` is the first head of a launch).
+
+The backward is one pass: per head it reads ``dy`` (the interleaved output gradient) on a halo for
+``dx = conv_T(dy)``, and ``x`` on a halo against the ``dy`` tile for the weight gradient, summed with the bias
+gradient in registers over the items a program visits.
+"""
+from typing import List, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from ._layout import empty_nchw, is_channels_last, next_pow2
+from ._triton_utils import conv_tile_config, dw_conv_tile, reduction_programs, tile_coords, weight_grad_taps
+
+HEADS_PER_LAUNCH = 4
+
+
+@triton.jit
+def _head_fwd(x_b, w_ptr, b_ptr, y_b, head, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
+              sx_c, sx_h, sx_w, sy_c, sy_h, sy_w,
+              K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    acc = dw_conv_tile(x_b + head * Cg * sx_c, w_ptr, offs_g, mask_g, oh, ow, H, W, sx_c, sx_h, sx_w,
+                       K, False, BLOCK_C, BLOCK_P)
+    acc += tl.load(b_ptr + offs_g, mask=mask_g, other=0.0).to(tl.float32)[:, None]
+    y_offs = (offs_g * n_heads + head)[:, None] * sy_c + (oh * sy_h + ow * sy_w)[None, :]
+    tl.store(y_b + y_offs, acc.to(y_b.dtype.element_ty), mask=mask_g[:, None] & mask_p[None, :])
+
+
+@triton.jit
+def _mixed_dw_fwd_kernel(
+        x_ptr, w0, b0, w1, b1, w2, b2, w3, b3, y_ptr,
+        Cg, H, W, n_tw, n_tiles, head0, n_heads,
+        sx_b, sx_c, sx_h, sx_w,
+        sy_b, sy_c, sy_h, sy_w,
+        NUM_HEADS: tl.constexpr, K0: tl.constexpr, K1: tl.constexpr, K2: tl.constexpr, K3: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    b = (pid // n_tiles).to(tl.int64)
+    oh, ow, mask_p = tile_coords(pid % n_tiles, n_tw, H, W, TH, TW)
+    offs_g = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_g = offs_g < Cg
+    x_b = x_ptr + b * sx_b
+    y_b = y_ptr + b * sy_b
+    _head_fwd(x_b, w0, b0, y_b, head0, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
+              sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K0, BLOCK_C, TH * TW)
+    if NUM_HEADS > 1:
+        _head_fwd(x_b, w1, b1, y_b, head0 + 1, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
+                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K1, BLOCK_C, TH * TW)
+    if NUM_HEADS > 2:
+        _head_fwd(x_b, w2, b2, y_b, head0 + 2, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
+                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K2, BLOCK_C, TH * TW)
+    if NUM_HEADS > 3:
+        _head_fwd(x_b, w3, b3, y_b, head0 + 3, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
+                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K3, BLOCK_C, TH * TW)
+
+
+@triton.jit
+def _head_bwd(acc_w, acc_b, x_b, w_ptr, dy_b, dx_b, head, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
+              sx_c, sx_h, sx_w, sd_c, sd_h, sd_w, se_c, se_h, se_w,
+              K: tl.constexpr, KK: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    mask = mask_g[:, None] & mask_p[None, :]
+    # this head's output channels g * h + head, i.e. channel stride h * sd_c from offset head
+    dy_head = dy_b + head * sd_c
+    dy = tl.load(dy_head + offs_g[:, None] * (n_heads * sd_c) + (oh * sd_h + ow * sd_w)[None, :],
+                 mask=mask, other=0.0).to(tl.float32)
+    dx = dw_conv_tile(dy_head, w_ptr, offs_g, mask_g, oh, ow, H, W, n_heads * sd_c, sd_h, sd_w,
+                      K, True, BLOCK_C, BLOCK_P)
+    tl.store(dx_b + (head * Cg + offs_g)[:, None] * se_c + (oh * se_h + ow * se_w)[None, :],
+             dx.to(dx_b.dtype.element_ty), mask=mask)
+    acc_b += tl.sum(dy, axis=1)
+    acc_w = weight_grad_taps(acc_w, x_b + head * Cg * sx_c, offs_g, mask_g, dy, oh, ow, H, W, sx_c, sx_h, sx_w,
+                             K, KK)
+    return acc_w, acc_b
+
+
+@triton.jit
+def _store_partial(dwp, dbp, acc_w, acc_b, pid_s, Cg, offs_g, mask_g, KK: tl.constexpr):
+    part = pid_s * Cg + offs_g
+    tl.store(dwp + part[:, None] * KK + tl.arange(0, KK)[None, :], acc_w, mask=mask_g[:, None])
+    tl.store(dbp + part, acc_b, mask=mask_g)
+
+
+@triton.jit
+def _mixed_dw_bwd_kernel(
+        x_ptr, w0, w1, w2, w3, dy_ptr, dx_ptr,
+        dwp0, dbp0, dwp1, dbp1, dwp2, dbp2, dwp3, dbp3,
+        Cg, H, W, n_tw, n_tiles, n_items, n_split, head0, n_heads,
+        sx_b, sx_c, sx_h, sx_w,
+        sd_b, sd_c, sd_h, sd_w,
+        se_b, se_c, se_h, se_w,
+        NUM_HEADS: tl.constexpr, K0: tl.constexpr, K1: tl.constexpr, K2: tl.constexpr, K3: tl.constexpr,
+        KK0: tl.constexpr, KK1: tl.constexpr, KK2: tl.constexpr, KK3: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+):
+    offs_g = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_g = offs_g < Cg
+    pid_s = tl.program_id(1)
+    # heads absent from this launch keep (unused) 1-column accumulators
+    acc_w0 = tl.zeros([BLOCK_C, KK0], dtype=tl.float32)
+    acc_w1 = tl.zeros([BLOCK_C, KK1], dtype=tl.float32)
+    acc_w2 = tl.zeros([BLOCK_C, KK2], dtype=tl.float32)
+    acc_w3 = tl.zeros([BLOCK_C, KK3], dtype=tl.float32)
+    acc_b0 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc_b1 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc_b2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc_b3 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for item in range(pid_s, n_items, n_split):
+        b = (item // n_tiles).to(tl.int64)
+        oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
+        x_b = x_ptr + b * sx_b
+        dy_b = dy_ptr + b * sd_b
+        dx_b = dx_ptr + b * se_b
+        acc_w0, acc_b0 = _head_bwd(acc_w0, acc_b0, x_b, w0, dy_b, dx_b, head0, n_heads, Cg, offs_g, mask_g,
+                                   oh, ow, mask_p, H, W, sx_c, sx_h, sx_w, sd_c, sd_h, sd_w, se_c, se_h, se_w,
+                                   K0, KK0, BLOCK_C, TH * TW)
+        if NUM_HEADS > 1:
+            acc_w1, acc_b1 = _head_bwd(acc_w1, acc_b1, x_b, w1, dy_b, dx_b, head0 + 1, n_heads, Cg, offs_g, mask_g,
+                                       oh, ow, mask_p, H, W, sx_c, sx_h, sx_w, sd_c, sd_h, sd_w, se_c, se_h, se_w,
+                                       K1, KK1, BLOCK_C, TH * TW)
+        if NUM_HEADS > 2:
+            acc_w2, acc_b2 = _head_bwd(acc_w2, acc_b2, x_b, w2, dy_b, dx_b, head0 + 2, n_heads, Cg, offs_g, mask_g,
+                                       oh, ow, mask_p, H, W, sx_c, sx_h, sx_w, sd_c, sd_h, sd_w, se_c, se_h, se_w,
+                                       K2, KK2, BLOCK_C, TH * TW)
+        if NUM_HEADS > 3:
+            acc_w3, acc_b3 = _head_bwd(acc_w3, acc_b3, x_b, w3, dy_b, dx_b, head0 + 3, n_heads, Cg, offs_g, mask_g,
+                                       oh, ow, mask_p, H, W, sx_c, sx_h, sx_w, sd_c, sd_h, sd_w, se_c, se_h, se_w,
+                                       K3, KK3, BLOCK_C, TH * TW)
+    _store_partial(dwp0, dbp0, acc_w0, acc_b0, pid_s, Cg, offs_g, mask_g, KK0)
+    if NUM_HEADS > 1:
+        _store_partial(dwp1, dbp1, acc_w1, acc_b1, pid_s, Cg, offs_g, mask_g, KK1)
+    if NUM_HEADS > 2:
+        _store_partial(dwp2, dbp2, acc_w2, acc_b2, pid_s, Cg, offs_g, mask_g, KK2)
+    if NUM_HEADS > 3:
+        _store_partial(dwp3, dbp3, acc_w3, acc_b3, pid_s, Cg, offs_g, mask_g, KK3)
+
+
+def _strides(t: torch.Tensor):
+    return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
+
+
+def _launch_groups(n_heads: int):
+    return [(h0, min(HEADS_PER_LAUNCH, n_heads - h0)) for h0 in range(0, n_heads, HEADS_PER_LAUNCH)]
+
+
+def _pad(items: list, fill) -> list:
+    return items + [fill] * (HEADS_PER_LAUNCH - len(items))
+
+
+def mixed_dwconv_fwd(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> torch.Tensor:
+    B, C, H, W = x.shape
+    n_heads = len(weights)
+    Cg = C // n_heads
+    y = empty_nchw(x)
+    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), Cg, H, W)
+    n_tw = triton.cdiv(W, tw)
+    n_tiles = triton.cdiv(H, th) * n_tw
+    grid = (B * n_tiles, triton.cdiv(Cg, block_c))
+    for h0, nh in _launch_groups(n_heads):
+        ws = [w.reshape(Cg, -1).contiguous() for w in weights[h0:h0 + nh]]
+        bs = [b.contiguous() for b in biases[h0:h0 + nh]]
+        ks = [w.shape[-1] for w in weights[h0:h0 + nh]]
+        ws, bs, ks = _pad(ws, ws[0]), _pad(bs, bs[0]), _pad(ks, 1)
+        _mixed_dw_fwd_kernel[grid](
+            x, ws[0], bs[0], ws[1], bs[1], ws[2], bs[2], ws[3], bs[3], y,
+            Cg, H, W, n_tw, n_tiles, h0, n_heads,
+            *_strides(x), *_strides(y),
+            NUM_HEADS=nh, K0=ks[0], K1=ks[1], K2=ks[2], K3=ks[3],
+            BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
+        )
+    return y
+
+
+def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]
+                     ) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
+    B, C, H, W = x.shape
+    n_heads = len(weights)
+    Cg = C // n_heads
+    dx = empty_nchw(x)
+    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), Cg, H, W)
+    n_tw = triton.cdiv(W, tw)
+    n_tiles = triton.cdiv(H, th) * n_tw
+    n_gblocks = triton.cdiv(Cg, block_c)
+    n_items = B * n_tiles
+    n_split = reduction_programs(x.device, n_items, n_gblocks)
+    dweights: List[torch.Tensor] = []
+    dbiases: List[torch.Tensor] = []
+    for h0, nh in _launch_groups(n_heads):
+        ws = [w.reshape(Cg, -1).contiguous() for w in weights[h0:h0 + nh]]
+        ks = [w.shape[-1] for w in weights[h0:h0 + nh]]
+        kks = [next_pow2(k * k) for k in ks]
+        dwps = [torch.empty((n_split, Cg, kk), dtype=torch.float32, device=x.device) for kk in kks]
+        dbps = [torch.empty((n_split, Cg), dtype=torch.float32, device=x.device) for _ in ks]
+        pw, pk, pkk = _pad(ws, ws[0]), _pad(ks, 1), _pad(kks, 1)
+        pdw, pdb = _pad(dwps, dwps[0]), _pad(dbps, dbps[0])
+        _mixed_dw_bwd_kernel[(n_gblocks, n_split)](
+            x, pw[0], pw[1], pw[2], pw[3], grad, dx,
+            pdw[0], pdb[0], pdw[1], pdb[1], pdw[2], pdb[2], pdw[3], pdb[3],
+            Cg, H, W, n_tw, n_tiles, n_items, n_split, h0, n_heads,
+            *_strides(x), *_strides(grad), *_strides(dx),
+            NUM_HEADS=nh, K0=pk[0], K1=pk[1], K2=pk[2], K3=pk[3], KK0=pkk[0], KK1=pkk[1], KK2=pkk[2], KK3=pkk[3],
+            BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
+        )
+        for i in range(nh):
+            w, b = weights[h0 + i], biases[h0 + i]
+            dweights.append(dwps[i].sum(0)[:, :ks[i] * ks[i]].reshape(w.shape).to(w.dtype))
+            dbiases.append(dbps[i].sum(0).to(b.dtype))
+    return dx, dweights, dbiases

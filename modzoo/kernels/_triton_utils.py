@@ -1,0 +1,146 @@
+"""Triton helpers shared by modzoo's kernels: exact GELU and its derivative, the depthwise-conv tile, tap
+accumulation for weight gradients, and the tile configurations.
+
+Conventions of every conv-like kernel here:
+* a program works on one (batch, spatial tile) pair and a block of ``BLOCK_C`` channels; the tile is ``TH x TW``
+  pixels flattened to ``BLOCK_P = TH * TW`` so a block is a 2-D ``[BLOCK_C, BLOCK_P]`` tensor;
+* tensors are addressed through their four strides, so NCHW, channels-last, permuted views and channel slices are
+  read in place; Triton specialises the unit stride, so loads are coalesced along whichever dim is contiguous;
+* everything is computed in float32 right after the load (the interpreter cannot do bfloat16 arithmetic, and the
+  GPU accumulates more accurately that way), and cast to the destination dtype on store;
+* zero padding is a load mask, so halos at tile borders are read straight from the neighbouring tiles' memory.
+
+Importing this module imports Triton; ``TRITON_INTERPRET=1`` must be set before that to run on CPU tensors.
+"""
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from ._layout import next_pow2
+
+# Whether the kernels defined after this import run under the interpreter (fixed at decoration time).
+INTERPRETED = bool(triton.knobs.runtime.interpret)
+
+_SQRT1_2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+@triton.jit
+def gelu(z):
+    """Exact (erf) GELU, as ``torch.nn.functional.gelu`` with ``approximate='none'``."""
+    return 0.5 * z * (1.0 + tl.math.erf(z * 0.7071067811865476))
+
+
+@triton.jit
+def gelu_grad(z):
+    """d GELU / dz = Phi(z) + z * phi(z)."""
+    cdf = 0.5 * (1.0 + tl.math.erf(z * 0.7071067811865476))
+    pdf = tl.exp(-0.5 * z * z) * 0.3989422804014327
+    return cdf + z * pdf
+
+
+@triton.jit
+def tile_coords(t, n_tw, H, W, TH: tl.constexpr, TW: tl.constexpr):
+    """Pixel rows/cols of spatial tile ``t`` (row-major over ``n_tw`` tiles per row) and their in-image mask."""
+    p = tl.arange(0, TH * TW)
+    oh = (t // n_tw) * TH + p // TW
+    ow = (t % n_tw) * TW + p % TW
+    return oh, ow, (oh < H) & (ow < W)
+
+
+@triton.jit
+def dw_conv_tile(src_ptr, w_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
+                 K: tl.constexpr, FLIP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Depthwise KxK cross-correlation with zero padding K // 2 on one tile, in float32.
+
+    ``src_ptr`` points at the batch sample; channel ``offs_c[i]`` lives at ``src_ptr + offs_c[i] * s_c``. ``w_ptr``
+    is a dense ``(C, K*K)`` weight. ``FLIP`` rotates the kernel by 180 degrees, which turns the op into its
+    transpose (the input gradient of the forward conv). Channels outside ``mask_c`` read channel 0 (always in
+    bounds) with a zero weight, so the big loads only need the spatial mask.
+    """
+    acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    src_tile = src_ptr + tl.where(mask_c, offs_c, 0)[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
+    w_row = w_ptr + offs_c * (K * K)
+    for i in tl.static_range(K):
+        ih = oh + (i - K // 2)
+        row_ok = (ih >= 0) & (ih < H)
+        src_row = src_tile + (i - K // 2) * s_h
+        for j in tl.static_range(K):
+            iw = ow + (j - K // 2)
+            ok = row_ok & (iw >= 0) & (iw < W)
+            val = tl.load(src_row + (j - K // 2) * s_w, mask=ok[None, :], other=0.0)
+            if FLIP:
+                wv = tl.load(w_row + ((K - 1 - i) * K + (K - 1 - j)), mask=mask_c, other=0.0)
+            else:
+                wv = tl.load(w_row + (i * K + j), mask=mask_c, other=0.0)
+            acc += val.to(tl.float32) * wv.to(tl.float32)[:, None]
+    return acc
+
+
+@triton.jit
+def add_tap(acc, tap_sum, tap: tl.constexpr, KK: tl.constexpr):
+    """``acc[:, tap] += tap_sum``: collects the per-tap weight-gradient sums of a ``[BLOCK_C, KK]`` accumulator
+    that lives in registers across the tiles a program visits (Triton has no indexed register write)."""
+    cols = tl.arange(0, KK)
+    return acc + tl.where(cols[None, :] == tap, tap_sum[:, None], 0.0)
+
+
+@triton.jit
+def weight_grad_taps(acc, src_ptr, offs_c, mask_c, dz, oh, ow, H, W, s_c, s_h, s_w, K: tl.constexpr,
+                     KK: tl.constexpr):
+    """Add ``sum_p dz[c, p] * src[c, p + tap]`` for every tap of a KxK kernel to ``acc[c, tap]``.
+
+    ``src_ptr`` points at the batch sample of the conv input; ``dz`` (the conv output gradient) must already be
+    zero outside the image and outside ``mask_c``.
+    """
+    src_tile = src_ptr + tl.where(mask_c, offs_c, 0)[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
+    for i in tl.static_range(K):
+        ih = oh + (i - K // 2)
+        row_ok = (ih >= 0) & (ih < H)
+        src_row = src_tile + (i - K // 2) * s_h
+        for j in tl.static_range(K):
+            iw = ow + (j - K // 2)
+            ok = row_ok & (iw >= 0) & (iw < W)
+            val = tl.load(src_row + (j - K // 2) * s_w, mask=ok[None, :], other=0.0)
+            acc = add_tap(acc, tl.sum(dz * val.to(tl.float32), axis=1), i * K + j, KK)
+    return acc
+
+
+def conv_tile_config(channels_last: bool, C: int, H: int, W: int):
+    """``(BLOCK_C, TH, TW, num_warps)`` for a conv-like kernel on a (C, H, W) plane.
+
+    About 1024 elements per program. Channels-last memory wants a wide channel block (its contiguous dim) and few
+    pixels; NCHW wants whole rows of pixels and few channels. Under the interpreter the blocks are small (8x8
+    pixels, 4 channels) so test shapes just above 8 pixels / 4 channels cover several tiles and channel blocks
+    (halos across tile borders, masks), while tiny shapes stay cheap (the interpreter's cost is per program).
+    """
+    if INTERPRETED:
+        return min(4, next_pow2(C)), min(8, next_pow2(H)), min(8, next_pow2(W)), 1
+    if channels_last:
+        block_c = min(64, next_pow2(C))
+        tw = min(next_pow2(W), 4)
+        th = min(next_pow2(H), max(1, 1024 // (block_c * tw)))
+    else:
+        tw = min(next_pow2(W), 16)
+        th = min(next_pow2(H), 8)
+        block_c = max(1, min(next_pow2(C), 1024 // (th * tw)))
+    return block_c, th, tw, 4
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def reduction_programs(device: torch.device, n_items: int, n_cblocks: int) -> int:
+    """How many programs per channel block split the (batch x tile) items of a weight-gradient kernel.
+
+    Each program keeps its partial weight gradient in registers across the items it visits and writes it once;
+    the partials are summed afterwards (deterministic, no atomics). Enough programs to fill the GPU a few times.
+    """
+    if INTERPRETED or device.type != 'cuda':
+        return max(1, min(2, n_items))
+    target = 4 * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    return max(1, min(n_items, triton.cdiv(target, n_cblocks)))

@@ -1,0 +1,143 @@
+"""Backend selection for modzoo's fused kernels.
+
+``auto`` (default) runs the Triton kernels on CUDA tensors in float32/float16/bfloat16 and the PyTorch reference
+everywhere else (CPU, float64, unsupported shapes), so it never fails where the reference works. ``triton`` forces
+the kernels and raises :class:`KernelUnsupportedError` on an input they cannot take; CPU tensors are accepted only
+when the Triton interpreter (``TRITON_INTERPRET=1``, set before the kernels are first imported) is on, which is how
+the CPU tests exercise the kernels. ``torch`` always runs the reference.
+
+Whatever the backend, ONNX export, TorchScript scripting/tracing (and therefore fvcore, which traces) always see
+the reference computation: exported graphs and FLOP counts never contain a Triton op.
+
+The backend comes from ``set_backend`` / ``use_backend`` or, until one of those is called, from the environment
+variable ``MODZOO_KERNELS`` (read when this module is imported and again on ``set_backend(None)``).
+"""
+import contextlib
+import functools
+import os
+from typing import Callable, Iterator, Optional, Sequence
+
+import torch
+
+__all__ = [
+    'BACKENDS', 'ENV_VAR', 'KernelUnsupportedError', 'set_backend', 'get_backend', 'use_backend',
+    'triton_available', 'interpreter_enabled', 'select_backend',
+]
+
+BACKENDS = ('auto', 'triton', 'torch')
+ENV_VAR = 'MODZOO_KERNELS'
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class KernelUnsupportedError(RuntimeError):
+    """The ``triton`` backend was forced on an input the Triton kernels do not support."""
+
+
+def _validate(name: str, source: str) -> str:
+    name = name.strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f'unknown modzoo kernel backend {name!r} (from {source}); choose one of {BACKENDS}')
+    return name
+
+
+def _from_env() -> str:
+    return _validate(os.environ.get(ENV_VAR, 'auto') or 'auto', f'the environment variable {ENV_VAR}')
+
+
+_backend: str = _from_env()
+
+
+def set_backend(name: Optional[str]) -> None:
+    """Select ``'auto'``, ``'triton'`` or ``'torch'`` for every fused op; ``None`` re-reads ``MODZOO_KERNELS``."""
+    global _backend
+    _backend = _from_env() if name is None else _validate(name, 'set_backend')
+
+
+def get_backend() -> str:
+    return _backend
+
+
+@contextlib.contextmanager
+def use_backend(name: Optional[str]) -> Iterator[None]:
+    """Temporarily select a backend (``with use_backend('torch'): ...``)."""
+    previous = _backend
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def interpreter_enabled() -> bool:
+    """Whether modzoo's Triton kernels run under the Triton interpreter.
+
+    Once the kernel modules are imported this is fixed by how they were decorated; before that it follows
+    ``TRITON_INTERPRET`` (which must be set before the first import for the interpreter to be used).
+    """
+    if not triton_available():
+        return False
+    from . import _triton_utils
+    return _triton_utils.INTERPRETED
+
+
+def _in_export_or_trace() -> bool:
+    # fvcore and torch.jit.trace record ops through tracing; ONNX export (both exporters) sets the export flag
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def _device_reason(tensors: Sequence[torch.Tensor], forced: bool) -> Optional[str]:
+    """Why the Triton kernels cannot take these tensors (None when they can)."""
+    device = tensors[0].device
+    for t in tensors:
+        if t.device != device:
+            return f'its tensors are on different devices ({device} and {t.device})'
+    if device.type == 'cuda':
+        pass
+    elif device.type == 'cpu' and forced and interpreter_enabled():
+        pass  # the interpreter runs the kernels on CPU tensors (tests)
+    elif device.type == 'cpu' and forced:
+        return ('its tensors are on the CPU and the Triton interpreter is off (set TRITON_INTERPRET=1 before '
+                'modzoo.kernels is first used to run the kernels on the CPU)')
+    else:
+        return f'its tensors are on a {device.type} device (the Triton kernels need CUDA)'
+    for t in tensors:
+        if t.dtype not in TRITON_DTYPES:
+            return f'it got a {t.dtype} tensor (supported: float32, float16, bfloat16)'
+    if not triton_available():
+        return 'Triton is not installed'
+    return None
+
+
+def select_backend(
+        op: str,
+        tensors: Sequence[torch.Tensor],
+        shape_reason: Optional[Callable[[], Optional[str]]] = None,
+) -> str:
+    """Return ``'triton'`` or ``'torch'`` for one call of ``op`` on ``tensors`` under the current backend.
+
+    ``shape_reason`` returns why the op's Triton kernel cannot take these shapes (None when it can). Raises
+    :class:`KernelUnsupportedError` when the ``triton`` backend is forced on an input it cannot take.
+    """
+    backend = _backend
+    if backend == 'torch' or _in_export_or_trace():
+        return 'torch'
+    forced = backend == 'triton'
+    reason = _device_reason(tensors, forced)
+    if reason is None and shape_reason is not None:
+        reason = shape_reason()
+    if reason is None:
+        return 'triton'
+    if forced:
+        raise KernelUnsupportedError(
+            f'modzoo.kernels.{op}: the "triton" backend was forced but {reason}. Use set_backend("auto") '
+            f'(or {ENV_VAR}=auto) to fall back to the PyTorch reference for such inputs.')
+    return 'torch'

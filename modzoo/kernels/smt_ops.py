@@ -1,0 +1,100 @@
+"""SMT multi-head mixed convolution with the channel interleave: public op, ``torch.library`` registration and
+dispatch (custom ops ``modzoo::mixed_dwconv_interleave`` and ``modzoo::mixed_dwconv_interleave_backward``)."""
+from typing import List, Optional, Tuple
+
+import torch
+
+from ._layout import empty_nchw
+from .dispatch import select_backend
+from .reference import mixed_dwconv_interleave_reference
+
+__all__ = ['mixed_dwconv_interleave']
+
+MAX_KERNEL_SIZE = 15
+
+
+def _check_args(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> None:
+    if x.dim() != 4:
+        raise ValueError(f'mixed_dwconv_interleave: x must be (B, C, H, W), got shape {tuple(x.shape)}')
+    n_heads = len(weights)
+    C = x.shape[1]
+    if n_heads == 0 or len(biases) != n_heads:
+        raise ValueError(f'mixed_dwconv_interleave: needs one weight and one bias per head, got {n_heads} weights '
+                         f'and {len(biases)} biases')
+    if C % n_heads:
+        raise ValueError(f'mixed_dwconv_interleave: {C} channels do not split into {n_heads} heads')
+    Cg = C // n_heads
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        if w.dim() != 4 or w.shape[0] != Cg or w.shape[1] != 1 or w.shape[2] != w.shape[3] or w.shape[2] % 2 == 0:
+            raise ValueError(f'mixed_dwconv_interleave: weights[{i}] must be a depthwise (C / h, 1, k, k) weight with '
+                             f'odd k and C / h = {Cg}, got {tuple(w.shape)}')
+        if tuple(b.shape) != (Cg,):
+            raise ValueError(f'mixed_dwconv_interleave: biases[{i}] must be ({Cg},), got {tuple(b.shape)}')
+
+
+def _shape_reason(x: torch.Tensor, weights: List[torch.Tensor]) -> Optional[str]:
+    if x.numel() == 0:
+        return 'x is empty'
+    big = [w.shape[-1] for w in weights if w.shape[-1] > MAX_KERNEL_SIZE]
+    if big:
+        return f'kernel size {big[0]} exceeds the supported maximum {MAX_KERNEL_SIZE}'
+    return None
+
+
+@torch.library.custom_op('modzoo::mixed_dwconv_interleave', mutates_args=())
+def _mixed_op(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> torch.Tensor:
+    from ._smt_triton import mixed_dwconv_fwd
+    return mixed_dwconv_fwd(x, weights, biases)
+
+
+@_mixed_op.register_fake
+def _(x, weights, biases):
+    return empty_nchw(x)
+
+
+@torch.library.custom_op('modzoo::mixed_dwconv_interleave_backward', mutates_args=())
+def _mixed_backward_op(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]
+                       ) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
+    from ._smt_triton import mixed_dwconv_bwd
+    return mixed_dwconv_bwd(grad, x, weights, biases)
+
+
+@_mixed_backward_op.register_fake
+def _(grad, x, weights, biases):
+    return empty_nchw(x), [w.new_empty(w.shape) for w in weights], [b.new_empty(b.shape) for b in biases]
+
+
+def _setup_context(ctx, inputs, output):
+    x, weights, biases = inputs
+    ctx.num_heads = len(weights)
+    ctx.save_for_backward(x, *weights, *biases)
+
+
+def _backward(ctx, grad):
+    x, *params = ctx.saved_tensors
+    weights, biases = params[:ctx.num_heads], params[ctx.num_heads:]
+    dx, dweights, dbiases = torch.ops.modzoo.mixed_dwconv_interleave_backward(grad, x, weights, biases)
+    return dx, list(dweights), list(dbiases)
+
+
+_mixed_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def mixed_dwconv_interleave(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> torch.Tensor:
+    """SMT's multi-head mixed convolution (MHMC) followed by the channel interleave of SAA.
+
+    Args:
+        x: logical (B, C, H, W), any strides (channels-last and permuted token views are read in place).
+        weights: ``h`` depthwise weights, ``weights[i]`` is ``(C / h, 1, k_i, k_i)`` with odd ``k_i``
+            (SMT: ``k_i = 3 + 2 i``) and applies to the contiguous channel chunk ``i``.
+        biases: ``h`` biases of shape ``(C / h,)``.
+
+    Returns:
+        (B, C, H, W) in ``x``'s memory order; channel ``g * h + i`` is head ``i``'s channel ``g``.
+    """
+    if not torch.jit.is_scripting():
+        _check_args(x, weights, biases)
+        if select_backend('mixed_dwconv_interleave', [x] + list(weights) + list(biases),
+                          lambda: _shape_reason(x, weights)) == 'triton':
+            return torch.ops.modzoo.mixed_dwconv_interleave(x, weights, biases)
+    return mixed_dwconv_interleave_reference(x, weights, biases)

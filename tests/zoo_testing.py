@@ -1,0 +1,124 @@
+"""Helpers shared by the per-family test modules (golden fixtures, official key layouts, cheap model builds)."""
+import contextlib
+import json
+import os
+from typing import Dict, Tuple
+
+import timm
+import torch
+from safetensors.torch import load_file
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
+GOLDEN_DIR = os.path.join(FIXTURES, 'golden')
+KEYS_DIR = os.path.join(FIXTURES, 'keys')
+# above this many parameters a model counts as large: tests build it with fast_init and skip repeated builds
+LARGE_PARAMS = 120e6
+
+
+def golden_names(prefix: str):
+    """Names of the golden fixtures (``<name>.safetensors`` + ``<name>.json``) starting with ``prefix``."""
+    return sorted(f[:-len('.json')] for f in os.listdir(GOLDEN_DIR) if f.startswith(prefix) and f.endswith('.json'))
+
+
+def load_golden(name: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], dict]:
+    """Returns (official-layout state_dict, other tensors such as ``input``/``logits``, metadata)."""
+    tensors = load_file(os.path.join(GOLDEN_DIR, name + '.safetensors'))
+    with open(os.path.join(GOLDEN_DIR, name + '.json')) as f:
+        meta = json.load(f)
+    prefix = 'state_dict.'
+    state_dict = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    others = {k: v for k, v in tensors.items() if not k.startswith(prefix)}
+    return state_dict, others, meta
+
+
+def create_from_file(model_name: str, checkpoint: dict, tmp_path, checkpoint_classes: int = None, **kwargs):
+    """Load ``checkpoint`` (any container) through the public timm API: pretrained=True + a file overlay.
+
+    ``checkpoint_classes`` tells timm the checkpoint's head size when it is not the registered cfg's.
+    """
+    path = os.path.join(str(tmp_path), 'checkpoint.pth')
+    torch.save(checkpoint, path)
+    overlay = dict(file=path)
+    if checkpoint_classes is not None:
+        overlay['num_classes'] = checkpoint_classes
+    return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+
+
+def layout_names(prefix: str):
+    """Official full-size key layouts (``fixtures/keys/<prefix>*.json``)."""
+    return sorted(f[:-len('.json')] for f in os.listdir(KEYS_DIR) if f.startswith(prefix) and f.endswith('.json'))
+
+
+def random_checkpoint(layout: str, seed: int = 0) -> Dict[str, torch.Tensor]:
+    """A checkpoint with exactly the keys and shapes of an official layout, filled with random values."""
+    with open(os.path.join(KEYS_DIR, layout + '.json')) as f:
+        shapes = json.load(f)
+    gen = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(shape, generator=gen) if shape else torch.randn((), generator=gen)
+            for k, shape in shapes.items()}
+
+
+def build_on_meta(model_name: str, **kwargs) -> torch.nn.Module:
+    """Build a model without allocating or initialising weights (shapes and structure only)."""
+    with torch.device('meta'):
+        return timm.create_model(model_name, pretrained=False, **kwargs)
+
+
+def load_assign(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Strictly load into a (possibly meta) model by assigning the checkpoint tensors (no copy, no init cost)."""
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    return model
+
+
+def num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+_POOL_SIZE = 1 << 20
+
+
+@contextlib.contextmanager
+def fast_init():
+    """Make ``Tensor.uniform_``/``normal_`` tile a precomputed random pool instead of drawing every element.
+
+    Initialising a 700M-parameter model draws 700M random numbers on one thread (~12 s); tests of the biggest
+    variants only need weights with the right distribution, not independent ones. timm's ``trunc_normal_`` and
+    PyTorch's default inits are built on these two methods, so the patched build keeps their distributions.
+    """
+    gen = torch.Generator().manual_seed(0)
+    uniform_pool = torch.rand(_POOL_SIZE, generator=gen)
+    normal_pool = torch.randn(_POOL_SIZE, generator=gen)
+    orig_uniform, orig_normal = torch.Tensor.uniform_, torch.Tensor.normal_
+
+    def _fill(t, pool, scale, shift):
+        if t.numel() == 0 or t.device.type == 'meta':
+            return t
+        with torch.no_grad():
+            flat = t.view(-1) if t.is_contiguous() else torch.empty(t.numel(), dtype=t.dtype)
+            for start in range(0, flat.numel(), _POOL_SIZE):
+                chunk = flat[start:start + _POOL_SIZE]
+                chunk.copy_(pool[:chunk.numel()])
+            flat.mul_(scale).add_(shift)
+            if not t.is_contiguous():
+                t.copy_(flat.view(t.shape))
+        return t
+
+    def uniform_(self, a=0., b=1., *, generator=None):
+        return _fill(self, uniform_pool, b - a, a)
+
+    def normal_(self, mean=0., std=1., *, generator=None):
+        return _fill(self, normal_pool, std, mean)
+
+    torch.Tensor.uniform_, torch.Tensor.normal_ = uniform_, normal_
+    try:
+        yield
+    finally:
+        torch.Tensor.uniform_, torch.Tensor.normal_ = orig_uniform, orig_normal
+
+
+def create_for_test(model_name: str, **kwargs) -> torch.nn.Module:
+    """``timm.create_model(pretrained=False)``, with :func:`fast_init` for the biggest variants."""
+    if num_params(build_on_meta(model_name, **kwargs)) > LARGE_PARAMS:
+        with fast_init():
+            return timm.create_model(model_name, pretrained=False, **kwargs)
+    return timm.create_model(model_name, pretrained=False, **kwargs)
