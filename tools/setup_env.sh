@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Set up modzoo's development/runtime environment in ./.venv from a fresh clone. Idempotent: a second run with
+# nothing changed only re-checks the imports (seconds).
+#
+#   tools/setup_env.sh            # everything: torch, modzoo (editable) with the mm, triton and dev extras, mmcv
+#
+# Overridable through the environment:
+#   PYTHON=python3.11                       interpreter for the venv (mmcv wheels are per CPython version)
+#   MODZOO_TORCH="torch==2.14.1 torchvision==0.29.1"   the torch pair to install
+#   MODZOO_WHEELHOUSE=/path/to/wheels       where to look for a prebuilt mmcv 2.1.0 wheel first
+#   MODZOO_VENV=.venv                       where to create the environment
+#
+# mmcv: PyPI has no mmcv 2.x wheels, and mmseg 1.2.2 / mmdet 3.3.0 need mmcv < 2.2.0 with its compiled ops. We take
+# a wheel from the first wheelhouse that has one which installs and imports (MODZOO_WHEELHOUSE, then ../shared/wheels,
+# then ~/.cache/modzoo/wheels); otherwise we build mmcv 2.1.0 from the sdist (about an hour on 2 cores) and cache
+# the wheel in ~/.cache/modzoo/wheels/<python>-torch<version>/ for the next run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${MODZOO_VENV:-.venv}"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+TORCH_SPEC="${MODZOO_TORCH:-torch==2.14.1 torchvision==0.29.1}"
+MMCV_VERSION=2.1.0
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/modzoo/wheels"
+
+log() { printf '[setup_env] %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$ROOT/$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+# Everything that decides what gets installed; when none of it changed since the last successful run, we only
+# re-check that the environment still imports.
+stamp_file="$VENV/.modzoo-setup-stamp"
+stamp="$(cat pyproject.toml tools/setup_env.sh | sha256sum | cut -d' ' -f1) $TORCH_SPEC $("$PY" -c 'import sys; print(sys.version.split()[0])')"
+check_imports() {
+  "$PY" - <<'EOF'
+import modzoo, mmcv, mmseg.models, mmdet.models  # noqa: F401  mmseg/mmdet models import the compiled mmcv ops
+from mmcv.ops import nms  # noqa: F401
+EOF
+}
+if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] && check_imports 2>/dev/null; then
+  log "environment up to date ($VENV)"
+  exit 0
+fi
+
+log "installing $TORCH_SPEC"
+# setuptools<82: mmengine 0.10.7 imports pkg_resources at run time (setuptools 82 removed it)
+"${PIP[@]}" install -q $TORCH_SPEC "setuptools<82" wheel
+
+torch_version="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
+py_tag="$("$PY" -c 'import sys; print(f"cp{sys.version_info.major}{sys.version_info.minor}")')"
+build_cache="$CACHE_ROOT/$py_tag-torch$torch_version"
+
+mmcv_ok() { "$PY" -c 'import mmcv, mmcv.ops; assert mmcv.__version__ == "'"$MMCV_VERSION"'"' 2>/dev/null; }
+
+install_mmcv_from() {  # $1: a folder that may hold an mmcv wheel
+  local house="$1"
+  [ -d "$house" ] || return 1
+  ls "$house"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1 || return 1
+  log "trying mmcv $MMCV_VERSION from $house"
+  if "${PIP[@]}" install -q --no-index --find-links "$house" --no-deps "mmcv==$MMCV_VERSION" 2>/dev/null \
+      && "${PIP[@]}" install -q "mmcv==$MMCV_VERSION" --find-links "$house" \
+      && mmcv_ok; then
+    return 0
+  fi
+  log "the wheel in $house does not fit this interpreter/torch; removing it from the venv"
+  "${PIP[@]}" uninstall -q -y mmcv >/dev/null 2>&1 || true
+  return 1
+}
+
+build_mmcv() {
+  log "building mmcv $MMCV_VERSION with CPU ops from the sdist (about an hour on 2 cores); cached in $build_cache"
+  local tmp
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' RETURN
+  "${PIP[@]}" download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$tmp"
+  tar -xzf "$tmp"/mmcv-"$MMCV_VERSION".tar.gz -C "$tmp"
+  # torch >= 2.13 headers require C++20 (`#error C++20 or later compatible compiler is required to use ATen`), but
+  # mmcv's setup.py hard-codes -std=c++17; torch's cpp_extension only adds its own -std when none is given.
+  sed -i 's/-std=c++17/-std=c++20/g' "$tmp/mmcv-$MMCV_VERSION/setup.py"
+  # mmcv's setup.py imports pkg_resources and torch: build without isolation, with an old enough setuptools
+  "${PIP[@]}" install -q "setuptools<70" wheel ninja
+  mkdir -p "$build_cache"
+  (cd "$tmp/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" MAX_JOBS="${MAX_JOBS:-2}" \
+    "${PIP[@]}" wheel -q --no-build-isolation --no-deps . -w "$build_cache")
+  install_mmcv_from "$build_cache"
+}
+
+if mmcv_ok; then
+  log "mmcv $MMCV_VERSION already installed"
+else
+  installed=0
+  for house in "${MODZOO_WHEELHOUSE:-}" "$ROOT/../shared/wheels" "$build_cache" "$CACHE_ROOT"; do
+    [ -n "$house" ] || continue
+    if install_mmcv_from "$house"; then installed=1; break; fi
+  done
+  [ "$installed" = 1 ] || build_mmcv
+fi
+
+log "installing modzoo (editable) with the mm, triton and dev extras"
+"${PIP[@]}" install -q -e ".[mm,triton,dev]"
+
+check_imports
+echo "$stamp" > "$stamp_file"
+log "done: $("$PY" -c 'import torch, timm, mmcv, mmseg, mmdet, modzoo; print(f"torch {torch.__version__}, timm {timm.__version__}, mmcv {mmcv.__version__}, mmseg {mmseg.__version__}, mmdet {mmdet.__version__}, modzoo {modzoo.__version__}, {len(modzoo.list_models())} models")')"
