@@ -59,13 +59,15 @@ def kernel_specs() -> Iterator[Tuple[str, object, Dict[str, object], int]]:
         for C, H in ((96, 56), (768, 7)):
             bc, th, tw, nw = conv_tile_config(cl, C, H, H)
             tile = dict(BLOCK_C=bc, TH=th, TW=tw)
+            bc, th, tw, nw_b = conv_tile_config(cl, C, H, H, backward=True)
+            tile_b = dict(BLOCK_C=bc, TH=th, TW=tw)
             for K in (3, 7):
                 yield (f'dwconv_act_fwd K{K} C{C} {layout}', dw._dwconv_act_fwd_kernel,
                        dict(K=K, HAS_BIAS=True, APPLY_GELU=True, FLIP=False, **tile,
                             **_unit_strides(['sx', 'sy'], cl)), nw)
                 yield (f'dwconv_gelu_bwd K{K} C{C} {layout}', dw._dwconv_gelu_bwd_kernel,
-                       dict(K=K, KK=next_pow2(K * K), HAS_BIAS=True, **tile,
-                            **_unit_strides(['sx', 'sd', 'sz'], cl)), nw)
+                       dict(K=K, KK=next_pow2(K * K), HAS_BIAS=True, **tile_b,
+                            **_unit_strides(['sx', 'sd', 'sz'], cl)), nw_b)
             for K, mode, extra in ((3, 0, dict(WRITE_P=True, HAS_PIN=True, HAS_PREV=True)),
                                    (5, 1, dict(WRITE_P=False, HAS_PIN=False, HAS_PREV=False)),
                                    (5, 2, dict(WRITE_P=False, HAS_PIN=True, HAS_PREV=True))):
@@ -75,16 +77,19 @@ def kernel_specs() -> Iterator[Tuple[str, object, Dict[str, object], int]]:
                    dict(**tile, **_unit_strides(['sd'], cl)), nw)
             for K, KN, last in ((5, 1, True), (3, 5, False), (7, 9, False)):
                 yield (f'focal_bwd_level K{K}/{KN} C{C} {layout}', fo._focal_bwd_level_kernel,
-                       dict(K=K, KN=KN, KK=next_pow2(K * K), IS_LAST=last, **tile,
-                            **_unit_strides(['ss', 'sd', 'sz'], cl)), nw)
+                       dict(K=K, KN=KN, KK=next_pow2(K * K), IS_LAST=last, **tile_b,
+                            **_unit_strides(['ss', 'sd', 'sz'], cl)), nw_b)
         for Cg, H in ((16, 56), (64, 14)):
             bc, th, tw, nw = conv_tile_config(cl, Cg, H, H)
             tile = dict(BLOCK_C=bc, TH=th, TW=tw)
+            bc, th, tw, nw_b = conv_tile_config(cl, Cg, H, H, backward=True)
+            tile_b = dict(BLOCK_C=bc, TH=th, TW=tw)
             ks = dict(NUM_HEADS=4, K0=3, K1=5, K2=7, K3=9)
             yield (f'mixed_dw_fwd Cg{Cg} {layout}', smt._mixed_dw_fwd_kernel,
                    dict(**ks, **tile, **_unit_strides(['sx', 'sy'], cl)), nw)
             yield (f'mixed_dw_bwd Cg{Cg} {layout}', smt._mixed_dw_bwd_kernel,
-                   dict(**ks, KK0=16, KK1=32, KK2=64, KK3=128, **tile, **_unit_strides(['sx', 'sd', 'se'], cl)), nw)
+                   dict(**ks, KK0=16, KK1=32, KK2=64, KK3=128, **tile_b, **_unit_strides(['sx', 'sd', 'se'], cl)),
+                   nw_b)
     for C in (32, 312):
         bm, bc, nw = tm._config(128 * 56 * 56, C)
         for gelu in (True, False):

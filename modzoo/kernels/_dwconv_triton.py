@@ -128,7 +128,7 @@ def dwconv_gelu_bwd(
     KK = next_pow2(K * K)
     w = weight.reshape(C, K * K).contiguous()
     dz = empty_nchw(x)
-    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), C, H, W)
+    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), C, H, W, backward=True)
     n_tw = triton.cdiv(W, tw)
     n_tiles = triton.cdiv(H, th) * n_tw
     n_cblocks = triton.cdiv(C, block_c)

@@ -171,12 +171,12 @@ def _strides(t: torch.Tensor):
 
 
 class _Plan:
-    """Tile configuration shared by every pass of one call."""
+    """Tile configuration shared by the passes of one call (the backward level passes get their own)."""
 
-    def __init__(self, ctx: torch.Tensor):
+    def __init__(self, ctx: torch.Tensor, backward: bool = False):
         B, C, H, W = ctx.shape
         self.B, self.C, self.H, self.W = B, C, H, W
-        self.block_c, self.th, self.tw, self.num_warps = conv_tile_config(is_channels_last(ctx), C, H, W)
+        self.block_c, self.th, self.tw, self.num_warps = conv_tile_config(is_channels_last(ctx), C, H, W, backward)
         self.n_tw = triton.cdiv(W, self.tw)
         self.n_tiles = triton.cdiv(H, self.th) * self.n_tw
         self.n_cblocks = triton.cdiv(C, self.block_c)
@@ -261,6 +261,7 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
     )
     dmean = (part.sum(1) * scale * _gelu_grad_torch(mean) / (H * W)).contiguous()
 
+    plan = _Plan(ctx, backward=True)
     n_items = B * plan.n_tiles
     n_split = reduction_programs(ctx.device, n_items, plan.n_cblocks)
     dkernels: List[torch.Tensor] = [torch.empty(0)] * L

@@ -184,7 +184,7 @@ def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Te
     n_heads = len(weights)
     Cg = C // n_heads
     dx = empty_nchw(x)
-    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), Cg, H, W)
+    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), Cg, H, W, backward=True)
     n_tw = triton.cdiv(W, tw)
     n_tiles = triton.cdiv(H, th) * n_tw
     n_gblocks = triton.cdiv(Cg, block_c)

@@ -108,24 +108,32 @@ def weight_grad_taps(acc, src_ptr, offs_c, mask_c, dz, oh, ow, H, W, s_c, s_h, s
     return acc
 
 
-def conv_tile_config(channels_last: bool, C: int, H: int, W: int):
+def conv_tile_config(channels_last: bool, C: int, H: int, W: int, backward: bool = False):
     """``(BLOCK_C, TH, TW, num_warps)`` for a conv-like kernel on a (C, H, W) plane.
 
-    About 1024 elements per program. Channels-last memory wants a wide channel block (its contiguous dim) and few
-    pixels; NCHW wants whole rows of pixels and few channels. Under the interpreter the blocks are small (8x8
-    pixels, 4 channels) so test shapes just above 8 pixels / 4 channels cover several tiles and channel blocks
-    (halos across tile borders, masks), while tiny shapes stay cheap (the interpreter's cost is per program).
+    Channels-last memory wants a wide channel block (its contiguous dim) and few pixels; NCHW wants rows of pixels
+    and few channels. Forward kernels take about 1024 elements per program; the backward kernels (which unroll two
+    or three tap loops and keep a weight-gradient accumulator) take 256, which the sm_90 compile check
+    (``python -m modzoo.kernels._aot``) shows to be free of register spills. The choice depends on the shape only
+    through small-image / narrow-channel cases, so a model triggers few compilations.
+
+    Under the interpreter the blocks are small (8x8 pixels, 4 channels) so test shapes just above 8 pixels / 4
+    channels cover several tiles and channel blocks (halos across tile borders, masks), while tiny shapes stay
+    cheap (the interpreter's cost is per program).
     """
     if INTERPRETED:
         return min(4, next_pow2(C)), min(8, next_pow2(H)), min(8, next_pow2(W)), 1
+    elems = 256 if backward else 1024
     if channels_last:
-        block_c = min(64, next_pow2(C))
-        tw = min(next_pow2(W), 4)
-        th = min(next_pow2(H), max(1, 1024 // (block_c * tw)))
+        block_c = min(16 if backward else 64, next_pow2(C))
+        pixels = elems // block_c
+        tw = min(4, pixels)
+        th = min(8, pixels // tw)
     else:
-        tw = min(next_pow2(W), 16)
-        th = min(next_pow2(H), 8)
-        block_c = max(1, min(next_pow2(C), 1024 // (th * tw)))
+        small = max(H, W) <= 8
+        tw = 8 if small else 16
+        th = 4 if backward and not small else 8
+        block_c = max(1, min(next_pow2(C), elems // (th * tw)))
     return block_c, th, tw, 4
 
 

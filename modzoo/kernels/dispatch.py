@@ -13,7 +13,7 @@ The backend comes from ``set_backend`` / ``use_backend`` or, until one of those 
 variable ``MODZOO_KERNELS`` (read when this module is imported and again on ``set_backend(None)``).
 """
 import contextlib
-import functools
+import importlib.util
 import os
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -21,7 +21,7 @@ import torch
 
 __all__ = [
     'BACKENDS', 'ENV_VAR', 'KernelUnsupportedError', 'set_backend', 'get_backend', 'use_backend',
-    'triton_available', 'interpreter_enabled', 'select_backend',
+    'triton_available', 'interpreter_enabled', 'select_backend', 'in_export_or_trace',
 ]
 
 BACKENDS = ('auto', 'triton', 'torch')
@@ -68,13 +68,11 @@ def use_backend(name: Optional[str]) -> Iterator[None]:
         set_backend(previous)
 
 
-@functools.lru_cache(maxsize=None)
+_HAS_TRITON = importlib.util.find_spec('triton') is not None
+
+
 def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _HAS_TRITON
 
 
 def interpreter_enabled() -> bool:
@@ -89,8 +87,8 @@ def interpreter_enabled() -> bool:
     return _triton_utils.INTERPRETED
 
 
-def _in_export_or_trace() -> bool:
-    # fvcore and torch.jit.trace record ops through tracing; ONNX export (both exporters) sets the export flag
+def in_export_or_trace() -> bool:
+    """ONNX export (both exporters set the flag) or ``torch.jit.trace`` (used by fvcore): reference only."""
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
@@ -128,7 +126,7 @@ def select_backend(
     :class:`KernelUnsupportedError` when the ``triton`` backend is forced on an input it cannot take.
     """
     backend = _backend
-    if backend == 'torch' or _in_export_or_trace():
+    if backend == 'torch' or in_export_or_trace():
         return 'torch'
     forced = backend == 'triton'
     reason = _device_reason(tensors, forced)

@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 import torch
 
 from ._layout import empty_nchw
-from .dispatch import select_backend
+from .dispatch import in_export_or_trace, select_backend
 from .reference import dwconv_gelu_reference, gelu_tile_mul_reference
 
 __all__ = ['dwconv_gelu', 'gelu_tile_mul']
@@ -38,6 +38,14 @@ def _dwconv_reason(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
     if weight.shape[-1] > MAX_KERNEL_SIZE:
         return f'kernel size {weight.shape[-1]} exceeds the supported maximum {MAX_KERNEL_SIZE}'
     return None
+
+
+def _dwconv_use_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
+    if in_export_or_trace():  # exporters and tracers record the reference (and no shape checks)
+        return False
+    _check_dwconv(x, weight, bias)
+    tensors = [x, weight] if bias is None else [x, weight, bias]
+    return select_backend('dwconv_gelu', tensors, lambda: _dwconv_reason(x, weight)) == 'triton'
 
 
 @torch.library.custom_op('modzoo::dwconv_gelu', mutates_args=())
@@ -89,10 +97,8 @@ def dwconv_gelu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
         weight: depthwise ``(C, 1, k, k)`` weight, odd ``k``.
         bias: ``(C,)`` or None.
     """
-    if not torch.jit.is_scripting():
-        _check_dwconv(x, weight, bias)
-        tensors = [x, weight] if bias is None else [x, weight, bias]
-        if select_backend('dwconv_gelu', tensors, lambda: _dwconv_reason(x, weight)) == 'triton':
+    if not torch.jit.is_scripting():  # TorchScript compiles only the reference below
+        if _dwconv_use_triton(x, weight, bias):
             return torch.ops.modzoo.dwconv_gelu(x, weight, bias)
     return dwconv_gelu_reference(x, weight, bias)
 
@@ -113,6 +119,13 @@ def _tile_mul_reason(v: torch.Tensor, ctx: torch.Tensor) -> Optional[str]:
     if v.numel() == 0:
         return 'v is empty'
     return None
+
+
+def _tile_mul_use_triton(v: torch.Tensor, ctx: torch.Tensor) -> bool:
+    if in_export_or_trace():  # exporters and tracers record the reference (and no shape checks)
+        return False
+    _check_tile_mul(v, ctx)
+    return select_backend('gelu_tile_mul', [v, ctx], lambda: _tile_mul_reason(v, ctx)) == 'triton'
 
 
 @torch.library.custom_op('modzoo::gelu_tile_mul', mutates_args=())
@@ -162,8 +175,7 @@ def gelu_tile_mul(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool = True) -
             (``ctx.repeat(..., r)``, not ``repeat_interleave``).
         apply_gelu: exact GELU on ``v`` (EfficientMod applies it when ``r > 1``), else identity.
     """
-    if not torch.jit.is_scripting():
-        _check_tile_mul(v, ctx)
-        if select_backend('gelu_tile_mul', [v, ctx], lambda: _tile_mul_reason(v, ctx)) == 'triton':
+    if not torch.jit.is_scripting():  # TorchScript compiles only the reference below
+        if _tile_mul_use_triton(v, ctx):
             return torch.ops.modzoo.gelu_tile_mul(v, ctx, apply_gelu)
     return gelu_tile_mul_reference(v, ctx, apply_gelu)

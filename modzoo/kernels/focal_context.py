@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from ._layout import empty_nchw
-from .dispatch import select_backend
+from .dispatch import in_export_or_trace, select_backend
 from .reference import focal_context_reference
 
 __all__ = ['focal_context']
@@ -39,6 +39,14 @@ def _shape_reason(ctx: torch.Tensor, kernels: List[torch.Tensor]) -> Optional[st
     if big:
         return f'kernel size {big[0]} exceeds the supported maximum {MAX_KERNEL_SIZE}'
     return None
+
+
+def _use_triton(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor]) -> bool:
+    if in_export_or_trace():  # exporters and tracers record the reference (and no shape checks)
+        return False
+    _check_args(ctx, gates, kernels)
+    return select_backend('focal_context', [ctx, gates] + list(kernels),
+                          lambda: _shape_reason(ctx, kernels)) == 'triton'
 
 
 @torch.library.custom_op('modzoo::focal_context', mutates_args=())
@@ -92,9 +100,7 @@ def focal_context(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Te
         kernels: ``L`` depthwise weights ``(C, 1, k_l, k_l)``, odd ``k_l``, no bias.
         normalize: divide by ``L + 1`` (``normalize_modulator``).
     """
-    if not torch.jit.is_scripting():
-        _check_args(ctx, gates, kernels)
-        if select_backend('focal_context', [ctx, gates] + list(kernels),
-                          lambda: _shape_reason(ctx, kernels)) == 'triton':
+    if not torch.jit.is_scripting():  # TorchScript compiles only the reference below
+        if _use_triton(ctx, gates, kernels):
             return torch.ops.modzoo.focal_context(ctx, gates, kernels, normalize)[0]
     return focal_context_reference(ctx, gates, kernels, normalize)

@@ -5,7 +5,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from ._layout import empty_nchw
-from .dispatch import select_backend
+from .dispatch import in_export_or_trace, select_backend
 from .reference import mixed_dwconv_interleave_reference
 
 __all__ = ['mixed_dwconv_interleave']
@@ -39,6 +39,14 @@ def _shape_reason(x: torch.Tensor, weights: List[torch.Tensor]) -> Optional[str]
     if big:
         return f'kernel size {big[0]} exceeds the supported maximum {MAX_KERNEL_SIZE}'
     return None
+
+
+def _use_triton(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> bool:
+    if in_export_or_trace():  # exporters and tracers record the reference (and no shape checks)
+        return False
+    _check_args(x, weights, biases)
+    return select_backend('mixed_dwconv_interleave', [x] + list(weights) + list(biases),
+                          lambda: _shape_reason(x, weights)) == 'triton'
 
 
 @torch.library.custom_op('modzoo::mixed_dwconv_interleave', mutates_args=())
@@ -92,9 +100,7 @@ def mixed_dwconv_interleave(x: torch.Tensor, weights: List[torch.Tensor], biases
     Returns:
         (B, C, H, W) in ``x``'s memory order; channel ``g * h + i`` is head ``i``'s channel ``g``.
     """
-    if not torch.jit.is_scripting():
-        _check_args(x, weights, biases)
-        if select_backend('mixed_dwconv_interleave', [x] + list(weights) + list(biases),
-                          lambda: _shape_reason(x, weights)) == 'triton':
+    if not torch.jit.is_scripting():  # TorchScript compiles only the reference below
+        if _use_triton(x, weights, biases):
             return torch.ops.modzoo.mixed_dwconv_interleave(x, weights, biases)
     return mixed_dwconv_interleave_reference(x, weights, biases)
