@@ -2,3 +2,4 @@
 from ._checkpoint import CheckpointMismatchError, load_checkpoint, read_checkpoint, unwrap_state_dict
 from ._registry import ZOO_PREFIX, UnknownModelError, create_model, list_models, model_family
 from . import focalnet
+from . import efficientmod
