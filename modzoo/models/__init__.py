@@ -3,3 +3,4 @@ from ._checkpoint import CheckpointMismatchError, load_checkpoint, read_checkpoi
 from ._registry import ZOO_PREFIX, UnknownModelError, create_model, list_models, model_family
 from . import focalnet
 from . import efficientmod
+from . import smt
