@@ -67,7 +67,7 @@ def _config(M: int, C: int):
     if INTERPRETED:
         return min(8, next_pow2(M)), min(4, next_pow2(C)), 1
     block_c = min(128, next_pow2(C))
-    return max(1, min(next_pow2(M), 2048 // block_c)), block_c, 4
+    return max(1, min(next_pow2(M), 1024 // block_c)), block_c, 4
 
 
 def _as_2d(t: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,304 @@
+"""Numerics of modzoo.kernels: every Triton kernel (forward and backward) against its PyTorch reference.
+
+On CPU the kernels run under the Triton interpreter (``TRITON_INTERPRET=1`` from conftest) with tiny shapes: the
+interpreter's cost is per program and per tap, so shapes are chosen just above the interpreter's 8x8-pixel /
+4-channel tiles where a case needs halos across tile borders. With ``MODZOO_TEST_GPU=1`` on a CUDA machine the same
+tests run the compiled kernels on the GPU.
+"""
+import os
+from typing import List
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import modzoo.kernels as K
+from modzoo.kernels import reference as R
+
+pytestmark = pytest.mark.triton
+
+GPU = os.environ.get('MODZOO_TEST_GPU', '0') == '1' and torch.cuda.is_available()
+DEVICE = 'cuda' if GPU else 'cpu'
+
+# Triton output vs reference. fp32: the brief's 1e-5 (sums over a few hundred products, so relative + absolute);
+# low precision: the kernels compute in fp32 and round once per stored tensor, the reference rounds after every op,
+# so the bound is a few ulps of the dtype at the outputs' magnitude.
+TOL = {
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.float16: dict(rtol=1e-2, atol=1e-2),
+    torch.bfloat16: dict(rtol=4e-2, atol=4e-2),
+}
+
+
+def _leaf(t: torch.Tensor, dtype=None) -> torch.Tensor:
+    """A leaf copy with the same strides (channels-last, slices...) as ``t``, optionally cast."""
+    base = t.detach()
+    out = torch.empty_strided(base.size(), base.stride(), dtype=dtype or base.dtype, device=base.device)
+    out.copy_(base)
+    return out.requires_grad_()
+
+
+def _clone_args(args, dtype=None):
+    out = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            out.append(_leaf(a, dtype))
+        elif isinstance(a, list):
+            out.append([_leaf(t, dtype) for t in a])
+        else:
+            out.append(a)
+    return out
+
+
+def _grads(args) -> List[torch.Tensor]:
+    grads = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            grads.append(a.grad)
+        elif isinstance(a, list):
+            grads.extend(t.grad for t in a)
+    return grads
+
+
+def _check_against_reference(op, ref, args, dtype=torch.float32, expect_strides=None):
+    """Forward and backward of ``op`` under the forced Triton backend vs ``ref`` (in float32 on the same values)."""
+    tri_args = _clone_args(args, dtype)
+    ref_args = _clone_args(_clone_args(tri_args), torch.float32)  # same (rounded) values, float32
+    with K.use_backend('triton'):
+        out = op(*tri_args)
+    expected = ref(*ref_args)
+    assert out.dtype == dtype and out.shape == expected.shape
+    if expect_strides is not None:
+        assert out.stride() == expect_strides
+    torch.testing.assert_close(out.float(), expected, **TOL[dtype])
+
+    grad = torch.randn_like(expected)
+    out.backward(grad.to(dtype))
+    expected.backward(grad.to(dtype).float())
+    for got, want, a in zip(_grads(tri_args), _grads(ref_args), tri_args):
+        assert got is not None and got.dtype == dtype
+        # gradients of weights are sums over B*H*W products: compare relative to their scale
+        scale = max(1.0, want.abs().max().item())
+        torch.testing.assert_close(got.float() / scale, want / scale, **TOL[dtype])
+
+
+def _randn(*shape, scale=1.0):
+    return torch.randn(*shape, device=DEVICE) * scale
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# FocalNet focal context
+
+def _focal_inputs(B, C, H, W, sizes, layout):
+    L = len(sizes)
+    # as in FocalModulation: ctx and gates are channel slices of the `f` projection's output
+    f = _randn(B, 2 * C + L + 1, H, W)
+    if layout == 'channels_last':
+        f = _channels_last(f)
+    elif layout == 'strided':
+        f = _randn(B, 2 * C + L + 1, 2 * H, W)[:, :, ::2]  # every other row: no unit stride in H
+    ctx, gates = f[:, C:2 * C], f[:, 2 * C:]
+    kernels = [_randn(C, 1, k, k, scale=1.0 / k) for k in sizes]
+    return ctx, gates, kernels
+
+
+@pytest.mark.parametrize('B,C,H,W,sizes,normalize,layout', [
+    pytest.param(2, 6, 9, 11, [3, 5], False, 'nchw', id='srf-slices-multitile'),
+    pytest.param(1, 5, 7, 10, [3, 5, 7], True, 'channels_last', id='lrf-normalize-channels_last'),
+    pytest.param(1, 4, 5, 3, [3], False, 'strided', id='one-level-strided-b1'),
+    pytest.param(1, 3, 6, 5, [3, 5, 7, 9], True, 'nchw', id='fl4-normalize'),
+])
+def test_focal_context_matches_reference(B, C, H, W, sizes, normalize, layout):
+    ctx, gates, kernels = _focal_inputs(B, C, H, W, sizes, layout)
+    _check_against_reference(K.focal_context, R.focal_context_reference, [ctx, gates, kernels, normalize])
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_focal_context_low_precision(dtype):
+    ctx, gates, kernels = _focal_inputs(1, 4, 9, 6, [3, 5], 'nchw')
+    _check_against_reference(K.focal_context, R.focal_context_reference, [ctx, gates, kernels, True], dtype)
+
+
+def test_focal_context_output_follows_input_layout():
+    ctx, gates, kernels = _focal_inputs(1, 4, 5, 6, [3], 'channels_last')
+    with K.use_backend('triton'):
+        out = K.focal_context(ctx, gates, kernels)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_focal_context_reference_matches_model_function():
+    """The reference is the exact semantics of the FocalNet model's own ``focal_context``."""
+    from modzoo.models.focalnet import focal_context as model_focal_context
+    ctx, gates, kernels = _focal_inputs(2, 6, 7, 9, [3, 5, 7], 'nchw')
+    for normalize in (False, True):
+        torch.testing.assert_close(R.focal_context_reference(ctx, gates, kernels, normalize),
+                                   model_focal_context(ctx, gates, kernels, normalize), rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# EfficientMod: depthwise conv + bias + GELU
+
+def _dwconv_inputs(B, C, H, W, k, layout, bias=True):
+    if layout == 'permuted':  # EfficientMod calls it on a permuted channels-last (B, H, W, C) tensor
+        x = _randn(B, H, W, C).permute(0, 3, 1, 2)
+    elif layout == 'strided':
+        x = _randn(B, 2 * C, H, W + 3)[:, ::2, :, 1:W + 1]
+    else:
+        x = _randn(B, C, H, W)
+    return [x, _randn(C, 1, k, k, scale=1.0 / k), _randn(C) if bias else None]
+
+
+@pytest.mark.parametrize('B,C,H,W,k,layout,bias', [
+    pytest.param(2, 6, 9, 11, 7, 'permuted', True, id='k7-permuted-multitile'),
+    pytest.param(1, 5, 5, 7, 3, 'nchw', True, id='k3-nchw-b1-odd'),
+    pytest.param(1, 4, 6, 5, 5, 'strided', False, id='k5-strided-nobias'),
+])
+def test_dwconv_gelu_matches_reference(B, C, H, W, k, layout, bias):
+    args = _dwconv_inputs(B, C, H, W, k, layout, bias)
+    args = [a for a in args if a is not None] if not bias else args
+
+    def op(x, w, b=None):
+        return K.dwconv_gelu(x, w, b)
+
+    def ref(x, w, b=None):
+        return R.dwconv_gelu_reference(x, w, b)
+    _check_against_reference(op, ref, args)
+
+
+def test_dwconv_gelu_keeps_channels_last_view():
+    x, w, b = _dwconv_inputs(1, 4, 5, 6, 3, 'permuted')
+    with K.use_backend('triton'):
+        y = K.dwconv_gelu(x, w, b)
+    assert y.permute(0, 2, 3, 1).is_contiguous()  # the model permutes back to (B, H, W, C) for free
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_dwconv_gelu_low_precision(dtype):
+    _check_against_reference(K.dwconv_gelu, R.dwconv_gelu_reference, _dwconv_inputs(1, 4, 9, 5, 7, 'permuted'),
+                             dtype)
+
+
+def test_dwconv_gelu_reference_is_conv_then_gelu():
+    x, w, b = _dwconv_inputs(2, 4, 6, 7, 7, 'nchw')
+    conv = torch.nn.Conv2d(4, 4, 7, padding=3, groups=4).to(DEVICE)
+    with torch.no_grad():
+        conv.weight.copy_(w)
+        conv.bias.copy_(b)
+    torch.testing.assert_close(R.dwconv_gelu_reference(x, w, b), torch.nn.GELU()(conv(x)))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# EfficientMod: act(v) * tile(ctx)
+
+@pytest.mark.parametrize('lead,C,r,apply_gelu,layout', [
+    pytest.param((2, 3, 5), 6, 4, True, 'contiguous', id='r4-gelu-bhwc'),
+    pytest.param((2, 5, 3), 5, 1, False, 'contiguous', id='r1-identity'),
+    pytest.param((11,), 3, 3, True, 'strided', id='r3-gelu-2d-strided'),
+])
+def test_gelu_tile_mul_matches_reference(lead, C, r, apply_gelu, layout):
+    v = _randn(*lead, r * C)
+    ctx = _randn(*lead, C)
+    if layout == 'strided':
+        v = _randn(*lead, 2 * r * C)[..., ::2]
+        ctx = _randn(C, *lead).transpose(0, -1)
+    _check_against_reference(K.gelu_tile_mul, R.gelu_tile_mul_reference, [v, ctx, apply_gelu])
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_gelu_tile_mul_low_precision(dtype):
+    _check_against_reference(K.gelu_tile_mul, R.gelu_tile_mul_reference,
+                             [_randn(2, 3, 4, 12), _randn(2, 3, 4, 4), True], dtype)
+
+
+def test_gelu_tile_mul_reference_is_repeat_not_interleave():
+    v, ctx = _randn(2, 3, 3, 12), _randn(2, 3, 3, 4)
+    expected = F.gelu(v) * ctx.repeat(1, 1, 1, 3)
+    torch.testing.assert_close(R.gelu_tile_mul_reference(v, ctx, True), expected)
+    assert not torch.allclose(expected, F.gelu(v) * ctx.repeat_interleave(3, dim=-1))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# SMT: multi-head mixed depthwise conv + channel interleave
+
+def _smt_inputs(B, C, H, W, sizes, layout):
+    h = len(sizes)
+    x = _randn(B, C, H, W)
+    if layout == 'channels_last':
+        x = _channels_last(x)
+    elif layout == 'tokens':  # SMT reshapes (B, N, C) tokens to NCHW: a channels-last view
+        x = _randn(B, H * W, C).transpose(1, 2).reshape(B, C, H, W)
+    weights = [_randn(C // h, 1, k, k, scale=1.0 / k) for k in sizes]
+    biases = [_randn(C // h) for _ in sizes]
+    return x, weights, biases
+
+
+@pytest.mark.parametrize('B,C,H,W,sizes,layout', [
+    pytest.param(2, 8, 9, 11, [3, 5, 7, 9], 'nchw', id='smt-4heads-multitile'),
+    pytest.param(1, 8, 7, 6, [3, 5, 7, 9], 'tokens', id='smt-4heads-token-view-b1'),
+    pytest.param(1, 6, 5, 7, [3, 5], 'channels_last', id='2heads-channels_last'),
+    pytest.param(1, 5, 4, 5, [3, 5, 3, 1, 3], 'nchw', id='5heads-two-launches'),
+])
+def test_mixed_dwconv_interleave_matches_reference(B, C, H, W, sizes, layout):
+    x, weights, biases = _smt_inputs(B, C, H, W, sizes, layout)
+    _check_against_reference(K.mixed_dwconv_interleave, R.mixed_dwconv_interleave_reference, [x, weights, biases])
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_mixed_dwconv_interleave_low_precision(dtype):
+    x, weights, biases = _smt_inputs(1, 4, 6, 5, [3, 5], 'tokens')
+    _check_against_reference(K.mixed_dwconv_interleave, R.mixed_dwconv_interleave_reference, [x, weights, biases],
+                             dtype)
+
+
+def test_mixed_dwconv_interleave_order():
+    """Output channel g*h + i is head i's channel g: identity kernels give the source order [0,2,4,6,1,3,5,7]."""
+    x = torch.arange(8., device=DEVICE).view(1, 8, 1, 1).expand(1, 8, 3, 3).contiguous()
+    weights = [F.pad(torch.ones(2, 1, 1, 1, device=DEVICE), [1 + i] * 4) for i in range(4)]  # centre-1 k = 3+2i
+    biases = [torch.zeros(2, device=DEVICE) for _ in range(4)]
+    for backend in ('torch', 'triton'):
+        with K.use_backend(backend):
+            y = K.mixed_dwconv_interleave(x, weights, biases)
+        assert y[0, :, 1, 1].tolist() == [0., 2., 4., 6., 1., 3., 5., 7.], backend
+
+
+def test_mixed_dwconv_interleave_reference_matches_per_channel_definition():
+    x, weights, biases = _smt_inputs(2, 8, 6, 5, [3, 5, 7, 9], 'nchw')
+    h, Cg = 4, 2
+    expected = torch.empty_like(x)
+    for i in range(h):
+        for g in range(Cg):
+            c = i * Cg + g
+            k = weights[i].shape[-1]
+            expected[:, g * h + i] = F.conv2d(x[:, c:c + 1], weights[i][g:g + 1], biases[i][g:g + 1], padding=k // 2)[:, 0]
+    torch.testing.assert_close(R.mixed_dwconv_interleave_reference(x, weights, biases), expected)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# float64 gradcheck of the public ops (float64 always takes the reference)
+
+def _gradcheck(fn, inputs):
+    # fast mode checks random projections of the Jacobian: the same failures, a fraction of the evaluations
+    return torch.autograd.gradcheck(fn, inputs, fast_mode=True)
+
+
+def test_gradcheck_float64():
+    dev = dict(device=DEVICE, dtype=torch.float64)
+    ctx, gates = torch.randn(1, 2, 4, 3, **dev, requires_grad=True), torch.randn(1, 3, 4, 3, **dev, requires_grad=True)
+    kernels = [torch.randn(2, 1, k, k, **dev, requires_grad=True) for k in (3, 5)]
+    assert _gradcheck(lambda c, g, k0, k1: K.focal_context(c, g, [k0, k1], True),
+                                    (ctx, gates, *kernels))
+    x = torch.randn(1, 2, 4, 5, **dev, requires_grad=True)
+    w, b = torch.randn(2, 1, 3, 3, **dev, requires_grad=True), torch.randn(2, **dev, requires_grad=True)
+    assert _gradcheck(K.dwconv_gelu, (x, w, b))
+    v, c = torch.randn(2, 3, 6, **dev, requires_grad=True), torch.randn(2, 3, 2, **dev, requires_grad=True)
+    assert _gradcheck(lambda v, c: K.gelu_tile_mul(v, c, True), (v, c))
+    assert _gradcheck(lambda v, c: K.gelu_tile_mul(v, c, False), (v, c))
+    x = torch.randn(1, 4, 3, 4, **dev, requires_grad=True)
+    ws = [torch.randn(2, 1, k, k, **dev, requires_grad=True) for k in (3, 5)]
+    bs = [torch.randn(2, **dev, requires_grad=True) for _ in range(2)]
+    assert _gradcheck(lambda x, w0, w1, b0, b1: K.mixed_dwconv_interleave(x, [w0, w1], [b0, b1]),
+                                    (x, *ws, *bs))
