@@ -27,7 +27,9 @@ def test_manifest_names_registered_tags():
     for key, entry in MANIFEST.items():
         assert entry.get('sources'), key
         for src in entry['sources']:
-            assert src['kind'] in ('url', 'hf_hub') and src['status'] in ('published', 'dead'), (key, src)
+            # google_drive_folder: a folder link (EfficientMod) that needs a browser; the tool says so
+            assert src['kind'] in ('url', 'hf_hub', 'google_drive_folder'), (key, src)
+            assert src['status'] in ('published', 'dead'), (key, src)
 
 
 @pytest.mark.parametrize('name', sorted(timm.list_models('zoo_*', pretrained=True, include_tags=True)))
@@ -88,6 +90,12 @@ def test_dead_sources_are_skipped_with_a_message(tmp_path, capsys):
     code = get_checkpoint.main(['zoo_focalnet_tiny_iso', '--out-dir', str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and 'marked dead' in err and '--file PATH' in err
+
+
+def test_manual_only_sources_explain_themselves(tmp_path, capsys):
+    code = get_checkpoint.main(['zoo_efficientmod_s', '--out-dir', str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and 'fetch the file by hand' in err and '--file PATH' in err
 
 
 def test_local_file_and_misfit(tmp_path, capsys):

@@ -123,6 +123,10 @@ def fetch(entry: dict, args) -> tuple:
             where = src.get('url') or src.get('hf_hub_id')
             errors.append(f'{where}: marked dead in the manifest')
             continue
+        if src['kind'] not in ('url', 'hf_hub'):
+            where = src.get('url') or src.get('hf_hub_id')
+            errors.append(f'{where}: a {src["kind"]} source cannot be downloaded automatically; fetch the file by hand')
+            continue
         try:
             if src['kind'] == 'hf_hub':
                 path = download_hf(src['hf_hub_id'], src.get('filename', 'model.safetensors'), args.timeout)
