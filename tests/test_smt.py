@@ -1,5 +1,8 @@
 """SMT: official numerics (golden fixtures), official key layouts, det/seg naming, checkpoint handling, deploy fusion,
 the fixed official bugs (reset_classifier, gradient checkpointing, dynamic-batch ONNX) and export paths."""
+import json
+import os
+
 import pytest
 import timm
 import torch
@@ -290,6 +293,7 @@ def test_stage_transitions_take_nchw():
         assert torch.allclose(SFM(model).eval()(x), ref, atol=1e-5)
 
 
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')  # the TorchScript-based exporter is deprecated
 def test_onnx_dynamic_batch(tmp_path):
     """TorchScript-based export with a dynamic batch axis; onnxruntime agrees with PyTorch at batch 1 and 3."""
     ort = pytest.importorskip('onnxruntime')
@@ -334,3 +338,26 @@ def test_bad_config_errors():
     with pytest.raises(ValueError, match='ca_num_heads'):
         SMT(embed_dims=(18, 32, 64, 128))  # 18 channels do not split into 4 scales
     assert isinstance(timm.create_model('zoo_smt_tiny', **SMALL).block1[0].attn, ScaleAwareModulation)
+
+
+def test_reported_numbers_and_manifest():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, 'modzoo', 'data', 'reported', 'smt.json')) as f:
+        reported = json.load(f)['models']
+    with open(os.path.join(root, 'checkpoints', 'manifest', 'smt.json')) as f:
+        manifest = json.load(f)['checkpoints']
+    names = modzoo.list_models(family='smt')
+    assert names == sorted(LAYOUT_VARIANT.values())
+    assert all(name in reported for name in names)
+    # every registered weight tag has a manifest entry with its head size and resolution, and nothing else is listed
+    tags = timm.list_models('zoo_smt_*', pretrained=True, include_tags=True)
+    assert sorted(tags) == sorted(manifest)
+    for tag in tags:
+        cfg = timm.models.get_pretrained_cfg(tag)
+        assert manifest[tag]['num_classes'] == cfg.num_classes and manifest[tag]['resolution'] == cfg.input_size[-1]
+        assert cfg.url in [s['url'] for s in manifest[tag]['sources']]
+    cfg_384 = timm.models.get_pretrained_cfg('zoo_smt_large.in22k_ft_in1k_384')
+    assert cfg_384.pool_size == (12, 12) and cfg_384.crop_pct == 1.0
+    # the README's 21M for SMT-S is kept as reported, with the code's 22.55M beside it
+    small = reported['zoo_smt_small']
+    assert small['params_m'] == 21.0 and small['params_m_official_code'] == 22.55 and '22.55M' in small['note']
