@@ -2,3 +2,4 @@
 from .drop_path import drop_path_rates
 from .input_check import check_image_input, pad_to_multiple
 from .sfm import SFM, AdaptiveResampler, AdaptiveUpsampler, SeparableWarp, demodulate, find_stage_transitions
+from .grid_pe import GridPE
