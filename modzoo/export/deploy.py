@@ -1,0 +1,171 @@
+"""Deployment-time rewrites of an eval-mode model: fold BatchNorm into convolutions, run re-parameterisation hooks.
+
+Inference graphs are smaller and faster when every ``Conv -> BatchNorm`` pair is one convolution. Models that know
+their own structure expose a hook (SMT's ``fuse_bn()``, timm-style ``reparameterize()`` / ``fuse()``); everything else
+gets a generic fold of BatchNorm layers that directly follow a convolution inside an ``nn.Sequential`` or an OpenMMLab
+``ConvModule`` (the places where "directly follows" can be read off the module tree without tracing). Dropout and DropPath are already
+identities in eval mode, so no training-only branch survives :func:`prepare_for_deploy` in the forward pass.
+"""
+import inspect
+import logging
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+
+_logger = logging.getLogger(__name__)
+
+__all__ = [
+    'prepare_for_deploy', 'fold_conv_bn', 'fuse_sequential_conv_bn', 'fuse_convmodule_bn', 'MatmulAdaptiveAvgPool2d',
+    'replace_adaptive_avg_pools',
+]
+
+# Model-level hooks, tried in this order on the model itself; the first one present is called.
+MODEL_HOOKS = ('fuse_bn', 'switch_to_deploy', 'reparameterize')
+# Sub-module hooks (timm's reparameterize_model convention and MobileOne/RepVGG-style blocks).
+MODULE_HOOKS = ('reparameterize', 'fuse', 'switch_to_deploy')
+
+
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new convolution computing ``bn(conv(x))`` in eval mode (running statistics)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError('cannot fold a BatchNorm without running statistics (track_running_stats=False)')
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        conv.groups, bias=True, padding_mode=conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype)
+    scale = bn.running_var.add(bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    shift = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias.copy_((bias - bn.running_mean) * scale + shift)
+    return fused
+
+
+def fuse_sequential_conv_bn(model: nn.Module) -> int:
+    """Fold every ``BatchNorm2d`` that directly follows a ``Conv2d`` in an ``nn.Sequential``; returns the count.
+
+    The BatchNorm is replaced by ``nn.Identity`` so the Sequential keeps its length and child names.
+    """
+    folded = 0
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names: List[str] = list(module._modules.keys())
+        for first, second in zip(names, names[1:]):
+            conv, bn = module._modules[first], module._modules[second]
+            if type(conv) is nn.Conv2d and isinstance(bn, nn.BatchNorm2d) and bn.num_features == conv.out_channels:
+                module._modules[first] = fold_conv_bn(conv, bn)
+                module._modules[second] = nn.Identity()
+                folded += 1
+    return folded
+
+
+def fuse_convmodule_bn(model: nn.Module) -> int:
+    """Fold the BatchNorm of every OpenMMLab ``ConvModule`` (``order`` with ``'norm'`` right after ``'conv'``) into
+    its conv; returns the count. Duck-typed on the module's ``conv``/``norm_name``/``order`` attributes, so mmcv
+    is not imported."""
+    folded = 0
+    for module in model.modules():
+        order = getattr(module, 'order', None)
+        norm_name = getattr(module, 'norm_name', None)
+        conv = getattr(module, 'conv', None)
+        if not (isinstance(order, tuple) and isinstance(norm_name, str) and type(conv) is nn.Conv2d):
+            continue
+        bn = getattr(module, norm_name, None)
+        if not isinstance(bn, nn.BatchNorm2d) or 'conv' not in order or 'norm' not in order:
+            continue
+        if order.index('norm') != order.index('conv') + 1 or bn.num_features != conv.out_channels:
+            continue
+        module.conv = fold_conv_bn(conv, bn)
+        setattr(module, norm_name, nn.Identity())
+        folded += 1
+    return folded
+
+
+def _hook(module: nn.Module, name: str) -> Optional[callable]:
+    """``module.<name>`` when it is a method (a sub-module that happens to be called ``fuse`` is not a hook)."""
+    fn = getattr(module, name, None)
+    return fn if inspect.ismethod(fn) else None
+
+
+def prepare_for_deploy(model: nn.Module) -> nn.Module:
+    """Put ``model`` in eval mode and apply every deployment rewrite it supports (in place; also returned).
+
+    Order: the model's own hook (``fuse_bn`` and friends, see ``MODEL_HOOKS``), then sub-module hooks
+    (``MODULE_HOOKS``, as timm's ``reparameterize_model`` does), then the generic Sequential Conv+BN fold for whatever
+    is left. A timm ``features_only`` wrapper is looked through (``model.model``).
+    """
+    model.eval()
+    inner = getattr(model, 'model', None)
+    target = inner if isinstance(inner, nn.Module) else model
+    for root in ({id(model): model, id(target): target}).values():
+        for hook in MODEL_HOOKS:
+            fn = _hook(root, hook)
+            if fn is not None:
+                _logger.info('deploy: %s.%s()', type(root).__name__, hook)
+                fn()
+                break
+    for name, module in list(model.named_modules()):
+        if module is model or module is target:
+            continue
+        for hook in MODULE_HOOKS:
+            fn = _hook(module, hook)
+            if fn is not None:
+                _logger.info('deploy: %s.%s()', name, hook)
+                fn()
+                break
+    folded = fuse_sequential_conv_bn(model) + fuse_convmodule_bn(model)
+    if folded:
+        _logger.info('deploy: folded %d Conv+BatchNorm pairs', folded)
+    return model.eval()
+
+
+def _pool_matrix(in_size: torch.Tensor, out_size: int, like: torch.Tensor) -> torch.Tensor:
+    """``(out_size, in_size)`` averaging weights of adaptive average pooling (bins as in ``F.adaptive_avg_pool1d``:
+    bin ``i`` covers ``[floor(i * in / out), ceil((i + 1) * in / out))``)."""
+    idx = torch.arange(out_size, device=like.device)
+    start = torch.div(idx * in_size, out_size, rounding_mode='floor')
+    end = torch.div((idx + 1) * in_size + out_size - 1, out_size, rounding_mode='floor')
+    cells = torch.arange(in_size, device=like.device)
+    inside = (cells[None, :] >= start[:, None]) & (cells[None, :] < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+class MatmulAdaptiveAvgPool2d(nn.Module):
+    """``nn.AdaptiveAvgPool2d(k)`` computed as ``P_h @ x @ P_w^T`` with the pooling matrices built from the input's
+    (possibly symbolic) size.
+
+    Exact, and exportable for any input size: ONNX has no adaptive pooling, so exporters either refuse
+    ``AdaptiveAvgPool2d(k)`` (TorchScript: "input size not accessible", or output sizes that do not divide the input)
+    or bake the kernel of the trace size into the graph (dynamo), which is silently wrong at other sizes.
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+        if any(s is None for s in size):
+            raise ValueError('MatmulAdaptiveAvgPool2d needs explicit output sizes (no None)')
+        self.output_size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool_h = _pool_matrix(x.shape[-2], self.output_size[0], x)
+        pool_w = _pool_matrix(x.shape[-1], self.output_size[1], x)
+        return pool_h @ x @ pool_w.t()
+
+
+def replace_adaptive_avg_pools(model: nn.Module) -> int:
+    """Swap every ``nn.AdaptiveAvgPool2d`` with an output other than 1x1 (a global pool, which ONNX has) for
+    :class:`MatmulAdaptiveAvgPool2d`; returns the count. Used before export (UperNet's pyramid pooling, 1/2/3/6)."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.AdaptiveAvgPool2d:
+                size = child.output_size
+                size = (size, size) if isinstance(size, int) else tuple(size)
+                if size != (1, 1) and None not in size:
+                    setattr(parent, name, MatmulAdaptiveAvgPool2d(size))
+                    replaced += 1
+    return replaced
