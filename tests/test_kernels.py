@@ -38,16 +38,28 @@ def _leaf(t: torch.Tensor, dtype=None) -> torch.Tensor:
     return out.requires_grad_()
 
 
-def _clone_args(args, dtype=None):
+def _clone_args(args, dtype=None, keep=()):
+    """Leaf copies of ``args``, cast to ``dtype`` except the arguments at the indices in ``keep``."""
     out = []
-    for a in args:
+    for i, a in enumerate(args):
+        cast = None if i in keep else dtype
         if isinstance(a, torch.Tensor):
-            out.append(_leaf(a, dtype))
+            out.append(_leaf(a, cast))
         elif isinstance(a, list):
-            out.append([_leaf(t, dtype) for t in a])
+            out.append([_leaf(t, cast) for t in a])
         else:
             out.append(a)
     return out
+
+
+def _leaves(args) -> List[torch.Tensor]:
+    leaves = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            leaves.append(a)
+        elif isinstance(a, list):
+            leaves.extend(a)
+    return leaves
 
 
 def _grads(args) -> List[torch.Tensor]:
@@ -60,9 +72,13 @@ def _grads(args) -> List[torch.Tensor]:
     return grads
 
 
-def _check_against_reference(op, ref, args, dtype=torch.float32, expect_strides=None):
-    """Forward and backward of ``op`` under the forced Triton backend vs ``ref`` (in float32 on the same values)."""
-    tri_args = _clone_args(args, dtype)
+def _check_against_reference(op, ref, args, dtype=torch.float32, expect_strides=None, float32_params=()):
+    """Forward and backward of ``op`` under the forced Triton backend vs ``ref`` (in float32 on the same values).
+
+    ``float32_params``: indices of arguments (weights) kept in float32 while the activations are in ``dtype``, as
+    under autocast, where the ops receive low-precision activations and the float32 parameters.
+    """
+    tri_args = _clone_args(args, dtype, keep=float32_params)
     ref_args = _clone_args(_clone_args(tri_args), torch.float32)  # same (rounded) values, float32
     with K.use_backend('triton'):
         out = op(*tri_args)
@@ -75,8 +91,8 @@ def _check_against_reference(op, ref, args, dtype=torch.float32, expect_strides=
     grad = torch.randn_like(expected)
     out.backward(grad.to(dtype))
     expected.backward(grad.to(dtype).float())
-    for got, want, a in zip(_grads(tri_args), _grads(ref_args), tri_args):
-        assert got is not None and got.dtype == dtype
+    for got, want, leaf in zip(_grads(tri_args), _grads(ref_args), _leaves(tri_args)):
+        assert got is not None and got.dtype == leaf.dtype
         # gradients of weights are sums over B*H*W products: compare relative to their scale
         scale = max(1.0, want.abs().max().item())
         torch.testing.assert_close(got.float() / scale, want / scale, **TOL[dtype])
@@ -121,6 +137,19 @@ def test_focal_context_matches_reference(B, C, H, W, sizes, normalize, layout):
 def test_focal_context_low_precision(dtype):
     ctx, gates, kernels = _focal_inputs(1, 4, 9, 6, [3, 5], 'nchw')
     _check_against_reference(K.focal_context, R.focal_context_reference, [ctx, gates, kernels, True], dtype)
+
+
+def test_mixed_precision_activations_with_float32_params():
+    """Under autocast the ops get bf16 activations and float32 weights: the kernels take both, return the
+    activation dtype, and give the weights float32 gradients."""
+    ctx, gates, kernels = _focal_inputs(1, 4, 6, 5, [3, 5], 'nchw')
+    _check_against_reference(K.focal_context, R.focal_context_reference, [ctx, gates, kernels, False],
+                             torch.bfloat16, float32_params=(2,))
+    _check_against_reference(K.dwconv_gelu, R.dwconv_gelu_reference, _dwconv_inputs(1, 4, 5, 6, 3, 'permuted'),
+                             torch.bfloat16, float32_params=(1, 2))
+    x, weights, biases = _smt_inputs(1, 4, 5, 6, [3, 1], 'tokens')
+    _check_against_reference(K.mixed_dwconv_interleave, R.mixed_dwconv_interleave_reference, [x, weights, biases],
+                             torch.bfloat16, float32_params=(1, 2))
 
 
 def test_focal_context_output_follows_input_layout():
@@ -273,7 +302,8 @@ def test_mixed_dwconv_interleave_reference_matches_per_channel_definition():
         for g in range(Cg):
             c = i * Cg + g
             k = weights[i].shape[-1]
-            expected[:, g * h + i] = F.conv2d(x[:, c:c + 1], weights[i][g:g + 1], biases[i][g:g + 1], padding=k // 2)[:, 0]
+            expected[:, g * h + i] = F.conv2d(x[:, c:c + 1], weights[i][g:g + 1], biases[i][g:g + 1],
+                                              padding=k // 2)[:, 0]
     torch.testing.assert_close(R.mixed_dwconv_interleave_reference(x, weights, biases), expected)
 
 

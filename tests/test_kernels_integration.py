@@ -150,8 +150,8 @@ def test_custom_ops_pass_opcheck():
     torch.manual_seed(0)
     f = torch.randn(1, 9, 4, 5).contiguous(memory_format=torch.channels_last)
     samples = [
-        (torch.ops.modzoo.focal_context.default, (f[:, :4], f[:, 4:7], [torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)],
-                                                   True)),
+        (torch.ops.modzoo.focal_context.default,
+         (f[:, :4], f[:, 4:7], [torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)], True)),
         (torch.ops.modzoo.dwconv_gelu.default, (torch.randn(1, 4, 5, 3, 2).permute(0, 4, 1, 2, 3)[..., 0],
                                                  torch.randn(2, 1, 3, 3), torch.randn(2))),
         (torch.ops.modzoo.gelu_tile_mul.default, (torch.randn(3, 2, 6), torch.randn(3, 2, 3), True)),

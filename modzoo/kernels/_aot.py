@@ -64,7 +64,7 @@ def kernel_specs(quick: bool = False) -> Iterator[Tuple[str, object, Dict[str, o
         for C, H in planes:
             bc, th, tw, nw = conv_tile_config(cl, C, H, H)
             tile = dict(BLOCK_C=bc, TH=th, TW=tw)
-            bc, th, tw, nw_b = conv_tile_config(cl, C, H, H, backward=True)
+            bc, th, tw, nw_b = conv_tile_config(cl, C, H, H, elems=512)
             tile_b = dict(BLOCK_C=bc, TH=th, TW=tw)
             for K in ((3,) if quick else (3, 7)):
                 yield (f'dwconv_act_fwd K{K} C{C} {layout}', dw._dwconv_act_fwd_kernel,
@@ -91,7 +91,7 @@ def kernel_specs(quick: bool = False) -> Iterator[Tuple[str, object, Dict[str, o
         for Cg, H in (((16, 56),) if quick else ((16, 56), (64, 14))):
             bc, th, tw, nw = conv_tile_config(cl, Cg, H, H)
             tile = dict(BLOCK_C=bc, TH=th, TW=tw)
-            bc, th, tw, nw_b = conv_tile_config(cl, Cg, H, H, backward=True)
+            bc, th, tw, nw_b = conv_tile_config(cl, Cg, H, H, elems=256)
             tile_b = dict(BLOCK_C=bc, TH=th, TW=tw)
             if quick:  # every head branch, smallest taps
                 ks, kks = dict(NUM_HEADS=4, K0=3, K1=1, K2=3, K3=1), dict(KK0=16, KK1=1, KK2=16, KK3=1)

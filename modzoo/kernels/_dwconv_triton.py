@@ -61,7 +61,8 @@ def _dwconv_gelu_bwd_kernel(
         oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
         mask = mask_c[:, None] & mask_p[None, :]
         x_b = x_ptr + b * sx_b
-        z = dw_conv_tile(x_b, w_ptr, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w, K, False, BLOCK_C, TH * TW)
+        z = dw_conv_tile(x_b, w_ptr, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w, K, False, BLOCK_C, TH * TW,
+                         UNROLL=False)
         if HAS_BIAS:
             z += bias[:, None]
         dy = tl.load(dy_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :],
@@ -128,7 +129,7 @@ def dwconv_gelu_bwd(
     KK = next_pow2(K * K)
     w = weight.reshape(C, K * K).contiguous()
     dz = empty_nchw(x)
-    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), C, H, W, backward=True)
+    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), C, H, W, elems=512)
     n_tw = triton.cdiv(W, tw)
     n_tiles = triton.cdiv(H, th) * n_tw
     n_cblocks = triton.cdiv(C, block_c)

@@ -145,7 +145,8 @@ def _focal_bwd_level_kernel(
         oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
         mask = mask_c[:, None] & mask_p[None, :]
         src_b = src_ptr + b * ss_b
-        z = dw_conv_tile(src_b, w_ptr, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w, K, False, BLOCK_C, TH * TW)
+        z = dw_conv_tile(src_b, w_ptr, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w, K, False, BLOCK_C, TH * TW,
+                         UNROLL=False)
         c = gelu(z)
         dout = tl.load(dout_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :],
                        mask=mask, other=0.0).to(tl.float32)
@@ -156,7 +157,7 @@ def _focal_bwd_level_kernel(
             dc += tl.load(dmean_ptr + b * C + offs_c, mask=mask_c, other=0.0)[:, None]
         else:
             dc += dw_conv_tile(dzn_ptr + b * sz_b, wn_ptr, offs_c, mask_c, oh, ow, H, W, sz_c, sz_h, sz_w,
-                               KN, True, BLOCK_C, TH * TW)
+                               KN, True, BLOCK_C, TH * TW, UNROLL=False)
         dz = tl.where(mask, dc * gelu_grad(z), 0.0)
         tl.store(dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :],
                  dz.to(dz_ptr.dtype.element_ty), mask=mask)
@@ -176,7 +177,8 @@ class _Plan:
     def __init__(self, ctx: torch.Tensor, backward: bool = False):
         B, C, H, W = ctx.shape
         self.B, self.C, self.H, self.W = B, C, H, W
-        self.block_c, self.th, self.tw, self.num_warps = conv_tile_config(is_channels_last(ctx), C, H, W, backward)
+        elems = 512 if backward else 1024  # see conv_tile_config
+        self.block_c, self.th, self.tw, self.num_warps = conv_tile_config(is_channels_last(ctx), C, H, W, elems)
         self.n_tw = triton.cdiv(W, self.tw)
         self.n_tiles = triton.cdiv(H, self.th) * self.n_tw
         self.n_cblocks = triton.cdiv(C, self.block_c)

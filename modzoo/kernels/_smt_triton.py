@@ -72,7 +72,7 @@ def _head_bwd(acc_w, acc_b, x_b, w_ptr, dy_b, dx_b, head, n_heads, Cg, offs_g, m
     dy = tl.load(dy_head + offs_g[:, None] * (n_heads * sd_c) + (oh * sd_h + ow * sd_w)[None, :],
                  mask=mask, other=0.0).to(tl.float32)
     dx = dw_conv_tile(dy_head, w_ptr, offs_g, mask_g, oh, ow, H, W, n_heads * sd_c, sd_h, sd_w,
-                      K, True, BLOCK_C, BLOCK_P)
+                      K, True, BLOCK_C, BLOCK_P, UNROLL=False)
     tl.store(dx_b + (head * Cg + offs_g)[:, None] * se_c + (oh * se_h + ow * se_w)[None, :],
              dx.to(dx_b.dtype.element_ty), mask=mask)
     acc_b += tl.sum(dy, axis=1)
@@ -184,7 +184,7 @@ def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Te
     n_heads = len(weights)
     Cg = C // n_heads
     dx = empty_nchw(x)
-    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), Cg, H, W, backward=True)
+    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), Cg, H, W, elems=256)
     n_tw = triton.cdiv(W, tw)
     n_tiles = triton.cdiv(H, th) * n_tw
     n_gblocks = triton.cdiv(Cg, block_c)

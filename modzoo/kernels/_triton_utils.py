@@ -52,39 +52,50 @@ def tile_coords(t, n_tw, H, W, TH: tl.constexpr, TW: tl.constexpr):
 
 @triton.jit
 def dw_conv_tile(src_ptr, w_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
-                 K: tl.constexpr, FLIP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+                 K: tl.constexpr, FLIP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+                 UNROLL: tl.constexpr = True):
     """Depthwise KxK cross-correlation with zero padding K // 2 on one tile, in float32.
 
     ``src_ptr`` points at the batch sample; channel ``offs_c[i]`` lives at ``src_ptr + offs_c[i] * s_c``. ``w_ptr``
     is a dense ``(C, K*K)`` weight. ``FLIP`` rotates the kernel by 180 degrees, which turns the op into its
     transpose (the input gradient of the forward conv). Channels outside ``mask_c`` read channel 0 (always in
     bounds) with a zero weight, so the big loads only need the spatial mask.
+
+    ``UNROLL`` unrolls the taps at compile time (forward kernels: most load-level parallelism); otherwise the taps
+    are a runtime loop, which keeps the backward kernels (two or three tap loops each) small enough to compile in
+    seconds and to stay within the register file.
     """
     acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
     src_tile = src_ptr + tl.where(mask_c, offs_c, 0)[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
     w_row = w_ptr + offs_c * (K * K)
-    for i in tl.static_range(K):
-        ih = oh + (i - K // 2)
-        row_ok = (ih >= 0) & (ih < H)
-        src_row = src_tile + (i - K // 2) * s_h
-        for j in tl.static_range(K):
-            iw = ow + (j - K // 2)
-            ok = row_ok & (iw >= 0) & (iw < W)
-            val = tl.load(src_row + (j - K // 2) * s_w, mask=ok[None, :], other=0.0)
+    if UNROLL:
+        for i in tl.static_range(K):
+            ih = oh + (i - K // 2)
+            row_ok = (ih >= 0) & (ih < H)
+            src_row = src_tile + (i - K // 2) * s_h
+            for j in tl.static_range(K):
+                iw = ow + (j - K // 2)
+                ok = row_ok & (iw >= 0) & (iw < W)
+                val = tl.load(src_row + (j - K // 2) * s_w, mask=ok[None, :], other=0.0)
+                if FLIP:
+                    wv = tl.load(w_row + ((K - 1 - i) * K + (K - 1 - j)), mask=mask_c, other=0.0)
+                else:
+                    wv = tl.load(w_row + (i * K + j), mask=mask_c, other=0.0)
+                acc += val.to(tl.float32) * wv.to(tl.float32)[:, None]
+    else:
+        for tap in range(K * K):
+            di = tap // K - K // 2
+            dj = tap % K - K // 2
+            ih = oh + di
+            iw = ow + dj
+            ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            val = tl.load(src_tile + (di * s_h + dj * s_w), mask=ok[None, :], other=0.0)
             if FLIP:
-                wv = tl.load(w_row + ((K - 1 - i) * K + (K - 1 - j)), mask=mask_c, other=0.0)
+                wv = tl.load(w_row + (K * K - 1 - tap), mask=mask_c, other=0.0)
             else:
-                wv = tl.load(w_row + (i * K + j), mask=mask_c, other=0.0)
+                wv = tl.load(w_row + tap, mask=mask_c, other=0.0)
             acc += val.to(tl.float32) * wv.to(tl.float32)[:, None]
     return acc
-
-
-@triton.jit
-def add_tap(acc, tap_sum, tap: tl.constexpr, KK: tl.constexpr):
-    """``acc[:, tap] += tap_sum``: collects the per-tap weight-gradient sums of a ``[BLOCK_C, KK]`` accumulator
-    that lives in registers across the tiles a program visits (Triton has no indexed register write)."""
-    cols = tl.arange(0, KK)
-    return acc + tl.where(cols[None, :] == tap, tap_sum[:, None], 0.0)
 
 
 @triton.jit
@@ -93,28 +104,30 @@ def weight_grad_taps(acc, src_ptr, offs_c, mask_c, dz, oh, ow, H, W, s_c, s_h, s
     """Add ``sum_p dz[c, p] * src[c, p + tap]`` for every tap of a KxK kernel to ``acc[c, tap]``.
 
     ``src_ptr`` points at the batch sample of the conv input; ``dz`` (the conv output gradient) must already be
-    zero outside the image and outside ``mask_c``.
+    zero outside the image and outside ``mask_c``. A runtime loop over the taps: each one ends in a cross-thread
+    reduction, and unrolling K*K of them only bloats the kernel (compile time, registers).
     """
     src_tile = src_ptr + tl.where(mask_c, offs_c, 0)[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
-    for i in tl.static_range(K):
-        ih = oh + (i - K // 2)
-        row_ok = (ih >= 0) & (ih < H)
-        src_row = src_tile + (i - K // 2) * s_h
-        for j in tl.static_range(K):
-            iw = ow + (j - K // 2)
-            ok = row_ok & (iw >= 0) & (iw < W)
-            val = tl.load(src_row + (j - K // 2) * s_w, mask=ok[None, :], other=0.0)
-            acc = add_tap(acc, tl.sum(dz * val.to(tl.float32), axis=1), i * K + j, KK)
+    cols = tl.arange(0, KK)[None, :]
+    for tap in range(K * K):
+        di = tap // K - K // 2
+        dj = tap % K - K // 2
+        ih = oh + di
+        iw = ow + dj
+        ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        val = tl.load(src_tile + (di * s_h + dj * s_w), mask=ok[None, :], other=0.0)
+        # acc[:, tap] += ...: Triton has no indexed register write, so select the column
+        acc += tl.where(cols == tap, tl.sum(dz * val.to(tl.float32), axis=1)[:, None], 0.0)
     return acc
 
 
-def conv_tile_config(channels_last: bool, C: int, H: int, W: int, backward: bool = False):
-    """``(BLOCK_C, TH, TW, num_warps)`` for a conv-like kernel on a (C, H, W) plane.
+def conv_tile_config(channels_last: bool, C: int, H: int, W: int, elems: int = 1024):
+    """``(BLOCK_C, TH, TW, num_warps)`` for a conv-like kernel on a (C, H, W) plane, about ``elems`` per program.
 
     Channels-last memory wants a wide channel block (its contiguous dim) and few pixels; NCHW wants rows of pixels
-    and few channels. Forward kernels take about 1024 elements per program; the backward kernels (which unroll two
-    or three tap loops and keep a weight-gradient accumulator) take 256, which the sm_90 compile check
-    (``python -m modzoo.kernels._aot``) shows to be free of register spills. The choice depends on the shape only
+    and few channels. Forward kernels use 1024 elements; the backward kernels, which keep a weight-gradient
+    accumulator in registers, 512 (SMT's, with four heads' accumulators, 256): the sm_90 compile check
+    (``python -m modzoo.kernels._aot``) shows these within the register file. The choice depends on the shape only
     through small-image / narrow-channel cases, so a model triggers few compilations.
 
     Under the interpreter the blocks are small (8x8 pixels, 4 channels) so test shapes just above 8 pixels / 4
@@ -123,16 +136,15 @@ def conv_tile_config(channels_last: bool, C: int, H: int, W: int, backward: bool
     """
     if INTERPRETED:
         return min(4, next_pow2(C)), min(8, next_pow2(H)), min(8, next_pow2(W)), 1
-    elems = 256 if backward else 1024
     if channels_last:
-        block_c = min(16 if backward else 64, next_pow2(C))
+        block_c = min(max(1, elems // 16), 64, next_pow2(C))
         pixels = elems // block_c
         tw = min(4, pixels)
         th = min(8, pixels // tw)
     else:
         small = max(H, W) <= 8
         tw = 8 if small else 16
-        th = 4 if backward and not small else 8
+        th = 8 if small or elems >= 1024 else 4
         block_c = max(1, min(next_pow2(C), elems // (th * tw)))
     return block_c, th, tw, 4
 

@@ -70,8 +70,8 @@ def _dwconv_gelu_backward_op(grad: torch.Tensor, x: torch.Tensor, weight: torch.
 
 @_dwconv_gelu_backward_op.register_fake
 def _(grad, x, weight, bias):
-    return empty_nchw(x), weight.new_empty(weight.shape), weight.new_empty((weight.shape[0],),
-                                                                              dtype=(bias if bias is not None else weight).dtype)
+    bias_dtype = (bias if bias is not None else weight).dtype
+    return empty_nchw(x), weight.new_empty(weight.shape), weight.new_empty((weight.shape[0],), dtype=bias_dtype)
 
 
 def _dwconv_setup_context(ctx, inputs, output):
