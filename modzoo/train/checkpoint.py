@@ -1,0 +1,137 @@
+"""Training checkpoints: atomic writes, ``last``/``best`` files, and resume with clear errors.
+
+A checkpoint is written to a temporary file in the target folder, flushed to disk (fsync) and then renamed over the
+target (``os.replace`` is atomic on POSIX and Windows). A process killed at any moment therefore leaves either the old
+complete file or the new complete file, never a truncated one; stale temporaries are removed on the next save.
+
+The file holds plain containers and tensors only, so it loads with ``torch.load(weights_only=True)``. Its model
+weights sit under ``state_dict`` (EMA weights under ``state_dict_ema``), the timm train-script convention, so
+``modzoo.load_checkpoint``, ``tools/validate.py`` and ``timm.create_model(..., pretrained_cfg_overlay=dict(file=...))``
+read it directly.
+"""
+import glob
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any, Dict, Mapping, Optional, Union
+
+import torch
+
+_logger = logging.getLogger(__name__)
+
+__all__ = [
+    'CHECKPOINT_FORMAT', 'ResumeError', 'atomic_save', 'atomic_copy', 'remove_stale_temporaries',
+    'read_training_checkpoint', 'check_resume_compatible',
+]
+
+CHECKPOINT_FORMAT = 'modzoo.train/1'
+_TMP_SUFFIX = '.partial'
+
+
+class ResumeError(RuntimeError):
+    """A ``--resume`` file that cannot continue this run (another model, not a training checkpoint, ...)."""
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not supported on every platform/filesystem
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temporary(path: str):
+    folder, base = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix=_TMP_SUFFIX, dir=folder)
+    # mkstemp creates 0600; give the final file the permissions a plain open() would (0666 minus the umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return fd, tmp, folder
+
+
+def atomic_save(obj: Any, path: Union[str, os.PathLike]) -> str:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then atomically rename it to ``path``."""
+    path = os.fspath(path)
+    fd, tmp, folder = _temporary(path)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(folder)
+    return path
+
+
+def atomic_copy(src: Union[str, os.PathLike], dst: Union[str, os.PathLike]) -> str:
+    """Copy ``src`` to ``dst`` with the same write-then-rename guarantee as :func:`atomic_save`."""
+    dst = os.fspath(dst)
+    fd, tmp, folder = _temporary(dst)
+    try:
+        with os.fdopen(fd, 'wb') as out, open(src, 'rb') as inp:
+            shutil.copyfileobj(inp, out, 16 * 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(folder)
+    return dst
+
+
+def remove_stale_temporaries(path: Union[str, os.PathLike]) -> int:
+    """Delete temporaries a killed writer left beside ``path``; returns how many were removed."""
+    folder, base = os.path.split(os.path.abspath(os.fspath(path)))
+    stale = glob.glob(os.path.join(glob.escape(folder), f'.{glob.escape(base)}.*{_TMP_SUFFIX}'))
+    for f in stale:
+        try:
+            os.remove(f)
+        except OSError:
+            pass
+    return len(stale)
+
+
+def read_training_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """Load a checkpoint written by the trainer, or raise :class:`ResumeError` saying what the file is instead."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ResumeError(f'--resume file not found: {path!r}')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ResumeError(f'cannot read {path!r} as a training checkpoint ({type(e).__name__}: {e})') from e
+    if not isinstance(ckpt, Mapping) or ckpt.get('format') != CHECKPOINT_FORMAT:
+        raise ResumeError(
+            f'{path!r} is not a modzoo training checkpoint (no optimizer/scheduler/epoch state). To start a new run '
+            f'from its weights use --initial-checkpoint {path} instead of --resume.')
+    return dict(ckpt)
+
+
+def check_resume_compatible(ckpt: Mapping[str, Any], path: str, model_name: str, num_classes: int,
+                            model_kwargs: Optional[Mapping[str, Any]] = None) -> None:
+    """Refuse a checkpoint written for another model, head size or architecture override."""
+    problems = []
+    if ckpt.get('model_name') != model_name:
+        problems.append(f'it was written for model {ckpt.get("model_name")!r}, this run trains {model_name!r}')
+    if ckpt.get('num_classes') != num_classes:
+        problems.append(f'it has {ckpt.get("num_classes")} classes, this run has {num_classes}')
+    saved_kwargs = dict(ckpt.get('model_kwargs') or {})
+    if model_kwargs is not None and saved_kwargs != dict(model_kwargs):
+        problems.append(f'its --model-kwargs were {saved_kwargs}, this run uses {dict(model_kwargs)}')
+    if problems:
+        raise ResumeError(f'Cannot resume from {path!r}: ' + '; '.join(problems) + '. Resume with the same --model, '
+                          'dataset and --model-kwargs, or start a new run (use --initial-checkpoint to start from '
+                          'its weights).')

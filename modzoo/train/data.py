@@ -1,0 +1,240 @@
+"""Datasets, transforms and loaders for classification training and validation.
+
+* Folder datasets use the ImageFolder layout (``<root>/<split>/<class>/<image>``) through timm's ``ImageDataset``;
+  any other ``--dataset`` name goes to timm's dataset factory (``torch/cifar10``, ``hfds/...``, ...).
+* Transforms come from the model's ``pretrained_cfg`` (input size, interpolation, mean/std, crop_pct) via timm's
+  ``resolve_data_config``; training adds the recipe's augmentation (RandAugment, random erasing, ...).
+* :class:`SeededDataset` and :class:`ResumableShardSampler` make the data stream a pure function of
+  ``(seed, epoch, position)``, which is what lets a killed run resume bit-exactly (see ``seeding.py``).
+"""
+import logging
+import os
+import random
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .seeding import derive_seed
+
+_logger = logging.getLogger(__name__)
+
+__all__ = [
+    'DatasetNotFoundError', 'FOLDER_DATASETS', 'find_split_dir', 'folder_classes', 'build_dataset',
+    'SeededDataset', 'ResumableShardSampler', 'resolve_model_data_config', 'build_transforms', 'build_loader',
+]
+
+FOLDER_DATASETS = ('', 'folder', 'imagefolder')
+_SPLIT_SYNONYMS = {
+    'train': ('train', 'training'),
+    'val': ('val', 'validation', 'valid', 'eval', 'evaluation', 'test'),
+    'validation': ('validation', 'val', 'valid', 'eval', 'evaluation', 'test'),
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset folder or split is missing or holds no images; the message shows the expected layout."""
+
+
+def _layout_hint(root: str) -> str:
+    return (f'Expected the ImageFolder layout: {root}/train/<class>/<image> and {root}/val/<class>/<image> '
+            f'(one sub-folder per class, e.g. ImageNet\'s n01440764/...).')
+
+
+def find_split_dir(root: str, split: str) -> str:
+    """``<root>/<split>`` (or a common synonym: val/validation, train/training); ``root`` itself when it already
+    holds class folders and no split folders."""
+    if not root:
+        raise DatasetNotFoundError('No dataset folder given (--data-dir). ' + _layout_hint('DATA_DIR'))
+    if not os.path.isdir(root):
+        raise DatasetNotFoundError(f'Dataset folder not found: {root!r}. ' + _layout_hint(root))
+    for name in (split,) + _SPLIT_SYNONYMS.get(split, ()):
+        candidate = os.path.join(root, name)
+        if os.path.isdir(candidate):
+            return candidate
+    all_split_names = {n for names in _SPLIT_SYNONYMS.values() for n in names}
+    subdirs = [d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
+    if subdirs and not any(d in all_split_names for d in subdirs):
+        return root  # root is the split folder itself (e.g. --data-dir imagenet/val for validation)
+    raise DatasetNotFoundError(
+        f'No {split!r} split in {root!r} (found: {", ".join(sorted(subdirs)) or "nothing"}). ' + _layout_hint(root))
+
+
+def folder_classes(split_dir: str) -> List[str]:
+    """Class folder names sorted as timm sorts them (natural order), so indices match timm's own folder reader."""
+    from timm.utils.misc import natural_key
+    classes = sorted((d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))), key=natural_key)
+    if not classes:
+        raise DatasetNotFoundError(f'{split_dir!r} has no class sub-folders. ' + _layout_hint(os.path.dirname(split_dir)))
+    return classes
+
+
+def build_dataset(
+        name: str,
+        root: str,
+        split: str,
+        class_to_idx: Optional[Dict[str, int]] = None,
+        download: bool = False,
+) -> Tuple[Dataset, Dict[str, int]]:
+    """A dataset without transforms and its class -> index map.
+
+    For folder datasets ``class_to_idx`` should come from the training split, so a validation split with fewer
+    classes keeps the training indices.
+    """
+    from timm.data import ImageDataset, create_dataset
+    if name.lower() in FOLDER_DATASETS:
+        split_dir = find_split_dir(root, split)
+        if class_to_idx is None:
+            class_to_idx = {c: i for i, c in enumerate(folder_classes(split_dir))}
+        dataset = ImageDataset(split_dir, class_map=dict(class_to_idx))
+        if len(dataset) == 0:
+            raise DatasetNotFoundError(f'No images found under {split_dir!r}. ' + _layout_hint(root))
+        folders = {d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))}
+        unknown = folders - set(class_to_idx)
+        if unknown:
+            _logger.warning('%s: ignoring images in folders that are not training classes: %s', split_dir,
+                            ', '.join(sorted(unknown)[:10]))
+        return dataset, dict(class_to_idx)
+    if root and not os.path.exists(root) and not download:
+        raise DatasetNotFoundError(f'Dataset root not found: {root!r} (pass --dataset-download to fetch {name}).')
+    dataset = create_dataset(name, root=root, split=split, download=download, class_map=class_to_idx)
+    if class_to_idx is None:
+        classes = getattr(dataset, 'classes', None)
+        reader = getattr(dataset, 'reader', None)
+        if classes is None and reader is not None:
+            class_to_idx = getattr(reader, 'class_to_idx', None)
+        else:
+            class_to_idx = {str(c): i for i, c in enumerate(classes or [])}
+    return dataset, dict(class_to_idx or {})
+
+
+class SeededDataset(Dataset):
+    """Reseeds Python, NumPy and torch before each sample's transform from ``(seed, epoch, index)``.
+
+    Random augmentation (crops, RandAugment, random erasing) then depends only on which sample is loaded in which
+    epoch, not on worker count, worker scheduling or how many batches ran before a resume.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        # takes effect for loader iterators created afterwards (workers get a copy of the dataset at start)
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        s = derive_seed(self.seed, self.epoch, index)
+        random.seed(s)
+        np.random.seed(s % (2 ** 32))
+        torch.random.default_generator.manual_seed(s)
+        return self.dataset[index]
+
+
+class ResumableShardSampler(Sampler[int]):
+    """Shards indices over ranks like ``DistributedSampler`` and can start part-way into an epoch.
+
+    Training (``pad=True``): a permutation seeded by ``(seed, epoch)``, padded by wrapping so every rank gets the
+    same number of samples. Evaluation (``shuffle=False, pad=False``): ``indices[rank::world_size]`` with no
+    duplicates, so summed counts over ranks are exactly the dataset. ``set_start(n)`` skips this rank's first ``n``
+    samples of the current epoch (used when resuming mid-epoch).
+    """
+
+    def __init__(self, num_samples: int, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0,
+                 pad: bool = True):
+        if num_samples <= 0:
+            raise ValueError('cannot sample from an empty dataset')
+        self.num_samples = num_samples
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pad = pad
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.start = 0
+
+    def set_start(self, start: int) -> None:
+        self.start = start
+
+    def shard_size(self) -> int:
+        if self.pad:
+            return -(-self.num_samples // self.num_replicas)
+        return len(range(self.rank, self.num_samples, self.num_replicas))
+
+    def _indices(self) -> List[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+            indices = torch.randperm(self.num_samples, generator=g).tolist()
+        else:
+            indices = list(range(self.num_samples))
+        if self.pad:
+            total = self.shard_size() * self.num_replicas
+            while len(indices) < total:
+                indices += indices[:total - len(indices)]
+        return indices[self.rank::self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices()[self.start:])
+
+    def __len__(self) -> int:
+        return max(0, self.shard_size() - self.start)
+
+
+def resolve_model_data_config(model: torch.nn.Module, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """timm's data config from the model's ``pretrained_cfg`` with explicit overrides (None = keep the model's)."""
+    from timm.data import resolve_data_config
+    args = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return resolve_data_config(args, model=model)
+
+
+def _posterize_any_bits(img, bits_to_keep, **_):
+    """timm's posterize, keeping zero bits as the all-black image Pillow < 13 produced (Pillow 13 raises)."""
+    from PIL import ImageOps
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return img.point(lambda _: 0)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def patch_timm_posterize() -> None:
+    """RandAugment with magnitude noise (``rand-m9-mstd0.5``, every recipe here) can draw magnitude 10, for which
+    timm's ``PosterizeIncreasing`` keeps 0 bits; Pillow 13 rejects that (``ValueError: bits must be between or equal
+    to 1 and 8``) and the data loader dies mid-epoch. Route timm's posterize ops through a version that keeps the
+    zero-bit behaviour of older Pillow (a black image), so the augmentation matches what the papers trained with."""
+    import timm.data.auto_augment as auto_augment
+    for name in ('Posterize', 'PosterizeIncreasing', 'PosterizeOriginal'):
+        if name in auto_augment.NAME_TO_OP:
+            auto_augment.NAME_TO_OP[name] = _posterize_any_bits
+
+
+def build_transforms(data_config: Dict[str, Any], train_aug: Optional[Dict[str, Any]] = None):
+    """(train transform or None, eval transform). ``train_aug`` holds timm ``create_transform`` keywords."""
+    from timm.data import create_transform
+    patch_timm_posterize()
+    common = dict(input_size=data_config['input_size'], mean=data_config['mean'], std=data_config['std'])
+    eval_tf = create_transform(
+        is_training=False, interpolation=data_config['interpolation'], crop_pct=data_config['crop_pct'],
+        crop_mode=data_config.get('crop_mode'), **common)
+    train_tf = None
+    if train_aug is not None:
+        aug = dict(train_aug)
+        aug.setdefault('interpolation', data_config['interpolation'])
+        train_tf = create_transform(is_training=True, **common, **aug)
+    return train_tf, eval_tf
+
+
+def build_loader(dataset: Dataset, sampler: Sampler, batch_size: int, workers: int, drop_last: bool,
+                 pin_memory: bool = False) -> DataLoader:
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
+        pin_memory=pin_memory, persistent_workers=False)

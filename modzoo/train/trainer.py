@@ -1,0 +1,446 @@
+"""The training driver behind ``tools/train.py``.
+
+    python tools/train.py --config configs/imagenet/focalnet/tiny_srf.yaml --data-dir /data/imagenet
+    torchrun --nproc_per_node 8 tools/train.py --config ... --data-dir ... --resume auto
+
+Run folder (rank 0 writes, other ranks never do): ``args.yaml``, ``log.csv`` (one row per epoch), ``last.pth``
+(every epoch end and every ``--checkpoint-interval`` steps), ``best.pth`` (best validation top-1; EMA top-1 when
+``--model-ema``) and TensorBoard events when tensorboard is installed.
+"""
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from .checkpoint import (
+    CHECKPOINT_FORMAT, ResumeError, atomic_save, check_resume_compatible, read_training_checkpoint,
+    remove_stale_temporaries,
+)
+from .config import ConfigError, parse_train_args, plain_args, resolve_lr
+from .data import (
+    DatasetNotFoundError, ResumableShardSampler, SeededDataset, build_dataset, build_loader, build_transforms,
+    resolve_model_data_config,
+)
+from .distributed import DistContext, init_distributed
+from .engine import EpochMeters, StepContext, evaluate, train_one_epoch
+from .logs import CsvLog, open_tensorboard
+from .loss import build_criterion
+from .seeding import capture_rng_state, restore_rng_state, seed_all
+
+_logger = logging.getLogger('modzoo.train')
+
+__all__ = ['main', 'train', 'USER_ERRORS', 'check_model_name', 'load_initial_weights', 'create_run_model']
+
+CSV_FIELDS = ['epoch', 'step', 'lr', 'train_loss', 'eval_loss', 'eval_top1', 'eval_top5', 'ema_eval_loss',
+              'ema_top1', 'ema_top5', 'epoch_seconds', 'train_samples_per_s']
+
+
+def _user_errors():
+    from modzoo.models import CheckpointMismatchError, UnknownModelError
+    return (ConfigError, DatasetNotFoundError, UnknownModelError, ResumeError, CheckpointMismatchError)
+
+
+USER_ERRORS = _user_errors()
+
+
+def setup_logging(ctx: DistContext) -> None:
+    level = logging.INFO if ctx.is_primary else logging.WARNING
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        prefix = f'[rank {ctx.rank}] ' if ctx.distributed else ''
+        handler.setFormatter(logging.Formatter(prefix + '%(asctime)s %(message)s', '%H:%M:%S'))
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger('modzoo').setLevel(level)
+
+
+def check_model_name(name: str) -> None:
+    """Fail fast (before scanning a dataset) on an unknown model name, with modzoo's name suggestions."""
+    from timm.models import is_model
+    if not is_model(name.split('.')[0]):
+        import modzoo
+        modzoo.create_model(name)  # raises UnknownModelError listing the closest registered names
+
+
+def create_run_model(name: str, num_classes: int, pretrained: bool = False, **kwargs) -> nn.Module:
+    import modzoo
+    return modzoo.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+
+
+def load_initial_weights(model: nn.Module, path: str) -> List[str]:
+    """Load weights for a new run (fine-tuning): strict, except a classifier whose size differs is left as
+    initialised. Returns the skipped classifier keys. Any other mismatch raises ``CheckpointMismatchError``."""
+    import sys as _sys
+    from modzoo.models import read_checkpoint
+    from modzoo.models._checkpoint import verify_state_dict
+    state_dict = read_checkpoint(path)
+    filter_fn = getattr(_sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
+    if filter_fn is not None:
+        try:
+            state_dict = filter_fn(state_dict, model, verify=False)
+        except TypeError:
+            state_dict = filter_fn(state_dict, model)
+    model_sd = model.state_dict()
+    classifier = model.pretrained_cfg.get('classifier') if hasattr(model, 'pretrained_cfg') else None
+    heads = [classifier] if isinstance(classifier, str) else list(classifier or [])
+    skipped = [k for k, v in state_dict.items()
+               if any(k.startswith(h + '.') for h in heads) and k in model_sd and v.shape != model_sd[k].shape]
+    for k in skipped:
+        del state_dict[k]
+    verify_state_dict(state_dict, model)
+    result = model.load_state_dict(state_dict, strict=False)
+    leftover = [k for k in result.missing_keys if not any(k.startswith(h + '.') for h in heads)]
+    if leftover or result.unexpected_keys:  # verify_state_dict makes this unreachable for well-formed filters
+        raise RuntimeError(f'{path}: missing {leftover}, unexpected {result.unexpected_keys}')
+    return skipped
+
+
+def _build_teacher(args, num_classes: int, device: torch.device) -> Optional[nn.Module]:
+    if not args.teacher:
+        return None
+    if not args.teacher_checkpoint and not args.teacher_pretrained:
+        raise ConfigError(
+            f'distillation from {args.teacher!r} needs trained teacher weights: pass --teacher-checkpoint FILE '
+            '(e.g. DeiT\'s regnety_160-a5fe301d.pth for the EfficientMod recipe) or --teacher-pretrained')
+    teacher = create_run_model(args.teacher, num_classes, pretrained=args.teacher_pretrained, **args.teacher_kwargs)
+    if args.teacher_checkpoint:
+        import modzoo
+        modzoo.load_checkpoint(teacher, args.teacher_checkpoint)
+    return teacher.to(device).eval()
+
+
+def train(args) -> Dict[str, Any]:
+    """Run training as configured by ``args`` (see ``config.build_train_parser``); returns a summary dict."""
+    ctx = init_distributed(args.device)
+    try:
+        return _train(args, ctx)
+    finally:
+        ctx.shutdown()
+
+
+def _train(args, ctx: DistContext) -> Dict[str, Any]:
+    setup_logging(ctx)
+    device = ctx.device
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.deterministic:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True
+    if args.amp and args.amp_dtype == 'float16' and device.type != 'cuda':
+        raise ConfigError('--amp-dtype float16 needs a CUDA device; use --amp-dtype bfloat16 on CPU')
+    amp_dtype = torch.bfloat16 if args.amp_dtype == 'bfloat16' else torch.float16
+
+    check_model_name(args.model)
+    if args.teacher:
+        check_model_name(args.teacher)
+    output = args.output or os.path.join('output', 'train', args.model)
+    resume_path = args.resume
+    if resume_path == 'auto':
+        candidate = os.path.join(output, 'last.pth')
+        resume_path = candidate if os.path.isfile(candidate) else None
+        if resume_path is None:
+            _logger.info('--resume auto: no %s yet, starting a new run', candidate)
+    ckpt = read_training_checkpoint(resume_path) if resume_path else None
+
+    # ---- data (the class list decides the head size)
+    class_map = None
+    if args.class_map:
+        from timm.data.readers.class_map import load_class_map
+        if not os.path.isfile(args.class_map):
+            raise ConfigError(f'--class-map file not found: {args.class_map!r}')
+        class_map = load_class_map(args.class_map)
+    train_base, class_to_idx = build_dataset(args.dataset, args.data_dir, args.train_split, class_to_idx=class_map,
+                                             download=args.dataset_download)
+    val_base = None
+    if args.val_split:
+        val_base, _ = build_dataset(args.dataset, args.data_dir, args.val_split, class_to_idx=class_to_idx,
+                                    download=args.dataset_download)
+    num_classes = args.num_classes or len(class_to_idx)
+    if not num_classes:
+        raise ConfigError('cannot tell the number of classes from the dataset: pass --num-classes')
+    if ckpt is not None:
+        check_resume_compatible(ckpt, resume_path, args.model, num_classes, args.model_kwargs)
+
+    # ---- model (same init on every rank; DDP also broadcasts rank 0's weights)
+    seed_all(args.seed, cuda=device.type == 'cuda')
+    model = create_run_model(args.model, num_classes, pretrained=args.pretrained, drop_rate=args.drop,
+                             drop_path_rate=args.drop_path, **args.model_kwargs)
+    if args.initial_checkpoint and ckpt is None:
+        skipped = load_initial_weights(model, args.initial_checkpoint)
+        _logger.info('initial weights from %s%s', args.initial_checkpoint,
+                     f' (new classifier: {", ".join(skipped)})' if skipped else '')
+    if args.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    data_config = resolve_model_data_config(model, dict(
+        input_size=tuple(args.input_size) if args.input_size else None, img_size=args.img_size,
+        crop_pct=args.crop_pct, interpolation=args.interpolation,
+        mean=tuple(args.mean) if args.mean else None, std=tuple(args.std) if args.std else None))
+    train_aug = dict(
+        scale=tuple(args.scale), ratio=tuple(args.ratio), hflip=args.hflip, vflip=args.vflip,
+        color_jitter=args.color_jitter, auto_augment=args.aa, interpolation=args.train_interpolation,
+        re_prob=args.reprob, re_mode=args.remode, re_count=args.recount)
+    train_tf, eval_tf = build_transforms(data_config, train_aug)
+    train_base.transform = train_tf
+    if val_base is not None:
+        val_base.transform = eval_tf
+
+    model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    teacher = _build_teacher(args, num_classes, device)
+    if teacher is not None and args.channels_last:
+        teacher.to(memory_format=torch.channels_last)
+
+    # ---- loaders
+    train_ds = SeededDataset(train_base, args.seed)
+    train_sampler = ResumableShardSampler(len(train_ds), ctx.world_size, ctx.rank, shuffle=True, seed=args.seed)
+    steps_per_epoch = train_sampler.shard_size() // args.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f'--batch-size {args.batch_size} is larger than the {train_sampler.shard_size()} training '
+                          f'images each of the {ctx.world_size} process(es) gets: lower it')
+    train_loader = build_loader(train_ds, train_sampler, args.batch_size, args.workers, drop_last=True,
+                                pin_memory=args.pin_mem)
+    val_loader = None
+    if val_base is not None:
+        val_sampler = ResumableShardSampler(len(val_base), ctx.world_size, ctx.rank, shuffle=False, pad=False)
+        val_loader = build_loader(val_base, val_sampler, args.validation_batch_size or args.batch_size,
+                                  args.workers, drop_last=False, pin_memory=args.pin_mem)
+
+    # ---- optimisation
+    from timm.data import Mixup
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import ModelEmaV3
+
+    global_batch = args.batch_size * ctx.world_size
+    lr = resolve_lr(args, global_batch)
+    opt_kwargs = {}
+    if args.opt_eps is not None:
+        opt_kwargs['eps'] = args.opt_eps
+    if args.opt_betas is not None:
+        opt_kwargs['betas'] = tuple(args.opt_betas)
+    if args.opt.lower() in ('sgd', 'momentum', 'nesterov'):
+        opt_kwargs['momentum'] = args.momentum
+    optimizer = create_optimizer_v2(model, opt=args.opt, lr=lr, weight_decay=args.weight_decay, **opt_kwargs)
+    scheduler, num_epochs = create_scheduler_v2(
+        optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+        warmup_lr=args.warmup_lr, min_lr=args.min_lr, cooldown_epochs=args.cooldown_epochs,
+        step_on_epochs=False, updates_per_epoch=steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type) if args.amp and amp_dtype == torch.float16 else None
+    model_ema = None
+    if args.model_ema:
+        model_ema = ModelEmaV3(model, decay=args.model_ema_decay, use_warmup=args.model_ema_warmup)
+    mixup_fn = None
+    if args.mixup > 0 or args.cutmix > 0:
+        if args.batch_size % 2:
+            raise ConfigError('mixup/cutmix need an even --batch-size')
+        mixup_fn = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
+                         switch_prob=args.mixup_switch_prob, mode=args.mixup_mode, label_smoothing=args.smoothing,
+                         num_classes=num_classes)
+    criterion = build_criterion(args.smoothing, mixup_fn is not None, teacher, args.kd_alpha, args.kd_tau)
+
+    # ---- resume
+    start_epoch, start_batch = 0, 0
+    best = {'metric': 'ema_top1' if model_ema is not None else 'eval_top1', 'value': None, 'epoch': None}
+    resume_meters = EpochMeters()
+    if ckpt is not None:
+        start_epoch, start_batch, best, resume_meters = _restore(
+            ckpt, resume_path, ctx, model, optimizer, scheduler, scaler, model_ema, steps_per_epoch, args)
+
+    ddp_model = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+
+    # ---- outputs (rank 0 only)
+    csv_log = tb_writer = None
+    if ctx.is_primary:
+        os.makedirs(output, exist_ok=True)
+        remove_stale_temporaries(os.path.join(output, 'last.pth'))
+        remove_stale_temporaries(os.path.join(output, 'best.pth'))
+        _write_args(output, args, lr, global_batch, data_config, num_classes)
+        csv_log = CsvLog(os.path.join(output, 'log.csv'), CSV_FIELDS)
+        csv_log.truncate(keep_below_epoch=start_epoch)
+        tb_writer = open_tensorboard(output, args.tensorboard)
+    progress = {'on': True, 'off': False}.get(args.progress, sys.stderr.isatty())
+
+    _logger.info('model %s: %.2fM params, %d classes, input %s; %d train / %s val images; %d process(es) x batch '
+                 '%d, lr %.3g, %d epochs x %d steps', args.model, sum(p.numel() for p in model.parameters()) / 1e6,
+                 num_classes, tuple(data_config['input_size']), len(train_ds),
+                 len(val_base) if val_base is not None else 'no', ctx.world_size, args.batch_size, lr, num_epochs,
+                 steps_per_epoch)
+    if ckpt is not None:
+        _logger.info('resumed from %s at epoch %d, batch %d/%d', resume_path, start_epoch, start_batch,
+                     steps_per_epoch)
+
+    step_ctx = StepContext(
+        criterion=criterion, scheduler=scheduler, steps_per_epoch=steps_per_epoch, seed=args.seed, device=device,
+        amp=args.amp, amp_dtype=amp_dtype, scaler=scaler, clip_grad=args.clip_grad, clip_mode=args.clip_mode,
+        mixup_fn=mixup_fn, model_ema=model_ema, channels_last=args.channels_last, log_interval=args.log_interval)
+
+    def save(epoch: int, batch: int, meters: EpochMeters, path: str) -> None:
+        # every rank contributes its RNG state and meters; only rank 0 writes
+        per_rank = ctx.all_gather_object({'rng': capture_rng_state(), 'meters': meters.state_dict()})
+        if not ctx.is_primary:
+            return
+        state = {
+            'format': CHECKPOINT_FORMAT, 'model_name': args.model, 'num_classes': num_classes,
+            'model_kwargs': dict(args.model_kwargs), 'class_to_idx': dict(class_to_idx),
+            'epoch': epoch, 'batch_in_epoch': batch, 'steps_per_epoch': steps_per_epoch,
+            'step': epoch * steps_per_epoch + batch, 'world_size': ctx.world_size, 'batch_size': args.batch_size,
+            'state_dict': model.state_dict(), 'optimizer': optimizer.state_dict(),
+            'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict() if scaler is not None else None,
+            'rng': [r['rng'] for r in per_rank], 'meters': [r['meters'] for r in per_rank],
+            'best': dict(best), 'args': plain_args(args), 'data_config': _plain_data_config(data_config),
+        }
+        if model_ema is not None:
+            state['state_dict_ema'] = model_ema.module.state_dict()
+        atomic_save(state, path)
+
+    last_path = os.path.join(output, 'last.pth')
+    best_path = os.path.join(output, 'best.pth')
+
+    def on_step_end(epoch: int, batch: int, meters: EpochMeters) -> None:
+        step = epoch * steps_per_epoch + batch
+        if args.checkpoint_interval and step % args.checkpoint_interval == 0 and batch < steps_per_epoch:
+            save(epoch, batch, meters, last_path)
+
+    last_metrics: Dict[str, Any] = {}
+    for epoch in range(start_epoch, num_epochs):
+        epoch_start = time.perf_counter()
+        first = epoch == start_epoch
+        batch0 = start_batch if first else 0
+        train_ds.set_epoch(epoch)
+        train_sampler.set_epoch(epoch)
+        train_sampler.set_start(batch0 * args.batch_size)
+        meters = resume_meters if first and batch0 else EpochMeters()
+        meters = train_one_epoch(ctx, ddp_model, train_loader, optimizer, step_ctx, epoch, batch0, meters,
+                                 on_step_end, progress, tb_writer)
+        train_seconds = time.perf_counter() - epoch_start
+
+        sums = torch.tensor([meters.loss_sum, meters.samples], dtype=torch.float64)
+        ctx.all_reduce_sum(sums)
+        row: Dict[str, Any] = {
+            'epoch': epoch, 'step': (epoch + 1) * steps_per_epoch, 'lr': optimizer.param_groups[0]['lr'],
+            'train_loss': float(sums[0] / max(float(sums[1]), 1.0)),
+            'train_samples_per_s': float(sums[1]) / max(train_seconds, 1e-9),
+        }
+        if val_loader is not None:
+            m = evaluate(ctx, model, val_loader, device, args.amp, amp_dtype, args.channels_last, progress)
+            row.update(eval_loss=m['loss'], eval_top1=m['top1'], eval_top5=m['top5'])
+            if model_ema is not None:
+                e = evaluate(ctx, model_ema.module, val_loader, device, args.amp, amp_dtype, args.channels_last,
+                             progress, desc='eval ema')
+                row.update(ema_eval_loss=e['loss'], ema_top1=e['top1'], ema_top5=e['top5'])
+        row['epoch_seconds'] = time.perf_counter() - epoch_start
+        last_metrics = row
+
+        value = row.get(best['metric'])
+        is_best = value is not None and (best['value'] is None or value > best['value'])
+        if is_best:
+            best.update(value=value, epoch=epoch)
+        if ctx.is_primary:
+            csv_log.write(row)
+            if tb_writer is not None:
+                for k, v in row.items():
+                    if k not in ('epoch', 'step') and v is not None:
+                        tb_writer.add_scalar(f'epoch/{k}', v, epoch)
+                tb_writer.flush()
+            _logger.info(_format_row(row, num_epochs))
+        # best first, then last: a kill between the two leaves last at the previous epoch, whose rerun rewrites
+        # the same best file, so the pair never disagrees
+        if is_best:
+            save(epoch + 1, 0, EpochMeters(), best_path)
+        save(epoch + 1, 0, EpochMeters(), last_path)
+
+    if tb_writer is not None:
+        tb_writer.close()
+    summary = {'output': output, 'epochs': num_epochs, 'best_metric': best['metric'], 'best_value': best['value'],
+               'best_epoch': best['epoch'], 'last': last_metrics, 'last_checkpoint': last_path,
+               'best_checkpoint': best_path if best['epoch'] is not None else None,
+               'world_size': ctx.world_size, 'lr': lr}
+    if ctx.is_primary and best['value'] is not None:
+        _logger.info('done: best %s %.2f (epoch %d); checkpoints in %s', best['metric'], best['value'],
+                     best['epoch'], output)
+    return summary
+
+
+def _restore(ckpt, path, ctx, model, optimizer, scheduler, scaler, model_ema, steps_per_epoch, args):
+    from modzoo.models._checkpoint import verify_state_dict
+    verify_state_dict(ckpt['state_dict'], model, hint=f'(--resume {path})')
+    model.load_state_dict(ckpt['state_dict'])
+    optimizer.load_state_dict(ckpt['optimizer'])
+    scheduler.load_state_dict(ckpt['scheduler'])
+    if scaler is not None and ckpt.get('scaler'):
+        scaler.load_state_dict(ckpt['scaler'])
+    if model_ema is not None:
+        if 'state_dict_ema' in ckpt:
+            model_ema.module.load_state_dict(ckpt['state_dict_ema'])
+        else:
+            _logger.warning('%s has no EMA weights; the EMA restarts from the current weights', path)
+            model_ema.module.load_state_dict(ckpt['state_dict'])
+    epoch, batch = int(ckpt['epoch']), int(ckpt['batch_in_epoch'])
+    same_layout = ckpt.get('world_size') == ctx.world_size and ckpt.get('batch_size') == args.batch_size
+    meters = EpochMeters()
+    if same_layout:
+        restore_rng_state(ckpt['rng'][ctx.rank])
+        meters = EpochMeters.from_state(ckpt['meters'][ctx.rank])
+    else:
+        _logger.warning('the checkpoint was written with %s process(es) x batch %s, this run uses %d x %d: training '
+                        'continues, but not bit-exactly', ckpt.get('world_size'), ckpt.get('batch_size'),
+                        ctx.world_size, args.batch_size)
+        if batch:
+            consumed = batch * ckpt['world_size'] * ckpt['batch_size']
+            batch = min(consumed // (ctx.world_size * args.batch_size), steps_per_epoch)
+    if batch >= steps_per_epoch:
+        epoch, batch = epoch + 1, 0
+    best = dict(ckpt.get('best') or {})
+    best.setdefault('metric', 'ema_top1' if model_ema is not None else 'eval_top1')
+    best.setdefault('value', None)
+    best.setdefault('epoch', None)
+    return epoch, batch, best, meters
+
+
+def _plain_data_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+
+
+def _write_args(output: str, args, lr: float, global_batch: int, data_config, num_classes: int) -> None:
+    import yaml
+    data = plain_args(args)
+    data['resolved'] = {'lr': lr, 'global_batch': global_batch, 'num_classes': num_classes,
+                        'data_config': _plain_data_config(data_config)}
+    tmp = os.path.join(output, 'args.yaml.partial')
+    with open(tmp, 'w') as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.replace(tmp, os.path.join(output, 'args.yaml'))
+
+
+def _format_row(row: Dict[str, Any], num_epochs: int) -> str:
+    parts = [f'epoch {row["epoch"] + 1}/{num_epochs}', f'train_loss {row["train_loss"]:.4f}']
+    if row.get('eval_top1') is not None:
+        parts.append(f'val_loss {row["eval_loss"]:.4f} top1 {row["eval_top1"]:.2f} top5 {row["eval_top5"]:.2f}')
+    if row.get('ema_top1') is not None:
+        parts.append(f'ema_top1 {row["ema_top1"]:.2f}')
+    parts.append(f'lr {row["lr"]:.2e}')
+    parts.append(f'{row["epoch_seconds"]:.1f}s ({row["train_samples_per_s"]:.0f} img/s)')
+    return '  '.join(parts)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry: returns the exit status (2 with a one-line reason for bad input)."""
+    try:
+        args = parse_train_args(argv)
+        train(args)
+    except USER_ERRORS as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    return 0

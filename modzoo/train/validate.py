@@ -1,0 +1,205 @@
+"""Top-1/top-5 accuracy and throughput of a model + checkpoint on an ImageFolder (``tools/validate.py``).
+
+The evaluation transform is the model's own (``pretrained_cfg``: input size, interpolation, crop_pct, mean/std).
+For a checkpoint written by ``tools/train.py`` the run's data config and class list are used instead (a model
+trained at 32x32 with its own normalisation is evaluated the way it was validated during training); explicit options
+override both.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+
+from .config import ConfigError
+from .data import DatasetNotFoundError, ResumableShardSampler, build_dataset, build_loader, build_transforms, \
+    resolve_model_data_config
+from .distributed import DistContext, resolve_device
+from .engine import evaluate
+
+_logger = logging.getLogger('modzoo.validate')
+
+__all__ = ['build_validate_parser', 'load_model_for_inference', 'run_validation', 'main', 'read_weights']
+
+
+def build_validate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description='Validate a classification model on an ImageFolder split.',
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--model', required=True)
+    p.add_argument('--checkpoint', default=None, help='weights (training checkpoint, official or timm file)')
+    p.add_argument('--pretrained', action='store_true', help='the model\'s registered weights')
+    p.add_argument('--no-ema', action='store_true', help='use the raw weights even if the file has EMA weights')
+    p.add_argument('--model-kwargs', nargs='*', default=None, metavar='KEY=VALUE')
+    p.add_argument('--data-dir', required=True, help='dataset root (with a val/ folder) or the split folder itself')
+    p.add_argument('--dataset', default='', help="'' = ImageFolder; else a timm dataset name")
+    p.add_argument('--split', default='val')
+    p.add_argument('--num-classes', type=int, default=None, help='default: from the checkpoint\'s classifier')
+    p.add_argument('-b', '--batch-size', type=int, default=64)
+    p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--img-size', type=int, default=None)
+    p.add_argument('--input-size', type=int, nargs=3, default=None, metavar=('C', 'H', 'W'))
+    p.add_argument('--crop-pct', type=float, default=None)
+    p.add_argument('--interpolation', default=None)
+    p.add_argument('--mean', type=float, nargs='+', default=None)
+    p.add_argument('--std', type=float, nargs='+', default=None)
+    p.add_argument('--amp', action='store_true')
+    p.add_argument('--amp-dtype', default='bfloat16', choices=('bfloat16', 'float16'))
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--device', default='auto')
+    p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--results-file', default=None, help='also write the results as JSON')
+    return p
+
+
+def read_weights(path: str, prefer_ema: bool = True):
+    """(flat state dict, training metadata or {}) from any supported checkpoint file."""
+    from modzoo.models import read_checkpoint, unwrap_state_dict
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path!r}')
+    meta: Dict[str, Any] = {}
+    if path.endswith('.safetensors'):
+        return read_checkpoint(path), meta
+    try:
+        obj = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:
+        return read_checkpoint(path), meta  # raises the explanatory weights-only error
+    if isinstance(obj, dict) and str(obj.get('format', '')).startswith('modzoo.train/'):
+        meta = {k: obj.get(k) for k in ('model_name', 'num_classes', 'model_kwargs', 'class_to_idx', 'data_config',
+                                         'epoch', 'best')}
+        meta['weights'] = 'ema' if prefer_ema and 'state_dict_ema' in obj else 'model'
+    return unwrap_state_dict(obj, prefer_ema=prefer_ema), meta
+
+
+def _classifier_classes(model_name: str, state_dict: Dict[str, torch.Tensor], kwargs) -> Optional[int]:
+    import modzoo
+    with torch.device('meta'):
+        probe = modzoo.create_model(model_name, **kwargs)
+    classifier = probe.pretrained_cfg.get('classifier')
+    names = [classifier] if isinstance(classifier, str) else list(classifier or [])
+    for name in names:
+        w = state_dict.get(name + '.weight')
+        if w is not None:
+            return int(w.shape[0])
+    return None
+
+
+def load_model_for_inference(
+        model_name: str,
+        checkpoint: Optional[str] = None,
+        pretrained: bool = False,
+        model_kwargs: Optional[Dict[str, Any]] = None,
+        num_classes: Optional[int] = None,
+        prefer_ema: bool = True,
+        overrides: Optional[Dict[str, Any]] = None,
+):
+    """(model in eval mode, timm data config, checkpoint metadata) for evaluation, export or visualisation.
+
+    ``overrides`` (input_size, img_size, crop_pct, interpolation, mean, std; None = not given) win over a training
+    checkpoint's data config, which wins over the model's ``pretrained_cfg``.
+    """
+    import modzoo
+    from .config import parse_model_kwargs
+    from .trainer import check_model_name
+    check_model_name(model_name)
+    kwargs = parse_model_kwargs(model_kwargs)
+    if not checkpoint and not pretrained:
+        raise ConfigError('no weights: pass --checkpoint FILE or --pretrained')
+    state_dict, meta = (None, {})
+    if checkpoint:
+        state_dict, meta = read_weights(checkpoint, prefer_ema=prefer_ema)
+        if meta.get('model_name') and meta['model_name'] != model_name:
+            raise ConfigError(f'{checkpoint} was trained as {meta["model_name"]!r}, not {model_name!r}')
+        if not kwargs and meta.get('model_kwargs'):
+            kwargs = dict(meta['model_kwargs'])
+    num_classes = num_classes or meta.get('num_classes') or (
+        _classifier_classes(model_name, state_dict, kwargs) if state_dict is not None else None)
+    if num_classes:
+        kwargs['num_classes'] = num_classes
+    model = modzoo.create_model(model_name, pretrained=pretrained and state_dict is None, **kwargs)
+    if state_dict is not None:
+        modzoo.load_checkpoint(model, state_dict)
+
+    o = {k: v for k, v in (overrides or {}).items() if v is not None}
+    trained = meta.get('data_config') or {}
+    config = {}
+    for key in ('crop_pct', 'interpolation', 'mean', 'std', 'crop_mode'):
+        if key in o:
+            config[key] = tuple(o[key]) if isinstance(o[key], list) else o[key]
+        elif trained.get(key) is not None:
+            config[key] = tuple(trained[key]) if isinstance(trained[key], list) else trained[key]
+    if 'input_size' in o:
+        config['input_size'] = tuple(o['input_size'])
+    elif 'img_size' in o:
+        config['img_size'] = o['img_size']
+    elif trained.get('input_size'):
+        config['input_size'] = tuple(trained['input_size'])
+    data_config = resolve_model_data_config(model, config)
+    return model.eval(), data_config, meta
+
+
+def run_validation(args) -> Dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if args.amp and args.amp_dtype == 'float16' and device.type != 'cuda':
+        raise ConfigError('--amp-dtype float16 needs a CUDA device; use bfloat16 on CPU')
+    model, data_config, meta = load_model_for_inference(
+        args.model, args.checkpoint, args.pretrained, args.model_kwargs, args.num_classes, not args.no_ema,
+        dict(input_size=args.input_size, img_size=args.img_size, crop_pct=args.crop_pct,
+             interpolation=args.interpolation, mean=args.mean, std=args.std))
+    num_classes = model.num_classes if hasattr(model, 'num_classes') else None
+    _, eval_tf = build_transforms(data_config)
+    dataset, class_to_idx = build_dataset(args.dataset, args.data_dir, args.split,
+                                          class_to_idx=meta.get('class_to_idx'))
+    dataset.transform = eval_tf
+    if num_classes and len(class_to_idx) > num_classes:
+        raise ConfigError(f'the dataset has {len(class_to_idx)} classes but the model predicts {num_classes}')
+
+    model.to(device).eval()
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    sampler = ResumableShardSampler(len(dataset), shuffle=False, pad=False)
+    loader = build_loader(dataset, sampler, args.batch_size, args.workers, drop_last=False)
+    start = time.perf_counter()
+    m = evaluate(DistContext(device=device), model, loader, device, args.amp,
+                 torch.bfloat16 if args.amp_dtype == 'bfloat16' else torch.float16, args.channels_last,
+                 progress=sys.stderr.isatty(), time_forward=True)
+    wall = time.perf_counter() - start
+    results = {
+        'model': args.model, 'checkpoint': args.checkpoint, 'weights': meta.get('weights', 'checkpoint'),
+        'top1': round(m['top1'], 4), 'top5': round(m['top5'], 4), 'loss': round(m['loss'], 6),
+        'images': m['samples'], 'classes': len(class_to_idx),
+        'model_img_per_s': round(m['samples'] / max(m['forward_s'], 1e-9), 1),
+        'end_to_end_img_per_s': round(m['samples'] / max(wall, 1e-9), 1),
+        'batch_size': args.batch_size, 'device': str(device), 'threads': torch.get_num_threads(),
+        'input_size': list(data_config['input_size']), 'crop_pct': data_config['crop_pct'],
+        'interpolation': data_config['interpolation'],
+    }
+    return results
+
+
+def format_results(r: Dict[str, Any]) -> str:
+    return (f'{r["model"]}: top1 {r["top1"]:.2f}  top5 {r["top5"]:.2f}  loss {r["loss"]:.4f}  on {r["images"]} images'
+            f' ({r["classes"]} classes, input {r["input_size"][1]}x{r["input_size"][2]}, crop_pct {r["crop_pct"]}, '
+            f'{r["interpolation"]})\nthroughput: {r["model_img_per_s"]:.0f} img/s model forward, '
+            f'{r["end_to_end_img_per_s"]:.0f} img/s with data loading (batch {r["batch_size"]}, {r["device"]}, '
+            f'{r["threads"]} thread(s))')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from modzoo.models import CheckpointMismatchError, UnknownModelError
+    args = build_validate_parser().parse_args(argv)
+    try:
+        results = run_validation(args)
+    except (ConfigError, DatasetNotFoundError, UnknownModelError, CheckpointMismatchError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(format_results(results))
+    if args.results_file:
+        with open(args.results_file, 'w') as f:
+            json.dump(results, f, indent=1)
+    return 0

@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+"""Top-1/top-5 and throughput of a model + checkpoint on an ImageFolder, with the model's evaluation transform.
+
+    python tools/validate.py --model zoo_focalnet_tiny_srf --pretrained --data-dir /data/imagenet
+    python tools/validate.py --model zoo_efficientmod_s --checkpoint runs/emod_s/best.pth --data-dir /data/imagenet
+    python tools/validate.py --model zoo_smt_tiny --checkpoint smt_tiny.pth --data-dir /data/imagenet/val \
+        --crop-pct 0.875 --results-file smt_tiny.json
+
+The logic lives in ``modzoo/train/validate.py``.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from modzoo.train.validate import main  # noqa: E402
+
+if __name__ == '__main__':
+    sys.exit(main())
