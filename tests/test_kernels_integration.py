@@ -1,5 +1,6 @@
 """modzoo.kernels outside eager numerics: backend dispatch, argument checks, torch.library registration
-(opcheck, torch.compile without graph breaks), TorchScript, fvcore and ONNX export (always the reference)."""
+(opcheck, torch.compile without graph breaks), and the paths that must always record the reference: TorchScript,
+torch.fx, fvcore and ONNX export."""
 import os
 import subprocess
 import sys
@@ -13,6 +14,10 @@ import modzoo.kernels as K
 from modzoo.kernels import dispatch
 
 pytestmark = pytest.mark.triton
+
+# Tests that force the Triton kernels on CPU tensors need the interpreter (conftest sets it unless MODZOO_TEST_GPU=1)
+needs_interpreter = pytest.mark.skipif(not K.interpreter_enabled(),
+                                       reason='forces the Triton kernels on CPU tensors (needs TRITON_INTERPRET=1)')
 
 
 class TinyModulation(nn.Module):
@@ -62,12 +67,14 @@ def test_auto_uses_reference_on_cpu(monkeypatch):
     torch.testing.assert_close(out, K.focal_context_reference(ctx, gates, kernels))
 
 
+@needs_interpreter
 def test_forced_triton_selects_interpreter_on_cpu():
     assert K.interpreter_enabled()  # conftest sets TRITON_INTERPRET=1 before import
     with K.use_backend('triton'):
         assert K.select_backend('dwconv_gelu', [torch.randn(1, 2, 3, 3)]) == 'triton'
 
 
+@needs_interpreter
 @pytest.mark.parametrize('make_call,reason', [
     pytest.param(lambda: K.dwconv_gelu(torch.randn(1, 2, 4, 4, dtype=torch.float64),
                                        torch.randn(2, 1, 3, 3, dtype=torch.float64), None),
@@ -145,6 +152,7 @@ def test_bad_arguments_raise_clear_errors(call, match, backend):
 # ---------------------------------------------------------------------------------------------------------------------
 # torch.library registration, torch.compile, TorchScript, fvcore
 
+@needs_interpreter
 def test_custom_ops_pass_opcheck():
     """Schema, fake (meta) implementations incl. output strides, autograd registration and AOT dispatch."""
     torch.manual_seed(0)
@@ -166,23 +174,36 @@ def test_custom_ops_pass_opcheck():
                                                      'test_aot_dispatch_dynamic'))
 
 
+@needs_interpreter
 @pytest.mark.parametrize('backend', ['auto', 'triton'])
 def test_compile_fullgraph_matches_eager(backend):
     """``auto`` on CPU traces the reference; ``triton`` traces the custom ops as single nodes (fake impls +
     registered autograd). aot_eager runs dynamo + AOTAutograd without codegen (inductor: next test)."""
     model, x = _tiny(small_taps=backend == 'triton')
     x.requires_grad_()
+    traced_ops = []
+
+    def recording_backend(gm, example_inputs):
+        traced_ops.extend(str(n.target) for n in gm.graph.nodes if n.op == 'call_function')
+        return torch._dynamo.lookup_backend('aot_eager')(gm, example_inputs)
+
     with K.use_backend(backend):
         expected = model(x)
         expected.sum().backward()
         grad_expected = x.grad.clone()
         x.grad = None
         torch._dynamo.reset()
-        compiled = torch.compile(model, fullgraph=True, backend='aot_eager')
+        compiled = torch.compile(model, fullgraph=True, backend=recording_backend)
         out = compiled(x)
         out.sum().backward()
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x.grad, grad_expected, rtol=1e-5, atol=1e-5)
+    custom = sorted(op for op in traced_ops if op.startswith('modzoo.'))
+    if backend == 'triton':  # each op is one graph node: the compiled model runs the kernels
+        assert custom == ['modzoo.dwconv_gelu', 'modzoo.focal_context', 'modzoo.gelu_tile_mul',
+                          'modzoo.mixed_dwconv_interleave']
+    else:
+        assert custom == []
 
 
 def test_compile_inductor_reference_matches_eager():
@@ -202,6 +223,14 @@ def test_torchscript_script_and_trace():
     for m in (scripted, traced):
         torch.testing.assert_close(m(x), expected, rtol=1e-5, atol=1e-5)
     assert not any('modzoo' in n.kind() for n in traced.inlined_graph.nodes())
+
+
+def test_fx_symbolic_trace_records_the_reference():
+    model, x = _tiny(6)
+    with K.use_backend('triton'):
+        graph_module = torch.fx.symbolic_trace(model)
+    assert not any('modzoo' in str(n.target) for n in graph_module.graph.nodes)
+    torch.testing.assert_close(graph_module(x), model(x))
 
 
 def test_fvcore_counts_the_reference():

@@ -6,8 +6,8 @@ the kernels and raises :class:`KernelUnsupportedError` on an input they cannot t
 when the Triton interpreter (``TRITON_INTERPRET=1``, set before the kernels are first imported) is on, which is how
 the CPU tests exercise the kernels. ``torch`` always runs the reference.
 
-Whatever the backend, ONNX export, TorchScript scripting/tracing (and therefore fvcore, which traces) always see
-the reference computation: exported graphs and FLOP counts never contain a Triton op.
+Whatever the backend, ONNX export, TorchScript scripting/tracing (and therefore fvcore, which traces) and torch.fx
+symbolic tracing always see the reference computation: exported graphs and FLOP counts never contain a Triton op.
 
 The backend comes from ``set_backend`` / ``use_backend`` or, until one of those is called, from the environment
 variable ``MODZOO_KERNELS`` (read when this module is imported and again on ``set_backend(None)``).
@@ -87,9 +87,17 @@ def interpreter_enabled() -> bool:
     return _triton_utils.INTERPRETED
 
 
+def _fx_symbolic_tracing() -> bool:
+    fx = torch.fx._symbolic_trace
+    # is_fx_symbolic_tracing excludes torch.export/compile (which see the custom ops through their fake kernels)
+    check = getattr(fx, 'is_fx_symbolic_tracing', None)
+    return check() if check is not None else fx.is_fx_tracing()
+
+
 def in_export_or_trace() -> bool:
-    """ONNX export (both exporters set the flag) or ``torch.jit.trace`` (used by fvcore): reference only."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    """ONNX export (both exporters set the flag), ``torch.jit.trace`` (used by fvcore) or ``torch.fx`` symbolic
+    tracing (timm's feature extraction): these record the reference, and no Python check runs on proxies."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or _fx_symbolic_tracing()
 
 
 def _device_reason(tensors: Sequence[torch.Tensor], forced: bool) -> Optional[str]:
