@@ -85,7 +85,7 @@ def scale_magnitudes(
         base: float = 10000.,
         max_wavelength: Optional[float] = None,
 ) -> torch.Tensor:
-    """Frequency magnitudes ``|w_s|``, ``s = 0..S-1``, finest first (float64)."""
+    """Frequency magnitudes ``|w_s|``, ``s = 0..S-1``, finest first (float64, CPU)."""
     s = torch.arange(num_scales, dtype=torch.float64, device='cpu')
     if scale_mode == 'rope':
         return base ** (-s / num_scales)
@@ -180,8 +180,10 @@ class GridPE(nn.Module):
         self.base = base
         self.max_wavelength = max_wavelength
         self.seed = seed
-        # validates scale_mode / max_wavelength now rather than at the first forward
-        self._magnitudes = scale_magnitudes(self.num_scales, spatial_dim, scale_mode, base, max_wavelength).tolist()
+        # the scales are geometric: keep log |w_0| and the log ratio as floats (nothing for .half() to round)
+        magnitudes = scale_magnitudes(self.num_scales, spatial_dim, scale_mode, base, max_wavelength)
+        self.log_magnitude0 = math.log(magnitudes[0].item())
+        self.log_scale_ratio = math.log(magnitudes[0].item() / magnitudes[1].item()) if self.num_scales > 1 else 0.
 
         generator = torch.Generator(device='cpu').manual_seed(seed)
         simplex = simplex_directions(spatial_dim)
@@ -211,7 +213,9 @@ class GridPE(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def magnitudes(self, dtype: torch.dtype = torch.float64, device: Optional[torch.device] = None) -> torch.Tensor:
-        return torch.tensor(self._magnitudes, dtype=dtype, device=device)
+        """``|w_s|``, finest first: computed in float64 on the CPU, then moved to ``device``/``dtype``."""
+        s = torch.arange(self.num_scales, dtype=torch.float64, device='cpu')
+        return torch.exp(self.log_magnitude0 - s * self.log_scale_ratio).to(device=device, dtype=dtype)
 
     def tables(
             self,
@@ -226,7 +230,7 @@ class GridPE(nn.Module):
         are computed in float64 for float64 positions, else in float32 (as the official module does), and the
         tables are rounded once to ``dtype``. Models that cache their tables pass float64 positions.
         """
-        if positions.shape[-1] != self.spatial_dim:
+        if not torch.jit.is_tracing() and positions.shape[-1] != self.spatial_dim:
             raise ValueError(f'GridPE built for {self.spatial_dim}D positions, got positions of shape '
                              f'{list(positions.shape)}')
         work = torch.float64 if positions.dtype == torch.float64 else torch.float32

@@ -4,3 +4,4 @@ from ._registry import ZOO_PREFIX, UnknownModelError, create_model, list_models,
 from . import focalnet
 from . import efficientmod
 from . import smt
+from . import gridpe_pvt
