@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write tiny synthetic datasets in the real on-disk layouts that MMSegmentation 1.x reads.
+"""Write tiny synthetic datasets in the real on-disk layouts that MMSegmentation 1.x and MMDetection 3.x read.
 
 They exist so that configs can train and evaluate for a few iterations in CI without the real data. Images are
 synthetic (shapes and textures with matching labels), deterministic for a given seed. One writer per dataset, each in
@@ -10,15 +10,20 @@ its own function; add further datasets as further functions and entries in ``WRI
   synapse.py`` writes them for ``SynapseDataset`` (data_root ``data/synapse/``).
 * ``ade20k`` -> ``<root>/ade/ADEChallengeData2016/{images,annotations}/{training,validation}/ADE_{train,val}_NNNNNNNN
   .{jpg,png}``: RGB JPEGs and PNG labels 0..150 where 0 is "other" (``ADE20KDataset`` uses reduce_zero_label=True).
+* ``coco`` -> ``<root>/coco/{train2017,val2017}/NNNNNNNNNNNN.jpg`` and ``<root>/coco/annotations/instances_{train2017,
+  val2017}.json``: COCO instance annotations (the 80 categories with their official ids 1..90, polygon
+  ``segmentation``, ``bbox`` as [x, y, w, h], ``area`` of the mask, ``iscrowd``), as ``CocoDataset`` and
+  ``CocoMetric`` (bbox and segm AP through pycocotools) read them (data_root ``data/coco/``).
 
-    python tools/make_tiny_datasets.py --root data --datasets synapse ade20k
+    python tools/make_tiny_datasets.py --root data --datasets synapse ade20k coco
 """
 import argparse
+import json
 import os
 from typing import Callable, Dict, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def _ellipse_mask(h: int, w: int, cy: float, cx: float, ry: float, rx: float, angle: float = 0.) -> np.ndarray:
@@ -120,9 +125,102 @@ def write_tiny_ade20k(root: str, num_train: int = 4, num_val: int = 2, size=(96,
     return out
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# COCO (instances, 80 categories; detection and instance segmentation)
+# ----------------------------------------------------------------------------------------------------------------------
+
+COCO_CLASSES = (
+    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat', 'traffic light',
+    'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow', 'elephant',
+    'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag', 'tie', 'suitcase', 'frisbee', 'skis', 'snowboard',
+    'sports ball', 'kite', 'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket', 'bottle',
+    'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple', 'sandwich', 'orange', 'broccoli',
+    'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant', 'bed', 'dining table', 'toilet',
+    'tv', 'laptop', 'mouse', 'remote', 'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
+    'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear', 'hair drier', 'toothbrush')
+# the official category ids skip 10 numbers that the 2014 paper's 91-category list had
+COCO_CATEGORY_IDS = tuple(i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
+# supercategory by category-id range, as in instances_*.json
+_COCO_SUPERCATEGORIES = (
+    (1, 'person'), (2, 'vehicle'), (10, 'outdoor'), (16, 'animal'), (27, 'accessory'), (34, 'sports'),
+    (44, 'kitchen'), (52, 'food'), (62, 'furniture'), (72, 'electronic'), (78, 'appliance'), (84, 'indoor'))
+# the categories the tiny images draw: few enough that every one recurs across images (AP needs repeats)
+_COCO_DRAWN = ('person', 'car', 'dog', 'cup', 'chair')
+
+
+def _coco_supercategory(cat_id: int) -> str:
+    return [name for start, name in _COCO_SUPERCATEGORIES if cat_id >= start][-1]
+
+
+def write_tiny_coco(root: str, num_train: int = 4, num_val: int = 2, size=(128, 160), seed: int = 0) -> str:
+    """Write the COCO 2017 instances layout under ``<root>/coco`` and return that directory.
+
+    Every image holds 2-4 non-overlapping objects (random convex polygons in distinct cells of a 2x2 grid) of the
+    categories in ``_COCO_DRAWN``, each filled with its category's colour and a striped texture over a noisy
+    background. Annotations carry the polygon, its bounding box and the area of the rasterised mask.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = size
+    out = os.path.join(root, 'coco')
+    os.makedirs(os.path.join(out, 'annotations'), exist_ok=True)
+    cat_ids = dict(zip(COCO_CLASSES, COCO_CATEGORY_IDS))
+    colours = {name: rng.integers(40, 256, size=3) for name in _COCO_DRAWN}
+    categories = [dict(id=i, name=n, supercategory=_coco_supercategory(i)) for n, i in cat_ids.items()]
+    yy, xx = np.mgrid[0:h, 0:w]
+    image_id, ann_id = 0, 0
+    for split, count in (('train2017', num_train), ('val2017', num_val)):
+        img_dir = os.path.join(out, split)
+        os.makedirs(img_dir, exist_ok=True)
+        images, annotations = [], []
+        for _ in range(count):
+            image_id += 1
+            img = rng.normal(110, 20, size=(h, w, 3))
+            cells = rng.permutation(4)[:rng.integers(2, 5)]
+            for cell in cells:
+                name = _COCO_DRAWN[rng.integers(len(_COCO_DRAWN))]
+                # a random convex polygon inside the cell (vertices at sorted angles around a centre)
+                cy0, cx0 = (cell // 2) * h / 2, (cell % 2) * w / 2
+                cy, cx = cy0 + h / 4 + rng.uniform(-h / 16, h / 16), cx0 + w / 4 + rng.uniform(-w / 16, w / 16)
+                n = rng.integers(5, 9)
+                angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+                radius = rng.uniform(0.45, 0.95, n) * min(h, w) / 5
+                xy = np.stack([cx + radius * np.cos(angles), cy + radius * np.sin(angles)], 1)
+                xy = np.clip(np.round(xy, 1), 0, [w - 1, h - 1])
+                mask_img = Image.new('L', (w, h), 0)
+                ImageDraw.Draw(mask_img).polygon([tuple(p) for p in xy], fill=1)
+                mask = np.asarray(mask_img, dtype=bool)
+                if mask.sum() < 16:
+                    continue
+                stripes = 30 * np.sin(2 * np.pi * (xx + yy) / (4 + COCO_CLASSES.index(name) % 5))
+                img[mask] = colours[name] + stripes[mask][:, None]
+                ys, xs = np.nonzero(mask)
+                x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+                ann_id += 1
+                annotations.append(dict(
+                    id=ann_id, image_id=image_id, category_id=cat_ids[name], iscrowd=0,
+                    segmentation=[[float(v) for v in xy.reshape(-1)]],
+                    area=float(mask.sum()), bbox=[x0, y0, x1 - x0, y1 - y0],
+                ))
+            file_name = f'{image_id:012d}.jpg'
+            img = np.clip(img, 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(os.path.join(img_dir, file_name), quality=95)
+            images.append(dict(id=image_id, file_name=file_name, height=h, width=w, license=1,
+                               date_captured='2017-01-01 00:00:00'))
+        data = dict(
+            info=dict(description='modzoo tiny synthetic COCO', version='1.0', year=2017, contributor='modzoo',
+                      date_created='2017/01/01'),
+            licenses=[dict(id=1, name='CC0 1.0 (synthetic data)', url='')],
+            images=images, annotations=annotations, categories=categories,
+        )
+        with open(os.path.join(out, 'annotations', f'instances_{split}.json'), 'w') as f:
+            json.dump(data, f)
+    return out
+
+
 WRITERS: Dict[str, Callable[..., str]] = {
     'synapse': write_tiny_synapse,
     'ade20k': write_tiny_ade20k,
+    'coco': write_tiny_coco,
 }
 
 

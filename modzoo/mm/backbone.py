@@ -1,0 +1,288 @@
+"""One OpenMMLab backbone for every modzoo family, built on the timm ``features_only`` path.
+
+``ModzooBackbone(model_name='zoo_<family>_<variant>', ...)`` creates the registered timm model with
+``features_only=True`` (timm's ``FeatureGetterNet`` around the family's ``forward_intermediates``), so every family
+that follows the zoo's model contract works here without adapter code of its own. What differs between families
+comes from the family itself:
+
+* model kwargs (focal windows, stage widths, ...) pass straight through to the model;
+* checkpoint conversion uses the family's ``checkpoint_filter_fn`` (official, timm and OpenMMLab layouts);
+* the stage layout for ``frozen_stages`` comes from the family's ``group_matcher(coarse=True)`` (stem, then one
+  group per stage), which every timm model declares for layer-wise learning rates.
+
+Config example (MMSegmentation or MMDetection)::
+
+    custom_imports = dict(imports=['modzoo.mm'], allow_failed_imports=False)
+    model = dict(backbone=dict(
+        type='ModzooBackbone', model_name='zoo_focalnet_tiny_srf', focal_windows=(9, 9, 9, 9), out_norms=True,
+        drop_path_rate=0.3, init_cfg=dict(type='Pretrained', checkpoint='focalnet_tiny_srf.pth')))
+"""
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from timm.layers import LayerNorm2d
+from timm.models import create_model
+from timm.models._features import FeatureGetterNet
+from timm.models._manipulate import group_parameters
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import modzoo  # noqa: F401  (registers the zoo_* models with timm)
+from modzoo.models._registry import family_module, model_family
+from .pretrained import LoadReport, _strip_known_prefix, fetch_checkpoint, load_into_features_model
+from .registry import register_module
+
+__all__ = ['ModzooBackbone']
+
+
+@register_module(scopes=('mmseg', 'mmdet'))
+class ModzooBackbone(BaseModule):
+    """Any ``zoo_*`` model as a multi-scale OpenMMLab backbone returning a tuple of NCHW maps.
+
+    Args:
+        model_name: a registered modzoo model (``modzoo.list_models()``), e.g. ``'zoo_focalnet_tiny_srf'``.
+        out_indices: feature taps to return (indices into the model's ``feature_info``; 0..3 are strides 4..32).
+        frozen_stages: -1 trains everything; 0 freezes the stem; k >= 1 also freezes stages 0..k-1 (eval mode, no
+            gradients), as in MMDetection's Swin/ResNet.
+        norm_eval: keep every BatchNorm of the backbone in eval mode during training (LayerNorms have no running
+            statistics, so for LN-only families this changes nothing).
+        drop_path_rate: stochastic depth of the backbone (None: the model's default).
+        out_norms: add a LayerNorm to every output. ``True`` uses the family's own per-stage output norms when the
+            model has an ``out_norms`` option (FocalNet: the ``norm{i}`` of the official dense backbones, so their
+            checkpoints load), otherwise LayerNorms held by this adapter (``out_norms.{i}``). None/False: none.
+        with_cp: gradient checkpointing inside the model (less memory, more compute).
+        pretrained: checkpoint path/URL; what EncoderDecoder passes down from a segmentor-level ``pretrained``.
+            Same as ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=None, strict=True, trust_pickle=False)``
+            loads official / timm classification checkpoints and OpenMMLab detector/segmentor checkpoints
+            (``backbone.`` prefix) through the family's checkpoint filter, logging missing/unused keys.
+        **model_kwargs: passed to the model constructor (``in_chans``, family options such as ``focal_windows``).
+    """
+
+    def __init__(
+            self,
+            model_name: str,
+            out_indices: Sequence[int] = (0, 1, 2, 3),
+            frozen_stages: int = -1,
+            norm_eval: bool = False,
+            drop_path_rate: Optional[float] = None,
+            out_norms: Optional[bool] = None,
+            with_cp: bool = False,
+            pretrained: Optional[str] = None,
+            init_cfg: Optional[Union[dict, List[dict]]] = None,
+            **model_kwargs: Any,
+    ):
+        if pretrained is not None:
+            if not isinstance(pretrained, str):
+                raise TypeError(f'pretrained must be a checkpoint path/URL or None, got {type(pretrained).__name__}')
+            if init_cfg is not None:
+                raise ValueError('Set either pretrained or init_cfg, not both')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        super().__init__(init_cfg=init_cfg)
+        if not model_name:
+            raise ValueError('ModzooBackbone needs model_name (one of modzoo.list_models())')
+        model_family(model_name)  # clear error (with suggestions) for a name modzoo does not register
+        self.model_name = model_name
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        kwargs = dict(model_kwargs)
+        if drop_path_rate is not None:
+            kwargs['drop_path_rate'] = drop_path_rate
+        family_out_norms = False
+        if out_norms:
+            kwargs['out_norms'] = True
+            family_out_norms = True
+        try:
+            features = create_model(
+                model_name, pretrained=False, features_only=True, out_indices=tuple(out_indices), **kwargs)
+        except TypeError as e:
+            if family_out_norms and 'out_norms' in str(e):
+                # the family has no output norms of its own: this adapter adds them
+                kwargs.pop('out_norms')
+                family_out_norms = False
+                features = create_model(
+                    model_name, pretrained=False, features_only=True, out_indices=tuple(out_indices), **kwargs)
+            else:
+                raise TypeError(f'{model_name} does not accept these model kwargs {sorted(kwargs)}: {e}') from e
+        if not isinstance(features, FeatureGetterNet):
+            raise TypeError(
+                f'{model_name} built a {type(features).__name__} for features_only; modzoo families must use '
+                f"feature_cfg=dict(feature_cls='getter') so their forward_intermediates provides the taps")
+        self._model_kwargs = kwargs
+        # keep the network itself (keys `model.<family layout>`) and the taps timm resolved
+        self.model = features.model
+        self.out_indices = tuple(features.out_indices)
+        self.feature_info = features.feature_info
+        self.out_channels = list(self.feature_info.channels())
+        self.strides = list(self.feature_info.reduction())
+        if out_norms and not family_out_norms:
+            self.out_norms = nn.ModuleList([LayerNorm2d(c) for c in self.out_channels])
+        else:
+            self.out_norms = None
+        if with_cp:
+            self.model.set_grad_checkpointing(True)
+        self._stage_groups = self._stage_param_groups() if frozen_stages >= 0 else []
+        self._frozen = self._find_frozen_modules()
+        self._freeze_stages()
+        self._last_load_report: Optional[LoadReport] = None
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # forward
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        features = self.model.forward_intermediates(
+            x, indices=self.out_indices, norm=False, output_fmt='NCHW', intermediates_only=True)
+        if self.out_norms is not None:
+            features = [norm(f) for norm, f in zip(self.out_norms, features)]
+        return tuple(features)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # freezing
+
+    def _stage_param_groups(self) -> List[List[str]]:
+        """Parameter names per group: [stem, stage 0, stage 1, ...] from the family's coarse group matcher."""
+        if not hasattr(self.model, 'group_matcher'):
+            raise TypeError(f'{self.model_name} has no group_matcher; frozen_stages needs it to find the stages')
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        ordered = [groups[k] for k in sorted(groups)]
+        num_stages = max(self.out_indices) + 1
+        if len(ordered) < num_stages + 1:
+            raise ValueError(
+                f'{self.model_name}: group_matcher(coarse=True) gives {len(ordered)} parameter groups, expected the '
+                f'stem plus one group per stage ({num_stages + 1}); frozen_stages cannot be applied')
+        return ordered
+
+    def _frozen_param_names(self) -> set:
+        if self.frozen_stages < 0:
+            return set()
+        if self.frozen_stages >= len(self._stage_groups):
+            raise ValueError(f'frozen_stages={self.frozen_stages} but {self.model_name} has only '
+                             f'{len(self._stage_groups) - 1} stages')
+        names = set()
+        for group in self._stage_groups[:self.frozen_stages + 1]:
+            names.update(group)
+        return names
+
+    def _find_frozen_modules(self) -> List[nn.Module]:
+        """The outermost modules whose parameters are all frozen (they and their children go to eval mode)."""
+        frozen = self._frozen_param_names()
+        if not frozen:
+            return []
+        modules, covered = [], []
+        for name, module in self.model.named_modules():
+            if any(name.startswith(c + '.') for c in covered):
+                continue
+            params = [n for n, _ in module.named_parameters(prefix=name, recurse=True)]
+            if params and all(p in frozen for p in params):
+                modules.append(module)
+                covered.append(name)
+        return modules
+
+    def _freeze_stages(self) -> None:
+        frozen = self._frozen_param_names()
+        for name, param in self.model.named_parameters():
+            if name in frozen:
+                param.requires_grad = False
+        for module in self._frozen:
+            module.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            for module in self._frozen:
+                module.eval()  # frozen stages: no dropout / drop path / BN statistics updates
+            if self.norm_eval:
+                for module in self.modules():
+                    if isinstance(module, _BatchNorm):
+                        module.eval()
+        return self
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # weights
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg`` Pretrained checkpoints through the family filter; other init_cfgs go to mmengine.
+
+        Without an init_cfg the model keeps the initialisation its family gave it at construction (timm models
+        initialise themselves; re-running a generic init would change the paper's scheme).
+        """
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg] if self.init_cfg else []
+        pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
+        others = [c for c in cfgs if c.get('type') != 'Pretrained']
+        if len(pretrained) > 1:
+            raise ValueError('At most one Pretrained init_cfg is supported')
+        if others:
+            saved, self.init_cfg = self.init_cfg, others
+            super().init_weights()
+            self.init_cfg = saved
+        if pretrained:
+            cfg = dict(pretrained[0])
+            cfg.pop('type')
+            checkpoint = cfg.pop('checkpoint', None)
+            if checkpoint is None:
+                raise ValueError("init_cfg type='Pretrained' needs a checkpoint")
+            cfg.pop('map_location', None)  # always read to CPU
+            self.load_pretrained(checkpoint, **cfg)
+        self._is_init = True
+
+    def load_pretrained(
+            self,
+            checkpoint: Union[str, Dict[str, Any]],
+            prefix: Optional[str] = None,
+            strict: bool = True,
+            trust_pickle: bool = False,
+    ) -> LoadReport:
+        """Load a classification or dense-task checkpoint (path, URL or dict) into the backbone.
+
+        Args:
+            checkpoint: official/timm classification file, OpenMMLab checkpoint (``backbone.``/``state_dict``),
+                or a checkpoint written by this adapter.
+            prefix: take only the tensors under this key prefix (mmengine's Pretrained ``prefix``).
+            strict: raise :class:`~modzoo.CheckpointMismatchError` on anything that does not fit.
+            trust_pickle: allow a full unpickle for files that store Python objects besides tensors.
+        """
+        state_dict = fetch_checkpoint(checkpoint, trust_pickle=trust_pickle)
+        if prefix:
+            prefix = prefix if prefix.endswith('.') else prefix + '.'
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            if not state_dict:
+                raise ValueError(f'No tensors under prefix {prefix!r} in {checkpoint}')
+        adapter_norms = {}
+        if any(k.startswith('model.') for k in state_dict) and all(
+                k.startswith(('model.', 'out_norms.')) for k in state_dict):
+            # written by this adapter (an mm checkpoint after unwrap stripped `backbone.`)
+            adapter_norms = {k[len('out_norms.'):]: v for k, v in state_dict.items() if k.startswith('out_norms.')}
+            state_dict = _strip_known_prefix(
+                {k: v for k, v in state_dict.items() if k.startswith('model.')}, ('model.',))
+        report = load_into_features_model(
+            self.model,
+            state_dict,
+            filter_fn=getattr(family_module(self.model_name), 'checkpoint_filter_fn', None),
+            full_model_keys=self._full_model_keys(),
+            model_name=self.model_name,
+            strict=strict,
+        )
+        if self.out_norms is not None:
+            if adapter_norms:
+                self.out_norms.load_state_dict(adapter_norms, strict=strict)
+            else:
+                report.missing += [f'out_norms.{k}' for k in self.out_norms.state_dict()]
+        self._last_load_report = report
+        print_log(f'{type(self).__name__}({self.model_name}) weights from {_describe(checkpoint)}: '
+                  f'{report.summary()}', logger='current', level=logging.INFO)
+        self._freeze_stages()
+        return report
+
+    def _full_model_keys(self) -> List[str]:
+        """State-dict keys of the unpruned model (built on the meta device: no memory, no init cost)."""
+        with torch.device('meta'):
+            full = create_model(self.model_name, pretrained=False, **self._model_kwargs)
+        return list(full.state_dict())
+
+
+def _describe(checkpoint: Any) -> str:
+    return checkpoint if isinstance(checkpoint, str) else f'<{type(checkpoint).__name__}>'
