@@ -1,0 +1,16 @@
+# UperNet + FocalNet-S (lrf: focal levels 3, kernels 9/11/13) on ADE20K, 512x512, 160k iterations.
+# Source: Yang et al., "Focal Modulation Networks", NeurIPS 2022; recipe from microsoft/FocalNet
+#   segmentation/configs/focalnet/upernet_focalnet_small_patch4_512x512_160k_ade20k_lrf.py: focal window 9 in every
+#   stage, drop path 0.3, per-stage output LayerNorms, AdamW 6e-5 / wd 0.01 / no decay on norms, 1500 warm-up
+#   iterations + poly, 8 GPUs x 2 images (the official configs trained with fp16; add --amp).
+# Reported (README): mIoU 49.1 / 50.1 (single / multi-scale), 84M params, 1044 GFLOPs at 512x2048.
+_base_ = ['../_base_/upernet_ade20k-512x512_160k.py']
+model = dict(
+    backbone=dict(
+        model_name='zoo_focalnet_small_lrf',
+        focal_windows=(9, 9, 9, 9),  # ImageNet weights have window 3: kernels are zero-padded on load
+        out_norms=True,
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint='timm:zoo_focalnet_small_lrf.ms_in1k')),
+    decode_head=dict(in_channels=[96, 192, 384, 768]),
+    auxiliary_head=dict(in_channels=384))
