@@ -159,13 +159,20 @@ def test_focal_context_output_follows_input_layout():
     assert out.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_focal_context_reference_matches_model_function():
-    """The reference is the exact semantics of the FocalNet model's own ``focal_context``."""
-    from modzoo.models.focalnet import focal_context as model_focal_context
+def test_focal_context_reference_matches_the_written_out_formula():
+    """The reference equals FocalNet's focal context written out level by level (the models call the op; the
+    golden tests tie the whole model to the official logits)."""
+    import torch.nn.functional as F
     ctx, gates, kernels = _focal_inputs(2, 6, 7, 9, [3, 5, 7], 'nchw')
+    level, expected = ctx, 0
+    for i, k in enumerate(kernels):
+        level = F.gelu(F.conv2d(level, k, padding=k.shape[-1] // 2, groups=ctx.shape[1]))
+        expected = expected + level * gates[:, i:i + 1]
+    expected = expected + F.gelu(level.mean((2, 3), keepdim=True)) * gates[:, len(kernels):]
     for normalize in (False, True):
-        torch.testing.assert_close(R.focal_context_reference(ctx, gates, kernels, normalize),
-                                   model_focal_context(ctx, gates, kernels, normalize), rtol=0, atol=1e-6)
+        want = expected / (len(kernels) + 1) if normalize else expected
+        torch.testing.assert_close(R.focal_context_reference(ctx, gates, kernels, normalize), want,
+                                   rtol=0, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from timm.layers import ClassifierHead, DropPath, LayerScale, Mlp, trunc_normal_
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
+from modzoo.kernels import dwconv_gelu, gelu_tile_mul  # fused on CUDA; PyTorch reference elsewhere
 from modzoo.layers import check_image_input, drop_path_rates
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -45,28 +46,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
-
-
-def dwconv_gelu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """``GELU(depthwise_conv(x, weight, padding=k // 2) + bias)`` on an NCHW tensor (any strides).
-
-    ``weight`` is the ``(C, 1, k, k)`` depthwise kernel (odd k), ``bias`` is ``(C,)`` or None.
-    """
-    return F.gelu(F.conv2d(x, weight, bias, 1, weight.shape[-1] // 2, 1, x.shape[1]))
-
-
-def gelu_tile_mul(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool) -> torch.Tensor:
-    """Channels-last modulation ``act(v) * tile(ctx)``: ``v`` is ``(..., r * C)``, ``ctx`` is ``(..., C)``.
-
-    Hidden channel ``j`` is multiplied by context channel ``j mod C`` (the official ``ctx.repeat(1, 1, 1, r)``, not
-    ``repeat_interleave``); the tile is a broadcast over an ``(r, C)`` view, never materialised. ``act`` is exact GELU
-    when ``apply_gelu`` (blocks with r > 1) and the identity otherwise.
-    """
-    if apply_gelu:
-        v = F.gelu(v)
-    num_chs = ctx.shape[-1]
-    out = v.unflatten(-1, (-1, num_chs)) * ctx.unsqueeze(-2)
-    return out.flatten(-2)
 
 
 class ContextLayer(nn.Module):

@@ -26,6 +26,7 @@ from timm.layers import ClassifierHead, DropPath, LayerNorm2d, LayerScale2d, Mlp
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
+from modzoo.kernels import focal_context
 from modzoo.layers import check_image_input, drop_path_rates, pad_to_multiple
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -34,26 +35,12 @@ __all__ = ['FocalNet', 'FocalModulation', 'FocalNetBlock', 'checkpoint_filter_fn
 _logger = logging.getLogger(__name__)
 
 
-def focal_context(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor], normalize: bool) -> torch.Tensor:
-    """Hierarchical focal context: ``sum_l gate_l * GELU(dw_l(...GELU(dw_1(ctx))))`` plus the gated global level.
-
-    ``kernels[l]`` is the ``(C, 1, k, k)`` depthwise weight of level ``l`` (no bias). Returns ``ctx_all`` (B, C, H, W),
-    divided by ``L + 1`` when ``normalize`` is set.
-    """
-    num_levels = len(kernels)
-    ctx_all = torch.zeros_like(ctx)
-    for level, weight in enumerate(kernels):
-        ctx = F.gelu(F.conv2d(ctx, weight, None, 1, weight.shape[-1] // 2, 1, ctx.shape[1]))
-        ctx_all = torch.addcmul(ctx_all, ctx, gates[:, level:level + 1])
-    ctx_global = F.gelu(ctx.mean((2, 3), keepdim=True))
-    ctx_all = torch.addcmul(ctx_all, ctx_global, gates[:, num_levels:])
-    if normalize:
-        ctx_all = ctx_all / (num_levels + 1)
-    return ctx_all
-
-
 class FocalModulation(nn.Module):
-    """Focal modulation: ``proj(q * h(focal_context(ctx, gates)))`` with ``q, ctx, gates = split(f(x))``."""
+    """Focal modulation: ``proj(q * h(focal_context(ctx, gates)))`` with ``q, ctx, gates = split(f(x))``.
+
+    ``focal_context`` (the depthwise level chain, the global level, the gated sum) is :mod:`modzoo.kernels`' fused
+    op: Triton on CUDA, the PyTorch reference elsewhere and whenever the model is exported, scripted or traced.
+    """
 
     def __init__(
             self,

@@ -40,6 +40,7 @@ from timm.layers import DropPath, trunc_normal_, use_fused_attn
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
+from modzoo.kernels import mixed_dwconv_interleave  # fused on CUDA; PyTorch reference elsewhere
 from modzoo.layers import check_image_input, drop_path_rates, pad_to_multiple
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -49,29 +50,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
-
-
-def mixed_dwconv_interleave(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> torch.Tensor:
-    """Multi-head mixed convolution (MHMC) followed by the SAA channel interleave.
-
-    Args:
-        x: (B, C, H, W).
-        weights: one depthwise weight per head, ``weights[i]`` is ``(C / h, 1, k_i, k_i)`` (SMT: ``k_i = 3 + 2 i``).
-        biases: one ``(C / h,)`` bias per head.
-
-    Head ``i`` convolves the contiguous channel chunk ``i`` (padding ``k_i // 2``). The result is interleaved so
-    that output channel ``g * h + i`` holds head ``i``'s channel ``g``: each group of the following grouped 1x1 conv
-    then sees one channel of every scale.
-    """
-    num_heads = len(weights)
-    if not torch.jit.is_tracing() and x.shape[1] != num_heads * weights[0].shape[0]:
-        raise ValueError(
-            f'mixed_dwconv_interleave: {x.shape[1]} channels do not split into {num_heads} heads of '
-            f'{weights[0].shape[0]} channels')
-    chunks = torch.chunk(x, num_heads, dim=1)
-    outs = [F.conv2d(chunk, w, b, 1, w.shape[-1] // 2, 1, w.shape[0]) for chunk, w, b in zip(chunks, weights, biases)]
-    # (B, C/h, h, H, W) -> (B, C, H, W): channel g * h + i is head i's channel g
-    return torch.stack(outs, dim=2).flatten(1, 2)
 
 
 def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
