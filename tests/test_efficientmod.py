@@ -343,6 +343,15 @@ def test_torchscript():
     assert [tuple(f.shape) for f in feats] == [(1, 24, 8, 12), (1, 48, 2, 3)]
 
 
+def test_torch_compile_fullgraph():
+    """One graph, no breaks, with the fused ops (reference path on CPU) and the hybrid attention blocks."""
+    model = timm.create_model('zoo_efficientmod_xxs', **SMALL, num_classes=5).eval()
+    compiled = torch.compile(model, fullgraph=True, backend='aot_eager')
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), model(x), atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # modzoo.utils.flops: fvcore with an SDPA handle
 
