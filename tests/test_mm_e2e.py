@@ -168,3 +168,18 @@ def test_test_tools_read_the_checkpoints(focalnet_seg_run, focalnet_det_run, tin
         '--cfg-options', 'experiment_name=test_det'], tiny_writers=WRITERS)
     assert 'coco/bbox_mAP' in metrics and 'coco/segm_mAP' in metrics
     assert os.path.getsize(out) > 0
+
+
+@pytest.mark.slow
+def test_torchrun_launcher_pytorch(tiny_root, tmp_path):
+    """``torchrun ... --launcher pytorch`` (2 processes; on a CPU-only machine through gloo, see _cpu_distributed)."""
+    import subprocess
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29561',
+           os.path.join(ROOT, 'tools', 'train_seg.py'), _config(SEG['efficientmod']), '--launcher', 'pytorch',
+           '--tiny', tiny_root, *TINY, '--work-dir', str(tmp_path),
+           '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2']
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'Distributed training: True' in result.stdout + result.stderr
+    assert os.path.isfile(tmp_path / 'iter_2.pth')

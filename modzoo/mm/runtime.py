@@ -274,9 +274,31 @@ def _set_local_rank(args) -> None:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
 
 
+def _cpu_distributed(cfg) -> None:
+    """Make ``--launcher pytorch`` work on machines without CUDA (CI, CPU clusters).
+
+    mmengine 0.10's pytorch launcher always calls ``torch.cuda.set_device`` and wraps the model with
+    ``device_ids=[local_rank]``; both fail on the CPU. A gloo process group created here makes the Runner skip its own
+    initialisation, and a DDP wrapper with ``device_ids=None`` is the CPU form. SyncBN has no CPU kernel: BN instead.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    from mmengine.logging import print_log
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.model_wrapper_cfg = dict(
+        type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    use_batchnorm(cfg)
+    print_log('No CUDA: distributed on the CPU with gloo, DDP without device_ids, BN instead of SyncBN',
+              logger='current')
+
+
 def _build_runner(cfg):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+    _cpu_distributed(cfg)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
