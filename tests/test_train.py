@@ -237,8 +237,33 @@ def test_train_validate_resume_other_model_and_kd(folder, tmp_path, capsys):
                         '--teacher', 'zoo_focalnet_tiny_srf', '--teacher-kwargs', 'embed_dim=8', 'depths=(1,1,1,1)']
     assert train_main(kd) == 2
     assert '--teacher-checkpoint' in capsys.readouterr().err
-    assert train_main(kd + ['--teacher-checkpoint', str(out / 'best.pth'), '--mixup', '0.8', '--cutmix', '1.0']) == 0
+    # with mixup/cutmix, gradient checkpointing, channels-last, bf16 autocast and the rank-0 progress bar
+    assert train_main(kd + ['--teacher-checkpoint', str(out / 'best.pth'), '--mixup', '0.8', '--cutmix', '1.0',
+                            '--grad-checkpointing', '--channels-last', '--amp', '--progress', 'on']) == 0
     assert os.path.isfile(tmp_path / 'kd' / 'last.pth')
+    assert 'epoch 0' in capsys.readouterr().err  # tqdm bar
+
+
+def test_bad_runtime_options(folder, tmp_path, capsys):
+    base = TINY + FAST + ['--data-dir', folder, '--output', str(tmp_path), '--epochs', '1']
+    assert train_main(base + ['--amp', '--amp-dtype', 'float16', '--device', 'cpu']) == 2
+    assert 'float16 needs a CUDA device' in capsys.readouterr().err
+    assert train_main(base + ['-b', '64']) == 2  # 18 training images
+    assert 'larger than the 18 training images' in capsys.readouterr().err
+    assert train_main(base + ['--class-map', str(tmp_path / 'missing.txt')]) == 2
+    assert '--class-map file not found' in capsys.readouterr().err
+
+
+def test_tensorboard_events_when_installed(folder, tmp_path, capsys):
+    import importlib.util
+    if importlib.util.find_spec('tensorboard') is None:
+        assert train_main(TINY + FAST + ['--data-dir', folder, '--output', str(tmp_path), '--epochs', '1',
+                                         '--tensorboard', 'on']) == 2
+        assert 'pip install tensorboard' in capsys.readouterr().err
+        return
+    assert train_main(TINY + FAST + ['--data-dir', folder, '--output', str(tmp_path), '--epochs', '1',
+                                     '--tensorboard', 'on']) == 0
+    assert glob.glob(str(tmp_path / 'tensorboard' / 'events.out.tfevents.*'))
 
 
 def test_initial_checkpoint_replaces_only_a_mismatched_head():

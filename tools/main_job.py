@@ -139,8 +139,9 @@ def main(argv=None) -> int:
         return check
 
     onnx = steps.run('export to ONNX and check in ONNX Runtime', export_step)
+    verdict = 'pass' if onnx['passed'] else 'FAIL'
     print(f'{onnx["backend"]}: {onnx["path"]}\nmax |ORT - PyTorch| {onnx["max_abs_diff"]:.2e} (limit '
-          f'{PARITY_TOLERANCE:g}) -> {"pass" if onnx["passed"] else "FAIL"}; ONNX Runtime top-1 {onnx["ort_top1"]:.2f}%')
+          f'{PARITY_TOLERANCE:g}) -> {verdict}; ONNX Runtime top-1 {onnx["ort_top1"]:.2f}%')
     summary['onnx'] = onnx
     if not onnx['passed']:
         failures.append(f'ONNX parity failed: max abs diff {onnx["max_abs_diff"]:.2e}')

@@ -208,7 +208,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from modzoo.models import CheckpointMismatchError, UnknownModelError
     from modzoo.train.config import ConfigError
-    out = args.out or os.path.splitext(args.image)[0] + f'_{args.model}_stage{args.stage if args.stage is not None else "last"}.png'
+    stage_tag = args.stage if args.stage is not None else 'last'
+    out = args.out or os.path.splitext(args.image)[0] + f'_{args.model}_stage{stage_tag}.png'
     try:
         result = visualize(args.model, args.image, out, args.stage, args.checkpoint, args.pretrained,
                            args.model_kwargs, args.img_size)

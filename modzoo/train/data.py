@@ -66,7 +66,8 @@ def folder_classes(split_dir: str) -> List[str]:
     from timm.utils.misc import natural_key
     classes = sorted((d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))), key=natural_key)
     if not classes:
-        raise DatasetNotFoundError(f'{split_dir!r} has no class sub-folders. ' + _layout_hint(os.path.dirname(split_dir)))
+        raise DatasetNotFoundError(
+            f'{split_dir!r} has no class sub-folders. ' + _layout_hint(os.path.dirname(split_dir)))
     return classes
 
 

@@ -88,7 +88,9 @@ def init_distributed(device: Optional[str] = None, timeout_s: int = 1800) -> Dis
     dev = resolve_device(device)
     if dev.type == 'cuda':
         if world_size > 1:
-            dev = torch.device('cuda', local_rank)
+            dev = torch.device('cuda', local_rank)  # one GPU per process, as torchrun's LOCAL_RANK says
+        elif dev.index is None:
+            dev = torch.device('cuda', torch.cuda.current_device())
         torch.cuda.set_device(dev)
     ctx = DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
     if world_size > 1:

@@ -171,7 +171,8 @@ def _train(args, ctx: DistContext) -> Dict[str, Any]:
 
     # ---- model (same init on every rank; DDP also broadcasts rank 0's weights)
     seed_all(args.seed, cuda=device.type == 'cuda')
-    model = create_run_model(args.model, num_classes, pretrained=args.pretrained, drop_rate=args.drop,
+    # a resumed run takes its weights from the checkpoint: no hub download
+    model = create_run_model(args.model, num_classes, pretrained=args.pretrained and ckpt is None, drop_rate=args.drop,
                              drop_path_rate=args.drop_path, **args.model_kwargs)
     if args.initial_checkpoint and ckpt is None:
         skipped = load_initial_weights(model, args.initial_checkpoint)
