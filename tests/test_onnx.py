@@ -61,8 +61,8 @@ SMALL, SMALL_OTHER = sorted(MODELS, key=_params)[:2]
 def _build(name: str, **kwargs) -> nn.Module:
     torch.manual_seed(0)
     with fast_init():
-        return zoo_onnx.build_export_model(name, model_kwargs=dict(_test_kwargs(name), **kwargs.pop('model_kwargs', {})),
-                                           **kwargs)
+        model_kwargs = dict(_test_kwargs(name), **kwargs.pop('model_kwargs', {}))
+        return zoo_onnx.build_export_model(name, model_kwargs=model_kwargs, **kwargs)
 
 
 def _smallest_per_family():
@@ -131,9 +131,8 @@ def test_export_features(name, tmp_path):
     zoo_onnx.export_onnx(model, path, img_size=SIZE, dynamic=dynamic, output_names=names)
     proto = _graph_checks(path, dynamic)
     assert [o.name for o in proto.graph.output] == names
-    for out, chans in zip(proto.graph.output, info.channels()):
-        assert out.type.tensor_type.shape.dim[1].dim_value == chans
-    _check_parity(path, model, dynamic)
+    report = _check_parity(path, model, dynamic)  # compares each output's shape (channels, stride) with PyTorch's
+    assert len(report.runs) >= 4
 
 
 def test_spatially_static_list_is_current(tmp_path):
@@ -184,7 +183,9 @@ def test_external_data_and_atomic_replace(tmp_path):
 
 def test_dynamo_exporter(tmp_path):
     """The alternative exporter also gives a standard-op graph that matches (small model: it is 10x slower)."""
-    model = _build(SMALL)
+    # one block per stage: the dynamo exporter costs ~10x the TorchScript one per graph node
+    name = 'zoo_efficientmod_xxs' if 'zoo_efficientmod_xxs' in MODELS else SMALL
+    model = _build(name, model_kwargs=dict(depths=(1, 1, 1, 1)))
     path = str(tmp_path / 'dynamo.onnx')
     result = zoo_onnx.export_onnx(model, path, img_size=(32, 32), dynamic='batch', exporter='dynamo', check=True,
                                   output_names=['logits'], photos=False)
@@ -201,7 +202,8 @@ def test_fp16_and_simplify(tmp_path):
                                   check=True, output_names=['logits'])
     assert result.check.passed and result.check.relative, result.check.format()
     proto = onnx.load(path)
-    float_inits = [t for t in proto.graph.initializer if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    float_inits = [t for t in proto.graph.initializer if t.data_type in floats]
     assert float_inits and all(t.data_type == onnx.TensorProto.FLOAT16 for t in float_inits if len(t.dims) > 1)
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 interface
 

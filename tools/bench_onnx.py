@@ -220,19 +220,28 @@ def bench_model(model_name: str, size: int, batches: Sequence[int], repeats: int
 
 
 def latency_markdown(results: List[dict], machine: str, command: str, skipped: Dict[str, str],
-                     load: str) -> str:
+                     load: str, date: Optional[str] = None) -> str:
     lines = [
         '### ONNX Runtime (CPU EP) vs PyTorch eager at 224x224',
         '',
         f'Machine: {machine}. Shared with other engineers\' jobs while measured (load average {load}), so each figure '
-        f'is a median over interleaved repeats (torch, ORT, torch, ORT, ...). Date: {time.strftime("%Y-%m-%d")}. '
-        f'Command: `{command}`.',
+        f'is a median over interleaved repeats (torch, ORT, torch, ORT, ...). '
+        f'Date: {date or time.strftime("%Y-%m-%d")}. Command: `{command}`.',
         '',
         'Latency is the median of one forward pass; throughput = batch / latency; speed-up = eager latency / ORT '
         'latency. Peak memory: the worker\'s peak resident set minus its resident set after imports (weights, '
-        'runtime buffers, activations; the higher of the two batches), process total in brackets. fp32, exported '
+        'runtime buffers, activations; peak over both batches), process total in brackets. fp32, exported '
         'with the default (torchscript) exporter, dynamic batch.',
         '',
+    ]
+    if ' 1 intra-op threads' in machine:
+        lines += [
+            'One intra-op thread per engine, because the machine is shared: with two threads, eager PyTorch\'s OpenMP '
+            'regions stall whenever another job holds one of the two cores (EfficientMod-XXS, batch 1: 84-110 ms with '
+            'one thread vs 750-1680 ms with two, same minute), which would measure the scheduler, not the engines.',
+            '',
+        ]
+    lines += [
         '| model | batch | eager ms | ORT ms | eager img/s | ORT img/s | ORT speed-up | eager peak MiB | '
         'ORT peak MiB | max abs diff |',
         '|---|---|---|---|---|---|---|---|---|---|',
@@ -282,11 +291,11 @@ def compare_exporters(model_name: str, size: int, model_kwargs: Optional[dict] =
     return rows
 
 
-def exporters_markdown(rows: List[dict], machine: str, command: str) -> str:
+def exporters_markdown(rows: List[dict], machine: str, command: str, date: Optional[str] = None) -> str:
     lines = [
         '### Exporter comparison: torchscript (`dynamo=False`) vs dynamo (`dynamo=True`)',
         '',
-        f'Machine: {machine}. Date: {time.strftime("%Y-%m-%d")}. Command: `{command}`.',
+        f'Machine: {machine}. Date: {date or time.strftime("%Y-%m-%d")}. Command: `{command}`.',
         '',
         'Each model exported at the size shown with a dynamic batch and (unless listed as spatially static) dynamic '
         'height/width, then checked in ONNX Runtime against PyTorch at batches 1 and 3 and at the export size plus '
@@ -334,6 +343,79 @@ def write_section(parts: Dict[str, str]) -> None:
         f.write(content)
 
 
+def merge_runs(paths: Sequence[str]) -> dict:
+    """One run from several ``--json`` files of the same kind (e.g. a long benchmark done in parts)."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    if len({r['kind'] for r in runs}) != 1:
+        raise SystemExit('--from-json: the files hold different kinds of runs')
+    merged = dict(runs[0], results=[], skipped={})
+    for r in runs:
+        merged['results'] += r['results']
+        merged['skipped'].update(r.get('skipped', {}))
+    done = {r['model'] for r in merged['results']}
+    merged['skipped'] = {k: v for k, v in merged['skipped'].items() if k not in done}
+    if len(runs) > 1:
+        merged['command'] = '`; `'.join(r['command'] for r in runs)
+        merged['load'] = '; '.join(r.get('load', '') for r in runs)
+        merged['date'] = max(r.get('date') or '' for r in runs) or None
+    return merged
+
+
+def run_benchmarks(args, argv) -> dict:
+    import torch
+    import modzoo
+    torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    names = args.models or modzoo.list_models()
+    command = 'python tools/bench_onnx.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
+    command = re.sub(r' --json \S+', '', command).strip()
+    run = dict(machine=machine_description(args.threads), command=command, results=[], skipped={}, load='',
+               date=time.strftime('%Y-%m-%d'))
+    load_start = os.getloadavg()[0]
+
+    def save_partial():  # long runs: keep what is done if the run is cut short
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(dict(run, partial=True), f, indent=1)
+
+    if args.exporters:
+        run['kind'] = 'exporters'
+        for name in names:
+            for row in compare_exporters(name, args.exporters_size):
+                run['results'].append(row)
+                status = f'diff {row["max_abs_diff"]:.1e}' if row['ok'] else row['error']
+                print(f'{name:<32} {row["exporter"]:<12} {row["dynamic"]:<14} cpu {row["total_cpu_s"]:6.1f}s  '
+                      f'{status}', flush=True)
+            save_partial()
+        return run
+    run['kind'] = 'latency'
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in names:
+            params = num_params(name, {})
+            if params > args.max_params:
+                run['skipped'][name] = f'{params / 1e6:.0f}M parameters > --max-params {args.max_params / 1e6:.0f}M'
+                print(f'{name:<32} skipped: {run["skipped"][name]}', flush=True)
+                continue
+            try:
+                r = bench_model(name, args.size, args.batches, args.repeats, args.warmup, args.threads, workdir)
+            except Exception as e:  # one model's failure (e.g. out of memory) must not lose the others' results
+                run['skipped'][name] = f'failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""}'
+                print(f'{name:<32} {run["skipped"][name]}', flush=True)
+                continue
+            run['results'].append(r)
+            for row in r['rows']:
+                print(f'{name:<32} b{row["batch"]:<3} eager {row["torch_ms"]:8.1f} ms  ORT {row["ort_ms"]:8.1f} ms'
+                      f'  x{row["speedup"]:.2f}  peak MiB eager {r["torch_model_mib"]:.0f} ORT '
+                      f'{r["ort_model_mib"]:.0f}  diff {r["max_abs_diff"]:.1e}', flush=True)
+            run['load'] = f'{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end, {os.cpu_count()} cores'
+            save_partial()
+    run['load'] = f'{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end, {os.cpu_count()} cores'
+    return run
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='*', help='model names (default: every registered model up to --max-params)')
@@ -347,6 +429,8 @@ def main(argv=None) -> int:
     parser.add_argument('--exporters', action='store_true', help='compare the two exporters instead')
     parser.add_argument('--exporters-size', type=int, default=64, help='export size for --exporters')
     parser.add_argument('--json', help='also write the raw results here')
+    parser.add_argument('--from-json', nargs='+', metavar='FILE',
+                        help='only render (and with --write-benchmarks write) saved --json runs (several are merged)')
     parser.add_argument('--write-benchmarks', action='store_true', help='update the ONNX section of BENCHMARKS.md')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     parser.add_argument('--worker-spec', help=argparse.SUPPRESS)
@@ -356,52 +440,23 @@ def main(argv=None) -> int:
         return 0
 
     sys.path.insert(0, ROOT)
-    import torch
-    import modzoo
-    torch.set_num_threads(args.threads)
-    torch.set_grad_enabled(False)
-    names = args.models or modzoo.list_models()
-    command = 'python tools/bench_onnx.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
-    machine = machine_description(args.threads)
-    load_start = os.getloadavg()[0]
-
-    if args.exporters:
-        rows = []
-        for name in names:
-            for row in compare_exporters(name, args.exporters_size):
-                rows.append(row)
-                status = f'diff {row["max_abs_diff"]:.1e}' if row['ok'] else row['error']
-                print(f'{name:<32} {row["exporter"]:<12} {row["dynamic"]:<14} cpu {row["total_cpu_s"]:6.1f}s  '
-                      f'{status}', flush=True)
-        text = exporters_markdown(rows, machine, command.strip())
-        results: object = rows
-        part = 'exporters'
+    if args.from_json:
+        run = merge_runs(args.from_json)
     else:
-        results, skipped = [], {}
-        with tempfile.TemporaryDirectory() as workdir:
-            for name in names:
-                params = num_params(name, {})
-                if params > args.max_params:
-                    skipped[name] = f'{params / 1e6:.0f}M parameters > --max-params {args.max_params / 1e6:.0f}M'
-                    print(f'{name:<32} skipped: {skipped[name]}', flush=True)
-                    continue
-                r = bench_model(name, args.size, args.batches, args.repeats, args.warmup, args.threads, workdir)
-                results.append(r)
-                for row in r['rows']:
-                    print(f'{name:<32} b{row["batch"]:<3} eager {row["torch_ms"]:8.1f} ms  ORT {row["ort_ms"]:8.1f} ms'
-                          f'  x{row["speedup"]:.2f}  peak MiB eager {r["torch_model_mib"]:.0f} ORT '
-                          f'{r["ort_model_mib"]:.0f}  diff {r["max_abs_diff"]:.1e}', flush=True)
-        load = f'{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end, {os.cpu_count()} cores'
-        text = latency_markdown(results, machine, command.strip(), skipped, load)
-        part = 'latency'
+        run = run_benchmarks(args, argv)
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(run, f, indent=1)
+    if run['kind'] == 'exporters':
+        text = exporters_markdown(run['results'], run['machine'], run['command'], run.get('date'))
+    else:
+        text = latency_markdown(run['results'], run['machine'], run['command'], run['skipped'], run['load'],
+                                run.get('date'))
     print()
     print(text)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=1)
     if args.write_benchmarks:
-        write_section({part: text})
-        print(f'\nwrote the {part} table into {BENCHMARKS}')
+        write_section({run['kind']: text})
+        print(f'\nwrote the {run["kind"]} table into {BENCHMARKS}')
     return 0
 
 

@@ -3,8 +3,9 @@
 Inference graphs are smaller and faster when every ``Conv -> BatchNorm`` pair is one convolution. Models that know
 their own structure expose a hook (SMT's ``fuse_bn()``, timm-style ``reparameterize()`` / ``fuse()``); everything else
 gets a generic fold of BatchNorm layers that directly follow a convolution inside an ``nn.Sequential`` or an OpenMMLab
-``ConvModule`` (the places where "directly follows" can be read off the module tree without tracing). Dropout and DropPath are already
-identities in eval mode, so no training-only branch survives :func:`prepare_for_deploy` in the forward pass.
+``ConvModule`` (the places where "directly follows" can be read off the module tree without tracing). Dropout and
+DropPath are already identities in eval mode, so no training-only branch survives :func:`prepare_for_deploy` in the
+forward pass.
 """
 import inspect
 import logging

@@ -48,7 +48,8 @@ def sample_photos() -> Tuple[Sequence[np.ndarray], str]:
         import importlib.util
         from PIL import Image
         folder = os.path.join(importlib.util.find_spec('sklearn').submodule_search_locations[0], 'datasets', 'images')
-        photos = tuple(np.array(Image.open(os.path.join(folder, f)).convert('RGB')) for f in ('china.jpg', 'flower.jpg'))
+        photos = tuple(np.array(Image.open(os.path.join(folder, f)).convert('RGB'))
+                       for f in ('china.jpg', 'flower.jpg'))
         return photos, 'scikit-learn sample photos (china.jpg, flower.jpg)'
     except Exception:  # scikit-learn is a dev dependency only
         return (_synthetic_scene(seed=0), _synthetic_scene(seed=1)), 'synthetic scenes (scikit-learn not installed)'

@@ -89,7 +89,7 @@ def spatial_export_blocker(model_name: str) -> Optional[str]:
 
 def _features_wrapper(model: nn.Module, model_name: str, model_kwargs: Mapping[str, Any]) -> nn.Module:
     """Wrap a (possibly checkpoint-loaded) classification model exactly as ``features_only=True`` would."""
-    from timm.models import FeatureGetterNet
+    from timm.models._features import FeatureGetterNet
     import modzoo
     with torch.device('meta'):  # only to read the family's default feature configuration
         probe = modzoo.create_model(model_name, features_only=True, **model_kwargs)
