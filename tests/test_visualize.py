@@ -49,8 +49,12 @@ def test_stage_assignment_follows_feature_info():
     assert stages == {'layers.0.blocks.0.modulation': 0, 'layers.1.blocks.0.modulation': 1,
                       'layers.2.blocks.0.modulation': 2, 'layers.2.blocks.1.modulation': 2,
                       'layers.3.blocks.0.modulation': 3}
+    # default: the deepest modulated stage whose maps are at least 4x4
+    assert vis.default_stage(focal, 224) == 3 and vis.default_stage(focal, 64) == 2
+    assert vis.default_stage(focal, 16) == 0
     with torch.device('meta'):
         smt = modzoo.create_model('zoo_smt_tiny')
+    assert vis.default_stage(smt, 224) == 2  # stage 4 is attention only
     stages = vis.stage_of_modules(smt, list(vis.modulation_modules(smt)))
     # SMT-T: SAM in stages 1-2, alternating SAM/MSA in stage 3 (8 blocks), MSA only in stage 4
     assert sorted(set(stages.values())) == [0, 1, 2]
@@ -73,7 +77,7 @@ def test_visualize_tool_end_to_end(tmp_path, digit_image):
     out = str(tmp_path / 'maps.png')
     assert vis.main(['--model', 'zoo_focalnet_tiny_srf', '--checkpoint', ckpt, '--model-kwargs', 'embed_dim=8',
                      'depths=(1,1,2,1)', '--image', digit_image, '--img-size', '64', '--out', out]) == 0
-    with Image.open(out) as png:  # default stage: the last one with modulation (one block, 3 gates)
+    with Image.open(out) as png:  # default stage 2 (4x4 maps at 64x64): two blocks, modulator + 3 gates each
         assert png.format == 'PNG' and png.size[0] > 500
 
 

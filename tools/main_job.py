@@ -41,7 +41,7 @@ RECIPE = [
     '--opt', 'adamw', '--lr', '3e-3', '--weight-decay', '0.05', '--warmup-epochs', '1', '--warmup-lr', '1e-4',
     '--min-lr', '1e-5', '--clip-grad', '5.0',
     '--model-ema', '--model-ema-decay', '0.99', '--model-ema-warmup',
-    '-b', '64', '--seed', '0', '--log-interval', '1000',
+    '-b', '64', '--log-interval', '1000',
 ]
 EPOCHS = 15
 
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     p.add_argument('--epochs', type=int, default=EPOCHS)
     p.add_argument('--target-top1', type=float, default=TARGET_TOP1,
                    help='validation top-1 (%%) the trained model must reach')
+    p.add_argument('--seed', type=int, default=0, help='training seed (data order, augmentation, init)')
     p.add_argument('--threads', type=int, default=1, help='torch threads for training')
     p.add_argument('--workers', type=int, default=1, help='data-loader processes')
     p.add_argument('--report-budget-s', type=float, default=900,
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
     summary['data'] = info
 
     train_argv = ['--model', args.model, '--data-dir', data_dir, '--output', run_dir, '--epochs', str(args.epochs),
-                  '--threads', str(args.threads), '--workers', str(args.workers)] + RECIPE
+                  '--threads', str(args.threads), '--workers', str(args.workers), '--seed', str(args.seed)] + RECIPE
     if args.model_kwargs:
         train_argv += ['--model-kwargs'] + list(args.model_kwargs)
     # a fresh run each time: the job demonstrates training, not resuming an earlier job's run

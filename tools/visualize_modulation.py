@@ -85,6 +85,16 @@ def stage_of_modules(model: nn.Module, names: Sequence[str]) -> Dict[str, int]:
     return stages
 
 
+def default_stage(model: nn.Module, image_size: int, min_side: int = 4) -> int:
+    """The deepest stage with modulation whose maps are at least ``min_side`` pixels across at this input size
+    (deeper maps are more semantic; a 1x1 map shows nothing), else the first stage with modulation."""
+    mods = modulation_modules(model)
+    stages = sorted(set(stage_of_modules(model, list(mods)).values())) if mods else [0]
+    info = getattr(model, 'feature_info', None) or []
+    big_enough = [s for s in stages if s < len(info) and image_size // info[s]['reduction'] >= min_side]
+    return big_enough[-1] if big_enough else stages[0]
+
+
 @torch.no_grad()
 def collect_maps(model: nn.Module, x: torch.Tensor, stage: int, return_output: bool = False):
     """Run ``model`` on ``x`` (batch 1) and return, per modulation block of ``stage``: its name, the modulator
@@ -145,7 +155,7 @@ def render(image: torch.Tensor, rows: List[Dict], title: str, out: str) -> str:
     h, w = image.shape[-2:]
     img = image.permute(1, 2, 0).clamp(0, 1).numpy()
     cols = 2 + max((len(r['gate_labels']) for r in rows), default=0)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.4 * cols, 2.5 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(max(2.4 * cols, 6.0), 2.5 * len(rows)), squeeze=False)
     for i, row in enumerate(rows):
         maps = [('|modulator|', row['modulator'])]
         if row['gates'] is not None:
@@ -154,12 +164,15 @@ def render(image: torch.Tensor, rows: List[Dict], title: str, out: str) -> str:
         axes[i][0].set_title(row['name'], fontsize=7)
         for j, (label, fmap) in enumerate(maps, start=1):
             up = F.interpolate(fmap[None, None], size=(h, w), mode='bilinear', align_corners=False)[0, 0]
+            lo, hi = float(fmap.min()), float(fmap.max())
+            if hi - lo <= 1e-6 * max(abs(hi), 1.0):  # a constant map (e.g. 1x1): draw it flat, not rounding noise
+                up, lo, hi = torch.zeros_like(up), 0.0, 1.0
             axes[i][j].imshow(img.mean(-1), cmap='gray')
-            axes[i][j].imshow(up.numpy(), cmap='jet', alpha=0.55)
-            axes[i][j].set_title(label, fontsize=7)
+            axes[i][j].imshow(up.numpy(), cmap='jet', alpha=0.55, vmin=lo, vmax=hi)
+            axes[i][j].set_title(f'{label} ({fmap.shape[-2]}x{fmap.shape[-1]})', fontsize=7)
         for ax in axes[i]:
             ax.axis('off')
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=8, wrap=True)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -183,10 +196,8 @@ def visualize(model_name: str, image_path: str, out: str, stage: Optional[int] =
     mean = torch.tensor(cfg['mean'])[:, None, None]
     std = torch.tensor(cfg['std'])[:, None, None]
     shown = x[0] * std + mean
-    mods = modulation_modules(model)
     if stage is None:
-        stages = sorted(set(stage_of_modules(model, list(mods)).values())) if mods else [0]
-        stage = stages[-1]
+        stage = default_stage(model, min(cfg['input_size'][1:]))
     rows, logits = collect_maps(model, x, stage, return_output=True)
     probs = logits.softmax(-1)[0]
     top = int(probs.argmax())
@@ -202,7 +213,8 @@ def main(argv=None) -> int:
     p.add_argument('--pretrained', action='store_true')
     p.add_argument('--model-kwargs', nargs='*', default=None, metavar='KEY=VALUE')
     p.add_argument('--image', required=True)
-    p.add_argument('--stage', type=int, default=None, help='stage index (default: the last stage with modulation)')
+    p.add_argument('--stage', type=int, default=None,
+                   help='stage index (default: the deepest stage with modulation and maps of at least 4x4)')
     p.add_argument('--img-size', type=int, default=None)
     p.add_argument('--out', default=None, help='PNG path (default: <image>_<model>_stage<k>.png)')
     args = p.parse_args(argv)
