@@ -280,3 +280,20 @@ def test_initial_checkpoint_replaces_only_a_mismatched_head():
         other = modzoo.create_model('zoo_focalnet_tiny_srf', embed_dim=16, depths=(1, 1, 1, 1), num_classes=3)
         with pytest.raises(modzoo.CheckpointMismatchError, match='shape mismatch'):
             load_initial_weights(other, path)
+
+
+def test_onnx_check_local_fallback_and_ort_accuracy(folder, tmp_path, monkeypatch):
+    """Without modzoo.export the main job's parity check exports with torch.onnx itself and still compares in ORT."""
+    import sys
+    from modzoo.train.data import build_loader, build_transforms, resolve_model_data_config
+    from modzoo.train.onnx_check import export_and_check, onnx_accuracy
+    monkeypatch.setitem(sys.modules, 'modzoo.export', None)  # import modzoo.export -> ImportError
+    model = modzoo.create_model('zoo_focalnet_tiny_srf', embed_dim=8, depths=(1, 1, 1, 1), num_classes=3).eval()
+    r = export_and_check(model, str(tmp_path / 'm.onnx'), (32, 32))
+    assert r['backend'].startswith('local') and r['passed'] and [run[1] for run in r['runs']] == [1, 3]
+    ds, _ = build_dataset('', folder, 'val')
+    _, ds.transform = build_transforms(resolve_model_data_config(model, dict(img_size=32, crop_pct=1.0)))
+    loader = build_loader(ds, ResumableShardSampler(len(ds), shuffle=False, pad=False), 4, 0, False)
+    with torch.no_grad():
+        expected = sum(int((model(x).argmax(-1) == y).sum()) for x, y in loader) / len(ds) * 100
+    assert abs(onnx_accuracy(r['path'], loader)['top1'] - expected) < 1e-6
