@@ -262,15 +262,32 @@ def test_positions_follow_the_input():
         for size in ((64, 96), (80, 48), (64, 96)):
             assert model(torch.randn(1, 3, *size)).shape == (1, 5)
     assert sorted(key[:2] for key in attn.grid_pe.cache) == [(16, 24), (20, 12)]
-    cached = attn.rotation_tables(16, 24, torch.float32, torch.device('cpu'))
-    fresh = attn._make_tables(16, 24, torch.float32, torch.device('cpu'))
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(cached, fresh))
-    # the 2 x 3 reduced keys of a 16 x 24 grid with sr 8 sit at (8i + 4, 8j + 4)
+    q, k = torch.randn(2, 1, 16 * 24, 16), torch.randn(2, 1, 6, 16)
+    q_rot, k_rot = attn.rotate_qk(q, k, 16, 24)  # eager: cached complex tables
+    # the 2 x 3 reduced keys of a 16 x 24 grid with sr 8 sit at (8i + 4, 8j + 4); queries on the integer grid
     centres = torch.tensor([[4., 4.], [4., 12.], [4., 20.], [12., 4.], [12., 12.], [12., 20.]])
-    k_cos, k_sin = attn.grid_pe.tables(centres)
-    assert torch.allclose(cached[2], k_cos, atol=1e-6) and torch.allclose(cached[3], k_sin, atol=1e-6)
-    q_cos, _ = attn.grid_pe.tables(grid_positions(16, 24))
-    assert torch.allclose(cached[0], q_cos, atol=1e-5)
+    q_ref, k_ref = attn.grid_pe(q, k, grid_positions(16, 24, dtype=torch.float64), centres.double())
+    assert torch.allclose(q_rot, q_ref, atol=1e-5) and torch.allclose(k_rot, k_ref, atol=1e-5)
+
+
+def test_bfloat16_and_backward():
+    """bfloat16 (no complex type) takes the real rotation; gradients flow through the cached complex tables."""
+    model = timm.create_model('zoo_gridpe_pvt_v2_b0', **TINY).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        low = model.to(torch.bfloat16)(x.bfloat16()).float()
+    assert model.stages[0].blocks[0].attn.grid_pe.omegas.dtype == torch.float32
+    assert torch.allclose(low, ref, atol=0.1, rtol=0.1)
+    model.float().train()
+    x.requires_grad_(True)
+    model(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    attn = model.stages[2].blocks[0].attn.double()  # sr 2, 2 heads of 24 channels
+    q = torch.randn(1, 2, 4 * 4, 24, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(1, 2, 2 * 2, 24, dtype=torch.float64, requires_grad=True)
+    # the complex path's gradient is the transposed rotation: check it numerically
+    assert torch.autograd.gradcheck(lambda a, b: attn.rotate_qk(a, b, 4, 4), (q, k))
 
 
 def test_linear_sra_pooling_follows_the_traced_size():

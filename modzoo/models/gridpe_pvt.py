@@ -6,8 +6,9 @@ apart (see :mod:`modzoo.layers.grid_pe`), so attention logits depend on relative
 PVT's spatial-reduction attention (SRA): queries at the integer (row, col) positions of the stage's grid, keys at
 the positions of what they were reduced from: the centres ``sr * i + sr // 2`` of the strided conv's cells, the
 centres of the 7x7 adaptive pooling bins (linear SRA, ``b2_li``), or the query grid itself (``sr == 1``).
-Positions and the rotation tables follow the input size (any H x W, non-square too); tables are cached per input
-size, device and dtype.
+Positions and the rotation tables follow the input size (any H x W, non-square too). In eager mode the tables are
+cached per input size, dtype and device, as complex tables, so the rotation is one complex multiply; while scripting,
+tracing, exporting or compiling they are built in the graph from the (possibly symbolic) input size, in real form.
 
 * PVT v2 b0-b5 and b2_li (Wang et al., arXiv:2106.13797) reuse timm's ``pvt_v2`` building blocks. Their state_dict
   is timm's ``pvt_v2_*`` layout plus one persistent buffer per GridPE block (``...attn.grid_pe.omegas``, the fixed
@@ -156,30 +157,35 @@ class GridPEAttention(PvtV2Attention):
         return q_cos, q_sin, k_cos, k_sin
 
     @torch.jit.unused
-    def _cached_tables(
-            self, height: int, width: int, dtype: torch.dtype, device: torch.device,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        cache = self.grid_pe.cache
-        key = (height, width, dtype, device)
-        tables = cache.get(key)
+    def _rotate_cached(self, q: torch.Tensor, k: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Eager path: tables built once per (size, dtype, device), as complex tables where the dtype allows."""
+        grid_pe = self.grid_pe
+        key = (height, width, q.dtype, q.device)
+        tables = grid_pe.cache.get(key)
         if tables is None:
-            # built once per size in float64 positions, so the phases are exact before the final rounding
-            pos_dtype = torch.float32 if device.type == 'mps' else torch.float64
+            # built in float64 positions, so the phases are exact before the final rounding
+            pos_dtype = torch.float32 if q.device.type == 'mps' else torch.float64
             with torch.no_grad():
-                tables = self._make_tables(height, width, dtype, device, pos_dtype)
-            if len(cache) >= 16:
-                cache.pop(next(iter(cache)))
-            cache[key] = tables
-        return tables
+                tables = self._make_tables(height, width, q.dtype, q.device, pos_dtype)
+                if q.dtype in (torch.float32, torch.float64) and grid_pe.head_dim % 2 == 0:
+                    tables = (grid_pe.complex_table(tables[0], tables[1]), grid_pe.complex_table(tables[2], tables[3]))
+            if len(grid_pe.cache) >= grid_pe.cache_size:
+                grid_pe.cache.pop(next(iter(grid_pe.cache)))
+            grid_pe.cache[key] = tables
+        if len(tables) == 2:
+            return grid_pe.rotate_complex(q, tables[0]), grid_pe.rotate_complex(k, tables[1])
+        return grid_pe.rotate(q, tables[0], tables[1]), grid_pe.rotate(k, tables[2], tables[3])
 
-    def rotation_tables(
-            self, height: int, width: int, dtype: torch.dtype, device: torch.device,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        if torch.jit.is_scripting():
-            return self._make_tables(height, width, dtype, device)
-        if _can_cache():
-            return self._cached_tables(height, width, dtype, device)
-        return self._make_tables(height, width, dtype, device)
+    def rotate_qk(self, q: torch.Tensor, k: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """GridPE on q (the height x width grid, after any prefix tokens) and k (the reduced positions)."""
+        grid_pe = self.grid_pe
+        assert grid_pe is not None
+        if not torch.jit.is_scripting():
+            if _can_cache():
+                return self._rotate_cached(q, k, height, width)
+        # scripting, tracing, exporting, compiling: built from the (possibly symbolic) size every call
+        q_cos, q_sin, k_cos, k_sin = self._make_tables(height, width, q.dtype, q.device)
+        return grid_pe.rotate(q, q_cos, q_sin), grid_pe.rotate(k, k_cos, k_sin)
 
     def forward(self, x: torch.Tensor, feat_size: List[int]) -> torch.Tensor:
         B, N, C = x.shape
@@ -196,11 +202,8 @@ class GridPEAttention(PvtV2Attention):
             x = self.norm(x)
         k, v = self.kv(x).reshape(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
-        grid_pe = self.grid_pe
-        if grid_pe is not None:
-            q_cos, q_sin, k_cos, k_sin = self.rotation_tables(H, W, q.dtype, q.device)
-            q = grid_pe.rotate(q, q_cos, q_sin)
-            k = grid_pe.rotate(k, k_cos, k_sin)
+        if self.grid_pe is not None:
+            q, k = self.rotate_qk(q, k, H, W)
 
         if self.fused_attn:
             x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.)

@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""GridPE overhead and PVT v2 parity, CPU eager, measured side by side in one run.
+
+    python tools/bench_gridpe.py                         # PVT v2 b2, 224 px, batch 1
+    python tools/bench_gridpe.py --batch 8 --repeats 9 --json out.json
+
+Three models with the same weights run interleaved (the order rotates every round), so drift and other jobs on a
+shared machine hit them alike:
+
+* ``gridpe``: ``zoo_gridpe_pvt_v2_<variant>`` (GridPE in every block, the default),
+* ``plain``:  the same model with ``gridpe=False``,
+* ``timm``:   timm's ``pvt_v2_<variant>``.
+
+Reported: the median forward time of each, on the wall clock and on the process's CPU clock (the CPU time is less
+disturbed by other jobs on a shared machine), the GridPE overhead ``gridpe / plain`` (goal <= 1.10) and our plain
+model's throughput relative to timm's ``timm / plain`` (goal >= 1.0), both as the ratio of medians and as the median
+of per-round ratios (a round pairs measurements taken seconds apart).
+
+Peak memory (Linux): for each model, a fresh subprocess builds it, runs one forward (filling caches), resets the
+kernel's peak-RSS mark (``/proc/self/clear_refs``) and runs one more; the reported growth is the peak RSS of that
+forward above the RSS before it. glibc's mmap threshold is pinned (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors
+are returned to the system and RSS follows live memory. CPU PyTorch has no allocator high-water mark to read instead.
+The GridPE model's cached rotation tables (resident between forwards) are reported separately.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+import timm  # noqa: E402
+
+import modzoo  # noqa: E402,F401  (registers the zoo models)
+
+KINDS = ('gridpe', 'plain', 'timm')
+
+
+def build(kind: str, variant: str) -> torch.nn.Module:
+    if kind == 'timm':
+        return timm.create_model(f'pvt_v2_{variant}')
+    return timm.create_model(f'zoo_gridpe_pvt_v2_{variant}', gridpe=kind == 'gridpe')
+
+
+def build_all(variant: str):
+    """The three models with timm's (random) weights; GridPE's seeded rotations come in through the filter."""
+    from modzoo.models.gridpe_pvt import checkpoint_filter_fn
+    models = {kind: build(kind, variant).eval() for kind in KINDS}
+    weights = models['timm'].state_dict()
+    for kind in ('gridpe', 'plain'):
+        models[kind].load_state_dict(checkpoint_filter_fn(weights, models[kind]))
+    return models
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+        if names:
+            cpu = names[0]
+    except OSError:
+        pass
+    return dict(
+        cpu=cpu, logical_cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
+        timm=timm.__version__, python=platform.python_version(), platform=platform.platform(),
+    )
+
+
+def time_forward(model: torch.nn.Module, x: torch.Tensor, iters: int):
+    """Mean (wall, process-CPU) seconds per forward over ``iters`` back-to-back calls."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(iters):
+        model(x)
+    return (time.perf_counter() - wall) / iters, (time.process_time() - cpu) / iters
+
+
+_MEMORY_PROBE = """
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+from tools.bench_gridpe import build
+
+def status(field):
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field))
+
+torch.set_num_threads(int(sys.argv[3]))
+model = build(sys.argv[2], sys.argv[4]).eval()
+x = torch.randn(int(sys.argv[5]), 3, int(sys.argv[6]), int(sys.argv[6]))
+with torch.inference_mode():
+    model(x)
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset the peak-RSS mark
+    before = status('VmRSS:')
+    model(x)
+    print(status('VmHWM:') - before)
+"""
+
+
+def peak_rss_growth_mb(kind: str, variant: str, batch: int, size: int):
+    """Peak-RSS growth (MiB) of one forward, in a fresh process that built only this model (None off Linux)."""
+    if not os.path.exists('/proc/self/clear_refs'):
+        return None
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+    args = [ROOT, kind, str(torch.get_num_threads()), variant, str(batch), str(size)]
+    out = subprocess.run([sys.executable, '-c', _MEMORY_PROBE] + args, capture_output=True, text=True, check=True,
+                         cwd=ROOT, env=env)
+    return round(float(out.stdout.strip().splitlines()[-1]), 1)
+
+
+def table_cache_mb(model: torch.nn.Module) -> float:
+    """Bytes held by the GridPE rotation-table caches (MiB)."""
+    from modzoo.layers.grid_pe import GridPE
+    total = 0
+    for module in model.modules():
+        if isinstance(module, GridPE):
+            total += sum(t.numel() * t.element_size() for tables in module.cache.values() for t in tables)
+    return round(total / 2 ** 20, 2)
+
+
+def _summary(samples, med):
+    return dict(
+        median_ms={k: round(v * 1e3, 2) for k, v in med.items()},
+        quartiles_ms={k: [round(q * 1e3, 2) for q in statistics.quantiles(v, n=4)] for k, v in samples.items()},
+        gridpe_overhead=dict(
+            ratio_of_medians=round(med['gridpe'] / med['plain'], 4),
+            median_paired_ratio=round(statistics.median(g / p for g, p in zip(samples['gridpe'], samples['plain'])), 4),
+            goal='<= 1.10'),
+        plain_vs_timm_throughput=dict(
+            ratio_of_medians=round(med['timm'] / med['plain'], 4),
+            median_paired_ratio=round(statistics.median(t / p for t, p in zip(samples['timm'], samples['plain'])), 4),
+            goal='>= 1.0'),
+    )
+
+
+def run(args) -> dict:
+    load_start = [round(v, 2) for v in os.getloadavg()]
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = build_all(args.variant)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    with torch.inference_mode():
+        outs = {kind: m(x) for kind, m in models.items()}
+        parity = (outs['plain'] - outs['timm']).abs().max().item()
+        for _ in range(args.warmup):
+            for m in models.values():
+                m(x)
+        wall = {kind: [] for kind in KINDS}
+        cpu = {kind: [] for kind in KINDS}
+        for r in range(args.repeats):
+            order = KINDS[r % 3:] + KINDS[:r % 3]  # rotate who goes first
+            for kind in order:
+                w, c = time_forward(models[kind], x, args.iters)
+                wall[kind].append(w)
+                cpu[kind].append(c)
+    result = dict(
+        machine=machine(),
+        setup=dict(variant=args.variant, batch=args.batch, size=args.size, repeats=args.repeats, iters=args.iters,
+                   warmup=args.warmup, mode='eager, inference_mode, float32'),
+        plain_vs_timm_max_abs_diff=parity,
+        wall=_summary(wall, {k: statistics.median(v) for k, v in wall.items()}),
+        cpu=_summary(cpu, {k: statistics.median(v) for k, v in cpu.items()}),
+        gridpe_table_cache_mb=table_cache_mb(models['gridpe']),
+    )
+    if not args.no_memory:
+        result['peak_rss_growth_mb'] = {kind: peak_rss_growth_mb(kind, args.variant, args.batch, args.size)
+                                        for kind in KINDS}
+    # 1/5/15-minute load averages: how busy the (shared) machine was around the run
+    result['machine']['load_average_start'] = load_start
+    result['machine']['load_average_end'] = [round(v, 2) for v in os.getloadavg()]
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--variant', default='b2', help='PVT v2 variant (b0..b5, b2_li)')
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--repeats', type=int, default=15, help='interleaved rounds')
+    parser.add_argument('--iters', type=int, default=3, help='forwards per timed sample')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed rounds first (table caches, allocator)')
+    parser.add_argument('--threads', type=int, default=0, help='torch intra-op threads (0: torch default)')
+    parser.add_argument('--no-memory', action='store_true', help='skip the per-model peak-RSS subprocesses')
+    parser.add_argument('--json', default='', help='also write the result here')
+    args = parser.parse_args()
+    result = run(args)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.json:
+        with open(args.json, 'w') as f:
+            f.write(text + '\n')
+
+
+if __name__ == '__main__':
+    main()
