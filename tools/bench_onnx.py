@@ -358,8 +358,8 @@ def merge_runs(paths: Sequence[str]) -> dict:
     done = {r['model'] for r in merged['results']}
     merged['skipped'] = {k: v for k, v in merged['skipped'].items() if k not in done}
     if len(runs) > 1:
-        merged['command'] = '`; `'.join(r['command'] for r in runs)
-        merged['load'] = '; '.join(r.get('load', '') for r in runs)
+        merged['command'] = '`; `'.join(r['command'] for r in runs if r.get('command'))
+        merged['load'] = '; '.join(r['load'] for r in runs if r.get('load'))
         merged['date'] = max(r.get('date') or '' for r in runs) or None
     return merged
 

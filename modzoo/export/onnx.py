@@ -629,6 +629,8 @@ def export_onnx(
         elif os.path.exists(final_data):
             os.remove(final_data)  # a stale weights file from an earlier external-data export
         os.replace(staged, output)
+        if use_data:  # onnx writes the weights file owner-only; give it the graph file's (umask) permissions
+            os.chmod(final_data, os.stat(output).st_mode & 0o777)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
