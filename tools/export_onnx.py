@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--img-size', type=int, nargs=2, metavar=('H', 'W'), default=None,
                         help='export size (default: the model\'s pretrained input size)')
     parser.add_argument('--batch', type=int, default=1, help='example batch (the fixed batch with --dynamic none)')
-    parser.add_argument('--dynamic', choices=zoo_onnx.DYNAMIC_MODES, default='batch',
-                        help='symbolic input dimensions (default: batch)')
+    parser.add_argument('--dynamic', choices=zoo_onnx.DYNAMIC_MODES, default='batch', metavar='MODE',
+                        help='symbolic input dimensions: none, batch (default) or batch,spatial')
     parser.add_argument('--opset', type=int, default=None,
                         help='ONNX opset (default: 17 with torchscript, 18 with dynamo)')
     parser.add_argument('--exporter', choices=zoo_onnx.EXPORTERS, default=zoo_onnx.DEFAULT_EXPORTER,
