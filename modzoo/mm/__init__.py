@@ -11,8 +11,10 @@ Layout, for modules added later:
 
 * ``registry.py``: :func:`register_module` (register a class into the installed codebases' MODELS registries);
 * ``backbone.py``: the generic backbone; ``pretrained.py``: checkpoint loading through each family's filter;
-* ``runtime.py``: what the train/test tools need (mmengine checkpoints under torch's weights_only default, the
-  ``--tiny`` data overrides); ``flops.py``: whole-config FLOP counting;
+* ``runtime.py``: what the train/test tools need (their command lines, mmengine checkpoints under torch's
+  weights_only default, the ``--tiny`` data overrides, ``--launcher pytorch`` without CUDA);
+* ``smoke.py``: build a config's model on the CPU and run one training step (used by the tests);
+  ``flops.py``: whole-config FLOP counting (``tools/analysis/get_flops.py``);
 * task-specific modules go in subpackages, e.g. ``seg/heads.py`` (decode heads) and ``seg/segmentors.py``
   (segmentor wrappers), decorated with ``@register_module(scopes=('mmseg',))`` and imported below.
 """
