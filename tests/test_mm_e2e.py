@@ -151,10 +151,12 @@ def test_test_tools_read_the_checkpoints(focalnet_seg_run, focalnet_det_run, tin
     _, seg_dir = focalnet_seg_run
     metrics = runtime.test_main('mmseg', [
         _config(SEG['focalnet']), os.path.join(seg_dir, 'iter_2.pth'), '--work-dir', str(tmp_path / 'seg'),
-        '--tiny', tiny_root, *TINY, '--out', str(tmp_path / 'pred'),
+        '--tiny', tiny_root, *TINY, '--out', str(tmp_path / 'pred'), '--show-dir', str(tmp_path / 'seg_show'),
         '--cfg-options', 'experiment_name=test_seg'], tiny_writers=WRITERS)
     assert 'mIoU' in metrics
     assert sorted(os.listdir(tmp_path / 'pred')) == ['ADE_val_00000001.png', 'ADE_val_00000002.png']
+    painted = [f for _, _, files in os.walk(tmp_path / 'seg_show') for f in files if f.endswith('.png')]
+    assert len(painted) == 2
     with pytest.raises(FileNotFoundError):  # the checkpoint is really read
         runtime.test_main('mmseg', [
             _config(SEG['focalnet']), str(tmp_path / 'missing.pth'), '--work-dir', str(tmp_path / 'x'),
@@ -164,10 +166,11 @@ def test_test_tools_read_the_checkpoints(focalnet_seg_run, focalnet_det_run, tin
     out = str(tmp_path / 'det.pkl')
     metrics = runtime.test_main('mmdet', [
         _config(DET['focalnet']), os.path.join(det_dir, 'epoch_1.pth'), '--work-dir', str(tmp_path / 'det'),
-        '--tiny', tiny_root, *TINY, '--out', out,
+        '--tiny', tiny_root, *TINY, '--out', out, '--show-dir', str(tmp_path / 'det_show'),
         '--cfg-options', 'experiment_name=test_det'], tiny_writers=WRITERS)
     assert 'coco/bbox_mAP' in metrics and 'coco/segm_mAP' in metrics
     assert os.path.getsize(out) > 0
+    assert len(os.listdir(tmp_path / 'det_show')) == 2
 
 
 @pytest.mark.slow

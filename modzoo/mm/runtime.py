@@ -19,6 +19,7 @@ import contextlib
 import os
 import os.path as osp
 import pickle
+import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -361,8 +362,12 @@ def test_main(scope: str, argv: Optional[Sequence[str]] = None, tiny_writers=Non
             raise RuntimeError('--show-dir needs a visualization hook in default_hooks')
         hook['draw'] = True
         hook['interval'] = 1
-        hook['test_out_dir'] = args.show_dir if scope == 'mmdet' else None
-        if scope == 'mmseg':
+        # the visualizer is a named process-wide singleton (mmseg/mmdet name it 'visualizer'): a fresh name makes
+        # this run's save_dir count even when runners were built before in the same process
+        cfg.visualizer['name'] = f'visualizer_{time.time_ns()}'
+        if scope == 'mmdet':
+            hook['test_out_dir'] = args.show_dir
+        else:  # mmseg's hook paints through the visualizer's save_dir
             cfg.visualizer['save_dir'] = args.show_dir
     if args.tta:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
