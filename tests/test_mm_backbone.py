@@ -278,3 +278,17 @@ def test_checkpoint_allowlist_is_narrow(tmp_path):
             torch.load(bad)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(good)  # the allow-list ends with the block
+
+
+def test_classification_file_into_dense_backbone_reports_new_output_norms(tmp_path):
+    """Output norms a classification file cannot have: reported missing (kept at init), not as loaded; no error."""
+    path = str(tmp_path / 'cls.pth')
+    torch.save({'model': _official_like('focalnet_tiny_srf')}, path)
+    backbone = ModzooBackbone('zoo_focalnet_tiny_srf', out_norms=True, init_cfg=dict(type='Pretrained', checkpoint=path))
+    init = backbone.model.layers[2].out_norm.weight.detach().clone()
+    backbone.init_weights()
+    report = backbone._last_load_report
+    assert sorted(report.missing) == sorted(f'layers.{i}.out_norm.{p}' for i in range(4) for p in ('weight', 'bias'))
+    assert not any('out_norm' in k for k in report.loaded)
+    assert torch.equal(backbone.model.layers[2].out_norm.weight, init)
+    assert 'missing (kept at initialisation)' in report.summary()

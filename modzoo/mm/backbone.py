@@ -265,6 +265,7 @@ class ModzooBackbone(BaseModule):
             full_model_keys=self._full_model_keys(),
             model_name=self.model_name,
             strict=strict,
+            dense_only=self._dense_only_keys(),
         )
         if self.out_norms is not None:
             if adapter_norms:
@@ -277,11 +278,18 @@ class ModzooBackbone(BaseModule):
         self._freeze_stages()
         return report
 
-    def _full_model_keys(self) -> List[str]:
+    def _full_model_keys(self, **overrides) -> List[str]:
         """State-dict keys of the unpruned model (built on the meta device: no memory, no init cost)."""
         with torch.device('meta'):
-            full = create_model(self.model_name, pretrained=False, **self._model_kwargs)
+            full = create_model(self.model_name, pretrained=False, **dict(self._model_kwargs, **overrides))
         return list(full.state_dict())
+
+    def _dense_only_keys(self) -> List[str]:
+        """Keys of the family's own output norms: what ``out_norms=True`` adds to the model."""
+        if not self._model_kwargs.get('out_norms'):
+            return []
+        plain = set(self._full_model_keys(out_norms=False))
+        return [k for k in self.model.state_dict() if k not in plain]
 
 
 def _describe(checkpoint: Any) -> str:

@@ -11,7 +11,9 @@ against the pruned model here:
   that raises :class:`~modzoo.CheckpointMismatchError`; with ``strict=False`` they are skipped and reported.
 
 Missing tensors raise too under ``strict=True`` unless they belong to layers that exist only for dense tasks
-(``dense_only`` prefixes), because a silently half-initialised backbone trains to a worse result without any error.
+(``dense_only`` keys, e.g. per-stage output norms, which a classification file cannot have), because a silently
+half-initialised backbone trains to a worse result without any error. A family filter may fill such layers with the
+model's own initial values (FocalNet's does); those are reported as missing (kept at initialisation), not as loaded.
 """
 import os
 from dataclasses import dataclass, field
@@ -144,7 +146,7 @@ def load_into_features_model(
         full_model_keys: state_dict keys of the unpruned model, to tell pruned layers from foreign tensors.
         model_name: for messages.
         strict: raise on any misfit or on missing tensors outside ``dense_only``.
-        dense_only: key prefixes of layers that exist only in dense-task backbones (allowed to be missing).
+        dense_only: keys of layers that exist only in dense-task backbones (allowed to be missing).
     """
     if filter_fn is not None:
         try:
@@ -155,6 +157,10 @@ def load_into_features_model(
             state_dict = filter_fn(state_dict, model)
     model_sd = model.state_dict()
     pruned = set(full_model_keys) - set(model_sd)
+    dense_only = set(dense_only)
+    # dense-only layers the filter filled with the model's current (initial) values did not come from the file
+    filled = {k for k in dense_only if k in state_dict and k in model_sd and torch.equal(state_dict[k], model_sd[k])}
+    state_dict = {k: v for k, v in state_dict.items() if k not in filled}
 
     report = LoadReport()
     fitting = {}
@@ -170,7 +176,7 @@ def load_into_features_model(
     report.missing = [k for k in model_sd if k not in fitting and not k.endswith('num_batches_tracked')]
     report.loaded = sorted(fitting)
 
-    required_missing = [k for k in report.missing if not k.startswith(tuple(dense_only))]
+    required_missing = [k for k in report.missing if k not in dense_only]
     if strict and (report.unexpected or report.mismatched or required_missing):
         hint = ('Pass init_cfg=dict(type="Pretrained", checkpoint=..., strict=False) to load the fitting tensors '
                 'anyway, or check that model_name and the model kwargs match the checkpoint.')
