@@ -284,7 +284,8 @@ def test_classification_file_into_dense_backbone_reports_new_output_norms(tmp_pa
     """Output norms a classification file cannot have: reported missing (kept at init), not as loaded; no error."""
     path = str(tmp_path / 'cls.pth')
     torch.save({'model': _official_like('focalnet_tiny_srf')}, path)
-    backbone = ModzooBackbone('zoo_focalnet_tiny_srf', out_norms=True, init_cfg=dict(type='Pretrained', checkpoint=path))
+    backbone = ModzooBackbone('zoo_focalnet_tiny_srf', out_norms=True,
+                              init_cfg=dict(type='Pretrained', checkpoint=path))
     init = backbone.model.layers[2].out_norm.weight.detach().clone()
     backbone.init_weights()
     report = backbone._last_load_report
