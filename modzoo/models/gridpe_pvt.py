@@ -30,7 +30,7 @@ tracing, exporting or compiling they are built in the graph from the (possibly s
 with the coarsest wavelength spanning each stage's grid at ``img_size``.
 
 Input sizes: PVT v2's overlapping convs give ``ceil(H / stride)`` rows; PVT v1's non-overlapping patch convs zero-pad
-the bottom/right edge to a multiple of their stride so they do the same instead of dropping pixels.
+the bottom/right edge so they do the same instead of dropping pixels (the official code drops them).
 
 Export: ``zoo_gridpe_pvt_v2_b2_li`` pools its keys with ``AdaptiveAvgPool2d(7)``, which ONNX exporters bake to the
 export resolution (a silently wrong model at any other size). While tracing or exporting, this module computes the
@@ -53,7 +53,7 @@ from timm.models.pvt_v2 import Attention as PvtV2Attention
 from timm.models.pvt_v2 import MlpWithDepthwiseConv, OverlapPatchEmbed
 from timm.models.pvt_v2 import checkpoint_filter_fn as timm_pvt_v2_filter_fn
 
-from modzoo.layers import check_image_input, drop_path_rates, pad_to_multiple
+from modzoo.layers import check_image_input, drop_path_rates
 from modzoo.layers.grid_pe import GridPE, adaptive_pool_centres, grid_positions
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -289,7 +289,11 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(out_chs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(pad_to_multiple(x, self.patch_size))
+        # ceil(H / patch) rows, as padding to a multiple would give: patch - 1 zero rows/cols cover any remainder and
+        # the strided conv never reads past its last window. A constant pad keeps the exported graph's shape
+        # formulas linear; the remainder-dependent pad made dynamic-shape export ~35x slower (sympy on nested mods).
+        p = self.patch_size
+        x = self.proj(F.pad(x, (0, p - 1, 0, p - 1)))
         return self.norm(x.permute(0, 2, 3, 1))
 
 
