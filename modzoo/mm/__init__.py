@@ -20,5 +20,6 @@ Layout, for modules added later:
 """
 from .registry import register_module, registered_scopes, unavailable_scopes
 from .backbone import ModzooBackbone
+from . import seg  # noqa: F401  (mmseg: SFMUPerHead, MACMDHead, ClasswiseDiceLoss)
 
 __all__ = ['ModzooBackbone', 'register_module', 'registered_scopes', 'unavailable_scopes']

@@ -10,6 +10,11 @@ comes from the family itself:
 * the stage layout for ``frozen_stages`` comes from the family's ``group_matcher(coarse=True)`` (stem, then one
   group per stage), which every timm model declares for layer-wise learning rates.
 
+With ``sfm=dict(...)`` the backbone carries SFM's adaptive resampling (ARS, :mod:`modzoo.layers.sfm`) in front of the
+model's three stride-2 stage transitions and returns :class:`SFMFeatures`: every map demodulated back onto the
+uniform grid (so any neck or head works unchanged), plus the modulated maps and the warps for SFM-aware heads
+(``modzoo.mm.seg.SFMUPerHead``).
+
 Config example (MMSegmentation or MMDetection)::
 
     custom_imports = dict(imports=['modzoo.mm'], allow_failed_imports=False)
@@ -35,7 +40,27 @@ from modzoo.models._registry import family_module, model_family
 from .pretrained import LoadReport, _strip_known_prefix, fetch_checkpoint, load_into_features_model
 from .registry import register_module
 
-__all__ = ['ModzooBackbone']
+__all__ = ['ModzooBackbone', 'SFMFeatures']
+
+
+class SFMFeatures(tuple):
+    """The maps of an SFM backbone on the uniform grid (the tuple itself, for any neck or head), plus:
+
+    * ``modulated``: the maps as the network computed them; map ``i`` lives in the coordinates of the first
+      ``levels[i]`` warps (the stride-2 transitions it went through);
+    * ``warps``: this call's :class:`~modzoo.layers.sfm.SeparableWarp` per transition, shallowest first;
+    * ``levels``: the number of warps behind each map.
+
+    It passes through mmseg's segmentors unchanged (they hand the backbone output to the heads as is), so an SFM-aware
+    head can demodulate the ``modulated`` maps itself (MSAU) while plain heads read the uniform ones.
+    """
+
+    def __new__(cls, maps=(), modulated=None, warps=None, levels=None):
+        obj = super().__new__(cls, maps)
+        obj.modulated = tuple(modulated) if modulated is not None else tuple(maps)
+        obj.warps = list(warps or [])
+        obj.levels = tuple(levels) if levels is not None else (0,) * len(obj)
+        return obj
 
 
 @register_module(scopes=('mmseg', 'mmdet'))
@@ -59,6 +84,12 @@ class ModzooBackbone(BaseModule):
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=None, strict=True, trust_pickle=False)``
             loads official / timm classification checkpoints and OpenMMLab detector/segmentor checkpoints
             (``backbone.`` prefix) through the family's checkpoint filter, logging missing/unused keys.
+        sfm: SFM adaptive resampling in front of the model's stride-2 stage transitions (its
+            ``stage_transitions()``): a dict of :class:`~modzoo.layers.sfm.SFM` options (``min_density``, or
+            ``transitions``/``in_chs`` to override what the model declares), ``dict()`` for the defaults. The
+            resamplers start as the identity warp (the outputs equal the plain backbone's until trained), their keys
+            are ``resamplers.*`` beside the unchanged ``model.*``, and ``forward`` returns :class:`SFMFeatures`.
+            None (default): no resampling.
         **model_kwargs: passed to the model constructor (``in_chans``, family options such as ``focal_windows``).
     """
 
@@ -73,6 +104,7 @@ class ModzooBackbone(BaseModule):
             with_cp: bool = False,
             pretrained: Optional[str] = None,
             init_cfg: Optional[Union[dict, List[dict]]] = None,
+            sfm: Optional[dict] = None,
             **model_kwargs: Any,
     ):
         if pretrained is not None:
@@ -125,6 +157,7 @@ class ModzooBackbone(BaseModule):
             self.out_norms = None
         if with_cp:
             self.model.set_grad_checkpointing(True)
+        self.resamplers = self._attach_resamplers(sfm) if sfm is not None else None
         self._stage_groups = self._stage_param_groups() if frozen_stages >= 0 else []
         self._frozen = self._find_frozen_modules()
         self._freeze_stages()
@@ -134,11 +167,50 @@ class ModzooBackbone(BaseModule):
     # forward
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if self.resamplers is not None:
+            return self._forward_sfm(x)
+        return tuple(self._features(x))
+
+    def _features(self, x: torch.Tensor) -> List[torch.Tensor]:
         features = self.model.forward_intermediates(
             x, indices=self.out_indices, norm=False, output_fmt='NCHW', intermediates_only=True)
         if self.out_norms is not None:
             features = [norm(f) for norm, f in zip(self.out_norms, features)]
-        return tuple(features)
+        return features
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # SFM
+
+    def _attach_resamplers(self, sfm: dict) -> nn.ModuleList:
+        from modzoo.layers.sfm import SFM
+        if not isinstance(sfm, dict):
+            raise TypeError(f'sfm must be a dict of SFM options (dict() for the defaults), got {type(sfm).__name__}')
+        # SFM hooks an ARS onto each transition module of the model; only the resamplers are kept (the hooks stay),
+        # so the network's keys remain `model.*` and plain checkpoints load as before
+        wrapper = SFM(self.model, **sfm)
+        if max(self.out_indices) > len(wrapper.transitions):
+            raise ValueError(f'{self.model_name}: out_indices {self.out_indices} reach past the '
+                             f'{len(wrapper.transitions)} resampled transitions')
+        self.sfm_transitions = list(wrapper.transitions)
+        return wrapper.resamplers
+
+    def _forward_sfm(self, x: torch.Tensor) -> 'SFMFeatures':
+        from modzoo.layers.sfm import demodulate
+        for r in self.resamplers:
+            r.recording, r.last_warp = True, None
+        try:
+            modulated = self._features(x)
+            warps = [r.last_warp for r in self.resamplers]
+        finally:
+            for r in self.resamplers:  # do not keep this call's graph alive on the modules
+                r.recording, r.last_warp = False, None
+        levels = self.out_indices  # feature tap i comes after the transitions 0..i-1
+        needed = max(levels)
+        if any(w is None for w in warps[:needed]):
+            raise RuntimeError(f'{self.model_name}: SFM transitions {self.sfm_transitions} did not all run')
+        # exact inverse of the recorded warps, at each map's own size: aligned maps for any neck or head
+        uniform = [f if k == 0 else demodulate(f, warps[:k]) for f, k in zip(modulated, levels)]
+        return SFMFeatures(uniform, modulated=modulated, warps=warps[:needed], levels=levels)
 
     # ---------------------------------------------------------------------------------------------------------------
     # freezing
@@ -251,13 +323,17 @@ class ModzooBackbone(BaseModule):
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
             if not state_dict:
                 raise ValueError(f'No tensors under prefix {prefix!r} in {checkpoint}')
-        adapter_norms = {}
+        adapter_norms, resamplers = {}, {}
         if any(k.startswith('model.') for k in state_dict) and all(
-                k.startswith(('model.', 'out_norms.')) for k in state_dict):
+                k.startswith(('model.', 'out_norms.', 'resamplers.')) for k in state_dict):
             # written by this adapter (an mm checkpoint after unwrap stripped `backbone.`)
             adapter_norms = {k[len('out_norms.'):]: v for k, v in state_dict.items() if k.startswith('out_norms.')}
+            resamplers = {k[len('resamplers.'):]: v for k, v in state_dict.items() if k.startswith('resamplers.')}
             state_dict = _strip_known_prefix(
                 {k: v for k, v in state_dict.items() if k.startswith('model.')}, ('model.',))
+        if resamplers and self.resamplers is None and strict:  # before anything is loaded
+            raise ValueError(f'{_describe(checkpoint)} holds SFM resamplers but this backbone has sfm=None; '
+                             f'build it with sfm=dict() or load with strict=False')
         report = load_into_features_model(
             self.model,
             state_dict,
@@ -272,6 +348,14 @@ class ModzooBackbone(BaseModule):
                 self.out_norms.load_state_dict(adapter_norms, strict=strict)
             else:
                 report.missing += [f'out_norms.{k}' for k in self.out_norms.state_dict()]
+        if self.resamplers is not None:
+            if resamplers:
+                self.resamplers.load_state_dict(resamplers, strict=strict)
+                report.loaded += [f'resamplers.{k}' for k in resamplers]
+            else:  # a checkpoint without SFM: the resamplers stay the identity warp
+                report.missing += [f'resamplers.{k}' for k in self.resamplers.state_dict()]
+        elif resamplers:
+            report.unexpected += [f'resamplers.{k}' for k in resamplers]
         self._last_load_report = report
         print_log(f'{type(self).__name__}({self.model_name}) weights from {_describe(checkpoint)}: '
                   f'{report.summary()}', logger='current', level=logging.INFO)
