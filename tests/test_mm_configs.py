@@ -59,8 +59,19 @@ EXPECTED.update({
         'zoo_gridpe_pvt_v2_b2', (1e-4, 0.05, 0.1, '3x', [27, 33])),
     'gridpe_pvt/retinanet_gridpe-pvt-v2-b2_fpn_1x_coco.py': ('zoo_gridpe_pvt_v2_b2', (1e-4, 1e-4, 0.1, '1x', [8, 11])),
 })
+# issue 7: SFM (the base config's UperNet recipe, ARS + MSAU added) and MACMD on Synapse (the released recipe)
+EXPECTED.update({
+    'sfm/upernet_focalnet-t-srf_sfm_8xb2-160k_ade20k-512x512.py': (
+        'zoo_focalnet_tiny_srf', (6e-5, 0.01, 0.3, '160k', None)),
+    'sfm/upernet_smt-s_sfm_8xb2-160k_ade20k-512x512.py': ('zoo_smt_small', (6e-5, 0.01, 0.2, '160k', None)),
+    'macmd/macmd_pvt-v2-b2_1xb16-150e_synapse-224x224.py': ('zoo_gridpe_pvt_v2_b2', (1e-3, 1e-3, 0.1, '150e', None)),
+    'macmd/macmd_gridpe-pvt-v2-b2_1xb16-150e_synapse-224x224.py': (
+        'zoo_gridpe_pvt_v2_b2', (1e-3, 1e-3, 0.1, '150e', None)),
+})
+# recipes that decay every parameter alike (the released MACMD training code has no norm rule)
+DECAY_ALL = {c for c in EXPECTED if c.startswith('macmd/')}
 _LENGTH = {'160k': ('max_iters', 160000), '40k': ('max_iters', 40000), '1x': ('max_epochs', 12),
-           '3x': ('max_epochs', 36)}
+           '3x': ('max_epochs', 36), '150e': ('max_epochs', 150)}
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -91,7 +102,8 @@ def _backbone_channels(model_name: str, backbone_cfg) -> list:
     with torch.device('meta'):
         model = timm.create_model(model_name, features_only=True, **{
             k: v for k, v in backbone_cfg.items()
-            if k not in ('type', 'model_name', 'init_cfg', 'out_norms', 'frozen_stages', 'norm_eval', 'with_cp')})
+            if k not in ('type', 'model_name', 'init_cfg', 'out_norms', 'frozen_stages', 'norm_eval', 'with_cp',
+                         'sfm')})
     return list(model.feature_info.channels())
 
 
@@ -101,7 +113,7 @@ def test_config_recipe(config):
     cfg = _load(config)
     model_name, (lr, wd, drop_path, length, steps) = EXPECTED[config]
     assert cfg.custom_imports == dict(imports=['modzoo.mm'], allow_failed_imports=False)
-    assert cfg.default_scope == ('mmseg' if 'ade20k' in config else 'mmdet')
+    assert cfg.default_scope == ('mmseg' if 'ade20k' in config or 'synapse' in config else 'mmdet')
     backbone = cfg.model.backbone
     assert backbone.type == 'ModzooBackbone' and backbone.model_name == model_name
     assert cfg.model.get('pretrained') is None  # a segmentor-level pretrained would override init_cfg
@@ -110,7 +122,10 @@ def test_config_recipe(config):
 
     optimizer = cfg.optim_wrapper.optimizer
     assert optimizer.type == 'AdamW' and optimizer.lr == lr and optimizer.weight_decay == wd
-    assert cfg.optim_wrapper.paramwise_cfg.custom_keys['norm'] == dict(decay_mult=0.)
+    if config in DECAY_ALL:
+        assert 'paramwise_cfg' not in cfg.optim_wrapper
+    else:
+        assert cfg.optim_wrapper.paramwise_cfg.custom_keys['norm'] == dict(decay_mult=0.)
     key, value = _LENGTH[length]
     assert cfg.train_cfg[key] == value
     if steps is not None:
@@ -124,10 +139,11 @@ def test_config_recipe(config):
         assert cfg.model.neck.in_channels == channels
     else:
         assert cfg.model.decode_head.in_channels == channels
-        assert cfg.model.auxiliary_head.in_channels == channels[cfg.model.auxiliary_head.in_index]
+        if cfg.model.decode_head.type != 'MACMDHead':  # MACMD's deep supervision is inside its decode head
+            assert cfg.model.auxiliary_head.in_channels == channels[cfg.model.auxiliary_head.in_index]
 
     # the tiny-dataset rewrite applies to every config (no files needed for the check)
-    apply_tiny(cfg, root='data/tiny', writers={k: (lambda root: root) for k in ('ade20k', 'coco')})
+    apply_tiny(cfg, root='data/tiny', writers={k: (lambda root: root) for k in ('ade20k', 'coco', 'synapse')})
     assert cfg.train_dataloader.num_workers == 0
 
 
@@ -157,6 +173,7 @@ def test_config_builds_and_trains_one_step(config):
             decay_of[id(p)] = group['weight_decay']
     named = dict(model.backbone.model.named_parameters())
     norms = [n for n in named if '.norm' in n or n.startswith('norm')]
-    assert norms and all(decay_of[id(named[n])] == 0. for n in norms)
+    assert norms and all(decay_of[id(named[n])] == (
+        cfg.optim_wrapper.optimizer.weight_decay if config in DECAY_ALL else 0.) for n in norms)
     convs = [n for n, p in named.items() if p.dim() == 4 and 'norm' not in n]
     assert decay_of[id(named[convs[0]])] == cfg.optim_wrapper.optimizer.weight_decay

@@ -15,13 +15,17 @@ Settings for "with ARS" (``--ars``):
   * ``init``: freshly initialised ARS, i.e. the identity warp (a sanity check: both settings give the same numbers).
 
 Random weights give features without natural-image statistics; pass ``--pretrained`` (timm weights, cached or
-downloadable) or ``--checkpoint FILE`` for meaningful numbers.
+downloadable) or ``--checkpoint FILE`` for meaningful numbers. A trained SFM segmentor (configs/sfm/*) gives both its
+ARS weights and its fine-tuned backbone: ``--sfm-checkpoint work_dirs/.../iter_160000.pth`` with ``--model-kwargs``
+matching the config's backbone options.
 
     python tools/aliasing.py --model zoo_focalnet_tiny_srf --images data/ade/ADEChallengeData2016/images/validation \
         --size 512 --max-images 50 --pretrained --out aliasing.png
 """
 import argparse
+import ast
 import os
+import pickle
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -140,16 +144,28 @@ class TransitionProbe:
             h.remove()
 
 
-def load_sfm_weights(sfm: SFM, path: str) -> None:
-    """Load ``resamplers.*`` (required) and ``backbone.*`` (if present) from a saved SFM state_dict.
-
-    Also accepts an OpenMMLab checkpoint (``state_dict`` container, keys under ``backbone.``).
-    """
+def _read_state(path: str) -> dict:
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        return load_file(path)
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError:
+        # an mmengine checkpoint (e.g. of configs/sfm/*) also pickles its message hub: allow exactly those types
+        from modzoo.mm.runtime import mmengine_checkpoint_globals
+        with mmengine_checkpoint_globals():
+            return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def load_sfm_weights(sfm: SFM, path: str) -> bool:
+    """Load ``resamplers.*`` (required) and ``backbone.*`` (if present) from a saved SFM state_dict.
+
+    Also accepts an OpenMMLab checkpoint of an SFM segmentor (``ModzooBackbone(sfm=...)``: ``backbone.resamplers.*``
+    and the network under ``backbone.model.*``, which loads into ``--model`` built with the config's options, see
+    ``--model-kwargs``; layers the features-only backbone does not have, the classifier, keep their values).
+    Returns whether backbone weights were loaded too.
+    """
+    state = _read_state(path)
     for container in ('state_dict', 'model'):
         if isinstance(state, dict) and isinstance(state.get(container), dict):
             state = state[container]
@@ -162,12 +178,42 @@ def load_sfm_weights(sfm: SFM, path: str) -> None:
     backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
     if backbone:
         sfm.backbone.load_state_dict(backbone, strict=True)
+        return True
+    network = {k[len('model.'):]: v for k, v in state.items() if k.startswith('model.')}  # ModzooBackbone layout
+    if not network:
+        print(f'{path}: ARS weights only; backbone weights from --pretrained/--checkpoint/--seed')
+        return False
+    try:
+        result = sfm.backbone.load_state_dict(network, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise SystemExit(f'{path}: the backbone does not fit {type(sfm.backbone).__name__} as built; pass the '
+                         f'config\'s model options with --model-kwargs (e.g. focal_windows). {e}') from e
+    if result.unexpected_keys:
+        raise SystemExit(f'{path}: backbone tensors {result.unexpected_keys[:8]} fit no layer of the model as built; '
+                         f'pass the config\'s model options with --model-kwargs (e.g. out_norms=True)')
+    print(f'{path}: ARS weights and {len(network)} backbone tensors loaded; not in the checkpoint (kept): '
+          f'{result.missing_keys}')
+    return True
+
+
+def _model_kwargs(items: Sequence[str]) -> dict:
+    kwargs = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise SystemExit(f'--model-kwargs takes key=value, got {item!r}')
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    return kwargs
 
 
 def build_backbone(args) -> nn.Module:
     kwargs = {}
     if args.checkpoint:
         kwargs['pretrained_cfg_overlay'] = dict(file=args.checkpoint)
+    kwargs.update(_model_kwargs(args.model_kwargs))
     model = timm.create_model(args.model, pretrained=args.pretrained or bool(args.checkpoint), **kwargs)
     return model.eval()
 
@@ -219,7 +265,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[float]]:
     parser.add_argument('--batch-size', type=int, default=4)
     parser.add_argument('--pretrained', action='store_true', help='load timm pretrained weights')
     parser.add_argument('--checkpoint', default='', help='backbone weights file (loaded through timm)')
-    parser.add_argument('--sfm-checkpoint', default='', help='state_dict of a trained SFM-wrapped backbone')
+    parser.add_argument('--sfm-checkpoint', default='',
+                        help='state_dict of a trained SFM-wrapped backbone, or an mmseg checkpoint of an SFM config')
+    parser.add_argument('--model-kwargs', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='model options, as the config builds the backbone (e.g. "focal_windows=(9,9,9,9)" '
+                             'out_norms=True for configs/sfm/upernet_focalnet-t-srf_sfm_*)')
     parser.add_argument('--ars', choices=('learned', 'energy', 'init'), default=None,
                         help='ARS setting (default: learned with --sfm-checkpoint, else energy)')
     parser.add_argument('--min-density', type=float, default=0.125)
@@ -234,16 +284,25 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[float]]:
     images = list_images(args.images, args.max_images)
     model = build_backbone(args)
     names = find_stage_transitions(model)
+    resampler_layer = EnergyResampler if ars == 'energy' else AdaptiveResampler
+    resampler_state, backbone_from_sfm = None, False
+    if ars == 'learned':
+        # the checkpoint may carry the trained backbone too: load it first, so both settings measure the same weights
+        sfm = SFM(model, names, min_density=args.min_density, resampler_layer=resampler_layer)
+        backbone_from_sfm = load_sfm_weights(sfm, args.sfm_checkpoint)
+        resampler_state = sfm.resamplers.state_dict()
+        model = sfm.remove().eval()
     plain = measure(model, names, images, args.size, args.batch_size)
 
-    sfm = SFM(model, names, min_density=args.min_density,
-              resampler_layer=EnergyResampler if ars == 'energy' else AdaptiveResampler).eval()
-    if ars == 'learned':
-        load_sfm_weights(sfm, args.sfm_checkpoint)
+    sfm = SFM(model, names, min_density=args.min_density, resampler_layer=resampler_layer).eval()
+    if resampler_state is not None:
+        sfm.resamplers.load_state_dict(resampler_state)
     with_ars = measure(sfm, ['backbone.' + n for n in names], images, args.size, args.batch_size)
     sfm.remove()
 
     weights = 'pretrained' if (args.pretrained or args.checkpoint) else f'random init (seed {args.seed})'
+    if backbone_from_sfm:
+        weights = os.path.basename(args.sfm_checkpoint)
     print(f'{args.model} ({weights}), {len(images)} image(s) at {args.size}x{args.size}, ARS: {ars}')
     print('share of feature power above the stride-2 Nyquist limit (|f| > 0.25 cycles/px), before each transition:')
     print(f'  {"transition":<32} {"map":>9} {"without ARS":>12} {"with ARS":>10}')
