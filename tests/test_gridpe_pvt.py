@@ -13,7 +13,8 @@ import torch.nn.functional as F
 import modzoo
 from modzoo.layers import find_stage_transitions
 from modzoo.layers.grid_pe import GridPE, grid_positions
-from modzoo.models.gridpe_pvt import adaptive_avg_pool2d_traceable, checkpoint_filter_fn
+from modzoo.layers import adaptive_avg_pool2d_traceable
+from modzoo.models.gridpe_pvt import checkpoint_filter_fn
 from zoo_testing import build_on_meta, create_from_file, fast_init, load_assign, num_params
 
 V2 = ['b0', 'b1', 'b2', 'b2_li', 'b3', 'b4', 'b5']

@@ -14,6 +14,8 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 
+from modzoo.layers import MatmulAdaptiveAvgPool2d
+
 _logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -122,39 +124,6 @@ def prepare_for_deploy(model: nn.Module) -> nn.Module:
     if folded:
         _logger.info('deploy: folded %d Conv+BatchNorm pairs', folded)
     return model.eval()
-
-
-def _pool_matrix(in_size: torch.Tensor, out_size: int, like: torch.Tensor) -> torch.Tensor:
-    """``(out_size, in_size)`` averaging weights of adaptive average pooling (bins as in ``F.adaptive_avg_pool1d``:
-    bin ``i`` covers ``[floor(i * in / out), ceil((i + 1) * in / out))``)."""
-    idx = torch.arange(out_size, device=like.device)
-    start = torch.div(idx * in_size, out_size, rounding_mode='floor')
-    end = torch.div((idx + 1) * in_size + out_size - 1, out_size, rounding_mode='floor')
-    cells = torch.arange(in_size, device=like.device)
-    inside = (cells[None, :] >= start[:, None]) & (cells[None, :] < end[:, None])
-    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
-
-
-class MatmulAdaptiveAvgPool2d(nn.Module):
-    """``nn.AdaptiveAvgPool2d(k)`` computed as ``P_h @ x @ P_w^T`` with the pooling matrices built from the input's
-    (possibly symbolic) size.
-
-    Exact, and exportable for any input size: ONNX has no adaptive pooling, so exporters either refuse
-    ``AdaptiveAvgPool2d(k)`` (TorchScript: "input size not accessible", or output sizes that do not divide the input)
-    or bake the kernel of the trace size into the graph (dynamo), which is silently wrong at other sizes.
-    """
-
-    def __init__(self, output_size):
-        super().__init__()
-        size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-        if any(s is None for s in size):
-            raise ValueError('MatmulAdaptiveAvgPool2d needs explicit output sizes (no None)')
-        self.output_size = size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pool_h = _pool_matrix(x.shape[-2], self.output_size[0], x)
-        pool_w = _pool_matrix(x.shape[-1], self.output_size[1], x)
-        return pool_h @ x @ pool_w.t()
 
 
 def replace_adaptive_avg_pools(model: nn.Module) -> int:

@@ -1,5 +1,6 @@
 """Building blocks shared by more than one modzoo family."""
 from .drop_path import drop_path_rates
-from .input_check import check_image_input, pad_to_multiple
+from .input_check import check_image_input, pad_for_patches
+from .pooling import MatmulAdaptiveAvgPool2d, adaptive_avg_pool2d_traceable
 from .sfm import SFM, AdaptiveResampler, AdaptiveUpsampler, SeparableWarp, demodulate, find_stage_transitions
 from .grid_pe import GridPE

@@ -20,14 +20,13 @@ def check_image_input(x: torch.Tensor, in_chans: int, model_name: str = 'model')
             + str(x.shape[1]) + ' or convert the input.')
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad the bottom/right edges of an NCHW tensor so H and W are multiples of ``multiple``.
+def pad_for_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """Zero-pad the bottom/right edges of an NCHW tensor so a non-overlapping ``patch x patch`` conv (stride = kernel
+    = ``patch``) covers every pixel, giving ``ceil(H / patch)`` rows instead of silently dropping the remainder.
 
-    Used before non-overlapping patch convolutions, which would otherwise silently drop the last rows/cols.
-    The pad is applied unconditionally (a zero pad is a cheap copy) so traced and exported graphs stay
-    correct for every input size instead of baking in the branch taken at trace time.
+    ``patch - 1`` zero rows/cols cover any remainder and the strided conv never reads past its last window, so the
+    result is identical to padding to a multiple of ``patch``. The pad is constant (not remainder-dependent): traced
+    and exported graphs stay correct for every input size, and dynamic-shape export keeps simple shape formulas
+    (a remainder-dependent pad made ``torch.export`` of PVT v1 ~25x slower).
     """
-    h, w = x.shape[-2], x.shape[-1]
-    pad_h = (multiple - h % multiple) % multiple
-    pad_w = (multiple - w % multiple) % multiple
-    return F.pad(x, (0, pad_w, 0, pad_h))
+    return F.pad(x, (0, patch - 1, 0, patch - 1))

@@ -27,7 +27,7 @@ from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs,
 from timm.models._features import feature_take_indices
 
 from modzoo.kernels import focal_context
-from modzoo.layers import check_image_input, drop_path_rates, pad_to_multiple
+from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
 __all__ = ['FocalNet', 'FocalModulation', 'FocalNetBlock', 'checkpoint_filter_fn']
@@ -150,7 +150,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pad:
-            x = pad_to_multiple(x, self.stride)
+            x = pad_for_patches(x, self.stride)
         return self.norm(self.proj(x))
 
 

@@ -53,7 +53,7 @@ from timm.models.pvt_v2 import Attention as PvtV2Attention
 from timm.models.pvt_v2 import MlpWithDepthwiseConv, OverlapPatchEmbed
 from timm.models.pvt_v2 import checkpoint_filter_fn as timm_pvt_v2_filter_fn
 
-from modzoo.layers import check_image_input, drop_path_rates
+from modzoo.layers import adaptive_avg_pool2d_traceable, check_image_input, drop_path_rates, pad_for_patches
 from modzoo.layers.grid_pe import GridPE, adaptive_pool_centres, grid_positions
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -74,23 +74,6 @@ def _is_tracing() -> bool:
 
 def _can_cache() -> bool:
     return not (_is_tracing() or torch.compiler.is_compiling())
-
-
-def _pool_matrix(in_size: int, out_size: int, like: torch.Tensor) -> torch.Tensor:
-    """``(out_size, in_size)`` averaging weights of adaptive average pooling (bins as in ``F.adaptive_avg_pool1d``)."""
-    idx = torch.arange(out_size, device=like.device)
-    start = torch.div(idx * in_size, out_size, rounding_mode='floor')
-    end = torch.div((idx + 1) * in_size + out_size - 1, out_size, rounding_mode='floor')
-    cells = torch.arange(in_size, device=like.device)
-    inside = (cells[None, :] >= start[:, None]) & (cells[None, :] < end[:, None])
-    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
-
-
-def adaptive_avg_pool2d_traceable(x: torch.Tensor, out_size: int) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d(x, out_size)`` as ``P_h @ x @ P_w^T``, with P built from x's (possibly symbolic) size."""
-    pool_h = _pool_matrix(x.shape[-2], out_size, x)
-    pool_w = _pool_matrix(x.shape[-1], out_size, x)
-    return pool_h @ x @ pool_w.t()
 
 
 class GridPEAttention(PvtV2Attention):
@@ -289,11 +272,7 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(out_chs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # ceil(H / patch) rows, as padding to a multiple would give: patch - 1 zero rows/cols cover any remainder and
-        # the strided conv never reads past its last window. A constant pad keeps the exported graph's shape
-        # formulas linear; the remainder-dependent pad made dynamic-shape export ~35x slower (sympy on nested mods).
-        p = self.patch_size
-        x = self.proj(F.pad(x, (0, p - 1, 0, p - 1)))
+        x = self.proj(pad_for_patches(x, self.patch_size))
         return self.norm(x.permute(0, 2, 3, 1))
 
 

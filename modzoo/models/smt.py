@@ -41,7 +41,7 @@ from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs,
 from timm.models._features import feature_take_indices
 
 from modzoo.kernels import mixed_dwconv_interleave  # fused on CUDA; PyTorch reference elsewhere
-from modzoo.layers import check_image_input, drop_path_rates, pad_to_multiple
+from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
 __all__ = [
@@ -269,7 +269,7 @@ class ConvStem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv[2](self.conv[1](self.conv[0](x)))
         # an odd height/width would silently lose its last row/column in the non-overlapping 2x2 conv
-        x = self.conv[3](pad_to_multiple(x, 2))
+        x = self.conv[3](pad_for_patches(x, 2))
         return self.norm(x.permute(0, 2, 3, 1))
 
     @torch.no_grad()
