@@ -6,8 +6,8 @@
     python tools/bench_vs_timm.py --write-benchmarks               # refresh the table in BENCHMARKS.md
 
 Both models get the same weights and the same input; their runs are interleaved (A, B, A, B, ...) so machine noise
-hits both alike, and the median is reported. Peak memory is the peak resident set size of a separate process that
-builds the model and runs one forward (so one model's memory does not hide another's). Inference only, fp32,
+hits both alike, and the median is reported. Peak memory is what a separate process adds to its resident set (peak, after the
+imports) to build the model and run one forward, so one model's memory does not hide another's. Inference only, fp32,
 ``torch.no_grad()``, default (NCHW contiguous) input.
 """
 import argparse
@@ -51,12 +51,20 @@ def machine_description() -> str:
 
 
 def peak_rss_mb(model_name: str, kwargs: dict, batch: int, size: int) -> float:
-    """Peak RSS of a fresh process that builds ``model_name`` and runs one forward."""
+    """Peak resident memory (MB) a fresh process adds to build ``model_name`` and run one forward.
+
+    The kernel's peak-RSS mark is reset after the imports (``/proc/self/clear_refs``), so the figure is the model's
+    weights plus the forward's buffers, not the ~1 GB that importing torch and timm costs every process.
+    """
     code = (
-        'import json, resource, sys, torch, timm, modzoo\n'
+        'import json, sys, torch, timm, modzoo\n'
+        'def status(key):\n'
+        '    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)) / 1024\n'
+        'base = status("VmRSS")\n'
+        'open("/proc/self/clear_refs", "w").write("5")\n'
         f'm = timm.create_model({model_name!r}, **json.loads(sys.argv[1])).eval()\n'
         f'with torch.no_grad(): m(torch.randn({batch}, 3, {size}, {size}))\n'
-        'print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n'
+        'print(status("VmHWM") - base)\n'
     )
     out = subprocess.run([sys.executable, '-c', code, json.dumps(kwargs)], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -92,8 +100,8 @@ def to_markdown(rows, machine: str) -> str:
         f'Machine: {machine}. Date: {time.strftime("%Y-%m-%d")}. Command: `python tools/bench_vs_timm.py '
         f'--batch {rows[0]["batch"]} --repeats {rows[0]["repeats"]}`.',
         '',
-        '| modzoo model | timm model | batch x res | modzoo img/s | timm img/s | modzoo / timm | modzoo peak RSS (MB) '
-        '| timm peak RSS (MB) | max abs diff |',
+        '| modzoo model | timm model | batch x res | modzoo img/s | timm img/s | modzoo / timm | modzoo peak MB '
+        '| timm peak MB | max abs diff |',
         '|---|---|---|---|---|---|---|---|---|',
     ]
     for r in rows:
