@@ -50,7 +50,7 @@ fi
 
 log "installing $TORCH_SPEC"
 # setuptools<82: mmengine 0.10.7 imports pkg_resources at run time (setuptools 82 removed it)
-"${PIP[@]}" install -q $TORCH_SPEC "setuptools<82" wheel
+"${PIP[@]}" install -q $TORCH_SPEC "setuptools>=77,<82" wheel
 
 torch_version="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
 py_tag="$("$PY" -c 'import sys; print(f"cp{sys.version_info.major}{sys.version_info.minor}")')"
@@ -88,6 +88,8 @@ build_mmcv() {
   mkdir -p "$build_cache"
   (cd "$tmp/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" MAX_JOBS="${MAX_JOBS:-2}" \
     "${PIP[@]}" wheel -q --no-build-isolation --no-deps . -w "$build_cache")
+  # back to the runtime pin: torch 2.14 declares setuptools>=77, mmengine needs pkg_resources (<82)
+  "${PIP[@]}" install -q "setuptools>=77,<82"
   install_mmcv_from "$build_cache"
 }
 
