@@ -19,6 +19,10 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+    yield
+    if not torch.is_grad_enabled():  # a leak here breaks every later backward test in this worker
+        torch.set_grad_enabled(True)
+        pytest.fail('the test left autograd disabled (torch.set_grad_enabled(False) outside a with block)')
 
 
 def pytest_collection_modifyitems(config, items):

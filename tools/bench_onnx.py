@@ -366,9 +366,18 @@ def merge_runs(paths: Sequence[str]) -> dict:
 
 def run_benchmarks(args, argv) -> dict:
     import torch
+    threads = torch.get_num_threads()
+    try:
+        with torch.no_grad():  # scoped: tests call this in-process
+            return _run_benchmarks(args, argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_benchmarks(args, argv) -> dict:
+    import torch
     import modzoo
     torch.set_num_threads(args.threads)
-    torch.set_grad_enabled(False)
     names = args.models or modzoo.list_models()
     command = 'python tools/bench_onnx.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     command = re.sub(r' --json \S+', '', command).strip()

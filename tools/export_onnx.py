@@ -134,9 +134,13 @@ def _build(args, model_kwargs):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    with torch.no_grad():  # scoped: the tool is also called in-process (tests, main job) and must not leak grad mode
+        return _main(argv)
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format='%(message)s')
-    torch.set_grad_enabled(False)
     try:
         model_kwargs = parse_model_kwargs(args.model_kwargs)
     except argparse.ArgumentTypeError as e:

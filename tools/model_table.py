@@ -127,13 +127,17 @@ def write_readme(table: str, sources: dict) -> None:
 
 
 def main(argv=None):
+    with torch.no_grad():  # scoped: the main job calls this in-process
+        return _main(argv)
+
+
+def _main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--filter', default='', help='wildcard on model names, e.g. "zoo_focalnet_*"')
     parser.add_argument('--write-readme', action='store_true', help='refresh the table block in README.md')
     parser.add_argument('--json', help='also write the measurements to this JSON file')
     args = parser.parse_args(argv)
 
-    torch.set_grad_enabled(False)
     names = modzoo.list_models(args.filter)
     if not names:
         raise SystemExit(f'no registered modzoo model matches {args.filter!r}')
