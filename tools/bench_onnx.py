@@ -219,6 +219,9 @@ def bench_model(model_name: str, size: int, batches: Sequence[int], repeats: int
     )
 
 
+GOAL_SPEEDUP = 1.5  # the deployment goal: ONNX Runtime at least 1.5x eager PyTorch on CPU
+
+
 def latency_markdown(results: List[dict], machine: str, command: str, skipped: Dict[str, str],
                      load: str, date: Optional[str] = None) -> str:
     lines = [
@@ -257,6 +260,11 @@ def latency_markdown(results: List[dict], machine: str, command: str, skipped: D
         speedups = [row['speedup'] for r in results for row in r['rows']]
         lines += ['', f'ORT speed-up over eager: median {statistics.median(speedups):.2f}x, '
                       f'min {min(speedups):.2f}x, max {max(speedups):.2f}x over {len(speedups)} rows.']
+        for batch in sorted({row['batch'] for r in results for row in r['rows']}):
+            at_batch = [row['speedup'] for r in results for row in r['rows'] if row['batch'] == batch]
+            reached = sum(x >= GOAL_SPEEDUP for x in at_batch)
+            lines.append(f'Batch {batch}: median {statistics.median(at_batch):.2f}x; {reached} of {len(at_batch)} '
+                         f'rows reach the {GOAL_SPEEDUP}x goal; min {min(at_batch):.2f}x.')
     for name, why in skipped.items():
         lines.append(f'\nNot benchmarked: `{name}` ({why}).')
     return '\n'.join(lines)
@@ -362,7 +370,6 @@ def merge_runs(paths: Sequence[str]) -> dict:
         merged['load'] = '; '.join(r['load'] for r in runs if r.get('load'))
         merged['date'] = max(r.get('date') or '' for r in runs) or None
     return merged
-
 
 def run_benchmarks(args, argv) -> dict:
     import torch
