@@ -6,7 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._layout import empty_nchw, is_channels_last, next_pow2
+from ._layout import empty_nchw, is_channels_last, next_pow2, strides
 from ._triton_utils import (
     conv_tile_config, dw_conv_tile, gelu, gelu_grad, reduction_programs, tile_coords, weight_grad_taps,
 )
@@ -77,10 +77,6 @@ def _dwconv_gelu_bwd_kernel(
     tl.store(dbp_ptr + part, acc_b, mask=mask_c)
 
 
-def _strides(t: torch.Tensor) -> Tuple[int, int, int, int]:
-    return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
-
-
 def depthwise_conv(
         x: torch.Tensor,
         weight: torch.Tensor,
@@ -105,7 +101,7 @@ def depthwise_conv(
     _dwconv_act_fwd_kernel[grid](
         x, w, bias if bias is not None else w, y,
         C, H, W, n_tw, n_tiles,
-        *_strides(x), *_strides(y),
+        *strides(x), *strides(y),
         K=K, HAS_BIAS=bias is not None, APPLY_GELU=apply_gelu, FLIP=flip,
         BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
     )
@@ -140,7 +136,7 @@ def dwconv_gelu_bwd(
     _dwconv_gelu_bwd_kernel[(n_cblocks, n_split)](
         x, w, bias if bias is not None else w, grad, dz, dw_part, db_part,
         C, H, W, n_tw, n_tiles, n_items, n_split,
-        *_strides(x), *_strides(grad), *_strides(dz),
+        *strides(x), *strides(grad), *strides(dz),
         K=K, KK=KK, HAS_BIAS=bias is not None,
         BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
     )

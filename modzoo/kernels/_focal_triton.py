@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from ._dwconv_triton import depthwise_conv
-from ._layout import empty_nchw, is_channels_last, next_pow2
+from ._layout import empty_nchw, is_channels_last, next_pow2, strides
 from ._triton_utils import (
     conv_tile_config, dw_conv_tile, gelu, gelu_grad, reduction_programs, tile_coords, weight_grad_taps,
 )
@@ -167,10 +167,6 @@ def _focal_bwd_level_kernel(
     tl.store(dwp_ptr + (pid_s * C + offs_c)[:, None] * KK + tl.arange(0, KK)[None, :], acc_w, mask=mask_c[:, None])
 
 
-def _strides(t: torch.Tensor):
-    return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
-
-
 class _Plan:
     """Tile configuration shared by the passes of one call (the backward level passes get their own)."""
 
@@ -203,7 +199,7 @@ def _fwd_pass(plan: _Plan, mode: int, src, weight, gates, level: int, *, pin=Non
         pout if pout is not None else dummy, part if part is not None else dummy,
         mean if mean is not None else dummy, out if out is not None else dummy,
         plan.C, plan.H, plan.W, plan.n_tw, plan.n_tiles, level, scale,
-        *_strides(src), *_strides(gates), *_strides(buf),
+        *strides(src), *strides(gates), *strides(buf),
         K=K, MODE=mode, WRITE_P=pout is not None, HAS_PIN=pin is not None, HAS_PREV=has_prev,
         **plan.meta(),
     )
@@ -259,7 +255,7 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
     _focal_bwd_global_kernel[plan.grid](
         grad, gates, mean, part, dgates,
         C, H, W, plan.n_tw, plan.n_tiles, L, scale,
-        *_strides(grad), *_strides(gates), **plan.meta(),
+        *strides(grad), *strides(gates), **plan.meta(),
     )
     dmean = (part.sum(1) * scale * _gelu_grad_torch(mean) / (H * W)).contiguous()
 
@@ -280,7 +276,7 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
         _focal_bwd_level_kernel[(plan.n_cblocks, n_split)](
             src, w, wn, gates, grad, dz_next if dz_next is not None else dz, dmean, dz, dgates, dw_part,
             C, H, W, plan.n_tw, plan.n_tiles, n_items, n_split, level, L, scale,
-            *_strides(src), *_strides(gates), *_strides(grad), *_strides(dz),
+            *strides(src), *strides(gates), *strides(grad), *strides(dz),
             K=K, KN=kernels[level].shape[-1] if level < L else 1, KK=KK, IS_LAST=level == L,
             **plan.meta(),
         )

@@ -3,7 +3,7 @@
 The fake implementations must report exactly the strides the real kernels produce (torch.compile plans the code
 after an op from them), so both allocate through these functions.
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -20,6 +20,11 @@ def empty_nchw(like: torch.Tensor, shape: Optional[Sequence[int]] = None, dtype:
     shape = tuple(like.shape) if shape is None else tuple(shape)
     fmt = torch.channels_last if is_channels_last(like) else torch.contiguous_format
     return torch.empty(shape, dtype=dtype or like.dtype, device=like.device, memory_format=fmt)
+
+
+def strides(t: torch.Tensor) -> Tuple[int, int, int, int]:
+    """The four strides of a logical NCHW tensor, as the conv-like kernels take them."""
+    return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
 
 
 def next_pow2(n: int) -> int:

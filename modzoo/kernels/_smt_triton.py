@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._layout import empty_nchw, is_channels_last, next_pow2
+from ._layout import empty_nchw, is_channels_last, next_pow2, strides
 from ._triton_utils import conv_tile_config, dw_conv_tile, reduction_programs, tile_coords, weight_grad_taps
 
 HEADS_PER_LAUNCH = 4
@@ -142,10 +142,6 @@ def _mixed_dw_bwd_kernel(
         _store_partial(dwp3, dbp3, acc_w3, acc_b3, pid_s, Cg, offs_g, mask_g, KK3)
 
 
-def _strides(t: torch.Tensor):
-    return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
-
-
 def _launch_groups(n_heads: int):
     return [(h0, min(HEADS_PER_LAUNCH, n_heads - h0)) for h0 in range(0, n_heads, HEADS_PER_LAUNCH)]
 
@@ -171,7 +167,7 @@ def mixed_dwconv_fwd(x: torch.Tensor, weights: List[torch.Tensor], biases: List[
         _mixed_dw_fwd_kernel[grid](
             x, ws[0], bs[0], ws[1], bs[1], ws[2], bs[2], ws[3], bs[3], y,
             Cg, H, W, n_tw, n_tiles, h0, n_heads,
-            *_strides(x), *_strides(y),
+            *strides(x), *strides(y),
             NUM_HEADS=nh, K0=ks[0], K1=ks[1], K2=ks[2], K3=ks[3],
             BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
         )
@@ -204,7 +200,7 @@ def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Te
             x, pw[0], pw[1], pw[2], pw[3], grad, dx,
             pdw[0], pdb[0], pdw[1], pdb[1], pdw[2], pdb[2], pdw[3], pdb[3],
             Cg, H, W, n_tw, n_tiles, n_items, n_split, h0, n_heads,
-            *_strides(x), *_strides(grad), *_strides(dx),
+            *strides(x), *strides(grad), *strides(dx),
             NUM_HEADS=nh, K0=pk[0], K1=pk[1], K2=pk[2], K3=pk[3], KK0=pkk[0], KK1=pkk[1], KK2=pkk[2], KK3=pkk[3],
             BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
         )
