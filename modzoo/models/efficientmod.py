@@ -34,11 +34,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, DropPath, LayerScale, Mlp, trunc_normal_
-from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
+from timm.models import checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from modzoo.kernels import dwconv_gelu, gelu_tile_mul  # fused on CUDA; PyTorch reference elsewhere
 from modzoo.layers import check_image_input, drop_path_rates
+from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
 __all__ = [
@@ -516,15 +517,7 @@ def checkpoint_filter_fn(
 
 
 def _create_efficientmod(variant: str, pretrained: bool = False, **kwargs) -> EfficientMod:
-    out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    return build_model_with_cfg(
-        EfficientMod,
-        variant,
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
-        **kwargs,
-    )
+    return build_zoo_model(EfficientMod, variant, pretrained, checkpoint_filter_fn, **kwargs)
 
 
 _ORIGIN = 'https://github.com/ma-xu/EfficientMod'

@@ -23,11 +23,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, DropPath, LayerNorm2d, LayerScale2d, Mlp, trunc_normal_
-from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
+from timm.models import checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from modzoo.kernels import focal_context
 from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches
+from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
 __all__ = ['FocalNet', 'FocalModulation', 'FocalNetBlock', 'checkpoint_filter_fn']
@@ -529,15 +530,7 @@ def _create_focalnet(variant: str, pretrained: bool = False, **kwargs) -> FocalN
     depths = kwargs.get('depths', (2, 2, 6, 2))
     # hierarchical: the four stages; isotropic: the last four blocks (all at stride 16)
     default_out_indices = tuple(range(len(depths))) if len(depths) > 1 else 4
-    out_indices = kwargs.pop('out_indices', default_out_indices)
-    return build_model_with_cfg(
-        FocalNet,
-        variant,
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
-        **kwargs,
-    )
+    return build_zoo_model(FocalNet, variant, pretrained, checkpoint_filter_fn, default_out_indices, **kwargs)
 
 
 _OFFICIAL_RELEASE = 'https://github.com/microsoft/FocalNet/releases/download/v1.0.0/'

@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, LayerNorm, trunc_normal_
-from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
+from timm.models import checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models.pvt_v2 import Attention as PvtV2Attention
 from timm.models.pvt_v2 import MlpWithDepthwiseConv, OverlapPatchEmbed
@@ -55,6 +55,7 @@ from timm.models.pvt_v2 import checkpoint_filter_fn as timm_pvt_v2_filter_fn
 
 from modzoo.layers import adaptive_avg_pool2d_traceable, check_image_input, drop_path_rates, pad_for_patches
 from modzoo.layers.grid_pe import GridPE, adaptive_pool_centres, grid_positions
+from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
 __all__ = ['GridPEPyramidVisionTransformer', 'GridPEAttention', 'GridPEBlock', 'checkpoint_filter_fn']
@@ -766,15 +767,7 @@ def checkpoint_filter_fn(state_dict, model: GridPEPyramidVisionTransformer, veri
 
 
 def _create_gridpe_pvt(variant: str, pretrained: bool = False, **kwargs) -> GridPEPyramidVisionTransformer:
-    out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    return build_model_with_cfg(
-        GridPEPyramidVisionTransformer,
-        variant,
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
-        **kwargs,
-    )
+    return build_zoo_model(GridPEPyramidVisionTransformer, variant, pretrained, checkpoint_filter_fn, **kwargs)
 
 
 _PVT_RELEASE = 'https://github.com/whai362/PVT/releases/download/v2/'

@@ -37,11 +37,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, trunc_normal_, use_fused_attn
-from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
+from timm.models import checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from modzoo.kernels import mixed_dwconv_interleave  # fused on CUDA; PyTorch reference elsewhere
 from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches
+from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
 __all__ = [
@@ -586,15 +587,7 @@ def checkpoint_filter_fn(state_dict, model: SMT, verify: bool = True) -> Dict[st
 
 
 def _create_smt(variant: str, pretrained: bool = False, **kwargs) -> SMT:
-    out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    return build_model_with_cfg(
-        SMT,
-        variant,
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
-        **kwargs,
-    )
+    return build_zoo_model(SMT, variant, pretrained, checkpoint_filter_fn, **kwargs)
 
 
 _OFFICIAL_RELEASE = 'https://github.com/AFeng-x/SMT/releases/download/v1.0.0/'
