@@ -38,6 +38,7 @@ import torch  # noqa: E402
 import timm  # noqa: E402
 
 import modzoo  # noqa: E402,F401  (registers the zoo models)
+from tools._bench_common import cpu_name  # noqa: E402
 
 KINDS = ('gridpe', 'plain', 'timm')
 
@@ -59,16 +60,8 @@ def build_all(variant: str):
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-        if names:
-            cpu = names[0]
-    except OSError:
-        pass
     return dict(
-        cpu=cpu, logical_cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
+        cpu=cpu_name(), logical_cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
         timm=timm.__version__, python=platform.python_version(), platform=platform.platform(),
     )
 
@@ -84,22 +77,18 @@ def time_forward(model: torch.nn.Module, x: torch.Tensor, iters: int):
 _MEMORY_PROBE = """
 import sys, torch
 sys.path.insert(0, sys.argv[1])
+from tools._bench_common import proc_status_mib, reset_peak_rss
 from tools.bench_gridpe import build
-
-def status(field):
-    with open('/proc/self/status') as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field))
 
 torch.set_num_threads(int(sys.argv[3]))
 model = build(sys.argv[2], sys.argv[4]).eval()
 x = torch.randn(int(sys.argv[5]), 3, int(sys.argv[6]), int(sys.argv[6]))
 with torch.inference_mode():
     model(x)
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # reset the peak-RSS mark
-    before = status('VmRSS:')
+    reset_peak_rss()
+    before = proc_status_mib('VmRSS')
     model(x)
-    print(status('VmHWM:') - before)
+    print(proc_status_mib('VmHWM') - before)
 """
 
 

@@ -31,6 +31,10 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tools._bench_common import cpu_name, proc_status_mib, replace_marked, update_marked_file  # noqa: E402
+
 BENCHMARKS = os.path.join(ROOT, 'BENCHMARKS.md')
 START, END = '<!-- onnx:start -->', '<!-- onnx:end -->'
 MAX_PARAMS_DEFAULT = 300e6
@@ -41,14 +45,6 @@ TORCH, ORT = 'torch', 'ort'
 # workers: each engine in its own process (the ORT worker never imports torch)
 
 
-def _rss_mib(field: str = 'VmRSS') -> float:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) / 1024
-    return float('nan')
-
-
 def _worker(engine: str, spec: dict) -> None:
     """Line protocol on stdin/stdout: one JSON command per line, one JSON reply per line."""
     import numpy as np
@@ -56,12 +52,11 @@ def _worker(engine: str, spec: dict) -> None:
     sys.stdout = sys.stderr  # library prints must not corrupt the protocol
     threads = spec['threads']
     if engine == TORCH:
-        sys.path.insert(0, ROOT)
         import torch
         torch.set_num_threads(threads)
         torch.set_grad_enabled(False)
         import modzoo
-        rss_import = _rss_mib()
+        rss_import = proc_status_mib()
         torch.manual_seed(spec['seed'])
         model = modzoo.create_model(spec['model'], exportable=True, **spec.get('model_kwargs', {})).eval()
 
@@ -69,7 +64,7 @@ def _worker(engine: str, spec: dict) -> None:
             return model(torch.from_numpy(x)).numpy()
     else:
         import onnxruntime as ort
-        rss_import = _rss_mib()
+        rss_import = proc_status_mib()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
@@ -93,7 +88,7 @@ def _worker(engine: str, spec: dict) -> None:
         out.write(json.dumps(obj) + '\n')
         out.flush()
 
-    reply(dict(ready=True, rss_import=rss_import, rss_loaded=_rss_mib()))
+    reply(dict(ready=True, rss_import=rss_import, rss_loaded=proc_status_mib()))
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd['cmd'] == 'run':
@@ -105,7 +100,7 @@ def _worker(engine: str, spec: dict) -> None:
             np.save(cmd['path'], forward(get_input(cmd['batch'])))
             reply(dict(ok=True))
         elif cmd['cmd'] == 'mem':
-            reply(dict(peak=_rss_mib('VmHWM'), rss_import=rss_import))
+            reply(dict(peak=proc_status_mib('VmHWM'), rss_import=rss_import))
         elif cmd['cmd'] == 'quit':
             reply(dict(bye=True))
             return
@@ -147,16 +142,12 @@ class Worker:
 def machine_description(threads: int) -> str:
     import onnxruntime
     import torch
-    cpu = platform.processor() or platform.machine()
     try:
-        with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-        cpu = names[0] if names else cpu
         with open('/proc/meminfo') as f:
             mem_gib = int(f.readline().split()[1]) / 2 ** 20
     except OSError:
         mem_gib = float('nan')
-    return (f'{cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, {threads} intra-op threads per engine; '
+    return (f'{cpu_name()}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, {threads} intra-op threads per engine; '
             f'torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, Python {platform.python_version()}')
 
 
@@ -328,7 +319,7 @@ def exporters_markdown(rows: List[dict], machine: str, command: str, date: Optio
 
 def write_section(parts: Dict[str, str]) -> None:
     """Replace this tool's sub-blocks (``<!-- onnx-latency -->``, ``<!-- onnx-exporters -->``) in its section."""
-    content = open(BENCHMARKS).read() if os.path.exists(BENCHMARKS) else '# modzoo benchmarks\n'
+    content = open(BENCHMARKS).read() if os.path.exists(BENCHMARKS) else ''
     if START in content:
         section = re.search(re.escape(START) + '(.*?)' + re.escape(END), content, flags=re.S).group(1)
     else:
@@ -336,19 +327,11 @@ def write_section(parts: Dict[str, str]) -> None:
     for key, text in parts.items():
         tag_start, tag_end = f'<!-- onnx-{key} -->', f'<!-- /onnx-{key} -->'
         block = f'{tag_start}\n{text}\n{tag_end}'
-        if tag_end in section:
-            section = re.sub(re.escape(tag_start) + '.*?' + re.escape(tag_end), lambda _: block, section, flags=re.S)
-        elif tag_start in section:
+        if tag_start in section and tag_end not in section:  # the placeholder of a new section
             section = section.replace(tag_start, block)
         else:
-            section = section.rstrip('\n') + '\n\n' + block + '\n'
-    full = f'{START}{section}{END}'
-    if START in content:
-        content = re.sub(re.escape(START) + '.*?' + re.escape(END), lambda _: full, content, flags=re.S)
-    else:
-        content = content.rstrip('\n') + '\n\n' + full + '\n'
-    with open(BENCHMARKS, 'w') as f:
-        f.write(content)
+            section = replace_marked(section, tag_start, tag_end, block)
+    update_marked_file(BENCHMARKS, START, END, f'{START}{section}{END}')
 
 
 def merge_runs(paths: Sequence[str]) -> dict:
@@ -455,7 +438,6 @@ def main(argv=None) -> int:
         _worker(args.worker, json.loads(args.worker_spec))
         return 0
 
-    sys.path.insert(0, ROOT)
     if args.from_json:
         run = merge_runs(args.from_json)
     else:

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import torch  # noqa: E402
 import timm  # noqa: E402
 
 import modzoo  # noqa: E402
+from tools._bench_common import cpu_name, update_marked_file  # noqa: E402
 
 DEFAULT_PAIRS = [
     'zoo_focalnet_tiny_srf=focalnet_tiny_srf',
@@ -39,14 +39,7 @@ START, END = '<!-- cpu-vs-timm:start -->', '<!-- cpu-vs-timm:end -->'
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return (f'{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), '
+    return (f'{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), '
             f'timm {timm.__version__}, Python {platform.python_version()}')
 
 
@@ -58,15 +51,16 @@ def peak_rss_mb(model_name: str, kwargs: dict, batch: int, size: int) -> float:
     """
     code = (
         'import json, sys, torch, timm, modzoo\n'
-        'def status(key):\n'
-        '    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)) / 1024\n'
-        'base = status("VmRSS")\n'
-        'open("/proc/self/clear_refs", "w").write("5")\n'
+        'sys.path.insert(0, sys.argv[2])\n'
+        'from tools._bench_common import proc_status_mib, reset_peak_rss\n'
+        'base = proc_status_mib("VmRSS")\n'
+        'reset_peak_rss()\n'
         f'm = timm.create_model({model_name!r}, **json.loads(sys.argv[1])).eval()\n'
         f'with torch.no_grad(): m(torch.randn({batch}, 3, {size}, {size}))\n'
-        'print(status("VmHWM") - base)\n'
+        'print(proc_status_mib("VmHWM") - base)\n'
     )
-    out = subprocess.run([sys.executable, '-c', code, json.dumps(kwargs)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, '-c', code, json.dumps(kwargs), ROOT], capture_output=True, text=True,
+                         check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -113,14 +107,8 @@ def to_markdown(rows, machine: str) -> str:
 
 
 def write_section(text: str) -> None:
-    content = open(BENCHMARKS).read() if os.path.exists(BENCHMARKS) else '# modzoo benchmarks\n'
     block = f'{START}\n## CPU eager throughput vs timm (same architecture, same weights)\n\n{text}\n{END}'
-    if START in content:
-        content = re.sub(re.escape(START) + '.*?' + re.escape(END), lambda _: block, content, flags=re.S)
-    else:
-        content = content.rstrip('\n') + '\n\n' + block + '\n'
-    with open(BENCHMARKS, 'w') as f:
-        f.write(content)
+    update_marked_file(BENCHMARKS, START, END, block)
 
 
 def main(argv=None):

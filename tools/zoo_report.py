@@ -30,7 +30,6 @@ import gc
 import hashlib
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import modzoo  # noqa: E402
+from tools._bench_common import cpu_name  # noqa: E402
 
 DOCS = os.path.join(ROOT, 'docs')
 REPORTED_DIR = os.path.join(ROOT, 'modzoo', 'data', 'reported')
@@ -70,16 +70,7 @@ def load_reported() -> Dict[str, Dict[str, Any]]:
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f'{cpu}, {os.cpu_count()} cores, torch threads: {torch.get_num_threads()}'
+    return f'{cpu_name()}, {os.cpu_count()} cores, torch threads: {torch.get_num_threads()}'
 
 
 def library_versions() -> Dict[str, str]:
