@@ -6,9 +6,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._layout import empty_nchw, is_channels_last, next_pow2, strides
+from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
-    conv_tile_config, dw_conv_tile, gelu, gelu_grad, reduction_programs, tile_coords, weight_grad_taps,
+    TilePlan, dw_conv_tile, gelu, gelu_grad, reduction_programs, sum_weight_partials, tile_coords, weight_grad_taps,
 )
 
 
@@ -90,20 +90,15 @@ def depthwise_conv(
     ``x`` is logical NCHW with any strides; the output has ``x``'s memory order (channels-last in, channels-last
     out) so a permuted channels-last view round-trips without a copy.
     """
-    B, C, H, W = x.shape
+    plan = TilePlan(x)
     K = weight.shape[-1]
     y = empty_nchw(x, dtype=out_dtype or x.dtype)
-    w = weight.reshape(C, K * K).contiguous()
-    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), C, H, W)
-    n_tw = triton.cdiv(W, tw)
-    n_tiles = triton.cdiv(H, th) * n_tw
-    grid = (B * n_tiles, triton.cdiv(C, block_c))
-    _dwconv_act_fwd_kernel[grid](
+    w = weight.reshape(plan.C, K * K).contiguous()
+    _dwconv_act_fwd_kernel[plan.grid](
         x, w, bias if bias is not None else w, y,
-        C, H, W, n_tw, n_tiles,
+        plan.C, plan.H, plan.W, plan.n_tw, plan.n_tiles,
         *strides(x), *strides(y),
-        K=K, HAS_BIAS=bias is not None, APPLY_GELU=apply_gelu, FLIP=flip,
-        BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
+        K=K, HAS_BIAS=bias is not None, APPLY_GELU=apply_gelu, FLIP=flip, **plan.meta(),
     )
     return y
 
@@ -120,27 +115,22 @@ def dwconv_gelu_bwd(
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of ``GELU(dwconv(x) + b)``: two passes, ``dz`` (recomputing the conv) + weight/bias partial sums,
     then the transposed conv of ``dz`` for ``dx`` (it needs ``dz`` on a halo, i.e. from neighbouring tiles)."""
-    B, C, H, W = x.shape
+    plan = TilePlan(x, elems=512)
+    C = plan.C
     K = weight.shape[-1]
     KK = next_pow2(K * K)
     w = weight.reshape(C, K * K).contiguous()
     dz = empty_nchw(x)
-    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), C, H, W, elems=512)
-    n_tw = triton.cdiv(W, tw)
-    n_tiles = triton.cdiv(H, th) * n_tw
-    n_cblocks = triton.cdiv(C, block_c)
-    n_items = B * n_tiles
-    n_split = reduction_programs(x.device, n_items, n_cblocks)
+    n_split = reduction_programs(x.device, plan.n_items, plan.n_cblocks)
     dw_part = torch.empty((n_split, C, KK), dtype=torch.float32, device=x.device)
     db_part = torch.empty((n_split, C), dtype=torch.float32, device=x.device)
-    _dwconv_gelu_bwd_kernel[(n_cblocks, n_split)](
+    _dwconv_gelu_bwd_kernel[(plan.n_cblocks, n_split)](
         x, w, bias if bias is not None else w, grad, dz, dw_part, db_part,
-        C, H, W, n_tw, n_tiles, n_items, n_split,
+        C, plan.H, plan.W, plan.n_tw, plan.n_tiles, plan.n_items, n_split,
         *strides(x), *strides(grad), *strides(dz),
-        K=K, KK=KK, HAS_BIAS=bias is not None,
-        BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
+        K=K, KK=KK, HAS_BIAS=bias is not None, **plan.meta(),
     )
     dx = depthwise_conv(dz, weight, flip=True, out_dtype=x.dtype)
-    dweight = dw_part.sum(0)[:, :K * K].reshape(weight.shape).to(weight.dtype)
+    dweight = sum_weight_partials(dw_part, weight)
     dbias = db_part.sum(0).to((bias if bias is not None else weight).dtype)
     return dx, dweight, dbias

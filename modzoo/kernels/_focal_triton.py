@@ -30,9 +30,9 @@ import triton
 import triton.language as tl
 
 from ._dwconv_triton import depthwise_conv
-from ._layout import empty_nchw, is_channels_last, next_pow2, strides
+from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
-    conv_tile_config, dw_conv_tile, gelu, gelu_grad, reduction_programs, tile_coords, weight_grad_taps,
+    TilePlan, dw_conv_tile, gelu, gelu_grad, reduction_programs, sum_weight_partials, tile_coords, weight_grad_taps,
 )
 
 _MODE_LEVEL, _MODE_MEAN, _MODE_FINAL = 0, 1, 2
@@ -167,27 +167,7 @@ def _focal_bwd_level_kernel(
     tl.store(dwp_ptr + (pid_s * C + offs_c)[:, None] * KK + tl.arange(0, KK)[None, :], acc_w, mask=mask_c[:, None])
 
 
-class _Plan:
-    """Tile configuration shared by the passes of one call (the backward level passes get their own)."""
-
-    def __init__(self, ctx: torch.Tensor, backward: bool = False):
-        B, C, H, W = ctx.shape
-        self.B, self.C, self.H, self.W = B, C, H, W
-        elems = 512 if backward else 1024  # see conv_tile_config
-        self.block_c, self.th, self.tw, self.num_warps = conv_tile_config(is_channels_last(ctx), C, H, W, elems)
-        self.n_tw = triton.cdiv(W, self.tw)
-        self.n_tiles = triton.cdiv(H, self.th) * self.n_tw
-        self.n_cblocks = triton.cdiv(C, self.block_c)
-
-    @property
-    def grid(self):
-        return self.B * self.n_tiles, self.n_cblocks
-
-    def meta(self):
-        return dict(BLOCK_C=self.block_c, TH=self.th, TW=self.tw, num_warps=self.num_warps)
-
-
-def _fwd_pass(plan: _Plan, mode: int, src, weight, gates, level: int, *, pin=None, c_out=None, pout=None,
+def _fwd_pass(plan: TilePlan, mode: int, src, weight, gates, level: int, *, pin=None, c_out=None, pout=None,
               part=None, mean=None, out=None, scale: float = 1.0, has_prev: bool = False):
     K = weight.shape[-1]
     w = weight.reshape(plan.C, K * K).contiguous()
@@ -205,7 +185,7 @@ def _fwd_pass(plan: _Plan, mode: int, src, weight, gates, level: int, *, pin=Non
     )
 
 
-def _levels(plan: _Plan, ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor], with_partial: bool):
+def _levels(plan: TilePlan, ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor], with_partial: bool):
     """Run levels 1 .. L-1. Returns ``(c_{L-1}, P_{L-2})`` when ``with_partial``, else the list ``[c_0 .. c_{L-1}]``."""
     cs = [ctx]
     partial = None
@@ -225,7 +205,7 @@ def _levels(plan: _Plan, ctx: torch.Tensor, gates: torch.Tensor, kernels: List[t
 def focal_context_fwd(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor], normalize: bool
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Returns ``(ctx_all, mean)``; ``mean`` is the float32 ``(B, C)`` spatial mean of ``c_L`` (saved for backward)."""
-    plan = _Plan(ctx)
+    plan = TilePlan(ctx)  # shared by the passes of one call (the backward level passes get their own)
     L = len(kernels)
     src, partial = _levels(plan, ctx, gates, kernels, with_partial=True)
     part = torch.empty((plan.B, plan.n_tiles, plan.C), dtype=torch.float32, device=ctx.device)
@@ -244,7 +224,7 @@ def _gelu_grad_torch(x: torch.Tensor) -> torch.Tensor:
 
 def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor],
                       mean: torch.Tensor, normalize: bool) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
-    plan = _Plan(ctx)
+    plan = TilePlan(ctx)
     B, C, H, W = ctx.shape
     L = len(kernels)
     scale = 1.0 / (L + 1) if normalize else 1.0
@@ -259,9 +239,8 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
     )
     dmean = (part.sum(1) * scale * _gelu_grad_torch(mean) / (H * W)).contiguous()
 
-    plan = _Plan(ctx, backward=True)
-    n_items = B * plan.n_tiles
-    n_split = reduction_programs(ctx.device, n_items, plan.n_cblocks)
+    plan = TilePlan(ctx, elems=512)
+    n_split = reduction_programs(ctx.device, plan.n_items, plan.n_cblocks)
     dkernels: List[torch.Tensor] = [torch.empty(0)] * L
     dz_next = None
     for level in range(L, 0, -1):
@@ -275,12 +254,12 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
         dw_part = torch.empty((n_split, C, KK), dtype=torch.float32, device=ctx.device)
         _focal_bwd_level_kernel[(plan.n_cblocks, n_split)](
             src, w, wn, gates, grad, dz_next if dz_next is not None else dz, dmean, dz, dgates, dw_part,
-            C, H, W, plan.n_tw, plan.n_tiles, n_items, n_split, level, L, scale,
+            C, H, W, plan.n_tw, plan.n_tiles, plan.n_items, n_split, level, L, scale,
             *strides(src), *strides(gates), *strides(grad), *strides(dz),
             K=K, KN=kernels[level].shape[-1] if level < L else 1, KK=KK, IS_LAST=level == L,
             **plan.meta(),
         )
-        dkernels[level - 1] = dw_part.sum(0)[:, :K * K].reshape(weight.shape).to(weight.dtype)
+        dkernels[level - 1] = sum_weight_partials(dw_part, weight)
         dz_next = dz
         cs[level - 1] = None  # c_{l-1} is done: the pass of level l-1 reads c_{l-2} and dz_l
     dctx = depthwise_conv(dz_next, kernels[0], flip=True, out_dtype=ctx.dtype)

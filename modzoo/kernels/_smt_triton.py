@@ -16,8 +16,10 @@ import torch
 import triton
 import triton.language as tl
 
-from ._layout import empty_nchw, is_channels_last, next_pow2, strides
-from ._triton_utils import conv_tile_config, dw_conv_tile, reduction_programs, tile_coords, weight_grad_taps
+from ._layout import empty_nchw, next_pow2, strides
+from ._triton_utils import (
+    TilePlan, dw_conv_tile, reduction_programs, sum_weight_partials, tile_coords, weight_grad_taps,
+)
 
 HEADS_PER_LAUNCH = 4
 
@@ -151,41 +153,31 @@ def _pad(items: list, fill) -> list:
 
 
 def mixed_dwconv_fwd(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> torch.Tensor:
-    B, C, H, W = x.shape
     n_heads = len(weights)
-    Cg = C // n_heads
+    Cg = x.shape[1] // n_heads
     y = empty_nchw(x)
-    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), Cg, H, W)
-    n_tw = triton.cdiv(W, tw)
-    n_tiles = triton.cdiv(H, th) * n_tw
-    grid = (B * n_tiles, triton.cdiv(Cg, block_c))
+    plan = TilePlan(x, channels=Cg)
     for h0, nh in _launch_groups(n_heads):
         ws = [w.reshape(Cg, -1).contiguous() for w in weights[h0:h0 + nh]]
         bs = [b.contiguous() for b in biases[h0:h0 + nh]]
         ks = [w.shape[-1] for w in weights[h0:h0 + nh]]
         ws, bs, ks = _pad(ws, ws[0]), _pad(bs, bs[0]), _pad(ks, 1)
-        _mixed_dw_fwd_kernel[grid](
+        _mixed_dw_fwd_kernel[plan.grid](
             x, ws[0], bs[0], ws[1], bs[1], ws[2], bs[2], ws[3], bs[3], y,
-            Cg, H, W, n_tw, n_tiles, h0, n_heads,
+            Cg, plan.H, plan.W, plan.n_tw, plan.n_tiles, h0, n_heads,
             *strides(x), *strides(y),
-            NUM_HEADS=nh, K0=ks[0], K1=ks[1], K2=ks[2], K3=ks[3],
-            BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
+            NUM_HEADS=nh, K0=ks[0], K1=ks[1], K2=ks[2], K3=ks[3], **plan.meta(),
         )
     return y
 
 
 def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]
                      ) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
-    B, C, H, W = x.shape
     n_heads = len(weights)
-    Cg = C // n_heads
+    Cg = x.shape[1] // n_heads
     dx = empty_nchw(x)
-    block_c, th, tw, num_warps = conv_tile_config(is_channels_last(x), Cg, H, W, elems=256)
-    n_tw = triton.cdiv(W, tw)
-    n_tiles = triton.cdiv(H, th) * n_tw
-    n_gblocks = triton.cdiv(Cg, block_c)
-    n_items = B * n_tiles
-    n_split = reduction_programs(x.device, n_items, n_gblocks)
+    plan = TilePlan(x, channels=Cg, elems=256)
+    n_split = reduction_programs(x.device, plan.n_items, plan.n_cblocks)
     dweights: List[torch.Tensor] = []
     dbiases: List[torch.Tensor] = []
     for h0, nh in _launch_groups(n_heads):
@@ -196,16 +188,16 @@ def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Te
         dbps = [torch.empty((n_split, Cg), dtype=torch.float32, device=x.device) for _ in ks]
         pw, pk, pkk = _pad(ws, ws[0]), _pad(ks, 1), _pad(kks, 1)
         pdw, pdb = _pad(dwps, dwps[0]), _pad(dbps, dbps[0])
-        _mixed_dw_bwd_kernel[(n_gblocks, n_split)](
+        _mixed_dw_bwd_kernel[(plan.n_cblocks, n_split)](
             x, pw[0], pw[1], pw[2], pw[3], grad, dx,
             pdw[0], pdb[0], pdw[1], pdb[1], pdw[2], pdb[2], pdw[3], pdb[3],
-            Cg, H, W, n_tw, n_tiles, n_items, n_split, h0, n_heads,
+            Cg, plan.H, plan.W, plan.n_tw, plan.n_tiles, plan.n_items, n_split, h0, n_heads,
             *strides(x), *strides(grad), *strides(dx),
             NUM_HEADS=nh, K0=pk[0], K1=pk[1], K2=pk[2], K3=pk[3], KK0=pkk[0], KK1=pkk[1], KK2=pkk[2], KK3=pkk[3],
-            BLOCK_C=block_c, TH=th, TW=tw, num_warps=num_warps,
+            **plan.meta(),
         )
         for i in range(nh):
             w, b = weights[h0 + i], biases[h0 + i]
-            dweights.append(dwps[i].sum(0)[:, :ks[i] * ks[i]].reshape(w.shape).to(w.dtype))
+            dweights.append(sum_weight_partials(dwps[i], w))
             dbiases.append(dbps[i].sum(0).to(b.dtype))
     return dx, dweights, dbiases

@@ -13,12 +13,13 @@ Conventions of every conv-like kernel here:
 Importing this module imports Triton; ``TRITON_INTERPRET=1`` must be set before that to run on CPU tensors.
 """
 import functools
+from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
-from ._layout import next_pow2
+from ._layout import is_channels_last, next_pow2
 
 # Whether the kernels defined after this import run under the interpreter (fixed at decoration time).
 INTERPRETED = bool(triton.knobs.runtime.interpret)
@@ -147,6 +148,35 @@ def conv_tile_config(channels_last: bool, C: int, H: int, W: int, elems: int = 1
         th = 8 if small or elems >= 1024 else 4
         block_c = max(1, min(next_pow2(C), elems // (th * tw)))
     return block_c, th, tw, 4
+
+
+class TilePlan:
+    """Launch geometry of a conv-like kernel on a logical (B, C, H, W) tensor: the :func:`conv_tile_config` of its
+    memory order, the spatial tiling and the forward grid (one program per (batch x tile, channel block))."""
+
+    def __init__(self, x: torch.Tensor, channels: Optional[int] = None, elems: int = 1024):
+        B, C, H, W = x.shape
+        C = C if channels is None else channels  # SMT tiles one head's channels
+        self.B, self.C, self.H, self.W = B, C, H, W
+        self.block_c, self.th, self.tw, self.num_warps = conv_tile_config(is_channels_last(x), C, H, W, elems)
+        self.n_tw = triton.cdiv(W, self.tw)
+        self.n_tiles = triton.cdiv(H, self.th) * self.n_tw
+        self.n_cblocks = triton.cdiv(C, self.block_c)
+        self.n_items = B * self.n_tiles  # (batch, tile) pairs, walked by the weight-gradient kernels
+
+    @property
+    def grid(self):
+        return self.n_items, self.n_cblocks
+
+    def meta(self):
+        return dict(BLOCK_C=self.block_c, TH=self.th, TW=self.tw, num_warps=self.num_warps)
+
+
+def sum_weight_partials(partials: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The gradient of a depthwise ``weight`` from a weight-gradient kernel's ``(n_split, C, KK)`` float32 partial
+    sums (``KK``: the taps rounded up to a power of two)."""
+    taps = weight.shape[-2] * weight.shape[-1]
+    return partials.sum(0)[:, :taps].reshape(weight.shape).to(weight.dtype)
 
 
 @functools.lru_cache(maxsize=None)
