@@ -28,7 +28,7 @@ rather than inserted into the backbone, so the backbone's ``state_dict`` keys do
 loads into ``sfm.backbone`` strictly, and the wrapper's own keys are ``backbone.*`` plus ``resamplers.*``.
 """
 import re
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 __all__ = [
     'SeparableWarp', 'AdaptiveResampler', 'ContentReassembly', 'AdaptiveUpsampler', 'SFM', 'SFMError',
     'find_stage_transitions', 'demodulate', 'demodulation_grid', 'demodulation_positions', 'sample_separable',
+    'record_warps',
 ]
 
 
@@ -396,6 +397,27 @@ def _log_magnification(warp: SeparableWarp, size: Tuple[int, int]) -> torch.Tens
     return (my.log()[:, None, :, None] + mx.log()[:, None, None, :])
 
 
+def record_warps(
+        resamplers: Sequence[AdaptiveResampler],
+        fn: Callable[..., Any],
+        *args: Any,
+) -> Tuple[Any, List[Optional[SeparableWarp]]]:
+    """Call ``fn(*args)`` with the (hooked) ``resamplers`` recording; return its output and this call's warps.
+
+    The warps come in the order of ``resamplers``, None for a resampler whose transition did not run. Recording is
+    switched off again afterwards, even on an error, so the modules do not keep this call's graph alive.
+    """
+    for r in resamplers:
+        r.recording, r.last_warp = True, None
+    try:
+        out = fn(*args)
+        warps = [r.last_warp for r in resamplers]
+    finally:
+        for r in resamplers:
+            r.recording, r.last_warp = False, None
+    return out, warps
+
+
 # timm layouts whose stage transitions we can find: `stages.N.downsample` (pvt_v2, convnext, ...) and
 # `layers.N.downsample` (focalnet, ...), also flattened by FeatureListNet (`stages_N`) and under a getter's `model.`
 _TIMM_TRANSITION = re.compile(r'^(?:model\.)?(?:stages|layers)[._](\d+)\.downsample$')
@@ -508,14 +530,7 @@ class SFM(nn.Module):
             self.feature_info = backbone.feature_info
 
     def forward(self, x: torch.Tensor, return_warps: bool = False):
-        for r in self.resamplers:
-            r.recording, r.last_warp = True, None
-        try:
-            out = self.backbone(x)
-            warps = [r.last_warp for r in self.resamplers]
-        finally:
-            for r in self.resamplers:  # do not keep this call's graph alive on the modules
-                r.recording, r.last_warp = False, None
+        out, warps = record_warps(self.resamplers, self.backbone, x)
         if return_warps:
             if any(w is None for w in warps):
                 skipped = [n for n, w in zip(self.transitions, warps) if w is None]

@@ -195,15 +195,8 @@ class ModzooBackbone(BaseModule):
         return wrapper.resamplers
 
     def _forward_sfm(self, x: torch.Tensor) -> 'SFMFeatures':
-        from modzoo.layers.sfm import demodulate
-        for r in self.resamplers:
-            r.recording, r.last_warp = True, None
-        try:
-            modulated = self._features(x)
-            warps = [r.last_warp for r in self.resamplers]
-        finally:
-            for r in self.resamplers:  # do not keep this call's graph alive on the modules
-                r.recording, r.last_warp = False, None
+        from modzoo.layers.sfm import demodulate, record_warps
+        modulated, warps = record_warps(self.resamplers, self._features, x)
         levels = self.out_indices  # feature tap i comes after the transitions 0..i-1
         needed = max(levels)
         if any(w is None for w in warps[:needed]):
