@@ -37,7 +37,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import modzoo  # noqa: F401  (registers the zoo_* models with timm)
 from modzoo.models._registry import family_module, model_family
-from .pretrained import LoadReport, _strip_known_prefix, fetch_checkpoint, load_into_features_model
+from .pretrained import LoadReport, fetch_checkpoint, load_into_features_model
 from .registry import register_module
 
 __all__ = ['ModzooBackbone', 'SFMFeatures']
@@ -313,17 +313,16 @@ class ModzooBackbone(BaseModule):
         state_dict = fetch_checkpoint(checkpoint, trust_pickle=trust_pickle)
         if prefix:
             prefix = prefix if prefix.endswith('.') else prefix + '.'
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            state_dict = _under(state_dict, prefix)
             if not state_dict:
                 raise ValueError(f'No tensors under prefix {prefix!r} in {checkpoint}')
         adapter_norms, resamplers = {}, {}
         if any(k.startswith('model.') for k in state_dict) and all(
                 k.startswith(('model.', 'out_norms.', 'resamplers.')) for k in state_dict):
             # written by this adapter (an mm checkpoint after unwrap stripped `backbone.`)
-            adapter_norms = {k[len('out_norms.'):]: v for k, v in state_dict.items() if k.startswith('out_norms.')}
-            resamplers = {k[len('resamplers.'):]: v for k, v in state_dict.items() if k.startswith('resamplers.')}
-            state_dict = _strip_known_prefix(
-                {k: v for k, v in state_dict.items() if k.startswith('model.')}, ('model.',))
+            adapter_norms = _under(state_dict, 'out_norms.')
+            resamplers = _under(state_dict, 'resamplers.')
+            state_dict = _under(state_dict, 'model.')
         if resamplers and self.resamplers is None and strict:  # before anything is loaded
             raise ValueError(f'{_describe(checkpoint)} holds SFM resamplers but this backbone has sfm=None; '
                              f'build it with sfm=dict() or load with strict=False')
@@ -367,6 +366,11 @@ class ModzooBackbone(BaseModule):
             return []
         plain = set(self._full_model_keys(out_norms=False))
         return [k for k in self.model.state_dict() if k not in plain]
+
+
+def _under(state_dict: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    """The tensors whose keys start with ``prefix``, with the prefix removed (the others are left out)."""
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
 def _describe(checkpoint: Any) -> str:

@@ -120,14 +120,6 @@ def _fetch_pretrained_tag(name: str, trust_pickle: bool) -> Dict[str, torch.Tens
         f'download them yourself and pass the local path as the checkpoint')
 
 
-def _strip_known_prefix(state_dict: Dict[str, torch.Tensor], prefixes: Sequence[str]) -> Dict[str, torch.Tensor]:
-    """Remove the first prefix that every tensor key carries (a checkpoint saved from our own adapter)."""
-    for prefix in prefixes:
-        if state_dict and all(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix):]: v for k, v in state_dict.items()}
-    return state_dict
-
-
 def load_into_features_model(
         model: nn.Module,
         state_dict: Dict[str, torch.Tensor],
