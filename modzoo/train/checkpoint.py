@@ -12,7 +12,6 @@ read it directly.
 import glob
 import logging
 import os
-import shutil
 import tempfile
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -21,7 +20,7 @@ import torch
 _logger = logging.getLogger(__name__)
 
 __all__ = [
-    'CHECKPOINT_FORMAT', 'ResumeError', 'atomic_save', 'atomic_copy', 'remove_stale_temporaries',
+    'CHECKPOINT_FORMAT', 'ResumeError', 'atomic_save', 'remove_stale_temporaries',
     'read_training_checkpoint', 'check_resume_compatible',
 ]
 
@@ -72,24 +71,6 @@ def atomic_save(obj: Any, path: Union[str, os.PathLike]) -> str:
         raise
     _fsync_dir(folder)
     return path
-
-
-def atomic_copy(src: Union[str, os.PathLike], dst: Union[str, os.PathLike]) -> str:
-    """Copy ``src`` to ``dst`` with the same write-then-rename guarantee as :func:`atomic_save`."""
-    dst = os.fspath(dst)
-    fd, tmp, folder = _temporary(dst)
-    try:
-        with os.fdopen(fd, 'wb') as out, open(src, 'rb') as inp:
-            shutil.copyfileobj(inp, out, 16 * 1024 * 1024)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(folder)
-    return dst
 
 
 def remove_stale_temporaries(path: Union[str, os.PathLike]) -> int:
