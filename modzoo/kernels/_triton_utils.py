@@ -24,10 +24,6 @@ from ._layout import is_channels_last, next_pow2
 # Whether the kernels defined after this import run under the interpreter (fixed at decoration time).
 INTERPRETED = bool(triton.knobs.runtime.interpret)
 
-_SQRT1_2 = 0.7071067811865476
-_INV_SQRT_2PI = 0.3989422804014327
-
-
 @triton.jit
 def gelu(z):
     """Exact (erf) GELU, as ``torch.nn.functional.gelu`` with ``approximate='none'``."""
@@ -52,6 +48,23 @@ def tile_coords(t, n_tw, H, W, TH: tl.constexpr, TW: tl.constexpr):
 
 
 @triton.jit
+def _tile_ptrs(src_ptr, offs_c, mask_c, oh, ow, s_c, s_h, s_w):
+    """Pointers to the ``[BLOCK_C, BLOCK_P]`` tile; channels outside ``mask_c`` point at channel 0 (in bounds)."""
+    return src_ptr + tl.where(mask_c, offs_c, 0)[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
+
+
+@triton.jit
+def _load_tap(src_tile, tap, oh, ow, H, W, s_h, s_w, K: tl.constexpr):
+    """The tile shifted by tap ``tap`` (row-major) of a KxK kernel centred on its pixels; zero outside the image."""
+    di = tap // K - K // 2
+    dj = tap % K - K // 2
+    ih = oh + di
+    iw = ow + dj
+    ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    return tl.load(src_tile + (di * s_h + dj * s_w), mask=ok[None, :], other=0.0)
+
+
+@triton.jit
 def dw_conv_tile(src_ptr, w_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
                  K: tl.constexpr, FLIP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
                  UNROLL: tl.constexpr = True):
@@ -67,7 +80,7 @@ def dw_conv_tile(src_ptr, w_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
     seconds and to stay within the register file.
     """
     acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
-    src_tile = src_ptr + tl.where(mask_c, offs_c, 0)[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
+    src_tile = _tile_ptrs(src_ptr, offs_c, mask_c, oh, ow, s_c, s_h, s_w)
     w_row = w_ptr + offs_c * (K * K)
     if UNROLL:
         for i in tl.static_range(K):
@@ -85,12 +98,7 @@ def dw_conv_tile(src_ptr, w_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
                 acc += val.to(tl.float32) * wv.to(tl.float32)[:, None]
     else:
         for tap in range(K * K):
-            di = tap // K - K // 2
-            dj = tap % K - K // 2
-            ih = oh + di
-            iw = ow + dj
-            ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            val = tl.load(src_tile + (di * s_h + dj * s_w), mask=ok[None, :], other=0.0)
+            val = _load_tap(src_tile, tap, oh, ow, H, W, s_h, s_w, K)
             if FLIP:
                 wv = tl.load(w_row + (K * K - 1 - tap), mask=mask_c, other=0.0)
             else:
@@ -108,15 +116,10 @@ def weight_grad_taps(acc, src_ptr, offs_c, mask_c, dz, oh, ow, H, W, s_c, s_h, s
     zero outside the image and outside ``mask_c``. A runtime loop over the taps: each one ends in a cross-thread
     reduction, and unrolling K*K of them only bloats the kernel (compile time, registers).
     """
-    src_tile = src_ptr + tl.where(mask_c, offs_c, 0)[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
+    src_tile = _tile_ptrs(src_ptr, offs_c, mask_c, oh, ow, s_c, s_h, s_w)
     cols = tl.arange(0, KK)[None, :]
     for tap in range(K * K):
-        di = tap // K - K // 2
-        dj = tap % K - K // 2
-        ih = oh + di
-        iw = ow + dj
-        ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        val = tl.load(src_tile + (di * s_h + dj * s_w), mask=ok[None, :], other=0.0)
+        val = _load_tap(src_tile, tap, oh, ow, H, W, s_h, s_w, K)
         # acc[:, tap] += ...: Triton has no indexed register write, so select the column
         acc += tl.where(cols == tap, tl.sum(dz * val.to(tl.float32), axis=1)[:, None], 0.0)
     return acc
