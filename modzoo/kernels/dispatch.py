@@ -123,6 +123,29 @@ def _device_reason(tensors: Sequence[torch.Tensor], forced: bool) -> Optional[st
     return None
 
 
+# Largest depthwise kernel the Triton kernels take (the forward kernels unroll every tap); FocalNet's largest
+# (ATSS/Cascade stage 1) is 15.
+MAX_KERNEL_SIZE = 15
+
+
+def check_depthwise_weight(op: str, name: str, weight: torch.Tensor, channels: int, channels_name: str = 'C') -> None:
+    """Raise a ValueError unless ``weight`` is a depthwise ``(channels, 1, k, k)`` weight with odd ``k``."""
+    if weight.dim() != 4 or weight.shape[0] != channels or weight.shape[1] != 1 or weight.shape[2] != weight.shape[3] \
+            or weight.shape[2] % 2 == 0:
+        raise ValueError(f'{op}: {name} must be a depthwise ({channels_name}, 1, k, k) weight with odd k and '
+                         f'{channels_name} = {channels}, got {tuple(weight.shape)}')
+
+
+def conv_shape_reason(x: torch.Tensor, x_name: str, weights: Sequence[torch.Tensor]) -> Optional[str]:
+    """Why the conv-like Triton kernels cannot take ``x`` and its depthwise ``weights`` (None when they can)."""
+    if x.numel() == 0:
+        return f'{x_name} is empty'
+    big = [w.shape[-1] for w in weights if w.shape[-1] > MAX_KERNEL_SIZE]
+    if big:
+        return f'kernel size {big[0]} exceeds the supported maximum {MAX_KERNEL_SIZE}'
+    return None
+
+
 def select_backend(
         op: str,
         tensors: Sequence[torch.Tensor],

@@ -9,13 +9,10 @@ from typing import Optional, Tuple
 import torch
 
 from ._layout import empty_nchw
-from .dispatch import in_export_or_trace, select_backend
+from .dispatch import check_depthwise_weight, conv_shape_reason, in_export_or_trace, select_backend
 from .reference import dwconv_gelu_reference, gelu_tile_mul_reference
 
 __all__ = ['dwconv_gelu', 'gelu_tile_mul']
-
-MAX_KERNEL_SIZE = 15
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # dwconv_gelu
@@ -24,20 +21,9 @@ def _check_dwconv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     if x.dim() != 4:
         raise ValueError(f'dwconv_gelu: x must be logical (B, C, H, W), got shape {tuple(x.shape)}')
     C = x.shape[1]
-    if weight.dim() != 4 or weight.shape[0] != C or weight.shape[1] != 1 or weight.shape[2] != weight.shape[3] \
-            or weight.shape[2] % 2 == 0:
-        raise ValueError(f'dwconv_gelu: weight must be a depthwise (C, 1, k, k) weight with odd k and C = {C}, '
-                         f'got {tuple(weight.shape)}')
+    check_depthwise_weight('dwconv_gelu', 'weight', weight, C)
     if bias is not None and tuple(bias.shape) != (C,):
         raise ValueError(f'dwconv_gelu: bias must be ({C},), got {tuple(bias.shape)}')
-
-
-def _dwconv_reason(x: torch.Tensor, weight: torch.Tensor) -> Optional[str]:
-    if x.numel() == 0:
-        return 'x is empty'
-    if weight.shape[-1] > MAX_KERNEL_SIZE:
-        return f'kernel size {weight.shape[-1]} exceeds the supported maximum {MAX_KERNEL_SIZE}'
-    return None
 
 
 def _dwconv_use_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
@@ -45,7 +31,7 @@ def _dwconv_use_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[tor
         return False
     _check_dwconv(x, weight, bias)
     tensors = [x, weight] if bias is None else [x, weight, bias]
-    return select_backend('dwconv_gelu', tensors, lambda: _dwconv_reason(x, weight)) == 'triton'
+    return select_backend('dwconv_gelu', tensors, lambda: conv_shape_reason(x, 'x', [weight])) == 'triton'
 
 
 @torch.library.custom_op('modzoo::dwconv_gelu', mutates_args=())

@@ -4,18 +4,15 @@
 ``torch.ops.modzoo.focal_context_backward`` are custom ops with fake implementations and an autograd formula, so
 ``torch.compile`` traces them as single nodes (no graph break) and AOTAutograd sees the Triton backward.
 """
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 
 from ._layout import empty_nchw
-from .dispatch import in_export_or_trace, select_backend
+from .dispatch import check_depthwise_weight, conv_shape_reason, in_export_or_trace, select_backend
 from .reference import focal_context_reference
 
 __all__ = ['focal_context']
-
-MAX_KERNEL_SIZE = 15  # every tap is unrolled in the kernel; FocalNet's largest (ATSS/Cascade stage 1) is 15
-
 
 def _check_args(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor]) -> None:
     if ctx.dim() != 4:
@@ -27,18 +24,7 @@ def _check_args(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tens
         raise ValueError(f'focal_context: gates must be (B, L + 1, H, W) = {(B, len(kernels) + 1, H, W)} for '
                          f'{len(kernels)} levels, got {tuple(gates.shape)}')
     for i, k in enumerate(kernels):
-        if k.dim() != 4 or k.shape[0] != C or k.shape[1] != 1 or k.shape[2] != k.shape[3] or k.shape[2] % 2 == 0:
-            raise ValueError(f'focal_context: kernels[{i}] must be a depthwise (C, 1, k, k) weight with odd k and '
-                             f'C = {C}, got {tuple(k.shape)}')
-
-
-def _shape_reason(ctx: torch.Tensor, kernels: List[torch.Tensor]) -> Optional[str]:
-    if ctx.numel() == 0:
-        return 'ctx is empty'
-    big = [k.shape[-1] for k in kernels if k.shape[-1] > MAX_KERNEL_SIZE]
-    if big:
-        return f'kernel size {big[0]} exceeds the supported maximum {MAX_KERNEL_SIZE}'
-    return None
+        check_depthwise_weight('focal_context', f'kernels[{i}]', k, C)
 
 
 def _use_triton(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor]) -> bool:
@@ -46,7 +32,7 @@ def _use_triton(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tens
         return False
     _check_args(ctx, gates, kernels)
     return select_backend('focal_context', [ctx, gates] + list(kernels),
-                          lambda: _shape_reason(ctx, kernels)) == 'triton'
+                          lambda: conv_shape_reason(ctx, 'ctx', kernels)) == 'triton'
 
 
 @torch.library.custom_op('modzoo::focal_context', mutates_args=())

@@ -1,17 +1,14 @@
 """SMT multi-head mixed convolution with the channel interleave: public op, ``torch.library`` registration and
 dispatch (custom ops ``modzoo::mixed_dwconv_interleave`` and ``modzoo::mixed_dwconv_interleave_backward``)."""
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 
 from ._layout import empty_nchw
-from .dispatch import in_export_or_trace, select_backend
+from .dispatch import check_depthwise_weight, conv_shape_reason, in_export_or_trace, select_backend
 from .reference import mixed_dwconv_interleave_reference
 
 __all__ = ['mixed_dwconv_interleave']
-
-MAX_KERNEL_SIZE = 15
-
 
 def _check_args(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> None:
     if x.dim() != 4:
@@ -25,20 +22,9 @@ def _check_args(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch
         raise ValueError(f'mixed_dwconv_interleave: {C} channels do not split into {n_heads} heads')
     Cg = C // n_heads
     for i, (w, b) in enumerate(zip(weights, biases)):
-        if w.dim() != 4 or w.shape[0] != Cg or w.shape[1] != 1 or w.shape[2] != w.shape[3] or w.shape[2] % 2 == 0:
-            raise ValueError(f'mixed_dwconv_interleave: weights[{i}] must be a depthwise (C / h, 1, k, k) weight with '
-                             f'odd k and C / h = {Cg}, got {tuple(w.shape)}')
+        check_depthwise_weight('mixed_dwconv_interleave', f'weights[{i}]', w, Cg, 'C / h')
         if tuple(b.shape) != (Cg,):
             raise ValueError(f'mixed_dwconv_interleave: biases[{i}] must be ({Cg},), got {tuple(b.shape)}')
-
-
-def _shape_reason(x: torch.Tensor, weights: List[torch.Tensor]) -> Optional[str]:
-    if x.numel() == 0:
-        return 'x is empty'
-    big = [w.shape[-1] for w in weights if w.shape[-1] > MAX_KERNEL_SIZE]
-    if big:
-        return f'kernel size {big[0]} exceeds the supported maximum {MAX_KERNEL_SIZE}'
-    return None
 
 
 def _use_triton(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> bool:
@@ -46,7 +32,7 @@ def _use_triton(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch
         return False
     _check_args(x, weights, biases)
     return select_backend('mixed_dwconv_interleave', [x] + list(weights) + list(biases),
-                          lambda: _shape_reason(x, weights)) == 'triton'
+                          lambda: conv_shape_reason(x, 'x', weights)) == 'triton'
 
 
 @torch.library.custom_op('modzoo::mixed_dwconv_interleave', mutates_args=())
