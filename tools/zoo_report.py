@@ -42,6 +42,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import modzoo  # noqa: E402
+from modzoo.utils.flops import count_flops  # noqa: E402
 from tools._bench_common import cpu_name  # noqa: E402
 
 DOCS = os.path.join(ROOT, 'docs')
@@ -97,28 +98,6 @@ def structure(model_name: str) -> Dict[str, Any]:
 # measurements
 
 
-def count_gflops(model: torch.nn.Module, input_size) -> float:
-    try:
-        from modzoo.utils.flops import count_flops
-    except ImportError:  # the shared helper is absent: fvcore directly, SDPA counted by hand
-        from fvcore.nn import FlopCountAnalysis
-
-        def sdpa(inputs, outputs):
-            from fvcore.nn.jit_handles import get_shape
-            q, k, v = (get_shape(t) for t in inputs[:3])
-            n = 1
-            for d in q[:-2]:
-                n *= d
-            return n * q[-2] * k[-2] * (q[-1] + v[-1])
-
-        with torch.no_grad():
-            a = FlopCountAnalysis(model.eval(), torch.randn(1, *input_size))
-            a.set_op_handle('aten::scaled_dot_product_attention', sdpa)
-            a.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return a.total() / 1e9
-    return count_flops(model, tuple(input_size))[0]
-
-
 @torch.no_grad()
 def throughput(model: torch.nn.Module, input_size, min_seconds: float = 1.5, max_runs: int = 10) -> float:
     """Images per CPU-second: batch-1 forwards timed with the process's CPU clock, not the wall clock.
@@ -154,7 +133,7 @@ def measure(model_name: str, columns: List[str], onnx_size: int) -> Dict[str, An
     input_size = tuple(model.pretrained_cfg.get('input_size', (3, 224, 224)))
     out: Dict[str, Any] = {}
     if 'gflops' in columns:
-        out['gflops'] = count_gflops(model, input_size)
+        out['gflops'] = count_flops(model, input_size)[0]
     if 'throughput' in columns:
         out['throughput'] = {'img_per_s': throughput(model, input_size), 'batch': 1, 'method': THROUGHPUT_METHOD,
                              'input': list(input_size), 'machine': machine_description(),
@@ -284,6 +263,20 @@ def render_markdown(names: List[str], cache: Dict[str, Any], reported: Dict[str,
     return '\n'.join(lines)
 
 
+def _finish_plot(plt, fig, ax, path: str, ylabel: str, title: str) -> str:
+    """Label (GFLOPs on a log x axis), save (no software tag, so reruns give the same file) and close a plot."""
+    ax.set_xscale('log')
+    ax.set_xlabel('GFLOPs (fvcore MACs, default input size)')
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={'Software': None})
+    plt.close(fig)
+    return path
+
+
 def render_plots(names: List[str], cache: Dict[str, Any], reported: Dict[str, Any], out_dir: str) -> List[str]:
     try:
         import matplotlib
@@ -308,16 +301,8 @@ def render_plots(names: List[str], cache: Dict[str, Any], reported: Dict[str, An
             extra = '' if reported[n].get('dataset', 'imagenet-1k') == 'imagenet-1k' else ' (22k pre-trained)'
             ax.annotate(n[len('zoo_') + len(fam) + 1:] + extra, (g, t), fontsize=6, xytext=(3, 2),
                         textcoords='offset points')
-    ax.set_xscale('log')
-    ax.set_xlabel('GFLOPs (fvcore MACs, default input size)')
-    ax.set_ylabel('paper top-1 (%)')
-    ax.set_title('ImageNet-1k top-1 (paper) vs compute')
-    ax.grid(True, which='both', alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, PLOT_TOP1))
-    fig.savefig(paths[-1], dpi=110, metadata={'Software': None})
-    plt.close(fig)
+    paths.append(_finish_plot(plt, fig, ax, os.path.join(out_dir, PLOT_TOP1), 'paper top-1 (%)',
+                              'ImageNet-1k top-1 (paper) vs compute'))
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for fam, members in sorted(families.items()):
@@ -328,17 +313,9 @@ def render_plots(names: List[str], cache: Dict[str, Any], reported: Dict[str, An
         ax.plot([p[0] for p in pts], [p[1] for p in pts], 'o', label=fam)
         for g, s, n in pts:
             ax.annotate(n[len('zoo_') + len(fam) + 1:], (g, s), fontsize=6, xytext=(3, 2), textcoords='offset points')
-    ax.set_xscale('log')
     ax.set_yscale('log')
-    ax.set_xlabel('GFLOPs (fvcore MACs, default input size)')
-    ax.set_ylabel('CPU images/s (batch 1, fp32 eager)')
-    ax.set_title('CPU throughput vs compute')
-    ax.grid(True, which='both', alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, PLOT_SPEED))
-    fig.savefig(paths[-1], dpi=110, metadata={'Software': None})
-    plt.close(fig)
+    paths.append(_finish_plot(plt, fig, ax, os.path.join(out_dir, PLOT_SPEED), 'CPU images/s (batch 1, fp32 eager)',
+                              'CPU throughput vs compute'))
     return paths
 
 
