@@ -210,24 +210,28 @@ def test_fp16_and_simplify(tmp_path):
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 interface
 
 
-def test_deploy_folds_batchnorm(tmp_path):
-    """--deploy: no BatchNormalization node left, and the graph still matches the unfused model."""
+def _export_deployed(model, path, output_name):
+    """Give every BatchNorm non-trivial running statistics (so a wrong fold cannot pass), apply
+    ``prepare_for_deploy`` and export with a dynamic batch, checked against the unfused model."""
     import copy
-    candidates = [n for n in _smallest_per_family()
-                  if any(isinstance(m, nn.BatchNorm2d) for m in build_on_meta(n).modules())]
-    if not candidates:
-        pytest.skip('no registered model uses BatchNorm')
-    name = candidates[0]
-    model = _build(name)
-    for m in model.modules():  # non-trivial running statistics, so a wrong fold cannot pass
+    for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     reference = copy.deepcopy(model)
     prepare_for_deploy(model)
-    path = str(tmp_path / 'deploy.onnx')
-    result = zoo_onnx.export_onnx(model, path, img_size=SIZE, dynamic='batch', check=True, reference=reference,
-                                  output_names=['logits'], photos=False)
+    return zoo_onnx.export_onnx(model, path, img_size=SIZE, dynamic='batch', check=True, reference=reference,
+                                output_names=[output_name], photos=False)
+
+
+def test_deploy_folds_batchnorm(tmp_path):
+    """--deploy: no BatchNormalization node left, and the graph still matches the unfused model."""
+    candidates = [n for n in _smallest_per_family()
+                  if any(isinstance(m, nn.BatchNorm2d) for m in build_on_meta(n).modules())]
+    if not candidates:
+        pytest.skip('no registered model uses BatchNorm')
+    name = candidates[0]
+    result = _export_deployed(_build(name), str(tmp_path / 'deploy.onnx'), 'logits')
     assert result.check.passed, result.check.format()
     assert 'BatchNormalization' not in result.op_types, f'{name}: {result.op_types}'
 
@@ -283,19 +287,10 @@ def test_segmentation_export_mmseg_upernet(tmp_path):
     pytest.importorskip('mmseg')
     if not os.path.isfile(UPERNET_CONFIG):
         pytest.skip('UperNet + FocalNet-T config not in the repository')
-    import copy
     from modzoo.export.segmentation import build_mmseg_for_export
     torch.manual_seed(0)
-    model = build_mmseg_for_export(UPERNET_CONFIG)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    reference = copy.deepcopy(model)
-    prepare_for_deploy(model)
     path = str(tmp_path / 'upernet.onnx')
-    result = zoo_onnx.export_onnx(model, path, img_size=SIZE, dynamic='batch', check=True, reference=reference,
-                                  output_names=['seg_logits'], photos=False)
+    result = _export_deployed(build_mmseg_for_export(UPERNET_CONFIG), path, 'seg_logits')
     assert result.check.passed, result.check.format()
     assert 'BatchNormalization' not in result.op_types
     _graph_checks(path, 'batch')
