@@ -48,6 +48,13 @@ def _unit_strides(prefixes: List[str], channels_last: bool) -> Dict[str, int]:
     return {f'{p}_{"c" if channels_last else "w"}': 1 for p in prefixes}
 
 
+def _tile(channels_last: bool, C: int, H: int, elems: int = 1024) -> Tuple[Dict[str, int], int]:
+    """The tile constexprs and ``num_warps`` the launchers pick (``TilePlan``) for a (C, H, H) plane."""
+    from ._triton_utils import conv_tile_config
+    bc, th, tw, num_warps = conv_tile_config(channels_last, C, H, H, elems)
+    return dict(BLOCK_C=bc, TH=th, TW=tw), num_warps
+
+
 def kernel_specs(quick: bool = False) -> Iterator[Tuple[str, object, Dict[str, object], int]]:
     """``(label, kernel, constexprs, num_warps)`` for the configurations the launchers use on the model shapes.
 
@@ -55,17 +62,14 @@ def kernel_specs(quick: bool = False) -> Iterator[Tuple[str, object, Dict[str, o
     """
     from . import _dwconv_triton as dw, _focal_triton as fo, _smt_triton as smt, _tile_mul_triton as tm
     from ._layout import next_pow2
-    from ._triton_utils import conv_tile_config
 
     layouts = (False,) if quick else (False, True)
     planes = ((96, 56),) if quick else ((96, 56), (768, 7))
     for cl in layouts:
         layout = 'nhwc' if cl else 'nchw'
         for C, H in planes:
-            bc, th, tw, nw = conv_tile_config(cl, C, H, H)
-            tile = dict(BLOCK_C=bc, TH=th, TW=tw)
-            bc, th, tw, nw_b = conv_tile_config(cl, C, H, H, elems=512)
-            tile_b = dict(BLOCK_C=bc, TH=th, TW=tw)
+            tile, nw = _tile(cl, C, H)
+            tile_b, nw_b = _tile(cl, C, H, elems=512)
             for K in ((3,) if quick else (3, 7)):
                 yield (f'dwconv_act_fwd K{K} C{C} {layout}', dw._dwconv_act_fwd_kernel,
                        dict(K=K, HAS_BIAS=True, APPLY_GELU=True, FLIP=False, **tile,
@@ -89,10 +93,8 @@ def kernel_specs(quick: bool = False) -> Iterator[Tuple[str, object, Dict[str, o
                        dict(K=K, KN=KN, KK=next_pow2(K * K), IS_LAST=last, **tile_b,
                             **_unit_strides(['ss', 'sd', 'sz'], cl)), nw_b)
         for Cg, H in (((16, 56),) if quick else ((16, 56), (64, 14))):
-            bc, th, tw, nw = conv_tile_config(cl, Cg, H, H)
-            tile = dict(BLOCK_C=bc, TH=th, TW=tw)
-            bc, th, tw, nw_b = conv_tile_config(cl, Cg, H, H, elems=256)
-            tile_b = dict(BLOCK_C=bc, TH=th, TW=tw)
+            tile, nw = _tile(cl, Cg, H)
+            tile_b, nw_b = _tile(cl, Cg, H, elems=256)
             if quick:  # every head branch, smallest taps
                 ks, kks = dict(NUM_HEADS=4, K0=3, K1=1, K2=3, K3=1), dict(KK0=16, KK1=1, KK2=16, KK3=1)
             else:
