@@ -39,6 +39,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, trunc_normal_, use_fused_attn
 from timm.models import checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
+from timm.models.pvt_v2 import OverlapPatchEmbed
 
 from modzoo.kernels import mixed_dwconv_interleave  # fused on CUDA; PyTorch reference elsewhere
 from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches
@@ -280,21 +281,6 @@ class ConvStem(nn.Module):
             self.conv[1] = nn.Identity()
 
 
-class OverlapPatchEmbed(nn.Module):
-    """3x3/2 conv (padding 1) + LayerNorm (eps 1e-5): the downsample at the start of stages 2-4.
-
-    Takes NCHW (the SFM add-on resamples its input), returns channels-last (B, ceil(H/2), ceil(W/2), C).
-    """
-
-    def __init__(self, in_chs: int, out_chs: int, norm_layer=partial(nn.LayerNorm, eps=1e-5)):
-        super().__init__()
-        self.proj = nn.Conv2d(in_chs, out_chs, 3, 2, 1)
-        self.norm = norm_layer(out_chs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))
-
-
 class SMT(nn.Module):
     """Scale-Aware Modulation Transformer (4 stages, strides 4/8/16/32).
 
@@ -362,7 +348,9 @@ class SMT(nn.Module):
             if i == 0:
                 patch_embed = ConvStem(in_chans, embed_dims[0], head_conv, embed_norm)
             else:
-                patch_embed = OverlapPatchEmbed(embed_dims[i - 1], embed_dims[i], embed_norm)
+                # timm's PVT v2 downsample is SMT's: 3x3/2 conv (padding 1), LayerNorm (eps 1e-5); NCHW in (the
+                # SFM add-on resamples its input), channels-last (B, ceil(H/2), ceil(W/2), C) out
+                patch_embed = OverlapPatchEmbed(3, 2, embed_dims[i - 1], embed_dims[i])
             blocks = nn.ModuleList([
                 SMTBlock(
                     embed_dims[i],
