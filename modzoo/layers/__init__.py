@@ -1,4 +1,5 @@
 """Building blocks shared by more than one modzoo family."""
+from .bn_fold import fold_conv_bn
 from .drop_path import drop_path_rates
 from .input_check import check_image_input, pad_for_patches
 from .pooling import MatmulAdaptiveAvgPool2d, adaptive_avg_pool2d_traceable

@@ -42,7 +42,7 @@ from timm.models._features import feature_take_indices
 from timm.models.pvt_v2 import OverlapPatchEmbed
 
 from modzoo.kernels import mixed_dwconv_interleave  # fused on CUDA; PyTorch reference elsewhere
-from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches
+from modzoo.layers import check_image_input, drop_path_rates, fold_conv_bn, pad_for_patches
 from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -52,19 +52,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
-
-
-def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-    """Fold ``bn`` (its running statistics) into ``conv`` in place; the BN acts per output channel, so this also
-    holds for grouped convs."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    conv.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-    fused_bias = (bias - bn.running_mean) * scale + bn.bias
-    if conv.bias is None:
-        conv.bias = nn.Parameter(fused_bias)
-    else:
-        conv.bias.copy_(fused_bias)
 
 
 class ChannelsLastDWConv(nn.Module):
@@ -151,7 +138,7 @@ class ScaleAwareModulation(nn.Module):
     @torch.no_grad()
     def fuse_bn(self) -> None:
         if isinstance(self.bn, nn.BatchNorm2d):
-            _fold_bn(self.proj0, self.bn)
+            self.proj0 = fold_conv_bn(self.proj0, self.bn)
             self.bn = nn.Identity()
 
 
@@ -277,7 +264,7 @@ class ConvStem(nn.Module):
     @torch.no_grad()
     def fuse_bn(self) -> None:
         if isinstance(self.conv[1], nn.BatchNorm2d):
-            _fold_bn(self.conv[0], self.conv[1])
+            self.conv[0] = fold_conv_bn(self.conv[0], self.conv[1])
             self.conv[1] = nn.Identity()
 
 
