@@ -38,7 +38,7 @@ _logger = logging.getLogger(__name__)
 
 __all__ = [
     'EXPORTERS', 'DEFAULT_EXPORTER', 'DYNAMIC_MODES', 'SPATIALLY_STATIC', 'ExportError', 'InvalidExportInput',
-    'ParityError', 'validate_export_args', 'require_optional',
+    'ParityError', 'validate_export_args', 'require_optional', 'checkpoint_num_classes',
     'CheckReport', 'ExportResult', 'build_export_model', 'export_onnx', 'check_onnx', 'find_nonstandard_ops',
     'spatial_export_blocker', 'default_output_path', 'model_input_config', 'check_plan',
 ]
@@ -106,8 +106,10 @@ def _classifier_keys(model: nn.Module) -> List[str]:
     return [n + '.weight' for n in names]
 
 
-def _checkpoint_num_classes(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
-    """Classes of the checkpoint's classifier after the family's key conversion (0: no classifier; None: unknown)."""
+def checkpoint_num_classes(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+    """Classes of the checkpoint's classifier after the family's key conversion (0: no classifier; None: unknown).
+
+    ``model`` only supplies the family's filter and classifier name: a build on the meta device will do."""
     filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
     converted = state_dict
     if filter_fn is not None:
@@ -155,7 +157,7 @@ def build_export_model(
         from modzoo.models import read_checkpoint
         state_dict = read_checkpoint(checkpoint, trusted=trust_pickle)
         if num_classes is None:
-            ckpt_classes = _checkpoint_num_classes(model, state_dict)
+            ckpt_classes = checkpoint_num_classes(model, state_dict)
             if ckpt_classes is not None and ckpt_classes != getattr(model, 'num_classes', ckpt_classes):
                 _logger.info('classifier resized to the checkpoint: %d -> %d classes', model.num_classes, ckpt_classes)
                 model.reset_classifier(ckpt_classes)

@@ -75,16 +75,13 @@ def read_weights(path: str, prefer_ema: bool = True):
 
 
 def _classifier_classes(model_name: str, state_dict: Dict[str, torch.Tensor], kwargs) -> Optional[int]:
+    """The checkpoint's class count, read after the family's key conversion (official layouts name the head
+    differently); None when it has no classifier or the count cannot be told."""
     import modzoo
+    from modzoo.export.onnx import checkpoint_num_classes
     with torch.device('meta'):
         probe = modzoo.create_model(model_name, **kwargs)
-    classifier = probe.pretrained_cfg.get('classifier')
-    names = [classifier] if isinstance(classifier, str) else list(classifier or [])
-    for name in names:
-        w = state_dict.get(name + '.weight')
-        if w is not None:
-            return int(w.shape[0])
-    return None
+    return checkpoint_num_classes(probe, state_dict) or None
 
 
 def load_model_for_inference(
