@@ -96,16 +96,11 @@ def count_config_flops(config, shape: Sequence[int] = (512, 2048)) -> Complexity
     """FLOPs/params of a config's model (path or Config) on one ``3 x H x W`` input, and of its backbone alone."""
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
-    from .smoke import _registry, scope_of
-    from .runtime import use_batchnorm
+    from .smoke import _registry, cheapen_model_cfg, scope_of
 
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     scope = scope_of(cfg)
-    model_cfg = cfg.model.copy()
-    use_batchnorm(model_cfg)
-    if 'pretrained' in model_cfg:
-        model_cfg['pretrained'] = None
-    model_cfg['backbone'].pop('init_cfg', None)
+    model_cfg = cheapen_model_cfg(cfg.model, few_boxes=False)  # a deep copy: the caller's config stays as it was
     with DefaultScope.overwrite_default_scope(scope):
         model = _registry(scope).build(model_cfg)
     model.eval()

@@ -86,16 +86,20 @@ def _registry(scope: str):
     return MODELS
 
 
-def cheapen_model_cfg(model_cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """A copy of ``model_cfg`` for CPU smoke runs: BN for SyncBN, no pretrained weights, few boxes."""
+def cheapen_model_cfg(model_cfg: Dict[str, Any], few_boxes: bool = True) -> Dict[str, Any]:
+    """A copy of ``model_cfg`` for CPU runs: BN for SyncBN, no pretrained weights, and (``few_boxes``) few boxes.
+
+    FLOP counting keeps the config's proposal counts (``few_boxes=False``): they are part of what it measures.
+    """
     model_cfg = copy.deepcopy(model_cfg)
     use_batchnorm(model_cfg)
     if 'pretrained' in model_cfg:
         model_cfg['pretrained'] = None
     backbone = model_cfg.get('backbone') or {}
     backbone.pop('init_cfg', None)
-    for name in ('train_cfg', 'test_cfg'):
-        fewer_boxes(model_cfg.get(name) or {})
+    if few_boxes:
+        for name in ('train_cfg', 'test_cfg'):
+            fewer_boxes(model_cfg.get(name) or {})
     return model_cfg
 
 
