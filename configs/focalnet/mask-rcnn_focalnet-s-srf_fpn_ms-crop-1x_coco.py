@@ -9,7 +9,7 @@
 # Reported (README): box / mask AP 48.0 / 42.7, 70.8M params, 356 GFLOPs.
 _base_ = [
     '../_base_/models/mask-rcnn_modzoo_fpn.py', '../_base_/datasets/coco_instance_ms-crop.py',
-    '../_base_/schedules/coco_adamw_1x.py', 'mmdet::_base_/default_runtime.py',
+    '../_base_/schedules/coco_adamw_1x_step9-11.py', 'mmdet::_base_/default_runtime.py',
 ]
 model = dict(
     backbone=dict(
@@ -20,7 +20,3 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint='timm:zoo_focalnet_small_srf.ms_in1k')),
     neck=dict(in_channels=[96, 192, 384, 768]))
 optim_wrapper = dict(optimizer=dict(lr=1e-4, weight_decay=0.05))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
-    dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[9, 11], gamma=0.1),  # official: step=[9, 11]
-]
