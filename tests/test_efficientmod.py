@@ -15,7 +15,8 @@ from modzoo.models.efficientmod import (
 )
 from modzoo.utils import count_flops, sdpa_flop_jit
 from zoo_testing import (
-    build_on_meta, create_from_file, golden_names, layout_names, load_assign, load_golden, random_checkpoint,
+    build_on_meta, check_golden_logits, check_loads_identically, create_from_file, golden_names, layout_names,
+    load_assign, random_checkpoint,
 )
 
 VARIANTS = ['xxs', 'xs', 's', 's_conv']
@@ -52,16 +53,9 @@ def _from_official_kwargs(official: dict) -> dict:
 @pytest.mark.parametrize('golden', golden_names('efficientmod_'))
 def test_golden_logits(golden, tmp_path):
     """Official-layout weights in a timm train container, through the public timm API, give the official logits."""
-    state_dict, tensors, meta = load_golden(golden)
-    kwargs = _from_official_kwargs(meta['official_kwargs'])
-    model = create_from_file(
-        'zoo_efficientmod_xxs', {'state_dict': state_dict, 'epoch': 1}, tmp_path,
-        checkpoint_classes=kwargs['num_classes'], **kwargs).eval()
-    with torch.no_grad():
-        logits = model(tensors['input'])
-    assert logits.shape == tuple(meta['logits_shape'])
-    assert (logits - tensors['logits']).abs().max().item() <= 1e-5
-    assert sum(p.numel() for p in model.parameters()) == meta['num_params']
+    check_golden_logits(
+        'zoo_efficientmod_xxs', golden, tmp_path,
+        wrap=lambda state_dict: {'state_dict': state_dict, 'epoch': 1}, model_kwargs=_from_official_kwargs)
 
 
 def _variant_of(layout: str) -> str:
@@ -144,11 +138,7 @@ def test_checkpoint_containers(container):
         'module': {'state_dict': {'module.' + k: v for k, v in sd.items()}},
         'official': {'state_dict': {k: v + 1 for k, v in official.items()}, 'state_dict_ema': official},
     }[container]
-    target = timm.create_model('zoo_efficientmod_xxs', **SMALL).eval()
-    modzoo.load_checkpoint(target, wrapped)
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(target(x), source(x))
+    check_loads_identically('zoo_efficientmod_xxs', source, wrapped, **SMALL)
 
 
 def test_mismatched_checkpoint_lists_keys_and_shapes(tmp_path):

@@ -6,8 +6,8 @@ import torch
 import modzoo
 from modzoo.models.focalnet import checkpoint_filter_fn
 from zoo_testing import (
-    build_on_meta, create_for_test, create_from_file, golden_names, layout_names, load_assign, load_golden,
-    random_checkpoint,
+    build_on_meta, check_golden_logits, check_loads_identically, create_for_test, create_from_file, golden_names,
+    layout_names, load_assign, random_checkpoint,
 )
 
 SMALL = dict(embed_dim=16, depths=(1, 1, 2, 1))
@@ -16,15 +16,7 @@ SMALL = dict(embed_dim=16, depths=(1, 1, 2, 1))
 @pytest.mark.parametrize('golden', golden_names('focalnet_'))
 def test_golden_logits(golden, tmp_path):
     """Official-layout weights through the public timm API reproduce the official code's logits."""
-    state_dict, tensors, meta = load_golden(golden)
-    kwargs = dict(meta['official_kwargs'])
-    model = create_from_file(
-        'zoo_focalnet_tiny_srf', {'model': state_dict}, tmp_path, checkpoint_classes=kwargs['num_classes'], **kwargs).eval()
-    with torch.no_grad():
-        logits = model(tensors['input'])
-    assert logits.shape == tuple(meta['logits_shape'])
-    assert (logits - tensors['logits']).abs().max().item() <= 1e-5
-    assert sum(p.numel() for p in model.parameters()) == meta['num_params']
+    check_golden_logits('zoo_focalnet_tiny_srf', golden, tmp_path)
 
 
 def _variant_of(layout: str) -> str:
@@ -115,11 +107,7 @@ def test_checkpoint_containers(container):
         'module': {'model': {'module.' + k: v for k, v in sd.items()}},
         'mm_backbone': {'state_dict': {**{'backbone.' + k: v for k, v in sd.items()}, 'decode_head.conv.weight': sd['norm.weight']}},
     }[container]
-    target = timm.create_model('zoo_focalnet_tiny_srf', **SMALL).eval()
-    modzoo.load_checkpoint(target, wrapped)
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(target(x), source(x))
+    check_loads_identically('zoo_focalnet_tiny_srf', source, wrapped, **SMALL)
 
 
 def test_mismatched_checkpoint_lists_keys_and_shapes(tmp_path):

@@ -13,8 +13,8 @@ from modzoo.models.smt import (
     SMT, MultiHeadSelfAttention, ScaleAwareModulation, checkpoint_filter_fn, fuse_bn, mixed_dwconv_interleave,
 )
 from zoo_testing import (
-    build_on_meta, create_from_file, golden_names, layout_names, load_assign, load_golden, num_params,
-    random_checkpoint,
+    build_on_meta, check_golden_logits, check_loads_identically, create_from_file, golden_names, layout_names,
+    load_assign, num_params, random_checkpoint,
 )
 
 # a narrow SMT with every block type: stages 1-2 SAM, stage 3 SAM+MSA, stage 4 MSA
@@ -25,15 +25,7 @@ LAYOUT_VARIANT = {'smt_t': 'zoo_smt_tiny', 'smt_s': 'zoo_smt_small', 'smt_b': 'z
 @pytest.mark.parametrize('golden', golden_names('smt_'))
 def test_golden_logits(golden, tmp_path):
     """Official-layout weights through the public timm API reproduce the official code's logits."""
-    state_dict, tensors, meta = load_golden(golden)
-    kwargs = dict(meta['official_kwargs'])
-    model = create_from_file(
-        'zoo_smt_tiny', {'model': state_dict}, tmp_path, checkpoint_classes=kwargs['num_classes'], **kwargs).eval()
-    with torch.no_grad():
-        logits = model(tensors['input'])
-    assert logits.shape == tuple(meta['logits_shape'])
-    assert (logits - tensors['logits']).abs().max().item() <= 1e-5
-    assert num_params(model) == meta['num_params']
+    check_golden_logits('zoo_smt_tiny', golden, tmp_path)
 
 
 @pytest.mark.parametrize('layout', layout_names('smt_'))
@@ -113,11 +105,7 @@ def test_checkpoint_containers(container):
         'mm_backbone': {'state_dict': {**{'backbone.' + k: v for k, v in sd.items()},
                                        'neck.lateral.weight': torch.zeros(3)}},
     }[container]
-    target = timm.create_model('zoo_smt_tiny', **SMALL).eval()
-    modzoo.load_checkpoint(target, wrapped)
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(target(x), source(x))
+    check_loads_identically('zoo_smt_tiny', source, wrapped, **SMALL)
 
 
 def _det_seg_file(official):

@@ -2,11 +2,13 @@
 import contextlib
 import json
 import os
-from typing import Dict, Tuple
+from typing import Callable, Dict, Tuple
 
 import timm
 import torch
 from safetensors.torch import load_file
+
+import modzoo
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 GOLDEN_DIR = os.path.join(FIXTURES, 'golden')
@@ -42,6 +44,43 @@ def create_from_file(model_name: str, checkpoint: dict, tmp_path, checkpoint_cla
     if checkpoint_classes is not None:
         overlay['num_classes'] = checkpoint_classes
     return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+
+
+def check_golden_logits(
+        model_name: str,
+        golden: str,
+        tmp_path,
+        wrap: Callable[[dict], dict] = lambda state_dict: {'model': state_dict},
+        model_kwargs: Callable[[dict], dict] = dict,
+) -> None:
+    """Official-layout golden weights, wrapped in a checkpoint container by ``wrap``, through the public timm API
+    (:func:`create_from_file`) reproduce the official code's logits (<= 1e-5) with its parameter count.
+
+    ``model_kwargs`` maps the fixture's official constructor kwargs to the model's.
+    """
+    state_dict, tensors, meta = load_golden(golden)
+    kwargs = model_kwargs(meta['official_kwargs'])
+    model = create_from_file(
+        model_name, wrap(state_dict), tmp_path, checkpoint_classes=kwargs['num_classes'], **kwargs).eval()
+    with torch.no_grad():
+        logits = model(tensors['input'])
+    # not a test module, so pytest does not rewrite these asserts: the messages say what differed
+    assert logits.shape == tuple(meta['logits_shape']), f'{golden}: logits shape {tuple(logits.shape)}'
+    max_diff = (logits - tensors['logits']).abs().max().item()
+    assert max_diff <= 1e-5, f'{golden}: max |logits - official| = {max_diff:.3g}'
+    params = num_params(model)
+    assert params == meta['num_params'], f'{golden}: {params} params, official {meta["num_params"]}'
+
+
+def check_loads_identically(model_name: str, source: torch.nn.Module, checkpoint, **kwargs) -> None:
+    """``checkpoint`` (any container) loaded with :func:`modzoo.load_checkpoint` into a new ``model_name`` gives
+    exactly the outputs of ``source`` (an eval-mode model) on a 64x64 image."""
+    target = timm.create_model(model_name, **kwargs).eval()
+    modzoo.load_checkpoint(target, checkpoint)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out, expected = target(x), source(x)
+    assert torch.equal(out, expected), f'{model_name}: max |loaded - source| = {(out - expected).abs().max():.3g}'
 
 
 def layout_names(prefix: str):
