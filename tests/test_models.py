@@ -12,7 +12,7 @@ import timm
 import torch
 
 import modzoo
-from zoo_testing import LARGE_PARAMS, build_on_meta, create_for_test, num_params
+from zoo_testing import build_on_meta, create_for_test, is_large
 
 MODELS = modzoo.list_models()
 SIZE = 64  # input size for the contract checks: stride-32 models give 2x2 final maps
@@ -20,10 +20,6 @@ SIZE = 64  # input size for the contract checks: stride-32 models give 2x2 final
 
 def _input(batch: int = 2, size=(SIZE, SIZE), chans: int = 3) -> torch.Tensor:
     return torch.randn(batch, chans, *size)
-
-
-def _is_large(name: str) -> bool:
-    return num_params(build_on_meta(name)) > LARGE_PARAMS
 
 
 def test_models_are_registered():
@@ -119,7 +115,7 @@ def test_model_contract(name):
 
 @pytest.mark.parametrize('name', MODELS)
 def test_features_only(name):
-    if _is_large(name):
+    if is_large(name):
         # feature_info checks without a second full build; the forward is covered by the smaller family members
         model = build_on_meta(name)
         assert len(model.feature_info) >= 1
@@ -141,7 +137,7 @@ def test_features_only(name):
 
 @pytest.mark.parametrize('name', MODELS)
 def test_in_chans_and_num_classes(name):
-    if _is_large(name):
+    if is_large(name):
         pytest.skip('large model: in_chans/num_classes plumbing covered by smaller variants of the family')
     model = timm.create_model(name, pretrained=False, in_chans=1, num_classes=5, drop_path_rate=0.1).eval()
     with torch.no_grad():

@@ -155,9 +155,14 @@ def fast_init():
         torch.Tensor.uniform_, torch.Tensor.normal_ = orig_uniform, orig_normal
 
 
+def is_large(model_name: str, **kwargs) -> bool:
+    """More than ``LARGE_PARAMS`` parameters (counted on a meta build)."""
+    return num_params(build_on_meta(model_name, **kwargs)) > LARGE_PARAMS
+
+
 def create_for_test(model_name: str, **kwargs) -> torch.nn.Module:
     """``timm.create_model(pretrained=False)``, with :func:`fast_init` for the biggest variants."""
-    if num_params(build_on_meta(model_name, **kwargs)) > LARGE_PARAMS:
+    if is_large(model_name, **kwargs):
         with fast_init():
             return timm.create_model(model_name, pretrained=False, **kwargs)
     return timm.create_model(model_name, pretrained=False, **kwargs)
