@@ -1,8 +1,5 @@
 """EfficientMod: official numerics (golden fixtures), official key layouts, the spec's per-block structure, tile
 semantics, checkpoint handling, features and the SDPA FLOP handle."""
-import json
-import os
-
 import pytest
 import timm
 import torch
@@ -16,7 +13,7 @@ from modzoo.models.efficientmod import (
 from modzoo.utils import count_flops, sdpa_flop_jit
 from zoo_testing import (
     build_on_meta, check_golden_logits, check_loads_identically, create_from_file, golden_names, layout_names,
-    load_assign, random_checkpoint,
+    load_assign, random_checkpoint, reported_and_manifest,
 )
 
 VARIANTS = ['xxs', 'xs', 's', 's_conv']
@@ -310,11 +307,7 @@ def test_pretrained_has_no_download_and_says_so():
 
 
 def test_reported_and_manifest_cover_every_model():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, 'modzoo', 'data', 'reported', 'efficientmod.json')) as f:
-        reported = json.load(f)['models']
-    with open(os.path.join(root, 'checkpoints', 'manifest', 'efficientmod.json')) as f:
-        manifest = json.load(f)['checkpoints']
+    reported, manifest = reported_and_manifest('efficientmod')
     names = modzoo.list_models(family='efficientmod')
     assert sorted(names) == sorted(reported) == sorted(f'zoo_efficientmod_{v}' for v in VARIANTS)
     for name in names:

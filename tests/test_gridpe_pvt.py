@@ -1,8 +1,6 @@
 """GridPE-PVT: timm equivalence (PVT v2), official layouts (whai362 v1/v2), an independent PVT v1 reference, GridPE
 buffers in checkpoints, positions that follow the input, export paths."""
-import json
 import math
-import os
 import re
 
 import pytest
@@ -15,12 +13,11 @@ from modzoo.layers import find_stage_transitions
 from modzoo.layers.grid_pe import GridPE, grid_positions
 from modzoo.layers import adaptive_avg_pool2d_traceable
 from modzoo.models.gridpe_pvt import checkpoint_filter_fn
-from zoo_testing import build_on_meta, create_from_file, fast_init, load_assign, num_params
+from zoo_testing import build_on_meta, create_from_file, fast_init, load_assign, num_params, reported_and_manifest
 
 V2 = ['b0', 'b1', 'b2', 'b2_li', 'b3', 'b4', 'b5']
 # small widths with head_dim >= 6 (the smallest 2D GridPE group), one block per stage
 TINY = dict(depths=(1, 1, 1, 1), embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 2, 4), num_classes=5)
-REPO = os.path.join(os.path.dirname(__file__), '..')
 
 
 def _nontrivial(logits: torch.Tensor) -> bool:
@@ -351,10 +348,7 @@ def test_torch_compile():
 def test_reported_numbers_and_manifest():
     """Every registered variant has reported numbers and a manifest entry; params match the paper's (no GridPE
     parameters), and the pretrained cfgs point at the manifest's sources."""
-    with open(os.path.join(REPO, 'modzoo', 'data', 'reported', 'gridpe_pvt.json')) as f:
-        reported = json.load(f)['models']
-    with open(os.path.join(REPO, 'checkpoints', 'manifest', 'gridpe_pvt.json')) as f:
-        manifest = json.load(f)['checkpoints']
+    reported, manifest = reported_and_manifest('gridpe_pvt')
     names = modzoo.list_models(family='gridpe_pvt')
     assert len(names) == 11 and sorted(reported) == names
     for name in names:

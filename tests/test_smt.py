@@ -1,8 +1,5 @@
 """SMT: official numerics (golden fixtures), official key layouts, det/seg naming, checkpoint handling, deploy fusion,
 the fixed official bugs (reset_classifier, gradient checkpointing, dynamic-batch ONNX) and export paths."""
-import json
-import os
-
 import pytest
 import timm
 import torch
@@ -14,7 +11,7 @@ from modzoo.models.smt import (
 )
 from zoo_testing import (
     build_on_meta, check_golden_logits, check_loads_identically, create_from_file, golden_names, layout_names,
-    load_assign, num_params, random_checkpoint,
+    load_assign, num_params, random_checkpoint, reported_and_manifest,
 )
 
 # a narrow SMT with every block type: stages 1-2 SAM, stage 3 SAM+MSA, stage 4 MSA
@@ -329,11 +326,7 @@ def test_bad_config_errors():
 
 
 def test_reported_numbers_and_manifest():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(root, 'modzoo', 'data', 'reported', 'smt.json')) as f:
-        reported = json.load(f)['models']
-    with open(os.path.join(root, 'checkpoints', 'manifest', 'smt.json')) as f:
-        manifest = json.load(f)['checkpoints']
+    reported, manifest = reported_and_manifest('smt')
     names = modzoo.list_models(family='smt')
     assert names == sorted(LAYOUT_VARIANT.values())
     assert all(name in reported for name in names)

@@ -10,11 +10,22 @@ from safetensors.torch import load_file
 
 import modzoo
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 GOLDEN_DIR = os.path.join(FIXTURES, 'golden')
 KEYS_DIR = os.path.join(FIXTURES, 'keys')
 # above this many parameters a model counts as large: tests build it with fast_init and skip repeated builds
 LARGE_PARAMS = 120e6
+
+
+def reported_and_manifest(family: str) -> Tuple[dict, dict]:
+    """A family's paper-reported numbers (``modzoo/data/reported/<family>.json``, by model name) and checkpoint
+    manifest (``checkpoints/manifest/<family>.json``, by ``model.tag``)."""
+    with open(os.path.join(REPO, 'modzoo', 'data', 'reported', family + '.json')) as f:
+        reported = json.load(f)['models']
+    with open(os.path.join(REPO, 'checkpoints', 'manifest', family + '.json')) as f:
+        manifest = json.load(f)['checkpoints']
+    return reported, manifest
 
 
 def golden_names(prefix: str):
