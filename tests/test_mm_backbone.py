@@ -18,17 +18,7 @@ from modzoo.models import UnknownModelError  # noqa: E402
 from modzoo.mm import ModzooBackbone  # noqa: E402
 from modzoo.mm.runtime import mmengine_checkpoint_globals  # noqa: E402
 from zoo_testing import random_checkpoint  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # two OpenMP threads spin-wait against the other test workers: one thread is ~30x cheaper in CPU time here
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
 
 
 def _official_like(layout: str, seed: int = 0):

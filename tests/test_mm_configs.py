@@ -19,8 +19,8 @@ pytestmark = pytest.mark.mm
 from modzoo.mm.runtime import apply_tiny  # noqa: E402
 from modzoo.mm.smoke import build_model, cached_package_config_index, dummy_batch, load_config, train_step  # noqa
 from zoo_testing import fast_init  # noqa: E402
+from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, 'configs')
 CONFIGS = sorted(
     os.path.relpath(p, CONFIG_DIR) for p in glob.glob(os.path.join(CONFIG_DIR, '**', '*.py'), recursive=True)
@@ -72,14 +72,6 @@ EXPECTED.update({
 DECAY_ALL = {c for c in EXPECTED if c.startswith('macmd/')}
 _LENGTH = {'160k': ('max_iters', 160000), '40k': ('max_iters', 40000), '1x': ('max_epochs', 12),
            '3x': ('max_epochs', 36), '150e': ('max_epochs', 150)}
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 _PARSED = {}

@@ -18,9 +18,8 @@ pytestmark = pytest.mark.mm
 
 from modzoo.mm import runtime  # noqa: E402
 from modzoo.mm.runtime import mmengine_checkpoint_globals, train_main  # noqa: E402
-from modzoo.mm.smoke import cached_package_config_index  # noqa: E402
+from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
 from make_tiny_datasets import WRITERS  # noqa: E402
 
@@ -38,15 +37,6 @@ DET = {
 }
 # the tiny images shrink by 16: 32x32 segmentation crops, ~50x60 COCO images
 TINY = ['--tiny-scale', '16']
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread_fast_parsing():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with cached_package_config_index():
-        yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')

@@ -11,21 +11,12 @@ pytestmark = pytest.mark.mm
 
 from modzoo.mm.flops import count_config_flops  # noqa: E402
 from modzoo.mm.smoke import cached_package_config_index, load_config  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
 
 
 def _config(relpath: str):
     with cached_package_config_index():
         return load_config(os.path.join(ROOT, 'configs', relpath))
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_segmentor_count_is_backbone_plus_decode_head_with_attention():

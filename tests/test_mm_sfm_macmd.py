@@ -19,10 +19,10 @@ from modzoo.mm import ModzooBackbone  # noqa: E402
 from modzoo.mm.backbone import SFMFeatures  # noqa: E402
 from modzoo.mm import runtime  # noqa: E402
 from modzoo.mm.seg import ClasswiseDiceLoss, MACMDHead  # noqa: E402
-from modzoo.mm.smoke import build_model, cached_package_config_index, dummy_batch, load_config  # noqa: E402
+from modzoo.mm.smoke import build_model, dummy_batch, load_config  # noqa: E402
 from zoo_testing import fast_init  # noqa: E402
+from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, 'tools')
 sys.path.insert(0, TOOLS)
 import aliasing  # noqa: E402
@@ -34,15 +34,6 @@ SFM_CONFIGS = {  # SFM config -> its plain partner (the base it extends)
     'sfm/upernet_smt-s_sfm_8xb2-160k_ade20k-512x512.py': 'smt/upernet_smt-s_8xb2-160k_ade20k-512x512.py',
 }
 MACMD_CONFIG = 'macmd/macmd_pvt-v2-b2_1xb16-150e_synapse-224x224.py'
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread_fast_parsing():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with cached_package_config_index():
-        yield
-    torch.set_num_threads(threads)
 
 
 def _config(relpath: str):
