@@ -101,7 +101,9 @@ def count_config_flops(config, shape: Sequence[int] = (512, 2048)) -> Complexity
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     scope = scope_of(cfg)
     model_cfg = cheapen_model_cfg(cfg.model, few_boxes=False)  # a deep copy: the caller's config stays as it was
-    with DefaultScope.overwrite_default_scope(scope):
+    # fixed weights: a detector's FLOPs depend on how many boxes survive NMS, so an unseeded init varied them by ~1%
+    with torch.random.fork_rng(), DefaultScope.overwrite_default_scope(scope):
+        torch.manual_seed(0)
         model = _registry(scope).build(model_cfg)
     model.eval()
     h, w = int(shape[0]), int(shape[1])
