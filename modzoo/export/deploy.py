@@ -11,10 +11,9 @@ import inspect
 import logging
 from typing import List, Optional
 
-import torch
 import torch.nn as nn
 
-from modzoo.layers import MatmulAdaptiveAvgPool2d
+from modzoo.layers import MatmulAdaptiveAvgPool2d, fold_conv_bn
 
 _logger = logging.getLogger(__name__)
 
@@ -27,24 +26,6 @@ __all__ = [
 MODEL_HOOKS = ('fuse_bn', 'switch_to_deploy', 'reparameterize')
 # Sub-module hooks (timm's reparameterize_model convention and MobileOne/RepVGG-style blocks).
 MODULE_HOOKS = ('reparameterize', 'fuse', 'switch_to_deploy')
-
-
-@torch.no_grad()
-def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new convolution computing ``bn(conv(x))`` in eval mode (running statistics)."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError('cannot fold a BatchNorm without running statistics (track_running_stats=False)')
-    fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-        conv.groups, bias=True, padding_mode=conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype)
-    scale = bn.running_var.add(bn.eps).rsqrt()
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    shift = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias.copy_((bias - bn.running_mean) * scale + shift)
-    return fused
 
 
 def fuse_sequential_conv_bn(model: nn.Module) -> int:
