@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -30,6 +29,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn as nn
+
+from modzoo.models._checkpoint import checkpoint_num_classes
 
 from .deploy import prepare_for_deploy
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, photo_images, random_images
@@ -98,32 +99,6 @@ def _features_wrapper(model: nn.Module, model_name: str, model_kwargs: Mapping[s
             f'{model_name}: features_only builds a {type(probe).__name__}; modzoo models use '
             f"feature_cfg=dict(feature_cls='getter') (FeatureGetterNet)")
     return FeatureGetterNet(model, out_indices=list(probe.out_indices), norm=probe.norm)
-
-
-def _classifier_keys(model: nn.Module) -> List[str]:
-    classifier = (getattr(model, 'pretrained_cfg', None) or {}).get('classifier')
-    names = [classifier] if isinstance(classifier, str) else list(classifier or [])
-    return [n + '.weight' for n in names]
-
-
-def checkpoint_num_classes(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
-    """Classes of the checkpoint's classifier after the family's key conversion (0: no classifier; None: unknown).
-
-    ``model`` only supplies the family's filter and classifier name: a build on the meta device will do."""
-    filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
-    converted = state_dict
-    if filter_fn is not None:
-        try:
-            converted = filter_fn(dict(state_dict), model, verify=False)
-        except Exception:  # the strict load that follows reports what does not fit
-            return None
-    keys = _classifier_keys(model)
-    if not keys:
-        return None
-    for key in keys:
-        if key in converted:
-            return int(converted[key].shape[0])
-    return 0
 
 
 def build_export_model(

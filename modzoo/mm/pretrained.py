@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from modzoo.models import CheckpointMismatchError, read_checkpoint, unwrap_state_dict
+from modzoo.models._checkpoint import convert_state_dict
 
 __all__ = ['LoadReport', 'fetch_checkpoint', 'load_into_features_model']
 
@@ -141,12 +142,7 @@ def load_into_features_model(
         dense_only: keys of layers that exist only in dense-task backbones (allowed to be missing).
     """
     if filter_fn is not None:
-        try:
-            state_dict = filter_fn(state_dict, model, verify=False)
-        except TypeError as e:
-            if 'verify' not in str(e):
-                raise
-            state_dict = filter_fn(state_dict, model)
+        state_dict = convert_state_dict(state_dict, model, filter_fn, verify=False)
     model_sd = model.state_dict()
     pruned = set(full_model_keys) - set(model_sd)
     dense_only = set(dense_only)

@@ -6,9 +6,11 @@ Official releases come in several containers (``{'model': sd}`` from Swin-style 
 :func:`verify_state_dict` compares the result with the model and raises :class:`CheckpointMismatchError` naming every
 missing, unexpected and wrongly shaped key, so a checkpoint that does not fit never loads silently.
 """
+import inspect
 import logging
 import os
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+import sys
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -17,7 +19,7 @@ _logger = logging.getLogger(__name__)
 
 __all__ = [
     'CheckpointMismatchError', 'unwrap_state_dict', 'strip_prefix', 'verify_state_dict', 'read_checkpoint',
-    'load_checkpoint',
+    'load_checkpoint', 'convert_state_dict', 'classifier_names', 'checkpoint_num_classes',
 ]
 
 # Container keys in the order they are preferred: EMA weights are what the official repos evaluate.
@@ -103,6 +105,51 @@ def _model_name(model: nn.Module) -> str:
     return cfg.get('architecture') or type(model).__name__
 
 
+def _cfg_module_names(model: nn.Module, key: str) -> List[str]:
+    """Module names under ``pretrained_cfg[key]`` (``'classifier'``, ``'first_conv'``): one string or a list."""
+    names = (getattr(model, 'pretrained_cfg', None) or {}).get(key)
+    return [names] if isinstance(names, str) else list(names or [])
+
+
+def classifier_names(model: nn.Module) -> List[str]:
+    """The model's classifier module names, from its ``pretrained_cfg`` (e.g. ``['head.fc']``)."""
+    return _cfg_module_names(model, 'classifier')
+
+
+def convert_state_dict(
+        state_dict: Mapping[str, torch.Tensor],
+        model: nn.Module,
+        filter_fn: Optional[Callable] = None,
+        verify: bool = True,
+) -> Dict[str, torch.Tensor]:
+    """Convert ``state_dict`` with ``filter_fn``, by default the family's ``checkpoint_filter_fn`` (looked up from the
+    model's module); ``verify`` is passed on to filters that take it. Without a filter the dict is returned as is."""
+    if filter_fn is None:
+        filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
+    if filter_fn is None:
+        return dict(state_dict)
+    if 'verify' in inspect.signature(filter_fn).parameters:
+        return filter_fn(state_dict, model, verify=verify)
+    return filter_fn(state_dict, model)
+
+
+def checkpoint_num_classes(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+    """Classes of the checkpoint's classifier after the family's key conversion (0: no classifier; None: unknown).
+
+    ``model`` only supplies the family's filter and classifier name: a build on the meta device will do."""
+    keys = [name + '.weight' for name in classifier_names(model)]
+    if not keys:
+        return None
+    try:
+        converted = convert_state_dict(dict(state_dict), model, verify=False)
+    except Exception:  # the strict load that follows reports what does not fit
+        return None
+    for key in keys:
+        if key in converted:
+            return int(converted[key].shape[0])
+    return 0
+
+
 def verify_state_dict(
         state_dict: Mapping[str, torch.Tensor],
         model: nn.Module,
@@ -115,16 +162,9 @@ def verify_state_dict(
     ``in_chans`` differs) are exempt from the shape check, and the classifier may be absent. ``allow_missing`` lists
     key prefixes of layers that are new relative to the checkpoint (e.g. dense-task output norms).
     """
-    cfg = getattr(model, 'pretrained_cfg', None) or {}
-    adapted = []
-    for name in (cfg.get('classifier'), cfg.get('first_conv')):
-        if isinstance(name, str):
-            adapted.append(name + '.')
-        elif name:
-            adapted += [n + '.' for n in name]
-    classifier = cfg.get('classifier')
-    classifiers = [classifier] if isinstance(classifier, str) else list(classifier or [])
-    optional = tuple(c + '.' for c in classifiers) + tuple(allow_missing)
+    classifiers = tuple(c + '.' for c in classifier_names(model))
+    adapted = classifiers + tuple(c + '.' for c in _cfg_module_names(model, 'first_conv'))
+    optional = classifiers + tuple(allow_missing)
 
     model_sd = model.state_dict()
     missing = [k for k in model_sd if k not in state_dict and not k.startswith(optional)]
@@ -177,14 +217,7 @@ def load_checkpoint(
         state_dict = read_checkpoint(checkpoint, trusted=trusted)
     else:
         state_dict = unwrap_state_dict(checkpoint)
-    if filter_fn is None:
-        import sys
-        filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
-    if filter_fn is not None:
-        try:
-            state_dict = filter_fn(state_dict, model, verify=strict)
-        except TypeError:
-            state_dict = filter_fn(state_dict, model)
+    state_dict = convert_state_dict(state_dict, model, filter_fn, verify=strict)
     if strict:
         verify_state_dict(state_dict, model)
         model.load_state_dict(state_dict, strict=True)

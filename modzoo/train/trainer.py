@@ -75,19 +75,11 @@ def create_run_model(name: str, num_classes: int, pretrained: bool = False, **kw
 def load_initial_weights(model: nn.Module, path: str) -> List[str]:
     """Load weights for a new run (fine-tuning): strict, except a classifier whose size differs is left as
     initialised. Returns the skipped classifier keys. Any other mismatch raises ``CheckpointMismatchError``."""
-    import sys as _sys
     from modzoo.models import read_checkpoint
-    from modzoo.models._checkpoint import verify_state_dict
-    state_dict = read_checkpoint(path)
-    filter_fn = getattr(_sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
-    if filter_fn is not None:
-        try:
-            state_dict = filter_fn(state_dict, model, verify=False)
-        except TypeError:
-            state_dict = filter_fn(state_dict, model)
+    from modzoo.models._checkpoint import classifier_names, convert_state_dict, verify_state_dict
+    state_dict = convert_state_dict(read_checkpoint(path), model, verify=False)
     model_sd = model.state_dict()
-    classifier = model.pretrained_cfg.get('classifier') if hasattr(model, 'pretrained_cfg') else None
-    heads = [classifier] if isinstance(classifier, str) else list(classifier or [])
+    heads = classifier_names(model)
     skipped = [k for k, v in state_dict.items()
                if any(k.startswith(h + '.') for h in heads) and k in model_sd and v.shape != model_sd[k].shape]
     for k in skipped:

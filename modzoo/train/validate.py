@@ -78,7 +78,7 @@ def _classifier_classes(model_name: str, state_dict: Dict[str, torch.Tensor], kw
     """The checkpoint's class count, read after the family's key conversion (official layouts name the head
     differently); None when it has no classifier or the count cannot be told."""
     import modzoo
-    from modzoo.export.onnx import checkpoint_num_classes
+    from modzoo.models._checkpoint import checkpoint_num_classes
     with torch.device('meta'):
         probe = modzoo.create_model(model_name, **kwargs)
     return checkpoint_num_classes(probe, state_dict) or None
