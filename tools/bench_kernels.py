@@ -31,7 +31,6 @@ import datetime
 import json
 import math
 import os
-import re
 import statistics
 import sys
 import time
@@ -451,14 +450,8 @@ def e2e_table(rows: List[dict]) -> str:
 
 
 def write_section(path: str, body: str) -> None:
-    section = f'{START}\n{body.rstrip()}\n{END}'
-    text = open(path).read() if os.path.exists(path) else '# modzoo benchmarks\n'
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + '.*?' + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip() + '\n\n' + section + '\n'
-    with open(path, 'w') as f:
-        f.write(text)
+    from tools._bench_common import update_marked_file
+    update_marked_file(path, START, END, f'{START}\n{body.rstrip()}\n{END}')
 
 
 # ---------------------------------------------------------------------------------------------------------------------
