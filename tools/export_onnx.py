@@ -135,8 +135,6 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     for flag, value in (('--batch', args.batch), ('--num-classes', args.num_classes), ('--opset', args.opset)):
         if value is not None and value < 1:
             return _fail(EXIT_BAD_INPUT, f'{flag} {value}: must be a whole number of at least 1')
-    if args.img_size is not None and min(args.img_size) < 1:
-        return _fail(EXIT_BAD_INPUT, f'--img-size {args.img_size[0]} {args.img_size[1]}: needs two whole numbers >= 1')
 
     # everything that can be judged without building the model first
     try:

@@ -193,8 +193,10 @@ def save_safetensors(state_dict: dict, dest: str, metadata: dict) -> None:
     os.makedirs(os.path.dirname(dest) or '.', exist_ok=True)
     fd, tmp = temporary_beside(dest)
     os.close(fd)
+    mode = os.stat(tmp).st_mode & 0o777
     try:
         save_file(state_dict, tmp, metadata={k: str(v) for k, v in metadata.items()})
+        os.chmod(tmp, mode)  # safetensors writes a fresh file of mode 0600
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
