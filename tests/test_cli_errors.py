@@ -124,6 +124,10 @@ TRAIN_CASES = [
     ('truncated resume', ['--resume', '{truncated}'], 'damaged or truncated'),
     ('resume auto without output', ['--resume', 'auto', '--output', ''], '--resume auto continues the run'),
     ('missing teacher checkpoint', ['--teacher', 'resnet18', '--teacher-checkpoint', '{a_file}.pth'], 'no such file'),
+    ('num classes 0', ['--num-classes', '0'], '--num-classes 0'),
+    ('input size with a 0', ['--input-size', '3', '0', '32'], '--input-size'),
+    ('not a device', ['--device', 'gpu0'], 'not a device name'),
+    ('resume a folder', ['--resume', '{tmp}'], 'is a folder'),
     ('empty class folder', ['--data-dir', '{empty_class}'], 'hold no images: class9'),
     ('only empty class folders', ['--data-dir', '{only_empty}', '--val-split', 'none'], '2 of the 2 class folders'),
 ]
@@ -132,7 +136,7 @@ TRAIN_CASES = [
 @pytest.mark.parametrize('argv,expected', [c[1:] for c in TRAIN_CASES], ids=[c[0] for c in TRAIN_CASES])
 def test_train_bad_input(files, tmp_path, capsys, argv, expected):
     out = tmp_path / 'out'
-    argv = [a.format(**files) for a in argv]
+    argv = [a.format(tmp=str(tmp_path), **files) for a in argv]
     base = TINY + FAST + ['--data-dir', files['data'], '--output', str(out), '--epochs', '1']
     line = one_line_error(capsys, train_main, base + argv)
     assert expected in line
@@ -204,6 +208,7 @@ GET_CASES = [
     ('file is a folder', ['--file', '{tmp}'], 'is a folder'),
     ('out dir under a file', ['--file', '{truncated}', '--out-dir', '{a_file}/x'], 'is a file, not a folder'),
     ('zero timeout', ['--timeout', '0'], '--timeout 0'),
+    ('not a url', ['--url', 'focalnet.pth'], 'focalnet.pth is not a URL'),
     ('source not a number', ['--source', 'first'], "invalid int value: 'first'"),
 ]
 

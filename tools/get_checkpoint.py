@@ -39,6 +39,7 @@ from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir
 from modzoo.utils.files import temporary_beside  # noqa: E402
 
 MANIFEST_DIR = os.path.join(ROOT, 'checkpoints', 'manifest')
+OFFLINE_ADVICE = '; if this machine is offline, download the file elsewhere and pass it with --file PATH'
 
 
 class CheckpointToolError(RuntimeError):
@@ -81,13 +82,15 @@ def download(url: str, dest_dir: str, timeout: float) -> str:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, 'wb') as out:
             shutil.copyfileobj(response, out, 1 << 20)
+    except ValueError:  # urllib's answer to a string without a scheme
+        raise CheckpointToolError(f'{url} is not a URL: pass http(s)://... or file:///..., or a local file with '
+                                  f'--file PATH') from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
         if os.path.exists(part):
             os.remove(part)
         reason = getattr(e, 'reason', e)
         raise CheckpointToolError(
-            f'could not download {url}: {reason}.\nIf this machine is offline, download the file elsewhere and '
-            f'pass it with --file PATH.') from None
+            f'could not download {url}: {reason}{OFFLINE_ADVICE}') from None
     os.replace(part, dest)
     return dest
 
@@ -103,8 +106,8 @@ def download_hf(repo_id: str, filename: str, timeout: float) -> str:
         return hf_hub_download(repo_id, filename)
     except Exception as e:  # the hub client raises several connection/offline error types
         raise CheckpointToolError(
-            f'could not fetch {filename} from the Hugging Face hub repo {repo_id}: {type(e).__name__}: {e}.\n'
-            f'If this machine is offline, download the file elsewhere and pass it with --file PATH.') from None
+            f'could not fetch {filename} from the Hugging Face hub repo {repo_id}: {type(e).__name__}: '
+            f'{str(e).splitlines()[0] if str(e) else ""}{OFFLINE_ADVICE}') from None
 
 
 def fetch(entry: dict, args) -> tuple:
@@ -139,7 +142,7 @@ def fetch(entry: dict, args) -> tuple:
                 where = src['url']
             return path, where, args.sha256 or src.get('sha256')
         except CheckpointToolError as e:
-            errors.append(str(e).splitlines()[0])
+            errors.append(str(e).replace(OFFLINE_ADVICE, ''))
     raise CheckpointToolError(
         'no source could be fetched:\n  ' + '\n  '.join(errors or ['the manifest lists no source'])
         + '\nDownload the file yourself and pass it with --file PATH (add --trust-pickle for official .pth files '

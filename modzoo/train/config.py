@@ -228,7 +228,7 @@ def check_train_args(args: argparse.Namespace) -> None:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
     for name in ('batch_size', 'epochs', 'img_size', 'validation_batch_size', 'threads', 'lr_base_size',
-                 'log_interval', 'recount'):
+                 'log_interval', 'recount', 'num_classes'):
         v = getattr(args, name)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             bad(name, 'must be a whole number of at least 1')

@@ -27,12 +27,14 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from modzoo.utils.cli import UsageError, check_input_file, check_output_dir, model_kwargs_error
+from modzoo.utils.files import atomic_write
+
 from .checkpoint import (
     CHECKPOINT_FORMAT, ResumeError, atomic_save, check_resume_compatible, read_training_checkpoint,
     remove_stale_temporaries,
 )
 from .config import ConfigError, parse_train_args, plain_args, resolve_lr
-from modzoo.utils.cli import UsageError, check_input_file, check_output_dir, model_kwargs_error
 from .data import (
     DatasetNotFoundError, ResumableShardSampler, SeededDataset, build_dataset, build_loader, build_transforms,
     resolve_model_data_config,
@@ -540,10 +542,8 @@ def _write_args(output: str, args, lr: float, global_batch: int, data_config, nu
     data = plain_args(args)
     data['resolved'] = {'lr': lr, 'global_batch': global_batch, 'num_classes': num_classes,
                         'data_config': _plain_data_config(data_config)}
-    tmp = os.path.join(output, 'args.yaml.partial')
-    with open(tmp, 'w') as f:
+    with atomic_write(os.path.join(output, 'args.yaml'), 'w') as f:
         yaml.safe_dump(data, f, sort_keys=False)
-    os.replace(tmp, os.path.join(output, 'args.yaml'))
 
 
 def _format_row(row: Dict[str, Any], num_epochs: int) -> str:
