@@ -39,7 +39,7 @@ def _str_or_none(v: str) -> Optional[str]:
 
 def build_train_parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(
-        description='Train a modzoo (or any timm) classification model; single process or torchrun DDP.',
+        prog='train.py', description='Train a modzoo (or any timm) classification model; single process or torchrun DDP.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('-c', '--config', default=None, help='recipe YAML (configs/imagenet/...); the command line wins')
 
@@ -219,6 +219,22 @@ def _flag(name: str) -> str:
     return '--' + name.replace('_', '-')
 
 
+SCHEDULERS = ('cosine', 'tanh', 'step', 'constant', 'multistep', 'plateau', 'poly', 'wsd', 'rsqrt')
+
+
+def _optimizer_names() -> List[str]:
+    from timm.optim import list_optimizers
+    return list(list_optimizers())
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str], args: Optional[argparse.Namespace] = None) -> None:
+    if value in choices:
+        return
+    close = difflib.get_close_matches(str(value), list(choices), n=3)
+    hint = f'did you mean {", ".join(close)}?' if close else f'choose one of {", ".join(choices)}'
+    raise ConfigError(f'{_flag(name)} {value!r} is not known: {hint}')
+
+
 def check_train_args(args: argparse.Namespace) -> None:
     """Raise :class:`ConfigError` naming the first option whose value cannot work (a zero batch, a negative lr...)."""
     def bad(name: str, need: str):
@@ -262,15 +278,21 @@ def check_train_args(args: argparse.Namespace) -> None:
         lo, hi = getattr(args, name)
         if not (is_number(lo) and is_number(hi)) or lo <= 0 or lo > hi or (name == 'scale' and hi > 1):
             bad(name, 'needs two numbers LOW HIGH with 0 < LOW <= HIGH' + (' <= 1' if name == 'scale' else ''))
-    channels = args.input_size[0] if args.input_size else None
+    channels = args.input_size[0] if args.input_size else int(args.model_kwargs.get('in_chans', 3))
     for name in ('mean', 'std'):
         v = getattr(args, name)
         if v is None:
             continue
-        if channels is not None and len(v) not in (1, channels):
+        if len(v) not in (1, channels):
             bad(name, f'needs one value or one per input channel ({channels})')
         if name == 'std' and min(v) <= 0:
             bad(name, 'values must be above 0')
+    _check_choice('opt', args.opt.lower().split('_')[-1], _optimizer_names())
+    _check_choice('sched', args.sched, SCHEDULERS)
+    interpolations = ('nearest', 'bilinear', 'bicubic', 'box', 'hamming', 'lanczos')
+    _check_choice('train_interpolation', args.train_interpolation, interpolations + ('random',), args)
+    if args.interpolation is not None:
+        _check_choice('interpolation', args.interpolation, interpolations, args)
     if args.min_lr is not None and args.lr is not None and args.min_lr > args.lr:
         raise ConfigError(f'--min-lr {args.min_lr} is above --lr {args.lr}: the schedule would raise the lr; lower '
                           f'--min-lr')

@@ -279,7 +279,11 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         scale=tuple(args.scale), ratio=tuple(args.ratio), hflip=args.hflip, vflip=args.vflip,
         color_jitter=args.color_jitter, auto_augment=args.aa, interpolation=args.train_interpolation,
         re_prob=args.reprob, re_mode=args.remode, re_count=args.recount)
-    train_tf, eval_tf = build_transforms(data_config, train_aug)
+    try:
+        train_tf, eval_tf = build_transforms(data_config, train_aug)
+    except (AssertionError, KeyError, ValueError) as e:  # timm's answers to an augmentation string it cannot parse
+        raise ConfigError(f'timm cannot build the training augmentation from --aa {args.aa!r} ({type(e).__name__}: '
+                          f'{e}): use a timm policy string such as rand-m9-mstd0.5-inc1, or none') from None
     train_base.transform = train_tf
     if val_base is not None:
         val_base.transform = eval_tf

@@ -31,7 +31,7 @@ __all__ = ['build_validate_parser', 'load_model_for_inference', 'run_validation'
 
 
 def build_validate_parser() -> argparse.ArgumentParser:
-    p = OneLineArgumentParser(description='Validate a classification model on an ImageFolder split.',
+    p = OneLineArgumentParser(prog='validate.py', description='Validate a classification model on an ImageFolder split.',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--model', required=True)
     p.add_argument('--checkpoint', default=None, help='weights (training checkpoint, official or timm file)')
@@ -167,6 +167,10 @@ def check_validate_args(args) -> None:
         raise ConfigError(f'--crop-pct {args.crop_pct}: must be above 0 and at most 1')
     if args.std is not None and min(args.std) <= 0:
         raise ConfigError('--std values must be above 0')
+    interpolations = ('nearest', 'bilinear', 'bicubic', 'box', 'hamming', 'lanczos')
+    if args.interpolation is not None and args.interpolation not in interpolations:
+        raise ConfigError(f'--interpolation {args.interpolation!r} is not known: choose one of '
+                          f'{", ".join(interpolations)}')
     check_input_file(args.checkpoint, '--checkpoint')
     if args.results_file:
         check_output_file(args.results_file, '--results-file')
