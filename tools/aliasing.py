@@ -23,7 +23,6 @@ matching the config's backbone options.
         --size 512 --max-images 50 --pretrained --out aliasing.png
 """
 import argparse
-import ast
 import os
 import pickle
 import sys
@@ -40,6 +39,7 @@ import timm  # noqa: E402
 
 import modzoo  # noqa: E402,F401  (registers zoo_* models)
 from modzoo.layers.sfm import SFM, AdaptiveResampler, find_stage_transitions  # noqa: E402
+from modzoo.utils.cli import UsageError, parse_model_kwargs  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 # label-map folders of the mmseg layouts (ADE20K, Synapse, Cityscapes): skipped when searching a dataset root
@@ -196,24 +196,15 @@ def load_sfm_weights(sfm: SFM, path: str) -> bool:
     return True
 
 
-def _model_kwargs(items: Sequence[str]) -> dict:
-    kwargs = {}
-    for item in items:
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise SystemExit(f'--model-kwargs takes key=value, got {item!r}')
-        try:
-            kwargs[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            kwargs[key] = value
-    return kwargs
-
-
 def build_backbone(args) -> nn.Module:
     kwargs = {}
     if args.checkpoint:
         kwargs['pretrained_cfg_overlay'] = dict(file=args.checkpoint)
-    kwargs.update(_model_kwargs(args.model_kwargs))
+    try:
+        kwargs.update(parse_model_kwargs(args.model_kwargs))
+    except UsageError as e:  # one line, exit status 2, as argparse's own errors
+        print(f'error: {e}', file=sys.stderr)
+        raise SystemExit(2) from None
     model = timm.create_model(args.model, pretrained=args.pretrained or bool(args.checkpoint), **kwargs)
     return model.eval()
 

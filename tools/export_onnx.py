@@ -18,7 +18,6 @@ batch) and at the export size plus two more (dynamic size), compares with PyTorc
 ``<output>.data`` beside the graph. Exit status: 0 success, 1 export or parity failure, 2 bad input.
 """
 import argparse
-import ast
 import logging
 import os
 import sys
@@ -36,26 +35,14 @@ from modzoo.export.deploy import prepare_for_deploy  # noqa: E402
 from modzoo.export.segmentation import build_macmd_for_export, build_mmseg_for_export  # noqa: E402
 from modzoo.models import CheckpointMismatchError, UnknownModelError  # noqa: E402
 from modzoo.models._registry import suggest_model_names  # noqa: E402
+from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_file, model_kwargs_error  # noqa: E402
+from modzoo.utils.cli import parse_model_kwargs  # noqa: E402,F401  (re-exported: callers import it from here)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def parse_model_kwargs(items: Sequence[str]) -> Dict[str, Any]:
-    """``key=value`` pairs; values are Python literals when they parse as one (``depths=(2,2,2,2)``)."""
-    kwargs = {}
-    for item in items or ():
-        if '=' not in item:
-            raise argparse.ArgumentTypeError(f'--model-kwargs expects key=value, got {item!r}')
-        key, value = item.split('=', 1)
-        try:
-            kwargs[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            kwargs[key] = value
-    return kwargs
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         description='Export a modzoo model to ONNX (and check it in ONNX Runtime).',
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 1)[1])
     parser.add_argument('model', help='registered model name, e.g. zoo_focalnet_tiny_srf (modzoo.list_models()), or '
@@ -143,8 +130,11 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format='%(message)s')
     try:
         model_kwargs = parse_model_kwargs(args.model_kwargs)
-    except argparse.ArgumentTypeError as e:
+    except UsageError as e:
         return _fail(EXIT_BAD_INPUT, str(e))
+    for flag, value in (('--batch', args.batch), ('--num-classes', args.num_classes), ('--opset', args.opset)):
+        if value is not None and value < 1:
+            return _fail(EXIT_BAD_INPUT, f'{flag} {value}: must be a whole number of at least 1')
 
     # everything that can be judged without building the model first
     try:
@@ -164,6 +154,10 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if args.head:
         stem += '-' + args.head
     output = args.output or zoo_onnx.default_output_path(stem, args.features, args.fp16, args.deploy)
+    try:
+        check_output_file(output, '--output')
+    except UsageError as e:
+        return _fail(EXIT_BAD_INPUT, f'{e}; nothing was written')
 
     try:
         model, output_names, metadata = _build(args, model_kwargs)
@@ -172,7 +166,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     except CheckpointMismatchError as e:
         return _fail(EXIT_BAD_INPUT, f'{e}\nThe checkpoint does not fit {args.model}; nothing was written.')
     except (FileNotFoundError, ImportError, RuntimeError, TypeError, ValueError) as e:
-        return _fail(EXIT_BAD_INPUT, f'cannot build {args.model}: {type(e).__name__}: {e}')
+        kwargs_error = model_kwargs_error(args.model, e) if isinstance(e, TypeError) else None
+        return _fail(EXIT_BAD_INPUT, str(kwargs_error) if kwargs_error else f'cannot build {args.model}: '
+                                                                           f'{type(e).__name__}: {e}')
 
     reference = None
     if args.deploy:
@@ -196,6 +192,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         return _fail(EXIT_BAD_INPUT, f'{args.model}: {e}\nNothing was written.')
     except zoo_onnx.ExportError as e:
         return _fail(EXIT_FAILED, f'{args.model}: {e}\nNothing was written.')
+    except OSError as e:  # the output vanished or turned read-only after the check above
+        return _fail(EXIT_BAD_INPUT, f'cannot write {output}: {e.strerror or e}; pass another --output')
 
     size_mb = sum(os.path.getsize(f) for f in result.files()) / 2 ** 20
     print(f'exported {args.model} -> {result.path}' + (f' (+ {os.path.basename(result.data_path)})'

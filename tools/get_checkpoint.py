@@ -20,8 +20,8 @@ import json
 import os
 import shutil
 import socket
+import string
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 
@@ -33,9 +33,13 @@ import timm  # noqa: E402
 
 import modzoo  # noqa: E402
 from modzoo.models import read_checkpoint  # noqa: E402
+from modzoo.models._checkpoint import CheckpointMismatchError, classifier_names  # noqa: E402
 from modzoo.models._registry import family_module  # noqa: E402
+from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir  # noqa: E402
+from modzoo.utils.files import temporary_beside  # noqa: E402
 
 MANIFEST_DIR = os.path.join(ROOT, 'checkpoints', 'manifest')
+OFFLINE_ADVICE = '; if this machine is offline, download the file elsewhere and pass it with --file PATH'
 
 
 class CheckpointToolError(RuntimeError):
@@ -78,13 +82,15 @@ def download(url: str, dest_dir: str, timeout: float) -> str:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, 'wb') as out:
             shutil.copyfileobj(response, out, 1 << 20)
+    except ValueError:  # urllib's answer to a string without a scheme
+        raise CheckpointToolError(f'{url} is not a URL: pass http(s)://... or file:///..., or a local file with '
+                                  f'--file PATH') from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
         if os.path.exists(part):
             os.remove(part)
         reason = getattr(e, 'reason', e)
         raise CheckpointToolError(
-            f'could not download {url}: {reason}.\nIf this machine is offline, download the file elsewhere and '
-            f'pass it with --file PATH.') from None
+            f'could not download {url}: {reason}{OFFLINE_ADVICE}') from None
     os.replace(part, dest)
     return dest
 
@@ -100,8 +106,8 @@ def download_hf(repo_id: str, filename: str, timeout: float) -> str:
         return hf_hub_download(repo_id, filename)
     except Exception as e:  # the hub client raises several connection/offline error types
         raise CheckpointToolError(
-            f'could not fetch {filename} from the Hugging Face hub repo {repo_id}: {type(e).__name__}: {e}.\n'
-            f'If this machine is offline, download the file elsewhere and pass it with --file PATH.') from None
+            f'could not fetch {filename} from the Hugging Face hub repo {repo_id}: {type(e).__name__}: '
+            f'{str(e).splitlines()[0] if str(e) else ""}{OFFLINE_ADVICE}') from None
 
 
 def fetch(entry: dict, args) -> tuple:
@@ -136,36 +142,97 @@ def fetch(entry: dict, args) -> tuple:
                 where = src['url']
             return path, where, args.sha256 or src.get('sha256')
         except CheckpointToolError as e:
-            errors.append(str(e).splitlines()[0])
+            errors.append(str(e).replace(OFFLINE_ADVICE, ''))
     raise CheckpointToolError(
         'no source could be fetched:\n  ' + '\n  '.join(errors or ['the manifest lists no source'])
         + '\nDownload the file yourself and pass it with --file PATH (add --trust-pickle for official .pth files '
           'that pickle config objects).')
 
 
+def _tag_num_classes(arch: str, tag: str, entry: dict) -> int:
+    cfg = timm.models.get_pretrained_cfg(f'{arch}.{tag}')
+    return entry.get('num_classes', cfg.num_classes if cfg is not None else 1000)
+
+
+def check_fits_tag(converted: dict, model, key: str) -> None:
+    """Refuse weights that the tag's own load (``pretrained=True`` with the written file) would reject: a
+    classifier of another size, missing or extra tensors, other shapes."""
+    expected = model.state_dict()
+    for name in classifier_names(model):
+        weight = converted.get(name + '.weight')
+        want = expected.get(name + '.weight')
+        if want is not None and weight is not None and weight.shape[0] != want.shape[0]:
+            raise CheckpointToolError(
+                f'the file has a {weight.shape[0]}-class classifier ({name}) but {key} has {want.shape[0]} classes: '
+                f'pass the checkpoint of {key}, or load your file directly with '
+                f'modzoo.load_checkpoint(model, PATH) on a model built with num_classes={weight.shape[0]}')
+    missing = [k for k in expected if k not in converted]
+    unexpected = [k for k in converted if k not in expected]
+    mismatched = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in converted.items()
+                  if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(key, missing, unexpected, mismatched,
+                                      hint=f'The file is not a {key} checkpoint; nothing was written.')
+
+
 def convert(arch: str, tag: str, path: str, entry: dict, trusted: bool) -> dict:
     state_dict = read_checkpoint(path, trusted=trusted)
-    num_classes = entry.get('num_classes', timm.models.get_pretrained_cfg(f'{arch}.{tag}').num_classes)
     with torch.device('meta'):  # shapes are all the filter needs; no weight initialisation
-        model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
-    converted = family_module(arch).checkpoint_filter_fn(state_dict, model)
+        model = timm.create_model(arch, pretrained=False, num_classes=_tag_num_classes(arch, tag, entry))
+    try:
+        converted = family_module(arch).checkpoint_filter_fn(state_dict, model)
+    except CheckpointMismatchError:
+        raise
+    except Exception as e:  # a filter meeting keys of another layout fails in its own way
+        raise CheckpointToolError(f'{path} is not a {arch} checkpoint: converting it failed ({type(e).__name__}: '
+                                  f'{e}); pass a checkpoint of this model') from None
+    check_fits_tag(converted, model, f'{arch}.{tag}')
     return {k: v.contiguous() for k, v in converted.items()}
 
 
 def save_safetensors(state_dict: dict, dest: str, metadata: dict) -> None:
+    """Write atomically, with the permissions of any file the user creates (not the 0600 of a temporary)."""
     from safetensors.torch import save_file
     os.makedirs(os.path.dirname(dest) or '.', exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest) or '.', suffix='.part')
+    fd, tmp = temporary_beside(dest)
     os.close(fd)
+    mode = os.stat(tmp).st_mode & 0o777
     try:
         save_file(state_dict, tmp, metadata={k: str(v) for k, v in metadata.items()})
+        os.chmod(tmp, mode)  # safetensors writes a fresh file of mode 0600
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def normalise_sha256(value, flag: str = '--sha256'):
+    """Lower-case hex digest, or None; refuses anything that is not 64 hex digits."""
+    if value is None:
+        return None
+    digest = str(value).strip().lower()
+    if len(digest) != 64 or any(c not in string.hexdigits for c in digest):
+        raise CheckpointToolError(f'{flag} {value!r} is not a sha256 digest (64 hexadecimal digits): copy it again')
+    return digest
+
+
+def check_args(args) -> None:
+    normalise_sha256(args.sha256)
+    if args.timeout <= 0:
+        raise CheckpointToolError(f'--timeout {args.timeout}: must be above 0 seconds')
+    if args.file and args.url:
+        raise CheckpointToolError('--file and --url both name the checkpoint: pass one of them')
+    if args.file and os.path.isdir(args.file):
+        raise CheckpointToolError(f'--file {args.file} is a folder: pass the checkpoint file itself')
+    if not os.path.isdir(args.manifest_dir):
+        raise CheckpointToolError(f'--manifest-dir {args.manifest_dir}: no such folder')
+    check_output_dir(args.out_dir, '--out-dir')
+    if not (args.file or args.url):
+        check_output_dir(args.download_dir, '--download-dir')
+
+
 def run(args) -> str:
+    check_args(args)
     arch, tag = resolve_name(args.model)
     manifest = load_manifest(args.manifest_dir)
     key = f'{arch}.{tag}'
@@ -177,6 +244,7 @@ def run(args) -> str:
             f'Pass a local file with --file PATH to convert one anyway.')
     entry = entry or {}
     path, where, expected = fetch(entry, args)
+    expected = normalise_sha256(expected, '--sha256' if args.sha256 else f'the manifest sha256 of {key}')
     digest = sha256_of(path)
     if expected and digest != expected:
         raise CheckpointToolError(f'sha256 mismatch for {where}: expected {expected}, got {digest}')
@@ -190,7 +258,7 @@ def run(args) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('model', help='registered model name, optionally with a pretrained tag (MODEL[.tag])')
     parser.add_argument('--source', type=int, help='index of the manifest source to use (default: first live one)')
     parser.add_argument('--file', help='convert this local file instead of downloading')
@@ -205,7 +273,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         run(args)
-    except (CheckpointToolError, modzoo.CheckpointMismatchError, modzoo.models.UnknownModelError,
+    except (CheckpointToolError, UsageError, modzoo.CheckpointMismatchError, modzoo.models.UnknownModelError,
             FileNotFoundError, RuntimeError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

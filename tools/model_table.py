@@ -26,22 +26,17 @@ import timm  # noqa: E402
 import modzoo  # noqa: E402
 from modzoo.utils.flops import count_flops  # noqa: E402
 from tools._bench_common import replace_marked  # noqa: E402
+from modzoo.utils.reported import load_reported as _load_reported, load_reported_files  # noqa: E402
 
-REPORTED_DIR = os.path.join(ROOT, 'modzoo', 'data', 'reported')
 README = os.path.join(ROOT, 'README.md')
 START, END = '<!-- model-table:start -->', '<!-- model-table:end -->'
 TOLERANCE = 0.01
 
 
 def load_reported():
-    reported, sources = {}, {}
-    for fname in sorted(os.listdir(REPORTED_DIR)):
-        if fname.endswith('.json'):
-            with open(os.path.join(REPORTED_DIR, fname)) as f:
-                data = json.load(f)
-            sources[data.get('family', fname[:-5])] = data.get('source', '')
-            reported.update(data['models'])
-    return reported, sources
+    """(reported numbers by model name, source citation by family)."""
+    files = load_reported_files()
+    return _load_reported(), {family: data.get('source', '') for family, data in files.items()}
 
 
 def _params_m(model_name: str, **kwargs) -> float:

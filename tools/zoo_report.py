@@ -43,10 +43,10 @@ import torch  # noqa: E402
 
 import modzoo  # noqa: E402
 from modzoo.utils.flops import count_flops  # noqa: E402
+from modzoo.utils.reported import load_reported as _load_reported  # noqa: E402
 from tools._bench_common import cpu_name  # noqa: E402
 
 DOCS = os.path.join(ROOT, 'docs')
-REPORTED_DIR = os.path.join(ROOT, 'modzoo', 'data', 'reported')
 CACHE_VERSION = 1
 PLOT_TOP1 = 'zoo_top1_vs_gflops.png'
 PLOT_SPEED = 'zoo_throughput_vs_gflops.png'
@@ -59,15 +59,7 @@ THROUGHPUT_METHOD = 'cpu-time'  # entries measured otherwise (wall clock) are re
 
 def load_reported() -> Dict[str, Dict[str, Any]]:
     """Per-model reported numbers from ``modzoo/data/reported/<family>.json`` (plus the file's source)."""
-    out = {}
-    for fname in sorted(os.listdir(REPORTED_DIR)):
-        if not fname.endswith('.json'):
-            continue
-        with open(os.path.join(REPORTED_DIR, fname)) as f:
-            data = json.load(f)
-        for name, entry in data.get('models', {}).items():
-            out[name] = dict(entry, source=data.get('source', ''))
-    return out
+    return _load_reported()
 
 
 def machine_description() -> str:

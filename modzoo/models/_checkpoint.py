@@ -18,7 +18,7 @@ import torch.nn as nn
 _logger = logging.getLogger(__name__)
 
 __all__ = [
-    'CheckpointMismatchError', 'unwrap_state_dict', 'strip_prefix', 'verify_state_dict', 'read_checkpoint',
+    'CheckpointMismatchError', 'CheckpointFileError', 'load_torch_file', 'unwrap_state_dict', 'strip_prefix', 'verify_state_dict', 'read_checkpoint',
     'load_checkpoint', 'convert_state_dict', 'classifier_names', 'checkpoint_num_classes',
 ]
 
@@ -177,28 +177,76 @@ def verify_state_dict(
         raise CheckpointMismatchError(_model_name(model), missing, unexpected, mismatched, hint)
 
 
+class CheckpointFileError(RuntimeError):
+    """A checkpoint file that cannot be read: empty, truncated, not a checkpoint, or pickling objects besides
+    tensors (the message says which, and what to do)."""
+
+
+def _unreadable(path: str, reason: str, fix: str) -> CheckpointFileError:
+    return CheckpointFileError(f'{path} {reason}: {fix}')
+
+
+def load_torch_file(path: Union[str, os.PathLike], trusted: bool = False) -> Any:
+    """``torch.load`` of a ``.pth``/``.bin`` file on the CPU, with a :class:`CheckpointFileError` that tells a damaged
+    file (empty, truncated, not written by ``torch.save``) from one that pickles objects besides tensors."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'No checkpoint file at {path}')
+    size = os.path.getsize(path)
+    if size == 0:
+        raise _unreadable(path, 'is empty (0 bytes), not a checkpoint',
+                          'the download or copy did not finish; fetch the file again')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=not trusted)
+    except Exception as e:
+        text = str(e)
+        if not trusted and 'Unsupported global' in text:  # the weights-only unpickler names the offending global
+            offending = text.split('Unsupported global:', 1)[1].split(' was not', 1)[0].strip()
+            raise _unreadable(
+                path, f'holds pickled objects besides tensors ({offending}), which torch.load(weights_only=True) '
+                      f'refuses', f'if you trust the file, convert it once with `python tools/get_checkpoint.py '
+                                  f'MODEL --file {path} --trust-pickle`, or call read_checkpoint(path, '
+                                  f'trusted=True)') from None
+        with open(path, 'rb') as f:
+            head = f.read(4)
+        if head.startswith(b'PK') or isinstance(e, EOFError) or 'central directory' in text:
+            raise _unreadable(path, f'is damaged or truncated ({size} bytes; the PyTorch archive ends early or is '
+                                    f'corrupt)', 'download or copy the file again') from None
+        raise _unreadable(path, f'is not a PyTorch checkpoint ({size} bytes that torch.load cannot read)',
+                          'pass a .pth/.bin file written by torch.save, or a .safetensors file') from None
+
+
 def read_checkpoint(path: Union[str, os.PathLike], trusted: bool = False) -> Dict[str, torch.Tensor]:
     """Read a ``.safetensors``/``.pth``/``.bin`` file and unwrap it (see :func:`unwrap_state_dict`).
 
     ``torch.load`` runs with ``weights_only=True`` unless ``trusted``: some official releases pickle config objects
-    beside the weights (FocalNet's yacs config), which only a trusted full unpickle can read.
+    beside the weights (FocalNet's yacs config), which only a trusted full unpickle can read. A file that cannot be
+    read raises :class:`CheckpointFileError` saying whether it is damaged, not a checkpoint, or needs trust.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'No checkpoint file at {path}')
     if path.endswith('.safetensors'):
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
-        return unwrap_state_dict(load_file(path, device='cpu'))
+        if os.path.getsize(path) == 0:
+            raise _unreadable(path, 'is empty (0 bytes), not a checkpoint',
+                              'the download or copy did not finish; fetch the file again')
+        try:
+            obj = load_file(path, device='cpu')
+        except SafetensorError as e:
+            raise _unreadable(path, f'is not a valid safetensors file, damaged or truncated ({e})',
+                              'download or copy the file again') from None
+    else:
+        obj = load_torch_file(path, trusted=trusted)
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=not trusted)
-    except Exception as e:  # the weights-only unpickler names the offending global
-        if trusted:
-            raise
-        raise RuntimeError(
-            f'{path} holds pickled objects besides tensors, which torch.load(weights_only=True) refuses ({e}). '
-            f'If you trust the file, convert it once with `python tools/get_checkpoint.py MODEL --file {path} '
-            f'--trust-pickle`, or call read_checkpoint(path, trusted=True).') from e
-    return unwrap_state_dict(obj)
+        state_dict = unwrap_state_dict(obj)
+    except TypeError:
+        raise _unreadable(path, f'holds a {type(obj).__name__}, not a state dict (a mapping of names to tensors)',
+                          'pass the model\'s weights file') from None
+    if not state_dict:
+        raise _unreadable(path, 'holds no tensors', 'pass the model\'s weights file')
+    return state_dict
 
 
 def load_checkpoint(

@@ -12,10 +12,11 @@ read it directly.
 import glob
 import logging
 import os
-import tempfile
 from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
+
+from modzoo.utils.files import TMP_SUFFIX as _TMP_SUFFIX, atomic_write
 
 _logger = logging.getLogger(__name__)
 
@@ -25,51 +26,17 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = 'modzoo.train/1'
-_TMP_SUFFIX = '.partial'
 
 
 class ResumeError(RuntimeError):
     """A ``--resume`` file that cannot continue this run (another model, not a training checkpoint, ...)."""
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not supported on every platform/filesystem
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temporary(path: str):
-    folder, base = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix=_TMP_SUFFIX, dir=folder)
-    # mkstemp creates 0600; give the final file the permissions a plain open() would (0666 minus the umask)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return fd, tmp, folder
-
-
 def atomic_save(obj: Any, path: Union[str, os.PathLike]) -> str:
     """``torch.save`` to a temporary file beside ``path``, fsync, then atomically rename it to ``path``."""
     path = os.fspath(path)
-    fd, tmp, folder = _temporary(path)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(folder)
+    with atomic_write(path) as f:
+        torch.save(obj, f)
     return path
 
 
@@ -90,10 +57,11 @@ def read_training_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ResumeError(f'--resume file not found: {path!r}')
+    from modzoo.models._checkpoint import CheckpointFileError, load_torch_file
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise ResumeError(f'cannot read {path!r} as a training checkpoint ({type(e).__name__}: {e})') from e
+        ckpt = load_torch_file(path)
+    except CheckpointFileError as e:
+        raise ResumeError(f'--resume {e}') from None
     if not isinstance(ckpt, Mapping) or ckpt.get('format') != CHECKPOINT_FORMAT:
         raise ResumeError(
             f'{path!r} is not a modzoo training checkpoint (no optimizer/scheduler/epoch state). To start a new run '

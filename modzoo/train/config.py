@@ -8,10 +8,13 @@ invented value stands in for a missing one. Unknown keys are an error (a typo mu
 default).
 """
 import argparse
-import ast
 import difflib
+import math
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from modzoo.utils.cli import OneLineArgumentParser, UsageError
+from modzoo.utils.cli import parse_model_kwargs as _parse_kwargs
 
 __all__ = ['ConfigError', 'METADATA_KEYS', 'build_train_parser', 'parse_train_args', 'load_recipe',
            'parse_model_kwargs', 'resolve_lr', 'plain_args']
@@ -19,7 +22,7 @@ __all__ = ['ConfigError', 'METADATA_KEYS', 'build_train_parser', 'parse_train_ar
 METADATA_KEYS = ('source', 'notes', 'must_set')
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """An invalid recipe file or option combination."""
 
 
@@ -35,8 +38,8 @@ def _str_or_none(v: str) -> Optional[str]:
 
 
 def build_train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description='Train a modzoo (or any timm) classification model; single process or torchrun DDP.',
+    p = OneLineArgumentParser(
+        prog='train.py', description='Train a modzoo (or any timm) classification model; single process or torchrun DDP.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('-c', '--config', default=None, help='recipe YAML (configs/imagenet/...); the command line wins')
 
@@ -126,8 +129,11 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument('--threads', type=int, default=None, help='torch intra-op threads per process')
     g.add_argument('--seed', type=int, default=42)
     g.add_argument('--deterministic', action='store_true', help='deterministic kernels (slower on GPU)')
-    g.add_argument('--output', default=None, help='run folder (default: output/train/<model>)')
-    g.add_argument('--resume', default=None, help="training checkpoint to continue, or 'auto' for <output>/last.pth")
+    g.add_argument('--output', default=None,
+                   help='run folder; must not hold another run\'s results (default: a new folder '
+                        'output/train/<date-time>-<model>-<img size>, or the --resume file\'s folder)')
+    g.add_argument('--resume', default=None,
+                   help="training checkpoint to continue, or 'auto' for <output>/last.pth (needs --output)")
     g.add_argument('--checkpoint-interval', type=int, default=0,
                    help='also save <output>/last.pth every N optimiser steps (0: at epoch ends only)')
     g.add_argument('--log-interval', type=int, default=50)
@@ -145,8 +151,17 @@ def load_recipe(path: str, parser: Optional[argparse.ArgumentParser] = None) -> 
     import yaml
     if not os.path.isfile(path):
         raise ConfigError(f'recipe file not found: {path!r}')
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark is not None else ''
+        problem = getattr(e, 'problem', None) or type(e).__name__
+        raise ConfigError(f'{path} is not valid YAML{where} ({problem}): fix the file (a recipe is a mapping of '
+                          f'option: value lines)') from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f'cannot read the recipe file {path}: {e}') from None
     if not isinstance(data, dict):
         raise ConfigError(f'{path}: a recipe must be a YAML mapping of option names to values')
     parser = parser or build_train_parser()
@@ -193,36 +208,103 @@ def parse_train_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace
     if not args.data_dir and args.dataset.lower() in ('', 'folder', 'imagefolder'):
         raise ConfigError('no dataset: pass --data-dir ROOT (ImageFolder layout ROOT/train/<class>/*, ROOT/val/...)')
     args.model_kwargs = parse_model_kwargs(args.model_kwargs)
-    args.teacher_kwargs = parse_model_kwargs(args.teacher_kwargs)
+    args.teacher_kwargs = parse_model_kwargs(args.teacher_kwargs, '--teacher-kwargs')
+    check_train_args(args)
     if args.val_split and args.val_split.lower() == 'none':
         args.val_split = None
     return args
 
 
-def parse_model_kwargs(items: Union[None, Dict[str, Any], Sequence[str]]) -> Dict[str, Any]:
+def _flag(name: str) -> str:
+    return '--' + name.replace('_', '-')
+
+
+SCHEDULERS = ('cosine', 'tanh', 'step', 'constant', 'multistep', 'plateau', 'poly', 'wsd', 'rsqrt')
+
+
+def _optimizer_names() -> List[str]:
+    from timm.optim import list_optimizers
+    return list(list_optimizers())
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str], args: Optional[argparse.Namespace] = None) -> None:
+    if value in choices:
+        return
+    close = difflib.get_close_matches(str(value), list(choices), n=3)
+    hint = f'did you mean {", ".join(close)}?' if close else f'choose one of {", ".join(choices)}'
+    raise ConfigError(f'{_flag(name)} {value!r} is not known: {hint}')
+
+
+def check_train_args(args: argparse.Namespace) -> None:
+    """Raise :class:`ConfigError` naming the first option whose value cannot work (a zero batch, a negative lr...)."""
+    def bad(name: str, need: str):
+        raise ConfigError(f'{_flag(name)} {getattr(args, name)}: {need}')
+
+    def is_number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    for name in ('batch_size', 'epochs', 'img_size', 'validation_batch_size', 'threads', 'lr_base_size',
+                 'log_interval', 'recount', 'num_classes'):
+        v = getattr(args, name)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            bad(name, 'must be a whole number of at least 1')
+    for name in ('workers', 'checkpoint_interval', 'cooldown_epochs'):
+        v = getattr(args, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            bad(name, 'must be a whole number of at least 0')
+    if args.input_size is not None and (len(args.input_size) != 3 or min(args.input_size) < 1):
+        bad('input_size', 'needs three whole numbers of at least 1: C H W')
+    positive = ('lr_base', 'warmup_lr', 'min_lr', 'kd_tau', 'crop_pct', 'opt_eps')
+    for name in ('lr', 'weight_decay', 'warmup_epochs', 'momentum', 'mixup', 'cutmix', 'clip_grad') + positive:
+        v = getattr(args, name)
+        if v is None:
+            continue
+        if not is_number(v) or v < 0:
+            bad(name, 'must be a number of at least 0')
+        if name == 'lr' and v == 0:
+            bad(name, 'must be above 0 (a zero learning rate trains nothing)')
+        if name in ('lr_base', 'kd_tau', 'crop_pct', 'opt_eps') and v == 0:
+            bad(name, 'must be above 0')
+    for name in ('hflip', 'vflip', 'reprob', 'mixup_prob', 'mixup_switch_prob', 'model_ema_decay', 'kd_alpha',
+                 'crop_pct'):
+        v = getattr(args, name)
+        if v is not None and (not is_number(v) or not 0 <= v <= 1):
+            bad(name, 'must be between 0 and 1')
+    for name in ('smoothing', 'drop', 'drop_path'):
+        v = getattr(args, name)
+        if v is not None and (not is_number(v) or not 0 <= v < 1):
+            bad(name, 'must be at least 0 and below 1')
+    for name in ('scale', 'ratio'):
+        lo, hi = getattr(args, name)
+        if not (is_number(lo) and is_number(hi)) or lo <= 0 or lo > hi or (name == 'scale' and hi > 1):
+            bad(name, 'needs two numbers LOW HIGH with 0 < LOW <= HIGH' + (' <= 1' if name == 'scale' else ''))
+    channels = args.input_size[0] if args.input_size else int(args.model_kwargs.get('in_chans', 3))
+    for name in ('mean', 'std'):
+        v = getattr(args, name)
+        if v is None:
+            continue
+        if len(v) not in (1, channels):
+            bad(name, f'needs one value or one per input channel ({channels})')
+        if name == 'std' and min(v) <= 0:
+            bad(name, 'values must be above 0')
+    _check_choice('opt', args.opt.lower().split('_')[-1], _optimizer_names())
+    _check_choice('sched', args.sched, SCHEDULERS)
+    interpolations = ('nearest', 'bilinear', 'bicubic', 'box', 'hamming', 'lanczos')
+    _check_choice('train_interpolation', args.train_interpolation, interpolations + ('random',), args)
+    if args.interpolation is not None:
+        _check_choice('interpolation', args.interpolation, interpolations, args)
+    if args.min_lr is not None and args.lr is not None and args.min_lr > args.lr:
+        raise ConfigError(f'--min-lr {args.min_lr} is above --lr {args.lr}: the schedule would raise the lr; lower '
+                          f'--min-lr')
+
+
+def parse_model_kwargs(items: Union[None, Dict[str, Any], Sequence[str]], flag: str = '--model-kwargs') \
+        -> Dict[str, Any]:
     """``['depths=(1,1,2,1)', 'embed_dim=32']`` (or a dict from a recipe) -> ``{'depths': (1, 1, 2, 1), ...}``."""
-    if not items:
-        return {}
-    if isinstance(items, dict):
-        return {str(k): _normalise(v) for k, v in items.items()}
-    out = {}
-    for item in items:
-        if '=' not in item:
-            raise ConfigError(f'--model-kwargs expects KEY=VALUE, got {item!r}')
-        key, value = item.split('=', 1)
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value
-        out[key.strip()] = _normalise(parsed)
-    return out
-
-
-def _normalise(value: Any) -> Any:
-    # YAML gives lists where the command line gives tuples; compare and store one form
-    if isinstance(value, list):
-        return tuple(_normalise(v) for v in value)
-    return value
+    try:
+        return _parse_kwargs(items, flag)
+    except UsageError as e:
+        raise ConfigError(str(e)) from None
 
 
 def resolve_lr(args: argparse.Namespace, global_batch: int) -> float:

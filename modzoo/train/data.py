@@ -61,13 +61,43 @@ def find_split_dir(root: str, split: str) -> str:
         f'No {split!r} split in {root!r} (found: {", ".join(sorted(subdirs)) or "nothing"}). ' + _layout_hint(root))
 
 
+def _listdir(path: str) -> List[str]:
+    try:
+        return os.listdir(path)
+    except PermissionError:
+        raise DatasetNotFoundError(f'cannot read the folder {path!r} (permission denied): make it readable '
+                                   f'(chmod -R a+rX) or leave it out of the dataset') from None
+
+
+def _has_image(folder: str) -> bool:
+    """Whether ``folder`` (searched recursively, as timm's folder reader does) holds a file with an image suffix."""
+    from timm.data.readers.img_extensions import get_img_extensions
+    extensions = tuple(get_img_extensions())
+
+    def walk_error(e: OSError):
+        raise DatasetNotFoundError(f'cannot read the folder {e.filename!r} ({e.strerror}): make it readable '
+                                   f'(chmod -R a+rX) or leave it out of the dataset')
+    for _, _, files in os.walk(folder, onerror=walk_error):
+        if any(f.lower().endswith(extensions) for f in files):
+            return True
+    return False
+
+
 def folder_classes(split_dir: str) -> List[str]:
-    """Class folder names sorted as timm sorts them (natural order), so indices match timm's own folder reader."""
+    """Class folder names sorted as timm sorts them (natural order), so indices match timm's own folder reader.
+
+    A class folder without images is an error, not a silent extra class (it would add an output no image teaches)."""
     from timm.utils.misc import natural_key
-    classes = sorted((d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))), key=natural_key)
+    classes = sorted((d for d in _listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))), key=natural_key)
     if not classes:
         raise DatasetNotFoundError(
             f'{split_dir!r} has no class sub-folders. ' + _layout_hint(os.path.dirname(split_dir)))
+    empty = [c for c in classes if not _has_image(os.path.join(split_dir, c))]
+    if empty:
+        shown = ', '.join(empty[:10]) + (f' and {len(empty) - 10} more' if len(empty) > 10 else '')
+        raise DatasetNotFoundError(
+            f'{len(empty)} of the {len(classes)} class folders in {split_dir!r} hold no images: {shown}. Put images '
+            f'in them, or remove them (or list the classes to use with --class-map)')
     return classes
 
 
@@ -88,10 +118,19 @@ def build_dataset(
         split_dir = find_split_dir(root, split)
         if class_to_idx is None:
             class_to_idx = {c: i for i, c in enumerate(folder_classes(split_dir))}
+        else:
+            missing = [c for c in class_to_idx if not os.path.isdir(os.path.join(split_dir, c))]
+            for c in class_to_idx:  # a listed class that is unreadable is named now, not mid-epoch
+                if c not in missing:
+                    _has_image(os.path.join(split_dir, c))
+            if len(missing) == len(class_to_idx):
+                raise DatasetNotFoundError(
+                    f'none of the {len(class_to_idx)} classes ({", ".join(list(class_to_idx)[:5])}...) has a folder '
+                    f'in {split_dir!r}: check --data-dir, the split name and --class-map')
         dataset = ImageDataset(split_dir, class_map=dict(class_to_idx))
         if len(dataset) == 0:
             raise DatasetNotFoundError(f'No images found under {split_dir!r}. ' + _layout_hint(root))
-        folders = {d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))}
+        folders = {d for d in _listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))}
         unknown = folders - set(class_to_idx)
         if unknown:
             _logger.warning('%s: ignoring images in folders that are not training classes: %s', split_dir,

@@ -19,9 +19,15 @@ def resolve_device(name: Optional[str] = None) -> torch.device:
     """``'auto'``/None: CUDA when available, else CPU. Asking for CUDA without a GPU is an error, not a fallback."""
     if name in (None, '', 'auto'):
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(name)
+    from .config import ConfigError
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f'--device {name}: not a device name; use auto, cpu, cuda or cuda:N') from None
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f'--device {name} was requested but no CUDA device is available')
+        raise ConfigError(f'--device {name} was requested but no CUDA device is available: use --device cpu')
+    if device.type not in ('cpu', 'cuda'):
+        raise ConfigError(f'--device {name}: only cpu and cuda devices are supported')
     return device
 
 

@@ -4,6 +4,8 @@ import logging
 import os
 from typing import Any, Dict, Sequence
 
+from modzoo.utils.files import atomic_write
+
 from .config import ConfigError
 
 _logger = logging.getLogger(__name__)
@@ -24,12 +26,10 @@ class CsvLog:
             return
         with open(self.path, newline='') as f:
             rows = [r for r in csv.DictReader(f) if int(r['epoch']) < keep_below_epoch]
-        tmp = self.path + '.partial'
-        with open(tmp, 'w', newline='') as f:
+        with atomic_write(self.path, 'w', newline='') as f:
             writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction='ignore')
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
     def write(self, row: Dict[str, Any]) -> None:
         new = not os.path.isfile(self.path)

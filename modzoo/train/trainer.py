@@ -6,7 +6,18 @@
 Run folder (rank 0 writes, other ranks never do): ``args.yaml``, ``log.csv`` (one row per epoch), ``last.pth``
 (every epoch end and every ``--checkpoint-interval`` steps), ``best.pth`` (best validation top-1; EMA top-1 when
 ``--model-ema``) and TensorBoard events when tensorboard is installed.
+
+No run destroys another: without ``--output`` each new run gets its own folder,
+``output/train/<YYYYmmdd-HHMMSS>-<model>-<img size>`` (timm's naming); ``--resume FILE`` continues in the file's
+folder. A new run into a folder that holds an earlier run's results (``last.pth``, ``best.pth``, ``log.csv``) is
+refused, naming ``--resume`` and a new ``--output`` as the ways on, and while a run trains it holds a lock on its
+folder, so a second run cannot write there at the same time.
+
+Resuming with another schedule (``--epochs``, ``--lr``, batch size, warmup, ...) continues on the new schedule: the
+learning rate at the resumed step is what a run started with the new options would have there, and the log says
+which options changed. ``--epochs`` below the epochs already trained is refused.
 """
+import datetime
 import logging
 import os
 import sys
@@ -15,6 +26,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
+
+from modzoo.utils.cli import UsageError, check_input_file, check_output_dir, model_kwargs_error
+from modzoo.utils.files import atomic_write
 
 from .checkpoint import (
     CHECKPOINT_FORMAT, ResumeError, atomic_save, check_resume_compatible, read_training_checkpoint,
@@ -39,9 +53,16 @@ CSV_FIELDS = ['epoch', 'step', 'lr', 'train_loss', 'eval_loss', 'eval_top1', 'ev
               'ema_top1', 'ema_top5', 'epoch_seconds', 'train_samples_per_s']
 
 
+RESULT_FILES = ('last.pth', 'best.pth', 'log.csv')  # what a new run into the folder would destroy
+SCHEDULE_OPTIONS = ('epochs', 'sched', 'lr', 'lr_base', 'lr_base_size', 'lr_base_scale', 'warmup_epochs',
+                    'warmup_lr', 'min_lr', 'cooldown_epochs', 'batch_size')
+
+
 def _user_errors():
     from modzoo.models import CheckpointMismatchError, UnknownModelError
-    return (ConfigError, DatasetNotFoundError, UnknownModelError, ResumeError, CheckpointMismatchError)
+    from modzoo.models._checkpoint import CheckpointFileError
+    return (UsageError, DatasetNotFoundError, UnknownModelError, ResumeError, CheckpointMismatchError,
+            CheckpointFileError)
 
 
 USER_ERRORS = _user_errors()
@@ -67,9 +88,78 @@ def check_model_name(name: str) -> None:
         modzoo.create_model(name)  # raises UnknownModelError listing the closest registered names
 
 
-def create_run_model(name: str, num_classes: int, pretrained: bool = False, **kwargs) -> nn.Module:
+def create_run_model(name: str, num_classes: int, pretrained: bool = False, flag: str = '--model-kwargs',
+                     **kwargs) -> nn.Module:
     import modzoo
-    return modzoo.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+    try:
+        return modzoo.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+    except TypeError as e:
+        error = model_kwargs_error(name, e, flag)
+        if error is None:
+            raise
+        raise error from None
+
+
+def default_run_folder(args, root: str = os.path.join('output', 'train')) -> str:
+    """``<root>/<YYYYmmdd-HHMMSS>-<model>-<img size>``, suffixed ``-1``, ``-2``... if that folder exists."""
+    size = args.img_size or (args.input_size[-1] if args.input_size else None)
+    if size is None:
+        from timm.models import get_pretrained_cfg
+        cfg = get_pretrained_cfg(args.model.split('.')[0])
+        size = cfg.input_size[-1] if cfg is not None and cfg.input_size else None
+    stem = '-'.join(str(p) for p in (datetime.datetime.now().strftime('%Y%m%d-%H%M%S'), args.model, size) if p)
+    path, n = os.path.join(root, stem), 0
+    while os.path.exists(path):
+        n += 1
+        path = os.path.join(root, f'{stem}-{n}')
+    return path
+
+
+def resolve_run_folder(args, ctx: DistContext) -> str:
+    """The run folder, refusing one whose earlier results this run would overwrite (see the module docstring)."""
+    resume = args.resume
+    if args.output:
+        output = args.output
+    elif resume == 'auto':
+        raise ConfigError('--resume auto continues the run in --output: pass --output RUN_FOLDER, or --resume '
+                          'RUN_FOLDER/last.pth')
+    elif resume:
+        output = os.path.dirname(os.path.abspath(resume))
+    else:  # rank 0 picks the name: the clocks of the ranks may disagree by a second
+        output = ctx.all_gather_object(default_run_folder(args))[0]
+    check_output_dir(output)
+    results = [f for f in RESULT_FILES if os.path.exists(os.path.join(output, f))]
+    if not results:
+        return output
+    held = f'{output} already holds a run ({", ".join(results)})'
+    if not resume:
+        raise ConfigError(f'{held}: continue it with --resume auto, or start a new run with another --output '
+                          f'(or none, for a new dated folder)')
+    if resume == 'auto':
+        if 'last.pth' not in results:
+            raise ConfigError(f'{held} but no last.pth to continue: resume from a checkpoint file with --resume '
+                              f'FILE, or start a new run with another --output')
+        return output
+    if not os.path.samefile(os.path.dirname(os.path.abspath(resume)), output):
+        raise ConfigError(f'{held}; continuing {resume} there would overwrite it: leave out --output (the run '
+                          f'continues in the checkpoint\'s folder) or pass an empty --output')
+    return output
+
+
+def lock_run_folder(output: str):
+    """An exclusive lock on the run folder (held while the process lives), or ConfigError if another run holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not on Windows: the result-file check above still applies
+        return None
+    fd = os.open(output, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(f'another training run is writing to {output} right now: wait for it to end, or pass '
+                          f'another --output') from None
+    return fd
 
 
 def load_initial_weights(model: nn.Module, path: str) -> List[str]:
@@ -99,7 +189,8 @@ def _build_teacher(args, num_classes: int, device: torch.device) -> Optional[nn.
         raise ConfigError(
             f'distillation from {args.teacher!r} needs trained teacher weights: pass --teacher-checkpoint FILE '
             '(e.g. DeiT\'s regnety_160-a5fe301d.pth for the EfficientMod recipe) or --teacher-pretrained')
-    teacher = create_run_model(args.teacher, num_classes, pretrained=args.teacher_pretrained, **args.teacher_kwargs)
+    teacher = create_run_model(args.teacher, num_classes, pretrained=args.teacher_pretrained, flag='--teacher-kwargs',
+                               **args.teacher_kwargs)
     if args.teacher_checkpoint:
         import modzoo
         modzoo.load_checkpoint(teacher, args.teacher_checkpoint)
@@ -109,13 +200,16 @@ def _build_teacher(args, num_classes: int, device: torch.device) -> Optional[nn.
 def train(args) -> Dict[str, Any]:
     """Run training as configured by ``args`` (see ``config.build_train_parser``); returns a summary dict."""
     ctx = init_distributed(args.device)
+    held: List[int] = []
     try:
-        return _train(args, ctx)
+        return _train(args, ctx, held)
     finally:
+        for fd in held:
+            os.close(fd)
         ctx.shutdown()
 
 
-def _train(args, ctx: DistContext) -> Dict[str, Any]:
+def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
     setup_logging(ctx)
     device = ctx.device
     if args.threads:
@@ -133,7 +227,12 @@ def _train(args, ctx: DistContext) -> Dict[str, Any]:
     check_model_name(args.model)
     if args.teacher:
         check_model_name(args.teacher)
-    output = args.output or os.path.join('output', 'train', args.model)
+    for flag, path in (('--initial-checkpoint', args.initial_checkpoint), ('--teacher-checkpoint',
+                                                                          args.teacher_checkpoint)):
+        check_input_file(path, flag)
+    if args.resume and args.resume != 'auto':
+        check_input_file(args.resume, '--resume')
+    output = resolve_run_folder(args, ctx)
     resume_path = args.resume
     if resume_path == 'auto':
         candidate = os.path.join(output, 'last.pth')
@@ -180,7 +279,11 @@ def _train(args, ctx: DistContext) -> Dict[str, Any]:
         scale=tuple(args.scale), ratio=tuple(args.ratio), hflip=args.hflip, vflip=args.vflip,
         color_jitter=args.color_jitter, auto_augment=args.aa, interpolation=args.train_interpolation,
         re_prob=args.reprob, re_mode=args.remode, re_count=args.recount)
-    train_tf, eval_tf = build_transforms(data_config, train_aug)
+    try:
+        train_tf, eval_tf = build_transforms(data_config, train_aug)
+    except (AssertionError, KeyError, ValueError) as e:  # timm's answers to an augmentation string it cannot parse
+        raise ConfigError(f'timm cannot build the training augmentation from --aa {args.aa!r} ({type(e).__name__}: '
+                          f'{e}): use a timm policy string such as rand-m9-mstd0.5-inc1, or none') from None
     train_base.transform = train_tf
     if val_base is not None:
         val_base.transform = eval_tf
@@ -247,6 +350,9 @@ def _train(args, ctx: DistContext) -> Dict[str, Any]:
     if ckpt is not None:
         start_epoch, start_batch, best, resume_meters = _restore(
             ckpt, resume_path, ctx, model, optimizer, scheduler, scaler, model_ema, steps_per_epoch, args)
+        if start_epoch > num_epochs:
+            raise ConfigError(f'--epochs {args.epochs}: {resume_path} has already trained {start_epoch} epochs; pass '
+                              f'a larger --epochs to train on')
 
     ddp_model = model
     if ctx.distributed:
@@ -257,6 +363,9 @@ def _train(args, ctx: DistContext) -> Dict[str, Any]:
     csv_log = tb_writer = None
     if ctx.is_primary:
         os.makedirs(output, exist_ok=True)
+        fd = lock_run_folder(output)
+        if fd is not None:
+            held.append(fd)
         remove_stale_temporaries(os.path.join(output, 'last.pth'))
         remove_stale_temporaries(os.path.join(output, 'best.pth'))
         _write_args(output, args, lr, global_batch, data_config, num_classes)
@@ -360,9 +469,10 @@ def _train(args, ctx: DistContext) -> Dict[str, Any]:
                'best_epoch': best['epoch'], 'last': last_metrics, 'last_checkpoint': last_path,
                'best_checkpoint': best_path if best['epoch'] is not None else None,
                'world_size': ctx.world_size, 'lr': lr}
-    if ctx.is_primary and best['value'] is not None:
-        _logger.info('done: best %s %.2f (epoch %d); checkpoints in %s', best['metric'], best['value'],
-                     best['epoch'], output)
+    if ctx.is_primary:  # epochs counted from 1, as in the per-epoch lines
+        best_text = (f'best {best["metric"]} {best["value"]:.2f} (epoch {best["epoch"] + 1}/{num_epochs})'
+                     if best['value'] is not None else 'no validation')
+        _logger.info('done: %d/%d epochs, %s; checkpoints in %s', num_epochs, num_epochs, best_text, output)
     return summary
 
 
@@ -371,7 +481,9 @@ def _restore(ckpt, path, ctx, model, optimizer, scheduler, scaler, model_ema, st
     verify_state_dict(ckpt['state_dict'], model, hint=f'(--resume {path})')
     model.load_state_dict(ckpt['state_dict'])
     optimizer.load_state_dict(ckpt['optimizer'])
-    scheduler.load_state_dict(ckpt['scheduler'])
+    changed = _schedule_changes(ckpt, scheduler, steps_per_epoch, args)
+    if not changed:
+        scheduler.load_state_dict(ckpt['scheduler'])
     if scaler is not None and ckpt.get('scaler'):
         scaler.load_state_dict(ckpt['scaler'])
     if model_ema is not None:
@@ -395,11 +507,34 @@ def _restore(ckpt, path, ctx, model, optimizer, scheduler, scaler, model_ema, st
             batch = min(consumed // (ctx.world_size * args.batch_size), steps_per_epoch)
     if batch >= steps_per_epoch:
         epoch, batch = epoch + 1, 0
+    if changed:
+        # the new schedule from the step reached: base lr from this run's options, not the checkpoint's
+        for group, base in zip(optimizer.param_groups, scheduler.base_values):
+            group['initial_lr'] = base
+        step = epoch * steps_per_epoch + batch
+        scheduler.step_update(num_updates=step)
+        _logger.info('resuming on a changed schedule (%s): the lr follows the new schedule from step %d (lr %.3g)',
+                     ', '.join(changed), step, optimizer.param_groups[0]['lr'])
     best = dict(ckpt.get('best') or {})
     best.setdefault('metric', 'ema_top1' if model_ema is not None else 'eval_top1')
     best.setdefault('value', None)
     best.setdefault('epoch', None)
     return epoch, batch, best, meters
+
+
+def _schedule_changes(ckpt, scheduler, steps_per_epoch: int, args) -> List[str]:
+    """'option old -> new' for each schedule option that differs from the checkpoint's run ([] when none does)."""
+    saved = ckpt.get('args') or {}
+    changes = [f'{"--" + k.replace("_", "-")} {saved.get(k)} -> {getattr(args, k)}' for k in SCHEDULE_OPTIONS
+               if k in saved and saved.get(k) != getattr(args, k)]
+    if ckpt.get('steps_per_epoch') not in (None, steps_per_epoch):
+        changes.append(f'steps per epoch {ckpt["steps_per_epoch"]} -> {steps_per_epoch}')
+    if not changes:  # same options; still compare the schedule itself (a world-size change alters the lr scaling)
+        new, old = scheduler.state_dict(), dict(ckpt.get('scheduler') or {})
+        differing = sorted(k for k in set(new) | set(old) if k != 'metric' and new.get(k) != old.get(k))
+        if differing:
+            changes.append('schedule state ' + ', '.join(differing))
+    return changes
 
 
 def _plain_data_config(cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -411,10 +546,8 @@ def _write_args(output: str, args, lr: float, global_batch: int, data_config, nu
     data = plain_args(args)
     data['resolved'] = {'lr': lr, 'global_batch': global_batch, 'num_classes': num_classes,
                         'data_config': _plain_data_config(data_config)}
-    tmp = os.path.join(output, 'args.yaml.partial')
-    with open(tmp, 'w') as f:
+    with atomic_write(os.path.join(output, 'args.yaml'), 'w') as f:
         yaml.safe_dump(data, f, sort_keys=False)
-    os.replace(tmp, os.path.join(output, 'args.yaml'))
 
 
 def _format_row(row: Dict[str, Any], num_epochs: int) -> str:

@@ -15,6 +15,10 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_input_file, check_output_file, \
+    model_kwargs_error
+from modzoo.utils.files import atomic_write
+
 from .config import ConfigError
 from .data import DatasetNotFoundError, ResumableShardSampler, build_dataset, build_loader, build_transforms, \
     resolve_model_data_config
@@ -27,7 +31,7 @@ __all__ = ['build_validate_parser', 'load_model_for_inference', 'run_validation'
 
 
 def build_validate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description='Validate a classification model on an ImageFolder split.',
+    p = OneLineArgumentParser(prog='validate.py', description='Validate a classification model on an ImageFolder split.',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--model', required=True)
     p.add_argument('--checkpoint', default=None, help='weights (training checkpoint, official or timm file)')
@@ -58,20 +62,25 @@ def build_validate_parser() -> argparse.ArgumentParser:
 def read_weights(path: str, prefer_ema: bool = True):
     """(flat state dict, training metadata or {}) from any supported checkpoint file."""
     from modzoo.models import read_checkpoint, unwrap_state_dict
+    from modzoo.models._checkpoint import CheckpointFileError, load_torch_file
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path!r}')
     meta: Dict[str, Any] = {}
     if path.endswith('.safetensors'):
         return read_checkpoint(path), meta
-    try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:
-        return read_checkpoint(path), meta  # raises the explanatory weights-only error
+    obj = load_torch_file(path)  # damaged or pickle-holding files raise CheckpointFileError saying which
     if isinstance(obj, dict) and str(obj.get('format', '')).startswith('modzoo.train/'):
         meta = {k: obj.get(k) for k in ('model_name', 'num_classes', 'model_kwargs', 'class_to_idx', 'data_config',
                                          'epoch', 'best')}
         meta['weights'] = 'ema' if prefer_ema and 'state_dict_ema' in obj else 'model'
-    return unwrap_state_dict(obj, prefer_ema=prefer_ema), meta
+    try:
+        state_dict = unwrap_state_dict(obj, prefer_ema=prefer_ema)
+    except TypeError:
+        state_dict = {}
+    if not state_dict:
+        raise CheckpointFileError(f'{path} holds no state dict (names -> tensors) but a {type(obj).__name__}: pass '
+                                  f'the model\'s weights file')
+    return state_dict, meta
 
 
 def _classifier_classes(model_name: str, state_dict: Dict[str, torch.Tensor], kwargs) -> Optional[int]:
@@ -116,7 +125,13 @@ def load_model_for_inference(
         _classifier_classes(model_name, state_dict, kwargs) if state_dict is not None else None)
     if num_classes:
         kwargs['num_classes'] = num_classes
-    model = modzoo.create_model(model_name, pretrained=pretrained and state_dict is None, **kwargs)
+    try:
+        model = modzoo.create_model(model_name, pretrained=pretrained and state_dict is None, **kwargs)
+    except TypeError as e:
+        error = model_kwargs_error(model_name, e)
+        if error is None:
+            raise
+        raise error from None
     if state_dict is not None:
         modzoo.load_checkpoint(model, state_dict)
 
@@ -138,7 +153,31 @@ def load_model_for_inference(
     return model.eval(), data_config, meta
 
 
+def check_validate_args(args) -> None:
+    """Raise :class:`ConfigError` for option values that cannot work, before anything is loaded."""
+    for name in ('batch_size', 'img_size', 'num_classes', 'threads'):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ConfigError(f'--{name.replace("_", "-")} {v}: must be a whole number of at least 1')
+    if args.workers < 0:
+        raise ConfigError(f'--workers {args.workers}: must be a whole number of at least 0')
+    if args.input_size is not None and min(args.input_size) < 1:
+        raise ConfigError(f'--input-size {" ".join(map(str, args.input_size))}: needs three whole numbers >= 1: C H W')
+    if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
+        raise ConfigError(f'--crop-pct {args.crop_pct}: must be above 0 and at most 1')
+    if args.std is not None and min(args.std) <= 0:
+        raise ConfigError('--std values must be above 0')
+    interpolations = ('nearest', 'bilinear', 'bicubic', 'box', 'hamming', 'lanczos')
+    if args.interpolation is not None and args.interpolation not in interpolations:
+        raise ConfigError(f'--interpolation {args.interpolation!r} is not known: choose one of '
+                          f'{", ".join(interpolations)}')
+    check_input_file(args.checkpoint, '--checkpoint')
+    if args.results_file:
+        check_output_file(args.results_file, '--results-file')
+
+
 def run_validation(args) -> Dict[str, Any]:
+    check_validate_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -189,14 +228,16 @@ def format_results(r: Dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from modzoo.models import CheckpointMismatchError, UnknownModelError
+    from modzoo.models._checkpoint import CheckpointFileError
     args = build_validate_parser().parse_args(argv)
     try:
         results = run_validation(args)
-    except (ConfigError, DatasetNotFoundError, UnknownModelError, CheckpointMismatchError, FileNotFoundError) as e:
+    except (UsageError, DatasetNotFoundError, UnknownModelError, CheckpointMismatchError, CheckpointFileError,
+            FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     print(format_results(results))
     if args.results_file:
-        with open(args.results_file, 'w') as f:
+        with atomic_write(args.results_file, 'w') as f:
             json.dump(results, f, indent=1)
     return 0

@@ -1,0 +1,350 @@
+"""Bad input against every classification tool: exit status 2, one line on stderr, no traceback, nothing written.
+
+Also: no run destroys another (a second run into a folder keeps the first run's results, default run folders are
+unique, a folder lock), resuming on a longer schedule (the added epochs get the new schedule's lr), and damaged
+checkpoint files called damaged. The tools are called in-process (``main(argv)``); one subprocess run shows the
+same end to end.
+"""
+import csv
+import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import modzoo
+from modzoo.models._checkpoint import CheckpointFileError
+from modzoo.train.trainer import lock_run_folder, main as train_main
+from modzoo.train.config import ConfigError
+from modzoo.train.validate import main as validate_main
+from zoo_testing import random_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+UNWRITABLE = '/proc/modzoo-no-such-folder'  # nothing can be created under /proc, not even by root
+TINY = ['--model', 'zoo_focalnet_tiny_srf', '--model-kwargs', 'embed_dim=8', 'depths=(1,1,1,1)']
+FAST = ['--img-size', '32', '--crop-pct', '1.0', '--workers', '0', '--threads', '1', '--warmup-epochs', '0',
+        '--lr', '3e-3', '-b', '4', '--color-jitter', 'none', '--hflip', '0', '--progress', 'off',
+        '--tensorboard', 'off']
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+get_checkpoint = _load_tool('get_checkpoint')
+export_onnx = _load_tool('export_onnx')
+
+
+def write_folder(root, classes=2, train=4, val=2, size=32):
+    rng = np.random.default_rng(0)
+    for split, n in (('train', train), ('val', val)):
+        for k in range(classes):
+            os.makedirs(os.path.join(root, split, f'class{k}'), exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 255, (size, size, 3), dtype=np.uint8) // (k + 1)
+                Image.fromarray(img).save(os.path.join(root, split, f'class{k}', f'{i}.png'))
+    return str(root)
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    """Every kind of bad file once: datasets, recipes, checkpoints."""
+    d = tmp_path_factory.mktemp('bad')
+    f = {'data': write_folder(d / 'data')}
+    f['empty_class'] = write_folder(d / 'empty_class')
+    os.makedirs(os.path.join(f['empty_class'], 'train', 'class9'))
+    os.makedirs(d / 'only_empty' / 'train' / 'a')
+    os.makedirs(d / 'only_empty' / 'train' / 'b')
+    f['only_empty'] = str(d / 'only_empty')
+    f['bad_yaml'] = str(d / 'bad.yaml')
+    with open(f['bad_yaml'], 'w') as fh:
+        fh.write('model: zoo_focalnet_tiny_srf\nepochs: [1, 2\n')
+    f['a_file'] = str(d / 'a_file')
+    open(f['a_file'], 'w').close()
+    model = modzoo.create_model('zoo_focalnet_tiny_srf', embed_dim=8, depths=(1, 1, 1, 1), num_classes=2)
+    good = d / 'good.pth'
+    torch.save({'state_dict': model.state_dict()}, good)
+    data = good.read_bytes()
+    f['truncated'] = str(d / 'truncated.pth')
+    (d / 'truncated.pth').write_bytes(data[:len(data) // 2])
+    f['empty'] = str(d / 'empty.pth')
+    (d / 'empty.pth').write_bytes(b'')
+    f['random_st'] = str(d / 'random.safetensors')
+    (d / 'random.safetensors').write_bytes(np.random.default_rng(0).bytes(4096))
+    f['list'] = str(d / 'list.pth')
+    torch.save([1, 2, 3], f['list'])
+    f['plain_pickle'] = str(d / 'plain.pkl')
+    with open(f['plain_pickle'], 'wb') as fh:
+        pickle.dump({'a': 1}, fh)
+    return f
+
+
+def one_line_error(capsys, call, *args):
+    """Run a tool's main, return its stderr after checking: rc 2, one 'error:' line, no traceback."""
+    try:
+        rc = call(*args)
+    except SystemExit as e:  # argparse
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('error: ') and 'Traceback' not in err, err
+    return lines[0]
+
+
+TRAIN_CASES = [
+    ('batch 0', ['-b', '0'], '--batch-size 0'),
+    ('img size 0', ['--img-size', '0'], '--img-size 0'),
+    ('negative lr', ['--lr', '-1'], '--lr -1'),
+    ('zero epochs', ['--epochs', '0'], '--epochs 0'),
+    ('negative workers', ['--workers', '-1'], '--workers -1'),
+    ('smoothing 1', ['--smoothing', '1.0'], '--smoothing'),
+    ('min lr above lr', ['--min-lr', '1'], '--min-lr'),
+    ('batch not a number', ['-b', 'x'], "invalid int value: 'x'"),
+    ('unknown flag', ['--bogus'], 'unrecognized arguments: --bogus'),
+    ('unknown model kwarg', ['--model-kwargs', 'embed_dim=8', 'bogus=1'], "does not take the argument 'bogus'"),
+    ('kwarg without =', ['--model-kwargs', 'depths'], 'KEY=VALUE'),
+    ('bad yaml', ['--config', '{bad_yaml}'], 'is not valid YAML at line 3'),
+    ('missing yaml', ['--config', '{a_file}.yaml'], 'recipe file not found'),
+    ('unwritable output', ['--output', UNWRITABLE], 'not writable'),
+    ('output under a file', ['--output', '{a_file}/run'], 'is a file, not a folder'),
+    ('missing initial checkpoint', ['--initial-checkpoint', '{a_file}.pth'], 'no such file'),
+    ('truncated initial checkpoint', ['--initial-checkpoint', '{truncated}'], 'damaged or truncated'),
+    ('empty initial checkpoint', ['--initial-checkpoint', '{empty}'], 'is empty (0 bytes)'),
+    ('list initial checkpoint', ['--initial-checkpoint', '{list}'], 'holds a list, not a state dict'),
+    ('missing resume', ['--resume', '{a_file}.pth'], 'no such file'),
+    ('truncated resume', ['--resume', '{truncated}'], 'damaged or truncated'),
+    ('resume auto without output', ['--resume', 'auto', '--output', ''], '--resume auto continues the run'),
+    ('missing teacher checkpoint', ['--teacher', 'resnet18', '--teacher-checkpoint', '{a_file}.pth'], 'no such file'),
+    ('num classes 0', ['--num-classes', '0'], '--num-classes 0'),
+    ('input size with a 0', ['--input-size', '3', '0', '32'], '--input-size'),
+    ('not a device', ['--device', 'gpu0'], 'not a device name'),
+    ('resume a folder', ['--resume', '{tmp}'], 'is a folder'),
+    ('mean of two values', ['--mean', '0.5', '0.5'], 'one per input channel (3)'),
+    ('unknown optimiser', ['--opt', 'adamww'], "--opt 'adamww' is not known: did you mean adamw"),
+    ('unknown schedule', ['--sched', 'cosin'], "--sched 'cosin' is not known: did you mean cosine"),
+    ('unknown interpolation', ['--interpolation', 'cubic'], "--interpolation 'cubic' is not known"),
+    ('bad augmentation', ['--aa', 'garbage'], 'cannot build the training augmentation from --aa'),
+    ('empty class folder', ['--data-dir', '{empty_class}'], 'hold no images: class9'),
+    ('only empty class folders', ['--data-dir', '{only_empty}', '--val-split', 'none'], '2 of the 2 class folders'),
+]
+
+
+@pytest.mark.parametrize('argv,expected', [c[1:] for c in TRAIN_CASES], ids=[c[0] for c in TRAIN_CASES])
+def test_train_bad_input(files, tmp_path, capsys, argv, expected):
+    out = tmp_path / 'out'
+    argv = [a.format(tmp=str(tmp_path), **files) for a in argv]
+    base = TINY + FAST + ['--data-dir', files['data'], '--output', str(out), '--epochs', '1']
+    line = one_line_error(capsys, train_main, base + argv)
+    assert expected in line
+    assert not out.exists()  # nothing written, not even an empty run folder
+
+
+VALIDATE_CASES = [
+    ('batch 0', ['-b', '0'], '--batch-size 0'),
+    ('img size 0', ['--img-size', '0'], '--img-size 0'),
+    ('crop pct 2', ['--crop-pct', '2'], '--crop-pct 2'),
+    ('unknown interpolation', ['--interpolation', 'cubic'], "--interpolation 'cubic' is not known"),
+    ('missing data dir flag', None, 'the following arguments are required: --data-dir'),
+    ('missing checkpoint', ['--checkpoint', '{a_file}.pth'], 'no such file'),
+    ('truncated checkpoint', ['--checkpoint', '{truncated}'], 'damaged or truncated'),
+    ('empty checkpoint', ['--checkpoint', '{empty}'], 'is empty (0 bytes)'),
+    ('list checkpoint', ['--checkpoint', '{list}'], 'holds no state dict'),
+    ('plain pickle', ['--checkpoint', '{plain_pickle}'], 'is not a PyTorch checkpoint'),
+    ('random safetensors', ['--checkpoint', '{random_st}'], 'not a valid safetensors file'),
+    ('unknown model kwarg', ['--model-kwargs', 'bogus=1'], "does not take the argument 'bogus'"),
+    ('unwritable results file', ['--results-file', UNWRITABLE + '/r.json'], 'not writable'),
+    ('empty class folder', ['--data-dir', '{empty_class}/train'], 'hold no images: class9'),
+]
+
+
+@pytest.mark.parametrize('argv,expected', [c[1:] for c in VALIDATE_CASES], ids=[c[0] for c in VALIDATE_CASES])
+def test_validate_bad_input(files, capsys, argv, expected):
+    base = ['--model', 'zoo_focalnet_tiny_srf', '--model-kwargs', 'embed_dim=8', 'depths=(1,1,1,1)',
+            '--num-classes', '2', '--workers', '0', '--img-size', '32', '--checkpoint', os.path.join(
+                os.path.dirname(files['truncated']), 'good.pth')]
+    if argv is None:  # no --data-dir at all
+        line = one_line_error(capsys, validate_main, base)
+    else:
+        argv = [a.format(**files) for a in argv]
+        if '--model-kwargs' in argv:
+            base = base[:2] + base[5:]
+        line = one_line_error(capsys, validate_main, base + ['--data-dir', files['data']] + argv)
+    assert expected in line
+
+
+EXPORT_CASES = [
+    ('batch 0', ['--batch', '0'], '--batch 0'),
+    ('img size 0', ['--img-size', '0', '32'], 'impossible image size'),
+    ('unknown model kwarg', ['--model-kwargs', 'bogus=1'], "does not take the argument 'bogus'"),
+    ('kwarg without =', ['--model-kwargs', 'depths'], 'KEY=VALUE'),
+    ('read-only output folder', ['--output', UNWRITABLE + '/m.onnx'], 'not writable'),
+    ('output is a folder', ['--output', '{tmp}'], 'is a folder'),
+    ('missing checkpoint', ['--checkpoint', '{a_file}.pth'], 'no checkpoint file'),
+    ('truncated checkpoint', ['--checkpoint', '{truncated}'], 'damaged or truncated'),
+    ('unknown dynamic mode', ['--dynamic', 'sideways'], "invalid choice: 'sideways'"),
+]
+
+
+@pytest.mark.parametrize('argv,expected', [c[1:] for c in EXPORT_CASES], ids=[c[0] for c in EXPORT_CASES])
+def test_export_bad_input(files, tmp_path, capsys, argv, expected):
+    argv = [a.format(tmp=str(tmp_path), **files) for a in argv]
+    base = ['zoo_focalnet_tiny_srf', '--output', str(tmp_path / 'm.onnx')]
+    if not any(a.startswith('--model-kwargs') for a in argv):
+        base += ['--model-kwargs', 'embed_dim=8', 'depths=(1,1,1,1)', 'num_classes=2']
+    line = one_line_error(capsys, export_onnx.main, base + argv)
+    assert expected in line
+    assert not (tmp_path / 'm.onnx').exists()
+
+
+GET_CASES = [
+    ('random safetensors', ['--file', '{random_st}'], 'not a valid safetensors file'),
+    ('pickled list', ['--file', '{list}'], 'holds a list, not a state dict'),
+    ('truncated', ['--file', '{truncated}'], 'damaged or truncated'),
+    ('empty', ['--file', '{empty}'], 'is empty (0 bytes)'),
+    ('bad sha256', ['--file', '{truncated}', '--sha256', 'xyz'], 'is not a sha256 digest'),
+    ('file is a folder', ['--file', '{tmp}'], 'is a folder'),
+    ('out dir under a file', ['--file', '{truncated}', '--out-dir', '{a_file}/x'], 'is a file, not a folder'),
+    ('zero timeout', ['--timeout', '0'], '--timeout 0'),
+    ('not a url', ['--url', 'focalnet.pth'], 'focalnet.pth is not a URL'),
+    ('source not a number', ['--source', 'first'], "invalid int value: 'first'"),
+]
+
+
+@pytest.mark.parametrize('argv,expected', [c[1:] for c in GET_CASES], ids=[c[0] for c in GET_CASES])
+def test_get_checkpoint_bad_input(files, tmp_path, capsys, argv, expected):
+    argv = [a.format(tmp=str(tmp_path), **files) for a in argv]
+    if '--out-dir' not in argv:
+        argv += ['--out-dir', str(tmp_path / 'out')]
+    line = one_line_error(capsys, get_checkpoint.main, ['zoo_focalnet_tiny_srf'] + argv)
+    assert expected in line
+    assert not (tmp_path / 'out').exists()
+
+
+def test_get_checkpoint_checks_the_tag_digest_case_and_permissions(tmp_path, capsys):
+    sd = random_checkpoint('focalnet_tiny_srf')
+    ten = dict(sd, **{'head.weight': sd['head.weight'][:10], 'head.bias': sd['head.bias'][:10]})
+    src = tmp_path / 'ten.pth'
+    torch.save({'model': ten}, src)
+    line = one_line_error(capsys, get_checkpoint.main, ['zoo_focalnet_tiny_srf.ms_in1k', '--file', str(src),
+                                                        '--out-dir', str(tmp_path / 'out')])
+    assert '10-class classifier' in line and '1000 classes' in line
+    assert not (tmp_path / 'out').exists()
+
+    src = tmp_path / 'full.pth'
+    torch.save({'model': sd}, src)
+    import hashlib
+    digest = hashlib.sha256(src.read_bytes()).hexdigest().upper()  # as some sites print it
+    old = os.umask(0o022)
+    try:
+        assert get_checkpoint.main(['zoo_focalnet_tiny_srf.ms_in1k', '--file', str(src), '--sha256', digest,
+                                    '--out-dir', str(tmp_path / 'out')]) == 0
+    finally:
+        os.umask(old)
+    assert '(verified)' in capsys.readouterr().out
+    written = tmp_path / 'out' / 'zoo_focalnet_tiny_srf.ms_in1k.safetensors'
+    assert oct(written.stat().st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in (tmp_path / 'out').iterdir()] == [written.name]  # no temporaries left
+
+
+def test_load_checkpoint_calls_damaged_files_damaged(files):
+    model = modzoo.create_model('zoo_focalnet_tiny_srf', embed_dim=8, depths=(1, 1, 1, 1), num_classes=2)
+    for name, says in (('truncated', 'is damaged or truncated'), ('empty', 'is empty (0 bytes), not a checkpoint'),
+                       ('random_st', 'not a valid safetensors file'), ('plain_pickle', 'not a PyTorch checkpoint')):
+        with pytest.raises(CheckpointFileError) as info:
+            modzoo.load_checkpoint(model, files[name])
+        message = str(info.value)
+        assert says in message and 'pickled objects' not in message and 'trust' not in message, message
+        assert '\n' not in message
+
+
+def _csv_rows(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def test_second_run_into_a_folder_keeps_the_first_and_default_folders_are_unique(files, tmp_path, capsys, caplog,
+                                                                                 monkeypatch):
+    out = tmp_path / 'run'
+    data = str(tmp_path / 'data')
+    write_folder(data)
+    os.remove(os.path.join(data, 'train', 'class0', '3.png'))  # 8 images: every one is loaded in the epoch
+    with open(os.path.join(data, 'train', 'class0', 'broken.png'), 'wb') as f:
+        f.write(b'not a png')  # a corrupt image is skipped with its path logged
+    base = TINY + FAST + ['--data-dir', data, '--epochs', '1']
+    assert train_main(base + ['--output', str(out)]) == 0
+    assert 'broken.png' in caplog.text
+    assert 'done: 1/1 epochs, best eval_top1' in caplog.text and '(epoch 1/1)' in caplog.text
+    before = {name: (out / name).read_bytes() for name in ('last.pth', 'best.pth', 'log.csv')}
+    line = one_line_error(capsys, train_main, base + ['--output', str(out)])
+    assert 'already holds a run' in line and '--resume' in line and '--output' in line
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+    # resuming another run's checkpoint into this folder is refused too
+    line = one_line_error(capsys, train_main, base + ['--output', str(out), '--resume', files['truncated']])
+    assert 'already holds a run' in line and 'would overwrite it' in line
+
+    # without --output each run gets its own dated folder
+    monkeypatch.chdir(tmp_path)
+    assert train_main(base) == 0
+    assert train_main(base) == 0
+    runs = sorted(os.listdir(tmp_path / 'output' / 'train'))
+    assert len(runs) == 2 and all('-zoo_focalnet_tiny_srf-32' in r for r in runs), runs
+    assert (out / 'log.csv').read_bytes() == before['log.csv']
+
+
+def test_a_running_run_locks_its_folder(tmp_path):
+    held = lock_run_folder(str(tmp_path))
+    try:
+        with pytest.raises(ConfigError, match='another training run is writing to'):
+            lock_run_folder(str(tmp_path))
+    finally:
+        os.close(held)
+    os.close(lock_run_folder(str(tmp_path)))  # free again once the holder ends
+
+
+def test_resume_with_more_epochs_follows_the_new_schedule(files, tmp_path, capsys, caplog):
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    out = tmp_path / 'run'
+    base = TINY + FAST + ['--data-dir', files['data'], '--output', str(out), '--val-split', 'none']
+    assert train_main(base + ['--epochs', '2']) == 0
+    assert train_main(base + ['--epochs', '4', '--resume', 'auto']) == 0
+    assert 'changed schedule (--epochs 2 -> 4)' in caplog.text
+    rows = _csv_rows(out / 'log.csv')
+    assert [int(r['epoch']) for r in rows] == [0, 1, 2, 3]
+    steps = 8 // 4
+
+    def lr_after(epochs, epoch):
+        opt = create_optimizer_v2(torch.nn.Linear(1, 1), opt='adamw', lr=3e-3, weight_decay=0.05)
+        sched, _ = create_scheduler_v2(opt, sched='cosine', num_epochs=epochs, warmup_epochs=0, warmup_lr=1e-6,
+                                       min_lr=1e-5, step_on_epochs=False, updates_per_epoch=steps)
+        sched.step_update(num_updates=(epoch + 1) * steps)
+        return opt.param_groups[0]['lr']
+    for e in (0, 1):  # the first run followed the 2-epoch schedule
+        assert float(rows[e]['lr']) == pytest.approx(lr_after(2, e), rel=1e-5)
+    for e in (2, 3):  # the added epochs: the 4-epoch schedule, not the 2-epoch one's final lr
+        assert float(rows[e]['lr']) == pytest.approx(lr_after(4, e), rel=1e-5)
+    assert float(rows[2]['lr']) > 10 * 1e-5
+
+    line = one_line_error(capsys, train_main, base + ['--epochs', '3', '--resume', 'auto'])
+    assert 'has already trained 4 epochs' in line
+
+
+def test_train_cli_end_to_end_one_line(files, tmp_path):
+    out = tmp_path / 'out'
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tools', 'train.py')] + TINY + FAST
+        + ['--data-dir', files['data'], '--output', str(out), '-b', '0'],
+        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ['error: --batch-size 0: must be a whole number of at least 1']
+    assert not out.exists()
