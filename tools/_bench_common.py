@@ -13,7 +13,8 @@ import time
 from typing import Callable, Dict, Optional, Sequence
 
 __all__ = ['cpu_name', 'cpu_flags', 'vnni_description', 'machine_description', 'load_1min', 'default_load_threshold',
-           'LoadGuard', 'load_cell', 'load_note', 'proc_status_mib', 'reset_peak_rss', 'replace_marked', 'update_marked_file']
+           'LoadGuard', 'load_cell', 'load_note', 'proc_status_mib', 'reset_peak_rss', 'replace_marked',
+           'update_marked_file']
 
 
 def cpu_name() -> str:
@@ -47,7 +48,8 @@ def vnni_description(flags: Optional[set] = None) -> str:
                                     ('AMX-INT8', 'amx_int8')) if flag in flags]
     if vnni:
         return ', '.join(vnni) + ' present'
-    return 'no VNNI (' + ('AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX-512/AVX2') + ' only)'
+    widest = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX-512/AVX2'
+    return f'no VNNI ({widest} only)'
 
 
 def _mem_gib() -> float:
@@ -95,8 +97,10 @@ class LoadGuard:
     """Measure a benchmark row, read the load average before and after it, re-measure when the machine was busy.
 
     ``threshold`` is the 1-minute load a one-thread row may see; a row running ``threads`` threads puts that many
-    runnable threads on the machine itself, so its limit is ``threshold + threads - 1``. A row above its limit is
-    measured again after ``wait_s`` (up to ``retries`` times); if the machine stays busy the last measurement is kept
+    runnable threads on the machine itself, so its limit is ``threshold + threads - 1``; the reading before a row still
+    carries the previous row's threads (the average decays over a minute), so it is judged against the larger of the
+    two limits. A row above its limit is measured again after ``wait_s`` (up to ``retries`` times); if the machine
+    stays busy the last measurement is kept
     and marked ``loaded``, never silently mixed with quiet rows. ``read_load`` and ``sleep`` are injectable for
     tests.
     """
@@ -106,6 +110,7 @@ class LoadGuard:
         self.threshold = default_load_threshold() if threshold is None else float(threshold)
         self.retries, self.wait_s = int(retries), float(wait_s)
         self.read_load, self.sleep = read_load, sleep
+        self.previous_threads = 1
 
     def limit(self, threads: int = 1) -> float:
         return self.threshold + max(int(threads), 1) - 1
@@ -114,14 +119,17 @@ class LoadGuard:
         """``fn()`` (a dict of figures) with ``load_before``, ``load_after``, ``load_limit``, ``loaded`` and
         ``attempts`` added."""
         limit = self.limit(threads)
+        before_limit = self.limit(max(threads, self.previous_threads))
         for attempt in range(1, self.retries + 2):
             before = self.read_load()
             row = dict(fn())
             after = self.read_load()
-            loaded = max(before, after) > limit
+            loaded = before > before_limit or after > limit
             if not loaded or attempt > self.retries:
                 break
             self.sleep(self.wait_s)
+            before_limit = limit  # after the pause the previous row's threads have decayed out of the average
+        self.previous_threads = threads
         row.update(load_before=round(before, 2), load_after=round(after, 2), load_limit=round(limit, 2),
                    loaded=loaded, attempts=attempt)
         return row
@@ -143,7 +151,8 @@ def load_note(rows: Sequence[Dict]) -> str:
             f'({", ".join(f"{x:g}" for x in limits)}: the threshold plus the row\'s own threads beyond one) was '
             f'measured again after a pause. ')
     if loaded:
-        return text + f'**{loaded} of {len(rows)} rows stayed above it and are marked LOADED: read them as upper bounds.**'
+        return text + (f'**{loaded} of {len(rows)} rows stayed above it and are marked LOADED: read them as upper '
+                       f'bounds.**')
     return text + f'All {len(rows)} rows are within it.'
 
 

@@ -83,16 +83,14 @@ def _preprocess(image, img_size: Tuple[int, int], mean, std, crop_pct: float) ->
 
 
 def _digit_images():
-    """scikit-learn's 1,797 handwritten digits as greyscale PIL images (8x8, grey levels 0..16) and labels."""
+    """scikit-learn's 1,797 handwritten digits (8x8 arrays, grey levels 0..16), labels and class names."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
         raise InvalidExportInput('--calib-data digits needs scikit-learn (pip install scikit-learn), or pass an '
                                  'ImageFolder directory') from e
-    from PIL import Image
     digits = load_digits()
-    images = [Image.fromarray(np.uint8(np.round(d / 16.0 * 255)), mode='L') for d in digits.images]
-    return images, digits.target.astype(np.int64), [str(i) for i in range(10)]
+    return digits.images, digits.target.astype(np.int64), [str(i) for i in range(10)]
 
 
 def _image_folder(root: str):
@@ -132,7 +130,10 @@ def load_calibration_images(
     images = []
     for i in order:
         item = items[i]
-        image = item if source == DIGITS else Image.open(item)
+        if source == DIGITS:
+            image = Image.fromarray(np.uint8(np.round(item / 16.0 * 255)), mode='L')
+        else:
+            image = Image.open(item)
         images.append(_preprocess(image.convert('RGB'), img_size, mean, std, crop_pct))
     if not images:
         raise InvalidExportInput(f'--calib-data {source}: only {len(items)} images, none left from image {offset}')
