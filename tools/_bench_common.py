@@ -151,8 +151,8 @@ def load_note(rows: Sequence[Dict]) -> str:
             f'({", ".join(f"{x:g}" for x in limits)}: the threshold plus the row\'s own threads beyond one) was '
             f'measured again after a pause. ')
     if loaded:
-        return text + (f'**{loaded} of {len(rows)} rows stayed above it and are marked LOADED: read them as upper '
-                       f'bounds.**')
+        return text + (f'**{loaded} of {len(rows)} rows stayed above it and are marked LOADED: other jobs shared '
+                       f'the CPU, do not compare them with the rest.**')
     return text + f'All {len(rows)} rows are within it.'
 
 
