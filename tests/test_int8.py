@@ -237,3 +237,24 @@ def test_int8_cli_bad_input(tmp_path, capsys):
                       '--img-size', '32', '32']) == 2
     assert 'no directory' in capsys.readouterr().err
     assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_bench_tables_show_the_load_of_every_row():
+    """A table that mixes a quiet and a loaded row says so on the row itself and under the table."""
+    from tools import bench_onnx
+    quiet = dict(batch=1, threads=1, torch_ms=40.0, ort_ms=20.0, torch_img_s=25.0, ort_img_s=50.0, speedup=2.0,
+                 torch_peak_mib=700, torch_model_mib=40, ort_peak_mib=100, ort_model_mib=50, load_before=0.4,
+                 load_after=1.1, load_limit=1.5, loaded=False, attempts=1)
+    busy = dict(quiet, threads=2, speedup=1.2, load_before=3.9, load_after=4.2, load_limit=2.5, loaded=True,
+                attempts=2)
+    run = dict(kind='latency', machine='test CPU', command='python tools/bench_onnx.py x', date='2026-01-01',
+               skipped={}, results=[dict(model='zoo_x', size=224, rows=[quiet, busy], max_abs_diff=1e-6)])
+    text = bench_onnx.render(run)
+    lines = [line for line in text.splitlines() if line.startswith('| `zoo_x`')]
+    assert lines[0].endswith('| 0.4→1.1 | 1.0e-06 |') and '| 3.9→4.2 **LOADED** |' in lines[1]
+    assert '1 of 2 rows stayed above it' in text
+    int8_row = dict(quiet, ort_int8_ms=10.0, ort_int8_img_s=100.0, ort_int8_peak_mib=80, ort_int8_model_mib=30)
+    int8_run = dict(run, kind='int8', results=[dict(model='zoo_x', size=224, rows=[int8_row], max_abs_diff=0.01,
+                                                    fp32_file_mib=17.0, int8_file_mib=4.6)])
+    int8_text = bench_onnx.render(int8_run)
+    assert '| 17.0 | 4.6 |' in int8_text and 'All 1 rows are within it.' in int8_text
