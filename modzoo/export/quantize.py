@@ -188,11 +188,14 @@ class Int8Result:
     quantized_nodes: int
     float_nodes: Dict[str, str]
     calibration_images: int
+    float_ops: Dict[str, int] = dataclasses.field(default_factory=dict)  # FLOAT_OPS types in the graph, by count
 
     def format(self) -> str:
-        return (f'int8 (QDQ, per-channel int8 weights, uint8 activations): {self.quantized_nodes} nodes quantized, '
-                f'{len(self.float_nodes)} weight-op nodes kept float; {self.size_mib:.1f} MiB vs '
-                f'{self.fp32_size_mib:.1f} MiB fp32; calibrated on {self.calibration_images} images')
+        kept = ', '.join(f'{op} x{n}' for op, n in sorted(self.float_ops.items()))
+        return (f'int8 (QDQ, per-channel int8 weights, uint8 activations): {self.quantized_nodes} tensors quantized, '
+                f'{len(self.float_nodes)} attention MatMuls kept float' + (f'; float ops: {kept}' if kept else '')
+                + f'; {self.size_mib:.1f} MiB vs {self.fp32_size_mib:.1f} MiB fp32; calibrated on '
+                f'{self.calibration_images} images')
 
 
 @contextlib.contextmanager
@@ -291,10 +294,12 @@ def quantize_onnx_int8(
         except Exception as e:  # noqa: BLE001 - report, keep nothing
             detail = f' (the shape-inference pre-pass had failed too: {pre_error})' if pre_error else ''
             raise ExportError(f'int8 quantization failed: {type(e).__name__}: {e}{detail}') from e
-        n_quantized = sum(node.op_type == 'DequantizeLinear' for node in onnx.load(quantized).graph.node)
+        nodes = onnx.load(quantized).graph.node
+        n_quantized = sum(node.op_type == 'DequantizeLinear' for node in nodes)
+        float_ops = {op: sum(node.op_type == op for node in nodes) for op in FLOAT_OPS}
         os.replace(quantized, output)
     return Int8Result(output, fp32_path, _file_mib(output), _file_mib(fp32_path), n_quantized, keep,
-                      len(calibration))
+                      len(calibration), {op: n for op, n in float_ops.items() if n})
 
 
 # ----------------------------------------------------------------------------------------------------------------
