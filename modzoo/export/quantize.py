@@ -343,6 +343,8 @@ def _run_all(session, images: np.ndarray, batch: int) -> np.ndarray:
     name = session.get_inputs()[0].name
     static = session.get_inputs()[0].shape[0]
     step = static if isinstance(static, int) else batch
+    if isinstance(static, int) and len(images) < static:
+        raise InvalidExportInput(f'the graph has a fixed batch of {static}: give at least {static} check images')
     outs = []
     # a fixed-batch graph runs whole batches only (a remainder is left out of the comparison)
     for i in range(0, len(images) - step + 1 if isinstance(static, int) else len(images), step):
