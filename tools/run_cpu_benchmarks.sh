@@ -21,6 +21,9 @@ FAMILIES="zoo_focalnet_tiny_srf zoo_smt_tiny zoo_gridpe_pvt_v2_b0"
 EFFICIENTMOD="zoo_efficientmod_xxs zoo_efficientmod_xs zoo_efficientmod_s zoo_efficientmod_s_conv"
 GRID="--threads 1 2 --batches 1 8 --repeats 5 --warmup 1"
 PARTS=${*:-onnx int8 paths}
+for part in $PARTS; do
+  case $part in onnx|int8|paths) ;; *) echo "unknown part '$part' (choose from: onnx int8 paths)" >&2; exit 2 ;; esac
+done
 
 uptime
 for part in $PARTS; do
@@ -32,7 +35,6 @@ for part in $PARTS; do
     # compile vs eager at batch 8 only: each inductor compile (one per model and batch) costs about a minute
     paths) $PY tools/bench_cpu_paths.py $FAMILIES zoo_efficientmod_xxs --threads 1 2 --batches 8 --repeats 5 \
              --profile --json "$OUT/cpu_paths.json" --write-benchmarks ;;
-    *) echo "unknown part '$part' (choose from: onnx int8 paths)" >&2; exit 2 ;;
   esac
   echo "== $part took $(( $(date +%s) - start )) s"
 done
