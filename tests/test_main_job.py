@@ -38,6 +38,10 @@ def test_shortened_main_job(tmp_path, keep_threads, capsys):
     assert s['validate']['top1'] >= 85.0 and s['validate']['images'] == 359
     assert s['onnx']['passed'] and s['onnx']['max_abs_diff'] <= 1e-4
     assert abs(s['onnx']['ort_top1'] - s['validate']['top1']) <= 0.3
+    # int8: the fp32 figure it is compared with is the ONNX Runtime top-1 above, on the same 359 images
+    assert abs(s['int8']['fp32_ort_top1'] - s['onnx']['ort_top1']) < 1e-9
+    assert s['int8']['top1_drop'] <= 1.0 and s['int8']['size_mib'] < 0.5 * s['int8']['fp32_size_mib']
+    assert 'int8 ONNX        top-1' in printed
     assert os.path.isfile(os.path.join(work, 'modulation.png'))
     assert os.path.isfile(os.path.join(work, 'train', 'best.pth')) and not s['failures']
 

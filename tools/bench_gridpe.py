@@ -3,6 +3,7 @@
 
     python tools/bench_gridpe.py                         # PVT v2 b2, 224 px, batch 1
     python tools/bench_gridpe.py --batch 8 --repeats 9 --json out.json
+    python tools/bench_gridpe.py --threads 1 2           # one result per thread count (a JSON list)
 
 Three models with the same weights run interleaved (the order rotates every round), so drift and other jobs on a
 shared machine hit them alike:
@@ -21,11 +22,13 @@ kernel's peak-RSS mark (``/proc/self/clear_refs``) and runs one more; the report
 forward above the RSS before it. glibc's mmap threshold is pinned (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors
 are returned to the system and RSS follows live memory. CPU PyTorch has no allocator high-water mark to read instead.
 The GridPE model's cached rotation tables (resident between forwards) are reported separately.
+
+Load: the timed rounds are one row of ``tools/_bench_common.LoadGuard``: the 1-minute load average is read before and
+after them, and a run above ``--load-threshold`` is measured again, then kept with ``"loaded": true``.
 """
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,7 +41,7 @@ import torch  # noqa: E402
 import timm  # noqa: E402
 
 import modzoo  # noqa: E402,F401  (registers the zoo models)
-from tools._bench_common import cpu_name  # noqa: E402
+from tools._bench_common import LoadGuard, default_load_threshold, machine_description  # noqa: E402
 
 KINDS = ('gridpe', 'plain', 'timm')
 
@@ -60,10 +63,8 @@ def build_all(variant: str):
 
 
 def machine() -> dict:
-    return dict(
-        cpu=cpu_name(), logical_cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
-        timm=timm.__version__, python=platform.python_version(), platform=platform.platform(),
-    )
+    return dict(description=machine_description(torch.get_num_threads(), ('torch', 'timm')),
+                torch_threads=torch.get_num_threads())
 
 
 def time_forward(model: torch.nn.Module, x: torch.Tensor, iters: int):
@@ -128,27 +129,32 @@ def _summary(samples, med):
     )
 
 
-def run(args) -> dict:
-    load_start = [round(v, 2) for v in os.getloadavg()]
+def run(args, threads: int = 0) -> dict:
     torch.manual_seed(0)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
     models = build_all(args.variant)
     x = torch.randn(args.batch, 3, args.size, args.size)
+    guard = LoadGuard(args.load_threshold, retries=args.load_retries, wait_s=args.load_wait)
     with torch.inference_mode():
         outs = {kind: m(x) for kind, m in models.items()}
         parity = (outs['plain'] - outs['timm']).abs().max().item()
-        for _ in range(args.warmup):
-            for m in models.values():
-                m(x)
-        wall = {kind: [] for kind in KINDS}
-        cpu = {kind: [] for kind in KINDS}
-        for r in range(args.repeats):
-            order = KINDS[r % 3:] + KINDS[:r % 3]  # rotate who goes first
-            for kind in order:
-                w, c = time_forward(models[kind], x, args.iters)
-                wall[kind].append(w)
-                cpu[kind].append(c)
+
+        def rounds():
+            for _ in range(args.warmup):
+                for m in models.values():
+                    m(x)
+            wall = {kind: [] for kind in KINDS}
+            cpu = {kind: [] for kind in KINDS}
+            for r in range(args.repeats):
+                order = KINDS[r % 3:] + KINDS[:r % 3]  # rotate who goes first
+                for kind in order:
+                    w, c = time_forward(models[kind], x, args.iters)
+                    wall[kind].append(w)
+                    cpu[kind].append(c)
+            return dict(wall=wall, cpu=cpu)
+        timed = guard.measure(rounds, threads=torch.get_num_threads())
+    wall, cpu = timed['wall'], timed['cpu']
     result = dict(
         machine=machine(),
         setup=dict(variant=args.variant, batch=args.batch, size=args.size, repeats=args.repeats, iters=args.iters,
@@ -161,9 +167,7 @@ def run(args) -> dict:
     if not args.no_memory:
         result['peak_rss_growth_mb'] = {kind: peak_rss_growth_mb(kind, args.variant, args.batch, args.size)
                                         for kind in KINDS}
-    # 1/5/15-minute load averages: how busy the (shared) machine was around the run
-    result['machine']['load_average_start'] = load_start
-    result['machine']['load_average_end'] = [round(v, 2) for v in os.getloadavg()]
+    result['load'] = {k: timed[k] for k in ('load_before', 'load_after', 'load_limit', 'loaded', 'attempts')}
     return result
 
 
@@ -175,12 +179,17 @@ def main():
     parser.add_argument('--repeats', type=int, default=15, help='interleaved rounds')
     parser.add_argument('--iters', type=int, default=3, help='forwards per timed sample')
     parser.add_argument('--warmup', type=int, default=2, help='untimed rounds first (table caches, allocator)')
-    parser.add_argument('--threads', type=int, default=0, help='torch intra-op threads (0: torch default)')
+    parser.add_argument('--threads', type=int, nargs='+', default=[0],
+                        help='torch intra-op thread counts, one result each (0: torch default)')
+    parser.add_argument('--load-threshold', type=float, default=default_load_threshold(),
+                        help='1-minute load average a one-thread run may see (default 0.75 x cores)')
+    parser.add_argument('--load-retries', type=int, default=1, help='re-measurements of a run above the threshold')
+    parser.add_argument('--load-wait', type=float, default=30.0, help='seconds to wait before re-measuring')
     parser.add_argument('--no-memory', action='store_true', help='skip the per-model peak-RSS subprocesses')
     parser.add_argument('--json', default='', help='also write the result here')
     args = parser.parse_args()
-    result = run(args)
-    text = json.dumps(result, indent=1)
+    results = [run(args, threads) for threads in args.threads]
+    text = json.dumps(results[0] if len(results) == 1 else results, indent=1)
     print(text)
     if args.json:
         with open(args.json, 'w') as f:

@@ -7,6 +7,7 @@
     python tools/export_onnx.py zoo_efficientmod_s --features --img-size 512 512 --check   # stage outputs feat0..3
     python tools/export_onnx.py configs/focalnet/upernet_focalnet-t-srf_8xb2-160k_ade20k-512x512.py --check
     python tools/export_onnx.py zoo_gridpe_pvt_v2_b2 --head macmd --num-classes 9 --check      # PVT v2 b2 + MACMD
+    python tools/export_onnx.py zoo_efficientmod_s --checkpoint m.pth --int8 --calib-data imagenet/val --check
 
 Classification models export one output ``logits``; ``--features`` exports the ``features_only`` backbone with every
 stage output as a named graph output (``feat0``, ``feat1``, ...; strides and channels in the model metadata).
@@ -15,7 +16,10 @@ segmentor as one graph ``image -> seg_logits`` (N, classes, H, W), without train
 ``--check`` runs ONNX Runtime (CPU execution provider) on random and photographic inputs at batches 1 and 3 (dynamic
 batch) and at the export size plus two more (dynamic size), compares with PyTorch and prints the max abs difference
 (fp32 tolerance 1e-4). Nothing is written unless the export and every check succeed; weights over ~1.8 GB go to
-``<output>.data`` beside the graph. Exit status: 0 success, 1 export or parity failure, 2 bad input.
+``<output>.data`` beside the graph. ``--int8`` also writes a static int8 graph (QDQ, per-channel weights,
+calibrated on ``--calib-data``) and, with ``--check``, its top-1 agreement and logit error against fp32 on held-out
+images (and both accuracies when the folder's classes are the model's).
+Exit status: 0 success, 1 export or parity failure, 2 bad input.
 """
 import argparse
 import logging
@@ -31,6 +35,7 @@ import torch  # noqa: E402
 
 import modzoo  # noqa: E402
 from modzoo.export import onnx as zoo_onnx  # noqa: E402
+from modzoo.export import quantize as zoo_quant  # noqa: E402
 from modzoo.export.deploy import prepare_for_deploy  # noqa: E402
 from modzoo.export.segmentation import build_macmd_for_export, build_mmseg_for_export  # noqa: E402
 from modzoo.models import CheckpointMismatchError, UnknownModelError  # noqa: E402
@@ -75,6 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--model-kwargs', nargs='*', default=[], metavar='KEY=VALUE',
                         help='extra model constructor arguments, e.g. depths=(2,2,2,2)')
     parser.add_argument('--verbose', '-v', action='store_true', help='show exporter warnings and progress')
+    int8 = parser.add_argument_group('int8', 'static int8 quantization (QDQ) of a classifier, beside the fp32 graph')
+    int8.add_argument('--int8', action='store_true',
+                      help='also write an int8 graph (<output>-int8.onnx); with --check, its agreement with fp32')
+    int8.add_argument('--int8-output', help='int8 ONNX file (default: <output without .onnx>-int8.onnx)')
+    int8.add_argument('--calib-data', metavar='DIR|digits',
+                      help='calibration images: an ImageFolder (<dir>/<class>/<image>; its val/ split if it has one) '
+                           f'or "{zoo_quant.DIGITS}" (scikit-learn\'s embedded handwritten digits, no download)')
+    int8.add_argument('--calib-images', type=int, default=128, help='images that set the activation ranges')
+    int8.add_argument('--check-images', type=int, default=256,
+                      help='held-out images (never used for calibration) for the int8 vs fp32 check')
+    int8.add_argument('--calib-method', choices=('minmax', 'entropy', 'percentile'), default='minmax',
+                      help='activation range estimate (default minmax)')
+    int8.add_argument('--int8-reduce-range', action='store_true',
+                      help='7-bit weights: for CPUs without VNNI, where uint8 x int8 products can saturate')
     return parser
 
 
@@ -150,6 +169,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
                                          f'Export with --dynamic batch at the size you deploy at.')
     if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
         return _fail(EXIT_BAD_INPUT, f'no checkpoint file at {args.checkpoint}')
+    int8_problem = _int8_arg_problem(args)
+    if int8_problem:
+        return _fail(EXIT_BAD_INPUT, int8_problem)
     stem = os.path.splitext(os.path.basename(args.model))[0] if args.model.endswith('.py') else args.model
     if args.head:
         stem += '-' + args.head
@@ -177,6 +199,12 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         prepare_for_deploy(model)
 
     img_size = tuple(args.img_size) if args.img_size else tuple(zoo_onnx.model_input_config(model)['input_size'][1:])
+    calib = None
+    if args.int8:  # read the calibration images before exporting: a bad folder fails fast, nothing written
+        try:
+            calib = _int8_images(args, model, img_size)
+        except zoo_onnx.InvalidExportInput as e:
+            return _fail(EXIT_BAD_INPUT, str(e))
     if args.checkpoint:
         metadata['modzoo_checkpoint'] = os.path.basename(args.checkpoint)
     external = {'auto': None, 'yes': True, 'no': False}[args.external_data]
@@ -205,6 +233,45 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if result.check is not None:
         print(result.check.format())
         print(f'parity: max abs diff {result.check.max_abs_diff:.2e} (ONNX Runtime vs PyTorch)')
+    if args.int8:
+        return _export_int8(args, result.path, calib, getattr(model, 'num_classes', None))
+    return EXIT_OK
+
+
+def _int8_arg_problem(args) -> Optional[str]:
+    if not args.int8:
+        extra = [flag for flag, value in (('--int8-output', args.int8_output), ('--calib-data', args.calib_data))
+                 if value is not None]
+        return f'{" and ".join(extra)} only apply with --int8' if extra else None
+    if args.fp16 or args.features or args.head or args.model.endswith('.py'):
+        return '--int8 quantizes an fp32 classifier export: drop --fp16 / --features / segmentation'
+    if not args.calib_data:
+        return (f'--int8 needs calibration images: --calib-data DIR (an ImageFolder of images like the deployment '
+                f'ones) or --calib-data {zoo_quant.DIGITS}')
+    if args.calib_images < 1 or args.check_images < 1:
+        return '--calib-images and --check-images must be at least 1'
+    return None
+
+
+def _int8_images(args, model, img_size):
+    cfg = zoo_onnx.model_input_config(model)
+    crop_pct = float((getattr(model, 'pretrained_cfg', None) or {}).get('crop_pct') or 1.0)
+    check = args.check_images if args.check else 0
+    return zoo_quant.calibration_split(args.calib_data, img_size, args.calib_images, check, mean=cfg['mean'],
+                                       std=cfg['std'], crop_pct=crop_pct)
+
+
+def _export_int8(args, fp32_path: str, calib, num_classes: Optional[int]) -> int:
+    calibration, held_out = calib
+    output = args.int8_output or os.path.splitext(fp32_path)[0] + '-int8.onnx'
+    try:
+        int8 = zoo_quant.quantize_onnx_int8(fp32_path, output, calibration.images, batch=max(args.batch, 1),
+                                            calibrate_method=args.calib_method, reduce_range=args.int8_reduce_range)
+    except zoo_onnx.ExportError as e:
+        return _fail(EXIT_FAILED, f'{args.model}: {e}\nThe fp32 graph {fp32_path} was written; no int8 graph.')
+    print(f'exported int8 -> {int8.path}\n  {int8.format()} ({args.calib_data}, {args.calib_method})')
+    if args.check:
+        print(zoo_quant.compare_int8(fp32_path, int8.path, held_out, num_classes=num_classes).format())
     return EXIT_OK
 
 

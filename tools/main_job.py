@@ -10,7 +10,9 @@
 3. **Validate** ``best.pth`` with the validation tool (``modzoo.train.validate``, what ``tools/validate.py`` runs):
    top-1 must reach ``--target-top1`` (the job fails otherwise).
 4. **Export** the trained model to ONNX with a dynamic batch and check it in ONNX Runtime: logits within 1e-4 of
-   PyTorch at batch 1 and 3, and the same validation top-1 from ONNX Runtime.
+   PyTorch at batch 1 and 3, and the same validation top-1 from ONNX Runtime. Then **quantize** it to int8 (static
+   QDQ, per-channel weights, calibrated on training images) and report its validation top-1 next to fp32's and its
+   top-1 agreement with fp32 (goal: at most ``--int8-max-drop`` points lost).
 5. **Visualise** the modulator/gate maps of one validation digit (``tools/visualize_modulation.py``).
 6. **Zoo report**: ``tools/zoo_report.py`` rewrites ``docs/zoo.md`` and its plots for every registered model.
 
@@ -78,6 +80,9 @@ def main(argv=None) -> int:
     p.add_argument('--seed', type=int, default=0, help='training seed (data order, augmentation, init)')
     p.add_argument('--threads', type=int, default=1, help='torch threads for training')
     p.add_argument('--workers', type=int, default=1, help='data-loader processes')
+    p.add_argument('--int8-calib-images', type=int, default=256, help='training images that calibrate int8')
+    p.add_argument('--int8-max-drop', type=float, default=1.0,
+                   help='top-1 points the int8 graph may lose against fp32 ONNX Runtime before the job fails')
     p.add_argument('--report-budget-s', type=float, default=900,
                    help='time limit for measuring models the committed zoo report does not cover yet')
     p.add_argument('--no-report', action='store_true', help='skip the zoo report step')
@@ -149,6 +154,42 @@ def main(argv=None) -> int:
     if abs(onnx['ort_top1'] - val['top1']) > 0.3:  # one flipped near-tie among 359 images is 0.28%
         failures.append(f'ONNX Runtime top-1 {onnx["ort_top1"]:.2f}% differs from PyTorch {val["top1"]:.2f}%')
 
+    def int8_step():
+        from modzoo.export import quantize
+        from modzoo.export.onnx import model_input_config
+        model, cfg, _ = load_model_for_inference(args.model, best)
+        norm = model_input_config(model)
+        size = (IMG_SIZE, IMG_SIZE)
+        calib = quantize.load_calibration_images(os.path.join(data_dir, 'train'), size, norm['mean'], norm['std'],
+                                                 count=args.int8_calib_images)
+        int8_path = os.path.splitext(onnx['path'])[0] + '-int8.onnx'
+        result = quantize.quantize_onnx_int8(onnx['path'], int8_path, calib.images)
+        # the held-out check runs on exactly the images (and preprocessing) the fp32 top-1 was measured on
+        _, eval_tf = build_transforms(cfg)
+        ds, _ = build_dataset('', data_dir, 'val')
+        ds.transform = eval_tf
+        loader = build_loader(ds, ResumableShardSampler(len(ds), shuffle=False, pad=False), 64, 0, False)
+        batches = list(loader)
+        val_set = quantize.CalibrationSet(torch.cat([x for x, _ in batches]).numpy(),
+                                          torch.cat([y for _, y in batches]).numpy(), [str(i) for i in range(10)],
+                                          'digits val')
+        report = quantize.compare_int8(onnx['path'], int8_path, val_set, num_classes=10)
+        return dict(path=int8_path, ort_top1=report.int8_top1, fp32_ort_top1=report.fp32_top1,
+                    size_mib=result.size_mib, fp32_size_mib=result.fp32_size_mib, calibration_images=len(calib),
+                    top1_agreement=report.top1_agreement, max_logit_error=report.max_logit_error,
+                    mean_logit_error=report.mean_logit_error)
+
+    int8 = steps.run('quantize to int8 and validate in ONNX Runtime', int8_step)
+    int8['top1_drop'] = int8['fp32_ort_top1'] - int8['ort_top1']
+    print(f'int8: {int8["path"]} ({int8["size_mib"]:.1f} MiB vs {int8["fp32_size_mib"]:.1f} MiB fp32, calibrated on '
+          f'{int8["calibration_images"]} training images)\nint8 top-1 {int8["ort_top1"]:.2f}% vs fp32 '
+          f'{int8["fp32_ort_top1"]:.2f}% ({-int8["top1_drop"]:+.2f} points); top-1 agreement with fp32 '
+          f'{int8["top1_agreement"]:.2f}%, logit error max {int8["max_logit_error"]:.3g}')
+    summary['int8'] = int8
+    if int8['top1_drop'] > args.int8_max_drop:
+        failures.append(f'int8 top-1 {int8["ort_top1"]:.2f}% is {int8["top1_drop"]:.2f} points below fp32 '
+                        f'(limit {args.int8_max_drop:g})')
+
     def visualise_step():
         vis = _load_tool('visualize_modulation')
         image = os.path.join(data_dir, 'val', '3', sorted(os.listdir(os.path.join(data_dir, 'val', '3')))[0])
@@ -184,6 +225,8 @@ def main(argv=None) -> int:
           f'{info["train_images"]} train / {info["val_images"]} val)')
     print(f'validation top-1 {val["top1"]:.2f}% (target >= {args.target_top1:.1f}%), top-5 {val["top5"]:.2f}%')
     print(f'ONNX Runtime     max abs diff {onnx["max_abs_diff"]:.2e}, top-1 {onnx["ort_top1"]:.2f}%')
+    print(f'int8 ONNX        top-1 {int8["ort_top1"]:.2f}% ({-int8["top1_drop"]:+.2f} points vs fp32), agreement '
+          f'{int8["top1_agreement"]:.2f}%, {int8["size_mib"]:.1f} MiB')
     if 'zoo_report' in summary:
         print(f'zoo report       {summary["zoo_report"]}')
     print('time             ' + ', '.join(f'{k.split(" ")[0]} {v:.0f}s' for k, v in steps.timings.items())

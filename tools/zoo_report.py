@@ -44,7 +44,7 @@ import torch  # noqa: E402
 import modzoo  # noqa: E402
 from modzoo.utils.flops import count_flops  # noqa: E402
 from modzoo.utils.reported import load_reported as _load_reported  # noqa: E402
-from tools._bench_common import cpu_name  # noqa: E402
+from tools._bench_common import machine_description as _machine_line  # noqa: E402
 
 DOCS = os.path.join(ROOT, 'docs')
 CACHE_VERSION = 1
@@ -63,7 +63,7 @@ def load_reported() -> Dict[str, Dict[str, Any]]:
 
 
 def machine_description() -> str:
-    return f'{cpu_name()}, {os.cpu_count()} cores, torch threads: {torch.get_num_threads()}'
+    return _machine_line(threads=torch.get_num_threads())
 
 
 def library_versions() -> Dict[str, str]:
