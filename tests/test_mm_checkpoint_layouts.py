@@ -117,3 +117,22 @@ def test_every_family_report_accounts_for_every_tensor(name, layout, tmp_path):
     tracked = sum(k.endswith('num_batches_tracked') for k in checkpoint)
     assert accounted in (len(checkpoint), len(checkpoint) - tracked)
     assert report.unused  # the classifier at least
+
+
+def test_hf_focalnet_backbone_file_into_modzoo_backbone(tmp_path):
+    from safetensors.torch import save_file
+    from test_hf_focalnet_checkpoints import SMALL, _randomised, hf_focalnet_state_dict
+    source = _randomised('zoo_focalnet_tiny_srf')
+    path = str(tmp_path / 'model.safetensors')
+    save_file(hf_focalnet_state_dict(source, 'backbone'), path)
+    kwargs = {k: v for k, v in SMALL['zoo_focalnet_tiny_srf'].items() if k != 'num_classes'}
+    backbone = ModzooBackbone('zoo_focalnet_tiny_srf', init_cfg=dict(type='Pretrained', checkpoint=path), **kwargs)
+    backbone.init_weights()
+    report = backbone._last_load_report
+    assert not report.missing and not report.unexpected and not report.mismatched
+    assert sorted(report.unused) == ['norm.bias', 'norm.weight']  # HF's final layernorm: not used by the features
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = source.forward_intermediates(x, intermediates_only=True)
+        for a, b in zip(backbone.eval()(x), expected):
+            assert torch.equal(a, b)
