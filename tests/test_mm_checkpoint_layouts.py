@@ -136,3 +136,15 @@ def test_hf_focalnet_backbone_file_into_modzoo_backbone(tmp_path):
         expected = source.forward_intermediates(x, intermediates_only=True)
         for a, b in zip(backbone.eval()(x), expected):
             assert torch.equal(a, b)
+
+
+class _Opaque:
+    """An object no allow-list admits (what a file with a pickled config or class instance holds)."""
+
+
+def test_untrusted_pickle_hint_names_init_cfg_trust_pickle(tmp_path):
+    path = str(tmp_path / 'pickled.pth')
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'config': _Opaque()}, path)
+    backbone = ModzooBackbone('zoo_gridpe_pvt_v2_b0', init_cfg=dict(type='Pretrained', checkpoint=path))
+    with pytest.raises(RuntimeError, match='trust_pickle=True'):
+        backbone.init_weights()

@@ -16,6 +16,7 @@ half-initialised backbone trains to a worse result without any error. A family f
 model's own initial values (FocalNet's does); those are reported as missing (kept at initialisation), not as loaded.
 """
 import os
+import pickle
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
@@ -83,7 +84,15 @@ def fetch_checkpoint(
         raise ValueError(
             f'Unsupported checkpoint location {path!r}: use a local path, an http(s) URL, hf-hub:<repo> or '
             f'timm:<model>.<tag>')
-    return read_checkpoint(os.path.expanduser(path), trusted=trust_pickle)
+    try:
+        return read_checkpoint(os.path.expanduser(path), trusted=trust_pickle)
+    except RuntimeError as e:
+        if trust_pickle or not isinstance(e.__cause__, pickle.UnpicklingError):
+            raise
+        # mmengine checkpoints load already (import modzoo.mm allow-lists their types): this file holds other objects
+        raise RuntimeError(
+            f'{path} holds pickled objects besides tensors and mmengine checkpoint metadata ({e.__cause__}). If you '
+            f'trust the file, load it with init_cfg=dict(type="Pretrained", checkpoint=..., trust_pickle=True)') from e
 
 
 def _download(url: str) -> str:
