@@ -290,3 +290,12 @@ def test_classification_file_into_dense_backbone_reports_new_output_norms(tmp_pa
     assert not any('out_norm' in k for k in report.loaded)
     assert torch.equal(backbone.model.layers[2].out_norm.weight, init)
     assert 'missing (kept at initialisation)' in report.summary()
+
+
+def test_import_without_openmmlab_says_how_to_get_it():
+    code = ('import sys\nsys.modules["mmcv"] = None  # as if not installed\n'
+            'try:\n    import modzoo.mm\nexcept ImportError as e:\n    print(e)\n')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and 'mmcv' in lines[0] and 'setup_env.sh --mm' in lines[0], result.stdout + result.stderr
