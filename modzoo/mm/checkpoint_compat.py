@@ -58,6 +58,10 @@ def mmengine_safe_globals() -> List[Any]:
     return safe
 
 
+# named (callable, 'module.name') entries and the scoped block: torch >= 2.6, whose torch.load defaults to weights_only
+_SUPPORTED = hasattr(torch.serialization, 'safe_globals') and hasattr(torch.serialization, 'get_safe_globals')
+
+
 def _allowed() -> bool:
     from mmengine.logging.history_buffer import HistoryBuffer
     return HistoryBuffer in torch.serialization.get_safe_globals()
@@ -65,13 +69,16 @@ def _allowed() -> bool:
 
 def allow_mmengine_checkpoints() -> None:
     """Add :func:`mmengine_safe_globals` to torch's weights-only allow-list for the whole process (idempotent)."""
-    if not _allowed():
+    if _SUPPORTED and not _allowed():
         torch.serialization.add_safe_globals(mmengine_safe_globals())
 
 
 @contextlib.contextmanager
 def mmengine_checkpoint_globals() -> Iterator[None]:
     """The same allow-list for one block only (for code that must not depend on ``import modzoo.mm`` having run)."""
+    if not _SUPPORTED:
+        yield
+        return
     allowed_before = _allowed()
     try:
         with torch.serialization.safe_globals(mmengine_safe_globals()):
