@@ -82,8 +82,10 @@ class ModzooBackbone(BaseModule):
         pretrained: checkpoint path/URL; what EncoderDecoder passes down from a segmentor-level ``pretrained``.
             Same as ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=None, strict=True, trust_pickle=False)``
-            loads official / timm classification checkpoints and OpenMMLab detector/segmentor checkpoints
-            (``backbone.`` prefix) through the family's checkpoint filter, logging missing/unused keys.
+            loads official / timm / HF transformers classification checkpoints, full mmengine training checkpoints
+            and other implementations' detector/segmentor checkpoints (``backbone.`` prefix, e.g. mmdet's PVT)
+            through the family's checkpoint filter, logging every tensor loaded, left at init or unused.
+            ``open-mmlab://``-style locations of the replaced backbone are refused with the config key to reset.
         sfm: SFM adaptive resampling in front of the model's stride-2 stage transitions (its
             ``stage_transitions()``): a dict of :class:`~modzoo.layers.sfm.SFM` options (``min_density``, or
             ``transitions``/``in_chs`` to override what the model declares), ``dict()`` for the defaults. The
