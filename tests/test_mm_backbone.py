@@ -259,15 +259,22 @@ def test_checkpoint_allowlist_is_narrow(tmp_path):
     bad = str(tmp_path / 'bad.pth')
     torch.save({'x': _Exploit()}, bad)
 
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(good)  # torch >= 2.6 default: weights_only
+    # without modzoo.mm (a fresh process that imports only mmengine) torch's weights_only default refuses the file
+    refused = subprocess.run(
+        [sys.executable, '-c', 'import sys, torch, mmengine.logging\n'
+         'try:\n    torch.load(sys.argv[1])\nexcept Exception as e:\n    print(type(e).__name__)', good],
+        capture_output=True, text=True, timeout=120)
+    assert refused.stdout.strip() == 'UnpicklingError', refused.stderr[-2000:]
     with mmengine_checkpoint_globals():
         loaded = torch.load(good)
         assert loaded['message_hub']['log_scalars']['loss'].mean() == pytest.approx(7 / 3)
         with pytest.raises(pickle.UnpicklingError):
             torch.load(bad)
+    # `import modzoo.mm` allow-lists the same types for the whole process (the stock tools read modzoo's files),
+    # and still nothing that runs code
+    assert torch.load(good)['message_hub']['log_scalars']['loss'].mean() == pytest.approx(7 / 3)
     with pytest.raises(pickle.UnpicklingError):
-        torch.load(good)  # the allow-list ends with the block
+        torch.load(bad)
 
 
 def test_classification_file_into_dense_backbone_reports_new_output_norms(tmp_path):
@@ -283,3 +290,12 @@ def test_classification_file_into_dense_backbone_reports_new_output_norms(tmp_pa
     assert not any('out_norm' in k for k in report.loaded)
     assert torch.equal(backbone.model.layers[2].out_norm.weight, init)
     assert 'missing (kept at initialisation)' in report.summary()
+
+
+def test_import_without_openmmlab_says_how_to_get_it():
+    code = ('import sys\nsys.modules["mmcv"] = None  # as if not installed\n'
+            'try:\n    import modzoo.mm\nexcept ImportError as e:\n    print(e)\n')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and 'mmcv' in lines[0] and 'setup_env.sh --mm' in lines[0], result.stdout + result.stderr

@@ -2,13 +2,17 @@
 # Set up modzoo's development/runtime environment in ./.venv from a fresh clone. Idempotent: a second run with
 # nothing changed only re-checks the imports (seconds).
 #
-#   tools/setup_env.sh            # everything: torch, modzoo (editable) with the mm, triton and dev extras, mmcv
+#   tools/setup_env.sh            # core: torch, modzoo (editable) with the triton and dev extras (minutes, no mmcv)
+#   tools/setup_env.sh --mm       # also OpenMMLab: mmcv 2.1.0 with its compiled ops and the mm extra (the tests)
+#
+# An environment set up with --mm stays complete: a later run without it keeps OpenMMLab installed.
 #
 # Overridable through the environment:
 #   PYTHON=python3.11                       interpreter for the venv (mmcv wheels are per CPython version)
 #   MODZOO_TORCH="torch==2.14.1 torchvision==0.29.1"   the torch pair to install
 #   MODZOO_WHEELHOUSE=/path/to/wheels       where to look for a prebuilt mmcv 2.1.0 wheel first
-#   MODZOO_VENV=.venv                       where to create the environment
+#   MODZOO_VENV=.venv                       where to create the environment (relative to the checkout, or absolute)
+#   MODZOO_MM=1                             same as --mm
 #
 # mmcv: PyPI has no mmcv 2.x wheels, and mmseg 1.2.2 / mmdet 3.3.0 need mmcv < 2.2.0 with its compiled ops. We take
 # a wheel from the first wheelhouse that has one which installs and imports (MODZOO_WHEELHOUSE, then ../shared/wheels,
@@ -16,9 +20,19 @@
 # the wheel in ~/.cache/modzoo/wheels/<python>-torch<version>/ for the next run.
 set -euo pipefail
 
+WITH_MM=0
+[ "${MODZOO_MM:-0}" = 1 ] && WITH_MM=1
+for arg in "$@"; do
+  case "$arg" in
+    --mm) WITH_MM=1 ;;
+    *) echo "[setup_env] unknown option $arg: the only option is --mm (also install OpenMMLab)" >&2; exit 2 ;;
+  esac
+done
+
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${MODZOO_VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 TORCH_SPEC="${MODZOO_TORCH:-torch==2.14.1 torchvision==0.29.1}"
 MMCV_VERSION=2.1.0
@@ -30,27 +44,46 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"
 fi
-PY="$ROOT/$VENV/bin/python"
+PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
 # Everything that decides what gets installed; when none of it changed since the last successful run, we only
 # re-check that the environment still imports.
 stamp_file="$VENV/.modzoo-setup-stamp"
 stamp="$(cat pyproject.toml tools/setup_env.sh | sha256sum | cut -d' ' -f1) $TORCH_SPEC $("$PY" -c 'import sys; print(sys.version.split()[0])')"
-check_imports() {
+check_core() { "$PY" -c 'import modzoo, timm, torch, pytest' 2>/dev/null; }
+check_mm() {
   "$PY" - <<'EOF'
-import modzoo, mmcv, mmseg.models, mmdet.models  # noqa: F401  mmseg/mmdet models import the compiled mmcv ops
+import modzoo.mm, mmcv, mmseg.models, mmdet.models  # noqa: F401  mmseg/mmdet models import the compiled mmcv ops
 from mmcv.ops import nms  # noqa: F401
 EOF
 }
-if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] && check_imports 2>/dev/null; then
-  log "environment up to date ($VENV)"
+# the stamp's last line says what the last successful run installed: "core" or "mm" (a superset of core)
+done_mode=""
+if [ -f "$stamp_file" ] && [ "$(head -n 1 "$stamp_file")" = "$stamp" ]; then
+  done_mode="$(sed -n 2p "$stamp_file")"
+fi
+if [ "$done_mode" = mm ] && check_mm 2>/dev/null; then
+  log "environment up to date ($VENV, with OpenMMLab)"
+  exit 0
+fi
+if [ "$done_mode" = core ] && [ "$WITH_MM" = 0 ] && check_core; then
+  log "environment up to date ($VENV, core; tools/setup_env.sh --mm adds OpenMMLab)"
   exit 0
 fi
 
 log "installing $TORCH_SPEC"
 # setuptools<82: mmengine 0.10.7 imports pkg_resources at run time (setuptools 82 removed it)
 "${PIP[@]}" install -q $TORCH_SPEC "setuptools>=77,<82" wheel
+
+if [ "$WITH_MM" = 0 ] && ! check_mm 2>/dev/null; then
+  log "installing modzoo (editable) with the triton and dev extras (no OpenMMLab: tools/setup_env.sh --mm adds it)"
+  "${PIP[@]}" install -q -e ".[triton,dev]"
+  check_core
+  printf '%s\ncore\n' "$stamp" > "$stamp_file"
+  log "done: $("$PY" -c 'import torch, timm, modzoo; print(f"torch {torch.__version__}, timm {timm.__version__}, modzoo {modzoo.__version__}, {len(modzoo.list_models())} models")')"
+  exit 0
+fi
 
 torch_version="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
 py_tag="$("$PY" -c 'import sys; print(f"cp{sys.version_info.major}{sys.version_info.minor}")')"
@@ -107,6 +140,6 @@ fi
 log "installing modzoo (editable) with the mm, triton and dev extras"
 "${PIP[@]}" install -q -e ".[mm,triton,dev]"
 
-check_imports
-echo "$stamp" > "$stamp_file"
+check_mm
+printf '%s\nmm\n' "$stamp" > "$stamp_file"
 log "done: $("$PY" -c 'import torch, timm, mmcv, mmseg, mmdet, modzoo; print(f"torch {torch.__version__}, timm {timm.__version__}, mmcv {mmcv.__version__}, mmseg {mmseg.__version__}, mmdet {mmdet.__version__}, modzoo {modzoo.__version__}, {len(modzoo.list_models())} models")')"

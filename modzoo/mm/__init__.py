@@ -11,15 +11,28 @@ Layout, for modules added later:
 
 * ``registry.py``: :func:`register_module` (register a class into the installed codebases' MODELS registries);
 * ``backbone.py``: the generic backbone; ``pretrained.py``: checkpoint loading through each family's filter;
-* ``runtime.py``: what the train/test tools need (their command lines, mmengine checkpoints under torch's
-  weights_only default, the ``--tiny`` data overrides, ``--launcher pytorch`` without CUDA);
+* ``checkpoint_compat.py``: applied on import, lets ``torch.load(weights_only=True)`` (hence the stock mmseg/mmdet
+  tools, Runner resume, ``init_model(cfg, ckpt)``) read mmengine training checkpoints, allowing nothing broader;
+* ``runtime.py``: what the train/test tools need (their command lines, the ``--tiny`` data overrides,
+  ``--launcher pytorch`` without CUDA);
 * ``smoke.py``: build a config's model on the CPU and run one training step (used by the tests);
   ``flops.py``: whole-config FLOP counting (``tools/analysis/get_flops.py``);
 * task-specific modules go in subpackages, e.g. ``seg/heads.py`` (decode heads) and ``seg/segmentors.py``
   (segmentor wrappers), decorated with ``@register_module(scopes=('mmseg',))`` and imported below.
 """
+try:
+    import mmcv  # noqa: F401
+    import mmengine  # noqa: F401
+except ImportError as _missing:
+    raise ImportError(
+        f'modzoo.mm needs OpenMMLab ({_missing.name} is not installed): run `tools/setup_env.sh --mm` in a modzoo '
+        f'checkout, or install mmcv==2.1.0 (prebuilt wheel) and then `pip install "modzoo[mm]"`') from None
+
+from .checkpoint_compat import allow_mmengine_checkpoints
 from .registry import register_module, registered_scopes, unavailable_scopes
 from .backbone import ModzooBackbone
 from . import seg  # noqa: F401  (mmseg: SFMUPerHead, MACMDHead, ClasswiseDiceLoss)
+
+allow_mmengine_checkpoints()
 
 __all__ = ['ModzooBackbone', 'register_module', 'registered_scopes', 'unavailable_scopes']

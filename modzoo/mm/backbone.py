@@ -82,8 +82,10 @@ class ModzooBackbone(BaseModule):
         pretrained: checkpoint path/URL; what EncoderDecoder passes down from a segmentor-level ``pretrained``.
             Same as ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=None, strict=True, trust_pickle=False)``
-            loads official / timm classification checkpoints and OpenMMLab detector/segmentor checkpoints
-            (``backbone.`` prefix) through the family's checkpoint filter, logging missing/unused keys.
+            loads official / timm / HF transformers classification checkpoints, full mmengine training checkpoints
+            and other implementations' detector/segmentor checkpoints (``backbone.`` prefix, e.g. mmdet's PVT)
+            through the family's checkpoint filter, logging every tensor loaded, left at init or unused.
+            ``open-mmlab://``-style locations of the replaced backbone are refused with the config key to reset.
         sfm: SFM adaptive resampling in front of the model's stride-2 stage transitions (its
             ``stage_transitions()``): a dict of :class:`~modzoo.layers.sfm.SFM` options (``min_density``, or
             ``transitions``/``in_chs`` to override what the model declares), ``dict()`` for the defaults. The
@@ -111,8 +113,13 @@ class ModzooBackbone(BaseModule):
             if not isinstance(pretrained, str):
                 raise TypeError(f'pretrained must be a checkpoint path/URL or None, got {type(pretrained).__name__}')
             if init_cfg is not None:
+                _refuse_replaced_backbone_weights(pretrained, 'model.pretrained (or model.backbone.pretrained)')
                 raise ValueError('Set either pretrained or init_cfg, not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+            # EncoderDecoder hands a segmentor-level `pretrained` down as the backbone's
+            self._checkpoint_key = 'model.pretrained (or model.backbone.pretrained)'
+        else:
+            self._checkpoint_key = 'model.backbone.init_cfg.checkpoint'
         super().__init__(init_cfg=init_cfg)
         if not model_name:
             raise ValueError('ModzooBackbone needs model_name (one of modzoo.list_models())')
@@ -139,7 +146,10 @@ class ModzooBackbone(BaseModule):
                 features = create_model(
                     model_name, pretrained=False, features_only=True, out_indices=tuple(out_indices), **kwargs)
             else:
-                raise TypeError(f'{model_name} does not accept these model kwargs {sorted(kwargs)}: {e}') from e
+                raise TypeError(
+                    f'{model_name} does not accept these model kwargs {sorted(kwargs)}: {e}. If they come from the '
+                    f"base config's backbone (a stock config with only the backbone swapped), add _delete_=True to "
+                    f'model.backbone so that only the ModzooBackbone keys you set remain') from e
         if not isinstance(features, FeatureGetterNet):
             raise TypeError(
                 f'{model_name} built a {type(features).__name__} for features_only; modzoo families must use '
@@ -162,6 +172,9 @@ class ModzooBackbone(BaseModule):
         self._frozen = self._find_frozen_modules()
         self._freeze_stages()
         self._last_load_report: Optional[LoadReport] = None
+        # one line for whoever writes the neck: its in_channels must be these
+        print_log(f'{type(self).__name__}({model_name}): out_channels={self.out_channels}, strides={self.strides} '
+                  f'(out_indices={list(self.out_indices)})', logger='current', level=logging.INFO)
 
     # ---------------------------------------------------------------------------------------------------------------
     # forward
@@ -291,6 +304,7 @@ class ModzooBackbone(BaseModule):
             if checkpoint is None:
                 raise ValueError("init_cfg type='Pretrained' needs a checkpoint")
             cfg.pop('map_location', None)  # always read to CPU
+            _refuse_replaced_backbone_weights(checkpoint, self._checkpoint_key)
             self.load_pretrained(checkpoint, **cfg)
         self._is_init = True
 
@@ -326,11 +340,13 @@ class ModzooBackbone(BaseModule):
         if resamplers and self.resamplers is None and strict:  # before anything is loaded
             raise ValueError(f'{_describe(checkpoint)} holds SFM resamplers but this backbone has sfm=None; '
                              f'build it with sfm=dict() or load with strict=False')
+        full_model = self._full_model()
         report = load_into_features_model(
             self.model,
             state_dict,
             filter_fn=getattr(family_module(self.model_name), 'checkpoint_filter_fn', None),
-            full_model_keys=self._full_model_keys(),
+            full_model_keys=list(full_model.state_dict()),
+            full_model=full_model,
             model_name=self.model_name,
             strict=strict,
             dense_only=self._dense_only_keys(),
@@ -354,11 +370,14 @@ class ModzooBackbone(BaseModule):
         self._freeze_stages()
         return report
 
-    def _full_model_keys(self, **overrides) -> List[str]:
-        """State-dict keys of the unpruned model (built on the meta device: no memory, no init cost)."""
+    def _full_model(self, **overrides) -> nn.Module:
+        """The unpruned model, built on the meta device (no memory, no init cost)."""
         with torch.device('meta'):
-            full = create_model(self.model_name, pretrained=False, **dict(self._model_kwargs, **overrides))
-        return list(full.state_dict())
+            return create_model(self.model_name, pretrained=False, **dict(self._model_kwargs, **overrides))
+
+    def _full_model_keys(self, **overrides) -> List[str]:
+        """State-dict keys of the unpruned model."""
+        return list(self._full_model(**overrides).state_dict())
 
     def _dense_only_keys(self) -> List[str]:
         """Keys of the family's own output norms: what ``out_norms=True`` adds to the model."""
@@ -366,6 +385,20 @@ class ModzooBackbone(BaseModule):
             return []
         plain = set(self._full_model_keys(out_norms=False))
         return [k for k in self.model.state_dict() if k not in plain]
+
+
+# checkpoint locations that mmengine resolves to the weights of its own backbones (ResNet, Swin, ...)
+_REPLACED_BACKBONE_SCHEMES = ('open-mmlab://', 'openmmlab://', 'torchvision://', 'mmcls://', 'mmpretrain://',
+                              'modelzoo://')
+
+
+def _refuse_replaced_backbone_weights(checkpoint: Any, config_key: str) -> None:
+    """One clear line for a stock config's pretrained location, which belongs to the backbone it replaced."""
+    if isinstance(checkpoint, str) and checkpoint.startswith(_REPLACED_BACKBONE_SCHEMES):
+        raise ValueError(
+            f'{config_key}={checkpoint!r} names weights of the backbone this config replaced, not of '
+            f'ModzooBackbone: set it to None (modzoo weights go in model.backbone.init_cfg=dict(type="Pretrained", '
+            f'checkpoint=...))')
 
 
 def _under(state_dict: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ half-initialised backbone trains to a worse result without any error. A family f
 model's own initial values (FocalNet's does); those are reported as missing (kept at initialisation), not as loaded.
 """
 import os
+import pickle
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
@@ -83,7 +84,15 @@ def fetch_checkpoint(
         raise ValueError(
             f'Unsupported checkpoint location {path!r}: use a local path, an http(s) URL, hf-hub:<repo> or '
             f'timm:<model>.<tag>')
-    return read_checkpoint(os.path.expanduser(path), trusted=trust_pickle)
+    try:
+        return read_checkpoint(os.path.expanduser(path), trusted=trust_pickle)
+    except RuntimeError as e:
+        if trust_pickle or not isinstance(e.__cause__, pickle.UnpicklingError):
+            raise
+        # mmengine checkpoints load already (import modzoo.mm allow-lists their types): this file holds other objects
+        raise RuntimeError(
+            f'{path} holds pickled objects besides tensors and mmengine checkpoint metadata ({e.__cause__}). If you '
+            f'trust the file, load it with init_cfg=dict(type="Pretrained", checkpoint=..., trust_pickle=True)') from e
 
 
 def _download(url: str) -> str:
@@ -129,6 +138,7 @@ def load_into_features_model(
         model_name: str,
         strict: bool = True,
         dense_only: Sequence[str] = (),
+        full_model: Optional[nn.Module] = None,
 ) -> LoadReport:
     """Convert ``state_dict`` with the family's ``filter_fn`` and load it into the pruned features ``model``.
 
@@ -140,11 +150,19 @@ def load_into_features_model(
         model_name: for messages.
         strict: raise on any misfit or on missing tensors outside ``dense_only``.
         dense_only: keys of layers that exist only in dense-task backbones (allowed to be missing).
+        full_model: the unpruned model (on the meta device is enough): the checkpoint is also converted for it, so
+            tensors a filter drops because the pruned model lacks their layers (a final norm, a classifier) are
+            reported as unused instead of vanishing from the report.
     """
-    if filter_fn is not None:
-        state_dict = convert_state_dict(state_dict, model, filter_fn, verify=False)
     model_sd = model.state_dict()
     pruned = set(full_model_keys) - set(model_sd)
+    dropped_by_filter: List[str] = []
+    if filter_fn is not None:
+        source = state_dict
+        state_dict = convert_state_dict(dict(source), model, filter_fn, verify=False)
+        if full_model is not None and pruned:
+            full_layout = convert_state_dict(dict(source), full_model, filter_fn, verify=False)
+            dropped_by_filter = [k for k in full_layout if k in pruned and k not in state_dict]
     dense_only = set(dense_only)
     # dense-only layers the filter filled with the model's current (initial) values did not come from the file
     filled = {k for k in dense_only if k in state_dict and k in model_sd and torch.equal(state_dict[k], model_sd[k])}
@@ -163,6 +181,7 @@ def load_into_features_model(
     # BatchNorm's num_batches_tracked is bookkeeping that some releases drop; it needs no value from the file
     report.missing = [k for k in model_sd if k not in fitting and not k.endswith('num_batches_tracked')]
     report.loaded = sorted(fitting)
+    report.unused += dropped_by_filter
 
     required_missing = [k for k in report.missing if k not in dense_only]
     if strict and (report.unexpected or report.mismatched or required_missing):

@@ -1,29 +1,19 @@
 """What ``tools/{train,test}_{seg,det}.py`` share: the mmseg/mmdet command lines, checkpoint loading under torch's
 ``weights_only`` default, and the ``--tiny`` overrides that run any config on the tiny synthetic datasets.
 
-Checkpoints and torch >= 2.6
-----------------------------
-mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch 2.6 that means ``weights_only=True``, and a
-full mmengine checkpoint (the one ``--resume`` and the test tool read) pickles a few non-tensor objects: the
-message hub's ``HistoryBuffer``, the numpy arrays/scalars inside it, and its statistics methods, which pickle as
-``getattr(HistoryBuffer, 'mean')``. Rather than switching the check off for the whole process
-(``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` overrides even an explicit ``weights_only=True``, so it would also fully
-unpickle any downloaded pretrained file), the tools run the runner inside :func:`mmengine_checkpoint_globals`, which
-allow-lists exactly those types for the duration of the call (``torch.serialization.safe_globals``). ``getattr`` is
-not allowed as such (it would reach any attribute of any allowed object): the checkpoint's ``builtins.getattr`` is
-bound to a stand-in that only returns HistoryBuffer's registered statistics methods. Everything else in a checkpoint
-still has to be tensors and plain containers, so a tampered file fails to load instead of running code.
+Checkpoints: ``import modzoo.mm`` allow-lists the few non-tensor types of mmengine checkpoints for
+``torch.load(weights_only=True)`` (:mod:`modzoo.mm.checkpoint_compat`), so ``--resume`` and the test tools read them
+as the stock OpenMMLab tools do; :func:`mmengine_checkpoint_globals` remains for code that runs before that import.
 """
 import argparse
-import contextlib
 import os
 import os.path as osp
-import pickle
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
-import numpy as np
 import torch
+
+from .checkpoint_compat import mmengine_checkpoint_globals
 
 __all__ = [
     'mmengine_checkpoint_globals', 'use_batchnorm', 'fewer_boxes', 'apply_tiny', 'TINY_DATASETS', 'train_main',
@@ -33,48 +23,6 @@ __all__ = [
 
 DEFAULT_TINY_ROOT = osp.join('data', 'tiny')
 _SCOPES = ('mmseg', 'mmdet')
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# checkpoints under weights_only
-# ----------------------------------------------------------------------------------------------------------------------
-
-def _history_buffer_getattr(obj: Any, name: str) -> Any:
-    """``builtins.getattr`` as seen by the unpickler: only HistoryBuffer's statistics methods (min/max/mean/...)."""
-    from mmengine.logging.history_buffer import HistoryBuffer
-    statistics = set(HistoryBuffer._statistics_methods) | {'min', 'max', 'mean', 'current'}
-    if obj is HistoryBuffer and name in statistics:
-        return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(
-        f'checkpoint asks for getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}); only '
-        f'HistoryBuffer statistics methods are allowed in an mmengine checkpoint')
-
-
-def _checkpoint_safe_globals() -> List[Any]:
-    """The non-tensor types an mmengine 0.10 checkpoint pickles (runner meta + message hub), nothing more."""
-    from mmengine.logging.history_buffer import HistoryBuffer
-    safe: List[Any] = [HistoryBuffer, np.ndarray, np.dtype, (_history_buffer_getattr, 'builtins.getattr')]
-    # numpy arrays and scalars unpickle through these reconstructors (numpy 1.x: np.core, 2.x: np._core)
-    for module_name in ('numpy._core.multiarray', 'numpy.core.multiarray'):
-        try:
-            module = __import__(module_name, fromlist=['_reconstruct', 'scalar'])
-        except ImportError:
-            continue
-        safe += [module._reconstruct, module.scalar]
-        break
-    # the concrete dtype classes of numpy >= 1.25 (np.dtypes.Float64DType, ...)
-    dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:
-        safe += [getattr(dtypes, n) for n in dir(dtypes)
-                 if n.endswith('DType') and isinstance(getattr(dtypes, n), type)]
-    return safe
-
-
-@contextlib.contextmanager
-def mmengine_checkpoint_globals() -> Iterator[None]:
-    """Allow ``torch.load(weights_only=True)`` to read mmengine checkpoints (resume / test) inside this block."""
-    with torch.serialization.safe_globals(_checkpoint_safe_globals()):
-        yield
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -335,8 +283,7 @@ def train_main(scope: str, argv: Optional[Sequence[str]] = None, tiny_writers=No
         cfg.load_from = args.resume
 
     runner = _build_runner(cfg)
-    with mmengine_checkpoint_globals():
-        runner.train()
+    runner.train()
     return runner
 
 
@@ -385,6 +332,4 @@ def test_main(scope: str, argv: Optional[Sequence[str]] = None, tiny_writers=Non
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError('--out must be a .pkl file for detection results')
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    with mmengine_checkpoint_globals():
-        metrics = runner.test()
-    return metrics
+    return runner.test()

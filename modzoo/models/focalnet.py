@@ -496,6 +496,7 @@ def checkpoint_filter_fn(state_dict, model: FocalNet, verify: bool = True) -> Di
     :class:`~modzoo.models.CheckpointMismatchError` listing the keys.
     """
     state_dict = unwrap_state_dict(state_dict)
+    state_dict = _from_hf_focalnet(state_dict)  # HF transformers' FocalNet classes
     model_sd = model.state_dict()
     if 'stem.proj.weight' not in state_dict:
         post_norm = any('norm1_post' in k for k in model_sd)
@@ -692,3 +693,38 @@ def zoo_focalnet_huge_fl3(pretrained: bool = False, **kwargs) -> FocalNet:
 def zoo_focalnet_huge_fl4(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-H, 4 levels, LayerNorm inside the modulation (ImageNet-22k)."""
     return _create_focalnet('zoo_focalnet_huge_fl4', pretrained, **dict(_hierarchical((2, 2, 18, 2), 352, 4, use_postln_in_modulation=True, **_BIG), **kwargs))
+
+
+# HF transformers FocalNet (FocalNetModel / FocalNetForImageClassification / FocalNetBackbone) -> official names
+_HF_FOCALNET_RENAMES = (
+    (r'^embeddings\.patch_embeddings\.projection\.', 'patch_embed.proj.'),
+    (r'^embeddings\.norm\.', 'patch_embed.norm.'),
+    (r'^encoder\.stages\.(\d+)\.layers\.(\d+)\.', r'layers.\1.blocks.\2.'),
+    (r'^encoder\.stages\.(\d+)\.downsample\.projection\.', r'layers.\1.downsample.proj.'),
+    (r'^encoder\.stages\.(\d+)\.downsample\.norm\.', r'layers.\1.downsample.norm.'),
+    (r'\.modulation\.projection_in\.', '.modulation.f.'),
+    (r'\.modulation\.projection_context\.', '.modulation.h.'),
+    (r'\.modulation\.projection_out\.', '.modulation.proj.'),
+    (r'\.modulation\.layernorm\.', '.modulation.ln.'),
+    (r'^layernorm\.', 'norm.'),
+    (r'^classifier\.', 'head.'),
+)
+
+
+def _from_hf_focalnet(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """HF transformers' FocalNet layout (``focalnet.`` prefix optional) -> the official Microsoft one.
+
+    Both keep the downsampling at the end of a stage (``encoder.stages.{i}.downsample``, ``layers.{i}.downsample``),
+    so only names change; the official layout then converts as usual. Other layouts pass through unchanged; tensors
+    of other heads (``embeddings.mask_token``, a masked-image-modelling ``decoder``) keep their names and are reported
+    as not fitting.
+    """
+    if not any(k.startswith(('embeddings.patch_embeddings.', 'focalnet.embeddings.')) for k in state_dict):
+        return state_dict
+    converted = {}
+    for key, value in state_dict.items():
+        key = key[len('focalnet.'):] if key.startswith('focalnet.') else key
+        for pattern, replacement in _HF_FOCALNET_RENAMES:
+            key = re.sub(pattern, replacement, key)
+        converted[key] = value
+    return converted
