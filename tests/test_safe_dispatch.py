@@ -158,3 +158,16 @@ def test_gpu_family_and_peaks():
     assert card_peak('NVIDIA GH200 144G HBM3e').bandwidth_gbs == 4900
     assert card_peak('NVIDIA H100 PCIe').bandwidth_gbs == 2000
     assert card_peak('NVIDIA L4') is None
+
+
+@needs_interpreter
+@pytest.mark.parametrize('validated_here', [False, True])
+def test_table_lookup_compiles_without_a_graph_break(fake_cuda, validated_here):
+    fake_cuda([{'op': 'dwconv_gelu', 'dtype': 'float32', 'gpu': FAMILY}] if validated_here else [])
+    torch._dynamo.reset()
+    fn = torch.compile(lambda x, w: K.dwconv_gelu(x, w, None), fullgraph=True, backend='aot_eager')
+    x, w = torch.randn(1, 4, 5, 5), torch.randn(4, 1, 3, 3) / 3
+    with K.use_backend('auto'):
+        torch.testing.assert_close(fn(x, w), K.dwconv_gelu_reference(x, w, None), atol=1e-5, rtol=1e-4)
+        assert K.select_backend('dwconv_gelu', [x, w]) == ('triton' if validated_here else 'torch')
+    torch._dynamo.reset()

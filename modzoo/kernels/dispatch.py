@@ -118,13 +118,17 @@ def _gpu_family(device: torch.device) -> str:
     return family_of_device(device)
 
 
+@torch.compiler.assume_constant_result  # torch.compile evaluates the lookup once while tracing: no graph break
+def _is_validated_on(op: str, dtype: str, device_index: int) -> bool:
+    return validated.is_validated(op, dtype, _gpu_family(torch.device('cuda', device_index)))
+
+
 def _unvalidated_reason(op: str, tensors: Sequence[torch.Tensor]) -> Optional[str]:
     """Why ``auto`` keeps ``op`` on the reference for these (CUDA) tensors (None when the kernel is validated)."""
     dtype = str(tensors[0].dtype).replace('torch.', '')  # the activations; weights may stay float32 under autocast
-    family = _gpu_family(tensors[0].device)
-    if validated.is_validated(op, dtype, family):
+    if _is_validated_on(op, dtype, tensors[0].device.index or 0):  # a CUDA tensor's device always has an index
         return None
-    return f'no validated entry for ({op}, {dtype}, {family})'
+    return f'no validated entry for {op} in {dtype} on this GPU ({validated.table_path()})'
 
 
 def _device_reason(tensors: Sequence[torch.Tensor], forced: bool) -> Optional[str]:
