@@ -107,3 +107,23 @@ def test_command_line_refusals(dry_run, tmp_path, capsys):
         assert cli.main([]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) >= 3 and all(line.startswith('gpu_check.py: ') for line in err)
+
+
+def test_a_torch_compile_failure_costs_only_its_column(monkeypatch):
+    settings = gpu_check.Settings.for_dry_run(ops=('gelu_tile_mul',))
+    case = gpu_check.build_cases(settings, 2)[0]
+
+    def broken(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError('inductor fell over')
+        return call
+    monkeypatch.setattr(torch, 'compile', broken)
+    row = gpu_check.time_case(case, 'bfloat16', torch.device('cpu'), settings, None, 0)
+    assert 'inductor fell over' in row['compile_error'] and 'compile_fwd_ms' not in row
+    assert row['eager_fwdbwd_ms'] > 0 and row['fused_fwdbwd_ms'] > 0
+    result = dict(card='c', gpu_family='sm00 dry run', torch='t', triton='t', date='d', elapsed_s=1.0, peak=None,
+                  copy_gbs=None, settings=dict(vars(settings)), correctness=[], verdicts=[], e2e=[], timing=[row],
+                  skipped=[])
+    timing_row = next(line for line in gpu_check.report_markdown(result, 'cmd').splitlines()
+                      if line.startswith('| gelu_tile_mul |'))
+    assert ' / – / ' in timing_row  # eager / compile (missing) / fused

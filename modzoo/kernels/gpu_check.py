@@ -394,13 +394,19 @@ def time_case(case: Case, dtype_name: str, device: torch.device, settings: Setti
         # compiles once
         start = time.perf_counter()
         compiled = torch.compile(ref, dynamic=False, backend=settings.compile_backend)
-        args, leaves = inputs[0]
-        with amp:
-            y = compiled(*args)
-        y.backward(grads[0])
-        _sync(device)
-        row['compile_first_call_s'] = time.perf_counter() - start
-        impls['compile'] = ('torch', compiled)
+        try:
+            with amp:
+                y = compiled(*inputs[0][0])
+            y.backward(grads[0])
+            _sync(device)
+            row['compile_first_call_s'] = time.perf_counter() - start
+            impls['compile'] = ('torch', compiled)
+        except Exception as e:  # noqa: BLE001 -- torch.compile's failure is reported and does not cost the row
+            row['compile_error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""}'
+            print(f"[timing] torch.compile failed on {case.label} {dtype_name}: {row['compile_error']}", flush=True)
+        for _, leaves in inputs:
+            for t in leaves:
+                t.grad = None
     for name, (backend, fn) in impls.items():
         with K.use_backend(backend):
             def fwd(i, fn=fn):
@@ -644,13 +650,13 @@ def report_markdown(result: dict, command: str) -> str:
         if 'error' in r:
             lines.append(f"| {r['op']} | {r['case']} | {r['dtype']} | **ERROR** {r['error']} | | | | |")
             continue
-        graphed = all(r[f'{i}_graphed'] for i in impls)
+        graphed = all(r.get(f'{i}_graphed', True) for i in impls)
         lines.append(
-            f"| {r['op']} | {r['case']} | {r['dtype']} | {' / '.join(_f(r[f'{i}_fwd_ms']) for i in impls)} | "
-            f"{' / '.join(_f(r[f'{i}_fwdbwd_ms']) for i in impls)}{'' if graphed else ' (launches)'} | "
+            f"| {r['op']} | {r['case']} | {r['dtype']} | {' / '.join(_f(r.get(f'{i}_fwd_ms')) for i in impls)} | "
+            f"{' / '.join(_f(r.get(f'{i}_fwdbwd_ms')) for i in impls)}{'' if graphed else ' (launches)'} | "
             f"{r['eager_fwdbwd_ms'] / r['fused_fwdbwd_ms']:.2f}× | "
             + (f"{r['fwdbwd_roofline_pct']:.0f}% ({r['fwdbwd_bound']})" if 'fwdbwd_roofline_pct' in r else '–')
-            + f" | {' / '.join(_f(r[f'{i}_fwdbwd_mib'], 0) for i in impls)} |")
+            + f" | {' / '.join(_f(r.get(f'{i}_fwdbwd_mib'), 0) for i in impls)} |")
     lines += ['', f"### Training steps (bf16 autocast, SGD, batch {s['e2e_batch']} at {s['e2e_resolution']}²)", '',
               '| model | kernels | step ms | img/s | peak GiB | kernel calls / step | speed-up vs kernels off | '
               'speed-up vs timm focalnet_tiny_srf |',
