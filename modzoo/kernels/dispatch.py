@@ -1,10 +1,15 @@
 """Backend selection for modzoo's fused kernels.
 
-``auto`` (default) runs the Triton kernels on CUDA tensors in float32/float16/bfloat16 and the PyTorch reference
-everywhere else (CPU, float64, unsupported shapes), so it never fails where the reference works. ``triton`` forces
-the kernels and raises :class:`KernelUnsupportedError` on an input they cannot take; CPU tensors are accepted only
-when the Triton interpreter (``TRITON_INTERPRET=1``, set before the kernels are first imported) is on, which is how
-the CPU tests exercise the kernels. ``torch`` always runs the reference.
+``auto`` (default) runs the PyTorch reference unless the Triton kernel has been validated for that op, activation
+dtype and GPU family: it runs a kernel only on CUDA tensors whose (op, dtype, GPU family) triple is in the
+validated-kernel table (:mod:`modzoo.kernels.validated`), which only ``tools/gpu_check.py`` writes, from a run on that
+card in which the kernel matched an fp64 reference and beat eager PyTorch. The GPU family is the compute capability
+plus the card class (``sm90 H100 SXM``, ``sm90 H200 SXM``, ``sm90 GH200``; see :mod:`modzoo.kernels.gpu_info`).
+Everywhere else (a card or dtype without an entry, the CPU, float64, unsupported shapes) ``auto`` runs the
+reference, so it never fails where the reference works and never runs an unmeasured kernel. ``triton`` forces the
+kernels whatever the table says and raises :class:`KernelUnsupportedError` on an input they cannot take; CPU tensors
+are accepted only when the Triton interpreter (``TRITON_INTERPRET=1``, set before the kernels are first imported)
+is on, which is how the CPU tests exercise the kernels. ``torch`` always runs the reference.
 
 Whatever the backend, ONNX export, TorchScript scripting/tracing (and therefore fvcore, which traces) and torch.fx
 symbolic tracing always see the reference computation: exported graphs and FLOP counts never contain a Triton op.
@@ -13,11 +18,15 @@ The backend comes from ``set_backend`` / ``use_backend`` or, until one of those 
 variable ``MODZOO_KERNELS`` (read when this module is imported and again on ``set_backend(None)``).
 """
 import contextlib
+import functools
 import importlib.util
 import os
 from typing import Callable, Iterator, Optional, Sequence
 
 import torch
+
+from . import validated
+from .gpu_info import family_of_device
 
 __all__ = [
     'BACKENDS', 'ENV_VAR', 'KernelUnsupportedError', 'set_backend', 'get_backend', 'use_backend',
@@ -100,13 +109,35 @@ def in_export_or_trace() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or _fx_symbolic_tracing()
 
 
+def _is_cuda(t: torch.Tensor) -> bool:
+    return t.is_cuda
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu_family(device: torch.device) -> str:
+    return family_of_device(device)
+
+
+@torch.compiler.assume_constant_result  # torch.compile evaluates the lookup once while tracing: no graph break
+def _is_validated_on(op: str, dtype: str, device_index: int) -> bool:
+    return validated.is_validated(op, dtype, _gpu_family(torch.device('cuda', device_index)))
+
+
+def _unvalidated_reason(op: str, tensors: Sequence[torch.Tensor]) -> Optional[str]:
+    """Why ``auto`` keeps ``op`` on the reference for these (CUDA) tensors (None when the kernel is validated)."""
+    dtype = str(tensors[0].dtype).replace('torch.', '')  # the activations; weights may stay float32 under autocast
+    if _is_validated_on(op, dtype, tensors[0].device.index or 0):  # a CUDA tensor's device always has an index
+        return None
+    return f'no validated entry for {op} in {dtype} on this GPU ({validated.table_path()})'
+
+
 def _device_reason(tensors: Sequence[torch.Tensor], forced: bool) -> Optional[str]:
     """Why the Triton kernels cannot take these tensors (None when they can)."""
     device = tensors[0].device
     for t in tensors:
         if t.device != device:
             return f'its tensors are on different devices ({device} and {t.device})'
-    if device.type == 'cuda':
+    if _is_cuda(tensors[0]):
         pass
     elif device.type == 'cpu' and forced and interpreter_enabled():
         pass  # the interpreter runs the kernels on CPU tensors (tests)
@@ -163,6 +194,8 @@ def select_backend(
     reason = _device_reason(tensors, forced)
     if reason is None and shape_reason is not None:
         reason = shape_reason()
+    if reason is None and not forced and _is_cuda(tensors[0]):
+        reason = _unvalidated_reason(op, tensors)
     if reason is None:
         return 'triton'
     if forced:
