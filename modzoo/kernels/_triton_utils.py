@@ -131,7 +131,7 @@ def conv_tile_config(channels_last: bool, C: int, H: int, W: int, elems: int = 1
     Channels-last memory wants a wide channel block (its contiguous dim) and few pixels; NCHW wants rows of pixels
     and few channels. Forward kernels use 1024 elements; the backward kernels, which keep a weight-gradient
     accumulator in registers, 512 (SMT's, with four heads' accumulators, 256): the sm_90 compile check
-    (``python -m modzoo.kernels._aot``) shows these within the register file. The choice depends on the shape only
+    (``tools/kernel_static_report.py``) shows these within the register file. The choice depends on the shape only
     through small-image / narrow-channel cases, so a model triggers few compilations.
 
     Under the interpreter the blocks are small (8x8 pixels, 4 channels) so test shapes just above 8 pixels / 4
@@ -182,6 +182,10 @@ def sum_weight_partials(partials: torch.Tensor, weight: torch.Tensor) -> torch.T
     return partials.sum(0)[:, :taps].reshape(weight.shape).to(weight.dtype)
 
 
+# SMs assumed for meta tensors (an H100/H200), which have no device to ask.
+META_SM_COUNT = 132
+
+
 @functools.lru_cache(maxsize=None)
 def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
@@ -193,7 +197,11 @@ def reduction_programs(device: torch.device, n_items: int, n_cblocks: int) -> in
     Each program keeps its partial weight gradient in registers across the items it visits and writes it once;
     the partials are summed afterwards (deterministic, no atomics). Enough programs to fill the GPU a few times.
     """
-    if INTERPRETED or device.type != 'cuda':
+    if INTERPRETED or device.type not in ('cuda', 'meta'):
         return max(1, min(2, n_items))
-    target = 4 * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    if device.type == 'meta':  # the static report plans launches on meta tensors
+        sms = META_SM_COUNT
+    else:
+        sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    target = 4 * sms
     return max(1, min(n_items, triton.cdiv(target, n_cblocks)))
