@@ -25,6 +25,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
+from ._triton_utils import TunedKernel
+
 ARCH = 90
 DTYPES = ('float32', 'bfloat16', 'float16')
 _TL_TYPES = {torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: 'bf16', torch.float64: 'fp64',
@@ -87,7 +89,7 @@ def _mixed_case(B, C, H, heads, dtype, cl):
 def model_cases(dtype: torch.dtype, batch: int = 128, quick: bool = False) -> Iterator[Tuple[str, Callable[[], None]]]:
     """``(label, run)`` per op and model layer shape at 224 px; ``quick``: one small case per op."""
     if quick:
-        yield 'focal_context C96 56 k3/5 nchw', _focal_case(2, 96, 56, (3, 5), dtype, False)
+        yield 'focal_context C96 56 k3/5/7 nchw', _focal_case(2, 96, 56, (3, 5, 7), dtype, False)
         yield 'dwconv_gelu C32 56 k7 nhwc', _dwconv_case(2, 32, 56, 7, dtype, True)
         yield 'gelu_tile_mul C32 56 r6', _tile_mul_case(2, 32, 56, 6, dtype)
         yield 'mixed_dwconv C64 56 4 heads nhwc', _mixed_case(2, 64, 56, 4, dtype, True)
@@ -131,25 +133,29 @@ class _Recorder:
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
             k = self.kernel
-            fn = k.fn if hasattr(k, 'configs') else k
-            if hasattr(k, 'configs'):  # an Autotuner: every candidate
-                configs = [(dict(c.kwargs), c.num_warps, c.num_stages) for c in k.configs]
+            if isinstance(k, TunedKernel):  # every candidate the autotuner would time for these arguments
+                fn = k.fn
+                named = dict(zip([a for a in fn.arg_names if a not in kwargs], args))
+                fixed = {n: v for n, v in kwargs.items() if n not in k.tuned_keys}
+                configs = [(dict(c.kwargs), c.num_warps, c.num_stages) for c in k.candidates_for(named)]
+                self.sink.append(Launch(fn, args, fixed, configs))
             else:
+                kwargs = dict(kwargs)
                 configs = [({}, kwargs.pop('num_warps', 4), kwargs.pop('num_stages', 3))]
-            self.sink.append(Launch(fn, args, kwargs, configs))
+                self.sink.append(Launch(k, args, kwargs, configs))
         return launch
 
 
 @contextlib.contextmanager
 def recording_launches() -> Iterator[List[Launch]]:
     """Swap every kernel of the kernel modules for a recorder while the block runs."""
-    from triton.runtime.jit import KernelInterface
+    from triton.runtime.jit import JITFunction
     from . import _dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton
     sink: List[Launch] = []
     saved = []
     for mod in (_dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton):
         for name, obj in list(vars(mod).items()):
-            if isinstance(obj, KernelInterface) and name.endswith('_kernel'):
+            if isinstance(obj, TunedKernel) or (isinstance(obj, JITFunction) and name.endswith('_kernel')):
                 saved.append((mod, name, obj))
                 setattr(mod, name, _Recorder(obj, sink))
     try:
