@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument('--baseline', metavar='PATH', help='an earlier --json output, shown as "before"')
     parser.add_argument('--baseline-name', default='baseline', help='how the table names the baseline')
     parser.add_argument('--write-benchmarks', action='store_true', help='replace the section in BENCHMARKS.md')
+    parser.add_argument('--from-json', metavar='PATH', help='render an earlier --json output instead of compiling')
     parser.add_argument('--force', action='store_true', help='overwrite an existing --json file')
     args = parser.parse_args(argv)
 
@@ -51,7 +52,15 @@ def main(argv=None) -> int:
             return 2
 
     from modzoo.kernels import _static_report as report
-    rows = report.static_report(args.dtype, quick=args.quick, only=args.only)
+    if args.from_json:
+        try:
+            with open(args.from_json) as f:
+                rows = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f'error: cannot read {args.from_json}: {e}', file=sys.stderr)
+            return 2
+    else:
+        rows = report.static_report(args.dtype, quick=args.quick, only=args.only)
     if not rows:
         print(f'error: no case label contains {args.only!r}', file=sys.stderr)
         return 2

@@ -417,7 +417,9 @@ def markdown(rows: List[dict], baseline: Optional[List[dict]] = None, baseline_n
     failed = [r for r in rows if not r['ok']]
     lines = [
         f'{len(ok)}/{len(rows)} kernel configurations compile for sm_{ARCH}; '
-        f'{sum(1 for r in ok if r["local"] > 0 or r["stack"] > 0)} use local memory or stack (spills). '
+        f'{sum(1 for r in ok if r["local"] > 0)} spill to local memory; '
+        f'{sum(1 for r in ok if r["stack"] > 0)} use a call stack (at most '
+        f'{max([r["stack"] for r in ok] or [0])} bytes per thread). '
         'Instructions per element: static SASS instructions of one tile, constant-trip loops counted times their '
         'trip count, divided by the tile elements one thread owns (SASS from Triton\'s bundled nvdisasm).',
         '',
