@@ -323,3 +323,202 @@ def test_gradcheck_float64():
     ws = [torch.randn(2, 1, k, k, **dev, requires_grad=True) for k in (3, 5)]
     bs = [torch.randn(2, **dev, requires_grad=True) for _ in range(2)]
     assert _gradcheck(lambda x, w0, w1, b0, b1: K.mixed_dwconv_interleave(x, [w0, w1], [b0, b1]), (x, *ws, *bs))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Every GPU tile configuration (each autotune candidate), run under the interpreter with the candidate pinned
+
+def _op_kernels():
+    """Per op: ``(layout, [tuned kernel names])``; each case pins candidate ``i`` (modulo each kernel's count)."""
+    return {
+        'dwconv_gelu': ['dwconv_fwd', 'dwconv_bwd'],
+        'focal_context': ['focal_fwd', 'focal_mean', 'focal_bwd_global', 'focal_bwd_level', 'dwconv_fwd'],
+        'mixed_dwconv_interleave': ['mixed_fwd', 'mixed_bwd'],
+        'gelu_tile_mul': ['tile_mul_fwd', 'tile_mul_bwd'],
+    }
+
+
+def _tuned(name):
+    from modzoo.kernels import _dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton
+    for mod in (_dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton):
+        for obj in vars(mod).values():
+            if isinstance(obj, _TunedKernel) and obj.name == name:
+                return obj
+    raise KeyError(name)
+
+
+def _candidate_cases():
+    from modzoo.kernels._triton_utils import (
+        CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, MIXED_BWD_CANDIDATES, WARPS_CANDIDATES,
+    )
+    from modzoo.kernels._tile_mul_triton import TILE_MUL_CANDIDATES
+    counts = {'dwconv_fwd': CONV_FWD_CANDIDATES, 'dwconv_bwd': CONV_BWD_CANDIDATES, 'focal_fwd': CONV_FWD_CANDIDATES,
+              'focal_mean': WARPS_CANDIDATES, 'focal_bwd_global': WARPS_CANDIDATES,
+              'focal_bwd_level': CONV_BWD_CANDIDATES, 'mixed_fwd': CONV_FWD_CANDIDATES,
+              'mixed_bwd': MIXED_BWD_CANDIDATES, 'tile_mul_fwd': TILE_MUL_CANDIDATES,
+              'tile_mul_bwd': TILE_MUL_CANDIDATES}
+    cases = []
+    for op, names in _op_kernels().items():
+        layouts = ('any',) if op == 'gelu_tile_mul' else ('nchw', 'nhwc')
+        for layout in layouts:
+            n = max(len(counts[k].get(layout, counts[k].get('any', []))) for k in names)
+            for i in range(n):
+                cases.append(pytest.param(op, layout, i, id=f'{op}-{layout}-{i}'))
+    return cases
+
+
+from modzoo.kernels._triton_utils import TunedKernel as _TunedKernel, pin_config as _pin_config  # noqa: E402
+
+
+def _pinned_meta(names, layout, index):
+    """Pin candidate ``index`` of every kernel in ``names``; return the largest tile among the pinned configs."""
+    import contextlib
+    stack = contextlib.ExitStack()
+    big = dict(BLOCK_C=1, TH=1, TW=1, BLOCK_M=1)
+    for name in names:
+        kernel = _tuned(name)
+        cands = kernel.candidates.get(layout) or kernel.candidates[next(iter(kernel.candidates))]
+        i = index % len(cands)
+        stack.enter_context(_pin_config(name, i))
+        for k, v in cands[i].kwargs.items():
+            big[k] = max(big[k], v)
+    return stack, big
+
+
+def _run_pinned_case(op, layout, index, dtypes=(torch.float32,), heads=2, sizes=(3,)):
+    """``op`` forward and every gradient against the reference with candidate ``index`` of each of its kernels."""
+    stack, big = _pinned_meta(_op_kernels()[op], layout, index)
+    cl = layout == 'nhwc'
+    torch.manual_seed(index)
+    with stack:
+        C, H, W = big['BLOCK_C'] + 1, big['TH'] + 1, big['TW'] + 3
+        if op == 'dwconv_gelu':
+            k = (3, 7, 5, 3)[index % 4]
+            x = _randn(1, H, W, C).permute(0, 3, 1, 2) if cl else _randn(1, C, H, W)  # a permuted NHWC view
+            args = [x, _randn(C, 1, k, k, scale=1.0 / k), _randn(C)]
+            op_fn, ref_fn = K.dwconv_gelu, R.dwconv_gelu_reference
+        elif op == 'focal_context':
+            ctx, gates, kernels = _focal_inputs(1, C, H, W, sizes, 'channels_last' if cl else 'contiguous')
+            args = [ctx, gates, kernels, index % 2 == 1]
+            op_fn, ref_fn = K.focal_context, R.focal_context_reference
+        elif op == 'mixed_dwconv_interleave':
+            Cg = big['BLOCK_C'] + 1
+            x = _randn(1, H, W, heads * Cg).permute(0, 3, 1, 2) if cl else _randn(1, heads * Cg, H, W)
+            ks = [3 + 2 * i for i in range(heads)]
+            args = [x, [_randn(Cg, 1, k, k, scale=1.0 / k) for k in ks], [_randn(Cg) for _ in ks]]
+            op_fn, ref_fn = K.mixed_dwconv_interleave, R.mixed_dwconv_interleave_reference
+        else:
+            C, M, r = big['BLOCK_C'] + 1, big['BLOCK_M'] + 3, 2
+            args = [_randn(M, r * C), _randn(M, C), True]
+            op_fn, ref_fn = K.gelu_tile_mul, R.gelu_tile_mul_reference
+        params = {'dwconv_gelu': (1, 2), 'focal_context': (2,), 'mixed_dwconv_interleave': (1, 2)}.get(op, ())
+        for dtype in dtypes:
+            _check_against_reference(op_fn, ref_fn, args, dtype=dtype, float32_params=params)
+
+
+@pytest.mark.skipif(GPU, reason='pins interpreter configurations; on a GPU the autotuner picks')
+@pytest.mark.parametrize('op,layout,index', _candidate_cases())
+def test_gpu_tile_candidate_matches_reference(op, layout, index):
+    """Every autotune candidate of every kernel, pinned, in fp32: one tile plus an odd remainder in every dim of
+    the largest pinned candidate, so masks, halos across tiles and several channel blocks run at the GPU tile sizes;
+    channels-last as permuted views and channel slices, as the models pass them."""
+    _run_pinned_case(op, layout, index)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(GPU, reason='pins interpreter configurations; on a GPU the autotuner picks')
+@pytest.mark.parametrize('op,layout', [('dwconv_gelu', 'nchw'), ('focal_context', 'nhwc'),
+                                       ('mixed_dwconv_interleave', 'nchw'), ('gelu_tile_mul', 'any')])
+def test_gpu_tile_candidate_bfloat16_four_heads_two_levels(op, layout):
+    """The first candidate again with bf16 activations and fp32 weights, four SMT heads and two focal levels."""
+    _run_pinned_case(op, layout, 0, dtypes=(torch.float32, torch.bfloat16), heads=4, sizes=(3, 5))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('case', ['dwconv_k15', 'focal_k15', 'focal_levels4'])
+def test_largest_kernels_and_four_levels(case):
+    """k = 15 (the largest the kernels take) and four focal levels, at the interpreter's tile (slow: hundreds of
+    taps per program)."""
+    if case == 'dwconv_k15':
+        args = [_randn(1, 5, 9, 10), _randn(5, 1, 15, 15, scale=1 / 15), _randn(5)]
+        _check_against_reference(K.dwconv_gelu, R.dwconv_gelu_reference, args)
+    else:
+        sizes = (15,) if case == 'focal_k15' else (3, 5, 7, 9)
+        ctx, gates, kernels = _focal_inputs(1, 5, 9, 10, sizes, 'contiguous')
+        _check_against_reference(K.focal_context, R.focal_context_reference, [ctx, gates, kernels, True])
+
+
+def test_pinned_candidate_is_the_one_launched(monkeypatch):
+    """Pinning really changes the launch (so the candidate tests above test what they say)."""
+    kernel = _tuned('dwconv_fwd')
+    seen = []
+    real = kernel.fn
+
+    class Spy:
+        arg_names = real.arg_names
+
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                seen.append((kwargs['BLOCK_C'], kwargs['TH'], kwargs['TW'], kwargs['num_warps']))
+                return real[grid](*args, **kwargs)
+            return launch
+
+    monkeypatch.setattr(kernel, 'fn', Spy())
+    x, w = _randn(1, 3, 5, 5), _randn(3, 1, 3, 3)
+    with K.use_backend('triton'):
+        K.dwconv_gelu(x, w)
+        with _pin_config('dwconv_fwd', 2):
+            K.dwconv_gelu(x, w)
+    c = kernel.candidates['nchw'][2]
+    assert seen[1] == (c.kwargs['BLOCK_C'], c.kwargs['TH'], c.kwargs['TW'], c.num_warps) != seen[0]
+
+
+@pytest.mark.skipif(GPU, reason='interpreter')
+def test_gate_gradients_are_deterministic_and_atomic_free():
+    """Two backward passes give bit-identical gate gradients, and no kernel source uses atomics any more."""
+    import inspect
+    from modzoo.kernels import _dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton
+    for mod in (_dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton):
+        assert 'atomic_' not in inspect.getsource(mod), mod.__name__
+    ctx, gates, kernels = _focal_inputs(1, 5, 9, 9, (3,), 'contiguous')  # 2 channel blocks, 4 tiles
+    results = []
+    for _ in range(2):
+        args = _clone_args([ctx, gates, kernels])
+        with K.use_backend('triton'):
+            K.focal_context(*args).square().sum().backward()
+        results.append(args[1].grad)
+    assert torch.equal(results[0], results[1])
+
+
+def test_launchers_run_on_the_tensors_device(monkeypatch):
+    """Every launcher enters ``torch.cuda.device(x.device)`` for CUDA tensors (Triton launches on the current
+    device); stubbed here, since the check must hold without a GPU."""
+    from modzoo.kernels import _triton_utils
+    entered = []
+
+    class FakeDevice:
+        def __init__(self, device):
+            entered.append(device)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(_triton_utils.torch.cuda, 'device', FakeDevice)
+
+    @_triton_utils.on_tensor_device
+    def launcher(x, y):
+        return 'ran'
+
+    fake = torch.empty(0)
+    monkeypatch.setattr(torch.Tensor, 'device', property(lambda self: torch.device('cuda', 1)))
+    assert launcher(fake, 1) == 'ran'
+    monkeypatch.undo()
+    assert entered == [torch.device('cuda', 1)]
+    from modzoo.kernels import _dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton
+    launchers = [_dwconv_triton.depthwise_conv, _dwconv_triton.dwconv_gelu_bwd, _focal_triton.focal_context_fwd,
+                 _focal_triton.focal_context_bwd, _smt_triton.mixed_dwconv_fwd, _smt_triton.mixed_dwconv_bwd,
+                 _tile_mul_triton.gelu_tile_mul_fwd, _tile_mul_triton.gelu_tile_mul_bwd]
+    assert all(getattr(f, '__wrapped__', None) is not None for f in launchers)

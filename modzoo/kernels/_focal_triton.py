@@ -32,7 +32,8 @@ import triton.language as tl
 from ._dwconv_triton import depthwise_conv
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
-    TilePlan, dw_conv_tile, gelu, gelu_grad, reduction_programs, sum_weight_partials, tile_coords, weight_grad_taps,
+    CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, WARPS_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_tile,
+    gelu, gelu_grad, reduction_programs, sum_weight_partials, tile_coords, weight_grad_taps,
 )
 
 _MODE_LEVEL, _MODE_MEAN, _MODE_FINAL = 0, 1, 2
@@ -41,7 +42,7 @@ _MODE_LEVEL, _MODE_MEAN, _MODE_FINAL = 0, 1, 2
 @triton.jit
 def _focal_fwd_kernel(
         src_ptr, w_ptr, gates_ptr, pin_ptr, c_ptr, pout_ptr, part_ptr, mean_ptr, out_ptr,
-        C, H, W, n_tw, n_tiles, level, scale,
+        C, H, W, level, scale,
         ss_b, ss_c, ss_h, ss_w,
         sg_b, sg_l, sg_h, sg_w,
         sb_b, sb_c, sb_h, sb_w,
@@ -53,8 +54,11 @@ def _focal_fwd_kernel(
     MODE 0: store ``c``; with WRITE_P also store ``P_{level-1} = P_{level-2} + g_{level-1} * src``.
     MODE 1: store the per-tile channel sums of ``c`` to ``part[b, tile, c]``.
     MODE 2 (last level): store ``out = s * (P_{L-2} + g_{L-1} * src + g_L * c + g_G * GELU(mean))``.
-    ``pin``/``pout``/``c``/``out`` share the buffer strides ``sb_*``.
+    ``pin``/``pout``/``c``/``out`` share the buffer strides ``sb_*``. Roofline: 2-4 tensors of bytes per pass
+    against k^2 FMAs per element; memory-bound for FocalNet's k = 3/5, FMA-bound from k = 7 in bf16.
     """
+    n_tw = tl.cdiv(W, TW)
+    n_tiles = tl.cdiv(H, TH) * n_tw
     pid = tl.program_id(0)
     t = pid % n_tiles
     b = (pid // n_tiles).to(tl.int64)
@@ -96,12 +100,15 @@ def _focal_fwd_kernel(
 @triton.jit
 def _focal_bwd_global_kernel(
         dout_ptr, gates_ptr, mean_ptr, part_ptr, dgates_ptr,
-        C, H, W, n_tw, n_tiles, num_levels, scale,
+        C, H, W, n_batch, num_levels, scale,
         sd_b, sd_c, sd_h, sd_w,
         sg_b, sg_l, sg_h, sg_w,
         BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
 ):
-    """Global level: per-tile ``sum_p dout * g_G`` (for d mean) and ``dgates[:, L] += s * sum_c dout * GELU(mean)``."""
+    """Global level: per-tile ``sum_p dout * g_G`` (for d mean) and the channel block's part of
+    ``dgates[:, L] = s * sum_c dout * GELU(mean)``. Roofline: memory (one read of ``dout``)."""
+    n_tw = tl.cdiv(W, TW)
+    n_tiles = tl.cdiv(H, TH) * n_tw
     pid = tl.program_id(0)
     t = pid % n_tiles
     b = (pid // n_tiles).to(tl.int64)
@@ -116,14 +123,16 @@ def _focal_bwd_global_kernel(
     tl.store(part_ptr + (b * n_tiles + t) * C + offs_c, tl.sum(dout * g_glob[None, :], axis=1), mask=mask_c)
     glob = gelu(tl.load(mean_ptr + b * C + offs_c, mask=mask_c, other=0.0))
     dg = tl.sum(dout * glob[:, None], axis=0) * scale
-    # dgates32 is a dense (B, L + 1, H, W) float32 buffer
-    tl.atomic_add(dgates_ptr + (b * (num_levels + 1) + num_levels) * H * W + oh * W + ow, dg, mask=mask_p)
+    # dgates_ptr: dense (n_cblocks, B, H, W) float32 partials, one slice per channel block (no atomics: the gate
+    # gradient is the same bit for bit on every run)
+    cb = tl.program_id(1).to(tl.int64)
+    tl.store(dgates_ptr + (cb * n_batch + b) * H * W + oh * W + ow, dg, mask=mask_p)
 
 
 @triton.jit
 def _focal_bwd_level_kernel(
         src_ptr, w_ptr, wn_ptr, gates_ptr, dout_ptr, dzn_ptr, dmean_ptr, dz_ptr, dgates_ptr, dwp_ptr,
-        C, H, W, n_tw, n_tiles, n_items, n_split, level, num_levels, scale,
+        C, H, W, n_split, n_batch, level, num_levels, scale,
         ss_b, ss_c, ss_h, ss_w,
         sg_b, sg_l, sg_h, sg_w,
         sd_b, sd_c, sd_h, sd_w,
@@ -134,11 +143,17 @@ def _focal_bwd_level_kernel(
     """Backward of level ``level`` over the items (batch x tile) of this program; see the module docstring.
 
     ``dzn``/``dz`` (``dz_{l+1}`` read on a halo, ``dz_l`` written) share the strides ``sz_*``; ``dmean`` is the
-    ``(B, C)`` float32 gradient reaching every pixel of ``c_L`` from the global level.
+    ``(B, C)`` float32 gradient reaching every pixel of ``c_L`` from the global level. ``dgates`` gets one
+    ``(B, L, H, W)`` slice of partial gate gradients per channel block (each pixel written by one program).
+    Roofline: 4-5 tensors of bytes against 2 k^2 + k_next^2 FMAs per element: FMA-bound from k = 5 in bf16.
     """
+    n_tw = tl.cdiv(W, TW)
+    n_tiles = tl.cdiv(H, TH) * n_tw
+    n_items = n_batch * n_tiles
     offs_c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
     pid_s = tl.program_id(1)
+    dg_blk = dgates_ptr + tl.program_id(0).to(tl.int64) * n_batch * num_levels * H * W
     acc_w = tl.zeros([BLOCK_C, KK], dtype=tl.float32)
     for item in range(pid_s, n_items, n_split):
         b = (item // n_tiles).to(tl.int64)
@@ -162,9 +177,23 @@ def _focal_bwd_level_kernel(
         tl.store(dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :],
                  dz.to(dz_ptr.dtype.element_ty), mask=mask)
         dg = tl.sum(dout * c, axis=0) * scale
-        tl.atomic_add(dgates_ptr + (b * (num_levels + 1) + level - 1) * H * W + oh * W + ow, dg, mask=mask_p)
+        tl.store(dg_blk + (b * num_levels + level - 1) * H * W + oh * W + ow, dg, mask=mask_p)
         acc_w = weight_grad_taps(acc_w, src_b, offs_c, mask_c, dz, oh, ow, H, W, ss_c, ss_h, ss_w, K, KK)
     tl.store(dwp_ptr + (pid_s * C + offs_c)[:, None] * KK + tl.arange(0, KK)[None, :], acc_w, mask=mask_c[:, None])
+
+
+CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])
+FOCAL_FWD = TunedKernel('focal_fwd', _focal_fwd_kernel, CONV_FWD_CANDIDATES, key=['C', 'H', 'W', 'ss_c'],
+                        layout_arg='ss_c', size_args=CONV_SIZES)
+FOCAL_MEAN = TunedKernel('focal_mean', _focal_fwd_kernel, WARPS_CANDIDATES, key=['C', 'H', 'W', 'ss_c'])
+FOCAL_BWD_GLOBAL = TunedKernel('focal_bwd_global', _focal_bwd_global_kernel, WARPS_CANDIDATES,
+                               key=['C', 'H', 'W', 'sd_c'])
+# the per channel block gate-gradient partials fix BLOCK_C to the plan's; the tile and warps are tuned
+FOCAL_BWD_LEVEL = TunedKernel(
+    'focal_bwd_level', _focal_bwd_level_kernel,
+    {layout: [{k: v for k, v in c.items() if k != 'BLOCK_C'} for c in cands]
+     for layout, cands in CONV_BWD_CANDIDATES.items()},
+    key=['C', 'H', 'W', 'ss_c'], layout_arg='ss_c', size_args=dict(TH=CONV_SIZES['TH'], TW=CONV_SIZES['TW']))
 
 
 def _fwd_pass(plan: TilePlan, mode: int, src, weight, gates, level: int, *, pin=None, c_out=None, pout=None,
@@ -173,12 +202,13 @@ def _fwd_pass(plan: TilePlan, mode: int, src, weight, gates, level: int, *, pin=
     w = weight.reshape(plan.C, K * K).contiguous()
     buf = next(t for t in (c_out, pout, out, pin, src) if t is not None)
     dummy = w
-    _focal_fwd_kernel[plan.grid](
+    kernel = FOCAL_MEAN if mode == _MODE_MEAN else FOCAL_FWD  # the mean pass's partials follow the plan's tiles
+    kernel[plan.tiles_grid()](
         src, w, gates,
         pin if pin is not None else dummy, c_out if c_out is not None else dummy,
         pout if pout is not None else dummy, part if part is not None else dummy,
         mean if mean is not None else dummy, out if out is not None else dummy,
-        plan.C, plan.H, plan.W, plan.n_tw, plan.n_tiles, level, scale,
+        plan.C, plan.H, plan.W, level, scale,
         *strides(src), *strides(gates), *strides(buf),
         K=K, MODE=mode, WRITE_P=pout is not None, HAS_PIN=pin is not None, HAS_PREV=has_prev,
         **plan.meta(),
@@ -202,6 +232,7 @@ def _levels(plan: TilePlan, ctx: torch.Tensor, gates: torch.Tensor, kernels: Lis
     return (cs[-1], partial) if with_partial else cs
 
 
+@on_tensor_device
 def focal_context_fwd(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor], normalize: bool
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Returns ``(ctx_all, mean)``; ``mean`` is the float32 ``(B, C)`` spatial mean of ``c_L`` (saved for backward)."""
@@ -222,6 +253,7 @@ def _gelu_grad_torch(x: torch.Tensor) -> torch.Tensor:
     return cdf + x * torch.exp(-0.5 * x * x) * 0.3989422804014327
 
 
+@on_tensor_device
 def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor],
                       mean: torch.Tensor, normalize: bool) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
     plan = TilePlan(ctx)
@@ -230,17 +262,19 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
     scale = 1.0 / (L + 1) if normalize else 1.0
     cs = _levels(plan, ctx, gates, kernels, with_partial=False)
 
-    dgates = torch.zeros((B, L + 1, H, W), dtype=torch.float32, device=ctx.device)
+    # per channel block partial gate gradients, summed below (deterministic); every element is written
+    dgates_global = torch.empty((plan.n_cblocks, B, 1, H, W), dtype=torch.float32, device=ctx.device)
     part = torch.empty((B, plan.n_tiles, C), dtype=torch.float32, device=ctx.device)
-    _focal_bwd_global_kernel[plan.grid](
-        grad, gates, mean, part, dgates,
-        C, H, W, plan.n_tw, plan.n_tiles, L, scale,
+    FOCAL_BWD_GLOBAL[plan.grid](
+        grad, gates, mean, part, dgates_global,
+        C, H, W, B, L, scale,
         *strides(grad), *strides(gates), **plan.meta(),
     )
     dmean = (part.sum(1) * scale * _gelu_grad_torch(mean) / (H * W)).contiguous()
 
     plan = TilePlan(ctx, elems=512)
     n_split = reduction_programs(ctx.device, plan.n_items, plan.n_cblocks)
+    dgates_levels = torch.empty((plan.n_cblocks, B, L, H, W), dtype=torch.float32, device=ctx.device)
     dkernels: List[torch.Tensor] = [torch.empty(0)] * L
     dz_next = None
     for level in range(L, 0, -1):
@@ -252,9 +286,9 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
         src = cs[level - 1]
         dz = empty_nchw(ctx)
         dw_part = torch.empty((n_split, C, KK), dtype=torch.float32, device=ctx.device)
-        _focal_bwd_level_kernel[(plan.n_cblocks, n_split)](
-            src, w, wn, gates, grad, dz_next if dz_next is not None else dz, dmean, dz, dgates, dw_part,
-            C, H, W, plan.n_tw, plan.n_tiles, plan.n_items, n_split, level, L, scale,
+        FOCAL_BWD_LEVEL[(plan.n_cblocks, n_split)](
+            src, w, wn, gates, grad, dz_next if dz_next is not None else dz, dmean, dz, dgates_levels, dw_part,
+            C, H, W, n_split, B, level, L, scale,
             *strides(src), *strides(gates), *strides(grad), *strides(dz),
             K=K, KN=kernels[level].shape[-1] if level < L else 1, KK=KK, IS_LAST=level == L,
             **plan.meta(),
@@ -263,4 +297,5 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
         dz_next = dz
         cs[level - 1] = None  # c_{l-1} is done: the pass of level l-1 reads c_{l-2} and dz_l
     dctx = depthwise_conv(dz_next, kernels[0], flip=True, out_dtype=ctx.dtype)
+    dgates = torch.cat([dgates_levels.sum(0), dgates_global.sum(0)], dim=1)
     return dctx, dgates.to(gates.dtype), dkernels

@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from ._layout import next_pow2
-from ._triton_utils import INTERPRETED, gelu, gelu_grad
+from ._triton_utils import INTERPRETED, TunedKernel, gelu, gelu_grad, on_tensor_device
 
 
 @triton.jit
@@ -21,6 +21,7 @@ def _tile_mul_fwd_kernel(
         sv_m, sv_k, sc_m, sc_k, so_m,
         APPLY_GELU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """Roofline: memory ((2r + 1) x ctx bytes; a GELU and a multiply per element)."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (rows < M)[:, None] & (cols < C)[None, :]
@@ -41,6 +42,7 @@ def _tile_mul_bwd_kernel(
         sv_m, sv_k, sc_m, sc_k, sd_m, sd_k,
         APPLY_GELU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """Roofline: memory ((3r + 2) x ctx bytes)."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (rows < M)[:, None] & (cols < C)[None, :]
@@ -63,6 +65,20 @@ def _tile_mul_bwd_kernel(
     tl.store(dc_ptr + rows[:, None] * C + cols[None, :], dctx.to(dc_ptr.dtype.element_ty), mask=mask)
 
 
+# GPU candidates (BLOCK_M, BLOCK_C, num_warps): channel blocks along the contiguous dim, 8 elements per thread
+TILE_MUL_CANDIDATES = {'any': [dict(BLOCK_M=m, BLOCK_C=c, num_warps=w)
+                               for m, c, w in ((32, 32, 4), (8, 128, 4), (16, 64, 4), (16, 128, 8))]}
+TILE_MUL_SIZES = dict(BLOCK_C=lambda a: a['C'], BLOCK_M=lambda a: a['M'])
+TILE_MUL_FWD = TunedKernel('tile_mul_fwd', _tile_mul_fwd_kernel, TILE_MUL_CANDIDATES, key=['M', 'C', 'R'],
+                           size_args=TILE_MUL_SIZES)
+TILE_MUL_BWD = TunedKernel('tile_mul_bwd', _tile_mul_bwd_kernel, TILE_MUL_CANDIDATES, key=['M', 'C', 'R'],
+                           size_args=TILE_MUL_SIZES)
+
+
+def _grid(M: int, C: int):
+    return lambda m: (triton.cdiv(M, m['BLOCK_M']), triton.cdiv(C, m['BLOCK_C']))
+
+
 def _config(M: int, C: int):
     if INTERPRETED:
         return min(8, next_pow2(M)), min(4, next_pow2(C)), 1
@@ -75,6 +91,7 @@ def _as_2d(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1])
 
 
+@on_tensor_device
 def gelu_tile_mul_fwd(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool) -> torch.Tensor:
     C = ctx.shape[-1]
     R = v.shape[-1] // C
@@ -82,14 +99,14 @@ def gelu_tile_mul_fwd(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool) -> t
     M = v2.shape[0]
     out = torch.empty(v.shape, dtype=torch.promote_types(v.dtype, ctx.dtype), device=v.device)
     block_m, block_c, num_warps = _config(M, C)
-    grid = (triton.cdiv(M, block_m), triton.cdiv(C, block_c))
-    _tile_mul_fwd_kernel[grid](
+    TILE_MUL_FWD[_grid(M, C)](
         v2, c2, out, M, C, R, v2.stride(0), v2.stride(1), c2.stride(0), c2.stride(1), R * C,
         APPLY_GELU=apply_gelu, BLOCK_M=block_m, BLOCK_C=block_c, num_warps=num_warps,
     )
     return out
 
 
+@on_tensor_device
 def gelu_tile_mul_bwd(grad: torch.Tensor, v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
     C = ctx.shape[-1]
@@ -99,8 +116,7 @@ def gelu_tile_mul_bwd(grad: torch.Tensor, v: torch.Tensor, ctx: torch.Tensor, ap
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     dctx = torch.empty(ctx.shape, dtype=ctx.dtype, device=ctx.device)
     block_m, block_c, num_warps = _config(M, C)
-    grid = (triton.cdiv(M, block_m), triton.cdiv(C, block_c))
-    _tile_mul_bwd_kernel[grid](
+    TILE_MUL_BWD[_grid(M, C)](
         v2, c2, g2, dv, dctx, M, C, R,
         v2.stride(0), v2.stride(1), c2.stride(0), c2.stride(1), g2.stride(0), g2.stride(1),
         APPLY_GELU=apply_gelu, BLOCK_M=block_m, BLOCK_C=block_c, num_warps=num_warps,

@@ -12,8 +12,10 @@ Conventions of every conv-like kernel here:
 
 Importing this module imports Triton; ``TRITON_INTERPRET=1`` must be set before that to run on CPU tensors.
 """
+import contextlib
 import functools
-from typing import Optional
+import os
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import triton
@@ -131,8 +133,11 @@ def conv_tile_config(channels_last: bool, C: int, H: int, W: int, elems: int = 1
     Channels-last memory wants a wide channel block (its contiguous dim) and few pixels; NCHW wants rows of pixels
     and few channels. Forward kernels use 1024 elements; the backward kernels, which keep a weight-gradient
     accumulator in registers, 512 (SMT's, with four heads' accumulators, 256): the sm_90 compile check
-    (``python -m modzoo.kernels._aot``) shows these within the register file. The choice depends on the shape only
+    (``tools/kernel_static_report.py``) shows these within the register file. The choice depends on the shape only
     through small-image / narrow-channel cases, so a model triggers few compilations.
+
+    On a GPU this is the plan the launch sizes its buffers from; the kernels' tiles themselves are autotuned among
+    the ``*_CANDIDATES`` below (:class:`TunedKernel`), except where an output is indexed by the plan's tile.
 
     Under the interpreter the blocks are small (8x8 pixels, 4 channels) so test shapes just above 8 pixels / 4
     channels cover several tiles and channel blocks (halos across tile borders, masks), while tiny shapes stay
@@ -153,6 +158,123 @@ def conv_tile_config(channels_last: bool, C: int, H: int, W: int, elems: int = 1
     return block_c, th, tw, 4
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Tuning: autotuned on a GPU, one fixed configuration under the interpreter (or a pinned candidate)
+
+CONFIG_ENV = 'MODZOO_KERNEL_CONFIG'
+_pinned: Dict[str, int] = {}
+
+
+def _env_pins() -> Dict[str, int]:
+    pins = {}
+    for item in filter(None, os.environ.get(CONFIG_ENV, '').split(',')):
+        name, _, index = item.partition('=')
+        if not index.strip().isdigit():
+            raise ValueError(f'{CONFIG_ENV}: expected comma-separated kernel=index pairs (e.g. dwconv_fwd=2), '
+                             f'got {item!r}')
+        pins[name.strip()] = int(index)
+    return pins
+
+
+@contextlib.contextmanager
+def pin_config(name: str, index: int) -> Iterator[None]:
+    """Under the interpreter, launch tuned kernel ``name`` with its ``index``-th GPU candidate of the input's layout
+    (how the tests run every autotune candidate on the CPU). ``MODZOO_KERNEL_CONFIG=name=index,...`` does the same
+    for a whole process."""
+    previous = _pinned.get(name)
+    _pinned[name] = index
+    try:
+        yield
+    finally:
+        if previous is None:
+            _pinned.pop(name, None)
+        else:
+            _pinned[name] = previous
+
+
+def _cands(*rows, keys=('BLOCK_C', 'TH', 'TW', 'num_warps')):
+    return [dict(zip(keys, r)) for r in rows]
+
+
+# GPU candidates (BLOCK_C, TH, TW, num_warps). NCHW tiles are rows of pixels (W contiguous), channels-last tiles
+# wide channel blocks; at most 8 tile elements per thread, so the unrolled forward taps stay in registers.
+CONV_FWD_CANDIDATES = {
+    'nchw': _cands((8, 8, 16, 4), (4, 8, 32, 4), (4, 16, 32, 8)),
+    'nhwc': _cands((64, 4, 4, 4), (32, 8, 4, 4), (32, 8, 8, 8), (16, 8, 8, 4)),
+}
+# Kernels that keep a [BLOCK_C, taps] weight-gradient accumulator: half the tile.
+CONV_BWD_CANDIDATES = {
+    'nchw': _cands((8, 4, 16, 4), (4, 8, 16, 4), (8, 8, 16, 8)),
+    'nhwc': _cands((32, 4, 4, 4), (16, 4, 8, 4), (32, 4, 8, 8)),
+}
+# SMT's backward holds four heads' accumulators: a quarter of the forward tile.
+MIXED_BWD_CANDIDATES = {
+    'nchw': _cands((4, 4, 16, 4), (2, 8, 16, 4)),
+    'nhwc': _cands((16, 4, 4, 4), (8, 4, 8, 4)),
+}
+# Kernels whose outputs are indexed by the launcher's tile or channel block keep that tile; only warps are tuned.
+WARPS_CANDIDATES = {'any': _cands((4,), (8,), keys=('num_warps',))}
+
+
+class TunedKernel:
+    """A Triton kernel launched with the best of its GPU candidates (``triton.autotune``, keyed on ``key`` and the
+    tensors' dtypes). Candidates are per memory layout: ``layout_arg`` is the channel stride (1 for channels-last),
+    and candidates larger than the shape (``size_args``: ``{constexpr: arg it covers}``) are pruned.
+
+    The launcher passes its :class:`TilePlan` choice as keyword arguments too: on a GPU the tuned ones are dropped
+    (the autotuner sets them); under the interpreter that plan (small tiles) is the one fixed configuration, unless
+    a candidate is pinned with :func:`pin_config`.
+    """
+
+    def __init__(self, name: str, fn, candidates: Dict[str, List[dict]], key: Sequence[str],
+                 layout_arg: Optional[str] = None, size_args: Optional[Dict[str, Callable[[dict], int]]] = None):
+        self.name, self.fn = name, fn
+        self.candidates = {layout: [triton.Config({k: v for k, v in c.items() if k != 'num_warps'},
+                                                  num_warps=c.get('num_warps', 4)) for c in cands]
+                           for layout, cands in candidates.items()}
+        self.layout_arg, self.size_args = layout_arg, size_args or {}
+        self.tuned_keys = {k for cands in self.candidates.values() for c in cands for k in c.kwargs} | {'num_warps'}
+        self.tuner = None
+        if not INTERPRETED:
+            configs = [c for cands in self.candidates.values() for c in cands]
+            self.tuner = triton.autotune(configs=configs, key=list(key),
+                                         prune_configs_by={'early_config_prune': self._prune})(fn)
+
+    def layout(self, named: dict) -> str:
+        if self.layout_arg is None or len(self.candidates) == 1:
+            return next(iter(self.candidates))
+        return 'nhwc' if named[self.layout_arg] == 1 else 'nchw'
+
+    def candidates_for(self, named: dict) -> List['triton.Config']:
+        """The candidates a GPU would time for these arguments (the layout's, without those bigger than needed)."""
+        cands = self.candidates[self.layout(named)]
+        fits = [c for c in cands if all(c.kwargs[k] <= max(8, next_pow2(size(named)))
+                                        for k, size in self.size_args.items() if k in c.kwargs)]
+        # nothing fits (a narrow channel block or tiny image): the candidate with the fewest idle lanes
+        return fits or [min(cands, key=lambda c: tuple(c.kwargs.get(k, 0) for k in self.size_args))]
+
+    def _prune(self, configs, named_args, **kwargs):
+        allowed = self.candidates_for(named_args)
+        return [c for c in configs if any(c is a for a in allowed)] or allowed[:1]
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            if self.tuner is not None:
+                fixed = {k: v for k, v in kwargs.items() if k not in self.tuned_keys}
+                return self.tuner[grid](*args, **fixed)
+            named = dict(zip([a for a in self.fn.arg_names if a not in kwargs], args))
+            index = _pinned.get(self.name, _env_pins().get(self.name))
+            meta = dict(kwargs)
+            if index is not None:
+                cands = self.candidates[self.layout(named)]
+                if not 0 <= index < len(cands):
+                    raise IndexError(f'{self.name}: {len(cands)} {self.layout(named)} candidates, none at {index}')
+                meta.update(cands[index].kwargs, num_warps=cands[index].num_warps)
+            g = grid(meta) if callable(grid) else grid
+            return self.fn[g](*args, **meta)
+        return launch
+
+
 class TilePlan:
     """Launch geometry of a conv-like kernel on a logical (B, C, H, W) tensor: the :func:`conv_tile_config` of its
     memory order, the spatial tiling and the forward grid (one program per (batch x tile, channel block))."""
@@ -171,8 +293,31 @@ class TilePlan:
     def grid(self):
         return self.n_items, self.n_cblocks
 
+    def tiles_grid(self):
+        """The forward grid as a function of the launch's tile (autotuned or pinned)."""
+        B, C, H, W = self.B, self.C, self.H, self.W
+        return lambda m: (B * triton.cdiv(H, m['TH']) * triton.cdiv(W, m['TW']), triton.cdiv(C, m['BLOCK_C']))
+
+    def split_grid(self, n_split: int):
+        """The grid of a weight-gradient kernel: channel blocks x ``n_split`` programs walking the tiles."""
+        C = self.C
+        return lambda m: (triton.cdiv(C, m['BLOCK_C']), n_split)
+
     def meta(self):
         return dict(BLOCK_C=self.block_c, TH=self.th, TW=self.tw, num_warps=self.num_warps)
+
+
+def on_tensor_device(launcher):
+    """Run ``launcher`` with the CUDA device of its first tensor argument current: Triton launches on the current
+    device, which need not be the tensors' one (a model on ``cuda:1`` while ``cuda:0`` is current)."""
+    @functools.wraps(launcher)
+    def wrapper(*args, **kwargs):
+        first = next(a for a in args if isinstance(a, torch.Tensor))
+        if first.device.type == 'cuda':
+            with torch.cuda.device(first.device):
+                return launcher(*args, **kwargs)
+        return launcher(*args, **kwargs)
+    return wrapper
 
 
 def sum_weight_partials(partials: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -180,6 +325,10 @@ def sum_weight_partials(partials: torch.Tensor, weight: torch.Tensor) -> torch.T
     sums (``KK``: the taps rounded up to a power of two)."""
     taps = weight.shape[-2] * weight.shape[-1]
     return partials.sum(0)[:, :taps].reshape(weight.shape).to(weight.dtype)
+
+
+# SMs assumed for meta tensors (an H100/H200), which have no device to ask.
+META_SM_COUNT = 132
 
 
 @functools.lru_cache(maxsize=None)
@@ -193,7 +342,11 @@ def reduction_programs(device: torch.device, n_items: int, n_cblocks: int) -> in
     Each program keeps its partial weight gradient in registers across the items it visits and writes it once;
     the partials are summed afterwards (deterministic, no atomics). Enough programs to fill the GPU a few times.
     """
-    if INTERPRETED or device.type != 'cuda':
+    if INTERPRETED or device.type not in ('cuda', 'meta'):
         return max(1, min(2, n_items))
-    target = 4 * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    if device.type == 'meta':  # the static report plans launches on meta tensors
+        sms = META_SM_COUNT
+    else:
+        sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    target = 4 * sms
     return max(1, min(n_items, triton.cdiv(target, n_cblocks)))

@@ -1,0 +1,452 @@
+"""Static compile report of modzoo's Triton kernels for a CUDA target, built on a machine without a GPU.
+
+The launch configurations are not written down by hand: every public op's launcher runs on ``meta`` tensors of the
+models' real layer shapes (FocalNet T/S/B srf+lrf, EfficientMod xxs..s, SMT T..L, plus k up to 15 and focal level
+4) with the kernel launches recorded instead of run. Each recorded launch is specialised the way Triton's JIT
+would specialise it (16-byte pointer alignment and integer divisibility by 16 as ``tt.divisibility``, integers
+equal to 1 as constants, i64 for integers beyond i32), every autotune candidate is compiled down to a cubin with
+Triton's bundled ``ptxas``, and the SASS is read back with Triton's bundled ``nvdisasm``/``cuobjdump``.
+
+Per kernel configuration the report gives registers, local memory (spills), shared memory, and the static SASS
+instructions per output element of one tile: each instruction counted once, times the trip count of every
+constant-trip loop around it, summed over the body of the per-tile (runtime-trip) loop if the kernel has one, else
+over the whole kernel, and divided by the tile elements one thread owns. The figures are machine-independent.
+
+Needs ``TRITON_INTERPRET`` unset (an interpreted kernel cannot be compiled).
+"""
+import contextlib
+import dataclasses
+import os
+import re
+import subprocess
+import tempfile
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+
+from . import _triton_utils
+
+# absent before the kernels were autotuned (lets this report run on older kernels for a before/after figure)
+TunedKernel = getattr(_triton_utils, 'TunedKernel', type('NoTunedKernel', (), {}))
+
+ARCH = 90
+DTYPES = ('float32', 'bfloat16', 'float16')
+_TL_TYPES = {torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: 'bf16', torch.float64: 'fp64',
+             torch.int32: 'i32', torch.int64: 'i64'}
+_TORCH_DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model shapes: (op, label, callable that runs the op's forward and backward launchers on meta tensors)
+
+def _nchw(shape, dtype, channels_last: bool) -> torch.Tensor:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=dtype, device='meta', memory_format=fmt)
+
+
+def _focal_case(B, C, H, ks, dtype, cl):
+    def run():
+        from ._focal_triton import focal_context_bwd, focal_context_fwd
+        L = len(ks)
+        f = _nchw((B, 2 * C + L + 1, H, H), dtype, cl)  # FocalNet slices ctx and gates out of one projection
+        ctx, gates = f[:, C:2 * C], f[:, 2 * C:]
+        kernels = [torch.empty((C, 1, k, k), device='meta') for k in ks]
+        out, mean = focal_context_fwd(ctx, gates, kernels, False)
+        focal_context_bwd(torch.empty_like(out), ctx, gates, kernels, mean, False)
+    return run
+
+
+def _dwconv_case(B, C, H, k, dtype, cl):
+    def run():
+        from ._dwconv_triton import dwconv_gelu_bwd, dwconv_gelu_fwd
+        x = _nchw((B, C, H, H), dtype, cl)
+        w, b = torch.empty((C, 1, k, k), device='meta'), torch.empty((C,), device='meta')
+        y = dwconv_gelu_fwd(x, w, b)
+        dwconv_gelu_bwd(torch.empty_like(y), x, w, b)
+    return run
+
+
+def _tile_mul_case(B, C, H, r, dtype):
+    def run():
+        from ._tile_mul_triton import gelu_tile_mul_bwd, gelu_tile_mul_fwd
+        v = torch.empty((B, H, H, r * C), dtype=dtype, device='meta')
+        ctx = torch.empty((B, H, H, C), dtype=dtype, device='meta')
+        out = gelu_tile_mul_fwd(v, ctx, r > 1)
+        gelu_tile_mul_bwd(torch.empty_like(out), v, ctx, r > 1)
+    return run
+
+
+def _mixed_case(B, C, H, heads, dtype, cl):
+    def run():
+        from ._smt_triton import mixed_dwconv_bwd, mixed_dwconv_fwd
+        x = _nchw((B, C, H, H), dtype, cl)
+        Cg = C // heads
+        ws = [torch.empty((Cg, 1, 3 + 2 * i, 3 + 2 * i), device='meta') for i in range(heads)]
+        bs = [torch.empty((Cg,), device='meta') for _ in range(heads)]
+        y = mixed_dwconv_fwd(x, ws, bs)
+        mixed_dwconv_bwd(torch.empty_like(y), x, ws, bs)
+    return run
+
+
+def model_cases(dtype: torch.dtype, batch: int = 128, quick: bool = False) -> Iterator[Tuple[str, Callable[[], None]]]:
+    """``(label, run)`` per op and model layer shape at 224 px; ``quick``: one small case per op."""
+    if quick:
+        yield 'focal_context C96 56 k3/5/7 nchw', _focal_case(2, 96, 56, (3, 5, 7), dtype, False)
+        yield 'dwconv_gelu C32 56 k7 nhwc', _dwconv_case(2, 32, 56, 7, dtype, True)
+        yield 'gelu_tile_mul C32 56 r6', _tile_mul_case(2, 32, 56, 6, dtype)
+        yield 'mixed_dwconv C64 56 4 heads nhwc', _mixed_case(2, 64, 56, 4, dtype, True)
+        return
+    res = (56, 28, 14, 7)
+    for layout, cl in (('nchw', False), ('nhwc', True)):
+        # FocalNet T/S (96) and B (128); srf k 3/5, lrf k 3/5/7; large fl4 (192) adds a 4th level (k 9)
+        for base, levels in ((96, ((3, 5), (3, 5, 7))), (128, ((3, 5), (3, 5, 7))), (192, ((3, 5, 7, 9),))):
+            for i, H in enumerate(res):
+                for ks in levels:
+                    yield (f'focal_context C{base << i} {H} k{"/".join(map(str, ks))} {layout}',
+                           _focal_case(batch, base << i, H, ks, dtype, cl))
+        # EfficientMod xxs/xs/s context conv (k 7), and the largest kernel the ops take (k 15)
+        for C, H in ((32, 56), (64, 28), (128, 14), (144, 14), (256, 7), (288, 7), (312, 7)):
+            yield f'dwconv_gelu C{C} {H} k7 {layout}', _dwconv_case(batch, C, H, 7, dtype, cl)
+        yield f'dwconv_gelu C96 56 k15 {layout}', _dwconv_case(batch, 96, 56, 15, dtype, cl)
+        yield f'focal_context C96 56 k15 {layout}', _focal_case(batch, 96, 56, (15,), dtype, cl)
+        # SMT T/S/B (64-256) and L (96-384), stages 1-3, 4 heads (k 3/5/7/9)
+        for C, H in ((64, 56), (128, 28), (256, 14), (96, 56), (192, 28), (384, 14)):
+            yield f'mixed_dwconv C{C} {H} 4 heads {layout}', _mixed_case(batch, C, H, 4, dtype, cl)
+    for C, H in ((32, 56), (64, 28), (144, 14), (312, 7)):
+        for r in (1, 4, 6):
+            yield f'gelu_tile_mul C{C} {H} r{r}', _tile_mul_case(batch, C, H, r, dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Recording launches and specialising them like the JIT
+
+@dataclasses.dataclass
+class Launch:
+    kernel: object  # the JITFunction
+    args: tuple
+    kwargs: dict
+    configs: list  # [(constexpr overrides, num_warps, num_stages)]
+
+
+class _Recorder:
+    def __init__(self, kernel, sink: List[Launch]):
+        self.kernel, self.sink = kernel, sink
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            k = self.kernel
+            if isinstance(k, TunedKernel):  # every candidate the autotuner would time for these arguments
+                fn = k.fn
+                named = dict(zip([a for a in fn.arg_names if a not in kwargs], args))
+                fixed = {n: v for n, v in kwargs.items() if n not in k.tuned_keys}
+                configs = [(dict(c.kwargs), c.num_warps, c.num_stages) for c in k.candidates_for(named)]
+                self.sink.append(Launch(fn, args, fixed, configs))
+            else:
+                kwargs = dict(kwargs)
+                configs = [({}, kwargs.pop('num_warps', 4), kwargs.pop('num_stages', 3))]
+                self.sink.append(Launch(k, args, kwargs, configs))
+        return launch
+
+
+@contextlib.contextmanager
+def recording_launches() -> Iterator[List[Launch]]:
+    """Swap every kernel of the kernel modules for a recorder while the block runs."""
+    from triton.runtime.jit import JITFunction
+    from . import _dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton
+    sink: List[Launch] = []
+    saved = []
+    for mod in (_dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton):
+        for name, obj in list(vars(mod).items()):
+            if isinstance(obj, TunedKernel) or (isinstance(obj, JITFunction) and name.endswith('_kernel')):
+                saved.append((mod, name, obj))
+                setattr(mod, name, _Recorder(obj, sink))
+    try:
+        yield sink
+    finally:
+        for mod, name, obj in saved:
+            setattr(mod, name, obj)
+
+
+def _int_type(v: int) -> str:
+    if -2 ** 31 <= v < 2 ** 31:
+        return 'i32'
+    return 'u64' if v >= 2 ** 63 else 'i64'
+
+
+def specialise(launch: Launch) -> Iterator[dict]:
+    """One compile spec per autotune candidate: ``fn, signature, constexprs, attrs, num_warps, num_stages``."""
+    fn = launch.kernel
+    for overrides, num_warps, num_stages in launch.configs:
+        constexprs = dict(launch.kwargs, **overrides)
+        values = dict(zip([a for a in fn.arg_names if a not in constexprs], launch.args))
+        sig, attrs = {}, {}
+        for i, name in enumerate(fn.arg_names):
+            if name in constexprs:
+                sig[name] = 'constexpr'
+                continue
+            v = values[name]
+            if isinstance(v, torch.Tensor):
+                sig[name] = '*' + _TL_TYPES[v.dtype]
+                aligned = (v.storage_offset() * v.element_size()) % 16 == 0  # allocations are 256-byte aligned
+            elif isinstance(v, bool):
+                sig[name], aligned = 'i1', False
+            elif isinstance(v, int):
+                if v == 1:  # the JIT turns an integer 1 into a constant
+                    sig[name] = 'constexpr'
+                    constexprs[name] = 1
+                    continue
+                sig[name], aligned = _int_type(v), v % 16 == 0
+            elif isinstance(v, float):
+                sig[name], aligned = 'fp32', False
+            elif v is None:
+                sig[name] = 'constexpr'
+                constexprs[name] = None
+                continue
+            else:
+                raise TypeError(f'{fn.__name__}: cannot specialise argument {name}={v!r}')
+            if aligned:
+                attrs[(i,)] = [['tt.divisibility', 16]]
+        yield dict(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs, num_warps=num_warps,
+                   num_stages=num_stages)
+
+
+def _spec_key(spec: dict) -> tuple:
+    return (spec['fn'].__name__, tuple(sorted(spec['signature'].items())), tuple(sorted(spec['attrs'])),
+            tuple(sorted((k, str(v)) for k, v in spec['constexprs'].items())), spec['num_warps'], spec['num_stages'])
+
+
+def collect_specs(dtypes: Sequence[str] = DTYPES, quick: bool = False, batch: int = 128, only: str = ''
+                  ) -> List[dict]:
+    """Every distinct compile spec the launchers produce on the model shapes (cases whose label contains
+    ``only``), with the cases that use it."""
+    seen: Dict[tuple, dict] = {}
+    for dtype in dtypes:
+        for label, run in model_cases(_TORCH_DTYPES[dtype], batch=batch, quick=quick):
+            if only not in label:
+                continue
+            with recording_launches() as launches:
+                run()
+            for launch in launches:
+                for spec in specialise(launch):
+                    key = _spec_key(spec)
+                    if key not in seen:
+                        seen[key] = dict(spec, dtype=dtype, cases=[])
+                    seen[key]['cases'].append(label)
+    return list(seen.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# SASS
+
+def _nv_tool(name: str) -> str:
+    import triton
+    return os.path.join(os.path.dirname(triton.__file__), 'backends', 'nvidia', 'bin', name)
+
+
+def _run_on_cubin(tool: str, flags: List[str], cubin: bytes) -> str:
+    with tempfile.NamedTemporaryFile(suffix='.cubin') as f:
+        f.write(cubin)
+        f.flush()
+        return subprocess.run([_nv_tool(tool), *flags, f.name], capture_output=True, text=True).stdout
+
+
+def resource_usage(cubin: bytes) -> Dict[str, int]:
+    text = _run_on_cubin('cuobjdump', ['--dump-resource-usage'], cubin)
+    usage = {}
+    for key in ('REG', 'STACK', 'SHARED', 'LOCAL'):
+        m = re.search(rf'\b{key}:(\d+)', text)
+        usage[key.lower()] = int(m.group(1)) if m else -1
+    return usage
+
+
+_INSTR = re.compile(r'/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;')
+_LABEL = re.compile(r'^\s*(\.L_x_\d+):')
+_BRANCH = re.compile(r'\bBRA\b.*`\((\.L_x_\d+)\)')
+
+
+def parse_sass(text: str) -> Tuple[List[Tuple[int, str]], Dict[str, int]]:
+    """``([(address, instruction)], {label: address})`` of the first kernel in ``nvdisasm -c`` output."""
+    instrs, labels, pending = [], {}, []
+    for line in text.splitlines():
+        m = _LABEL.match(line)
+        if m:
+            pending.append(m.group(1))
+            continue
+        m = _INSTR.search(line)
+        if m:
+            addr = int(m.group(1), 16)
+            for lab in pending:
+                labels[lab] = addr
+            pending = []
+            instrs.append((addr, m.group(2)))
+    return instrs, labels
+
+
+_CMP = re.compile(r'U?ISETP\.\w+[\w.]*\s+U?P\w+,\s*U?PT,\s*(U?R\d+),\s*(\S+?)\s*(?:,|$)')
+
+
+def _trip_count(body: List[str]) -> Optional[int]:
+    """A loop's constant trip count: its last compare tests a counter, stepped by an immediate, against an
+    immediate (``body``: the loop's own instructions, nested loops left out). None for a runtime bound."""
+    compares = [m for m in map(_CMP.search, body) if m and '.EX ' not in m.group(0)]  # .EX: a 64-bit high half
+    if not compares or not compares[-1].group(2).startswith('0x'):
+        return None
+    reg, bound = compares[-1].group(1), int(compares[-1].group(2), 16)
+    for ins in body:
+        step = re.search(rf'(?:U?IADD3|VIADD)\S*\s+{reg},\s*(?:U?P\w+,\s*)?{reg},\s*(0x[0-9a-f]+)', ins)
+        if step and int(step.group(1), 16) > 0:
+            return max(1, bound // int(step.group(1), 16))
+    return None
+
+
+def sass_figures(text: str) -> dict:
+    """Instruction counts of one kernel's SASS: total, loops, and the trip-weighted count of the per-tile work."""
+    instrs, labels = parse_sass(text)
+    index = {addr: i for i, (addr, _) in enumerate(instrs)}
+    spans = []
+    for i, (addr, ins) in enumerate(instrs):
+        m = _BRANCH.search(ins)
+        if m and m.group(1) in labels and labels[m.group(1)] < addr:  # a backward branch (not the end trap)
+            spans.append((index[labels[m.group(1)]], i))
+    loops = []  # (start index, end index, trip count or None)
+    for s, e in spans:
+        nested = [(a, b) for a, b in spans if s <= a and b <= e and (a, b) != (s, e)]
+        own = [ins for j, (_, ins) in enumerate(instrs[s:e + 1], s) if not any(a <= j <= b for a, b in nested)]
+        loops.append((s, e, _trip_count(own)))
+    weights = [1] * len(instrs)
+    for start, end, trips in loops:
+        if trips:
+            for i in range(start, end + 1):
+                weights[i] *= trips
+    runtime = [(s, e) for s, e, t in loops if t is None]
+    if runtime:  # the per-tile loop: the outermost loop with a runtime trip count
+        s, e = min(runtime, key=lambda se: (se[0], -se[1]))
+        region = range(s, e + 1)
+    else:
+        region = range(len(instrs))
+    return dict(instructions=len(instrs), loops=len(loops), constant_loops=sum(1 for l in loops if l[2]),
+                trips=[t for _, _, t in loops], per_tile=sum(weights[i] for i in region),
+                per_tile_is_loop=bool(runtime))
+
+
+def elements_per_thread(constexprs: dict, num_warps: int) -> float:
+    c = constexprs
+    if 'BLOCK_M' in c:
+        tile = c['BLOCK_M'] * c['BLOCK_C']
+    else:
+        tile = c['BLOCK_C'] * c['TH'] * c['TW']
+    return tile / (32 * num_warps)
+
+
+def compile_spec(spec: dict, arch: int = ARCH) -> dict:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    fn = spec['fn']
+    row = dict(kernel=fn.__name__, dtype=spec['dtype'], num_warps=spec['num_warps'], cases=spec['cases'],
+               config={k: v for k, v in spec['constexprs'].items()
+                       if k.isupper() and v is not None and not isinstance(v, bool)},
+               flags=sorted(k for k, v in spec['constexprs'].items() if v is True))
+    start = time.perf_counter()
+    try:
+        src = ASTSource(fn=fn, signature=spec['signature'], constexprs=spec['constexprs'], attrs=spec['attrs'])
+        compiled = triton.compile(src, target=GPUTarget('cuda', arch, 32),
+                                  options=dict(num_warps=spec['num_warps'], num_stages=spec['num_stages']))
+        cubin = compiled.asm['cubin']
+        figures = sass_figures(_run_on_cubin('nvdisasm', ['-c'], cubin))
+        ept = elements_per_thread(spec['constexprs'], spec['num_warps'])
+        row.update(ok=True, **resource_usage(cubin), shared_bytes=int(compiled.metadata.shared), **figures,
+                   elements_per_thread=ept, per_element=round(figures['per_tile'] / ept, 1))
+    except Exception as e:  # report every failure, not just the first
+        row.update(ok=False, error=f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else e}')
+    row['seconds'] = round(time.perf_counter() - start, 2)
+    return row
+
+
+def static_report(dtypes: Sequence[str] = DTYPES, quick: bool = False, arch: int = ARCH, only: str = '',
+                  log: Optional[Callable[[str], None]] = print) -> List[dict]:
+    from . import _triton_utils
+    if _triton_utils.INTERPRETED:
+        raise RuntimeError('the static report needs TRITON_INTERPRET unset (interpreted kernels cannot be compiled)')
+    specs = collect_specs(dtypes, quick=quick, only=only)
+    rows = []
+    for n, spec in enumerate(specs, 1):
+        row = compile_spec(spec, arch)
+        rows.append(row)
+        if log:
+            cfg = ' '.join(f'{k}={v}' for k, v in row['config'].items())
+            if row['ok']:
+                log(f"[{n}/{len(specs)}] ok   {row['kernel']:<26} {row['dtype']:<8} {cfg} nw={row['num_warps']}: "
+                    f"regs {row['reg']} local {row['local']} smem {row['shared_bytes']} "
+                    f"instr/elem {row['per_element']} ({row['seconds']:.1f}s)")
+            else:
+                log(f"[{n}/{len(specs)}] FAIL {row['kernel']:<26} {row['dtype']:<8} {cfg}: {row['error']}")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Markdown
+
+def _summarise(rows: List[dict]) -> List[dict]:
+    """One line per (kernel, dtype): ranges over its configurations."""
+    groups: Dict[Tuple[str, str], List[dict]] = {}
+    for r in rows:
+        if r['ok']:
+            groups.setdefault((r['kernel'], r['dtype']), []).append(r)
+    out = []
+    for (kernel, dtype), rs in sorted(groups.items()):
+        def rng(key):
+            lo, hi = min(r[key] for r in rs), max(r[key] for r in rs)
+            return f'{lo}' if lo == hi else f'{lo}-{hi}'
+        out.append(dict(kernel=kernel, dtype=dtype, configs=len(rs), regs=rng('reg'), local=rng('local'),
+                        smem=rng('shared_bytes'), per_element=rng('per_element')))
+    return out
+
+
+def weight_grad_figure(rows: List[dict], kernel: str = '_dwconv_gelu_bwd_kernel', K: int = 7,
+                       dtype: str = 'float32') -> Optional[float]:
+    """Median per-element instructions of the weight-gradient kernel at ``K`` over its configurations."""
+    vals = sorted(r['per_element'] for r in rows if r['ok'] and r['kernel'] == kernel and r['dtype'] == dtype
+                  and r['config'].get('K') == K)
+    return vals[len(vals) // 2] if vals else None
+
+
+def markdown(rows: List[dict], baseline: Optional[List[dict]] = None, baseline_name: str = '') -> str:
+    ok = [r for r in rows if r['ok']]
+    failed = [r for r in rows if not r['ok']]
+    lines = [
+        f'{len(ok)}/{len(rows)} kernel configurations compile for sm_{ARCH}; '
+        f'{sum(1 for r in ok if r["local"] > 0)} spill to local memory; '
+        f'{sum(1 for r in ok if r["stack"] > 0)} use a call stack (at most '
+        f'{max([r["stack"] for r in ok] or [0])} bytes per thread). '
+        'Instructions per element: static SASS instructions of one tile, constant-trip loops counted times their '
+        'trip count, divided by the tile elements one thread owns (SASS from Triton\'s bundled nvdisasm).',
+        '',
+    ]
+    if baseline is not None:
+        lines += ['Weight-gradient kernels at k = 7, fp32, instructions per element (median over configurations):',
+                  '', f'| kernel | before ({baseline_name}) | now |', '|---|---|---|']
+        for kernel in ('_dwconv_gelu_bwd_kernel', '_focal_bwd_level_kernel', '_mixed_dw_bwd_kernel'):
+            before = weight_grad_figure(baseline, kernel)
+            now = weight_grad_figure(rows, kernel)
+            if kernel == '_mixed_dw_bwd_kernel':  # SMT heads carry K0..K3, not K
+                before = _median([r['per_element'] for r in baseline if r['ok'] and r['kernel'] == kernel
+                                  and r['dtype'] == 'float32'])
+                now = _median([r['per_element'] for r in rows if r['ok'] and r['kernel'] == kernel
+                               and r['dtype'] == 'float32'])
+            lines.append(f'| `{kernel}` | {before} | {now} |')
+        lines.append('')
+    lines += ['| kernel | dtype | configs | registers | local bytes | shared bytes | instr / element |',
+              '|---|---|---|---|---|---|---|']
+    for s in _summarise(rows):
+        lines.append(f"| `{s['kernel']}` | {s['dtype']} | {s['configs']} | {s['regs']} | {s['local']} | "
+                     f"{s['smem']} | {s['per_element']} |")
+    for r in failed:
+        lines.append(f"\nFAILED: `{r['kernel']}` {r['dtype']} {r['config']}: {r['error']}")
+    return '\n'.join(lines)
+
+
+def _median(vals):
+    vals = sorted(vals)
+    return vals[len(vals) // 2] if vals else None
