@@ -2,13 +2,16 @@
 import torch
 import torch.nn.functional as F
 
+from modzoo.utils.tracing import is_tracing
+
 
 def check_image_input(x: torch.Tensor, in_chans: int, model_name: str = 'model') -> None:
     """Raise a ValueError that names the problem when ``x`` is not an ``(N, in_chans, H, W)`` batch.
 
-    Skipped while tracing for export: the exported graph has a fixed channel count anyway.
+    Skipped while tracing (jit, ONNX, FX): FX proxies have no size to check, and a traced graph has a fixed channel
+    count anyway. torch.export and torch.compile run it on fake tensors (it becomes a guard).
     """
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if is_tracing():
         return
     if x.dim() != 4:
         raise ValueError(

@@ -55,6 +55,7 @@ from timm.models.pvt_v2 import checkpoint_filter_fn as timm_pvt_v2_filter_fn
 
 from modzoo.layers import adaptive_avg_pool2d_traceable, check_image_input, drop_path_rates, pad_for_patches
 from modzoo.layers.grid_pe import GridPE, adaptive_pool_centres, grid_positions
+from modzoo.utils.tracing import can_cache, is_fx_tracing, is_graph_capture, is_tracing
 from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -63,18 +64,6 @@ __all__ = ['GridPEPyramidVisionTransformer', 'GridPEAttention', 'GridPEBlock', '
 _logger = logging.getLogger(__name__)
 
 _LINEAR_SRA_POOL = 7  # PVT v2-li's fixed key grid
-
-
-def _is_tracing() -> bool:
-    """Tracing or exporting: sizes must then flow through tensor ops, and nothing may be cached."""
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return True
-    is_exporting = getattr(torch.compiler, 'is_exporting', None)
-    return bool(is_exporting is not None and is_exporting())
-
-
-def _can_cache() -> bool:
-    return not (_is_tracing() or torch.compiler.is_compiling())
 
 
 class GridPEAttention(PvtV2Attention):
@@ -109,7 +98,8 @@ class GridPEAttention(PvtV2Attention):
     def _reduce_pool(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
             return F.adaptive_avg_pool2d(x, self.pool_size)
-        if _is_tracing():  # a fixed-size pooling would be baked into the exported graph
+        # a fixed-size pooling would be baked into traced/exported graphs; an FX graph calls the op at run time
+        if is_graph_capture() and not is_fx_tracing():
             return adaptive_avg_pool2d_traceable(x, self.pool_size)
         return F.adaptive_avg_pool2d(x, self.pool_size)
 
@@ -125,7 +115,7 @@ class GridPEAttention(PvtV2Attention):
         grid_pe = self.grid_pe
         assert grid_pe is not None
         q_cos, q_sin = grid_pe.tables(grid_positions(height, width, dtype=pos_dtype, device=device), dtype,
-                                      self.num_prefix_tokens)
+                                      self.num_prefix_tokens, work_dtype=pos_dtype)
         if self.pool is not None:
             rows = adaptive_pool_centres(height, self.pool_size, pos_dtype, device)
             cols = adaptive_pool_centres(width, self.pool_size, pos_dtype, device)
@@ -137,37 +127,58 @@ class GridPEAttention(PvtV2Attention):
                                    device=device)
         else:  # keys are the queries' tokens
             return q_cos, q_sin, q_cos, q_sin
-        k_cos, k_sin = grid_pe.tables(k_pos, dtype)
+        k_cos, k_sin = grid_pe.tables(k_pos, dtype, work_dtype=pos_dtype)
         return q_cos, q_sin, k_cos, k_sin
 
     @torch.jit.unused
+    def _eager_tables(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, ...]:
+        """The eager tables: float64 positions (exact phases before the final rounding), complex where possible."""
+        grid_pe = self.grid_pe
+        pos_dtype = torch.float32 if device.type == 'mps' else torch.float64
+        tables = self._make_tables(height, width, dtype, device, pos_dtype)
+        if dtype in (torch.float32, torch.float64) and grid_pe.head_dim % 2 == 0:
+            tables = (grid_pe.complex_table(tables[0], tables[1]), grid_pe.complex_table(tables[2], tables[3]))
+        return tables
+
+    @torch.jit.unused
+    def _rotate_with(self, q: torch.Tensor, k: torch.Tensor, tables: Tuple[torch.Tensor, ...]):
+        grid_pe = self.grid_pe
+        if len(tables) == 2:
+            return grid_pe.rotate_complex(q, tables[0]), grid_pe.rotate_complex(k, tables[1])
+        return grid_pe.rotate(q, tables[0], tables[1]), grid_pe.rotate(k, tables[2], tables[3])
+
+    @torch.jit.unused
     def _rotate_cached(self, q: torch.Tensor, k: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Eager path: tables built once per (size, dtype, device), as complex tables where the dtype allows."""
+        """Eager path: tables built once per (size, dtype, device)."""
         grid_pe = self.grid_pe
         key = (height, width, q.dtype, q.device)
         tables = grid_pe.cache.get(key)
         if tables is None:
-            # built in float64 positions, so the phases are exact before the final rounding
-            pos_dtype = torch.float32 if q.device.type == 'mps' else torch.float64
             with torch.no_grad():
-                tables = self._make_tables(height, width, q.dtype, q.device, pos_dtype)
-                if q.dtype in (torch.float32, torch.float64) and grid_pe.head_dim % 2 == 0:
-                    tables = (grid_pe.complex_table(tables[0], tables[1]), grid_pe.complex_table(tables[2], tables[3]))
+                tables = self._eager_tables(height, width, q.dtype, q.device)
             if len(grid_pe.cache) >= grid_pe.cache_size:
                 grid_pe.cache.pop(next(iter(grid_pe.cache)))
             grid_pe.cache[key] = tables
-        if len(tables) == 2:
-            return grid_pe.rotate_complex(q, tables[0]), grid_pe.rotate_complex(k, tables[1])
-        return grid_pe.rotate(q, tables[0], tables[1]), grid_pe.rotate(k, tables[2], tables[3])
+        return self._rotate_with(q, k, tables)
+
+    @torch.jit.unused
+    def _rotate_fx(self, q: torch.Tensor, k: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """FX symbolic tracing: the eager tables built in the graph, so the graph gives eager's exact outputs (timm
+        checks FX against eager bit for bit). A proxy has no dtype or device: those of the q projection's weight are
+        the ones q has."""
+        weight = next(self.q.parameters())
+        return self._rotate_with(q, k, self._eager_tables(height, width, weight.dtype, weight.device))
 
     def rotate_qk(self, q: torch.Tensor, k: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """GridPE on q (the height x width grid, after any prefix tokens) and k (the reduced positions)."""
         grid_pe = self.grid_pe
         assert grid_pe is not None
         if not torch.jit.is_scripting():
-            if _can_cache():
+            if can_cache():
                 return self._rotate_cached(q, k, height, width)
-        # scripting, tracing, exporting, compiling: built from the (possibly symbolic) size every call
+            if is_fx_tracing():
+                return self._rotate_fx(q, k, height, width)
+        # scripting, tracing, exporting, compiling: real tables built from the (possibly symbolic) size every call
         q_cos, q_sin, k_cos, k_sin = self._make_tables(height, width, q.dtype, q.device)
         return grid_pe.rotate(q, q_cos, q_sin), grid_pe.rotate(k, k_cos, k_sin)
 
@@ -326,7 +337,7 @@ class GridPEStage(nn.Module):
     def _resized_pos_embed(self, pos_embed: torch.Tensor, height: int, width: int) -> torch.Tensor:
         prefix, grid = pos_embed[:, :self.num_prefix_tokens], pos_embed[:, self.num_prefix_tokens:]
         H0, W0 = self.pos_embed_grid
-        exporting = False if torch.jit.is_scripting() else _is_tracing()
+        exporting = False if torch.jit.is_scripting() else is_graph_capture()
         # exported graphs always resample (the identity at the training size), so they follow the input size
         if exporting or height != H0 or width != W0:
             grid = grid.reshape(1, H0, W0, -1).permute(0, 3, 1, 2)
@@ -650,8 +661,12 @@ class GridPEPyramidVisionTransformer(nn.Module):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            tokens = x.dim() == 3
+        else:  # an FX proxy has no rank: tokens are what forward_features gives with a class token
+            tokens = self.cls_token is not None if is_tracing() else x.dim() == 3
         if self.global_pool == 'avg':
-            x = x[:, self.num_prefix_tokens:].mean(dim=1) if x.dim() == 3 else x.mean(dim=(-2, -1))
+            x = x[:, self.num_prefix_tokens:].mean(dim=1) if tokens else x.mean(dim=(-2, -1))
         elif self.global_pool == 'token':
             x = x[:, 0]
         x = self.head_drop(x)
