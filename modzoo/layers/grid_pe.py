@@ -239,8 +239,9 @@ class GridPE(nn.Module):
         tables are rounded once to ``dtype``. Models that cache their tables pass float64 positions.
         ``work_dtype`` fixes the phase precision instead (FX proxies have no dtype to branch on).
         """
-        # FX proxies have no size to compare (TorchScript compiles only the first branch)
-        check = True if torch.jit.is_scripting() else not is_tracing()
+        check = True
+        if not torch.jit.is_scripting():  # FX proxies have no size to compare
+            check = not is_tracing()
         if check and positions.shape[-1] != self.spatial_dim:
             raise ValueError(f'GridPE built for {self.spatial_dim}D positions, got positions of shape '
                              f'{list(positions.shape)}')

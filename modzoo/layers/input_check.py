@@ -33,3 +33,15 @@ def pad_for_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
     (a remainder-dependent pad made ``torch.export`` of PVT v1 ~25x slower).
     """
     return F.pad(x, (0, patch - 1, 0, patch - 1))
+
+
+def pad_to_min_size(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad the bottom/right edges of an NCHW tensor smaller than ``size`` in height or width up to ``size``, so
+    a ``size x size`` strided conv (PVT's spatial reduction) gives one cell instead of failing; larger inputs pass
+    unchanged (the conv keeps its official floor behaviour). Models call it through ``torch.fx.wrap``: FX records
+    the call, and the padding is decided from the real size when the graph runs."""
+    pad_h = max(size - x.shape[-2], 0)
+    pad_w = max(size - x.shape[-1], 0)
+    if pad_h > 0 or pad_w > 0:
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+    return x

@@ -53,7 +53,8 @@ from timm.models.pvt_v2 import Attention as PvtV2Attention
 from timm.models.pvt_v2 import MlpWithDepthwiseConv, OverlapPatchEmbed
 from timm.models.pvt_v2 import checkpoint_filter_fn as timm_pvt_v2_filter_fn
 
-from modzoo.layers import adaptive_avg_pool2d_traceable, check_image_input, drop_path_rates, pad_for_patches
+from modzoo.layers import (
+    adaptive_avg_pool2d_traceable, check_image_input, drop_path_rates, pad_for_patches, pad_to_min_size)
 from modzoo.layers.grid_pe import GridPE, adaptive_pool_centres, grid_positions
 from modzoo.utils.tracing import can_cache, is_fx_tracing, is_graph_capture, is_tracing
 from ._builder import build_zoo_model
@@ -64,6 +65,16 @@ __all__ = ['GridPEPyramidVisionTransformer', 'GridPEAttention', 'GridPEBlock', '
 _logger = logging.getLogger(__name__)
 
 _LINEAR_SRA_POOL = 7  # PVT v2-li's fixed key grid
+
+
+def reduced_size(size: int, sr_ratio: int) -> int:
+    """Cells of the spatial-reduction conv along one side (inputs smaller than the kernel are padded to one cell)."""
+    return max(size // sr_ratio, 1)
+
+
+# FX records calls to these instead of tracing into them: they branch on sizes, which a proxy does not have
+torch.fx.wrap('pad_to_min_size')
+torch.fx.wrap('reduced_size')
 
 
 class GridPEAttention(PvtV2Attention):
@@ -96,11 +107,10 @@ class GridPEAttention(PvtV2Attention):
         self.grid_pe = GridPE(num_heads, self.head_dim, spatial_dim=2, **grid_pe) if grid_pe is not None else None
 
     def _reduce_pool(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return F.adaptive_avg_pool2d(x, self.pool_size)
-        # a fixed-size pooling would be baked into traced/exported graphs; an FX graph calls the op at run time
-        if is_graph_capture() and not is_fx_tracing():
-            return adaptive_avg_pool2d_traceable(x, self.pool_size)
+        if not torch.jit.is_scripting():
+            # a fixed-size pooling would be baked into traced/exported graphs; an FX graph calls the op at run time
+            if is_graph_capture() and not is_fx_tracing():
+                return adaptive_avg_pool2d_traceable(x, self.pool_size)
         return F.adaptive_avg_pool2d(x, self.pool_size)
 
     def _make_tables(
@@ -123,8 +133,8 @@ class GridPEAttention(PvtV2Attention):
             k_pos = torch.stack((grid_r.reshape(-1), grid_c.reshape(-1)), dim=-1)
         elif self.sr is not None:
             sr = self.sr_ratio
-            k_pos = grid_positions(height // sr, width // sr, stride=sr, offset=float(sr // 2), dtype=pos_dtype,
-                                   device=device)
+            k_pos = grid_positions(reduced_size(height, sr), reduced_size(width, sr), stride=sr,
+                                   offset=float(sr // 2), dtype=pos_dtype, device=device)
         else:  # keys are the queries' tokens
             return q_cos, q_sin, q_cos, q_sin
         k_cos, k_sin = grid_pe.tables(k_pos, dtype, work_dtype=pos_dtype)
@@ -185,17 +195,18 @@ class GridPEAttention(PvtV2Attention):
     def forward(self, x: torch.Tensor, feat_size: List[int]) -> torch.Tensor:
         B, N, C = x.shape
         H, W = feat_size[0], feat_size[1]
-        q = self.q(x).reshape(B, N, self.num_heads, -1).permute(0, 2, 1, 3)
+        # explicit sizes (no -1), so an empty batch reshapes too
+        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
 
         if self.pool is not None:
             x = x.permute(0, 2, 1).reshape(B, C, H, W)
-            x = self.sr(self._reduce_pool(x)).reshape(B, C, -1).permute(0, 2, 1)
+            x = self.sr(self._reduce_pool(x)).flatten(2).permute(0, 2, 1)
             x = self.act(self.norm(x))
         elif self.sr is not None:
             x = x.permute(0, 2, 1).reshape(B, C, H, W)
-            x = self.sr(x).reshape(B, C, -1).permute(0, 2, 1)
+            x = self.sr(pad_to_min_size(x, self.sr_ratio)).flatten(2).permute(0, 2, 1)
             x = self.norm(x)
-        k, v = self.kv(x).reshape(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        k, v = self.kv(x).reshape(B, x.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
         if self.grid_pe is not None:
             q, k = self.rotate_qk(q, k, H, W)
@@ -337,7 +348,9 @@ class GridPEStage(nn.Module):
     def _resized_pos_embed(self, pos_embed: torch.Tensor, height: int, width: int) -> torch.Tensor:
         prefix, grid = pos_embed[:, :self.num_prefix_tokens], pos_embed[:, self.num_prefix_tokens:]
         H0, W0 = self.pos_embed_grid
-        exporting = False if torch.jit.is_scripting() else is_graph_capture()
+        exporting = False
+        if not torch.jit.is_scripting():  # (an if statement: TorchScript compiles only the scripting branch)
+            exporting = is_graph_capture()
         # exported graphs always resample (the identity at the training size), so they follow the input size
         if exporting or height != H0 or width != W0:
             grid = grid.reshape(1, H0, W0, -1).permute(0, 3, 1, 2)
@@ -351,7 +364,7 @@ class GridPEStage(nn.Module):
         if self.downsample is not None:
             x = self.downsample(x)  # NCHW -> NHWC
         B, H, W, C = x.shape
-        x = x.reshape(B, -1, C)
+        x = x.flatten(1, 2)
         if prefix_tokens is not None:
             x = torch.cat((prefix_tokens.expand(B, -1, -1), x), dim=1)
         pos_embed = self.pos_embed
@@ -372,7 +385,7 @@ class GridPEStage(nn.Module):
 
 def _tokens_to_nchw(x: torch.Tensor, feat_size: List[int], num_prefix_tokens: int = 0) -> torch.Tensor:
     x = x[:, num_prefix_tokens:]
-    return x.reshape(x.shape[0], feat_size[0], feat_size[1], -1).permute(0, 3, 1, 2).contiguous()
+    return x.reshape(x.shape[0], feat_size[0], feat_size[1], x.shape[-1]).permute(0, 3, 1, 2).contiguous()
 
 
 class GridPEPyramidVisionTransformer(nn.Module):
@@ -661,10 +674,10 @@ class GridPEPyramidVisionTransformer(nn.Module):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            tokens = x.dim() == 3
-        else:  # an FX proxy has no rank: tokens are what forward_features gives with a class token
-            tokens = self.cls_token is not None if is_tracing() else x.dim() == 3
+        tokens = x.dim() == 3
+        if not torch.jit.is_scripting():
+            if is_tracing():  # an FX proxy has no rank: tokens are what forward_features gives with a class token
+                tokens = self.cls_token is not None
         if self.global_pool == 'avg':
             x = x[:, self.num_prefix_tokens:].mean(dim=1) if tokens else x.mean(dim=(-2, -1))
         elif self.global_pool == 'token':
