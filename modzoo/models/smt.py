@@ -585,6 +585,8 @@ def _cfg(url: str = '', **kwargs) -> Dict:
         'crop_pct': .875, 'interpolation': 'bicubic',
         'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'first_conv': 'patch_embed1.conv.0', 'classifier': 'head',
+        # the official repository has no LICENSE file and its README names none: no license is granted
+        'license': 'unknown',
         'paper_ids': 'arXiv:2307.08579', 'paper_name': 'Scale-Aware Modulation Meet Transformer',
         'origin_url': 'https://github.com/AFeng-x/SMT',
         **kwargs,
