@@ -31,9 +31,18 @@ def is_tracing() -> bool:
 
 
 def is_exporting() -> bool:
-    """``torch.export`` (and the dynamo ONNX exporter built on it): sizes may be symbolic."""
+    """``torch.export`` (and the dynamo ONNX exporter built on it): sizes may be symbolic.
+
+    Strict export sets ``torch.compiler.is_exporting()``; non-strict export runs the Python code eagerly on fake
+    tensors and sets nothing, so an active fake-tensor mode counts too (a cache filled there would hold fake tensors).
+    """
     check = getattr(torch.compiler, 'is_exporting', None)
-    return bool(check is not None and check())
+    if check is not None and check():
+        return True
+    if torch.compiler.is_compiling():  # dynamo: no Python-side mode query inside the graph
+        return False
+    from torch._guards import detect_fake_mode
+    return detect_fake_mode() is not None
 
 
 def is_graph_capture() -> bool:
