@@ -8,7 +8,8 @@ the positions of what they were reduced from: the centres ``sr * i + sr // 2`` o
 centres of the 7x7 adaptive pooling bins (linear SRA, ``b2_li``), or the query grid itself (``sr == 1``).
 Positions and the rotation tables follow the input size (any H x W, non-square too). In eager mode the tables are
 cached per input size, dtype and device, as complex tables, so the rotation is one complex multiply; while scripting,
-tracing, exporting or compiling they are built in the graph from the (possibly symbolic) input size, in real form.
+tracing, exporting or compiling they are built in the graph from the (possibly symbolic) input size, in real form
+(FX symbolic tracing builds eager's complex tables in the graph, so an FX graph gives eager's outputs exactly).
 
 * PVT v2 b0-b5 and b2_li (Wang et al., arXiv:2106.13797) reuse timm's ``pvt_v2`` building blocks. Their state_dict
   is timm's ``pvt_v2_*`` layout plus one persistent buffer per GridPE block (``...attn.grid_pe.omegas``, the fixed
@@ -30,7 +31,9 @@ tracing, exporting or compiling they are built in the graph from the (possibly s
 with the coarsest wavelength spanning each stage's grid at ``img_size``.
 
 Input sizes: PVT v2's overlapping convs give ``ceil(H / stride)`` rows; PVT v1's non-overlapping patch convs zero-pad
-the bottom/right edge so they do the same instead of dropping pixels (the official code drops them).
+the bottom/right edge so they do the same instead of dropping pixels (the official code drops them). The
+spatial-reduction conv (kernel = stride = sr) pads an input smaller than its kernel to one cell (the official code
+and timm fail there) and otherwise floors, as they do.
 
 Export: ``zoo_gridpe_pvt_v2_b2_li`` pools its keys with ``AdaptiveAvgPool2d(7)``, which ONNX exporters bake to the
 export resolution (a silently wrong model at any other size). While tracing or exporting, this module computes the
