@@ -25,6 +25,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
+from ..utils.tracing import is_tracing
 from . import validated
 from .gpu_info import family_of_device
 
@@ -96,17 +97,8 @@ def interpreter_enabled() -> bool:
     return _triton_utils.INTERPRETED
 
 
-def _fx_symbolic_tracing() -> bool:
-    fx = torch.fx._symbolic_trace
-    # is_fx_symbolic_tracing excludes torch.export/compile (which see the custom ops through their fake kernels)
-    check = getattr(fx, 'is_fx_symbolic_tracing', None)
-    return check() if check is not None else fx.is_fx_tracing()
-
-
-def in_export_or_trace() -> bool:
-    """ONNX export (both exporters set the flag), ``torch.jit.trace`` (used by fvcore) or ``torch.fx`` symbolic
-    tracing (timm's feature extraction): these record the reference, and no Python check runs on proxies."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or _fx_symbolic_tracing()
+# the shared "are we tracing" answer; kept importable here under its historical name
+in_export_or_trace = is_tracing
 
 
 def _is_cuda(t: torch.Tensor) -> bool:

@@ -1,7 +1,7 @@
 """Building blocks shared by more than one modzoo family."""
 from .bn_fold import fold_conv_bn
 from .drop_path import drop_path_rates
-from .input_check import check_image_input, pad_for_patches
+from .input_check import check_image_input, pad_for_patches, pad_to_min_size
 from .pooling import MatmulAdaptiveAvgPool2d, adaptive_avg_pool2d_traceable
 from .sfm import SFM, AdaptiveResampler, AdaptiveUpsampler, SeparableWarp, demodulate, find_stage_transitions
 from .grid_pe import GridPE

@@ -34,6 +34,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from modzoo.utils.tracing import is_fx_tracing, is_tracing
+
 __all__ = [
     'GridPE', 'simplex_directions', 'random_rotation', 'scale_magnitudes', 'grid_positions', 'adaptive_pool_centres',
 ]
@@ -227,6 +229,7 @@ class GridPE(nn.Module):
             positions: torch.Tensor,
             dtype: torch.dtype = torch.float32,
             num_prefix_tokens: int = 0,
+            work_dtype: Optional[torch.dtype] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Rotation tables ``(cos, sin)`` for ``positions`` (..., N, p): each (..., heads, prefix + N, head_dim).
 
@@ -234,11 +237,18 @@ class GridPE(nn.Module):
         ``num_prefix_tokens`` leading rows (e.g. a class token, which has no position) get cos 1, sin 0. The phases
         are computed in float64 for float64 positions, else in float32 (as the official module does), and the
         tables are rounded once to ``dtype``. Models that cache their tables pass float64 positions.
+        ``work_dtype`` fixes the phase precision instead (FX proxies have no dtype to branch on).
         """
-        if not torch.jit.is_tracing() and positions.shape[-1] != self.spatial_dim:
+        check = True
+        if not torch.jit.is_scripting():  # FX proxies have no size to compare
+            check = not is_tracing()
+        if check and positions.shape[-1] != self.spatial_dim:
             raise ValueError(f'GridPE built for {self.spatial_dim}D positions, got positions of shape '
                              f'{list(positions.shape)}')
-        work = torch.float64 if positions.dtype == torch.float64 else torch.float32
+        if work_dtype is None:
+            work = torch.float64 if positions.dtype == torch.float64 else torch.float32
+        else:
+            work = work_dtype
         omegas = self.omegas.to(work)
         # (..., N, p) x (heads, n, p) -> (..., heads, N, n): <omega_hj, x>
         proj = torch.einsum('...np,hjp->...hnj', positions.to(work), omegas)
@@ -279,7 +289,7 @@ class GridPE(nn.Module):
         do not export to ONNX and have no bfloat16 type, so models use it in eager mode with cached tables only.
         """
         pairs = x.unflatten(-1, (-1, 2))
-        if pairs.stride(-1) != 1 or pairs.stride(-2) != 2:
+        if is_fx_tracing() or pairs.stride(-1) != 1 or pairs.stride(-2) != 2:  # a proxy has no strides
             pairs = pairs.contiguous()
         return torch.view_as_real(torch.view_as_complex(pairs) * table).flatten(-2)
 

@@ -2,13 +2,16 @@
 import torch
 import torch.nn.functional as F
 
+from modzoo.utils.tracing import is_tracing
+
 
 def check_image_input(x: torch.Tensor, in_chans: int, model_name: str = 'model') -> None:
     """Raise a ValueError that names the problem when ``x`` is not an ``(N, in_chans, H, W)`` batch.
 
-    Skipped while tracing for export: the exported graph has a fixed channel count anyway.
+    Skipped while tracing (jit, ONNX, FX): FX proxies have no size to check, and a traced graph has a fixed channel
+    count anyway. torch.export and torch.compile run it on fake tensors (it becomes a guard).
     """
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if is_tracing():
         return
     if x.dim() != 4:
         raise ValueError(
@@ -30,3 +33,15 @@ def pad_for_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
     (a remainder-dependent pad made ``torch.export`` of PVT v1 ~25x slower).
     """
     return F.pad(x, (0, patch - 1, 0, patch - 1))
+
+
+def pad_to_min_size(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad the bottom/right edges of an NCHW tensor smaller than ``size`` in height or width up to ``size``, so
+    a ``size x size`` strided conv (PVT's spatial reduction) gives one cell instead of failing; larger inputs pass
+    unchanged (the conv keeps its official floor behaviour). Models call it through ``torch.fx.wrap``: FX records
+    the call, and the padding is decided from the real size when the graph runs."""
+    pad_h = max(size - x.shape[-2], 0)
+    pad_w = max(size - x.shape[-1], 0)
+    if pad_h > 0 or pad_w > 0:
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+    return x

@@ -18,8 +18,9 @@ import torch.nn as nn
 _logger = logging.getLogger(__name__)
 
 __all__ = [
-    'CheckpointMismatchError', 'CheckpointFileError', 'load_torch_file', 'unwrap_state_dict', 'strip_prefix', 'verify_state_dict', 'read_checkpoint',
-    'load_checkpoint', 'convert_state_dict', 'classifier_names', 'checkpoint_num_classes',
+    'CheckpointMismatchError', 'CheckpointFileError', 'load_torch_file', 'unwrap_state_dict', 'strip_prefix',
+    'verify_state_dict', 'read_checkpoint', 'load_checkpoint', 'convert_state_dict', 'classifier_names',
+    'checkpoint_num_classes', 'fit_classifier',
 ]
 
 # Container keys in the order they are preferred: EMA weights are what the official repos evaluate.
@@ -155,15 +156,19 @@ def verify_state_dict(
         model: nn.Module,
         allow_missing: Iterable[str] = (),
         hint: str = '',
+        exempt_adapted: bool = True,
 ) -> None:
     """Raise :class:`CheckpointMismatchError` unless ``state_dict`` fits ``model``.
 
-    The keys timm adapts itself after the filter (the classifier when ``num_classes`` differs, the first conv when
-    ``in_chans`` differs) are exempt from the shape check, and the classifier may be absent. ``allow_missing`` lists
-    key prefixes of layers that are new relative to the checkpoint (e.g. dense-task output norms).
+    With ``exempt_adapted`` (the family filters, run inside timm's loader) the keys timm adapts itself after the
+    filter (the classifier when ``num_classes`` differs, the first conv when ``in_chans`` differs) are exempt from
+    the shape check, and the classifier may be absent; :func:`load_checkpoint` checks every key. ``allow_missing``
+    lists key prefixes of layers that are new relative to the checkpoint (e.g. dense-task output norms).
     """
     classifiers = tuple(c + '.' for c in classifier_names(model))
     adapted = classifiers + tuple(c + '.' for c in _cfg_module_names(model, 'first_conv'))
+    if not exempt_adapted:
+        classifiers = adapted = ()
     optional = classifiers + tuple(allow_missing)
 
     model_sd = model.state_dict()
@@ -216,6 +221,52 @@ def load_torch_file(path: Union[str, os.PathLike], trusted: bool = False) -> Any
                           'pass a .pth/.bin file written by torch.save, or a .safetensors file') from None
 
 
+def fit_classifier(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Settle the classifier before timm's loader sees ``state_dict`` (``create_model(pretrained=True)``).
+
+    timm keeps the checkpoint's classifier only when the model's ``num_classes`` equals ``pretrained_cfg
+    ['num_classes']``, which for a ``pretrained_cfg_overlay`` file is the registered cfg's, not the file's. Here:
+
+    * a classifier whose shapes fit the model is kept, whatever the cfg says (the cfg is updated to the loaded head);
+    * one that does not fit, where timm would load it, raises :class:`CheckpointMismatchError` with both shapes;
+    * one that does not fit, where timm discards it, is discarded with a warning (the classifier starts from its
+      random init).
+    """
+    cfg = getattr(model, 'pretrained_cfg', None)
+    names = classifier_names(model)
+    num_classes = getattr(model, 'num_classes', None)
+    if not isinstance(cfg, dict) or not names or not num_classes or 'num_classes' not in cfg:
+        return state_dict  # no classifier to fit (features_only, num_classes=0)
+    model_sd = model.state_dict()
+    keys = [n + suffix for n in names for suffix in ('.weight', '.bias') if n + suffix in model_sd]
+    present = [k for k in keys if k in state_dict]
+    if not present:
+        if cfg['num_classes'] == num_classes:
+            raise CheckpointMismatchError(
+                _model_name(model), missing=keys,
+                hint=f'The checkpoint has no classifier: build the model with num_classes=0 for the backbone, or '
+                     f'pass pretrained_cfg_overlay=dict(..., num_classes=0) to start a new {num_classes}-class head.')
+        return state_dict
+    mismatched = [(k, tuple(state_dict[k].shape), tuple(model_sd[k].shape)) for k in present
+                  if tuple(state_dict[k].shape) != tuple(model_sd[k].shape)]
+    if not mismatched:
+        if cfg['num_classes'] != num_classes:
+            _logger.info('Keeping the checkpoint classifier: it fits num_classes=%d', num_classes)
+            cfg['num_classes'] = num_classes  # the loaded head is what the cfg now describes
+        return state_dict
+    if cfg['num_classes'] == num_classes:
+        ckpt_classes = state_dict[present[0]].shape[0]
+        raise CheckpointMismatchError(
+            _model_name(model), mismatched=mismatched,
+            hint=f'The checkpoint classifier has {ckpt_classes} classes, the model {num_classes}: build with '
+                 f'num_classes={ckpt_classes} to use it, or pass pretrained_cfg_overlay=dict(..., num_classes='
+                 f'{ckpt_classes}) to start a new {num_classes}-class head.')
+    _logger.warning(
+        'The checkpoint classifier (%s) does not fit num_classes=%d: it is not loaded, the classifier keeps its '
+        'random init.', ', '.join(f'{k} {a}' for k, a, _ in mismatched), num_classes)
+    return state_dict
+
+
 def read_checkpoint(path: Union[str, os.PathLike], trusted: bool = False) -> Dict[str, torch.Tensor]:
     """Read a ``.safetensors``/``.pth``/``.bin`` file and unwrap it (see :func:`unwrap_state_dict`).
 
@@ -266,8 +317,8 @@ def load_checkpoint(
     else:
         state_dict = unwrap_state_dict(checkpoint)
     state_dict = convert_state_dict(state_dict, model, filter_fn, verify=strict)
-    if strict:
-        verify_state_dict(state_dict, model)
+    if strict:  # every key, the classifier and first conv included (nothing adapts them here)
+        verify_state_dict(state_dict, model, exempt_adapted=False)
         model.load_state_dict(state_dict, strict=True)
     else:
         model_sd = model.state_dict()

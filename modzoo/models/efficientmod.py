@@ -539,6 +539,8 @@ def _cfg(drive_folder: str, distilled: bool = True, **kwargs) -> Dict:
         'crop_pct': .9, 'interpolation': 'bicubic',
         'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'first_conv': 'stem.proj', 'classifier': 'head.fc',
+        # the official repository has no LICENSE file and its README names none: no license is granted
+        'license': 'unknown',
         'paper_ids': 'openreview:ip5LHJs6QX', 'paper_name': 'Efficient Modulation for Vision Networks',
         'origin_url': _ORIGIN,
         'notes': notes,

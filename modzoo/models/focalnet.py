@@ -27,13 +27,15 @@ from timm.models import checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from modzoo.kernels import focal_context
-from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches
+from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches, pad_to_min_size
 from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
 __all__ = ['FocalNet', 'FocalModulation', 'FocalNetBlock', 'checkpoint_filter_fn']
 
 _logger = logging.getLogger(__name__)
+
+torch.fx.wrap('pad_to_min_size')  # FX records the call: the padding depends on the real input size
 
 
 class FocalModulation(nn.Module):
@@ -146,12 +148,16 @@ class PatchEmbed(nn.Module):
         kernel_size, padding = {4: (7, 2), 2: (3, 1)}[stride] if overlap else (stride, 0)
         self.stride = stride
         self.pad = not overlap
+        # the smallest input the overlapping conv takes (the 7x7/4 stem needs 3 rows); smaller ones are zero-padded
+        self.min_size = kernel_size - 2 * padding
         self.proj = nn.Conv2d(in_chs, out_chs, kernel_size=kernel_size, stride=stride, padding=padding)
         self.norm = norm_layer(out_chs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pad:
             x = pad_for_patches(x, self.stride)
+        elif self.min_size > 1:
+            x = pad_to_min_size(x, self.min_size)
         return self.norm(self.proj(x))
 
 

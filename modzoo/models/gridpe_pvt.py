@@ -8,7 +8,8 @@ the positions of what they were reduced from: the centres ``sr * i + sr // 2`` o
 centres of the 7x7 adaptive pooling bins (linear SRA, ``b2_li``), or the query grid itself (``sr == 1``).
 Positions and the rotation tables follow the input size (any H x W, non-square too). In eager mode the tables are
 cached per input size, dtype and device, as complex tables, so the rotation is one complex multiply; while scripting,
-tracing, exporting or compiling they are built in the graph from the (possibly symbolic) input size, in real form.
+tracing, exporting or compiling they are built in the graph from the (possibly symbolic) input size, in real form
+(FX symbolic tracing builds eager's complex tables in the graph, so an FX graph gives eager's outputs exactly).
 
 * PVT v2 b0-b5 and b2_li (Wang et al., arXiv:2106.13797) reuse timm's ``pvt_v2`` building blocks. Their state_dict
   is timm's ``pvt_v2_*`` layout plus one persistent buffer per GridPE block (``...attn.grid_pe.omegas``, the fixed
@@ -30,7 +31,9 @@ tracing, exporting or compiling they are built in the graph from the (possibly s
 with the coarsest wavelength spanning each stage's grid at ``img_size``.
 
 Input sizes: PVT v2's overlapping convs give ``ceil(H / stride)`` rows; PVT v1's non-overlapping patch convs zero-pad
-the bottom/right edge so they do the same instead of dropping pixels (the official code drops them).
+the bottom/right edge so they do the same instead of dropping pixels (the official code drops them). The
+spatial-reduction conv (kernel = stride = sr) pads an input smaller than its kernel to one cell (the official code
+and timm fail there) and otherwise floors, as they do.
 
 Export: ``zoo_gridpe_pvt_v2_b2_li`` pools its keys with ``AdaptiveAvgPool2d(7)``, which ONNX exporters bake to the
 export resolution (a silently wrong model at any other size). While tracing or exporting, this module computes the
@@ -53,8 +56,10 @@ from timm.models.pvt_v2 import Attention as PvtV2Attention
 from timm.models.pvt_v2 import MlpWithDepthwiseConv, OverlapPatchEmbed
 from timm.models.pvt_v2 import checkpoint_filter_fn as timm_pvt_v2_filter_fn
 
-from modzoo.layers import adaptive_avg_pool2d_traceable, check_image_input, drop_path_rates, pad_for_patches
+from modzoo.layers import (
+    adaptive_avg_pool2d_traceable, check_image_input, drop_path_rates, pad_for_patches, pad_to_min_size)
 from modzoo.layers.grid_pe import GridPE, adaptive_pool_centres, grid_positions
+from modzoo.utils.tracing import can_cache, is_fx_tracing, is_graph_capture, is_tracing
 from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -65,16 +70,14 @@ _logger = logging.getLogger(__name__)
 _LINEAR_SRA_POOL = 7  # PVT v2-li's fixed key grid
 
 
-def _is_tracing() -> bool:
-    """Tracing or exporting: sizes must then flow through tensor ops, and nothing may be cached."""
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return True
-    is_exporting = getattr(torch.compiler, 'is_exporting', None)
-    return bool(is_exporting is not None and is_exporting())
+def reduced_size(size: int, sr_ratio: int) -> int:
+    """Cells of the spatial-reduction conv along one side (inputs smaller than the kernel are padded to one cell)."""
+    return max(size // sr_ratio, 1)
 
 
-def _can_cache() -> bool:
-    return not (_is_tracing() or torch.compiler.is_compiling())
+# FX records calls to these instead of tracing into them: they branch on sizes, which a proxy does not have
+torch.fx.wrap('pad_to_min_size')
+torch.fx.wrap('reduced_size')
 
 
 class GridPEAttention(PvtV2Attention):
@@ -107,10 +110,10 @@ class GridPEAttention(PvtV2Attention):
         self.grid_pe = GridPE(num_heads, self.head_dim, spatial_dim=2, **grid_pe) if grid_pe is not None else None
 
     def _reduce_pool(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return F.adaptive_avg_pool2d(x, self.pool_size)
-        if _is_tracing():  # a fixed-size pooling would be baked into the exported graph
-            return adaptive_avg_pool2d_traceable(x, self.pool_size)
+        if not torch.jit.is_scripting():
+            # a fixed-size pooling would be baked into traced/exported graphs; an FX graph calls the op at run time
+            if is_graph_capture() and not is_fx_tracing():
+                return adaptive_avg_pool2d_traceable(x, self.pool_size)
         return F.adaptive_avg_pool2d(x, self.pool_size)
 
     def _make_tables(
@@ -125,7 +128,7 @@ class GridPEAttention(PvtV2Attention):
         grid_pe = self.grid_pe
         assert grid_pe is not None
         q_cos, q_sin = grid_pe.tables(grid_positions(height, width, dtype=pos_dtype, device=device), dtype,
-                                      self.num_prefix_tokens)
+                                      self.num_prefix_tokens, work_dtype=pos_dtype)
         if self.pool is not None:
             rows = adaptive_pool_centres(height, self.pool_size, pos_dtype, device)
             cols = adaptive_pool_centres(width, self.pool_size, pos_dtype, device)
@@ -133,58 +136,80 @@ class GridPEAttention(PvtV2Attention):
             k_pos = torch.stack((grid_r.reshape(-1), grid_c.reshape(-1)), dim=-1)
         elif self.sr is not None:
             sr = self.sr_ratio
-            k_pos = grid_positions(height // sr, width // sr, stride=sr, offset=float(sr // 2), dtype=pos_dtype,
-                                   device=device)
+            k_pos = grid_positions(reduced_size(height, sr), reduced_size(width, sr), stride=sr,
+                                   offset=float(sr // 2), dtype=pos_dtype, device=device)
         else:  # keys are the queries' tokens
             return q_cos, q_sin, q_cos, q_sin
-        k_cos, k_sin = grid_pe.tables(k_pos, dtype)
+        k_cos, k_sin = grid_pe.tables(k_pos, dtype, work_dtype=pos_dtype)
         return q_cos, q_sin, k_cos, k_sin
 
     @torch.jit.unused
+    def _eager_tables(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, ...]:
+        """The eager tables: float64 positions (exact phases before the final rounding), complex where possible."""
+        grid_pe = self.grid_pe
+        pos_dtype = torch.float32 if device.type == 'mps' else torch.float64
+        tables = self._make_tables(height, width, dtype, device, pos_dtype)
+        if dtype in (torch.float32, torch.float64) and grid_pe.head_dim % 2 == 0:
+            tables = (grid_pe.complex_table(tables[0], tables[1]), grid_pe.complex_table(tables[2], tables[3]))
+        return tables
+
+    @torch.jit.unused
+    def _rotate_with(self, q: torch.Tensor, k: torch.Tensor, tables: Tuple[torch.Tensor, ...]):
+        grid_pe = self.grid_pe
+        if len(tables) == 2:
+            return grid_pe.rotate_complex(q, tables[0]), grid_pe.rotate_complex(k, tables[1])
+        return grid_pe.rotate(q, tables[0], tables[1]), grid_pe.rotate(k, tables[2], tables[3])
+
+    @torch.jit.unused
     def _rotate_cached(self, q: torch.Tensor, k: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Eager path: tables built once per (size, dtype, device), as complex tables where the dtype allows."""
+        """Eager path: tables built once per (size, dtype, device)."""
         grid_pe = self.grid_pe
         key = (height, width, q.dtype, q.device)
         tables = grid_pe.cache.get(key)
         if tables is None:
-            # built in float64 positions, so the phases are exact before the final rounding
-            pos_dtype = torch.float32 if q.device.type == 'mps' else torch.float64
             with torch.no_grad():
-                tables = self._make_tables(height, width, q.dtype, q.device, pos_dtype)
-                if q.dtype in (torch.float32, torch.float64) and grid_pe.head_dim % 2 == 0:
-                    tables = (grid_pe.complex_table(tables[0], tables[1]), grid_pe.complex_table(tables[2], tables[3]))
+                tables = self._eager_tables(height, width, q.dtype, q.device)
             if len(grid_pe.cache) >= grid_pe.cache_size:
                 grid_pe.cache.pop(next(iter(grid_pe.cache)))
             grid_pe.cache[key] = tables
-        if len(tables) == 2:
-            return grid_pe.rotate_complex(q, tables[0]), grid_pe.rotate_complex(k, tables[1])
-        return grid_pe.rotate(q, tables[0], tables[1]), grid_pe.rotate(k, tables[2], tables[3])
+        return self._rotate_with(q, k, tables)
+
+    @torch.jit.unused
+    def _rotate_fx(self, q: torch.Tensor, k: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """FX symbolic tracing: the eager tables built in the graph, so the graph gives eager's exact outputs (timm
+        checks FX against eager bit for bit). A proxy has no dtype or device: those of the q projection's weight are
+        the ones q has."""
+        weight = next(self.q.parameters())
+        return self._rotate_with(q, k, self._eager_tables(height, width, weight.dtype, weight.device))
 
     def rotate_qk(self, q: torch.Tensor, k: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """GridPE on q (the height x width grid, after any prefix tokens) and k (the reduced positions)."""
         grid_pe = self.grid_pe
         assert grid_pe is not None
         if not torch.jit.is_scripting():
-            if _can_cache():
+            if can_cache():
                 return self._rotate_cached(q, k, height, width)
-        # scripting, tracing, exporting, compiling: built from the (possibly symbolic) size every call
+            if is_fx_tracing():
+                return self._rotate_fx(q, k, height, width)
+        # scripting, tracing, exporting, compiling: real tables built from the (possibly symbolic) size every call
         q_cos, q_sin, k_cos, k_sin = self._make_tables(height, width, q.dtype, q.device)
         return grid_pe.rotate(q, q_cos, q_sin), grid_pe.rotate(k, k_cos, k_sin)
 
     def forward(self, x: torch.Tensor, feat_size: List[int]) -> torch.Tensor:
         B, N, C = x.shape
         H, W = feat_size[0], feat_size[1]
-        q = self.q(x).reshape(B, N, self.num_heads, -1).permute(0, 2, 1, 3)
+        # explicit sizes (no -1), so an empty batch reshapes too
+        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
 
         if self.pool is not None:
             x = x.permute(0, 2, 1).reshape(B, C, H, W)
-            x = self.sr(self._reduce_pool(x)).reshape(B, C, -1).permute(0, 2, 1)
+            x = self.sr(self._reduce_pool(x)).flatten(2).permute(0, 2, 1)
             x = self.act(self.norm(x))
         elif self.sr is not None:
             x = x.permute(0, 2, 1).reshape(B, C, H, W)
-            x = self.sr(x).reshape(B, C, -1).permute(0, 2, 1)
+            x = self.sr(pad_to_min_size(x, self.sr_ratio)).flatten(2).permute(0, 2, 1)
             x = self.norm(x)
-        k, v = self.kv(x).reshape(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        k, v = self.kv(x).reshape(B, x.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
         if self.grid_pe is not None:
             q, k = self.rotate_qk(q, k, H, W)
@@ -326,7 +351,9 @@ class GridPEStage(nn.Module):
     def _resized_pos_embed(self, pos_embed: torch.Tensor, height: int, width: int) -> torch.Tensor:
         prefix, grid = pos_embed[:, :self.num_prefix_tokens], pos_embed[:, self.num_prefix_tokens:]
         H0, W0 = self.pos_embed_grid
-        exporting = False if torch.jit.is_scripting() else _is_tracing()
+        exporting = False
+        if not torch.jit.is_scripting():  # (an if statement: TorchScript compiles only the scripting branch)
+            exporting = is_graph_capture()
         # exported graphs always resample (the identity at the training size), so they follow the input size
         if exporting or height != H0 or width != W0:
             grid = grid.reshape(1, H0, W0, -1).permute(0, 3, 1, 2)
@@ -340,7 +367,7 @@ class GridPEStage(nn.Module):
         if self.downsample is not None:
             x = self.downsample(x)  # NCHW -> NHWC
         B, H, W, C = x.shape
-        x = x.reshape(B, -1, C)
+        x = x.flatten(1, 2)
         if prefix_tokens is not None:
             x = torch.cat((prefix_tokens.expand(B, -1, -1), x), dim=1)
         pos_embed = self.pos_embed
@@ -361,7 +388,7 @@ class GridPEStage(nn.Module):
 
 def _tokens_to_nchw(x: torch.Tensor, feat_size: List[int], num_prefix_tokens: int = 0) -> torch.Tensor:
     x = x[:, num_prefix_tokens:]
-    return x.reshape(x.shape[0], feat_size[0], feat_size[1], -1).permute(0, 3, 1, 2).contiguous()
+    return x.reshape(x.shape[0], feat_size[0], feat_size[1], x.shape[-1]).permute(0, 3, 1, 2).contiguous()
 
 
 class GridPEPyramidVisionTransformer(nn.Module):
@@ -650,8 +677,12 @@ class GridPEPyramidVisionTransformer(nn.Module):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        tokens = x.dim() == 3
+        if not torch.jit.is_scripting():
+            if is_tracing():  # an FX proxy has no rank: tokens are what forward_features gives with a class token
+                tokens = self.cls_token is not None
         if self.global_pool == 'avg':
-            x = x[:, self.num_prefix_tokens:].mean(dim=1) if x.dim() == 3 else x.mean(dim=(-2, -1))
+            x = x[:, self.num_prefix_tokens:].mean(dim=1) if tokens else x.mean(dim=(-2, -1))
         elif self.global_pool == 'token':
             x = x[:, 0]
         x = self.head_drop(x)

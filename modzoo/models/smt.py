@@ -268,6 +268,14 @@ class ConvStem(nn.Module):
             self.conv[1] = nn.Identity()
 
 
+class ChannelsLastToNCHW(nn.Module):
+    """(B, H, W, C) -> contiguous (B, C, H, W). A module, so the NCHW stage output has a name: the feature taps
+    (``feature_cls='fx'``/``'hook'``, torchvision's ``create_feature_extractor``) return NCHW maps."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2).contiguous()
+
+
 class SMT(nn.Module):
     """Scale-Aware Modulation Transformer (4 stages, strides 4/8/16/32).
 
@@ -358,7 +366,8 @@ class SMT(nn.Module):
             setattr(self, f'patch_embed{i + 1}', patch_embed)
             setattr(self, f'block{i + 1}', blocks)
             setattr(self, f'norm{i + 1}', block_norm(embed_dims[i]))
-            self.feature_info.append(dict(num_chs=embed_dims[i], reduction=4 * 2 ** i, module=f'norm{i + 1}'))
+            setattr(self, f'to_nchw{i + 1}', ChannelsLastToNCHW())
+            self.feature_info.append(dict(num_chs=embed_dims[i], reduction=4 * 2 ** i, module=f'to_nchw{i + 1}'))
 
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
@@ -423,7 +432,7 @@ class SMT(nn.Module):
             else:
                 x = block(x)
         x = getattr(self, f'norm{index + 1}')(x)
-        return x.permute(0, 3, 1, 2).contiguous()
+        return getattr(self, f'to_nchw{index + 1}')(x)
 
     def forward_intermediates(
             self,
@@ -470,6 +479,7 @@ class SMT(nn.Module):
             delattr(self, f'patch_embed{i + 1}')
             delattr(self, f'block{i + 1}')
             delattr(self, f'norm{i + 1}')
+            delattr(self, f'to_nchw{i + 1}')
         self.num_stages = max_index + 1
         if prune_head:
             self.reset_classifier(0, '')
@@ -575,6 +585,8 @@ def _cfg(url: str = '', **kwargs) -> Dict:
         'crop_pct': .875, 'interpolation': 'bicubic',
         'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'first_conv': 'patch_embed1.conv.0', 'classifier': 'head',
+        # the official repository has no LICENSE file and its README names none: no license is granted
+        'license': 'unknown',
         'paper_ids': 'arXiv:2307.08579', 'paper_name': 'Scale-Aware Modulation Meet Transformer',
         'origin_url': 'https://github.com/AFeng-x/SMT',
         **kwargs,
