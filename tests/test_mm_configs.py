@@ -1,4 +1,5 @@
-"""Every config in configs/ (except configs/imagenet/) parses, carries its paper's recipe, builds and trains a step.
+"""Every config in configs/ (except configs/imagenet/, and configs/own_config_examples/, which test_mm_own_configs.py
+runs through the stock tools) parses, carries its paper's recipe, builds and trains a step.
 
 The models are the configs' real, full-size models (no width/depth override), built on the CPU with BN for SyncBN,
 without the pretrained download and with capped proposal counts (modzoo.mm.smoke.cheapen_model_cfg); one training
@@ -24,7 +25,8 @@ from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autous
 CONFIG_DIR = os.path.join(ROOT, 'configs')
 CONFIGS = sorted(
     os.path.relpath(p, CONFIG_DIR) for p in glob.glob(os.path.join(CONFIG_DIR, '**', '*.py'), recursive=True)
-    if '_base_' not in p.split(os.sep) and not os.path.relpath(p, CONFIG_DIR).startswith('imagenet' + os.sep))
+    if '_base_' not in p.split(os.sep)
+    and os.path.relpath(p, CONFIG_DIR).split(os.sep)[0] not in ('imagenet', 'own_config_examples'))
 
 # The issue's list: (config, model, recipe) where recipe = (lr, weight decay, drop path, schedule, decay steps).
 # Sources are cited in each config file.

@@ -5,8 +5,9 @@ forward_fx, backward_fx and forward_fx_torchscript, plus what timm does not test
 torchvision's ``create_feature_extractor``, tiny/odd input sizes and an empty batch, ``torch.export`` (strict and
 non-strict, dynamic batch), checkpoint errors and license metadata.
 
-Every variant keeps its own widths, heads, kernels and options but is built at reduced depth (``REDUCED_DEPTH``), so
-its code paths run in CI time; input sizes are capped like timm's ``_get_input_size`` (at smaller targets).
+Every variant keeps its own heads, kernels and options but is built at reduced depth (``reduced_size``), and the
+FocalNet large/xlarge/huge variants at FocalNet-T's width (their only difference in code paths is the number), so
+every code path runs in CI time; input sizes are capped like timm's ``_get_input_size`` (at smaller targets).
 """
 import logging
 import math
@@ -28,11 +29,15 @@ FWD_SIZE = 64  # timm: forward 384, backward/jit/fx 128; ours are smaller, the c
 FEAT_SIZE = 96  # timm's TARGET_FFEAT_SIZE
 
 
-def reduced_depth(name: str) -> dict:
-    """Depth overrides that keep every stage (and, for SMT, both block types of stage 3)."""
+def reduced_size(name: str) -> dict:
+    """Depth overrides that keep every stage (and, for SMT, both block types of stage 3); FocalNet's 192- to
+    352-channel variants also at 96 channels (at full width each of them costs a minute of CI on 2 cores)."""
     family = modzoo.model_family(name)
     if family == 'focalnet':
-        return dict(depths=(4,)) if name.endswith('_iso') else dict(depths=(1, 1, 1, 1))
+        if name.endswith('_iso'):
+            return dict(depths=(4,))
+        wide = any(f'_{size}_' in name + '_' for size in ('large', 'xlarge', 'huge'))
+        return dict(depths=(1, 1, 1, 1), **(dict(embed_dim=96) if wide else {}))
     if family == 'efficientmod':
         attention = (0, 0, 0, 0) if name.endswith('_conv') else (0, 0, 1, 1)
         return dict(depths=(1, 1, 1, 1), attention_depth=attention)
@@ -42,7 +47,7 @@ def reduced_depth(name: str) -> dict:
 
 
 def build(name: str, **kwargs) -> torch.nn.Module:
-    depth = reduced_depth(name)
+    depth = reduced_size(name)
     if is_large(name, **depth):
         with fast_init():
             return timm.create_model(name, **depth, **kwargs)

@@ -16,7 +16,6 @@ half-initialised backbone trains to a worse result without any error. A family f
 model's own initial values (FocalNet's does); those are reported as missing (kept at initialisation), not as loaded.
 """
 import os
-import pickle
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
@@ -25,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from modzoo.models import CheckpointMismatchError, read_checkpoint, unwrap_state_dict
-from modzoo.models._checkpoint import convert_state_dict
+from modzoo.models._checkpoint import CheckpointFileError, convert_state_dict
 
 __all__ = ['LoadReport', 'fetch_checkpoint', 'load_into_features_model']
 
@@ -86,13 +85,14 @@ def fetch_checkpoint(
             f'timm:<model>.<tag>')
     try:
         return read_checkpoint(os.path.expanduser(path), trusted=trust_pickle)
-    except RuntimeError as e:
-        if trust_pickle or not isinstance(e.__cause__, pickle.UnpicklingError):
+    except CheckpointFileError as e:
+        if trust_pickle or e.pickled_global is None:
             raise
         # mmengine checkpoints load already (import modzoo.mm allow-lists their types): this file holds other objects
-        raise RuntimeError(
-            f'{path} holds pickled objects besides tensors and mmengine checkpoint metadata ({e.__cause__}). If you '
-            f'trust the file, load it with init_cfg=dict(type="Pretrained", checkpoint=..., trust_pickle=True)') from e
+        raise CheckpointFileError(
+            f'{path} holds pickled objects besides tensors and mmengine checkpoint metadata ({e.pickled_global}). '
+            f'If you trust the file, load it with init_cfg=dict(type="Pretrained", checkpoint=..., '
+            f'trust_pickle=True)', e.pickled_global) from None
 
 
 def _download(url: str) -> str:

@@ -184,11 +184,16 @@ def verify_state_dict(
 
 class CheckpointFileError(RuntimeError):
     """A checkpoint file that cannot be read: empty, truncated, not a checkpoint, or pickling objects besides
-    tensors (the message says which, and what to do)."""
+    tensors (the message says which, and what to do). ``pickled_global`` names the refused global in the last case,
+    so callers with another way to load such files can say so."""
+
+    def __init__(self, message: str, pickled_global: Optional[str] = None):
+        super().__init__(message)
+        self.pickled_global = pickled_global
 
 
-def _unreadable(path: str, reason: str, fix: str) -> CheckpointFileError:
-    return CheckpointFileError(f'{path} {reason}: {fix}')
+def _unreadable(path: str, reason: str, fix: str, pickled_global: Optional[str] = None) -> CheckpointFileError:
+    return CheckpointFileError(f'{path} {reason}: {fix}', pickled_global)
 
 
 def load_torch_file(path: Union[str, os.PathLike], trusted: bool = False) -> Any:
@@ -211,7 +216,7 @@ def load_torch_file(path: Union[str, os.PathLike], trusted: bool = False) -> Any
                 path, f'holds pickled objects besides tensors ({offending}), which torch.load(weights_only=True) '
                       f'refuses', f'if you trust the file, convert it once with `python tools/get_checkpoint.py '
                                   f'MODEL --file {path} --trust-pickle`, or call read_checkpoint(path, '
-                                  f'trusted=True)') from None
+                                  f'trusted=True)', offending) from None
         with open(path, 'rb') as f:
             head = f.read(4)
         if head.startswith(b'PK') or isinstance(e, EOFError) or 'central directory' in text:
