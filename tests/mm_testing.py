@@ -20,3 +20,13 @@ def one_thread_fast_parsing():
     with cached_package_config_index():
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def tiny_root(tmp_path_factory):
+    """Tiny ADE20K and COCO folders in their real on-disk formats, written once per module."""
+    from make_tiny_datasets import WRITERS  # the mm test modules put tools/ on sys.path
+    root = str(tmp_path_factory.mktemp('tiny'))
+    WRITERS['ade20k'](root, num_train=4, num_val=2, size=(64, 80))
+    WRITERS['coco'](root, num_train=4, num_val=2, size=(96, 128))
+    return root

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.mm
 
 from modzoo.mm import runtime  # noqa: E402
 from modzoo.mm.runtime import mmengine_checkpoint_globals, train_main  # noqa: E402
-from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
+from mm_testing import ROOT, one_thread_fast_parsing, tiny_root  # noqa: E402,F401  (fixtures)
 
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
 from make_tiny_datasets import WRITERS  # noqa: E402
@@ -38,13 +38,6 @@ DET = {
 # the tiny images shrink by 16: 32x32 segmentation crops, ~50x60 COCO images
 TINY = ['--tiny-scale', '16']
 
-
-@pytest.fixture(scope='module')
-def tiny_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('tiny'))
-    WRITERS['ade20k'](root, num_train=4, num_val=2, size=(64, 80))
-    WRITERS['coco'](root, num_train=4, num_val=2, size=(96, 128))
-    return root
 
 
 def _config(relpath: str) -> str:

@@ -19,23 +19,15 @@ pytestmark = pytest.mark.mm
 import modzoo.mm  # noqa: E402,F401  (what custom_imports does; allow-lists mmengine checkpoints)
 from modzoo.mm import ModzooBackbone  # noqa: E402
 from modzoo.mm.runtime import apply_tiny  # noqa: E402
-from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
+from mm_testing import ROOT, one_thread_fast_parsing, tiny_root  # noqa: E402,F401  (fixtures)
 
-sys.path.insert(0, os.path.join(ROOT, 'tools'))
-from make_tiny_datasets import WRITERS  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, 'tools'))  # tiny_root's dataset writers
 
 EXAMPLES = os.path.join(ROOT, 'configs', 'own_config_examples')
 SEG = 'segformer_gridpe-pvt-v2-b0_8xb2-160k_ade20k-512x512.py'
 RETINANET = 'retinanet_gridpe-pvt-v2-b0_fpn_1x_coco.py'
 MASK_RCNN = 'mask-rcnn_focalnet-t-srf_fpn_1x_coco.py'
 
-
-@pytest.fixture(scope='module')
-def tiny_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('tiny'))
-    WRITERS['ade20k'](root, num_train=4, num_val=2, size=(64, 80))
-    WRITERS['coco'](root, num_train=4, num_val=2, size=(96, 128))
-    return root
 
 
 def _tiny_config(name, tiny_root, work_dir, **backbone):
