@@ -37,7 +37,7 @@ import time
 import timm
 import torch
 
-import modzoo  # noqa: F401  (registers the zoo models)
+import modzoo
 from .common import LoadGuard, default_load_threshold, machine_description, subprocess_env
 
 KINDS = ('gridpe', 'plain', 'timm')
@@ -51,11 +51,10 @@ def build(kind: str, variant: str) -> torch.nn.Module:
 
 def build_all(variant: str):
     """The three models with timm's (random) weights; GridPE's seeded rotations come in through the filter."""
-    from modzoo.models.gridpe_pvt import checkpoint_filter_fn
     models = {kind: build(kind, variant).eval() for kind in KINDS}
     weights = models['timm'].state_dict()
     for kind in ('gridpe', 'plain'):
-        models[kind].load_state_dict(checkpoint_filter_fn(weights, models[kind]))
+        modzoo.load_checkpoint(models[kind], weights)  # the family's checkpoint filter, strict
     return models
 
 
