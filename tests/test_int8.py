@@ -1,5 +1,5 @@
 """int8 ONNX (static QDQ, ``modzoo.export.quantize`` and ``export_onnx.py --int8``), its calibration images, and the
-load guard of the CPU benchmark tools (``tools/_bench_common.LoadGuard``) with a stubbed load reading."""
+load guard of the CPU benchmark tools (``modzoo.bench.common.LoadGuard``) with a stubbed load reading."""
 import os
 import sys
 
@@ -13,8 +13,8 @@ from modzoo.export import quantize
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tools import _bench_common  # noqa: E402
-from tools._bench_common import LoadGuard, load_cell, load_note, vnni_description  # noqa: E402
+from modzoo.bench import common as _bench_common  # noqa: E402
+from modzoo.bench.common import LoadGuard, load_cell, load_note, vnni_description  # noqa: E402
 
 
 def _export_tool():
@@ -241,7 +241,7 @@ def test_int8_cli_bad_input(tmp_path, capsys):
 
 def test_bench_tables_show_the_load_of_every_row():
     """A table that mixes a quiet and a loaded row says so on the row itself and under the table."""
-    from tools import bench_onnx
+    from modzoo.bench import onnx_runtime as bench_onnx
     quiet = dict(batch=1, threads=1, torch_ms=40.0, ort_ms=20.0, torch_img_s=25.0, ort_img_s=50.0, speedup=2.0,
                  torch_peak_mib=700, torch_model_mib=40, ort_peak_mib=100, ort_model_mib=50, load_before=0.4,
                  load_after=1.1, load_limit=1.5, loaded=False, attempts=1)

@@ -25,7 +25,7 @@ from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autous
 
 TOOLS = os.path.join(ROOT, 'tools')
 sys.path.insert(0, TOOLS)
-import aliasing  # noqa: E402
+from modzoo.bench import aliasing  # noqa: E402
 from make_tiny_datasets import WRITERS  # noqa: E402
 
 SFM_CONFIGS = {  # SFM config -> its plain partner (the base it extends)

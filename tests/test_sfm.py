@@ -250,7 +250,7 @@ def test_saliency_head_gets_gradients_at_init():
 
 def test_energy_saliency_lowers_aliasing_of_localised_texture():
     """The SFM claim on a controlled map: stretching a local high-frequency patch moves its power below Nyquist."""
-    aliasing = _import_tool('aliasing')
+    from modzoo.bench import aliasing
     yy, xx = torch.meshgrid(torch.arange(64.), torch.arange(64.), indexing='ij')
     x = torch.sin(2 * math.pi * xx / 64) + torch.cos(2 * math.pi * yy / 48)
     patch = ((xx >= 20) & (xx < 32) & (yy >= 16) & (yy < 40)).float()
@@ -271,7 +271,7 @@ def _import_tool(name):
 
 def test_aliasing_tool_runs_on_tiny_ade20k(tmp_path):
     make_tiny_datasets = _import_tool('make_tiny_datasets')
-    aliasing = _import_tool('aliasing')
+    from modzoo.bench import aliasing
     ade = make_tiny_datasets.write_tiny_ade20k(str(tmp_path), num_train=2, num_val=1, size=(48, 64))
     assert sorted(os.listdir(os.path.join(ade, 'images', 'training'))) == ['ADE_train_00000001.jpg',
                                                                            'ADE_train_00000002.jpg']

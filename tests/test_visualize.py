@@ -1,20 +1,12 @@
-"""tools/visualize_modulation.py: hooks capture the real modulator/gates, every modulation family renders a PNG,
-and models or stages without modulation are refused with the reason."""
-import importlib.util
-import os
-
+"""modzoo.visualize (tools/visualize_modulation.py): hooks capture the real modulator/gates, every modulation family
+renders a PNG, and models or stages without modulation are refused with the reason."""
 import pytest
 import torch
 from PIL import Image
 
 import modzoo
+from modzoo import visualize as vis
 from modzoo.models.focalnet import focal_context
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location('visualize_modulation',
-                                               os.path.join(ROOT, 'tools', 'visualize_modulation.py'))
-vis = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(vis)
 
 TINY_FOCAL = dict(embed_dim=8, depths=(1, 1, 2, 1))
 

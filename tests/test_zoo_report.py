@@ -1,5 +1,5 @@
-"""tools/zoo_report.py: the report, its plots and its measurement cache; and the committed report covers the zoo."""
-import importlib.util
+"""modzoo.bench.zoo_report (tools/zoo_report.py): the report, its plots and its measurement cache; and the committed
+report covers the zoo."""
 import json
 import os
 
@@ -8,11 +8,9 @@ import torch
 from PIL import Image
 
 import modzoo
+from modzoo.bench import zoo_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location('zoo_report', os.path.join(ROOT, 'tools', 'zoo_report.py'))
-zoo_report = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(zoo_report)
 
 MODELS = ['zoo_efficientmod_xxs', 'zoo_focalnet_tiny_iso']
 

@@ -55,7 +55,7 @@ def _fail(message: str) -> int:
 
 def write_outputs(result: dict, command: str, out_dir, benchmarks, table) -> None:
     from modzoo.kernels import gpu_check, validated
-    from tools._bench_common import update_marked_file
+    from modzoo.bench.common import update_marked_file
     section = gpu_check.report_markdown(result, command)
     families = [result['gpu_family']]
     if out_dir:

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     table = report.markdown(rows, baseline, args.baseline_name)
     print(table)
     if args.write_benchmarks:
-        from _bench_common import update_marked_file
+        from modzoo.bench.common import update_marked_file
         import triton
         flags = ' '.join((['--quick'] if args.quick else []) + ['--dtype', *args.dtype]
                          + (['--only', repr(args.only)] if args.only else []))

@@ -1,20 +1,30 @@
-"""Helpers shared by the benchmark and report tools (``bench_*.py``, ``model_table.py``, ``zoo_report.py``).
+"""Helpers shared by the benchmarks and reports of ``modzoo.bench``.
 
 The machine line of a result (CPU name and flags, cores, memory, library versions), the load guard that marks or
-re-measures rows taken on a busy machine, the memory figures of ``/proc/self/status``, and the marked blocks
+re-measures rows taken on a busy machine, interleaved timing of several engines, the memory figures of
+``/proc/self/status``, the environment of measurement subprocesses, and the marked blocks
 (``<!-- x:start -->`` ... ``<!-- x:end -->``) the tools regenerate in BENCHMARKS.md and README.md.
-Standard library only: the ONNX Runtime worker of ``bench_onnx.py`` imports it without torch.
+Standard library only (torch is imported inside the one function that needs it).
 """
+import contextlib
 import importlib
 import os
 import platform
 import re
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
-__all__ = ['cpu_name', 'cpu_flags', 'vnni_description', 'machine_description', 'load_1min', 'default_load_threshold',
-           'LoadGuard', 'load_cell', 'load_note', 'proc_status_mib', 'reset_peak_rss', 'replace_marked',
+from .engine_worker import proc_status_mib
+
+__all__ = ['REPO_ROOT', 'BENCHMARKS', 'README', 'cpu_name', 'cpu_flags', 'vnni_description', 'machine_description',
+           'load_1min', 'default_load_threshold', 'LoadGuard', 'load_cell', 'load_note', 'interleaved_seconds',
+           'keep_torch_threads', 'proc_status_mib', 'reset_peak_rss', 'subprocess_env', 'replace_marked',
            'update_marked_file']
+
+# the source checkout this package runs from (editable install): the tools regenerate its BENCHMARKS.md and README.md
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCHMARKS = os.path.join(REPO_ROOT, 'BENCHMARKS.md')
+README = os.path.join(REPO_ROOT, 'README.md')
 
 
 def cpu_name() -> str:
@@ -156,13 +166,42 @@ def load_note(rows: Sequence[Dict]) -> str:
     return text + f'All {len(rows)} rows are within it.'
 
 
-def proc_status_mib(field: str = 'VmRSS') -> float:
-    """A memory field of ``/proc/self/status`` in MiB: ``VmRSS`` (resident now) or ``VmHWM`` (peak resident)."""
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) / 1024
-    return float('nan')
+# ----------------------------------------------------------------------------------------------------------------
+# timing and processes
+
+
+def interleaved_seconds(timers: Dict[str, Callable[[], float]], repeats: int, warmup: int = 0,
+                        alternate: bool = True) -> Dict[str, List[float]]:
+    """Seconds of ``repeats`` calls of each timer (one forward each), interleaved so machine noise hits all alike.
+
+    With ``alternate`` the order flips every round (A, B, B, A, ...); the first ``warmup`` rounds are not kept."""
+    names = list(timers)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for i in range(warmup + repeats):
+        for name in (names if i % 2 == 0 or not alternate else names[::-1]):
+            seconds = timers[name]()
+            if i >= warmup:
+                times[name].append(seconds)
+    return times
+
+
+@contextlib.contextmanager
+def keep_torch_threads() -> Iterator[None]:
+    """Restore torch's intra-op thread count on exit: the benchmarks change it per row and tests call them
+    in-process."""
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def subprocess_env(**extra: str) -> Dict[str, str]:
+    """The environment of a measurement subprocess: this one's, with the folder holding this ``modzoo`` first on
+    ``PYTHONPATH`` so the child imports the same copy of the package, plus ``extra``."""
+    path = os.environ.get('PYTHONPATH')
+    return dict(os.environ, PYTHONPATH=REPO_ROOT + (os.pathsep + path if path else ''), **extra)
 
 
 def reset_peak_rss() -> None:

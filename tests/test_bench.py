@@ -1,0 +1,54 @@
+"""modzoo.bench: the engine worker's protocol (the ONNX Runtime worker never imports torch), interleaved timing and
+the environment of measurement subprocesses."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from modzoo.bench import common, engine_worker
+
+
+def test_ort_worker_answers_without_importing_torch(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node('Identity', ['x'], ['y'])], 'identity',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['n', 3, 4, 4])],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['n', 3, 4, 4])])
+    path = str(tmp_path / 'identity.onnx')
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]), path)
+    spec = dict(onnx=path, threads=1, size=4)
+    out_path = str(tmp_path / 'out.npy')
+    commands = [dict(cmd='run', batch=2), dict(cmd='save', batch=1, path=out_path), dict(cmd='mem'), dict(cmd='quit')]
+    proc = subprocess.run(
+        [sys.executable, '-X', 'importtime', engine_worker.__file__, engine_worker.ORT, json.dumps(spec)],
+        input=''.join(json.dumps(c) + '\n' for c in commands), capture_output=True, text=True, timeout=120,
+        env=common.subprocess_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ready, run, saved, mem, bye = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert ready['ready'] and run['seconds'] >= 0 and saved == {'ok': True} and bye == {'bye': True}
+    assert mem['peak'] >= mem['rss_import'] > 0
+    assert np.load(out_path).shape == (1, 3, 4, 4)
+    imported = {line.rsplit('|', 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith('import time')}
+    assert 'onnxruntime' in imported and 'torch' not in imported and 'modzoo' not in imported
+
+
+def test_interleaved_seconds_alternates_and_drops_the_warmup():
+    calls = []
+    timers = {name: (lambda name=name: calls.append(name) or float(len(calls))) for name in ('a', 'b')}
+    times = common.interleaved_seconds(timers, repeats=2, warmup=1)
+    assert calls == ['a', 'b', 'b', 'a', 'a', 'b']
+    assert times == {'a': [4.0, 5.0], 'b': [3.0, 6.0]}
+    calls.clear()
+    common.interleaved_seconds(timers, repeats=2, alternate=False)
+    assert calls == ['a', 'b', 'a', 'b']
+
+
+def test_subprocess_env_puts_this_package_first(monkeypatch):
+    monkeypatch.setenv('PYTHONPATH', '/elsewhere')
+    env = common.subprocess_env(MALLOC_MMAP_THRESHOLD_='65536')
+    first = env['PYTHONPATH'].split(os.pathsep)[0]
+    assert os.path.isfile(os.path.join(first, 'modzoo', 'bench', 'common.py'))
+    assert env['PYTHONPATH'].endswith(os.pathsep + '/elsewhere') and env['MALLOC_MMAP_THRESHOLD_'] == '65536'
