@@ -18,11 +18,8 @@ from tools._bench_common import LoadGuard, load_cell, load_note, vnni_descriptio
 
 
 def _export_tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('export_onnx_tool', os.path.join(ROOT, 'tools', 'export_onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from modzoo.export import cli
+    return cli
 
 
 # ----------------------------------------------------------------------------------------------------------------
