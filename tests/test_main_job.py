@@ -1,8 +1,8 @@
 """The README's main job (``modzoo.main_job``, run as tools/main_job.py).
 
-The full job (15 epochs, target 95% top-1, zoo report) takes a few minutes on 2 cores, beyond this suite's budget,
-so the default test runs the same job shortened: fewer epochs, a lower target, no zoo report (tests/test_zoo_report.py
-covers that step). The full job asserts its own target and fails otherwise; ``MODZOO_SLOW=1`` runs it here too.
+The full job (15 epochs, target 95% top-1, zoo report) is beyond this suite's time budget, so the default test runs
+the same job shortened: fewer epochs, a lower target, no zoo report (tests/test_zoo_report.py covers that step).
+The full job asserts its own target and fails otherwise; ``MODZOO_SLOW=1`` runs it here too.
 """
 import json
 import os
