@@ -37,7 +37,7 @@ from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir
 from modzoo.utils.files import temporary_beside
 
 __all__ = ['MANIFEST_DIR', 'CheckpointToolError', 'load_manifest', 'resolve_name', 'sha256_of', 'download',
-           'fetch', 'convert', 'save_safetensors', 'run', 'main']
+           'fetch', 'convert', 'save_safetensors', 'run', 'build_parser', 'main']
 
 MANIFEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'manifest')
 OFFLINE_ADVICE = '; if this machine is offline, download the file elsewhere and pass it with --file PATH'
