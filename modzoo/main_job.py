@@ -86,17 +86,105 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# the steps
+
+
+def _val_loader(cfg: dict, data_dir: str):
+    """The validation split in file order, with the model's evaluation transform."""
+    from modzoo.train.data import ResumableShardSampler, build_dataset, build_loader, build_transforms
+    _, eval_tf = build_transforms(cfg)
+    ds, _ = build_dataset('', data_dir, 'val')
+    ds.transform = eval_tf
+    return build_loader(ds, ResumableShardSampler(len(ds), shuffle=False, pad=False), 64, 0, False)
+
+
+def train_step(args, data_dir: str, run_dir: str) -> dict:
+    from modzoo.train.config import parse_train_args
+    from modzoo.train.trainer import train
+    train_argv = ['--model', args.model, '--data-dir', data_dir, '--output', run_dir, '--epochs', str(args.epochs),
+                  '--threads', str(args.threads), '--workers', str(args.workers), '--seed', str(args.seed)] + RECIPE
+    if args.model_kwargs:
+        train_argv += ['--model-kwargs'] + list(args.model_kwargs)
+    # a fresh run each time: the job demonstrates training, not resuming an earlier job's run
+    for name in ('last.pth', 'best.pth', 'log.csv'):
+        if os.path.exists(os.path.join(run_dir, name)):
+            os.remove(os.path.join(run_dir, name))
+    return train(parse_train_args(train_argv))
+
+
+def validate_step(args, checkpoint: str, data_dir: str) -> dict:
+    from modzoo.train.validate import build_validate_parser, run_validation
+    vargs = build_validate_parser().parse_args([
+        '--model', args.model, '--checkpoint', checkpoint, '--data-dir', data_dir, '--workers', str(args.workers),
+        '--threads', str(args.threads)])
+    return run_validation(vargs)
+
+
+def export_step(model_name: str, checkpoint: str, work: str, data_dir: str) -> dict:
+    from modzoo.export.onnx import export_and_check, onnx_accuracy
+    from modzoo.train.validate import load_model_for_inference
+    model, cfg, _ = load_model_for_inference(model_name, checkpoint)
+    onnx_path = os.path.join(work, f'{model_name}_digits.onnx')
+    check = export_and_check(model, onnx_path, (IMG_SIZE, IMG_SIZE))
+    check['ort_top1'] = onnx_accuracy(check['path'], _val_loader(cfg, data_dir))['top1']
+    return check
+
+
+def int8_step(model_name: str, checkpoint: str, data_dir: str, onnx_path: str, calib_images: int) -> dict:
+    import torch
+
+    from modzoo.export import quantize
+    from modzoo.export.onnx import model_input_config
+    from modzoo.train.validate import load_model_for_inference
+    model, cfg, _ = load_model_for_inference(model_name, checkpoint)
+    norm = model_input_config(model)
+    size = (IMG_SIZE, IMG_SIZE)
+    calib = quantize.load_calibration_images(os.path.join(data_dir, 'train'), size, norm['mean'], norm['std'],
+                                             count=calib_images)
+    int8_path = os.path.splitext(onnx_path)[0] + '-int8.onnx'
+    result = quantize.quantize_onnx_int8(onnx_path, int8_path, calib.images)
+    # the held-out check runs on exactly the images (and preprocessing) the fp32 top-1 was measured on
+    batches = list(_val_loader(cfg, data_dir))
+    val_set = quantize.CalibrationSet(torch.cat([x for x, _ in batches]).numpy(),
+                                      torch.cat([y for _, y in batches]).numpy(), [str(i) for i in range(10)],
+                                      'digits val')
+    report = quantize.compare_int8(onnx_path, int8_path, val_set, num_classes=10)
+    return dict(path=int8_path, ort_top1=report.int8_top1, fp32_ort_top1=report.fp32_top1,
+                size_mib=result.size_mib, fp32_size_mib=result.fp32_size_mib, calibration_images=len(calib),
+                top1_agreement=report.top1_agreement, max_logit_error=report.max_logit_error,
+                mean_logit_error=report.mean_logit_error)
+
+
+def visualise_step(model_name: str, checkpoint: str, work: str, data_dir: str) -> Optional[dict]:
+    from modzoo import visualize as vis
+    image = os.path.join(data_dir, 'val', '3', sorted(os.listdir(os.path.join(data_dir, 'val', '3')))[0])
+    try:
+        return vis.visualize(model_name, image, os.path.join(work, 'modulation.png'), checkpoint=checkpoint)
+    except vis.VisualizeError as e:  # a family without modulation modules (GridPE-PVT): nothing to draw
+        print(f'skipped: {e}')
+        return None
+
+
+def report_step(budget_s: float, report_dir: str) -> int:
+    # its own process: the report's speed figures must not share threads or memory with the job
+    cmd = [sys.executable, '-c', 'import sys; from modzoo.bench.zoo_report import main; sys.exit(main())',
+           '--budget-s', str(budget_s), '--out-dir', report_dir]
+    return subprocess.run(cmd).returncode
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the job
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
 
     import torch
     torch.set_num_threads(args.threads)
-    from modzoo.train.config import parse_train_args
-    from modzoo.train.data import ResumableShardSampler, build_dataset, build_loader, build_transforms
     from modzoo.datasets import write_digits_imagefolder
-    from modzoo.export.onnx import FP32_TOLERANCE, export_and_check, onnx_accuracy
-    from modzoo.train.trainer import train
-    from modzoo.train.validate import build_validate_parser, load_model_for_inference, run_validation
+    from modzoo.export.onnx import FP32_TOLERANCE
+    from modzoo.train.validate import format_results
 
     work = os.path.abspath(args.work_dir)
     data_dir = os.path.join(work, 'digits')
@@ -110,40 +198,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f'{info["train_images"]} train / {info["val_images"]} val images, 10 classes, {IMG_SIZE}x{IMG_SIZE}')
     summary['data'] = info
 
-    train_argv = ['--model', args.model, '--data-dir', data_dir, '--output', run_dir, '--epochs', str(args.epochs),
-                  '--threads', str(args.threads), '--workers', str(args.workers), '--seed', str(args.seed)] + RECIPE
-    if args.model_kwargs:
-        train_argv += ['--model-kwargs'] + list(args.model_kwargs)
-    # a fresh run each time: the job demonstrates training, not resuming an earlier job's run
-    for name in ('last.pth', 'best.pth', 'log.csv'):
-        if os.path.exists(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
-    train_summary = steps.run(f'train {args.model} ({args.epochs} epochs)', train, parse_train_args(train_argv))
+    train_summary = steps.run(f'train {args.model} ({args.epochs} epochs)', train_step, args, data_dir, run_dir)
     summary['train'] = {k: train_summary[k] for k in ('best_metric', 'best_value', 'best_epoch', 'lr')}
     best = train_summary['best_checkpoint']
 
-    vargs = build_validate_parser().parse_args([
-        '--model', args.model, '--checkpoint', best, '--data-dir', data_dir, '--workers', str(args.workers),
-        '--threads', str(args.threads)])
-    from modzoo.train.validate import format_results
-    val = steps.run('validate best.pth (tools/validate.py logic)', run_validation, vargs)
+    val = steps.run('validate best.pth (tools/validate.py logic)', validate_step, args, best, data_dir)
     print(format_results(val))
     summary['validate'] = val
     if val['top1'] < args.target_top1:
         failures.append(f'validation top-1 {val["top1"]:.2f}% is below the target {args.target_top1:.1f}%')
 
-    def export_step():
-        model, cfg, _ = load_model_for_inference(args.model, best)
-        onnx_path = os.path.join(work, f'{args.model}_digits.onnx')
-        check = export_and_check(model, onnx_path, (IMG_SIZE, IMG_SIZE))
-        _, eval_tf = build_transforms(cfg)
-        ds, _ = build_dataset('', data_dir, 'val')
-        ds.transform = eval_tf
-        loader = build_loader(ds, ResumableShardSampler(len(ds), shuffle=False, pad=False), 64, 0, False)
-        check['ort_top1'] = onnx_accuracy(check['path'], loader)['top1']
-        return check
-
-    onnx = steps.run('export to ONNX and check in ONNX Runtime', export_step)
+    onnx = steps.run('export to ONNX and check in ONNX Runtime', export_step, args.model, best, work, data_dir)
     verdict = 'pass' if onnx['passed'] else 'FAIL'
     print(f'{onnx["backend"]}: {onnx["path"]}\nmax |ORT - PyTorch| {onnx["max_abs_diff"]:.2e} (limit '
           f'{FP32_TOLERANCE:g}) -> {verdict}; ONNX Runtime top-1 {onnx["ort_top1"]:.2f}%')
@@ -153,32 +218,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if abs(onnx['ort_top1'] - val['top1']) > 0.3:  # one flipped near-tie among 359 images is 0.28%
         failures.append(f'ONNX Runtime top-1 {onnx["ort_top1"]:.2f}% differs from PyTorch {val["top1"]:.2f}%')
 
-    def int8_step():
-        from modzoo.export import quantize
-        from modzoo.export.onnx import model_input_config
-        model, cfg, _ = load_model_for_inference(args.model, best)
-        norm = model_input_config(model)
-        size = (IMG_SIZE, IMG_SIZE)
-        calib = quantize.load_calibration_images(os.path.join(data_dir, 'train'), size, norm['mean'], norm['std'],
-                                                 count=args.int8_calib_images)
-        int8_path = os.path.splitext(onnx['path'])[0] + '-int8.onnx'
-        result = quantize.quantize_onnx_int8(onnx['path'], int8_path, calib.images)
-        # the held-out check runs on exactly the images (and preprocessing) the fp32 top-1 was measured on
-        _, eval_tf = build_transforms(cfg)
-        ds, _ = build_dataset('', data_dir, 'val')
-        ds.transform = eval_tf
-        loader = build_loader(ds, ResumableShardSampler(len(ds), shuffle=False, pad=False), 64, 0, False)
-        batches = list(loader)
-        val_set = quantize.CalibrationSet(torch.cat([x for x, _ in batches]).numpy(),
-                                          torch.cat([y for _, y in batches]).numpy(), [str(i) for i in range(10)],
-                                          'digits val')
-        report = quantize.compare_int8(onnx['path'], int8_path, val_set, num_classes=10)
-        return dict(path=int8_path, ort_top1=report.int8_top1, fp32_ort_top1=report.fp32_top1,
-                    size_mib=result.size_mib, fp32_size_mib=result.fp32_size_mib, calibration_images=len(calib),
-                    top1_agreement=report.top1_agreement, max_logit_error=report.max_logit_error,
-                    mean_logit_error=report.mean_logit_error)
-
-    int8 = steps.run('quantize to int8 and validate in ONNX Runtime', int8_step)
+    int8 = steps.run('quantize to int8 and validate in ONNX Runtime', int8_step, args.model, best, data_dir,
+                     onnx['path'], args.int8_calib_images)
     int8['top1_drop'] = int8['fp32_ort_top1'] - int8['ort_top1']
     print(f'int8: {int8["path"]} ({int8["size_mib"]:.1f} MiB vs {int8["fp32_size_mib"]:.1f} MiB fp32, calibrated on '
           f'{int8["calibration_images"]} training images)\nint8 top-1 {int8["ort_top1"]:.2f}% vs fp32 '
@@ -189,27 +230,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         failures.append(f'int8 top-1 {int8["ort_top1"]:.2f}% is {int8["top1_drop"]:.2f} points below fp32 '
                         f'(limit {args.int8_max_drop:g})')
 
-    def visualise_step():
-        from modzoo import visualize as vis
-        image = os.path.join(data_dir, 'val', '3', sorted(os.listdir(os.path.join(data_dir, 'val', '3')))[0])
-        try:
-            return vis.visualize(args.model, image, os.path.join(work, 'modulation.png'), checkpoint=best)
-        except vis.VisualizeError as e:  # a family without modulation modules (GridPE-PVT): nothing to draw
-            print(f'skipped: {e}')
-            return None
-
-    vis_result = steps.run('modulation maps of a validation digit', visualise_step)
+    vis_result = steps.run('modulation maps of a validation digit', visualise_step, args.model, best, work,
+                           data_dir)
     if vis_result:
         print(f'wrote {vis_result["out"]} (stage {vis_result["stage"]}, blocks {", ".join(vis_result["blocks"])})')
         summary['visualization'] = vis_result['out']
 
     if not args.no_report:
-        def report_step():
-            # its own process: the report's speed figures must not share threads or memory with the job
-            cmd = [sys.executable, '-c', 'import sys; from modzoo.bench.zoo_report import main; sys.exit(main())',
-                   '--budget-s', str(args.report_budget_s), '--out-dir', args.report_dir]
-            return subprocess.run(cmd).returncode
-        rc = steps.run('zoo report (docs/zoo.md)', report_step)
+        rc = steps.run('zoo report (docs/zoo.md)', report_step, args.report_budget_s, args.report_dir)
         summary['zoo_report'] = os.path.join(args.report_dir, 'zoo.md')
         if rc != 0:
             failures.append(f'tools/zoo_report.py exited with status {rc}')
