@@ -108,7 +108,7 @@ def throughput(model: torch.nn.Module, input_size, min_seconds: float = 1.5, max
 
 
 def onnx_parity(model: torch.nn.Module, size: int) -> Dict[str, Any]:
-    from modzoo.export import export_and_check
+    from modzoo.train.onnx_check import export_and_check
     with tempfile.TemporaryDirectory(prefix='zoo_report_') as tmp:
         try:
             r = export_and_check(model, os.path.join(tmp, 'model.onnx'), (size, size))
