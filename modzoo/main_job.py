@@ -28,9 +28,10 @@ import os
 import subprocess
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
-__all__ = ['MODEL', 'IMG_SIZE', 'TARGET_TOP1', 'RECIPE', 'EPOCHS', 'build_parser', 'main']
+__all__ = ['MODEL', 'IMG_SIZE', 'TARGET_TOP1', 'RECIPE', 'EPOCHS', 'build_parser', 'export_and_check', 'onnx_accuracy',
+           'main']
 
 # The job's model and recipe. zoo_efficientmod_xxs is the smallest registered variant, trained unmodified (4.7M
 # parameters; at 32x32 its stages see 8x8 .. 1x1 maps). One torch thread plus one data-loader process keeps both
@@ -121,8 +122,37 @@ def validate_step(args, checkpoint: str, data_dir: str) -> dict:
     return run_validation(vargs)
 
 
+def export_and_check(model, path: str, img_size: Tuple[int, int]) -> Dict[str, Any]:
+    """Export ``model`` to ``path`` with a dynamic batch and compare ORT with PyTorch at batch 1 and 3.
+
+    Returns ``{'backend', 'path', 'max_abs_diff', 'passed', 'export_seconds', 'runs'}`` (plain values, for JSON).
+    """
+    from modzoo.export import export_onnx
+    model = model.eval()
+    start = time.perf_counter()
+    # exported at batch 2 so the batch dimension stays symbolic; the check runs batches 1 and 3 at the export size
+    result = export_onnx(model, path, img_size=tuple(img_size), batch=2, dynamic='batch', check=True)
+    report = result.check
+    return {'backend': 'modzoo.export', 'path': result.path, 'max_abs_diff': float(report.max_abs_diff),
+            'passed': bool(report.passed), 'export_seconds': time.perf_counter() - start,
+            'runs': [(r.inputs, r.batch, list(r.size), r.max_abs_diff) for r in report.runs]}
+
+
+def onnx_accuracy(path: str, loader: Iterable) -> Dict[str, float]:
+    """Top-1 (%) of the exported graph in ONNX Runtime over a loader of (images, targets)."""
+    import numpy as np
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    name = session.get_inputs()[0].name
+    hits = total = 0
+    for x, y in loader:
+        logits = session.run(None, {name: x.numpy().astype(np.float32)})[0]
+        hits += int((logits.argmax(-1) == y.numpy()).sum())
+        total += int(y.shape[0])
+    return {'top1': 100.0 * hits / max(total, 1), 'images': total}
+
+
 def export_step(model_name: str, checkpoint: str, work: str, data_dir: str) -> dict:
-    from modzoo.export.onnx import export_and_check, onnx_accuracy
     from modzoo.train.validate import load_model_for_inference
     model, cfg, _ = load_model_for_inference(model_name, checkpoint)
     onnx_path = os.path.join(work, f'{model_name}_digits.onnx')

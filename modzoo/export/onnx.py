@@ -24,7 +24,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -41,8 +41,7 @@ __all__ = [
     'EXPORTERS', 'DEFAULT_EXPORTER', 'DYNAMIC_MODES', 'SPATIALLY_STATIC', 'ExportError', 'InvalidExportInput',
     'ParityError', 'validate_export_args', 'require_optional', 'checkpoint_num_classes',
     'CheckReport', 'ExportResult', 'build_export_model', 'export_onnx', 'check_onnx', 'find_nonstandard_ops',
-    'spatial_export_blocker', 'default_output_path', 'model_input_config', 'check_plan', 'export_and_check',
-    'onnx_accuracy', 'FP32_TOLERANCE',
+    'spatial_export_blocker', 'default_output_path', 'model_input_config', 'check_plan',
 ]
 
 EXPORTERS = ('torchscript', 'dynamo')
@@ -616,35 +615,3 @@ def export_onnx(
         path=output, data_path=output + '.data' if use_data else None, exporter=exporter, opset=opset,
         dynamic=dynamic, input_shape=(batch, cfg['in_chans']) + tuple(img_size), output_names=output_names,
         export_seconds=export_seconds, op_types=op_types, check=report)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# summaries for reports (the main job, the zoo report)
-
-
-def export_and_check(model: nn.Module, path: str, img_size: Tuple[int, int]) -> Dict[str, Any]:
-    """Export ``model`` to ``path`` with a dynamic batch and compare ORT with PyTorch at batch 1 and 3.
-
-    Returns ``{'backend', 'path', 'max_abs_diff', 'passed', 'export_seconds', 'runs'}`` (plain values, for JSON).
-    """
-    model = model.eval()
-    start = time.perf_counter()
-    # exported at batch 2 so the batch dimension stays symbolic; the check runs batches 1 and 3 at the export size
-    result = export_onnx(model, path, img_size=tuple(img_size), batch=2, dynamic='batch', check=True)
-    report = result.check
-    return {'backend': 'modzoo.export', 'path': result.path, 'max_abs_diff': float(report.max_abs_diff),
-            'passed': bool(report.passed), 'export_seconds': time.perf_counter() - start,
-            'runs': [(r.inputs, r.batch, list(r.size), r.max_abs_diff) for r in report.runs]}
-
-
-def onnx_accuracy(path: str, loader: Iterable) -> Dict[str, float]:
-    """Top-1 (%) of the exported graph in ONNX Runtime over a loader of (images, targets)."""
-    import onnxruntime as ort
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    name = session.get_inputs()[0].name
-    hits = total = 0
-    for x, y in loader:
-        logits = session.run(None, {name: x.numpy().astype(np.float32)})[0]
-        hits += int((logits.argmax(-1) == y.numpy()).sum())
-        total += int(y.shape[0])
-    return {'top1': 100.0 * hits / max(total, 1), 'images': total}
