@@ -1,7 +1,6 @@
 """int8 ONNX (static QDQ, ``modzoo.export.quantize`` and ``export_onnx.py --int8``), its calibration images, and the
 load guard of the CPU benchmark tools (``tools/_bench_common.LoadGuard``) with a stubbed load reading."""
 import os
-import sys
 
 import numpy as np
 import onnx
@@ -11,7 +10,6 @@ from PIL import Image
 from modzoo.export import quantize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from tools import _bench_common  # noqa: E402
 from tools._bench_common import LoadGuard, load_cell, load_note, vnni_description  # noqa: E402
