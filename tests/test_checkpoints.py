@@ -1,8 +1,10 @@
-"""checkpoints/manifest and tools/get_checkpoint.py: manifest <-> pretrained_cfg consistency, download (file://),
-checksum, conversion to a safetensors file the public timm API loads, and the offline/bad-input paths."""
+"""The checkpoint manifest and ``modzoo.hub`` (``tools/get_checkpoint.py``): manifest <-> pretrained_cfg
+consistency, download (file://), checksum, conversion to a safetensors file the public timm API loads, and the
+offline/bad-input paths."""
 import hashlib
-import importlib.util
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -10,13 +12,10 @@ import timm
 import torch
 
 import modzoo
+from modzoo import hub as get_checkpoint
 from zoo_testing import random_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location('get_checkpoint', os.path.join(ROOT, 'tools', 'get_checkpoint.py'))
-get_checkpoint = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(get_checkpoint)
-
 MANIFEST = get_checkpoint.load_manifest()
 
 
@@ -124,3 +123,18 @@ def test_unknown_model(capsys):
 
 class _Config:  # stands in for the yacs config object official FocalNet checkpoints pickle
     pass
+
+
+def test_manifest_is_package_data():
+    """The manifest ships inside the package (found without a checkout), one file per family."""
+    assert get_checkpoint.MANIFEST_DIR == os.path.join(os.path.dirname(modzoo.__file__), 'data', 'manifest')
+    assert sorted(os.listdir(get_checkpoint.MANIFEST_DIR)) == [
+        'efficientmod.json', 'focalnet.json', 'gridpe_pvt.json', 'smt.json']
+
+
+def test_tool_script_is_the_package_command(tmp_path):
+    """``python tools/get_checkpoint.py`` runs ``modzoo.hub.main``: same message, same exit status."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'get_checkpoint.py'), 'zoo_focalnet_tiny_srff'],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'Did you mean: zoo_focalnet_tiny_srf' in r.stderr
+    assert not (tmp_path / 'checkpoints').exists()

@@ -6,7 +6,6 @@ checkpoint files called damaged. The tools are called in-process (``main(argv)``
 same end to end.
 """
 import csv
-import importlib.util
 import os
 import pickle
 import subprocess
@@ -18,6 +17,8 @@ import torch
 from PIL import Image
 
 import modzoo
+from modzoo import hub as get_checkpoint
+from modzoo.export import cli as export_onnx
 from modzoo.models._checkpoint import CheckpointFileError
 from modzoo.train.trainer import lock_run_folder, main as train_main
 from modzoo.train.config import ConfigError
@@ -30,17 +31,6 @@ TINY = ['--model', 'zoo_focalnet_tiny_srf', '--model-kwargs', 'embed_dim=8', 'de
 FAST = ['--img-size', '32', '--crop-pct', '1.0', '--workers', '0', '--threads', '1', '--warmup-epochs', '0',
         '--lr', '3e-3', '-b', '4', '--color-jitter', 'none', '--hflip', '0', '--progress', 'off',
         '--tensorboard', 'off']
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-get_checkpoint = _load_tool('get_checkpoint')
-export_onnx = _load_tool('export_onnx')
 
 
 def write_folder(root, classes=2, train=4, val=2, size=32):

@@ -1,7 +1,6 @@
 """int8 ONNX (static QDQ, ``modzoo.export.quantize`` and ``export_onnx.py --int8``), its calibration images, and the
 load guard of the CPU benchmark tools (``modzoo.bench.common.LoadGuard``) with a stubbed load reading."""
 import os
-import sys
 
 import numpy as np
 import onnx
@@ -11,18 +10,14 @@ from PIL import Image
 from modzoo.export import quantize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from modzoo.bench import common as _bench_common  # noqa: E402
 from modzoo.bench.common import LoadGuard, load_cell, load_note, vnni_description  # noqa: E402
 
 
 def _export_tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('export_onnx_tool', os.path.join(ROOT, 'tools', 'export_onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from modzoo.export import cli
+    return cli
 
 
 # ----------------------------------------------------------------------------------------------------------------

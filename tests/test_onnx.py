@@ -31,7 +31,6 @@ from zoo_testing import LARGE_PARAMS, build_on_meta, fast_init, num_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, 'tools', 'export_onnx.py')
-sys.path.insert(0, os.path.join(ROOT, 'tools'))
 
 MODELS = modzoo.list_models()
 SIZE = (64, 64)
@@ -301,7 +300,7 @@ def test_segmentation_export_mmseg_upernet(tmp_path):
 
 
 def _run_tool(args, capsys):
-    import export_onnx
+    from modzoo.export import cli as export_onnx
     code = export_onnx.main(args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err

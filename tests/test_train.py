@@ -285,7 +285,7 @@ def test_initial_checkpoint_replaces_only_a_mismatched_head():
 def test_onnx_check_and_ort_accuracy(folder, tmp_path):
     """The main job's parity check exports through modzoo.export, compares ORT at batch 1 and 3, and measures top-1."""
     from modzoo.train.data import build_loader, build_transforms, resolve_model_data_config
-    from modzoo.train.onnx_check import export_and_check, onnx_accuracy
+    from modzoo.main_job import export_and_check, onnx_accuracy
     model = modzoo.create_model('zoo_focalnet_tiny_srf', embed_dim=8, depths=(1, 1, 1, 1), num_classes=3).eval()
     r = export_and_check(model, str(tmp_path / 'm.onnx'), (32, 32))
     assert r['backend'] == 'modzoo.export' and r['passed'] and sorted({run[1] for run in r['runs']}) == [1, 3]

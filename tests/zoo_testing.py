@@ -20,10 +20,10 @@ LARGE_PARAMS = 120e6
 
 def reported_and_manifest(family: str) -> Tuple[dict, dict]:
     """A family's paper-reported numbers (``modzoo/data/reported/<family>.json``, by model name) and checkpoint
-    manifest (``checkpoints/manifest/<family>.json``, by ``model.tag``)."""
+    manifest (``modzoo/data/manifest/<family>.json``, by ``model.tag``)."""
     from modzoo.utils.reported import load_reported_files
     reported = load_reported_files()[family]['models']
-    with open(os.path.join(REPO, 'checkpoints', 'manifest', family + '.json')) as f:
+    with open(os.path.join(REPO, 'modzoo', 'data', 'manifest', family + '.json')) as f:
         manifest = json.load(f)['checkpoints']
     return reported, manifest
 

@@ -9,12 +9,9 @@
 
 Every option: ``python tools/train.py --help``. The logic lives in ``modzoo/train/``.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from modzoo.train.trainer import main  # noqa: E402
+from modzoo.train.trainer import main
 
 if __name__ == '__main__':
     sys.exit(main())

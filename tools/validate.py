@@ -8,12 +8,9 @@
 
 The logic lives in ``modzoo/train/validate.py``.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from modzoo.train.validate import main  # noqa: E402
+from modzoo.train.validate import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -11,7 +11,7 @@ _base_ = [
 model = dict(
     backbone=dict(
         model_name='zoo_efficientmod_s',
-        # the official weights are in a Google Drive folder (see checkpoints/manifest/efficientmod.json); after a manual
+        # the official weights are in a Google Drive folder (see modzoo/data/manifest/efficientmod.json); after a manual
         # download, `python tools/get_checkpoint.py zoo_efficientmod_s --file <file>` writes this verified copy
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/zoo_efficientmod_s.dist_in1k.safetensors')),
     neck=dict(in_channels=[32, 64, 144, 312]))

@@ -8,10 +8,10 @@ random and photographic inputs at several batches/sizes and compares with PyTorc
 
 Exporter: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) is the default. Measured on this
 project's models (BENCHMARKS.md, "ONNX export") it exports every model, matches PyTorch to ~1e-6 with dynamic
-batch *and* size, and is 8-10x faster than the dynamo exporter (5 s vs 50 s for FocalNet-T), which keeps the
-every-model CI check affordable. Where a graph cannot follow the input size it fails loudly at export time, while
-the dynamo exporter silently bakes in adaptive-pooling kernels (ecosystem notes, PVT v2 b2-li). ``exporter='dynamo'``
-is available for users who need torch.export semantics.
+batch *and* size, and is much faster than the dynamo exporter, which keeps the every-model CI check affordable.
+Where a graph cannot follow the input size it fails loudly at export time, while the dynamo exporter silently bakes
+in adaptive-pooling kernels (PVT v2 b2-li). ``exporter='dynamo'`` is available for users who need torch.export
+semantics.
 """
 import contextlib
 import fnmatch

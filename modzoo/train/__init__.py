@@ -3,7 +3,7 @@
 Modules: ``config`` (options and recipe YAML files), ``data`` (ImageFolder / timm datasets, transforms from the
 model's ``pretrained_cfg``, resumable sharded sampling), ``loss`` (criterion and soft distillation), ``checkpoint``
 (atomic writes, resume checks), ``distributed`` (torchrun / DDP), ``engine`` (train and evaluation loops),
-``trainer`` (the driver), ``validate``, ``digits`` (the main job's dataset) and ``onnx_check``.
+``trainer`` (the driver) and ``validate``.
 Nothing here is imported by ``import modzoo``.
 """
 from .checkpoint import ResumeError, atomic_save, read_training_checkpoint

@@ -1,4 +1,5 @@
-"""The main job's dataset: scikit-learn's handwritten digits written out as an ImageFolder.
+"""Small real datasets that need no download: scikit-learn's handwritten digits written out as an ImageFolder
+(the main job's data; any ImageFolder consumer can read it).
 
 ``sklearn.datasets.load_digits`` ships inside the scikit-learn wheel (UCI "Optical Recognition of Handwritten Digits":
 1,797 greyscale 8x8 images of the digits 0-9, 17 grey levels), so it needs no download. The images are upsampled

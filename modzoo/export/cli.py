@@ -1,0 +1,273 @@
+"""Export a modzoo model to ONNX and (with ``--check``) prove the graph right in ONNX Runtime.
+
+    python tools/export_onnx.py zoo_smt_small --dynamic batch --check
+    python tools/export_onnx.py zoo_focalnet_tiny_srf --checkpoint focalnet_tiny_srf.pth --dynamic batch,spatial \\
+        --deploy --simplify --check --output focalnet_t.onnx
+    python tools/export_onnx.py zoo_efficientmod_s --features --img-size 512 512 --check   # stage outputs feat0..3
+    python tools/export_onnx.py configs/focalnet/upernet_focalnet-t-srf_8xb2-160k_ade20k-512x512.py --check
+    python tools/export_onnx.py zoo_gridpe_pvt_v2_b2 --head macmd --num-classes 9 --check      # PVT v2 b2 + MACMD
+    python tools/export_onnx.py zoo_efficientmod_s --checkpoint m.pth --int8 --calib-data imagenet/val --check
+
+Classification models export one output ``logits``; ``--features`` exports the ``features_only`` backbone with every
+stage output as a named graph output (``feat0``, ``feat1``, ...; strides and channels in the model metadata).
+Segmentation: an MMSegmentation config (``.py``, needs the ``mm`` extras) or ``--head macmd`` exports the whole
+segmentor as one graph ``image -> seg_logits`` (N, classes, H, W), without training-only auxiliary heads.
+``--check`` runs ONNX Runtime (CPU execution provider) on random and photographic inputs at batches 1 and 3 (dynamic
+batch) and at the export size plus two more (dynamic size), compares with PyTorch and prints the max abs difference
+(fp32 tolerance 1e-4). Nothing is written unless the export and every check succeed; weights over ~1.8 GB go to
+``<output>.data`` beside the graph. ``--int8`` also writes a static int8 graph (QDQ, per-channel weights,
+calibrated on ``--calib-data``) and, with ``--check``, its top-1 agreement and logit error against fp32 on held-out
+images (and both accuracies when the folder's classes are the model's).
+Exit status: 0 success, 1 export or parity failure, 2 bad input.
+"""
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+import timm
+import torch
+
+from modzoo.export import onnx as zoo_onnx
+from modzoo.export import quantize as zoo_quant
+from modzoo.export.deploy import prepare_for_deploy
+from modzoo.export.segmentation import build_macmd_for_export, build_mmseg_for_export
+from modzoo.models import CheckpointMismatchError, UnknownModelError
+from modzoo.models._registry import suggest_model_names
+from modzoo.utils.cli import (
+    OneLineArgumentParser, UsageError, check_output_file, model_kwargs_error, parse_model_kwargs,
+)
+
+__all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_BAD_INPUT', 'build_parser', 'main']
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(
+        description='Export a modzoo model to ONNX (and check it in ONNX Runtime).',
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 1)[1])
+    parser.add_argument('model', help='registered model name, e.g. zoo_focalnet_tiny_srf (modzoo.list_models()), or '
+                                      'an MMSegmentation config file (.py) to export the whole segmentor')
+    parser.add_argument('--head', choices=('macmd',), default=None,
+                        help='export MODEL as the encoder of a segmenter with this decoder (plain PyTorch MACMD)')
+    parser.add_argument('--output', '-o', help='ONNX file to write (default: <model>[-features][-deploy][-fp16].onnx)')
+    parser.add_argument('--checkpoint', help='weights to load (any container; official or modzoo layout)')
+    parser.add_argument('--trust-pickle', action='store_true',
+                        help='allow a full unpickle of the checkpoint (only for files you trust)')
+    parser.add_argument('--num-classes', type=int, default=None,
+                        help='classifier size (default: the checkpoint\'s, else the registered one)')
+    parser.add_argument('--img-size', type=int, nargs=2, metavar=('H', 'W'), default=None,
+                        help='export size (default: the model\'s pretrained input size)')
+    parser.add_argument('--batch', type=int, default=1, help='example batch (the fixed batch with --dynamic none)')
+    parser.add_argument('--dynamic', choices=zoo_onnx.DYNAMIC_MODES, default='batch', metavar='MODE',
+                        help='symbolic input dimensions: none, batch (default) or batch,spatial')
+    parser.add_argument('--opset', type=int, default=None,
+                        help='ONNX opset (default: 17 with torchscript, 18 with dynamo)')
+    parser.add_argument('--exporter', choices=zoo_onnx.EXPORTERS, default=zoo_onnx.DEFAULT_EXPORTER,
+                        help=f'torch.onnx exporter (default: {zoo_onnx.DEFAULT_EXPORTER}; see README)')
+    parser.add_argument('--features', action='store_true', help='export the features_only backbone (all stages)')
+    parser.add_argument('--deploy', action='store_true',
+                        help='fold BatchNorm into convolutions and apply re-parameterisation hooks first')
+    parser.add_argument('--fp16', action='store_true', help='float16 weights/activations (fp32 inputs/outputs)')
+    parser.add_argument('--simplify', action='store_true', help='simplify the graph with onnxslim')
+    parser.add_argument('--external-data', choices=('auto', 'yes', 'no'), default='auto',
+                        help='weights in <output>.data (auto: only above ~1.8 GB)')
+    parser.add_argument('--check', action='store_true', help='compare ONNX Runtime with PyTorch and print the figure')
+    parser.add_argument('--model-kwargs', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='extra model constructor arguments, e.g. depths=(2,2,2,2)')
+    parser.add_argument('--verbose', '-v', action='store_true', help='show exporter warnings and progress')
+    int8 = parser.add_argument_group('int8', 'static int8 quantization (QDQ) of a classifier, beside the fp32 graph')
+    int8.add_argument('--int8', action='store_true',
+                      help='also write an int8 graph (<output>-int8.onnx); with --check, its agreement with fp32')
+    int8.add_argument('--int8-output', help='int8 ONNX file (default: <output without .onnx>-int8.onnx)')
+    int8.add_argument('--calib-data', metavar='DIR|digits',
+                      help='calibration images: an ImageFolder (<dir>/<class>/<image>; its val/ split if it has one) '
+                           f'or "{zoo_quant.DIGITS}" (scikit-learn\'s embedded handwritten digits, no download)')
+    int8.add_argument('--calib-images', type=int, default=128, help='images that set the activation ranges')
+    int8.add_argument('--check-images', type=int, default=256,
+                      help='held-out images (never used for calibration) for the int8 vs fp32 check')
+    int8.add_argument('--calib-method', choices=('minmax', 'entropy', 'percentile'), default='minmax',
+                      help='activation range estimate (default minmax)')
+    int8.add_argument('--int8-reduce-range', action='store_true',
+                      help='7-bit weights: for CPUs without VNNI, where uint8 x int8 products can saturate')
+    return parser
+
+
+def _fail(code: int, message: str) -> int:
+    print(f'error: {message}', file=sys.stderr)
+    return code
+
+
+def _feature_metadata(model) -> Optional[List[Dict[str, Any]]]:
+    info = getattr(model, 'feature_info', None)
+    if info is None or not hasattr(info, 'channels'):
+        return None
+    return [dict(name=f'feat{i}', num_chs=c, reduction=r)
+            for i, (c, r) in enumerate(zip(info.channels(), info.reduction()))]
+
+
+def _build(args, model_kwargs):
+    """(model, output names, metadata) for a classifier, a features_only backbone or a segmentor."""
+    if args.model.endswith('.py') or args.head:
+        if args.features:
+            raise ValueError('--features does not apply to a segmentation export')
+        if args.model.endswith('.py'):
+            if not os.path.isfile(args.model):
+                raise FileNotFoundError(f'no config file at {args.model}')
+            model = build_mmseg_for_export(args.model, checkpoint=args.checkpoint, trusted=args.trust_pickle)
+            name = os.path.splitext(os.path.basename(args.model))[0]
+        else:
+            if not timm.models.is_model(args.model):
+                close = suggest_model_names(args.model)
+                raise UnknownModelError(f'Unknown encoder {args.model!r}.'
+                                        + (f' Did you mean: {", ".join(close)}?' if close else ''))
+            model = build_macmd_for_export(
+                args.model, num_classes=args.num_classes or 9, checkpoint=args.checkpoint, trusted=args.trust_pickle,
+                encoder_kwargs=model_kwargs)
+            name = f'{args.model}+macmd'
+        return model, ['seg_logits'], dict(modzoo_model=name, modzoo_task='semantic segmentation')
+    model = zoo_onnx.build_export_model(
+        args.model, checkpoint=args.checkpoint, features=args.features, num_classes=args.num_classes,
+        trust_pickle=args.trust_pickle, model_kwargs=model_kwargs)
+    if args.features:
+        feats = _feature_metadata(model)
+        return model, [f['name'] for f in feats], dict(modzoo_model=args.model, modzoo_features=feats)
+    return model, ['logits'], dict(modzoo_model=args.model, modzoo_num_classes=getattr(model, 'num_classes', None))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    with torch.no_grad():  # scoped: the tool is also called in-process (tests, main job) and must not leak grad mode
+        return _main(argv)
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format='%(message)s')
+    try:
+        model_kwargs = parse_model_kwargs(args.model_kwargs)
+    except UsageError as e:
+        return _fail(EXIT_BAD_INPUT, str(e))
+    for flag, value in (('--batch', args.batch), ('--num-classes', args.num_classes), ('--opset', args.opset)):
+        if value is not None and value < 1:
+            return _fail(EXIT_BAD_INPUT, f'{flag} {value}: must be a whole number of at least 1')
+
+    # everything that can be judged without building the model first
+    try:
+        zoo_onnx.require_optional(fp16=args.fp16, simplify=args.simplify)
+        if args.img_size is not None:
+            zoo_onnx.validate_export_args(args.img_size, args.batch, args.dynamic, args.exporter, args.opset)
+    except zoo_onnx.ExportError as e:
+        return _fail(EXIT_BAD_INPUT, str(e))
+    if 'spatial' in args.dynamic:
+        blocker = zoo_onnx.spatial_export_blocker(args.model)
+        if blocker:
+            return _fail(EXIT_BAD_INPUT, f'{args.model} cannot be exported with a dynamic height/width: {blocker}. '
+                                         f'Export with --dynamic batch at the size you deploy at.')
+    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
+        return _fail(EXIT_BAD_INPUT, f'no checkpoint file at {args.checkpoint}')
+    int8_problem = _int8_arg_problem(args)
+    if int8_problem:
+        return _fail(EXIT_BAD_INPUT, int8_problem)
+    stem = os.path.splitext(os.path.basename(args.model))[0] if args.model.endswith('.py') else args.model
+    if args.head:
+        stem += '-' + args.head
+    output = args.output or zoo_onnx.default_output_path(stem, args.features, args.fp16, args.deploy)
+    try:
+        check_output_file(output, '--output')
+    except UsageError as e:
+        return _fail(EXIT_BAD_INPUT, f'{e}; nothing was written')
+
+    try:
+        model, output_names, metadata = _build(args, model_kwargs)
+    except UnknownModelError as e:
+        return _fail(EXIT_BAD_INPUT, str(e))
+    except CheckpointMismatchError as e:
+        return _fail(EXIT_BAD_INPUT, f'{e}\nThe checkpoint does not fit {args.model}; nothing was written.')
+    except (FileNotFoundError, ImportError, RuntimeError, TypeError, ValueError) as e:
+        kwargs_error = model_kwargs_error(args.model, e) if isinstance(e, TypeError) else None
+        return _fail(EXIT_BAD_INPUT, str(kwargs_error) if kwargs_error else f'cannot build {args.model}: '
+                                                                           f'{type(e).__name__}: {e}')
+
+    reference = None
+    if args.deploy:
+        import copy
+        reference = copy.deepcopy(model)  # --check then also proves the deployment rewrites exact
+        prepare_for_deploy(model)
+
+    img_size = tuple(args.img_size) if args.img_size else tuple(zoo_onnx.model_input_config(model)['input_size'][1:])
+    calib = None
+    if args.int8:  # read the calibration images before exporting: a bad folder fails fast, nothing written
+        try:
+            calib = _int8_images(args, model, img_size)
+        except zoo_onnx.InvalidExportInput as e:
+            return _fail(EXIT_BAD_INPUT, str(e))
+    if args.checkpoint:
+        metadata['modzoo_checkpoint'] = os.path.basename(args.checkpoint)
+    external = {'auto': None, 'yes': True, 'no': False}[args.external_data]
+
+    try:
+        result = zoo_onnx.export_onnx(
+            model, output, img_size=img_size, batch=args.batch, dynamic=args.dynamic, exporter=args.exporter,
+            opset=args.opset, fp16=args.fp16, simplify=args.simplify, output_names=output_names,
+            external_data=external, metadata=metadata, check=args.check, reference=reference, verbose=args.verbose)
+    except zoo_onnx.ParityError as e:
+        return _fail(EXIT_FAILED, f'{e}\nONNX Runtime does not match PyTorch; nothing was written.')
+    except zoo_onnx.InvalidExportInput as e:
+        return _fail(EXIT_BAD_INPUT, f'{args.model}: {e}\nNothing was written.')
+    except zoo_onnx.ExportError as e:
+        return _fail(EXIT_FAILED, f'{args.model}: {e}\nNothing was written.')
+    except OSError as e:  # the output vanished or turned read-only after the check above
+        return _fail(EXIT_BAD_INPUT, f'cannot write {output}: {e.strerror or e}; pass another --output')
+
+    size_mb = sum(os.path.getsize(f) for f in result.files()) / 2 ** 20
+    print(f'exported {args.model} -> {result.path}' + (f' (+ {os.path.basename(result.data_path)})'
+                                                        if result.data_path else ''))
+    print(f'  {size_mb:.1f} MiB, {result.exporter} exporter, opset {result.opset}, {result.export_seconds:.1f} s; '
+          f'input {result.input_shape} dynamic={result.dynamic}; outputs {", ".join(result.output_names)}'
+          + ('; fp16' if args.fp16 else '') + ('; deploy' if args.deploy else '')
+          + ('; simplified' if args.simplify else ''))
+    if result.check is not None:
+        print(result.check.format())
+        print(f'parity: max abs diff {result.check.max_abs_diff:.2e} (ONNX Runtime vs PyTorch)')
+    if args.int8:
+        return _export_int8(args, result.path, calib, getattr(model, 'num_classes', None))
+    return EXIT_OK
+
+
+def _int8_arg_problem(args) -> Optional[str]:
+    if not args.int8:
+        extra = [flag for flag, value in (('--int8-output', args.int8_output), ('--calib-data', args.calib_data))
+                 if value is not None]
+        return f'{" and ".join(extra)} only apply with --int8' if extra else None
+    if args.fp16 or args.features or args.head or args.model.endswith('.py'):
+        return '--int8 quantizes an fp32 classifier export: drop --fp16 / --features / segmentation'
+    if not args.calib_data:
+        return (f'--int8 needs calibration images: --calib-data DIR (an ImageFolder of images like the deployment '
+                f'ones) or --calib-data {zoo_quant.DIGITS}')
+    if args.calib_images < 1 or args.check_images < 1:
+        return '--calib-images and --check-images must be at least 1'
+    return None
+
+
+def _int8_images(args, model, img_size):
+    cfg = zoo_onnx.model_input_config(model)
+    crop_pct = float((getattr(model, 'pretrained_cfg', None) or {}).get('crop_pct') or 1.0)
+    check = args.check_images if args.check else 0
+    return zoo_quant.calibration_split(args.calib_data, img_size, args.calib_images, check, mean=cfg['mean'],
+                                       std=cfg['std'], crop_pct=crop_pct)
+
+
+def _export_int8(args, fp32_path: str, calib, num_classes: Optional[int]) -> int:
+    calibration, held_out = calib
+    output = args.int8_output or os.path.splitext(fp32_path)[0] + '-int8.onnx'
+    try:
+        int8 = zoo_quant.quantize_onnx_int8(fp32_path, output, calibration.images, batch=max(args.batch, 1),
+                                            calibrate_method=args.calib_method, reduce_range=args.int8_reduce_range)
+    except zoo_onnx.ExportError as e:
+        return _fail(EXIT_FAILED, f'{args.model}: {e}\nThe fp32 graph {fp32_path} was written; no int8 graph.')
+    print(f'exported int8 -> {int8.path}\n  {int8.format()} ({args.calib_data}, {args.calib_method})')
+    if args.check:
+        print(zoo_quant.compare_int8(fp32_path, int8.path, held_out, num_classes=num_classes).format())
+    return EXIT_OK

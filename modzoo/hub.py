@@ -1,0 +1,286 @@
+"""Fetch a pretrained checkpoint listed in modzoo/data/manifest/, verify it, convert it to modzoo's layout.
+
+    python tools/get_checkpoint.py zoo_focalnet_tiny_srf                 # default tag, first live source
+    python tools/get_checkpoint.py zoo_focalnet_tiny_srf.ms_in1k --source 1
+    python tools/get_checkpoint.py zoo_focalnet_tiny_iso --file ~/Downloads/focalnet_tiny_iso_16.pth --trust-pickle
+    python tools/get_checkpoint.py zoo_focalnet_tiny_srf --url file:///data/focalnet_tiny_srf.pth
+
+The file is downloaded (or taken from --file), its sha256 is checked when the manifest or --sha256 gives one, it is
+converted through the family's ``checkpoint_filter_fn`` and verified against the model, and the result is written
+to ``checkpoints/<model>.<tag>.safetensors``. Load it with::
+
+    timm.create_model('<model>', pretrained=True,
+                      pretrained_cfg_overlay=dict(file='checkpoints/<model>.<tag>.safetensors'))
+
+Offline, the download fails fast with a message saying how to pass a local file instead.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import string
+import sys
+import urllib.error
+import urllib.request
+from typing import Optional, Sequence
+
+import torch
+import timm
+
+import modzoo
+from modzoo.models import read_checkpoint
+from modzoo.models._checkpoint import CheckpointMismatchError, classifier_names
+from modzoo.models._registry import family_module
+from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir
+from modzoo.utils.files import temporary_beside
+
+__all__ = ['MANIFEST_DIR', 'CheckpointToolError', 'load_manifest', 'resolve_name', 'sha256_of', 'download',
+           'fetch', 'convert', 'save_safetensors', 'run', 'build_parser', 'main']
+
+MANIFEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'manifest')
+OFFLINE_ADVICE = '; if this machine is offline, download the file elsewhere and pass it with --file PATH'
+
+
+class CheckpointToolError(RuntimeError):
+    """A failure with a message meant for the user (printed without a traceback, exit code 2)."""
+
+
+def load_manifest(manifest_dir: str = MANIFEST_DIR) -> dict:
+    entries = {}
+    for fname in sorted(os.listdir(manifest_dir)):
+        if fname.endswith('.json'):
+            with open(os.path.join(manifest_dir, fname)) as f:
+                entries.update(json.load(f)['checkpoints'])
+    return entries
+
+
+def resolve_name(name: str) -> tuple:
+    """'zoo_x' or 'zoo_x.tag' -> (architecture, tag); unknown names get suggestions."""
+    arch, _, tag = name.partition('.')
+    if arch not in modzoo.list_models():
+        modzoo.create_model(arch)  # raises UnknownModelError with close names
+    if not tag:
+        tag = timm.models.get_pretrained_cfg(arch).tag
+    return arch, tag
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, dest_dir: str, timeout: float) -> str:
+    """Stream ``url`` to a file in ``dest_dir`` (atomic: a .part file renamed when complete)."""
+    os.makedirs(dest_dir, exist_ok=True)
+    name = os.path.basename(urllib.request.url2pathname(url.split('?')[0])) or 'checkpoint.bin'
+    dest = os.path.join(dest_dir, name)
+    part = dest + '.part'
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, 'wb') as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+    except ValueError:  # urllib's answer to a string without a scheme
+        raise CheckpointToolError(f'{url} is not a URL: pass http(s)://... or file:///..., or a local file with '
+                                  f'--file PATH') from None
+    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
+        if os.path.exists(part):
+            os.remove(part)
+        reason = getattr(e, 'reason', e)
+        raise CheckpointToolError(
+            f'could not download {url}: {reason}{OFFLINE_ADVICE}') from None
+    os.replace(part, dest)
+    return dest
+
+
+def download_hf(repo_id: str, filename: str, timeout: float) -> str:
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as e:
+        raise CheckpointToolError('huggingface_hub is needed for hub sources: pip install huggingface_hub') from e
+    os.environ.setdefault('HF_HUB_ETAG_TIMEOUT', str(int(timeout)))
+    os.environ.setdefault('HF_HUB_DOWNLOAD_TIMEOUT', str(int(timeout)))
+    try:
+        return hf_hub_download(repo_id, filename)
+    except Exception as e:  # the hub client raises several connection/offline error types
+        raise CheckpointToolError(
+            f'could not fetch {filename} from the Hugging Face hub repo {repo_id}: {type(e).__name__}: '
+            f'{str(e).splitlines()[0] if str(e) else ""}{OFFLINE_ADVICE}') from None
+
+
+def fetch(entry: dict, args) -> tuple:
+    """Return (local path, source description, expected sha256 or None)."""
+    if args.file:
+        if not os.path.isfile(args.file):
+            raise CheckpointToolError(f'no file at {args.file}')
+        return args.file, f'file {args.file}', args.sha256
+    if args.url:
+        return download(args.url, args.download_dir, args.timeout), args.url, args.sha256
+    sources = entry.get('sources', [])
+    if args.source is not None:
+        if not 0 <= args.source < len(sources):
+            raise CheckpointToolError(f'--source {args.source}: this checkpoint has {len(sources)} source(s)')
+        sources = [sources[args.source]]
+    errors = []
+    for src in sources:
+        if src.get('status') == 'dead':
+            where = src.get('url') or src.get('hf_hub_id')
+            errors.append(f'{where}: marked dead in the manifest')
+            continue
+        if src['kind'] not in ('url', 'hf_hub'):
+            where = src.get('url') or src.get('hf_hub_id')
+            errors.append(f'{where}: a {src["kind"]} source cannot be downloaded automatically; fetch the file by hand')
+            continue
+        try:
+            if src['kind'] == 'hf_hub':
+                path = download_hf(src['hf_hub_id'], src.get('filename', 'model.safetensors'), args.timeout)
+                where = f'hf-hub:{src["hf_hub_id"]}'
+            else:
+                path = download(src['url'], args.download_dir, args.timeout)
+                where = src['url']
+            return path, where, args.sha256 or src.get('sha256')
+        except CheckpointToolError as e:
+            errors.append(str(e).replace(OFFLINE_ADVICE, ''))
+    raise CheckpointToolError(
+        'no source could be fetched:\n  ' + '\n  '.join(errors or ['the manifest lists no source'])
+        + '\nDownload the file yourself and pass it with --file PATH (add --trust-pickle for official .pth files '
+          'that pickle config objects).')
+
+
+def _tag_num_classes(arch: str, tag: str, entry: dict) -> int:
+    cfg = timm.models.get_pretrained_cfg(f'{arch}.{tag}')
+    return entry.get('num_classes', cfg.num_classes if cfg is not None else 1000)
+
+
+def check_fits_tag(converted: dict, model, key: str) -> None:
+    """Refuse weights that the tag's own load (``pretrained=True`` with the written file) would reject: a
+    classifier of another size, missing or extra tensors, other shapes."""
+    expected = model.state_dict()
+    for name in classifier_names(model):
+        weight = converted.get(name + '.weight')
+        want = expected.get(name + '.weight')
+        if want is not None and weight is not None and weight.shape[0] != want.shape[0]:
+            raise CheckpointToolError(
+                f'the file has a {weight.shape[0]}-class classifier ({name}) but {key} has {want.shape[0]} classes: '
+                f'pass the checkpoint of {key}, or load your file directly with '
+                f'modzoo.load_checkpoint(model, PATH) on a model built with num_classes={weight.shape[0]}')
+    missing = [k for k in expected if k not in converted]
+    unexpected = [k for k in converted if k not in expected]
+    mismatched = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in converted.items()
+                  if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(key, missing, unexpected, mismatched,
+                                      hint=f'The file is not a {key} checkpoint; nothing was written.')
+
+
+def convert(arch: str, tag: str, path: str, entry: dict, trusted: bool) -> dict:
+    state_dict = read_checkpoint(path, trusted=trusted)
+    with torch.device('meta'):  # shapes are all the filter needs; no weight initialisation
+        model = timm.create_model(arch, pretrained=False, num_classes=_tag_num_classes(arch, tag, entry))
+    try:
+        converted = family_module(arch).checkpoint_filter_fn(state_dict, model)
+    except CheckpointMismatchError:
+        raise
+    except Exception as e:  # a filter meeting keys of another layout fails in its own way
+        raise CheckpointToolError(f'{path} is not a {arch} checkpoint: converting it failed ({type(e).__name__}: '
+                                  f'{e}); pass a checkpoint of this model') from None
+    check_fits_tag(converted, model, f'{arch}.{tag}')
+    return {k: v.contiguous() for k, v in converted.items()}
+
+
+def save_safetensors(state_dict: dict, dest: str, metadata: dict) -> None:
+    """Write atomically, with the permissions of any file the user creates (not the 0600 of a temporary)."""
+    from safetensors.torch import save_file
+    os.makedirs(os.path.dirname(dest) or '.', exist_ok=True)
+    fd, tmp = temporary_beside(dest)
+    os.close(fd)
+    mode = os.stat(tmp).st_mode & 0o777
+    try:
+        save_file(state_dict, tmp, metadata={k: str(v) for k, v in metadata.items()})
+        os.chmod(tmp, mode)  # safetensors writes a fresh file of mode 0600
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def normalise_sha256(value, flag: str = '--sha256'):
+    """Lower-case hex digest, or None; refuses anything that is not 64 hex digits."""
+    if value is None:
+        return None
+    digest = str(value).strip().lower()
+    if len(digest) != 64 or any(c not in string.hexdigits for c in digest):
+        raise CheckpointToolError(f'{flag} {value!r} is not a sha256 digest (64 hexadecimal digits): copy it again')
+    return digest
+
+
+def check_args(args) -> None:
+    normalise_sha256(args.sha256)
+    if args.timeout <= 0:
+        raise CheckpointToolError(f'--timeout {args.timeout}: must be above 0 seconds')
+    if args.file and args.url:
+        raise CheckpointToolError('--file and --url both name the checkpoint: pass one of them')
+    if args.file and os.path.isdir(args.file):
+        raise CheckpointToolError(f'--file {args.file} is a folder: pass the checkpoint file itself')
+    if not os.path.isdir(args.manifest_dir):
+        raise CheckpointToolError(f'--manifest-dir {args.manifest_dir}: no such folder')
+    check_output_dir(args.out_dir, '--out-dir')
+    if not (args.file or args.url):
+        check_output_dir(args.download_dir, '--download-dir')
+
+
+def run(args) -> str:
+    check_args(args)
+    arch, tag = resolve_name(args.model)
+    manifest = load_manifest(args.manifest_dir)
+    key = f'{arch}.{tag}'
+    entry = manifest.get(key)
+    if entry is None and not (args.file or args.url):
+        known = sorted(k for k in manifest if k.startswith(arch + '.'))
+        raise CheckpointToolError(
+            f'{key} is not in the manifest. Known checkpoints of {arch}: {", ".join(known) or "none"}. '
+            f'Pass a local file with --file PATH to convert one anyway.')
+    entry = entry or {}
+    path, where, expected = fetch(entry, args)
+    expected = normalise_sha256(expected, '--sha256' if args.sha256 else f'the manifest sha256 of {key}')
+    digest = sha256_of(path)
+    if expected and digest != expected:
+        raise CheckpointToolError(f'sha256 mismatch for {where}: expected {expected}, got {digest}')
+    print(f'{where}: sha256 {digest}' + (' (verified)' if expected else ' (no published checksum)'))
+    converted = convert(arch, tag, path, entry, args.trust_pickle)
+    dest = os.path.join(args.out_dir, f'{arch}.{tag}.safetensors')
+    save_safetensors(converted, dest, dict(model=arch, tag=tag, source=where, source_sha256=digest))
+    print(f'wrote {dest} ({len(converted)} tensors)\nload it with:\n  timm.create_model({arch!r}, pretrained=True, '
+          f'pretrained_cfg_overlay=dict(file={dest!r}))')
+    return dest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('model', help='registered model name, optionally with a pretrained tag (MODEL[.tag])')
+    parser.add_argument('--source', type=int, help='index of the manifest source to use (default: first live one)')
+    parser.add_argument('--file', help='convert this local file instead of downloading')
+    parser.add_argument('--url', help='download from this URL (http(s):// or file://) instead of the manifest')
+    parser.add_argument('--sha256', help='expected sha256 of the downloaded/local file')
+    parser.add_argument('--trust-pickle', action='store_true',
+                        help='allow full unpickling of .pth files that store objects besides tensors')
+    # relative to the working directory, like every modzoo command line (the README runs them from the checkout)
+    parser.add_argument('--out-dir', default=os.path.abspath('checkpoints'))
+    parser.add_argument('--download-dir', default=os.path.abspath(os.path.join('checkpoints', 'downloads')))
+    parser.add_argument('--manifest-dir', default=MANIFEST_DIR)
+    parser.add_argument('--timeout', type=float, default=20., help='network timeout in seconds')
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (CheckpointToolError, UsageError, modzoo.CheckpointMismatchError, modzoo.models.UnknownModelError,
+            FileNotFoundError, RuntimeError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    return 0
