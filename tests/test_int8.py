@@ -7,12 +7,9 @@ import onnx
 import pytest
 from PIL import Image
 
+from modzoo.bench import common as _bench_common
+from modzoo.bench.common import LoadGuard, load_cell, load_note, vnni_description
 from modzoo.export import quantize
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from modzoo.bench import common as _bench_common  # noqa: E402
-from modzoo.bench.common import LoadGuard, load_cell, load_note, vnni_description  # noqa: E402
 
 
 def _export_tool():
