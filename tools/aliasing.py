@@ -152,7 +152,7 @@ def _read_state(path: str) -> dict:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError:
         # an mmengine checkpoint (e.g. of configs/sfm/*) also pickles its message hub: allow exactly those types
-        from modzoo.mm.runtime import mmengine_checkpoint_globals
+        from modzoo.mm.checkpoint_compat import mmengine_checkpoint_globals
         with mmengine_checkpoint_globals():
             return torch.load(path, map_location='cpu', weights_only=True)
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 
-from .runtime import fewer_boxes, use_batchnorm
+from .tiny import fewer_boxes, use_batchnorm
 
 __all__ = [
     'load_config', 'cached_package_config_index', 'scope_of', 'cheapen_model_cfg', 'build_model', 'dummy_batch',
