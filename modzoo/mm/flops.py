@@ -51,7 +51,7 @@ class ComplexityReport:
 
 
 class _InferenceForward(nn.Module):
-    """``model._forward`` (``mode='tensor'``) with fixed data samples, returning a flat tuple of tensors."""
+    """The model's ``mode='tensor'`` forward with fixed data samples, returning a flat tuple of tensors."""
 
     def __init__(self, model: nn.Module, data_samples):
         super().__init__()
@@ -59,7 +59,7 @@ class _InferenceForward(nn.Module):
         self.data_samples = data_samples
 
     def forward(self, inputs: torch.Tensor):
-        return tuple(_flatten(self.model._forward(inputs, self.data_samples)))
+        return tuple(_flatten(self.model(inputs, self.data_samples, mode='tensor')))
 
 
 def _flatten(out) -> List[torch.Tensor]:
