@@ -25,7 +25,7 @@ def one_thread_fast_parsing():
 @pytest.fixture(scope='module')
 def tiny_root(tmp_path_factory):
     """Tiny ADE20K and COCO folders in their real on-disk formats, written once per module."""
-    from make_tiny_datasets import WRITERS  # the mm test modules put tools/ on sys.path
+    from modzoo.mm.tiny import WRITERS
     root = str(tmp_path_factory.mktemp('tiny'))
     WRITERS['ade20k'](root, num_train=4, num_val=2, size=(64, 80))
     WRITERS['coco'](root, num_train=4, num_val=2, size=(96, 128))

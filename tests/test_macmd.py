@@ -141,16 +141,10 @@ def test_segmenter_pvt_v2_b2_224():
 def test_tiny_synapse_layout_loads_in_mmseg(tmp_path):
     """The tiny Synapse writer produces what mmseg's SynapseDataset (data_root data/synapse/) reads."""
     datasets = pytest.importorskip('mmseg.datasets')
-    import sys
     import numpy as np
     from PIL import Image
-    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools')
-    sys.path.insert(0, tools)
-    try:
-        import make_tiny_datasets
-    finally:
-        sys.path.remove(tools)
-    root = make_tiny_datasets.write_tiny_synapse(str(tmp_path), cases={'train': [5], 'val': [1]}, slices=2, size=64)
+    from modzoo.mm.tiny import write_tiny_synapse
+    root = write_tiny_synapse(str(tmp_path), cases={'train': [5], 'val': [1]}, slices=2, size=64)
     for split in ('train', 'val'):
         ds = datasets.SynapseDataset(
             data_root=root, data_prefix=dict(img_path=f'img_dir/{split}', seg_map_path=f'ann_dir/{split}'),

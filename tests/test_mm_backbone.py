@@ -12,11 +12,10 @@ pytest.importorskip('mmseg')
 pytest.importorskip('mmdet')
 pytestmark = pytest.mark.mm
 
-import modzoo  # noqa: E402
 from modzoo import CheckpointMismatchError  # noqa: E402
 from modzoo.models import UnknownModelError  # noqa: E402
 from modzoo.mm import ModzooBackbone  # noqa: E402
-from modzoo.mm.runtime import mmengine_checkpoint_globals  # noqa: E402
+from modzoo.mm.checkpoint_compat import mmengine_checkpoint_globals  # noqa: E402
 from zoo_testing import random_checkpoint  # noqa: E402
 from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
 

@@ -18,10 +18,11 @@ pytestmark = pytest.mark.mm
 
 import modzoo.mm  # noqa: E402,F401  (what custom_imports does; allow-lists mmengine checkpoints)
 from modzoo.mm import ModzooBackbone  # noqa: E402
-from modzoo.mm.runtime import apply_tiny  # noqa: E402
-from mm_testing import ROOT, one_thread_fast_parsing, tiny_root  # noqa: E402,F401  (fixtures)
+from modzoo.mm.tiny import apply_tiny  # noqa: E402
+import mm_testing  # noqa: E402
+from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
 
-sys.path.insert(0, os.path.join(ROOT, 'tools'))  # tiny_root's dataset writers
+tiny_root = mm_testing.tiny_root  # fixture
 
 EXAMPLES = os.path.join(ROOT, 'configs', 'own_config_examples')
 SEG = 'segformer_gridpe-pvt-v2-b0_8xb2-160k_ade20k-512x512.py'
@@ -145,9 +146,9 @@ def test_open_mmlab_location_names_the_config_key(tiny_root, tmp_path):
 def test_inherited_kwargs_hint_delete(tiny_root):
     from mmengine.config import Config
     from mmdet.registry import MODELS
-    text = (f"_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']\n"
-            f"custom_imports = dict(imports=['modzoo.mm'], allow_failed_imports=False)\n"
-            f"model = dict(backbone=dict(type='ModzooBackbone', model_name='zoo_focalnet_tiny_srf'))\n")
+    text = ("_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']\n"
+            "custom_imports = dict(imports=['modzoo.mm'], allow_failed_imports=False)\n"
+            "model = dict(backbone=dict(type='ModzooBackbone', model_name='zoo_focalnet_tiny_srf'))\n")
     cfg = Config.fromstring(text, '.py')
     with pytest.raises(TypeError, match='_delete_=True'):
         MODELS.build(cfg.model.backbone)

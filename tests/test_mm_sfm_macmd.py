@@ -5,7 +5,6 @@ step (forward + backward) is checked with all other configs in tests/test_mm_con
 """
 import copy
 import os
-import sys
 
 import pytest
 import torch
@@ -17,16 +16,12 @@ pytestmark = pytest.mark.mm
 from modzoo.layers.sfm import demodulate  # noqa: E402
 from modzoo.mm import ModzooBackbone  # noqa: E402
 from modzoo.mm.backbone import SFMFeatures  # noqa: E402
-from modzoo.mm import runtime  # noqa: E402
+from modzoo.mm import cli  # noqa: E402
 from modzoo.mm.seg import ClasswiseDiceLoss, MACMDHead  # noqa: E402
 from modzoo.mm.smoke import build_model, dummy_batch, load_config  # noqa: E402
+from modzoo.mm.tiny import WRITERS  # noqa: E402
 from zoo_testing import fast_init  # noqa: E402
 from mm_testing import ROOT, one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
-
-TOOLS = os.path.join(ROOT, 'tools')
-sys.path.insert(0, TOOLS)
-from modzoo.bench import aliasing  # noqa: E402
-from make_tiny_datasets import WRITERS  # noqa: E402
 
 SFM_CONFIGS = {  # SFM config -> its plain partner (the base it extends)
     'sfm/upernet_focalnet-t-srf_sfm_8xb2-160k_ade20k-512x512.py':
@@ -68,7 +63,8 @@ def test_sfm_backbone_identity_keys_and_features(tmp_path):
     plain = _pretrained_like(ModzooBackbone(**SMALL_FOCALNET)).eval()
     sfm = ModzooBackbone(sfm=dict(), **SMALL_FOCALNET).eval()
     # the network's keys are unchanged: a plain adapter checkpoint loads, only the (identity) resamplers are missing
-    assert set(sfm.state_dict()) - set(plain.state_dict()) == {k for k in sfm.state_dict() if k.startswith('resamplers.')}
+    added = set(sfm.state_dict()) - set(plain.state_dict())
+    assert added == {k for k in sfm.state_dict() if k.startswith('resamplers.')}
     path = tmp_path / 'plain.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in plain.state_dict().items()}}, path)
     report = sfm.load_pretrained(str(path))
@@ -279,11 +275,11 @@ def _val(runner, key: str) -> float:
 
 
 def test_sfm_config_trains_evaluates_and_feeds_the_aliasing_tool(tiny_root, tmp_path):
+    from modzoo.bench import aliasing
     config = os.path.join(ROOT, 'configs', 'sfm', 'upernet_focalnet-t-srf_sfm_8xb2-160k_ade20k-512x512.py')
-    runner = runtime.train_main('mmseg', [
+    runner = cli.train_main('mmseg', [
         config, '--work-dir', str(tmp_path), '--tiny', tiny_root, '--tiny-scale', '16',
-        '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'experiment_name=sfm_e2e'],
-        tiny_writers=WRITERS)
+        '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'experiment_name=sfm_e2e'])
     assert runner.iter == 2 and 0.0 <= _val(runner, 'mIoU') <= 100.0
     checkpoint = tmp_path / 'iter_2.pth'
     assert checkpoint.is_file()
@@ -309,14 +305,14 @@ def test_sfm_config_trains_evaluates_and_feeds_the_aliasing_tool(tiny_root, tmp_
 def test_macmd_config_trains_and_evaluates_on_synapse(tiny_root, tmp_path):
     config = os.path.join(ROOT, 'configs', 'macmd', 'macmd_pvt-v2-b2_1xb16-150e_synapse-224x224.py')
     common = ['--tiny', tiny_root, '--tiny-scale', '7']  # 224 -> 32 px slices
-    runner = runtime.train_main('mmseg', [
+    runner = cli.train_main('mmseg', [
         config, '--work-dir', str(tmp_path), *common,
-        '--cfg-options', 'train_cfg.max_epochs=1', 'experiment_name=macmd_e2e'], tiny_writers=WRITERS)
+        '--cfg-options', 'train_cfg.max_epochs=1', 'experiment_name=macmd_e2e'])
     assert runner.epoch == 1 and runner.iter == 2  # 4 training slices at batch 2
     for key in ('mIoU', 'mDice'):  # mmseg's IoUMetric with Dice, as its Synapse base sets it
         assert 0.0 <= _val(runner, key) <= 100.0
     checkpoint = tmp_path / 'epoch_1.pth'
     assert checkpoint.is_file()
-    metrics = runtime.test_main('mmseg', [config, str(checkpoint), '--work-dir', str(tmp_path / 'test'), *common,
-                                  '--cfg-options', 'experiment_name=macmd_e2e_test'], tiny_writers=WRITERS)
+    metrics = cli.test_main('mmseg', [config, str(checkpoint), '--work-dir', str(tmp_path / 'test'), *common,
+                              '--cfg-options', 'experiment_name=macmd_e2e_test'])
     assert metrics['mDice'] == pytest.approx(_val(runner, 'mDice'))

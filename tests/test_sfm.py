@@ -2,7 +2,6 @@
 import copy
 import math
 import os
-import sys
 
 import pytest
 import timm
@@ -13,8 +12,6 @@ from modzoo.layers.sfm import (
     SFM, AdaptiveResampler, AdaptiveUpsampler, SeparableWarp, SFMError, demodulate, find_stage_transitions,
     sample_separable,
 )
-
-TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools')
 
 
 def _pretrained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -261,18 +258,10 @@ def test_energy_saliency_lowers_aliasing_of_localised_texture():
     assert plain > 0.1 and resampled < 0.25 * plain
 
 
-def _import_tool(name):
-    sys.path.insert(0, TOOLS)
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(TOOLS)
-
-
 def test_aliasing_tool_runs_on_tiny_ade20k(tmp_path):
-    make_tiny_datasets = _import_tool('make_tiny_datasets')
     from modzoo.bench import aliasing
-    ade = make_tiny_datasets.write_tiny_ade20k(str(tmp_path), num_train=2, num_val=1, size=(48, 64))
+    tiny = pytest.importorskip('modzoo.mm.tiny')  # the dataset writers live with the OpenMMLab adapters
+    ade = tiny.write_tiny_ade20k(str(tmp_path), num_train=2, num_val=1, size=(48, 64))
     assert sorted(os.listdir(os.path.join(ade, 'images', 'training'))) == ['ADE_train_00000001.jpg',
                                                                            'ADE_train_00000002.jpg']
     assert os.path.isfile(os.path.join(ade, 'annotations', 'validation', 'ADE_val_00000001.png'))

@@ -7,15 +7,7 @@ The command line of mmseg's tools/test.py, plus ``--tiny``.
         [--cfg-options k=v ...] [--tiny [ROOT]]
     torchrun --nproc_per_node=8 tools/test_seg.py CONFIG CHECKPOINT --launcher pytorch
 """
-import os
-import sys
-
-_TOOLS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, _TOOLS)  # make_tiny_datasets, for --tiny
-sys.path.insert(1, os.path.dirname(_TOOLS))  # modzoo from a plain checkout as well as from an install
-
-from make_tiny_datasets import WRITERS  # noqa: E402
-from modzoo.mm.runtime import test_main  # noqa: E402
+from modzoo.mm.cli import test_seg
 
 if __name__ == '__main__':
-    test_main('mmseg', tiny_writers=WRITERS)
+    test_seg()

@@ -13,8 +13,9 @@ Layout, for modules added later:
 * ``backbone.py``: the generic backbone; ``pretrained.py``: checkpoint loading through each family's filter;
 * ``checkpoint_compat.py``: applied on import, lets ``torch.load(weights_only=True)`` (hence the stock mmseg/mmdet
   tools, Runner resume, ``init_model(cfg, ckpt)``) read mmengine training checkpoints, allowing nothing broader;
-* ``runtime.py``: what the train/test tools need (their command lines, the ``--tiny`` data overrides,
-  ``--launcher pytorch`` without CUDA);
+* ``cli.py``: the train/test command lines (``modzoo-train-seg`` ... ``modzoo-test-det``, ``tools/{train,test}_
+  {seg,det}.py``), with ``--launcher pytorch`` without CUDA;
+* ``tiny.py``: the tiny synthetic datasets (``modzoo-make-tiny-datasets``) and the ``--tiny`` config rewrite;
 * ``smoke.py``: build a config's model on the CPU and run one training step (used by the tests);
   ``flops.py``: whole-config FLOP counting (``tools/analysis/get_flops.py``);
 * task-specific modules go in subpackages, e.g. ``seg/heads.py`` (decode heads) and ``seg/segmentors.py``

@@ -22,21 +22,22 @@ Config example (MMSegmentation or MMDetection)::
         type='ModzooBackbone', model_name='zoo_focalnet_tiny_srf', focal_windows=(9, 9, 9, 9), out_norms=True,
         drop_path_rate=0.3, init_cfg=dict(type='Pretrained', checkpoint='focalnet_tiny_srf.pth')))
 """
+import functools
+import inspect
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+import sys
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
+import timm
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from timm.layers import LayerNorm2d
-from timm.models import create_model
-from timm.models._features import FeatureGetterNet
-from timm.models._manipulate import group_parameters
+from timm.models import build_model_with_cfg, group_parameters, model_entrypoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
-import modzoo  # noqa: F401  (registers the zoo_* models with timm)
-from modzoo.models._registry import family_module, model_family
+import modzoo
 from .pretrained import LoadReport, fetch_checkpoint, load_into_features_model
 from .registry import register_module
 
@@ -123,7 +124,7 @@ class ModzooBackbone(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if not model_name:
             raise ValueError('ModzooBackbone needs model_name (one of modzoo.list_models())')
-        model_family(model_name)  # clear error (with suggestions) for a name modzoo does not register
+        modzoo.model_family(model_name)  # clear error (with suggestions) for a name modzoo does not register
         self.model_name = model_name
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -131,26 +132,21 @@ class ModzooBackbone(BaseModule):
         kwargs = dict(model_kwargs)
         if drop_path_rate is not None:
             kwargs['drop_path_rate'] = drop_path_rate
-        family_out_norms = False
-        if out_norms:
+        accepted = _accepted_model_kwargs(model_name)
+        # a family with output norms of its own builds them; for the others this adapter adds LayerNorms
+        family_out_norms = bool(out_norms) and (accepted is None or 'out_norms' in accepted)
+        if family_out_norms:
             kwargs['out_norms'] = True
-            family_out_norms = True
-        try:
-            features = create_model(
-                model_name, pretrained=False, features_only=True, out_indices=tuple(out_indices), **kwargs)
-        except TypeError as e:
-            if family_out_norms and 'out_norms' in str(e):
-                # the family has no output norms of its own: this adapter adds them
-                kwargs.pop('out_norms')
-                family_out_norms = False
-                features = create_model(
-                    model_name, pretrained=False, features_only=True, out_indices=tuple(out_indices), **kwargs)
-            else:
-                raise TypeError(
-                    f'{model_name} does not accept these model kwargs {sorted(kwargs)}: {e}. If they come from the '
-                    f"base config's backbone (a stock config with only the backbone swapped), add _delete_=True to "
-                    f'model.backbone so that only the ModzooBackbone keys you set remain') from e
-        if not isinstance(features, FeatureGetterNet):
+        unknown = sorted(k for k in kwargs if accepted is not None and k not in accepted)
+        if unknown:
+            raise TypeError(
+                f'{model_name} does not accept these model kwargs {sorted(kwargs)}: no parameter named '
+                f'{", ".join(unknown)}. If they come from the base config\'s backbone (a stock config with only the '
+                f'backbone swapped), add _delete_=True to model.backbone so that only the ModzooBackbone keys you set '
+                f'remain')
+        features = modzoo.create_model(
+            model_name, pretrained=False, features_only=True, out_indices=tuple(out_indices), **kwargs)
+        if not hasattr(getattr(features, 'model', None), 'forward_intermediates'):
             raise TypeError(
                 f'{model_name} built a {type(features).__name__} for features_only; modzoo families must use '
                 f"feature_cfg=dict(feature_cls='getter') so their forward_intermediates provides the taps")
@@ -344,7 +340,7 @@ class ModzooBackbone(BaseModule):
         report = load_into_features_model(
             self.model,
             state_dict,
-            filter_fn=getattr(family_module(self.model_name), 'checkpoint_filter_fn', None),
+            filter_fn=getattr(_family_module(self.model_name), 'checkpoint_filter_fn', None),
             full_model_keys=list(full_model.state_dict()),
             full_model=full_model,
             model_name=self.model_name,
@@ -373,7 +369,7 @@ class ModzooBackbone(BaseModule):
     def _full_model(self, **overrides) -> nn.Module:
         """The unpruned model, built on the meta device (no memory, no init cost)."""
         with torch.device('meta'):
-            return create_model(self.model_name, pretrained=False, **dict(self._model_kwargs, **overrides))
+            return modzoo.create_model(self.model_name, pretrained=False, **dict(self._model_kwargs, **overrides))
 
     def _full_model_keys(self, **overrides) -> List[str]:
         """State-dict keys of the unpruned model."""
@@ -385,6 +381,34 @@ class ModzooBackbone(BaseModule):
             return []
         plain = set(self._full_model_keys(out_norms=False))
         return [k for k in self.model.state_dict() if k not in plain]
+
+
+@functools.lru_cache(maxsize=None)
+def _accepted_model_kwargs(model_name: str) -> Optional[FrozenSet[str]]:
+    """The keyword arguments ``create_model(model_name, **kwargs)`` accepts (None: any, the class takes ``**kwargs``).
+
+    Those of the model class (read from a model built on the meta device: no memory, no init cost) plus those that
+    timm's ``create_model`` and ``build_model_with_cfg`` take themselves.
+    """
+    with torch.device('meta'):
+        model_cls = type(modzoo.create_model(model_name, pretrained=False))
+    if _takes_var_keyword(model_cls):
+        return None
+    return _named_params(model_cls) | _named_params(timm.create_model) | _named_params(build_model_with_cfg)
+
+
+def _takes_var_keyword(fn) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+
+
+def _named_params(fn) -> FrozenSet[str]:
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(n for n, p in inspect.signature(fn).parameters.items() if p.kind in kinds)
+
+
+def _family_module(model_name: str):
+    """The module that registers ``model_name`` (its family's ``checkpoint_filter_fn`` lives there)."""
+    return sys.modules[model_entrypoint(model_name.split('.')[0]).__module__]
 
 
 # checkpoint locations that mmengine resolves to the weights of its own backbones (ResNet, Swin, ...)

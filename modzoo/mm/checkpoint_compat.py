@@ -29,7 +29,7 @@ _NUMERIC_DTYPE_CODES = '?bBhHiIlLqQefd'
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
     """``builtins.getattr`` as seen by the unpickler: only HistoryBuffer's statistics methods (min/max/mean/...)."""
-    from mmengine.logging.history_buffer import HistoryBuffer
+    from mmengine.logging import HistoryBuffer
     statistics = set(HistoryBuffer._statistics_methods) | {'min', 'max', 'mean', 'current'}
     if obj is HistoryBuffer and name in statistics:
         return getattr(HistoryBuffer, name)
@@ -40,7 +40,7 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 
 def mmengine_safe_globals() -> List[Any]:
     """The non-tensor globals an mmengine 0.10 checkpoint pickles (runner meta + message hub), nothing more."""
-    from mmengine.logging.history_buffer import HistoryBuffer
+    from mmengine.logging import HistoryBuffer
     safe: List[Any] = [HistoryBuffer, np.ndarray, np.dtype, (_history_buffer_getattr, 'builtins.getattr')]
     # numpy arrays and scalars unpickle through these reconstructors (numpy 1.x: np.core, 2.x: np._core)
     for module_name in ('numpy._core.multiarray', 'numpy.core.multiarray'):
@@ -63,7 +63,7 @@ _SUPPORTED = hasattr(torch.serialization, 'safe_globals') and hasattr(torch.seri
 
 
 def _allowed() -> bool:
-    from mmengine.logging.history_buffer import HistoryBuffer
+    from mmengine.logging import HistoryBuffer
     return HistoryBuffer in torch.serialization.get_safe_globals()
 
 

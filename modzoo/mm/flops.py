@@ -12,14 +12,16 @@ config's test-time proposal count. Conventions:
 
 Every op fvcore skipped is returned, so an undercount is visible rather than silent.
 """
+import argparse
+import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ['ComplexityReport', 'count_config_flops']
+__all__ = ['ComplexityReport', 'count_config_flops', 'main']
 
 
 @dataclass
@@ -49,7 +51,7 @@ class ComplexityReport:
 
 
 class _InferenceForward(nn.Module):
-    """``model._forward`` (``mode='tensor'``) with fixed data samples, returning a flat tuple of tensors."""
+    """The model's ``mode='tensor'`` forward with fixed data samples, returning a flat tuple of tensors."""
 
     def __init__(self, model: nn.Module, data_samples):
         super().__init__()
@@ -57,7 +59,7 @@ class _InferenceForward(nn.Module):
         self.data_samples = data_samples
 
     def forward(self, inputs: torch.Tensor):
-        return tuple(_flatten(self.model._forward(inputs, self.data_samples)))
+        return tuple(_flatten(self.model(inputs, self.data_samples, mode='tensor')))
 
 
 def _flatten(out) -> List[torch.Tensor]:
@@ -124,3 +126,24 @@ def count_config_flops(config, shape: Sequence[int] = (512, 2048)) -> Complexity
         backbone_params_m=backbone_params / 1e6,
         skipped_ops=dict(skipped),
     )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``tools/analysis/get_flops.py``: print the report of each config (and write them all to ``--json``)."""
+    parser = argparse.ArgumentParser(
+        description='FLOPs and parameters of a whole MMSegmentation/MMDetection config (fvcore, one FMA = one FLOP).')
+    parser.add_argument('config', nargs='+', help='config file(s)')
+    parser.add_argument('--shape', type=int, nargs='+', default=[512, 2048], help='input H W (one value: square)')
+    parser.add_argument('--json', help='also write the reports to this JSON file')
+    args = parser.parse_args(argv)
+    shape = args.shape * 2 if len(args.shape) == 1 else args.shape
+    if len(shape) != 2:
+        parser.error('--shape takes H W or a single size')
+    reports = []
+    for config in args.config:
+        report = count_config_flops(config, shape)
+        reports.append(report)
+        print(report.table(), end='\n\n')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump([r.__dict__ for r in reports], f, indent=1)

@@ -72,7 +72,7 @@ def fetch_checkpoint(
     if path.startswith('timm:'):
         return _fetch_pretrained_tag(path[len('timm:'):], trust_pickle)
     if path.startswith('hf-hub:'):
-        from timm.models._hub import load_state_dict_from_hf
+        from timm.models import load_state_dict_from_hf
         return unwrap_state_dict(load_state_dict_from_hf(path[len('hf-hub:'):]))
     parsed = urlparse(path)
     if parsed.scheme in ('http', 'https'):
@@ -109,17 +109,16 @@ def _download(url: str) -> str:
 
 def _fetch_pretrained_tag(name: str, trust_pickle: bool) -> Dict[str, torch.Tensor]:
     from timm.models import get_pretrained_cfg
-    from timm.models._builder import _resolve_pretrained_source
     cfg = get_pretrained_cfg(name, allow_unregistered=False)
     if cfg is None:
         raise ValueError(f'timm:{name}: no such model/pretrained tag is registered')
-    load_from, location = _resolve_pretrained_source(cfg.to_dict())
+    load_from, location = _pretrained_source(cfg.to_dict())
     if load_from == 'state_dict':
         return unwrap_state_dict(location)
     if load_from in ('file', 'local-dir'):
         return read_checkpoint(location, trusted=trust_pickle)
     if load_from == 'hf-hub':
-        from timm.models._hub import load_state_dict_from_hf
+        from timm.models import load_state_dict_from_hf
         repo, filename = location if isinstance(location, tuple) else (location, None)
         sd = load_state_dict_from_hf(repo, filename) if filename else load_state_dict_from_hf(repo)
         return unwrap_state_dict(sd)
@@ -128,6 +127,34 @@ def _fetch_pretrained_tag(name: str, trust_pickle: bool) -> Dict[str, torch.Tens
     raise ValueError(
         f'timm:{name} has no downloadable weights (no file, hf_hub_id or url in its pretrained cfg); '
         f'download them yourself and pass the local path as the checkpoint')
+
+
+def _pretrained_source(cfg: Mapping) -> Tuple[str, object]:
+    """Where ``timm.create_model(..., pretrained=True)`` takes a pretrained cfg's weights from, in timm's order.
+
+    The cfg's ``source`` (hf-hub, local-dir) first, then an in-memory ``state_dict``, a ``file``, the Hugging Face
+    hub (when ``huggingface_hub`` is installed) and the ``url``. Returns ``(kind, location)``; kind '' for none.
+    """
+    import importlib.util
+    has_hf_hub = importlib.util.find_spec('huggingface_hub') is not None
+    hf_hub_id = cfg.get('hf_hub_id')
+    if cfg.get('source') == 'hf-hub' and has_hf_hub:
+        load_from, location = 'hf-hub', hf_hub_id
+    elif cfg.get('source') == 'local-dir':
+        load_from, location = 'local-dir', cfg.get('file')
+    elif cfg.get('state_dict'):
+        load_from, location = 'state_dict', cfg['state_dict']
+    elif cfg.get('file'):
+        load_from, location = 'file', cfg['file']
+    elif hf_hub_id and has_hf_hub:
+        load_from, location = 'hf-hub', hf_hub_id
+    elif cfg.get('url'):
+        load_from, location = 'url', cfg['url']
+    else:
+        load_from, location = '', ''
+    if load_from == 'hf-hub' and cfg.get('hf_hub_filename'):
+        location = (location, cfg['hf_hub_filename'])
+    return load_from, location
 
 
 def load_into_features_model(

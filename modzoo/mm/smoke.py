@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 
-from .runtime import fewer_boxes, use_batchnorm
+from .tiny import fewer_boxes, use_batchnorm
 
 __all__ = [
     'load_config', 'cached_package_config_index', 'scope_of', 'cheapen_model_cfg', 'build_model', 'dummy_batch',
@@ -30,42 +30,35 @@ def load_config(path: str):
 
 @contextlib.contextmanager
 def cached_package_config_index() -> Iterator[None]:
-    """Parse ``mmseg::``/``mmdet::`` bases without re-reading the packages' ~400 metafiles for every base.
+    """Parse ``mmseg::``/``mmdet::`` bases without re-parsing the packages' ~400 metafiles for every base.
 
     mmengine 0.10 resolves each ``pkg::path`` by first looking ``path`` up in the package's model index (it loads
     ``model-index.yml`` and every metafile it lists, ~0.5 s per lookup for mmdet) and, for ``_base_`` files that are
-    in no index, falls back to the plain path. The index only depends on the installed package, so inside this
-    block it is read once per package. Results are identical; parsing a config drops from ~2 s to ~0.1 s.
+    in no index, falls back to the plain path. Inside this block mmengine's YAML handler (``mmengine.fileio``'s
+    public handler registry) parses each distinct file text once, so the index costs little after its first read;
+    the resolved configs are identical. On exit mmengine's own :class:`~mmengine.fileio.YamlHandler` is registered
+    again. What ``mmengine.fileio.load`` returns for a YAML file inside the block is shared between calls: read it,
+    do not modify it.
     """
-    import os.path as osp
-    import mmengine.config.utils as config_utils
-    from mmengine.fileio import load
+    from mmengine.fileio import YamlHandler, register_handler
 
-    original = config_utils._get_cfg_metainfo
-    indexes: Dict[str, Dict[str, Any]] = {}
+    parsed: Dict[str, Any] = {}
 
-    def index_of(package_path: str) -> Dict[str, Any]:
-        if package_path not in indexes:
-            entries: Dict[str, Any] = {}
-            meta_index = load(osp.join(package_path, '.mim', 'model-index.yml'))
-            for meta_path in meta_index['Import']:
-                for model_cfg in load(osp.join(package_path, '.mim', meta_path))['Models']:
-                    if 'Config' in model_cfg:
-                        entries.setdefault(model_cfg['Config'].partition('/')[-1], model_cfg)
-            indexes[package_path] = entries
-        return indexes[package_path]
+    class CachedYamlHandler(YamlHandler):
+        def load_from_fileobj(self, file, **kwargs):
+            if kwargs:  # a non-default loader: no caching
+                return super().load_from_fileobj(file, **kwargs)
+            text = file.read()
+            if text not in parsed:
+                parsed[text] = super().load_from_fileobj(text)
+            return parsed[text]
 
-    def cached(package_path: str, cfg_path: str) -> dict:
-        entries = index_of(package_path)
-        if cfg_path not in entries:
-            raise ValueError(f'Expected configs: {entries.keys()}, but got {cfg_path}')
-        return entries[cfg_path]
-
-    config_utils._get_cfg_metainfo = cached
+    formats = ['yaml', 'yml']
+    register_handler(formats)(CachedYamlHandler)
     try:
         yield
     finally:
-        config_utils._get_cfg_metainfo = original
+        register_handler(formats)(YamlHandler)
 
 
 def scope_of(cfg) -> str:
