@@ -54,7 +54,7 @@ def _tiny(seed: int = 0, small_taps: bool = False):
 # dispatch
 
 def test_auto_uses_reference_on_cpu(monkeypatch):
-    from modzoo.kernels import _focal_triton
+    from modzoo.kernels import focal_context_triton as _focal_triton
 
     def boom(*args, **kwargs):
         raise AssertionError('the Triton kernel must not run for CPU tensors under the auto backend')
@@ -65,6 +65,17 @@ def test_auto_uses_reference_on_cpu(monkeypatch):
         assert K.select_backend('focal_context', [ctx, gates] + kernels) == 'torch'
         out = K.focal_context(ctx, gates, kernels)
     torch.testing.assert_close(out, K.focal_context_reference(ctx, gates, kernels))
+
+
+def test_import_modzoo_defines_no_triton_kernel():
+    """The kernels' Triton modules are imported only when a kernel first runs: ``TRITON_INTERPRET`` can still be set
+    after ``import modzoo`` (timm itself may import triton; modzoo's kernels are what must wait)."""
+    code = ("import sys, modzoo, modzoo.kernels; "
+            "print([m for m in sys.modules if m.startswith('modzoo.kernels.') and 'triton' in m])")
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == '[]'
 
 
 @needs_interpreter

@@ -1,5 +1,10 @@
-"""Triton depthwise convolution with fused bias + GELU (EfficientMod's context conv), its backward, and the
-transposed depthwise conv reused by the other ops for their input gradients."""
+"""Triton kernels of :func:`modzoo.kernels.dwconv_gelu`: the depthwise convolution with fused bias + GELU
+(EfficientMod's context conv), its backward, and the transposed depthwise conv reused by the other ops for their
+input gradients.
+
+Pass plan: the forward is one launch; the backward two, ``dz`` (recomputing the conv) with the weight and bias
+partial sums, then the transposed conv of ``dz`` for ``dx`` (it needs ``dz`` on a halo, i.e. from neighbouring
+tiles)."""
 from typing import Optional, Tuple
 
 import torch
@@ -153,3 +158,13 @@ def dwconv_gelu_bwd(
     dweight = sum_weight_partials(dw_part, weight)
     dbias = db_part.sum(0).to((bias if bias is not None else weight).dtype)
     return dx, dweight, dbias
+
+
+# every tuned kernel one forward and backward call launches, in launch order
+TUNED_KERNELS = (DWCONV_FWD, DWCONV_BWD)
+
+
+def forward_backward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
+    """Every launch of one forward and backward call (the static report records them on meta tensors)."""
+    y = dwconv_gelu_fwd(x, weight, bias)
+    dwconv_gelu_bwd(torch.empty_like(y), x, weight, bias)

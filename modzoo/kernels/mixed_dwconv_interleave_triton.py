@@ -1,4 +1,5 @@
-"""Triton kernels for SMT's multi-head mixed convolution with the channel interleave.
+"""Triton kernels of :func:`modzoo.kernels.mixed_dwconv_interleave`, SMT's multi-head mixed convolution with the
+channel interleave.
 
 Head ``i`` convolves input channels ``[i * Cg, (i + 1) * Cg)`` (``Cg = C / h``) with its own ``k_i x k_i`` depthwise
 kernel and bias, and its channel ``g`` lands in output channel ``g * h + i``. A program owns one (batch, tile) and a
@@ -220,3 +221,13 @@ def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Te
             dweights.append(sum_weight_partials(dwps[i], w))
             dbiases.append(dbps[i].sum(0).to(b.dtype))
     return dx, dweights, dbiases
+
+
+# every tuned kernel one forward and backward call launches, in launch order
+TUNED_KERNELS = (MIXED_FWD, MIXED_BWD)
+
+
+def forward_backward(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> None:
+    """Every launch of one forward and backward call (the static report records them on meta tensors)."""
+    y = mixed_dwconv_fwd(x, weights, biases)
+    mixed_dwconv_bwd(torch.empty_like(y), x, weights, biases)
