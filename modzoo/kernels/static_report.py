@@ -9,8 +9,9 @@ Triton's bundled ``ptxas``, and the SASS is read back with Triton's bundled ``nv
 
 Per kernel configuration the report gives registers, local memory (spills), shared memory, and the static SASS
 instructions per output element of one tile: each instruction counted once, times the trip count of every
-constant-trip loop around it, summed over the body of the per-tile (runtime-trip) loop if the kernel has one, else
-over the whole kernel, and divided by the tile elements one thread owns. The figures are machine-independent.
+constant-trip loop around it, summed over the bodies of the per-tile (outermost runtime-trip) loops if the kernel
+has any, else over the whole kernel, and divided by the tile elements one thread owns. The figures are
+machine-independent.
 
 Needs ``TRITON_INTERPRET`` unset (an interpreted kernel cannot be compiled).
 """
@@ -310,11 +311,10 @@ def sass_figures(text: str) -> dict:
             for i in range(start, end + 1):
                 weights[i] *= trips
     runtime = [(s, e) for s, e, t in loops if t is None]
-    if runtime:  # the per-tile loop: the outermost loop with a runtime trip count
-        s, e = min(runtime, key=lambda se: (se[0], -se[1]))
-        region = range(s, e + 1)
-    else:
-        region = range(len(instrs))
+    # the per-tile work: every outermost loop with a runtime trip count (the loops over a program's tiles; a
+    # second pass over them inside a constant-trip tap loop counts times its taps), else the whole kernel
+    outer = [(s, e) for s, e in runtime if not any(a <= s and e <= b and (a, b) != (s, e) for a, b in runtime)]
+    region = sorted({i for s, e in outer for i in range(s, e + 1)}) if outer else range(len(instrs))
     return dict(instructions=len(instrs), loops=len(loops), constant_loops=sum(1 for loop in loops if loop[2]),
                 trips=[t for _, _, t in loops], per_tile=sum(weights[i] for i in region),
                 per_tile_is_loop=bool(runtime))
@@ -402,7 +402,18 @@ def weight_grad_figure(rows: List[dict], kernel: str = '_dwconv_gelu_bwd_kernel'
     return vals[len(vals) // 2] if vals else None
 
 
-def markdown(rows: List[dict], baseline: Optional[List[dict]] = None, baseline_name: str = '') -> str:
+WEIGHT_GRAD_KERNELS = ('_dwconv_gelu_bwd_kernel', '_focal_bwd_level_kernel', '_mixed_dw_bwd_kernel')
+
+
+def _weight_grad_cell(rows: List[dict], kernel: str, dtype: str) -> Optional[float]:
+    if kernel == '_mixed_dw_bwd_kernel':  # SMT heads carry K0..K3, not K: every configuration
+        return _median([r['per_element'] for r in rows if r['ok'] and r['kernel'] == kernel and r['dtype'] == dtype])
+    return weight_grad_figure(rows, kernel, dtype=dtype)
+
+
+def markdown(rows: List[dict], baselines: Sequence[Tuple[str, List[dict]]] = ()) -> str:
+    """The report as markdown; ``baselines``: ``(name, rows)`` of earlier runs, shown as "before" columns of the
+    weight-gradient table."""
     ok = [r for r in rows if r['ok']]
     failed = [r for r in rows if not r['ok']]
     lines = [
@@ -414,18 +425,20 @@ def markdown(rows: List[dict], baseline: Optional[List[dict]] = None, baseline_n
         'trip count, divided by the tile elements one thread owns (SASS from Triton\'s bundled nvdisasm).',
         '',
     ]
-    if baseline is not None:
-        lines += ['Weight-gradient kernels at k = 7, fp32, instructions per element (median over configurations):',
-                  '', f'| kernel | before ({baseline_name}) | now |', '|---|---|---|']
-        for kernel in ('_dwconv_gelu_bwd_kernel', '_focal_bwd_level_kernel', '_mixed_dw_bwd_kernel'):
-            before = weight_grad_figure(baseline, kernel)
-            now = weight_grad_figure(rows, kernel)
-            if kernel == '_mixed_dw_bwd_kernel':  # SMT heads carry K0..K3, not K
-                before = _median([r['per_element'] for r in baseline if r['ok'] and r['kernel'] == kernel
-                                  and r['dtype'] == 'float32'])
-                now = _median([r['per_element'] for r in rows if r['ok'] and r['kernel'] == kernel
-                               and r['dtype'] == 'float32'])
-            lines.append(f'| `{kernel}` | {before} | {now} |')
+    if baselines:
+        dtypes = [d for d in ('float32', 'bfloat16') if any(r['dtype'] == d for r in ok)]  # the models' dtypes
+        lines += ['Weight-gradient kernels at k = 7 (SMT: its four heads, k = 3/5/7/9), instructions per element '
+                  '(median over configurations). The per-tile count covers every pass a program makes over its tiles '
+                  '(the weight gradient is now a second pass, one kernel row of taps at a time); the older kernels '
+                  'make one pass, so their figures are counted the same way.', '',
+                  '| kernel | dtype | ' + ' | '.join(f'before ({name})' for name, _ in baselines) + ' | now |',
+                  '|---|---|' + '---|' * len(baselines) + '---|']
+        for kernel in WEIGHT_GRAD_KERNELS:
+            for dtype in dtypes:
+                cells = [_weight_grad_cell(base, kernel, dtype) for _, base in baselines]
+                cells.append(_weight_grad_cell(rows, kernel, dtype))
+                lines.append(f'| `{kernel}` | {dtype} | ' + ' | '.join('–' if c is None else f'{c}' for c in cells)
+                             + ' |')
         lines.append('')
     lines += ['| kernel | dtype | configs | registers | local bytes | shared bytes | instr / element |',
               '|---|---|---|---|---|---|---|']
@@ -454,8 +467,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--quick', action='store_true', help='one small case per op instead of every model shape')
     parser.add_argument('--only', default='', metavar='TEXT', help='only the cases whose label contains TEXT')
     parser.add_argument('--json', metavar='PATH', help='write every row (one per compiled configuration) here')
-    parser.add_argument('--baseline', metavar='PATH', help='an earlier --json output, shown as "before"')
-    parser.add_argument('--baseline-name', default='baseline', help='how the table names the baseline')
+    parser.add_argument('--baseline', metavar='PATH', action='append', default=[],
+                        help='an earlier --json output, shown as "before" (repeat for several)')
+    parser.add_argument('--baseline-name', action='append', default=[],
+                        help='how the table names each --baseline, in order (default: baseline)')
     parser.add_argument('--write-benchmarks', action='store_true', help='replace the section in BENCHMARKS.md')
     parser.add_argument('--from-json', metavar='PATH', help='render an earlier --json output instead of compiling')
     parser.add_argument('--force', action='store_true', help='overwrite an existing --json file')
@@ -480,11 +495,15 @@ def main(argv=None) -> int:
     if args.json and os.path.exists(args.json) and not args.force:
         print(f'error: {args.json} exists; pass --force to overwrite it', file=sys.stderr)
         return 2
-    baseline = None
-    if args.baseline:
-        baseline = _load_json(args.baseline, 'the baseline ')
-        if baseline is None:
+    if len(args.baseline_name) > len(args.baseline):
+        print('error: more --baseline-name than --baseline', file=sys.stderr)
+        return 2
+    baselines = []
+    for i, path in enumerate(args.baseline):
+        base = _load_json(path, 'the baseline ')
+        if base is None:
             return 2
+        baselines.append((args.baseline_name[i] if i < len(args.baseline_name) else 'baseline', base))
     if args.from_json:
         rows = _load_json(args.from_json, '')
         if rows is None:
@@ -497,7 +516,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rows, f, indent=1)
-    table = markdown(rows, baseline, args.baseline_name)
+    table = markdown(rows, baselines)
     print(table)
     if args.write_benchmarks:
         import triton
@@ -506,7 +525,8 @@ def main(argv=None) -> int:
         scope = ('one small model case per op (`--quick`: FocalNet C96 56 px k3/5/7 NCHW, EfficientMod C32 56 px '
                  'k7 NHWC, EfficientMod tile-mul C32 r6, SMT C64 56 px 4 heads NHWC), every autotune candidate'
                  if args.quick else 'every model layer shape and every autotune candidate')
-        before = (f' "Before" is `--json` output of the same tool on {args.baseline_name}.' if baseline else '')
+        before = (' "Before" is `--json` output of the same tool on ' + ' and on '.join(n for n, _ in baselines) + '.'
+                  if baselines else '')
         block = (f'{START}\n## Fused kernels: static sm_90 compile report\n\n'
                  f'`python tools/kernel_static_report.py {flags}` (Triton {triton.__version__}; no GPU needed: '
                  f'ptxas, nvdisasm and cuobjdump bundled with Triton), {scope}. Static figures: they depend on the '
