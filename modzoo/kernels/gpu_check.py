@@ -30,6 +30,7 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -730,7 +731,10 @@ def main(argv=None) -> int:
     if args.dry_run:
         if args.from_json or args.table or args.benchmarks != BENCHMARKS or args.no_write:
             return _fail('--dry-run writes only into --out; drop --from-json, --table, --benchmarks and --no-write')
-        os.environ['TRITON_INTERPRET'] = '1'  # before modzoo's Triton kernels are first imported
+        if os.environ.get('TRITON_INTERPRET') != '1':
+            # Triton reads the flag when it is first imported, and timm imports it with modzoo: run again with it set
+            env = dict(os.environ, TRITON_INTERPRET='1')
+            return subprocess.call([sys.executable, '-m', f'{__package__}.gpu_check', *argv], env=env)
     table = args.table or validated.DEFAULT_TABLE
     if args.from_json:
         try:
@@ -768,3 +772,7 @@ def main(argv=None) -> int:
         print(f"FAILED {r['op']} {r['case']} {r['dtype']}: err {r['fused_err']:.1e} (eager {r['eager_err']:.1e}), "
               f"deterministic={r['deterministic']}", file=sys.stderr)
     return 1 if bad or result['errors'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
