@@ -3,7 +3,8 @@
 Public ops, one module per op holding its PyTorch reference, ``torch.library`` custom op, autograd formula and
 dispatch (``focal_context.py``), with its Triton kernels, launchers and pass plan beside it
 (``focal_context_triton.py``); shared Triton helpers (GELU, conv tiles, tile plans, autotuning) are in
-``_triton_utils.py``:
+``_triton_utils.py``. An op module shares its op's name, so ``modzoo.kernels.focal_context`` is the op function;
+reach the module with ``from modzoo.kernels.focal_context import ...``:
 
 * :func:`focal_context` ``(ctx, gates, kernels, normalize) -> ctx_all``: FocalNet's hierarchical context;
 * :func:`dwconv_gelu` ``(x, weight, bias) -> GELU(dwconv(x) + bias)``: EfficientMod's context conv;
