@@ -1,10 +1,11 @@
-"""tools/gpu_check.py: the dry run (every step of the GPU run on tiny shapes under the interpreter), the time
-budget, the validated-table verdicts and the command line's refusals."""
+"""modzoo.kernels.gpu_check.main (tools/gpu_check.py): the dry run (every step of the GPU run on tiny shapes under
+the interpreter), the time budget, the validated-table verdicts and the command line's refusals."""
 import copy
 import hashlib
-import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,10 +13,7 @@ import torch
 import modzoo.kernels as K
 from modzoo.kernels import gpu_check, validated
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location('gpu_check_cli', os.path.join(ROOT, 'tools', 'gpu_check.py'))
-cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cli)
+cli = gpu_check  # the command line (tools/gpu_check.py is a shim calling gpu_check.main)
 
 pytestmark = [pytest.mark.triton,
               pytest.mark.skipif(not K.interpreter_enabled(), reason='the dry run needs TRITON_INTERPRET=1')]
@@ -127,3 +125,15 @@ def test_a_torch_compile_failure_costs_only_its_column(monkeypatch):
     timing_row = next(line for line in gpu_check.report_markdown(result, 'cmd').splitlines()
                       if line.startswith('| gelu_tile_mul |'))
     assert ' / – / ' in timing_row  # eager / compile (missing) / fused
+
+
+def test_command_line_dry_run_sets_the_interpreter_itself(tmp_path):
+    """``tools/gpu_check.py --dry-run`` from a shell without TRITON_INTERPRET: Triton is imported with modzoo (by
+    timm), before the flag could be set, so the check reruns itself with it (a budget of 0 skips the steps)."""
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools', 'gpu_check.py')
+    proc = subprocess.run([sys.executable, tool, '--dry-run', '--budget-s', '0', '--out', str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads((tmp_path / 'gpu_check.json').read_text())
+    assert result['dry_run'] and result['gpu_family'] == 'sm00 dry run' and result['errors'] == []

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 import modzoo.kernels as K
-from modzoo.kernels import reference as R
 
 pytestmark = pytest.mark.triton
 
@@ -124,25 +123,25 @@ def _focal_inputs(B, C, H, W, sizes, layout):
 ])
 def test_focal_context_matches_reference(B, C, H, W, sizes, normalize, layout):
     ctx, gates, kernels = _focal_inputs(B, C, H, W, sizes, layout)
-    _check_against_reference(K.focal_context, R.focal_context_reference, [ctx, gates, kernels, normalize])
+    _check_against_reference(K.focal_context, K.focal_context_reference, [ctx, gates, kernels, normalize])
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_focal_context_low_precision(dtype):
     ctx, gates, kernels = _focal_inputs(1, 4, 9, 6, [3, 5], 'nchw')
-    _check_against_reference(K.focal_context, R.focal_context_reference, [ctx, gates, kernels, True], dtype)
+    _check_against_reference(K.focal_context, K.focal_context_reference, [ctx, gates, kernels, True], dtype)
 
 
 def test_mixed_precision_activations_with_float32_params():
     """Under autocast the ops get bf16 activations and float32 weights: the kernels take both, return the
     activation dtype, and give the weights float32 gradients."""
     ctx, gates, kernels = _focal_inputs(1, 4, 6, 5, [3, 5], 'nchw')
-    _check_against_reference(K.focal_context, R.focal_context_reference, [ctx, gates, kernels, False],
+    _check_against_reference(K.focal_context, K.focal_context_reference, [ctx, gates, kernels, False],
                              torch.bfloat16, float32_params=(2,))
-    _check_against_reference(K.dwconv_gelu, R.dwconv_gelu_reference, _dwconv_inputs(1, 4, 5, 6, 3, 'permuted'),
+    _check_against_reference(K.dwconv_gelu, K.dwconv_gelu_reference, _dwconv_inputs(1, 4, 5, 6, 3, 'permuted'),
                              torch.bfloat16, float32_params=(1, 2))
     x, weights, biases = _smt_inputs(1, 4, 5, 6, [3, 1], 'tokens')
-    _check_against_reference(K.mixed_dwconv_interleave, R.mixed_dwconv_interleave_reference, [x, weights, biases],
+    _check_against_reference(K.mixed_dwconv_interleave, K.mixed_dwconv_interleave_reference, [x, weights, biases],
                              torch.bfloat16, float32_params=(1, 2))
 
 
@@ -164,7 +163,7 @@ def test_focal_context_reference_matches_the_written_out_formula():
     expected = expected + F.gelu(level.mean((2, 3), keepdim=True)) * gates[:, len(kernels):]
     for normalize in (False, True):
         want = expected / (len(kernels) + 1) if normalize else expected
-        torch.testing.assert_close(R.focal_context_reference(ctx, gates, kernels, normalize), want,
+        torch.testing.assert_close(K.focal_context_reference(ctx, gates, kernels, normalize), want,
                                    rtol=0, atol=1e-6)
 
 
@@ -188,7 +187,7 @@ def _dwconv_inputs(B, C, H, W, k, layout, bias=True):
 ])
 def test_dwconv_gelu_matches_reference(B, C, H, W, k, layout, bias):
     # without bias the argument list ends in None, which both take as "no bias"
-    _check_against_reference(K.dwconv_gelu, R.dwconv_gelu_reference, _dwconv_inputs(B, C, H, W, k, layout, bias))
+    _check_against_reference(K.dwconv_gelu, K.dwconv_gelu_reference, _dwconv_inputs(B, C, H, W, k, layout, bias))
 
 
 def test_dwconv_gelu_keeps_channels_last_view():
@@ -200,7 +199,7 @@ def test_dwconv_gelu_keeps_channels_last_view():
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_dwconv_gelu_low_precision(dtype):
-    _check_against_reference(K.dwconv_gelu, R.dwconv_gelu_reference, _dwconv_inputs(1, 4, 9, 5, 7, 'permuted'),
+    _check_against_reference(K.dwconv_gelu, K.dwconv_gelu_reference, _dwconv_inputs(1, 4, 9, 5, 7, 'permuted'),
                              dtype)
 
 
@@ -210,7 +209,7 @@ def test_dwconv_gelu_reference_is_conv_then_gelu():
     with torch.no_grad():
         conv.weight.copy_(w)
         conv.bias.copy_(b)
-    torch.testing.assert_close(R.dwconv_gelu_reference(x, w, b), torch.nn.GELU()(conv(x)))
+    torch.testing.assert_close(K.dwconv_gelu_reference(x, w, b), torch.nn.GELU()(conv(x)))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -227,19 +226,19 @@ def test_gelu_tile_mul_matches_reference(lead, C, r, apply_gelu, layout):
     if layout == 'strided':
         v = _randn(*lead, 2 * r * C)[..., ::2]
         ctx = _randn(C, *lead).transpose(0, -1)
-    _check_against_reference(K.gelu_tile_mul, R.gelu_tile_mul_reference, [v, ctx, apply_gelu])
+    _check_against_reference(K.gelu_tile_mul, K.gelu_tile_mul_reference, [v, ctx, apply_gelu])
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_gelu_tile_mul_low_precision(dtype):
-    _check_against_reference(K.gelu_tile_mul, R.gelu_tile_mul_reference,
+    _check_against_reference(K.gelu_tile_mul, K.gelu_tile_mul_reference,
                              [_randn(2, 3, 4, 12), _randn(2, 3, 4, 4), True], dtype)
 
 
 def test_gelu_tile_mul_reference_is_repeat_not_interleave():
     v, ctx = _randn(2, 3, 3, 12), _randn(2, 3, 3, 4)
     expected = F.gelu(v) * ctx.repeat(1, 1, 1, 3)
-    torch.testing.assert_close(R.gelu_tile_mul_reference(v, ctx, True), expected)
+    torch.testing.assert_close(K.gelu_tile_mul_reference(v, ctx, True), expected)
     assert not torch.allclose(expected, F.gelu(v) * ctx.repeat_interleave(3, dim=-1))
 
 
@@ -266,13 +265,13 @@ def _smt_inputs(B, C, H, W, sizes, layout):
 ])
 def test_mixed_dwconv_interleave_matches_reference(B, C, H, W, sizes, layout):
     x, weights, biases = _smt_inputs(B, C, H, W, sizes, layout)
-    _check_against_reference(K.mixed_dwconv_interleave, R.mixed_dwconv_interleave_reference, [x, weights, biases])
+    _check_against_reference(K.mixed_dwconv_interleave, K.mixed_dwconv_interleave_reference, [x, weights, biases])
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_mixed_dwconv_interleave_low_precision(dtype):
     x, weights, biases = _smt_inputs(1, 4, 6, 5, [3, 5], 'tokens')
-    _check_against_reference(K.mixed_dwconv_interleave, R.mixed_dwconv_interleave_reference, [x, weights, biases],
+    _check_against_reference(K.mixed_dwconv_interleave, K.mixed_dwconv_interleave_reference, [x, weights, biases],
                              dtype)
 
 
@@ -297,7 +296,7 @@ def test_mixed_dwconv_interleave_reference_matches_per_channel_definition():
             k = weights[i].shape[-1]
             expected[:, g * h + i] = F.conv2d(x[:, c:c + 1], weights[i][g:g + 1], biases[i][g:g + 1],
                                               padding=k // 2)[:, 0]
-    torch.testing.assert_close(R.mixed_dwconv_interleave_reference(x, weights, biases), expected)
+    torch.testing.assert_close(K.mixed_dwconv_interleave_reference(x, weights, biases), expected)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -328,46 +327,42 @@ def test_gradcheck_float64():
 # ---------------------------------------------------------------------------------------------------------------------
 # Every GPU tile configuration (each autotune candidate), run under the interpreter with the candidate pinned
 
+_TRITON_MODULES = ('dwconv_gelu_triton', 'focal_context_triton', 'mixed_dwconv_interleave_triton',
+                   'gelu_tile_mul_triton')
+
+
+def _triton_modules():
+    import importlib
+    return [importlib.import_module(f'modzoo.kernels.{name}') for name in _TRITON_MODULES]
+
+
 def _op_kernels():
-    """Per op: ``(layout, [tuned kernel names])``; each case pins candidate ``i`` (modulo each kernel's count)."""
-    return {
-        'dwconv_gelu': ['dwconv_fwd', 'dwconv_bwd'],
-        'focal_context': ['focal_fwd', 'focal_mean', 'focal_bwd_global', 'focal_bwd_level', 'dwconv_fwd'],
-        'mixed_dwconv_interleave': ['mixed_fwd', 'mixed_bwd'],
-        'gelu_tile_mul': ['tile_mul_fwd', 'tile_mul_bwd'],
-    }
+    """Per op: ``[tuned kernel names]`` of its pass plan; each case pins candidate ``i`` (modulo each kernel's
+    count)."""
+    return {name[:-len('_triton')]: [k.name for k in mod.TUNED_KERNELS]
+            for name, mod in zip(_TRITON_MODULES, _triton_modules())}
 
 
 def _tuned(name):
-    from modzoo.kernels import _dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton
-    for mod in (_dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton):
-        for obj in vars(mod).values():
-            if isinstance(obj, _TunedKernel) and obj.name == name:
+    for mod in _triton_modules():
+        for obj in mod.TUNED_KERNELS:
+            if obj.name == name:
                 return obj
     raise KeyError(name)
 
 
 def _candidate_cases():
-    from modzoo.kernels._triton_utils import (
-        CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, MIXED_BWD_CANDIDATES, WARPS_CANDIDATES,
-    )
-    from modzoo.kernels._tile_mul_triton import TILE_MUL_CANDIDATES
-    counts = {'dwconv_fwd': CONV_FWD_CANDIDATES, 'dwconv_bwd': CONV_BWD_CANDIDATES, 'focal_fwd': CONV_FWD_CANDIDATES,
-              'focal_mean': WARPS_CANDIDATES, 'focal_bwd_global': WARPS_CANDIDATES,
-              'focal_bwd_level': CONV_BWD_CANDIDATES, 'mixed_fwd': CONV_FWD_CANDIDATES,
-              'mixed_bwd': MIXED_BWD_CANDIDATES, 'tile_mul_fwd': TILE_MUL_CANDIDATES,
-              'tile_mul_bwd': TILE_MUL_CANDIDATES}
     cases = []
     for op, names in _op_kernels().items():
         layouts = ('any',) if op == 'gelu_tile_mul' else ('nchw', 'nhwc')
         for layout in layouts:
-            n = max(len(counts[k].get(layout, counts[k].get('any', []))) for k in names)
+            n = max(len(_tuned(k).candidates.get(layout, _tuned(k).candidates.get('any', []))) for k in names)
             for i in range(n):
                 cases.append(pytest.param(op, layout, i, id=f'{op}-{layout}-{i}'))
     return cases
 
 
-from modzoo.kernels._triton_utils import TunedKernel as _TunedKernel, pin_config as _pin_config  # noqa: E402
+from modzoo.kernels._triton_utils import pin_config as _pin_config  # noqa: E402
 
 
 def _pinned_meta(names, layout, index):
@@ -396,21 +391,21 @@ def _run_pinned_case(op, layout, index, dtypes=(torch.float32,), heads=2, sizes=
             k = (3, 7, 5, 3)[index % 4]
             x = _randn(1, H, W, C).permute(0, 3, 1, 2) if cl else _randn(1, C, H, W)  # a permuted NHWC view
             args = [x, _randn(C, 1, k, k, scale=1.0 / k), _randn(C)]
-            op_fn, ref_fn = K.dwconv_gelu, R.dwconv_gelu_reference
+            op_fn, ref_fn = K.dwconv_gelu, K.dwconv_gelu_reference
         elif op == 'focal_context':
             ctx, gates, kernels = _focal_inputs(1, C, H, W, sizes, 'channels_last' if cl else 'contiguous')
             args = [ctx, gates, kernels, index % 2 == 1]
-            op_fn, ref_fn = K.focal_context, R.focal_context_reference
+            op_fn, ref_fn = K.focal_context, K.focal_context_reference
         elif op == 'mixed_dwconv_interleave':
             Cg = big['BLOCK_C'] + 1
             x = _randn(1, H, W, heads * Cg).permute(0, 3, 1, 2) if cl else _randn(1, heads * Cg, H, W)
             ks = [3 + 2 * i for i in range(heads)]
             args = [x, [_randn(Cg, 1, k, k, scale=1.0 / k) for k in ks], [_randn(Cg) for _ in ks]]
-            op_fn, ref_fn = K.mixed_dwconv_interleave, R.mixed_dwconv_interleave_reference
+            op_fn, ref_fn = K.mixed_dwconv_interleave, K.mixed_dwconv_interleave_reference
         else:
             C, M, r = big['BLOCK_C'] + 1, big['BLOCK_M'] + 3, 2
             args = [_randn(M, r * C), _randn(M, C), True]
-            op_fn, ref_fn = K.gelu_tile_mul, R.gelu_tile_mul_reference
+            op_fn, ref_fn = K.gelu_tile_mul, K.gelu_tile_mul_reference
         params = {'dwconv_gelu': (1, 2), 'focal_context': (2,), 'mixed_dwconv_interleave': (1, 2)}.get(op, ())
         for dtype in dtypes:
             _check_against_reference(op_fn, ref_fn, args, dtype=dtype, float32_params=params)
@@ -441,11 +436,11 @@ def test_largest_kernels_and_four_levels(case):
     taps per program)."""
     if case == 'dwconv_k15':
         args = [_randn(1, 5, 9, 10), _randn(5, 1, 15, 15, scale=1 / 15), _randn(5)]
-        _check_against_reference(K.dwconv_gelu, R.dwconv_gelu_reference, args)
+        _check_against_reference(K.dwconv_gelu, K.dwconv_gelu_reference, args)
     else:
         sizes = (15,) if case == 'focal_k15' else (3, 5, 7, 9)
         ctx, gates, kernels = _focal_inputs(1, 5, 9, 10, sizes, 'contiguous')
-        _check_against_reference(K.focal_context, R.focal_context_reference, [ctx, gates, kernels, True])
+        _check_against_reference(K.focal_context, K.focal_context_reference, [ctx, gates, kernels, True])
 
 
 def test_pinned_candidate_is_the_one_launched(monkeypatch):
@@ -477,8 +472,7 @@ def test_pinned_candidate_is_the_one_launched(monkeypatch):
 def test_gate_gradients_are_deterministic_and_atomic_free():
     """Two backward passes give bit-identical gate gradients, and no kernel source uses atomics any more."""
     import inspect
-    from modzoo.kernels import _dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton
-    for mod in (_dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton):
+    for mod in _triton_modules():
         assert 'atomic_' not in inspect.getsource(mod), mod.__name__
     ctx, gates, kernels = _focal_inputs(1, 5, 9, 9, (3,), 'contiguous')  # 2 channel blocks, 4 tiles
     results = []
@@ -517,8 +511,8 @@ def test_launchers_run_on_the_tensors_device(monkeypatch):
     assert launcher(fake, 1) == 'ran'
     monkeypatch.undo()
     assert entered == [torch.device('cuda', 1)]
-    from modzoo.kernels import _dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton
-    launchers = [_dwconv_triton.depthwise_conv, _dwconv_triton.dwconv_gelu_bwd, _focal_triton.focal_context_fwd,
-                 _focal_triton.focal_context_bwd, _smt_triton.mixed_dwconv_fwd, _smt_triton.mixed_dwconv_bwd,
-                 _tile_mul_triton.gelu_tile_mul_fwd, _tile_mul_triton.gelu_tile_mul_bwd]
+    dwconv, focal, mixed, tile_mul = _triton_modules()
+    launchers = [dwconv.depthwise_conv, dwconv.dwconv_gelu_bwd, focal.focal_context_fwd,
+                 focal.focal_context_bwd, mixed.mixed_dwconv_fwd, mixed.mixed_dwconv_bwd,
+                 tile_mul.gelu_tile_mul_fwd, tile_mul.gelu_tile_mul_bwd]
     assert all(getattr(f, '__wrapped__', None) is not None for f in launchers)

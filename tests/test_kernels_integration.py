@@ -54,7 +54,7 @@ def _tiny(seed: int = 0, small_taps: bool = False):
 # dispatch
 
 def test_auto_uses_reference_on_cpu(monkeypatch):
-    from modzoo.kernels import _focal_triton
+    from modzoo.kernels import focal_context_triton as _focal_triton
 
     def boom(*args, **kwargs):
         raise AssertionError('the Triton kernel must not run for CPU tensors under the auto backend')
@@ -65,6 +65,17 @@ def test_auto_uses_reference_on_cpu(monkeypatch):
         assert K.select_backend('focal_context', [ctx, gates] + kernels) == 'torch'
         out = K.focal_context(ctx, gates, kernels)
     torch.testing.assert_close(out, K.focal_context_reference(ctx, gates, kernels))
+
+
+def test_import_modzoo_defines_no_triton_kernel():
+    """The kernels' Triton modules are imported only when a kernel first runs: ``TRITON_INTERPRET`` can still be set
+    after ``import modzoo`` (timm itself may import triton; modzoo's kernels are what must wait)."""
+    code = ("import sys, modzoo, modzoo.kernels; "
+            "print([m for m in sys.modules if m.startswith('modzoo.kernels.') and 'triton' in m])")
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == '[]'
 
 
 @needs_interpreter
@@ -287,6 +298,34 @@ def test_onnx_legacy_export_is_standard_and_matches_ort(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The kernels compile for a GPU (sm_90) from this CPU-only machine
+
+def test_static_report_counts_every_pass_over_the_tiles():
+    """The per-tile figure sums every outermost runtime-trip loop, a second pass over the tiles inside a constant
+    tap loop times its taps (the weight-gradient pass of the conv backwards), not just the first loop."""
+    from modzoo.kernels.static_report import sass_figures
+    sass = """
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+        .L_x_0:
+        /*0010*/                   FFMA R2, R3, R4, R2 ;
+        /*0020*/                   ISETP.GE.AND P0, PT, R5, R6, PT ;
+        /*0030*/               @!P0 BRA `(.L_x_0) ;
+        /*0040*/                   MOV R0, RZ ;
+        .L_x_1:
+        /*0050*/                   MOV R7, RZ ;
+        .L_x_2:
+        /*0060*/                   FFMA R7, R3, R4, R7 ;
+        /*0070*/                   FFMA R7, R3, R4, R7 ;
+        /*0080*/                   ISETP.GE.AND P1, PT, R8, R9, PT ;
+        /*0090*/               @!P1 BRA `(.L_x_2) ;
+        /*00a0*/                   IADD3 R0, R0, 0x1, RZ ;
+        /*00b0*/                   ISETP.GE.AND P2, PT, R0, 0x31, PT ;
+        /*00c0*/               @!P2 BRA `(.L_x_1) ;
+        /*00d0*/                   EXIT ;
+    """
+    figures = sass_figures(sass)
+    assert figures['loops'] == 3 and sorted(figures['trips'], key=str) == [49, None, None]
+    assert figures['per_tile'] == 3 + 49 * 4 and figures['per_tile_is_loop']
+
 
 def test_kernels_compile_for_sm90():
     """The interpreter is more permissive than the compiler: the static report compiles one small model case

@@ -77,7 +77,7 @@ def test_interleave_order():
 
 def test_interleave_matches_kernel_reference():
     """The kernels package implements the same op (so the lead can swap it in)."""
-    from modzoo.kernels.reference import mixed_dwconv_interleave_reference
+    from modzoo.kernels import mixed_dwconv_interleave_reference
     x = torch.randn(2, 16, 7, 9)
     weights = [torch.randn(4, 1, 3 + 2 * i, 3 + 2 * i) for i in range(4)]
     biases = [torch.randn(4) for _ in range(4)]

@@ -1,5 +1,5 @@
-"""Triton helpers shared by modzoo's kernels: exact GELU and its derivative, the depthwise-conv tile, tap
-accumulation for weight gradients, and the tile configurations.
+"""Triton helpers shared by modzoo's kernels: exact GELU and its derivative, the depthwise-conv tile, the
+weight-gradient pass of the conv backwards, and the tile configurations.
 
 Conventions of every conv-like kernel here:
 * a program works on one (batch, spatial tile) pair and a block of ``BLOCK_C`` channels; the tile is ``TH x TW``
@@ -109,30 +109,56 @@ def dw_conv_tile(src_ptr, w_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
     return acc
 
 
-@triton.jit
-def weight_grad_taps(acc, src_ptr, offs_c, mask_c, dz, oh, ow, H, W, s_c, s_h, s_w, K: tl.constexpr,
-                     KK: tl.constexpr):
-    """Add ``sum_p dz[c, p] * src[c, p + tap]`` for every tap of a KxK kernel to ``acc[c, tap]``.
+@triton.constexpr_function
+def _padded_row(k):
+    """A kernel row's taps rounded up to a power of two (the register tile's first dim)."""
+    return 1 << max(0, int(k) - 1).bit_length()
 
-    ``src_ptr`` points at the batch sample of the conv input; ``dz`` (the conv output gradient) must already be
-    zero outside the image and outside ``mask_c``. A runtime loop over the taps: each one ends in a cross-thread
-    reduction, and unrolling K*K of them only bloats the kernel (compile time, registers).
+
+@triton.jit
+def weight_grad_pass(dwp_ptr, src_ptr, g_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
+                     ss_b, ss_c, ss_h, ss_w, sg_b, sg_c, sg_h, sg_w,
+                     K: tl.constexpr, KK: tl.constexpr, BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr):
+    """Weight-gradient partials of a depthwise KxK conv over the items (batch x tile) a program visits:
+    ``dwp[pid_s, c, tap] = sum_items sum_p g[c, p] * src[c, p + tap]``, ``g`` the conv's output gradient.
+
+    One kernel row at a time: its ``K`` taps (padded to ``KP``, a power of two) accumulate element-wise in a
+    ``[KP, BLOCK_C, TH * TW]`` register tile over the items, against one load of ``g`` per item, and the tile is
+    reduced along the pixels once per row and program, straight into the row's columns: no reduction per item and
+    tap, and no select-and-add over a ``[BLOCK_C, taps]`` accumulator. ``g`` is read from memory (``.cg``: from L2,
+    where this program's own earlier stores are), so a kernel that has just written it must put a
+    ``tl.debug_barrier()`` before this pass.
     """
-    src_tile = _tile_ptrs(src_ptr, offs_c, mask_c, oh, ow, s_c, s_h, s_w)
-    cols = tl.arange(0, KK)[None, :]
-    for tap in range(K * K):
-        val = _load_tap(src_tile, tap, oh, ow, H, W, s_h, s_w, K)
-        # acc[:, tap] += ...: Triton has no indexed register write, so select the column
-        acc += tl.where(cols == tap, tl.sum(dz * val.to(tl.float32), axis=1)[:, None], 0.0)
-    return acc
+    KP: tl.constexpr = _padded_row(K)
+    cols = tl.arange(0, KP)
+    col_ok = cols < K
+    dj = cols - K // 2
+    chans = tl.where(mask_c, offs_c, 0)  # channels outside mask_c read channel 0 (in bounds) against a zero g
+    part = dwp_ptr + (pid_s * C + offs_c) * KK
+    for i in range(K):
+        di = i - K // 2
+        acc = tl.zeros([KP, BLOCK_C, TH * TW], dtype=tl.float32)
+        for item in range(pid_s, n_items, n_split):
+            b = (item // n_tiles).to(tl.int64)
+            oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
+            g = tl.load(g_ptr + b * sg_b + (offs_c[:, None] * sg_c + (oh * sg_h + ow * sg_w)[None, :]),
+                        mask=mask_c[:, None] & mask_p[None, :], other=0.0, cache_modifier='.cg')
+            ih = oh + di
+            iw = ow[None, :] + dj[:, None]
+            ok = ((ih >= 0) & (ih < H))[None, :] & (iw >= 0) & (iw < W) & col_ok[:, None]
+            offs = chans[None, :, None] * ss_c + (ih * ss_h)[None, None, :] + (iw * ss_w)[:, None, :]
+            val = tl.load(src_ptr + b * ss_b + offs, mask=ok[:, None, :], other=0.0)
+            acc += val.to(tl.float32) * g.to(tl.float32)[None, :, :]
+        tl.store(part[None, :] + (i * K + cols)[:, None], tl.sum(acc, axis=2),
+                 mask=col_ok[:, None] & mask_c[None, :])
 
 
 def conv_tile_config(channels_last: bool, C: int, H: int, W: int, elems: int = 1024):
     """``(BLOCK_C, TH, TW, num_warps)`` for a conv-like kernel on a (C, H, W) plane, about ``elems`` per program.
 
     Channels-last memory wants a wide channel block (its contiguous dim) and few pixels; NCHW wants rows of pixels
-    and few channels. Forward kernels use 1024 elements; the backward kernels, which keep a weight-gradient
-    accumulator in registers, 512 (SMT's, with four heads' accumulators, 256): the sm_90 compile check
+    and few channels. Forward kernels use 1024 elements; the backward kernels, whose weight-gradient pass keeps a
+    kernel row's taps of the tile in registers, 512 (SMT's, with four heads, 256): the sm_90 compile check
     (``tools/kernel_static_report.py``) shows these within the register file. The choice depends on the shape only
     through small-image / narrow-channel cases, so a model triggers few compilations.
 
@@ -202,12 +228,12 @@ CONV_FWD_CANDIDATES = {
     'nchw': _cands((8, 8, 16, 4), (4, 8, 32, 4), (4, 16, 32, 8)),
     'nhwc': _cands((64, 4, 4, 4), (32, 8, 4, 4), (32, 8, 8, 8), (16, 8, 8, 4)),
 }
-# Kernels that keep a [BLOCK_C, taps] weight-gradient accumulator: half the tile.
+# Kernels with a weight-gradient pass (a [row taps, BLOCK_C, tile] accumulator): half the tile.
 CONV_BWD_CANDIDATES = {
     'nchw': _cands((8, 4, 16, 4), (4, 8, 16, 4), (8, 8, 16, 8)),
     'nhwc': _cands((32, 4, 4, 4), (16, 4, 8, 4), (32, 4, 8, 8)),
 }
-# SMT's backward holds four heads' accumulators: a quarter of the forward tile.
+# SMT's backward runs four heads: a quarter of the forward tile.
 MIXED_BWD_CANDIDATES = {
     'nchw': _cands((4, 4, 16, 4), (2, 8, 16, 4)),
     'nhwc': _cands((16, 4, 4, 4), (8, 4, 8, 4)),
@@ -339,8 +365,8 @@ def _sm_count(device_index: int) -> int:
 def reduction_programs(device: torch.device, n_items: int, n_cblocks: int) -> int:
     """How many programs per channel block split the (batch x tile) items of a weight-gradient kernel.
 
-    Each program keeps its partial weight gradient in registers across the items it visits and writes it once;
-    the partials are summed afterwards (deterministic, no atomics). Enough programs to fill the GPU a few times.
+    Each program sums its partial weight gradient over the items it visits and writes it once; the partials are
+    summed afterwards (deterministic, no atomics). Enough programs to fill the GPU a few times.
     """
     if INTERPRETED or device.type not in ('cuda', 'meta'):
         return max(1, min(2, n_items))

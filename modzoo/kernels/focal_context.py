@@ -1,18 +1,44 @@
-"""FocalNet focal context: public op, ``torch.library`` registration and dispatch.
+"""FocalNet's focal context: reference, ``torch.library`` registration, autograd and dispatch.
 
 ``torch.ops.modzoo.focal_context`` (Triton forward, returns ``(ctx_all, mean)``) and
 ``torch.ops.modzoo.focal_context_backward`` are custom ops with fake implementations and an autograd formula, so
-``torch.compile`` traces them as single nodes (no graph break) and AOTAutograd sees the Triton backward.
+``torch.compile`` traces them as single nodes (no graph break) and AOTAutograd sees the Triton backward. The
+kernels and their pass plan are in :mod:`modzoo.kernels.focal_context_triton`, imported when a kernel first runs.
 """
 from typing import List, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from ._layout import empty_nchw
 from .dispatch import check_depthwise_weight, conv_shape_reason, in_export_or_trace, select_backend
-from .reference import focal_context_reference
 
-__all__ = ['focal_context']
+__all__ = ['focal_context', 'focal_context_reference']
+
+
+def focal_context_reference(
+        ctx: torch.Tensor,
+        gates: torch.Tensor,
+        kernels: List[torch.Tensor],
+        normalize: bool = False,
+) -> torch.Tensor:
+    """FocalNet hierarchical context: ``sum_l gate_l * ctx_l + gate_L1 * GELU(mean_HW(ctx_L))``.
+
+    ``ctx_l = GELU(dwconv_l(ctx_{l-1}))`` with ``kernels[l]`` the ``(C, 1, k, k)`` depthwise weight (no bias,
+    padding ``k // 2``). ``gates`` is ``(B, L + 1, H, W)``; gate ``l`` is broadcast over the channels. The sum is
+    divided by ``L + 1`` when ``normalize`` is set.
+    """
+    num_levels = len(kernels)
+    ctx_all = torch.zeros_like(ctx)
+    for level, weight in enumerate(kernels):
+        ctx = F.gelu(F.conv2d(ctx, weight, None, 1, weight.shape[-1] // 2, 1, ctx.shape[1]))
+        ctx_all = torch.addcmul(ctx_all, ctx, gates[:, level:level + 1])
+    ctx_global = F.gelu(ctx.mean((2, 3), keepdim=True))
+    ctx_all = torch.addcmul(ctx_all, ctx_global, gates[:, num_levels:])
+    if normalize:
+        ctx_all = ctx_all / (num_levels + 1)
+    return ctx_all
+
 
 def _check_args(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor]) -> None:
     if ctx.dim() != 4:
@@ -38,7 +64,7 @@ def _use_triton(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tens
 @torch.library.custom_op('modzoo::focal_context', mutates_args=())
 def _focal_context_op(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor], normalize: bool
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
-    from ._focal_triton import focal_context_fwd
+    from .focal_context_triton import focal_context_fwd
     return focal_context_fwd(ctx, gates, kernels, normalize)
 
 
@@ -51,7 +77,7 @@ def _(ctx, gates, kernels, normalize):
 def _focal_context_backward_op(
         grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor], mean: torch.Tensor,
         normalize: bool) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
-    from ._focal_triton import focal_context_bwd
+    from .focal_context_triton import focal_context_bwd
     return focal_context_bwd(grad, ctx, gates, kernels, mean, normalize)
 
 
@@ -90,3 +116,14 @@ def focal_context(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Te
         if _use_triton(ctx, gates, kernels):
             return torch.ops.modzoo.focal_context(ctx, gates, kernels, normalize)[0]
     return focal_context_reference(ctx, gates, kernels, normalize)
+
+
+def example_inputs(batch: int, channels: int, size: int, kernel_sizes, dtype: torch.dtype, device,
+                   channels_last: bool = False) -> Tuple[tuple, List[torch.Tensor]]:
+    """``(args, leaves)`` at a model shape: FocalNet slices ``ctx`` and the gates out of one projection's output."""
+    C, L = channels, len(kernel_sizes)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    f = torch.randn(batch, 2 * C + L + 1, size, size, device=device, dtype=dtype).contiguous(memory_format=fmt)
+    ctx, gates = f[:, C:2 * C].detach().requires_grad_(), f[:, 2 * C:].detach().requires_grad_()
+    kernels = [(torch.randn(C, 1, k, k, device=device) / k).requires_grad_() for k in kernel_sizes]
+    return (ctx, gates, kernels, False), [ctx, gates, *kernels]

@@ -1,4 +1,4 @@
-"""The prepared GPU check of the fused kernels: the logic behind ``tools/gpu_check.py``.
+"""The prepared GPU check of the fused kernels: ``tools/gpu_check.py`` and ``modzoo-gpu-check`` call :func:`main`.
 
 One run, in this order, each step under a time budget (a step that would start past its share of the budget is
 skipped and reported as skipped, never guessed):
@@ -22,9 +22,17 @@ kernels on for EfficientMod-s only: the interpreter's cost grows with every laun
 ``aot_eager`` backend instead of Inductor and plain timed calls instead of CUDA graphs; their timings mean nothing,
 and their table entries carry a GPU family no card has.
 """
+import argparse
 import datetime
+import importlib
+import json
 import math
+import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional, Tuple
@@ -32,10 +40,13 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from . import validated
+from ._markdown_blocks import BENCHMARKS, update_marked_file
 from .gpu_info import card_peak, gpu_family
 
 __all__ = ['Settings', 'Case', 'build_cases', 'run_check', 'validated_entries', 'report_markdown',
-           'E2E_MODELS', 'TOLERANCE']
+           'E2E_MODELS', 'TOLERANCE', 'main']
+
+START, END = '<!-- kernels:start -->', '<!-- kernels:end -->'
 
 OPS = validated.OPS
 DRY_RUN_FAMILY = 'sm00 dry run'
@@ -107,9 +118,9 @@ def _stage_hw(resolution: int, stage: int) -> int:
     return math.ceil(resolution / (4 * 2 ** (stage - 1)))
 
 
-def _leaf(t: torch.Tensor) -> torch.Tensor:
-    """A leaf that keeps ``t``'s strides (a channel slice stays a slice of a bigger buffer)."""
-    return t.detach().requires_grad_()
+def _example_inputs(op: str) -> Callable:
+    # the op's module, not the op function the package exports under the same name
+    return importlib.import_module(f'{__package__}.{op}').example_inputs
 
 
 def build_cases(settings: Settings, act_bytes: int) -> List[Case]:
@@ -121,11 +132,8 @@ def build_cases(settings: Settings, act_bytes: int) -> List[Case]:
             for s, C in enumerate((96, 192, 384, 768), 1):
                 C, H = max(4, C // div), _stage_hw(res, s)
 
-                def make(device, dtype, C=C, H=H, sizes=sizes, L=L):
-                    f = torch.randn(B, 2 * C + L + 1, H, H, device=device, dtype=dtype)  # the 1x1 conv's output
-                    ctx, gates = _leaf(f[:, C:2 * C]), _leaf(f[:, 2 * C:])
-                    kernels = [(torch.randn(C, 1, k, k, device=device) / k).requires_grad_() for k in sizes]
-                    return (ctx, gates, kernels, False), [ctx, gates, *kernels]
+                def make(device, dtype, C=C, H=H, sizes=sizes):
+                    return _example_inputs('focal_context')(B, C, H, sizes, dtype, device)
 
                 n, g = B * C * H * H, B * (L + 1) * H * H
                 cases.append(Case('focal_context', f'FocalNet-T {variant} s{s} {C}x{H}²', s, make,
@@ -136,10 +144,7 @@ def build_cases(settings: Settings, act_bytes: int) -> List[Case]:
             C, H = max(4, C // div), _stage_hw(res, s)
 
             def make(device, dtype, C=C, H=H):
-                x = _leaf(torch.randn(B, H, H, C, device=device, dtype=dtype).permute(0, 3, 1, 2))
-                w = (torch.randn(C, 1, 7, 7, device=device) / 7).requires_grad_()
-                b = torch.randn(C, device=device).requires_grad_()
-                return (x, w, b), [x, w, b]
+                return _example_inputs('dwconv_gelu')(B, C, H, 7, dtype, device)
 
             n = B * C * H * H
             cases.append(Case('dwconv_gelu', f'EfficientMod-s s{s} {C}x{H}² k7', s, make,
@@ -149,9 +154,7 @@ def build_cases(settings: Settings, act_bytes: int) -> List[Case]:
             C, H = max(4, C // div), _stage_hw(res, s)
             for r in (6, 1):
                 def make(device, dtype, C=C, H=H, r=r):
-                    v = torch.randn(B, H, H, r * C, device=device, dtype=dtype).requires_grad_()
-                    ctx = torch.randn(B, H, H, C, device=device, dtype=dtype).requires_grad_()
-                    return (v, ctx, r > 1), [v, ctx]
+                    return _example_inputs('gelu_tile_mul')(B, C, H, r, dtype, device)
 
                 m = B * H * H * C
                 cases.append(Case('gelu_tile_mul', f'EfficientMod-s s{s} {C}x{H}² r{r}', s, make,
@@ -161,11 +164,7 @@ def build_cases(settings: Settings, act_bytes: int) -> List[Case]:
             C, H = max(4, C // div), _stage_hw(res, s)
 
             def make(device, dtype, C=C, H=H):
-                # the model feeds a channels-last view of a (B, H, W, C) Linear output
-                x = _leaf(torch.randn(B, H, H, C, device=device, dtype=dtype).permute(0, 3, 1, 2))
-                ws = [(torch.randn(C // 4, 1, k, k, device=device) / k).requires_grad_() for k in (3, 5, 7, 9)]
-                bs = [torch.randn(C // 4, device=device).requires_grad_() for _ in range(4)]
-                return (x, ws, bs), [x, *ws, *bs]
+                return _example_inputs('mixed_dwconv_interleave')(B, C, H, (3, 5, 7, 9), dtype, device)
 
             n = B * C * H * H
             taps = (9 + 25 + 49 + 81) / 4
@@ -328,9 +327,8 @@ def kernel_calls(fn: Callable[[], None]) -> Dict[str, int]:
 
 def check_case(case: Case, dtype_name: str, device: torch.device) -> dict:
     import modzoo.kernels as K
-    from . import reference as R
     dtype = getattr(torch, dtype_name)
-    op, ref = getattr(K, case.op), getattr(R, f'{case.op}_reference')
+    op, ref = getattr(K, case.op), getattr(K, f'{case.op}_reference')
     args, leaves = case.make(device, dtype)
     amp = _amp(device, dtype)
 
@@ -378,9 +376,8 @@ def check_case(case: Case, dtype_name: str, device: torch.device) -> dict:
 
 def time_case(case: Case, dtype_name: str, device: torch.device, settings: Settings, peak, l2_bytes: int) -> dict:
     import modzoo.kernels as K
-    from . import reference as R
     dtype = getattr(torch, dtype_name)
-    op, ref = getattr(K, case.op), getattr(R, f'{case.op}_reference')
+    op, ref = getattr(K, case.op), getattr(K, f'{case.op}_reference')
     amp = _amp(device, dtype)
     traffic = case.fwd_bytes + case.bwd_bytes
     n_inputs = 1 if device.type != 'cuda' else max(1, min(16, math.ceil(3 * l2_bytes / max(1, traffic))))
@@ -434,7 +431,7 @@ def time_case(case: Case, dtype_name: str, device: torch.device, settings: Setti
             row[f'{mode}_roof_ms'] = max(mem_ms, fma_ms)
             row[f'{mode}_bound'] = 'memory' if mem_ms >= fma_ms else 'compute'
             row[f'{mode}_roofline_pct'] = 100 * row[f'{mode}_roof_ms'] / row[f'fused_{mode}_ms']
-    del inputs
+    inputs.clear()  # free the copies before emptying the cache
     if device.type == 'cuda':
         torch.cuda.empty_cache()
     return row
@@ -446,7 +443,7 @@ def copy_bandwidth_gbs(device: torch.device, settings: Settings) -> Optional[flo
         return None
     src = torch.empty(2 ** 28, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
-    ms, _ = measure_ms(device, lambda i: dst.copy_(src), 1, settings)
+    ms, _ = measure_ms(device, lambda i, src=src, dst=dst: dst.copy_(src), 1, settings)
     del src, dst
     return 2 * 2 ** 28 * 4 / ms / 1e6
 
@@ -469,7 +466,7 @@ def run_e2e(model_name: str, kernels: str, device: torch.device, settings: Setti
     loss_fn = torch.nn.CrossEntropyLoss()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
 
-    def step():
+    def step(model=model, opt=opt):
         with autocast:
             loss = loss_fn(model(x), y)
         loss.backward()
@@ -492,7 +489,7 @@ def run_e2e(model_name: str, kernels: str, device: torch.device, settings: Setti
             times.append((time.perf_counter() - start) * 1e3)
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == 'cuda' else float('nan')
     step_ms = statistics.median(times)
-    del model, opt
+    del step, model, opt
     if device.type == 'cuda':
         torch.cuda.empty_cache()
     return dict(model=model_name, kernels=kernels, batch=batch, resolution=res, step_ms=step_ms,
@@ -675,3 +672,107 @@ def report_markdown(result: dict, command: str) -> str:
         lines += ['', f"Skipped by the time budget ({s['budget_s']:.0f} s): " + '; '.join(result['skipped']) + '.']
     return '\n'.join(lines) + '\n'
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# command line (tools/gpu_check.py, modzoo-gpu-check)
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description='The prepared GPU check of modzoo\'s fused Triton kernels: one run of at '
+                                'most 8 minutes on an H100/H200.')
+    p.add_argument('--out', default=None, metavar='DIR', help='folder for gpu_check.json, kernels_section.md and '
+                   'validated_kernels.json')
+    p.add_argument('--dry-run', action='store_true', help='CPU, Triton interpreter, tiny shapes')
+    p.add_argument('--from-json', default=None, metavar='FILE', help='write BENCHMARKS.md and the table from the '
+                   'gpu_check.json of an earlier run instead of running')
+    p.add_argument('--budget-s', type=float, default=420.0,
+                   help='time budget of the steps in seconds (default 420: start-up and writing stay inside 8 min)')
+    p.add_argument('--dtype', nargs='+', default=None, choices=['bfloat16', 'float32', 'float16'],
+                   help='activation dtypes (default: bfloat16 and float32; --dry-run: bfloat16)')
+    p.add_argument('--no-compile', action='store_true', help='skip the torch.compile column')
+    p.add_argument('--no-write', action='store_true', help='write only into --out, not BENCHMARKS.md or the table')
+    p.add_argument('--benchmarks', default=BENCHMARKS, metavar='PATH', help='BENCHMARKS.md to update')
+    p.add_argument('--table', default=None, metavar='PATH', help='validated-kernel table to update (default: the '
+                   'packaged modzoo/data/validated_kernels.json)')
+    return p.parse_args(argv)
+
+
+def _fail(message: str) -> int:
+    print(f'gpu_check.py: {message}', file=sys.stderr)
+    return 2
+
+
+def write_outputs(result: dict, command: str, out_dir, benchmarks, table) -> None:
+    """The section and the table, into ``out_dir`` (with the raw results), ``benchmarks`` and ``table``."""
+    section = report_markdown(result, command)
+    families = [result['gpu_family']]
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, 'gpu_check.json'), 'w') as f:
+            json.dump(dict(result, command=command), f, indent=1)
+        with open(os.path.join(out_dir, 'kernels_section.md'), 'w') as f:
+            f.write(section)
+        out_table = os.path.join(out_dir, 'validated_kernels.json')
+        if table and os.path.exists(table) and os.path.abspath(table) != os.path.abspath(out_table):
+            shutil.copyfile(table, out_table)  # the table as it will be committed: other cards' entries kept
+        validated.write_table(out_table, families, result['entries'])
+        print(f'wrote {out_dir}/gpu_check.json, kernels_section.md, validated_kernels.json')
+    if benchmarks:
+        update_marked_file(benchmarks, START, END, f'{START}\n{section.rstrip()}\n{END}')
+        print(f'wrote {benchmarks}')
+    if table:
+        validated.write_table(table, families, result['entries'])
+        print(f'wrote {table} ({len(result["entries"])} validated entries for {result["gpu_family"]})')
+
+
+def main(argv=None) -> int:
+    """Exit status 0 when every check passed, 1 when one failed, 2 on bad arguments or no GPU."""
+    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if args.dry_run:
+        if args.from_json or args.table or args.benchmarks != BENCHMARKS or args.no_write:
+            return _fail('--dry-run writes only into --out; drop --from-json, --table, --benchmarks and --no-write')
+        if os.environ.get('TRITON_INTERPRET') != '1':
+            # Triton reads the flag when it is first imported, and timm imports it with modzoo: run again with it set
+            env = dict(os.environ, TRITON_INTERPRET='1')
+            return subprocess.call([sys.executable, '-m', f'{__package__}.gpu_check', *argv], env=env)
+    table = args.table or validated.DEFAULT_TABLE
+    if args.from_json:
+        try:
+            with open(args.from_json) as f:
+                result = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            return _fail(f'cannot read {args.from_json} ({e}); pass the gpu_check.json a GPU run wrote')
+        if result.get('dry_run'):
+            return _fail(f'{args.from_json} is from a --dry-run; its timings mean nothing, refusing to write them')
+        write_outputs(result, result.get('command', 'python tools/gpu_check.py'), None,
+                      None if args.no_write else args.benchmarks, None if args.no_write else table)
+        return 0
+
+    if not args.dry_run and not torch.cuda.is_available():
+        return _fail('needs a CUDA GPU (torch.cuda.is_available() is False); use --dry-run to check the script on '
+                     'the CPU')
+    overrides = dict(budget_s=args.budget_s, use_compile=not args.no_compile)
+    if args.dtype:
+        overrides['dtypes'] = tuple(args.dtype)
+    settings = Settings.for_dry_run(**overrides) if args.dry_run else Settings(**overrides)
+    result = run_check(settings)
+    command = 'python tools/gpu_check.py ' + ' '.join(argv)
+    if args.dry_run:
+        out_dir = args.out or tempfile.mkdtemp(prefix='gpu_check_dry_run_')
+        write_outputs(result, command.strip(), out_dir, os.path.join(out_dir, 'BENCHMARKS.md'),
+                      os.path.join(out_dir, 'validated_kernels.json'))
+    else:
+        write_outputs(result, command.strip(), args.out, None if args.no_write else args.benchmarks,
+                      None if args.no_write else table)
+    for r in result['errors']:
+        print(f"FAILED {r['step']} {' '.join(str(r[k]) for k in ('op', 'case', 'model', 'kernels', 'dtype') if k in r)}"
+              f": {r['error']}", file=sys.stderr)
+    bad = [r for r in result['correctness'] if 'error' not in r and not (r['correct'] and r['deterministic'])]
+    for r in bad:
+        print(f"FAILED {r['op']} {r['case']} {r['dtype']}: err {r['fused_err']:.1e} (eager {r['eager_err']:.1e}), "
+              f"deterministic={r['deterministic']}", file=sys.stderr)
+    return 1 if bad or result['errors'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

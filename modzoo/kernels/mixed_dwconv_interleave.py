@@ -1,14 +1,37 @@
-"""SMT multi-head mixed convolution with the channel interleave: public op, ``torch.library`` registration and
-dispatch (custom ops ``modzoo::mixed_dwconv_interleave`` and ``modzoo::mixed_dwconv_interleave_backward``)."""
+"""SMT's multi-head mixed convolution with the channel interleave: reference, ``torch.library`` registration,
+autograd and dispatch (custom ops ``modzoo::mixed_dwconv_interleave`` and ``modzoo::mixed_dwconv_interleave_backward``;
+the Triton kernels are in :mod:`modzoo.kernels.mixed_dwconv_interleave_triton`, imported when a kernel first runs).
+"""
 from typing import List, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from ._layout import empty_nchw
 from .dispatch import check_depthwise_weight, conv_shape_reason, in_export_or_trace, select_backend
-from .reference import mixed_dwconv_interleave_reference
 
-__all__ = ['mixed_dwconv_interleave']
+__all__ = ['mixed_dwconv_interleave', 'mixed_dwconv_interleave_reference']
+
+
+def mixed_dwconv_interleave_reference(
+        x: torch.Tensor,
+        weights: List[torch.Tensor],
+        biases: List[torch.Tensor],
+) -> torch.Tensor:
+    """SMT multi-head mixed convolution with the channel interleave.
+
+    Head ``i`` takes the contiguous channel chunk ``i`` of ``x`` (``C / h`` channels) through a depthwise conv with
+    ``weights[i]`` (``(C / h, 1, k_i, k_i)``, padding ``k_i // 2``) plus ``biases[i]``. Output channel ``g * h + i``
+    holds head ``i``'s channel ``g``.
+    """
+    num_heads = len(weights)
+    chunks = torch.chunk(x, num_heads, dim=1)
+    outs: List[torch.Tensor] = []
+    for i, (weight, bias) in enumerate(zip(weights, biases)):
+        outs.append(F.conv2d(chunks[i], weight, bias, 1, weight.shape[-1] // 2, 1, weight.shape[0]))
+    # stack on a new dim after the channels: (B, C / h, h, H, W) -> channel g * h + i
+    return torch.stack(outs, dim=2).flatten(1, 2)
+
 
 def _check_args(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> None:
     if x.dim() != 4:
@@ -37,7 +60,7 @@ def _use_triton(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch
 
 @torch.library.custom_op('modzoo::mixed_dwconv_interleave', mutates_args=())
 def _mixed_op(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> torch.Tensor:
-    from ._smt_triton import mixed_dwconv_fwd
+    from .mixed_dwconv_interleave_triton import mixed_dwconv_fwd
     return mixed_dwconv_fwd(x, weights, biases)
 
 
@@ -49,7 +72,7 @@ def _(x, weights, biases):
 @torch.library.custom_op('modzoo::mixed_dwconv_interleave_backward', mutates_args=())
 def _mixed_backward_op(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]
                        ) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
-    from ._smt_triton import mixed_dwconv_bwd
+    from .mixed_dwconv_interleave_triton import mixed_dwconv_bwd
     return mixed_dwconv_bwd(grad, x, weights, biases)
 
 
@@ -90,3 +113,18 @@ def mixed_dwconv_interleave(x: torch.Tensor, weights: List[torch.Tensor], biases
         if _use_triton(x, weights, biases):
             return torch.ops.modzoo.mixed_dwconv_interleave(x, weights, biases)
     return mixed_dwconv_interleave_reference(x, weights, biases)
+
+
+def example_inputs(batch: int, channels: int, size: int, kernel_sizes, dtype: torch.dtype, device,
+                   channels_last: bool = True) -> Tuple[tuple, List[torch.Tensor]]:
+    """``(args, leaves)`` at a model shape, one head per kernel size: SMT feeds a channels-last view of a
+    ``(B, H, W, C)`` Linear output."""
+    if channels_last:
+        x = torch.randn(batch, size, size, channels, device=device, dtype=dtype).permute(0, 3, 1, 2)
+    else:
+        x = torch.randn(batch, channels, size, size, device=device, dtype=dtype)
+    x = x.detach().requires_grad_()
+    Cg = channels // len(kernel_sizes)
+    ws = [(torch.randn(Cg, 1, k, k, device=device) / k).requires_grad_() for k in kernel_sizes]
+    bs = [torch.randn(Cg, device=device).requires_grad_() for _ in kernel_sizes]
+    return (x, ws, bs), [x, *ws, *bs]

@@ -20,8 +20,9 @@ mean needs all of ``c_L`` before any output pixel is final; the plan above is th
 Backward saves only ``ctx``, ``gates``, the kernels and the ``(B, C)`` mean (no level is stored between forward
 and backward): it recomputes ``c_1 .. c_{L-1}``, then walks the levels from ``L`` down to 1. The pass for level
 ``l`` recomputes ``z_l = dw_l(c_{l-1})`` on its tile, gathers ``dc_l = s * dout * g_l`` plus the transposed conv of
-``dz_{l+1}`` (or, at ``l = L``, the global-mean term), writes ``dz_l = dc_l * GELU'(z_l)``, adds its gate gradient,
-and accumulates the kernel gradient in registers. A last transposed conv of ``dz_1`` gives ``dctx``.
+``dz_{l+1}`` (or, at ``l = L``, the global-mean term), writes ``dz_l = dc_l * GELU'(z_l)``, adds its gate gradient;
+then its weight-gradient pass reads ``dz_l`` back against ``c_{l-1}``. A last transposed conv of ``dz_1`` gives
+``dctx``.
 """
 from typing import List, Tuple
 
@@ -29,11 +30,11 @@ import torch
 import triton
 import triton.language as tl
 
-from ._dwconv_triton import depthwise_conv
+from .dwconv_gelu_triton import DWCONV_FWD, depthwise_conv
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
     CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, WARPS_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_tile,
-    gelu, gelu_grad, reduction_programs, sum_weight_partials, tile_coords, weight_grad_taps,
+    gelu, gelu_grad, reduction_programs, sum_weight_partials, tile_coords, weight_grad_pass,
 )
 
 _MODE_LEVEL, _MODE_MEAN, _MODE_FINAL = 0, 1, 2
@@ -154,7 +155,6 @@ def _focal_bwd_level_kernel(
     mask_c = offs_c < C
     pid_s = tl.program_id(1)
     dg_blk = dgates_ptr + tl.program_id(0).to(tl.int64) * n_batch * num_levels * H * W
-    acc_w = tl.zeros([BLOCK_C, KK], dtype=tl.float32)
     for item in range(pid_s, n_items, n_split):
         b = (item // n_tiles).to(tl.int64)
         oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
@@ -178,8 +178,9 @@ def _focal_bwd_level_kernel(
                  dz.to(dz_ptr.dtype.element_ty), mask=mask)
         dg = tl.sum(dout * c, axis=0) * scale
         tl.store(dg_blk + (b * num_levels + level - 1) * H * W + oh * W + ow, dg, mask=mask_p)
-        acc_w = weight_grad_taps(acc_w, src_b, offs_c, mask_c, dz, oh, ow, H, W, ss_c, ss_h, ss_w, K, KK)
-    tl.store(dwp_ptr + (pid_s * C + offs_c)[:, None] * KK + tl.arange(0, KK)[None, :], acc_w, mask=mask_c[:, None])
+    tl.debug_barrier()  # this program's dz stores before the weight-gradient pass reads them
+    weight_grad_pass(dwp_ptr, src_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
+                     ss_b, ss_c, ss_h, ss_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW)
 
 
 CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])
@@ -299,3 +300,13 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
     dctx = depthwise_conv(dz_next, kernels[0], flip=True, out_dtype=ctx.dtype)
     dgates = torch.cat([dgates_levels.sum(0), dgates_global.sum(0)], dim=1)
     return dctx, dgates.to(gates.dtype), dkernels
+
+
+# every tuned kernel one forward and backward call launches, in launch order (the last dwconv is dctx's)
+TUNED_KERNELS = (FOCAL_FWD, FOCAL_MEAN, FOCAL_BWD_GLOBAL, FOCAL_BWD_LEVEL, DWCONV_FWD)
+
+
+def forward_backward(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor], normalize: bool) -> None:
+    """Every launch of one forward and backward call (the static report records them on meta tensors)."""
+    out, mean = focal_context_fwd(ctx, gates, kernels, normalize)
+    focal_context_bwd(torch.empty_like(out), ctx, gates, kernels, mean, normalize)

@@ -1,9 +1,9 @@
-"""Triton kernels for EfficientMod's modulation product ``act(v) * tile(ctx)`` (channels-last).
+"""Triton kernels of :func:`modzoo.kernels.gelu_tile_mul`, EfficientMod's ``act(v) * tile(ctx)`` (channels-last).
 
 ``v`` is ``(M, r*C)`` and ``ctx`` ``(M, C)`` after flattening the leading dims; hidden channel ``j`` is multiplied by
 ``ctx[:, j mod C]``. A program owns a ``[BLOCK_M, BLOCK_C]`` block of ``ctx``, loads it once and walks the ``r``
 repeats, so ``ctx`` is read once and the tile never exists in memory. The backward does the same walk, writing
-``dv`` and summing ``dctx`` over the repeats in registers (no atomics).
+``dv`` and summing ``dctx`` over the repeats in registers (no atomics): one launch each way.
 """
 from typing import Tuple
 
@@ -122,3 +122,13 @@ def gelu_tile_mul_bwd(grad: torch.Tensor, v: torch.Tensor, ctx: torch.Tensor, ap
         APPLY_GELU=apply_gelu, BLOCK_M=block_m, BLOCK_C=block_c, num_warps=num_warps,
     )
     return dv, dctx
+
+
+# every tuned kernel one forward and backward call launches, in launch order
+TUNED_KERNELS = (TILE_MUL_FWD, TILE_MUL_BWD)
+
+
+def forward_backward(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool) -> None:
+    """Every launch of one forward and backward call (the static report records them on meta tensors)."""
+    out = gelu_tile_mul_fwd(v, ctx, apply_gelu)
+    gelu_tile_mul_bwd(torch.empty_like(out), v, ctx, apply_gelu)

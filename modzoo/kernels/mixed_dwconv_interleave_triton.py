@@ -1,4 +1,5 @@
-"""Triton kernels for SMT's multi-head mixed convolution with the channel interleave.
+"""Triton kernels of :func:`modzoo.kernels.mixed_dwconv_interleave`, SMT's multi-head mixed convolution with the
+channel interleave.
 
 Head ``i`` convolves input channels ``[i * Cg, (i + 1) * Cg)`` (``Cg = C / h``) with its own ``k_i x k_i`` depthwise
 kernel and bias, and its channel ``g`` lands in output channel ``g * h + i``. A program owns one (batch, tile) and a
@@ -6,9 +7,9 @@ block of ``g`` and runs every head of its launch (up to four, each with a compil
 channels-last memory the interleaved stores of the heads fill the same cache lines. More than four heads take
 several launches (``head0`` is the first head of a launch).
 
-The backward is one pass: per head it reads ``dy`` (the interleaved output gradient) on a halo for
-``dx = conv_T(dy)``, and ``x`` on a halo against the ``dy`` tile for the weight gradient, summed with the bias
-gradient in registers over the items a program visits.
+The backward is one launch: per head it reads ``dy`` (the interleaved output gradient) on a halo for
+``dx = conv_T(dy)`` and sums the bias gradient over the items a program visits; then, per head, a weight-gradient
+pass over the same items reads ``x`` on a halo against the ``dy`` tile.
 """
 from typing import List, Tuple
 
@@ -19,7 +20,7 @@ import triton.language as tl
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
     CONV_FWD_CANDIDATES, MIXED_BWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_tile,
-    reduction_programs, sum_weight_partials, tile_coords, weight_grad_taps,
+    reduction_programs, sum_weight_partials, tile_coords, weight_grad_pass,
 )
 
 HEADS_PER_LAUNCH = 4
@@ -70,9 +71,10 @@ def _mixed_dw_fwd_kernel(
 
 
 @triton.jit
-def _head_bwd(acc_w, acc_b, x_b, w_ptr, dy_b, dx_b, head, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
-              sx_c, sx_h, sx_w, sd_c, sd_h, sd_w, se_c, se_h, se_w,
-              K: tl.constexpr, KK: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+def _head_bwd(acc_b, w_ptr, dy_b, dx_b, head, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
+              sd_c, sd_h, sd_w, se_c, se_h, se_w,
+              K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """The head's ``dx`` tile; returns the bias accumulator plus its ``dy`` tile."""
     mask = mask_g[:, None] & mask_p[None, :]
     # this head's output channels g * h + head, i.e. channel stride h * sd_c from offset head
     dy_head = dy_b + head * sd_c
@@ -82,17 +84,18 @@ def _head_bwd(acc_w, acc_b, x_b, w_ptr, dy_b, dx_b, head, n_heads, Cg, offs_g, m
                       K, True, BLOCK_C, BLOCK_P, UNROLL=False)
     tl.store(dx_b + (head * Cg + offs_g)[:, None] * se_c + (oh * se_h + ow * se_w)[None, :],
              dx.to(dx_b.dtype.element_ty), mask=mask)
-    acc_b += tl.sum(dy, axis=1)
-    acc_w = weight_grad_taps(acc_w, x_b + head * Cg * sx_c, offs_g, mask_g, dy, oh, ow, H, W, sx_c, sx_h, sx_w,
-                             K, KK)
-    return acc_w, acc_b
+    return acc_b + dy
 
 
 @triton.jit
-def _store_partial(dwp, dbp, acc_w, acc_b, pid_s, Cg, offs_g, mask_g, KK: tl.constexpr):
-    part = pid_s * Cg + offs_g
-    tl.store(dwp + part[:, None] * KK + tl.arange(0, KK)[None, :], acc_w, mask=mask_g[:, None])
-    tl.store(dbp + part, acc_b, mask=mask_g)
+def _head_partials(dwp, dbp, acc_b, x_ptr, dy_ptr, head, n_heads, Cg, offs_g, mask_g, pid_s, n_split, n_items,
+                   n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w,
+                   K: tl.constexpr, KK: tl.constexpr, BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr):
+    """The head's bias partial, and its weight partials from ``x`` against ``dy`` (an input: no barrier needed)."""
+    tl.store(dbp + pid_s * Cg + offs_g, tl.sum(acc_b, axis=1), mask=mask_g)
+    weight_grad_pass(dwp, x_ptr + head * Cg * sx_c, dy_ptr + head * sd_c, offs_g, mask_g, Cg, pid_s, n_split,
+                     n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, n_heads * sd_c, sd_h, sd_w,
+                     K, KK, BLOCK_C, TH, TW)
 
 
 @triton.jit
@@ -115,43 +118,45 @@ def _mixed_dw_bwd_kernel(
     offs_g = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_g = offs_g < Cg
     pid_s = tl.program_id(1)
-    # heads absent from this launch keep (unused) 1-column accumulators
-    acc_w0 = tl.zeros([BLOCK_C, KK0], dtype=tl.float32)
-    acc_w1 = tl.zeros([BLOCK_C, KK1], dtype=tl.float32)
-    acc_w2 = tl.zeros([BLOCK_C, KK2], dtype=tl.float32)
-    acc_w3 = tl.zeros([BLOCK_C, KK3], dtype=tl.float32)
-    acc_b0 = tl.zeros([BLOCK_C], dtype=tl.float32)
-    acc_b1 = tl.zeros([BLOCK_C], dtype=tl.float32)
-    acc_b2 = tl.zeros([BLOCK_C], dtype=tl.float32)
-    acc_b3 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    # bias gradients, reduced along the pixels once at the end (heads absent from this launch leave theirs unused)
+    acc_b0 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
+    acc_b1 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
+    acc_b2 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
+    acc_b3 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
     for item in range(pid_s, n_items, n_split):
         b = (item // n_tiles).to(tl.int64)
         oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
-        x_b = x_ptr + b * sx_b
         dy_b = dy_ptr + b * sd_b
         dx_b = dx_ptr + b * se_b
-        acc_w0, acc_b0 = _head_bwd(acc_w0, acc_b0, x_b, w0, dy_b, dx_b, head0, n_heads, Cg, offs_g, mask_g,
-                                   oh, ow, mask_p, H, W, sx_c, sx_h, sx_w, sd_c, sd_h, sd_w, se_c, se_h, se_w,
-                                   K0, KK0, BLOCK_C, TH * TW)
+        acc_b0 = _head_bwd(acc_b0, w0, dy_b, dx_b, head0, n_heads, Cg, offs_g, mask_g,
+                           oh, ow, mask_p, H, W, sd_c, sd_h, sd_w, se_c, se_h, se_w,
+                           K0, BLOCK_C, TH * TW)
         if NUM_HEADS > 1:
-            acc_w1, acc_b1 = _head_bwd(acc_w1, acc_b1, x_b, w1, dy_b, dx_b, head0 + 1, n_heads, Cg, offs_g, mask_g,
-                                       oh, ow, mask_p, H, W, sx_c, sx_h, sx_w, sd_c, sd_h, sd_w, se_c, se_h, se_w,
-                                       K1, KK1, BLOCK_C, TH * TW)
+            acc_b1 = _head_bwd(acc_b1, w1, dy_b, dx_b, head0 + 1, n_heads, Cg, offs_g, mask_g,
+                               oh, ow, mask_p, H, W, sd_c, sd_h, sd_w, se_c, se_h, se_w,
+                               K1, BLOCK_C, TH * TW)
         if NUM_HEADS > 2:
-            acc_w2, acc_b2 = _head_bwd(acc_w2, acc_b2, x_b, w2, dy_b, dx_b, head0 + 2, n_heads, Cg, offs_g, mask_g,
-                                       oh, ow, mask_p, H, W, sx_c, sx_h, sx_w, sd_c, sd_h, sd_w, se_c, se_h, se_w,
-                                       K2, KK2, BLOCK_C, TH * TW)
+            acc_b2 = _head_bwd(acc_b2, w2, dy_b, dx_b, head0 + 2, n_heads, Cg, offs_g, mask_g,
+                               oh, ow, mask_p, H, W, sd_c, sd_h, sd_w, se_c, se_h, se_w,
+                               K2, BLOCK_C, TH * TW)
         if NUM_HEADS > 3:
-            acc_w3, acc_b3 = _head_bwd(acc_w3, acc_b3, x_b, w3, dy_b, dx_b, head0 + 3, n_heads, Cg, offs_g, mask_g,
-                                       oh, ow, mask_p, H, W, sx_c, sx_h, sx_w, sd_c, sd_h, sd_w, se_c, se_h, se_w,
-                                       K3, KK3, BLOCK_C, TH * TW)
-    _store_partial(dwp0, dbp0, acc_w0, acc_b0, pid_s, Cg, offs_g, mask_g, KK0)
+            acc_b3 = _head_bwd(acc_b3, w3, dy_b, dx_b, head0 + 3, n_heads, Cg, offs_g, mask_g,
+                               oh, ow, mask_p, H, W, sd_c, sd_h, sd_w, se_c, se_h, se_w,
+                               K3, BLOCK_C, TH * TW)
+    _head_partials(dwp0, dbp0, acc_b0, x_ptr, dy_ptr, head0, n_heads, Cg, offs_g, mask_g, pid_s, n_split, n_items,
+                   n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, K0, KK0, BLOCK_C, TH, TW)
     if NUM_HEADS > 1:
-        _store_partial(dwp1, dbp1, acc_w1, acc_b1, pid_s, Cg, offs_g, mask_g, KK1)
+        _head_partials(dwp1, dbp1, acc_b1, x_ptr, dy_ptr, head0 + 1, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
+                       n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, K1, KK1, BLOCK_C,
+                       TH, TW)
     if NUM_HEADS > 2:
-        _store_partial(dwp2, dbp2, acc_w2, acc_b2, pid_s, Cg, offs_g, mask_g, KK2)
+        _head_partials(dwp2, dbp2, acc_b2, x_ptr, dy_ptr, head0 + 2, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
+                       n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, K2, KK2, BLOCK_C,
+                       TH, TW)
     if NUM_HEADS > 3:
-        _store_partial(dwp3, dbp3, acc_w3, acc_b3, pid_s, Cg, offs_g, mask_g, KK3)
+        _head_partials(dwp3, dbp3, acc_b3, x_ptr, dy_ptr, head0 + 3, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
+                       n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, K3, KK3, BLOCK_C,
+                       TH, TW)
 
 
 HEAD_SIZES = dict(BLOCK_C=lambda a: a['Cg'], TH=lambda a: a['H'], TW=lambda a: a['W'])
@@ -220,3 +225,13 @@ def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Te
             dweights.append(sum_weight_partials(dwps[i], w))
             dbiases.append(dbps[i].sum(0).to(b.dtype))
     return dx, dweights, dbiases
+
+
+# every tuned kernel one forward and backward call launches, in launch order
+TUNED_KERNELS = (MIXED_FWD, MIXED_BWD)
+
+
+def forward_backward(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> None:
+    """Every launch of one forward and backward call (the static report records them on meta tensors)."""
+    y = mixed_dwconv_fwd(x, weights, biases)
+    mixed_dwconv_bwd(torch.empty_like(y), x, weights, biases)

@@ -1,5 +1,10 @@
-"""Triton depthwise convolution with fused bias + GELU (EfficientMod's context conv), its backward, and the
-transposed depthwise conv reused by the other ops for their input gradients."""
+"""Triton kernels of :func:`modzoo.kernels.dwconv_gelu`: the depthwise convolution with fused bias + GELU
+(EfficientMod's context conv), its backward, and the transposed depthwise conv reused by the other ops for their
+input gradients.
+
+Pass plan: the forward is one launch; the backward two, ``dz`` (recomputing the conv) with the weight and bias
+partial sums, then the transposed conv of ``dz`` for ``dx`` (it needs ``dz`` on a halo, i.e. from neighbouring
+tiles)."""
 from typing import Optional, Tuple
 
 import torch
@@ -9,7 +14,7 @@ import triton.language as tl
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
     CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_tile, gelu, gelu_grad,
-    reduction_programs, sum_weight_partials, tile_coords, weight_grad_taps,
+    reduction_programs, sum_weight_partials, tile_coords, weight_grad_pass,
 )
 
 
@@ -52,18 +57,17 @@ def _dwconv_gelu_bwd_kernel(
         K: tl.constexpr, KK: tl.constexpr, HAS_BIAS: tl.constexpr,
         BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
 ):
-    """Per tile: recompute ``z = conv(x) + b``, write ``dz = dy * GELU'(z)``, and accumulate the weight and bias
-    gradients of the channel block over the items (batch x tile) this program visits. Roofline: 3 tensors of
-    bytes (x, dy, dz) against 2 k^2 FMAs per element (conv recompute + weight gradient): FMA-bound from k = 5 in
-    bf16 on H100/H200; the weight-gradient tap loop dominates its instruction count."""
+    """Per tile: recompute ``z = conv(x) + b``, write ``dz = dy * GELU'(z)`` and accumulate the bias gradient of
+    the channel block over the items (batch x tile) this program visits; then the weight-gradient pass over the
+    same items reads ``dz`` back against ``x``. Roofline: 3 tensors of bytes (x, dy, dz) against 2 k^2 FMAs per
+    element (conv recompute + weight gradient): FMA-bound from k = 5 in bf16 on H100/H200."""
     n_tw = tl.cdiv(W, TW)
     n_tiles = tl.cdiv(H, TH) * n_tw
     n_items = n_batch * n_tiles
     offs_c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
     pid_s = tl.program_id(1)
-    acc_w = tl.zeros([BLOCK_C, KK], dtype=tl.float32)
-    acc_b = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc_b = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)  # reduced along the pixels once, at the end
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
     for item in range(pid_s, n_items, n_split):
@@ -80,11 +84,11 @@ def _dwconv_gelu_bwd_kernel(
         dz = tl.where(mask, dy * gelu_grad(z), 0.0)
         tl.store(dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :],
                  dz.to(dz_ptr.dtype.element_ty), mask=mask)
-        acc_b += tl.sum(dz, axis=1)
-        acc_w = weight_grad_taps(acc_w, x_b, offs_c, mask_c, dz, oh, ow, H, W, sx_c, sx_h, sx_w, K, KK)
-    part = pid_s * C + offs_c
-    tl.store(dwp_ptr + part[:, None] * KK + tl.arange(0, KK)[None, :], acc_w, mask=mask_c[:, None])
-    tl.store(dbp_ptr + part, acc_b, mask=mask_c)
+        acc_b += dz
+    tl.store(dbp_ptr + pid_s * C + offs_c, tl.sum(acc_b, axis=1), mask=mask_c)
+    tl.debug_barrier()  # this program's dz stores before the weight-gradient pass reads them
+    weight_grad_pass(dwp_ptr, x_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
+                     sx_b, sx_c, sx_h, sx_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW)
 
 
 CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])
@@ -153,3 +157,13 @@ def dwconv_gelu_bwd(
     dweight = sum_weight_partials(dw_part, weight)
     dbias = db_part.sum(0).to((bias if bias is not None else weight).dtype)
     return dx, dweight, dbias
+
+
+# every tuned kernel one forward and backward call launches, in launch order
+TUNED_KERNELS = (DWCONV_FWD, DWCONV_BWD)
+
+
+def forward_backward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
+    """Every launch of one forward and backward call (the static report records them on meta tensors)."""
+    y = dwconv_gelu_fwd(x, weight, bias)
+    dwconv_gelu_bwd(torch.empty_like(y), x, weight, bias)

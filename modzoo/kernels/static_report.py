@@ -9,84 +9,74 @@ Triton's bundled ``ptxas``, and the SASS is read back with Triton's bundled ``nv
 
 Per kernel configuration the report gives registers, local memory (spills), shared memory, and the static SASS
 instructions per output element of one tile: each instruction counted once, times the trip count of every
-constant-trip loop around it, summed over the body of the per-tile (runtime-trip) loop if the kernel has one, else
-over the whole kernel, and divided by the tile elements one thread owns. The figures are machine-independent.
+constant-trip loop around it, summed over the bodies of the per-tile (outermost runtime-trip) loops if the kernel
+has any, else over the whole kernel, and divided by the tile elements one thread owns. The figures are
+machine-independent.
 
 Needs ``TRITON_INTERPRET`` unset (an interpreted kernel cannot be compiled).
 """
+import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from . import _triton_utils
-
-# absent before the kernels were autotuned (lets this report run on older kernels for a before/after figure)
-TunedKernel = getattr(_triton_utils, 'TunedKernel', type('NoTunedKernel', (), {}))
+from ._markdown_blocks import BENCHMARKS, update_marked_file
 
 ARCH = 90
 DTYPES = ('float32', 'bfloat16', 'float16')
 _TL_TYPES = {torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: 'bf16', torch.float64: 'fp64',
              torch.int32: 'i32', torch.int64: 'i64'}
 _TORCH_DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+START, END = '<!-- kernel-static:start -->', '<!-- kernel-static:end -->'
+
+
+def _tuned_kernel_class() -> type:
+    from . import _triton_utils
+    # absent before the kernels were autotuned (lets this report run on older kernels for a before/after figure)
+    return getattr(_triton_utils, 'TunedKernel', type('NoTunedKernel', (), {}))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Model shapes: (op, label, callable that runs the op's forward and backward launchers on meta tensors)
+# Model shapes: (label, callable that runs the op's forward and backward launchers on meta tensors)
 
-def _nchw(shape, dtype, channels_last: bool) -> torch.Tensor:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.empty(shape, dtype=dtype, device='meta', memory_format=fmt)
+def op_modules(op: str):
+    """``(op module, Triton module)`` of a public op: the op builds its inputs at a model shape
+    (``example_inputs``), its Triton module runs its pass plan (``forward_backward``) and lists its kernels."""
+    import importlib
+    return (importlib.import_module(f'{__package__}.{op}'), importlib.import_module(f'{__package__}.{op}_triton'))
+
+
+def _case(op: str, *shape, **kwargs) -> Callable[[], None]:
+    def run():
+        module, kernels = op_modules(op)
+        args, _ = module.example_inputs(*shape, device='meta', **kwargs)
+        kernels.forward_backward(*args)
+    return run
 
 
 def _focal_case(B, C, H, ks, dtype, cl):
-    def run():
-        from ._focal_triton import focal_context_bwd, focal_context_fwd
-        L = len(ks)
-        f = _nchw((B, 2 * C + L + 1, H, H), dtype, cl)  # FocalNet slices ctx and gates out of one projection
-        ctx, gates = f[:, C:2 * C], f[:, 2 * C:]
-        kernels = [torch.empty((C, 1, k, k), device='meta') for k in ks]
-        out, mean = focal_context_fwd(ctx, gates, kernels, False)
-        focal_context_bwd(torch.empty_like(out), ctx, gates, kernels, mean, False)
-    return run
+    return _case('focal_context', B, C, H, ks, dtype, channels_last=cl)
 
 
 def _dwconv_case(B, C, H, k, dtype, cl):
-    def run():
-        from ._dwconv_triton import dwconv_gelu_bwd, dwconv_gelu_fwd
-        x = _nchw((B, C, H, H), dtype, cl)
-        w, b = torch.empty((C, 1, k, k), device='meta'), torch.empty((C,), device='meta')
-        y = dwconv_gelu_fwd(x, w, b)
-        dwconv_gelu_bwd(torch.empty_like(y), x, w, b)
-    return run
+    return _case('dwconv_gelu', B, C, H, k, dtype, channels_last=cl)
 
 
 def _tile_mul_case(B, C, H, r, dtype):
-    def run():
-        from ._tile_mul_triton import gelu_tile_mul_bwd, gelu_tile_mul_fwd
-        v = torch.empty((B, H, H, r * C), dtype=dtype, device='meta')
-        ctx = torch.empty((B, H, H, C), dtype=dtype, device='meta')
-        out = gelu_tile_mul_fwd(v, ctx, r > 1)
-        gelu_tile_mul_bwd(torch.empty_like(out), v, ctx, r > 1)
-    return run
+    return _case('gelu_tile_mul', B, C, H, r, dtype)
 
 
 def _mixed_case(B, C, H, heads, dtype, cl):
-    def run():
-        from ._smt_triton import mixed_dwconv_bwd, mixed_dwconv_fwd
-        x = _nchw((B, C, H, H), dtype, cl)
-        Cg = C // heads
-        ws = [torch.empty((Cg, 1, 3 + 2 * i, 3 + 2 * i), device='meta') for i in range(heads)]
-        bs = [torch.empty((Cg,), device='meta') for _ in range(heads)]
-        y = mixed_dwconv_fwd(x, ws, bs)
-        mixed_dwconv_bwd(torch.empty_like(y), x, ws, bs)
-    return run
+    return _case('mixed_dwconv_interleave', B, C, H, [3 + 2 * i for i in range(heads)], dtype, channels_last=cl)
 
 
 def model_cases(dtype: torch.dtype, batch: int = 128, quick: bool = False) -> Iterator[Tuple[str, Callable[[], None]]]:
@@ -136,7 +126,7 @@ class _Recorder:
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
             k = self.kernel
-            if isinstance(k, TunedKernel):  # every candidate the autotuner would time for these arguments
+            if isinstance(k, _tuned_kernel_class()):  # every candidate the autotuner would time for these arguments
                 fn = k.fn
                 named = dict(zip([a for a in fn.arg_names if a not in kwargs], args))
                 fixed = {n: v for n, v in kwargs.items() if n not in k.tuned_keys}
@@ -151,14 +141,15 @@ class _Recorder:
 
 @contextlib.contextmanager
 def recording_launches() -> Iterator[List[Launch]]:
-    """Swap every kernel of the kernel modules for a recorder while the block runs."""
-    from triton.runtime.jit import JITFunction
-    from . import _dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton
+    """Swap every tuned kernel of the ops' Triton modules for a recorder while the block runs."""
+    from .validated import OPS
+    tuned_kernel = _tuned_kernel_class()
     sink: List[Launch] = []
     saved = []
-    for mod in (_dwconv_triton, _focal_triton, _smt_triton, _tile_mul_triton):
+    for op in OPS:
+        mod = op_modules(op)[1]
         for name, obj in list(vars(mod).items()):
-            if isinstance(obj, TunedKernel) or (isinstance(obj, JITFunction) and name.endswith('_kernel')):
+            if isinstance(obj, tuned_kernel) and any(obj is k for k in mod.TUNED_KERNELS):
                 saved.append((mod, name, obj))
                 setattr(mod, name, _Recorder(obj, sink))
     try:
@@ -320,12 +311,11 @@ def sass_figures(text: str) -> dict:
             for i in range(start, end + 1):
                 weights[i] *= trips
     runtime = [(s, e) for s, e, t in loops if t is None]
-    if runtime:  # the per-tile loop: the outermost loop with a runtime trip count
-        s, e = min(runtime, key=lambda se: (se[0], -se[1]))
-        region = range(s, e + 1)
-    else:
-        region = range(len(instrs))
-    return dict(instructions=len(instrs), loops=len(loops), constant_loops=sum(1 for l in loops if l[2]),
+    # the per-tile work: every outermost loop with a runtime trip count (the loops over a program's tiles; a
+    # second pass over them inside a constant-trip tap loop counts times its taps), else the whole kernel
+    outer = [(s, e) for s, e in runtime if not any(a <= s and e <= b and (a, b) != (s, e) for a, b in runtime)]
+    region = sorted({i for s, e in outer for i in range(s, e + 1)}) if outer else range(len(instrs))
+    return dict(instructions=len(instrs), loops=len(loops), constant_loops=sum(1 for loop in loops if loop[2]),
                 trips=[t for _, _, t in loops], per_tile=sum(weights[i] for i in region),
                 per_tile_is_loop=bool(runtime))
 
@@ -412,7 +402,18 @@ def weight_grad_figure(rows: List[dict], kernel: str = '_dwconv_gelu_bwd_kernel'
     return vals[len(vals) // 2] if vals else None
 
 
-def markdown(rows: List[dict], baseline: Optional[List[dict]] = None, baseline_name: str = '') -> str:
+WEIGHT_GRAD_KERNELS = ('_dwconv_gelu_bwd_kernel', '_focal_bwd_level_kernel', '_mixed_dw_bwd_kernel')
+
+
+def _weight_grad_cell(rows: List[dict], kernel: str, dtype: str) -> Optional[float]:
+    if kernel == '_mixed_dw_bwd_kernel':  # SMT heads carry K0..K3, not K: every configuration
+        return _median([r['per_element'] for r in rows if r['ok'] and r['kernel'] == kernel and r['dtype'] == dtype])
+    return weight_grad_figure(rows, kernel, dtype=dtype)
+
+
+def markdown(rows: List[dict], baselines: Sequence[Tuple[str, List[dict]]] = ()) -> str:
+    """The report as markdown; ``baselines``: ``(name, rows)`` of earlier runs, shown as "before" columns of the
+    weight-gradient table."""
     ok = [r for r in rows if r['ok']]
     failed = [r for r in rows if not r['ok']]
     lines = [
@@ -424,18 +425,20 @@ def markdown(rows: List[dict], baseline: Optional[List[dict]] = None, baseline_n
         'trip count, divided by the tile elements one thread owns (SASS from Triton\'s bundled nvdisasm).',
         '',
     ]
-    if baseline is not None:
-        lines += ['Weight-gradient kernels at k = 7, fp32, instructions per element (median over configurations):',
-                  '', f'| kernel | before ({baseline_name}) | now |', '|---|---|---|']
-        for kernel in ('_dwconv_gelu_bwd_kernel', '_focal_bwd_level_kernel', '_mixed_dw_bwd_kernel'):
-            before = weight_grad_figure(baseline, kernel)
-            now = weight_grad_figure(rows, kernel)
-            if kernel == '_mixed_dw_bwd_kernel':  # SMT heads carry K0..K3, not K
-                before = _median([r['per_element'] for r in baseline if r['ok'] and r['kernel'] == kernel
-                                  and r['dtype'] == 'float32'])
-                now = _median([r['per_element'] for r in rows if r['ok'] and r['kernel'] == kernel
-                               and r['dtype'] == 'float32'])
-            lines.append(f'| `{kernel}` | {before} | {now} |')
+    if baselines:
+        dtypes = [d for d in ('float32', 'bfloat16') if any(r['dtype'] == d for r in ok)]  # the models' dtypes
+        lines += ['Weight-gradient kernels at k = 7 (SMT: its four heads, k = 3/5/7/9), instructions per element '
+                  '(median over configurations). The per-tile count covers every pass a program makes over its tiles '
+                  '(the weight gradient is now a second pass, one kernel row of taps at a time); the older kernels '
+                  'make one pass, so their figures are counted the same way.', '',
+                  '| kernel | dtype | ' + ' | '.join(f'before ({name})' for name, _ in baselines) + ' | now |',
+                  '|---|---|' + '---|' * len(baselines) + '---|']
+        for kernel in WEIGHT_GRAD_KERNELS:
+            for dtype in dtypes:
+                cells = [_weight_grad_cell(base, kernel, dtype) for _, base in baselines]
+                cells.append(_weight_grad_cell(rows, kernel, dtype))
+                lines.append(f'| `{kernel}` | {dtype} | ' + ' | '.join('–' if c is None else f'{c}' for c in cells)
+                             + ' |')
         lines.append('')
     lines += ['| kernel | dtype | configs | registers | local bytes | shared bytes | instr / element |',
               '|---|---|---|---|---|---|---|']
@@ -450,3 +453,83 @@ def markdown(rows: List[dict], baseline: Optional[List[dict]] = None, baseline_n
 def _median(vals):
     vals = sorted(vals)
     return vals[len(vals) // 2] if vals else None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line (tools/kernel_static_report.py, modzoo-kernel-static-report)
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Compile every modzoo Triton kernel configuration used at the '
+                                     "models' layer shapes for sm_90, without a GPU, and report registers, spills, "
+                                     'shared memory and SASS instructions per output element.')
+    parser.add_argument('--dtype', nargs='+', default=['float32', 'bfloat16', 'float16'],
+                        choices=['float32', 'bfloat16', 'float16'], help='activation dtypes (weights stay fp32)')
+    parser.add_argument('--quick', action='store_true', help='one small case per op instead of every model shape')
+    parser.add_argument('--only', default='', metavar='TEXT', help='only the cases whose label contains TEXT')
+    parser.add_argument('--json', metavar='PATH', help='write every row (one per compiled configuration) here')
+    parser.add_argument('--baseline', metavar='PATH', action='append', default=[],
+                        help='an earlier --json output, shown as "before" (repeat for several)')
+    parser.add_argument('--baseline-name', action='append', default=[],
+                        help='how the table names each --baseline, in order (default: baseline)')
+    parser.add_argument('--write-benchmarks', action='store_true', help='replace the section in BENCHMARKS.md')
+    parser.add_argument('--from-json', metavar='PATH', help='render an earlier --json output instead of compiling')
+    parser.add_argument('--force', action='store_true', help='overwrite an existing --json file')
+    return parser.parse_args(argv)
+
+
+def _load_json(path: str, what: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        print(f'error: cannot read {what}{path}: {e}', file=sys.stderr)
+        return None
+
+
+def main(argv=None) -> int:
+    """Exit status 1 when a configuration fails to compile, 2 on bad arguments."""
+    args = parse_args(argv)
+    if os.environ.get('TRITON_INTERPRET', '0') not in ('', '0'):
+        print('error: TRITON_INTERPRET is set; unset it (interpreted kernels cannot be compiled)', file=sys.stderr)
+        return 2
+    if args.json and os.path.exists(args.json) and not args.force:
+        print(f'error: {args.json} exists; pass --force to overwrite it', file=sys.stderr)
+        return 2
+    if len(args.baseline_name) > len(args.baseline):
+        print('error: more --baseline-name than --baseline', file=sys.stderr)
+        return 2
+    baselines = []
+    for i, path in enumerate(args.baseline):
+        base = _load_json(path, 'the baseline ')
+        if base is None:
+            return 2
+        baselines.append((args.baseline_name[i] if i < len(args.baseline_name) else 'baseline', base))
+    if args.from_json:
+        rows = _load_json(args.from_json, '')
+        if rows is None:
+            return 2
+    else:
+        rows = static_report(args.dtype, quick=args.quick, only=args.only)
+    if not rows:
+        print(f'error: no case label contains {args.only!r}', file=sys.stderr)
+        return 2
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
+    table = markdown(rows, baselines)
+    print(table)
+    if args.write_benchmarks:
+        import triton
+        flags = ' '.join((['--quick'] if args.quick else []) + ['--dtype', *args.dtype]
+                         + (['--only', repr(args.only)] if args.only else []))
+        scope = ('one small model case per op (`--quick`: FocalNet C96 56 px k3/5/7 NCHW, EfficientMod C32 56 px '
+                 'k7 NHWC, EfficientMod tile-mul C32 r6, SMT C64 56 px 4 heads NHWC), every autotune candidate'
+                 if args.quick else 'every model layer shape and every autotune candidate')
+        before = (' "Before" is `--json` output of the same tool on ' + ' and on '.join(n for n, _ in baselines) + '.'
+                  if baselines else '')
+        block = (f'{START}\n## Fused kernels: static sm_90 compile report\n\n'
+                 f'`python tools/kernel_static_report.py {flags}` (Triton {triton.__version__}; no GPU needed: '
+                 f'ptxas, nvdisasm and cuobjdump bundled with Triton), {scope}. Static figures: they depend on the '
+                 f'compiler, not on the machine.{before}\n\n{table}\n{END}')
+        update_marked_file(BENCHMARKS, START, END, block)
+    return 1 if any(not r['ok'] for r in rows) else 0

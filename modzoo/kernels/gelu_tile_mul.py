@@ -1,0 +1,108 @@
+"""EfficientMod's modulation ``act(v) * tile(ctx)`` (channels-last): reference, custom ops, autograd and dispatch.
+
+Custom ops (with fake implementations and an autograd formula, so ``torch.compile`` keeps them as single nodes):
+``modzoo::gelu_tile_mul`` and ``modzoo::gelu_tile_mul_backward``; the Triton kernels are in
+:mod:`modzoo.kernels.gelu_tile_mul_triton`, imported when a kernel first runs.
+"""
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .dispatch import in_export_or_trace, select_backend
+
+__all__ = ['gelu_tile_mul', 'gelu_tile_mul_reference']
+
+
+def gelu_tile_mul_reference(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool = True) -> torch.Tensor:
+    """Channels-last ``act(v) * tile(ctx)``: hidden channel ``j`` of ``v (..., r*C)`` times ``ctx (..., C)`` channel
+    ``j mod C`` (``ctx.repeat(..., r)``, not ``repeat_interleave``). The tile is a broadcast, never materialised."""
+    num_chs = ctx.shape[-1]
+    if apply_gelu:
+        v = F.gelu(v)
+    out = v.unflatten(-1, (v.shape[-1] // num_chs, num_chs)) * ctx.unsqueeze(-2)
+    return out.flatten(-2)
+
+
+def _check_tile_mul(v: torch.Tensor, ctx: torch.Tensor) -> None:
+    if v.dim() < 1 or ctx.dim() < 1 or ctx.shape[-1] == 0 or v.shape[-1] % ctx.shape[-1] != 0:
+        raise ValueError(f'gelu_tile_mul: the last dim of v {tuple(v.shape)} must be a multiple r * C of the last dim '
+                         f'C of ctx {tuple(ctx.shape)}')
+
+
+def _tile_mul_reason(v: torch.Tensor, ctx: torch.Tensor) -> Optional[str]:
+    if v.shape[:-1] != ctx.shape[:-1]:
+        return (f'the leading dims of v {tuple(v.shape[:-1])} and ctx {tuple(ctx.shape[:-1])} differ (the kernel '
+                f'does not broadcast)')
+    if v.numel() == 0:
+        return 'v is empty'
+    return None
+
+
+def _tile_mul_use_triton(v: torch.Tensor, ctx: torch.Tensor) -> bool:
+    if in_export_or_trace():  # exporters and tracers record the reference (and no shape checks)
+        return False
+    _check_tile_mul(v, ctx)
+    return select_backend('gelu_tile_mul', [v, ctx], lambda: _tile_mul_reason(v, ctx)) == 'triton'
+
+
+@torch.library.custom_op('modzoo::gelu_tile_mul', mutates_args=())
+def _gelu_tile_mul_op(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool) -> torch.Tensor:
+    from .gelu_tile_mul_triton import gelu_tile_mul_fwd
+    return gelu_tile_mul_fwd(v, ctx, apply_gelu)
+
+
+@_gelu_tile_mul_op.register_fake
+def _(v, ctx, apply_gelu):
+    return v.new_empty(v.shape, dtype=torch.promote_types(v.dtype, ctx.dtype))
+
+
+@torch.library.custom_op('modzoo::gelu_tile_mul_backward', mutates_args=())
+def _gelu_tile_mul_backward_op(grad: torch.Tensor, v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool
+                               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    from .gelu_tile_mul_triton import gelu_tile_mul_bwd
+    return gelu_tile_mul_bwd(grad, v, ctx, apply_gelu)
+
+
+@_gelu_tile_mul_backward_op.register_fake
+def _(grad, v, ctx, apply_gelu):
+    return v.new_empty(v.shape), ctx.new_empty(ctx.shape)
+
+
+def _tile_mul_setup_context(ctx, inputs, output):
+    v, c, apply_gelu = inputs
+    ctx.save_for_backward(v, c)
+    ctx.apply_gelu = apply_gelu
+
+
+def _tile_mul_backward(ctx, grad):
+    v, c = ctx.saved_tensors
+    dv, dc = torch.ops.modzoo.gelu_tile_mul_backward(grad, v, c, ctx.apply_gelu)
+    return dv, dc, None
+
+
+_gelu_tile_mul_op.register_autograd(_tile_mul_backward, setup_context=_tile_mul_setup_context)
+
+
+def gelu_tile_mul(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool = True) -> torch.Tensor:
+    """Channels-last ``act(v) * tile(ctx)`` without materialising the tile.
+
+    Args:
+        v: ``(..., r * C)`` value branch (``fc1`` output).
+        ctx: ``(..., C)`` context; hidden channel ``j`` of ``v`` is multiplied by channel ``j mod C``
+            (``ctx.repeat(..., r)``, not ``repeat_interleave``).
+        apply_gelu: exact GELU on ``v`` (EfficientMod applies it when ``r > 1``), else identity.
+    """
+    if not torch.jit.is_scripting():  # TorchScript compiles only the reference below
+        if _tile_mul_use_triton(v, ctx):
+            return torch.ops.modzoo.gelu_tile_mul(v, ctx, apply_gelu)
+    return gelu_tile_mul_reference(v, ctx, apply_gelu)
+
+
+def example_inputs(batch: int, channels: int, size: int, ratio: int, dtype: torch.dtype, device
+                   ) -> Tuple[tuple, List[torch.Tensor]]:
+    """``(args, leaves)`` at a model shape: the ``(B, H, W, r * C)`` ``fc1`` output and the ``(B, H, W, C)`` context;
+    GELU when ``r > 1``, as EfficientMod applies it."""
+    v = torch.randn(batch, size, size, ratio * channels, device=device, dtype=dtype).requires_grad_()
+    ctx = torch.randn(batch, size, size, channels, device=device, dtype=dtype).requires_grad_()
+    return (v, ctx, ratio > 1), [v, ctx]
