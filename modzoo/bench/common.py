@@ -3,28 +3,23 @@
 The machine line of a result (CPU name and flags, cores, memory, library versions), the load guard that marks or
 re-measures rows taken on a busy machine, interleaved timing of several engines, the memory figures of
 ``/proc/self/status``, the environment of measurement subprocesses, and the marked blocks
-(``<!-- x:start -->`` ... ``<!-- x:end -->``) the tools regenerate in BENCHMARKS.md and README.md.
+of BENCHMARKS.md and README.md (from :mod:`modzoo.utils.marked_blocks`).
 Standard library only (torch is imported inside the one function that needs it).
 """
 import contextlib
 import importlib
 import os
 import platform
-import re
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
+from ..utils.marked_blocks import BENCHMARKS, README, REPO_ROOT, replace_marked, update_marked_file
 from .engine_worker import proc_status_mib
 
 __all__ = ['REPO_ROOT', 'BENCHMARKS', 'README', 'cpu_name', 'cpu_flags', 'vnni_description', 'machine_description',
            'load_1min', 'default_load_threshold', 'LoadGuard', 'load_cell', 'load_note', 'interleaved_seconds',
            'keep_torch_threads', 'proc_status_mib', 'reset_peak_rss', 'subprocess_env', 'replace_marked',
            'update_marked_file']
-
-# the source checkout this package runs from (editable install): the tools regenerate its BENCHMARKS.md and README.md
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCHMARKS = os.path.join(REPO_ROOT, 'BENCHMARKS.md')
-README = os.path.join(REPO_ROOT, 'README.md')
 
 
 def cpu_name() -> str:
@@ -209,20 +204,3 @@ def reset_peak_rss() -> None:
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')
 
-
-def replace_marked(text: str, start: str, end: str, block: str) -> str:
-    """``text`` with its ``start`` ... ``end`` block replaced by ``block`` (which carries the markers itself), or
-    with ``block`` appended when ``text`` has no such block."""
-    if start in text and end in text:
-        return re.sub(re.escape(start) + '.*?' + re.escape(end), lambda _: block, text, flags=re.S)
-    return text.rstrip('\n') + '\n\n' + block + '\n'
-
-
-def update_marked_file(path: str, start: str, end: str, block: str, new_file: str = '# modzoo benchmarks\n') -> None:
-    """:func:`replace_marked` on the file at ``path`` (``new_file`` is its content when it does not exist yet)."""
-    text = new_file
-    if os.path.exists(path):
-        with open(path) as f:
-            text = f.read()
-    with open(path, 'w') as f:
-        f.write(replace_marked(text, start, end, block))

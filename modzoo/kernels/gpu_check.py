@@ -40,7 +40,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from . import validated
-from ._markdown_blocks import BENCHMARKS, update_marked_file
+from ..utils.marked_blocks import BENCHMARKS, update_marked_file
 from .gpu_info import card_peak, gpu_family
 
 __all__ = ['Settings', 'Case', 'build_cases', 'run_check', 'validated_entries', 'report_markdown',

@@ -29,7 +29,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from ._markdown_blocks import BENCHMARKS, update_marked_file
+from ..utils.marked_blocks import BENCHMARKS, update_marked_file
 
 ARCH = 90
 DTYPES = ('float32', 'bfloat16', 'float16')

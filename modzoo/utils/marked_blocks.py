@@ -1,10 +1,14 @@
-"""Marked blocks of BENCHMARKS.md, which the GPU check and the static report rewrite in place."""
+"""Marked blocks (``<!-- x:start -->`` ... ``<!-- x:end -->``) of BENCHMARKS.md and README.md, which the benchmark
+and report tools regenerate in place."""
 import os
 import re
 
-# the source checkout's BENCHMARKS.md (the package sits at <checkout>/modzoo/kernels)
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          'BENCHMARKS.md')
+__all__ = ['REPO_ROOT', 'BENCHMARKS', 'README', 'replace_marked', 'update_marked_file']
+
+# the source checkout this package runs from (editable install): the tools regenerate its BENCHMARKS.md and README.md
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCHMARKS = os.path.join(REPO_ROOT, 'BENCHMARKS.md')
+README = os.path.join(REPO_ROOT, 'README.md')
 
 
 def replace_marked(text: str, start: str, end: str, block: str) -> str:
