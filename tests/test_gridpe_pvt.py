@@ -12,7 +12,7 @@ import modzoo
 from modzoo.layers import find_stage_transitions
 from modzoo.layers.grid_pe import GridPE, grid_positions
 from modzoo.layers import adaptive_avg_pool2d_traceable
-from modzoo.models.gridpe_pvt import checkpoint_filter_fn
+from modzoo.models.gridpe_pvt_v2 import checkpoint_filter_fn
 from zoo_testing import build_on_meta, create_from_file, fast_init, load_assign, num_params, reported_and_manifest
 
 V2 = ['b0', 'b1', 'b2', 'b2_li', 'b3', 'b4', 'b5']
