@@ -54,7 +54,7 @@ def build(kind: str, variant: str) -> torch.nn.Module:
 
 def build_all(variant: str):
     """The three models with timm's (random) weights; GridPE's seeded rotations come in through the filter."""
-    from modzoo.models.gridpe_pvt import checkpoint_filter_fn
+    from modzoo.models.gridpe_pvt_v2 import checkpoint_filter_fn
     models = {kind: build(kind, variant).eval() for kind in KINDS}
     weights = models['timm'].state_dict()
     for kind in ('gridpe', 'plain'):
