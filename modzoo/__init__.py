@@ -15,5 +15,6 @@ from .models import (
 )
 
 __all__ = [
-    '__version__', 'CheckpointMismatchError', 'create_model', 'list_models', 'load_checkpoint', 'model_family',
+    '__version__', 'layers', 'models', 'CheckpointMismatchError', 'create_model', 'list_models', 'load_checkpoint',
+    'model_family',
 ]

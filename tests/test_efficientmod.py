@@ -1,4 +1,4 @@
-"""EfficientMod: official numerics (golden fixtures), official key layouts, the spec's per-block structure, tile
+"""EfficientMod: official numerics (golden fixtures), official key layouts, the official per-block structure, tile
 semantics, checkpoint handling, features and the SDPA FLOP handle."""
 import pytest
 import timm
@@ -20,9 +20,9 @@ VARIANTS = ['xxs', 'xs', 's', 's_conv']
 # a small hybrid config: modulation blocks with r = 1 and r = 6, attention blocks in stages 3 and 4
 SMALL = dict(embed_dim=(16, 24, 32, 48), depths=(2, 2, 2, 1), attention_depth=(0, 0, 1, 1))
 
-# Spec table (reference efficientmod.md, 2.2: verified on the official code): per-block expansion ratios of the
+# The official factories' structure (read from the official code): per-block expansion ratios of the
 # modulation blocks, attention (heads, head_dim) per stage, attention MLP ratio per stage.
-SPEC = {
+OFFICIAL_STRUCTURE = {
     'xxs': dict(dims=(32, 64, 128, 256), ratios=[[1, 6], [1, 6], [1, 6, 1, 6, 1, 6], [1, 6]],
                 attn=(0, 0, 1, 2), heads=(None, None, (8, 32), (8, 32)), att_ratio=(0, 0, 4, 4)),
     'xs': dict(dims=(32, 64, 144, 288), ratios=[[1, 4, 1], [1, 4, 1], [1, 4, 1, 4], [1, 4]],
@@ -151,9 +151,9 @@ def test_mismatched_checkpoint_lists_keys_and_shapes(tmp_path):
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
-def test_structure_matches_spec(variant):
+def test_structure_matches_official(variant):
     """Exact per-block expansions (no GELU when r = 1), attention heads x head_dim, LayerScale, norms and kernels."""
-    spec = SPEC[variant]
+    spec = OFFICIAL_STRUCTURE[variant]
     model = build_on_meta(f'zoo_efficientmod_{variant}')
     stem = model.stem.proj
     assert stem.kernel_size == (7, 7) and stem.stride == (4, 4) and stem.padding == (3, 3)
@@ -393,3 +393,15 @@ def test_count_flops_on_a_hybrid_model():
     # stage 3: 4x4 tokens, 8 heads x 32; stage 4: 2x2 tokens, 8 heads x 32
     attention = 8 * 16 * 16 * 64 + 8 * 4 * 4 * 64
     assert round(gflops * 1e9) - without == attention
+
+
+def test_explicit_context_and_modulation_equal_the_fused_ops():
+    """The written-out context conv and tile modulation (fused=False) give the fused ops' outputs bit for bit."""
+    model = timm.create_model('zoo_efficientmod_xxs', depths=(1, 1, 2, 1), attention_depth=(0, 0, 1, 1)).eval()
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        fused = model(x)
+        for module in model.modules():
+            if hasattr(module, 'fused'):
+                module.fused = False
+        assert torch.equal(model(x), fused)

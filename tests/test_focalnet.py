@@ -105,7 +105,8 @@ def test_checkpoint_containers(container):
         'state_dict_ema': {'state_dict': noise, 'state_dict_ema': sd},
         'plain': sd,
         'module': {'model': {'module.' + k: v for k, v in sd.items()}},
-        'mm_backbone': {'state_dict': {**{'backbone.' + k: v for k, v in sd.items()}, 'decode_head.conv.weight': sd['norm.weight']}},
+        'mm_backbone': {'state_dict': {**{'backbone.' + k: v for k, v in sd.items()},
+                                       'decode_head.conv.weight': sd['norm.weight']}},
     }[container]
     check_loads_identically('zoo_focalnet_tiny_srf', source, wrapped, **SMALL)
 
@@ -207,3 +208,15 @@ def test_torch_compile(backend):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(compiled(x), model(x), atol=1e-5)
+
+
+def test_explicit_focal_levels_equal_the_fused_op():
+    """FocalModulation's written-out level loop (fused=False) gives the fused op's outputs bit for bit."""
+    model = timm.create_model('zoo_focalnet_tiny_srf', normalize_modulator=True, **SMALL).eval()
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        fused = model(x)
+        for module in model.modules():
+            if hasattr(module, 'focal_layers'):
+                module.fused = False
+        assert torch.equal(model(x), fused)

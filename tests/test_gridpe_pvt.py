@@ -1,6 +1,5 @@
 """GridPE-PVT: timm equivalence (PVT v2), official layouts (whai362 v1/v2), an independent PVT v1 reference, GridPE
 buffers in checkpoints, positions that follow the input, export paths."""
-import math
 import re
 
 import pytest
@@ -12,7 +11,7 @@ import modzoo
 from modzoo.layers import find_stage_transitions
 from modzoo.layers.grid_pe import GridPE, grid_positions
 from modzoo.layers import adaptive_avg_pool2d_traceable
-from modzoo.models.gridpe_pvt import checkpoint_filter_fn
+from modzoo.models.gridpe_pvt_v2 import checkpoint_filter_fn
 from zoo_testing import build_on_meta, create_from_file, fast_init, load_assign, num_params, reported_and_manifest
 
 V2 = ['b0', 'b1', 'b2', 'b2_li', 'b3', 'b4', 'b5']
@@ -28,8 +27,10 @@ def _nontrivial(logits: torch.Tensor) -> bool:
 def test_plain_equals_timm(variant):
     """gridpe=False is timm's pvt_v2_*: the same full-size state dict (keys and shapes), and with the same weights
     the same logits (depths cut to one block per stage for speed; every other setting is the variant's)."""
-    ours_meta, theirs_meta = build_on_meta(f'zoo_gridpe_pvt_v2_{variant}', gridpe=False), build_on_meta(f'pvt_v2_{variant}')
-    assert {k: v.shape for k, v in ours_meta.state_dict().items()} == {k: v.shape for k, v in theirs_meta.state_dict().items()}
+    ours_meta = build_on_meta(f'zoo_gridpe_pvt_v2_{variant}', gridpe=False)
+    theirs_meta = build_on_meta(f'pvt_v2_{variant}')
+    assert ({k: v.shape for k, v in ours_meta.state_dict().items()}
+            == {k: v.shape for k, v in theirs_meta.state_dict().items()})
     ours = timm.create_model(f'zoo_gridpe_pvt_v2_{variant}', gridpe=False, num_classes=10, depths=(1, 1, 1, 1)).eval()
     theirs = load_assign(build_on_meta(f'pvt_v2_{variant}', num_classes=10, depths=(1, 1, 1, 1)), ours.state_dict())
     x = torch.randn(1, 3, 64, 96)
@@ -141,7 +142,8 @@ def _reference_pvt_v1(sd, x, depths, heads, sr_ratios, img_size):
             q = q.reshape(batch, -1, h, dim // h).permute(0, 2, 1, 3)
             if sr > 1:
                 y = y.transpose(1, 2).reshape(batch, dim, H, W)
-                y = F.conv2d(y, sd[blk + 'attn.sr.weight'], sd[blk + 'attn.sr.bias'], stride=sr).flatten(2).transpose(1, 2)
+                y = F.conv2d(y, sd[blk + 'attn.sr.weight'], sd[blk + 'attn.sr.bias'], stride=sr)
+                y = y.flatten(2).transpose(1, 2)
                 y = F.layer_norm(y, (dim,), sd[blk + 'attn.norm.weight'], sd[blk + 'attn.norm.bias'])
             kv = F.linear(y, sd[blk + 'attn.kv.weight'], sd[blk + 'attn.kv.bias'])
             k, v = kv.reshape(batch, -1, 2, h, dim // h).permute(2, 0, 3, 1, 4)
@@ -215,7 +217,8 @@ def test_gridpe_buffers_in_checkpoints():
         before = other_seed(x)
         modzoo.load_checkpoint(other_seed, trained.state_dict())
         assert torch.equal(other_seed(x), trained(x)) and not torch.equal(before, trained(x))
-    for kwargs, missing_or_unexpected in ((dict(gridpe=False), 'unexpected'), (dict(gridpe_blocks='first'), 'unexpected')):
+    cases = ((dict(gridpe=False), 'unexpected'), (dict(gridpe_blocks='first'), 'unexpected'))
+    for kwargs, missing_or_unexpected in cases:
         model = timm.create_model('zoo_gridpe_pvt_v2_b0', **two_blocks, **kwargs)
         with pytest.raises(modzoo.CheckpointMismatchError, match='gridpe') as err:
             modzoo.load_checkpoint(model, trained.state_dict())

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from modzoo.layers.sfm import (
-    SFM, AdaptiveResampler, AdaptiveUpsampler, SeparableWarp, SFMError, demodulate, find_stage_transitions,
+    SFM, AdaptiveResampler, AdaptiveUpsampler, SFMError, demodulate, find_stage_transitions,
     sample_separable,
 )
 

@@ -342,3 +342,15 @@ def test_reported_numbers_and_manifest():
     # the README's 21M for SMT-S is kept as reported, with the code's 22.55M beside it
     small = reported['zoo_smt_small']
     assert small['params_m'] == 21.0 and small['params_m_official_code'] == 22.55 and '22.55M' in small['note']
+
+
+def test_explicit_mixed_conv_equals_the_fused_op():
+    """SAM's written-out per-head convs and interleave (fused=False) give the fused op's outputs bit for bit."""
+    model = timm.create_model('zoo_smt_tiny', depths=(1, 1, 2, 1)).eval()
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        fused = model(x)
+        for module in model.modules():
+            if hasattr(module, 'fused'):
+                module.fused = False
+        assert torch.equal(model(x), fused)

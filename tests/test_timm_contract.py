@@ -301,7 +301,8 @@ def test_head_mismatch_is_a_checkpoint_error(ten_class_file):
                           **SMALL_PVT)
     with pytest.raises(modzoo.CheckpointMismatchError, match=r'head.bias: \(10,\) vs \(1000,\)'):
         modzoo.load_checkpoint(timm.create_model('zoo_gridpe_pvt_v2_b0', **SMALL_PVT), path)
-    with pytest.raises(modzoo.CheckpointMismatchError, match=r'patch_embed.proj.weight: \(16, 3, 7, 7\) vs \(16, 1, 7, 7\)'):
+    stem_mismatch = r'patch_embed.proj.weight: \(16, 3, 7, 7\) vs \(16, 1, 7, 7\)'
+    with pytest.raises(modzoo.CheckpointMismatchError, match=stem_mismatch):
         modzoo.load_checkpoint(timm.create_model('zoo_gridpe_pvt_v2_b0', num_classes=10, in_chans=1,
                                                  **SMALL_PVT), path)
 

@@ -12,7 +12,7 @@ features_only=True)``, the paper's encoder). The structure follows the released 
 * up-blocks (1x1 - depthwise 9x9 - 1x1, then x2) with skip concatenation, a fusion block, and three 1x1 heads
   for deep supervision.
 
-Deviations from the released code, all on purpose (the spec lists them as bugs):
+Deviations from the released code, all on purpose (each fixes a bug of the released code):
 
 * APM's up-sampling blocks are registered sub-modules (``apm.upsample``), so they are in the ``state_dict`` and are
   trained; the released code creates them inside ``forward`` with fresh random weights on every call.

@@ -5,3 +5,10 @@ from .input_check import check_image_input, pad_for_patches, pad_to_min_size
 from .pooling import MatmulAdaptiveAvgPool2d, adaptive_avg_pool2d_traceable
 from .sfm import SFM, AdaptiveResampler, AdaptiveUpsampler, SeparableWarp, demodulate, find_stage_transitions
 from .grid_pe import GridPE
+from .grid_pe_attention import GridPEAttention
+
+__all__ = [
+    'fold_conv_bn', 'drop_path_rates', 'check_image_input', 'pad_for_patches', 'pad_to_min_size',
+    'MatmulAdaptiveAvgPool2d', 'adaptive_avg_pool2d_traceable', 'SFM', 'AdaptiveResampler', 'AdaptiveUpsampler',
+    'SeparableWarp', 'demodulate', 'find_stage_transitions', 'GridPE', 'GridPEAttention',
+]

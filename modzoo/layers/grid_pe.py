@@ -13,7 +13,7 @@ unchanged (partial rotation, so PVT's head_dim 64 and 32 need no change of width
 Each head gets its own fixed random orthogonal rotation of the simplex, drawn from a seeded generator on the CPU in
 float64: identical in every process and on every device. It is a *persistent* buffer (``omegas``), so a checkpoint
 trained with GridPE carries the rotations it was trained with; models that load plain checkpoints fill it in from
-the seed (see ``modzoo.models.gridpe_pvt.checkpoint_filter_fn``).
+the seed (see ``modzoo.models._pvt_convert.check_gridpe_buffers``).
 
 Scales (``scale_mode``):
 
@@ -26,7 +26,7 @@ Scales (``scale_mode``):
   ratio implies, and is left as is (in 1D, 32 scales span e^31, beyond what even float64 phases resolve).
 
 In 1D the only rotations are +-1; GridPE keeps +1 for every head, so it is RoPE. :meth:`GridPE.forward` takes any
-positions (batched or not); models on a grid cache tables per input size (see ``modzoo.models.gridpe_pvt``).
+positions (batched or not); models on a grid cache tables per input size (see :mod:`modzoo.layers.grid_pe_attention`).
 """
 import math
 from typing import Dict, List, Optional, Tuple
@@ -70,7 +70,7 @@ def random_rotation(dim: int, generator: torch.Generator) -> torch.Tensor:
 
     Gram-Schmidt on the columns of a Gaussian matrix: the Q of its QR factorisation with a positive diagonal in R,
     which is unique, so the result depends on the generator state only (no LAPACK sign conventions, and no LAPACK
-    call, which costs milliseconds each for these tiny matrices).
+    call, which is costly for these tiny matrices).
     """
     gauss = torch.randn(dim, dim, generator=generator, dtype=torch.float64, device='cpu')
     columns: List[torch.Tensor] = []
@@ -285,7 +285,7 @@ class GridPE(nn.Module):
     def rotate_complex(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """:meth:`rotate` as one complex multiply: the (even, odd) pairs of ``x`` are complex numbers.
 
-        About 9x faster than the real form on CPU (which needs the pair swap, a strided copy), but complex tensors
+        Faster than the real form on CPU (which needs the pair swap, a strided copy), but complex tensors
         do not export to ONNX and have no bfloat16 type, so models use it in eager mode with cached tables only.
         """
         pairs = x.unflatten(-1, (-1, 2))

@@ -30,7 +30,7 @@ def pad_for_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
     ``patch - 1`` zero rows/cols cover any remainder and the strided conv never reads past its last window, so the
     result is identical to padding to a multiple of ``patch``. The pad is constant (not remainder-dependent): traced
     and exported graphs stay correct for every input size, and dynamic-shape export keeps simple shape formulas
-    (a remainder-dependent pad made ``torch.export`` of PVT v1 ~25x slower).
+    (a remainder-dependent pad makes ``torch.export`` of PVT v1 much slower).
     """
     return F.pad(x, (0, patch - 1, 0, patch - 1))
 

@@ -2,8 +2,7 @@
 
 Spatial Frequency Modulation (Chen et al., TPAMI 2025, arXiv 2507.11893) stretches high-frequency regions before a
 stride-2 layer so less of their power lies above the new Nyquist limit, and undoes the stretch when up-sampling. The
-official code is not public; this is the modzoo design from the paper's principle (see the SFM spec), not the
-authors' layers:
+official code is not public; this is the modzoo design from the paper's principle, not the authors' layers:
 
 * :class:`AdaptiveResampler` (ARS): a light head (depthwise 3x3 -> GELU -> 1x1 -> softplus) predicts a positive
   saliency map. Per axis, the marginal saliency is a density over the input cells; its normalised cumulative sum

@@ -13,7 +13,14 @@ import timm
 from timm.models import get_pretrained_cfg, is_model, list_models as timm_list_models
 
 ZOO_PREFIX = 'zoo_'
-_FAMILY_MODULE_PREFIX = 'modzoo.models.'
+# model module -> family name (PVT v1 and v2 live in two files but are one family)
+FAMILY_OF_MODULE = {
+    'modzoo.models.focalnet': 'focalnet',
+    'modzoo.models.efficientmod': 'efficientmod',
+    'modzoo.models.smt': 'smt',
+    'modzoo.models.gridpe_pvt_v1': 'gridpe_pvt',
+    'modzoo.models.gridpe_pvt_v2': 'gridpe_pvt',
+}
 
 __all__ = ['ZOO_PREFIX', 'list_models', 'model_family', 'create_model', 'suggest_model_names', 'UnknownModelError']
 
@@ -23,7 +30,7 @@ class UnknownModelError(ValueError):
 
 
 def _zoo_names() -> List[str]:
-    return sorted(n for n in timm_list_models(ZOO_PREFIX + '*') if _module_of(n).startswith(_FAMILY_MODULE_PREFIX))
+    return sorted(n for n in timm_list_models(ZOO_PREFIX + '*') if _module_of(n) in FAMILY_OF_MODULE)
 
 
 def _module_of(model_name: str) -> str:
@@ -49,11 +56,11 @@ def list_models(filter: str = '', pretrained: bool = False, family: Optional[str
 
 
 def model_family(model_name: str) -> str:
-    """The family (module) a registered modzoo model belongs to, e.g. ``'focalnet'``."""
-    module = _module_of(model_name.split('.')[0])
-    if not module.startswith(_FAMILY_MODULE_PREFIX):
+    """The family a registered modzoo model belongs to, e.g. ``'focalnet'`` (see ``FAMILY_OF_MODULE``)."""
+    family = FAMILY_OF_MODULE.get(_module_of(model_name.split('.')[0]))
+    if family is None:
         raise UnknownModelError(_unknown_message(model_name))
-    return module[len(_FAMILY_MODULE_PREFIX):]
+    return family
 
 
 def family_module(model_name: str):

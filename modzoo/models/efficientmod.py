@@ -50,10 +50,15 @@ _logger = logging.getLogger(__name__)
 
 
 class ContextLayer(nn.Module):
-    """The context branch ``g(GELU(dwconv(f(x))))`` on a channels-last tensor (f, g: Linear C -> C)."""
+    """The context branch ``g(GELU(dwconv(f(x))))`` on a channels-last tensor (f, g: Linear C -> C).
 
-    def __init__(self, dim: int, kernel_size: int = 7):
+    ``fused`` runs the conv and GELU as :func:`modzoo.kernels.dwconv_gelu` (Triton on CUDA, elsewhere the same ops).
+    """
+    fused: torch.jit.Final[bool]
+
+    def __init__(self, dim: int, kernel_size: int = 7, fused: bool = True):
         super().__init__()
+        self.fused = fused
         if kernel_size % 2 == 0:
             raise ValueError(f'context kernel size must be odd (same-size padding), got {kernel_size}')
         self.f = nn.Linear(dim, dim)
@@ -62,7 +67,10 @@ class ContextLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.f(x).permute(0, 3, 1, 2)
-        ctx = dwconv_gelu(ctx, self.dwconv.weight, self.dwconv.bias)
+        if self.fused:
+            ctx = dwconv_gelu(ctx, self.dwconv.weight, self.dwconv.bias)
+        else:
+            ctx = F.gelu(self.dwconv(ctx))
         return self.g(ctx.permute(0, 2, 3, 1))
 
 
@@ -70,19 +78,24 @@ class EfficientModulation(nn.Module):
     """``fc2(act_r(fc1(x)) * tile_r(context(x)))``, the official ``Mlp`` with the modulation fused in.
 
     ``act_r`` (GELU, then dropout) only exists for an expansion ``r > 1``; with ``r == 1`` the value branch is the bare
-    ``fc1`` output, as in the official code.
+    ``fc1`` output, as in the official code. ``tile_r``: hidden channel ``j`` is modulated by context channel
+    ``j mod C``. ``fused`` runs ``act_r(v) * tile_r(ctx)`` as :func:`modzoo.kernels.gelu_tile_mul` (Triton on CUDA,
+    elsewhere the same ops as the explicit branch).
     """
+    fused: torch.jit.Final[bool]
 
-    def __init__(self, dim: int, expansion: int, kernel_size: int = 7, proj_drop: float = 0.):
+    def __init__(self, dim: int, expansion: int, kernel_size: int = 7, proj_drop: float = 0., fused: bool = True):
         super().__init__()
         if int(expansion) != expansion or expansion < 1:
             raise ValueError(f'EfficientMod expansion ratios must be positive integers, got {expansion}')
+        self.dim = dim
+        self.fused = fused
         self.expansion = int(expansion)
         self.apply_gelu = self.expansion > 1
         self.drop_prob = proj_drop if self.apply_gelu else 0.
         self.fc1 = nn.Linear(dim, dim * self.expansion)
         self.drop = nn.Dropout(self.drop_prob)
-        self.context_layer = ContextLayer(dim, kernel_size)
+        self.context_layer = ContextLayer(dim, kernel_size, fused=fused)
         self.fc2 = nn.Linear(dim * self.expansion, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +106,13 @@ class EfficientModulation(nn.Module):
             # the dropout sits between GELU and the modulation, so the two cannot be fused while it is active
             v = self.drop(F.gelu(v))
             apply_gelu = False
-        return self.fc2(gelu_tile_mul(v, ctx, apply_gelu))
+        if self.fused:
+            x = gelu_tile_mul(v, ctx, apply_gelu)
+        else:
+            if apply_gelu:
+                v = F.gelu(v)
+            x = (v.unflatten(-1, (self.expansion, self.dim)) * ctx.unsqueeze(-2)).flatten(-2)
+        return self.fc2(x)
 
 
 class EfficientModBlock(nn.Module):
@@ -183,7 +202,8 @@ class AttentionBlock(nn.Module):
 class PatchEmbed(nn.Module):
     """Overlapping strided conv + LayerNorm: NCHW in, channels-last (B, H', W', C) out.
 
-    The stem (7x7, stride 4, pad 3) and the stride-2 downsamples between stages (3x3, pad 1).
+    The stem (7x7, stride 4, pad 3) and the stride-2 downsamples between stages (3x3, pad 1). Not timm's
+    ``OverlapPatchEmbed`` (same keys and numerics): that one fixes its norm, this one takes the model's ``norm_layer``.
     """
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int, norm_layer=nn.LayerNorm):
@@ -562,38 +582,38 @@ default_cfgs = generate_default_cfgs({
 @register_model
 def zoo_efficientmod_xxs(pretrained: bool = False, **kwargs) -> EfficientMod:
     """EfficientMod-xxs: 4.7M params, attention blocks in stages 3 (1) and 4 (2)."""
-    args = dict(
+    model_args = dict(
         embed_dim=(32, 64, 128, 256), depths=(2, 2, 6, 2), attention_depth=(0, 0, 1, 2),
         mlp_ratio=((1, 6), (1, 6), (1, 6, 1, 6, 1, 6), (1, 6)), att_ratio=(0, 0, 4, 4),
     )
-    return _create_efficientmod('zoo_efficientmod_xxs', pretrained, **dict(args, **kwargs))
+    return _create_efficientmod('zoo_efficientmod_xxs', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_efficientmod_xs(pretrained: bool = False, **kwargs) -> EfficientMod:
     """EfficientMod-xs: 6.6M params, 3 attention blocks in stages 3 and 4."""
-    args = dict(
+    model_args = dict(
         embed_dim=(32, 64, 144, 288), depths=(3, 3, 4, 2), attention_depth=(0, 0, 3, 3),
         mlp_ratio=((1, 4, 1), (1, 4, 1), (1, 4, 1, 4), (1, 4)), att_ratio=(4, 4, 4, 4),
     )
-    return _create_efficientmod('zoo_efficientmod_xs', pretrained, **dict(args, **kwargs))
+    return _create_efficientmod('zoo_efficientmod_xs', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_efficientmod_s(pretrained: bool = False, **kwargs) -> EfficientMod:
     """EfficientMod-s: 12.9M params, 4 attention blocks in stages 3 and 4 (MLP ratio 5 in stage 4)."""
-    args = dict(
+    model_args = dict(
         embed_dim=(32, 64, 144, 312), depths=(4, 4, 8, 4), attention_depth=(0, 0, 4, 4),
         mlp_ratio=(6, 6, 6, 6), att_ratio=(4, 4, 4, 5), drop_path_rate=0.02,
     )
-    return _create_efficientmod('zoo_efficientmod_s', pretrained, **dict(args, **kwargs))
+    return _create_efficientmod('zoo_efficientmod_s', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_efficientmod_s_conv(pretrained: bool = False, **kwargs) -> EfficientMod:
     """EfficientMod-s-Conv: the pure-conv 12.9M model (no attention blocks)."""
-    args = dict(
+    model_args = dict(
         embed_dim=(40, 80, 160, 344), depths=(4, 4, 12, 8), attention_depth=(0, 0, 0, 0),
         mlp_ratio=(6, 6, 6, 6), att_ratio=(4, 4, 4, 4), drop_path_rate=0.02,
     )
-    return _create_efficientmod('zoo_efficientmod_s_conv', pretrained, **dict(args, **kwargs))
+    return _create_efficientmod('zoo_efficientmod_s_conv', pretrained=pretrained, **dict(model_args, **kwargs))

@@ -39,11 +39,13 @@ torch.fx.wrap('pad_to_min_size')  # FX records the call: the padding depends on 
 
 
 class FocalModulation(nn.Module):
-    """Focal modulation: ``proj(q * h(focal_context(ctx, gates)))`` with ``q, ctx, gates = split(f(x))``.
+    """Focal modulation: ``proj(q * h(ctx_all))`` with ``q, ctx, gates = split(f(x))`` and the focal context
+    ``ctx_all = sum_l gate_l * ctx_l + gate_L * GELU(mean_HW(ctx_{L-1}))``, ``ctx_l = GELU(dwconv_l(ctx_{l-1}))``.
 
-    ``focal_context`` (the depthwise level chain, the global level, the gated sum) is :mod:`modzoo.kernels`' fused
-    op: Triton on CUDA, the PyTorch reference elsewhere and whenever the model is exported, scripted or traced.
+    ``fused`` computes ``ctx_all`` with :func:`modzoo.kernels.focal_context` (Triton on CUDA; elsewhere, and whenever
+    the model is exported, scripted or traced, the same PyTorch ops as the loop below, so the outputs are identical).
     """
+    fused: torch.jit.Final[bool]
 
     def __init__(
             self,
@@ -56,9 +58,11 @@ class FocalModulation(nn.Module):
             normalize_modulator: bool = False,
             proj_drop: float = 0.,
             norm_layer=LayerNorm2d,
+            fused: bool = True,
     ):
         super().__init__()
         self.dim = dim
+        self.fused = fused
         self.focal_level = focal_level
         self.normalize_modulator = normalize_modulator
         self.split_sizes = [dim, dim, focal_level + 1]
@@ -80,7 +84,17 @@ class FocalModulation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, ctx, gates = torch.split(self.f(x), self.split_sizes, 1)
-        ctx_all = focal_context(ctx, gates, self.focal_kernels(), self.normalize_modulator)
+        if self.fused:
+            ctx_all = focal_context(ctx, gates, self.focal_kernels(), self.normalize_modulator)
+        else:
+            ctx_all = torch.zeros_like(ctx)
+            for level, focal_layer in enumerate(self.focal_layers):
+                ctx = focal_layer(ctx)  # depthwise conv, GELU
+                ctx_all = torch.addcmul(ctx_all, ctx, gates[:, level:level + 1])
+            ctx_global = F.gelu(ctx.mean((2, 3), keepdim=True))
+            ctx_all = torch.addcmul(ctx_all, ctx_global, gates[:, self.focal_level:])
+            if self.normalize_modulator:
+                ctx_all = ctx_all / (self.focal_level + 1)
         x = q * self.h(ctx_all)
         x = self.norm(x)
         return self.proj_drop(self.proj(x))
@@ -139,6 +153,7 @@ class PatchEmbed(nn.Module):
 
     ``overlap`` selects the official ``use_conv_embed`` convs (7x7/4 pad 2 for the stem, 3x3/2 pad 1 between
     stages); otherwise the conv is a non-overlapping ``stride x stride`` patchify with bottom/right zero padding.
+    Not timm's ``PatchEmbed``: that one drops (or, dynamically, pads by the remainder) what this pads constantly.
     """
 
     def __init__(self, in_chs: int, out_chs: int, stride: int, overlap: bool = False, norm_layer=LayerNorm2d):
@@ -460,7 +475,8 @@ def _resize_focal_kernel(weight: torch.Tensor, size: int) -> torch.Tensor:
     return weight[..., start:start + size, start:start + size].contiguous()
 
 
-def _adapt_focal_layout(state_dict: Dict[str, torch.Tensor], model_sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def _adapt_focal_layout(
+        state_dict: Dict[str, torch.Tensor], model_sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Fit a checkpoint trained with other focal windows/levels: resize kernels, add zero gate rows."""
     resized, grown = 0, 0
     for key, value in list(state_dict.items()):
@@ -599,106 +615,132 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-def _hierarchical(depths, embed_dim, levels, windows=3, **kwargs) -> Dict:
-    return dict(depths=depths, embed_dim=embed_dim, focal_levels=(levels,) * 4, focal_windows=(windows,) * 4, **kwargs)
-
-
-# large / xlarge / huge: conv stem, post-norm and LayerScale (official configs/focalnet_{large,xlarge,huge}*.yaml)
-_BIG = dict(use_conv_embed=True, use_postln=True, use_layerscale=True)
-
-
-def _isotropic(embed_dim, **kwargs) -> Dict:
-    return dict(depths=(12,), embed_dim=embed_dim, patch_size=16, focal_levels=(3,), focal_windows=(3,), **kwargs)
-
-
 @register_model
 def zoo_focalnet_tiny_srf(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-T, small receptive field (kernels 3, 5)."""
-    return _create_focalnet('zoo_focalnet_tiny_srf', pretrained, **dict(_hierarchical((2, 2, 6, 2), 96, 2), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 6, 2), embed_dim=96, focal_levels=(2, 2, 2, 2), focal_windows=(3, 3, 3, 3))
+    return _create_focalnet('zoo_focalnet_tiny_srf', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_tiny_lrf(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-T, large receptive field (kernels 3, 5, 7)."""
-    return _create_focalnet('zoo_focalnet_tiny_lrf', pretrained, **dict(_hierarchical((2, 2, 6, 2), 96, 3), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 6, 2), embed_dim=96, focal_levels=(3, 3, 3, 3), focal_windows=(3, 3, 3, 3))
+    return _create_focalnet('zoo_focalnet_tiny_lrf', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_small_srf(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-S, small receptive field."""
-    return _create_focalnet('zoo_focalnet_small_srf', pretrained, **dict(_hierarchical((2, 2, 18, 2), 96, 2), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 18, 2), embed_dim=96, focal_levels=(2, 2, 2, 2), focal_windows=(3, 3, 3, 3))
+    return _create_focalnet('zoo_focalnet_small_srf', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_small_lrf(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-S, large receptive field."""
-    return _create_focalnet('zoo_focalnet_small_lrf', pretrained, **dict(_hierarchical((2, 2, 18, 2), 96, 3), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 18, 2), embed_dim=96, focal_levels=(3, 3, 3, 3), focal_windows=(3, 3, 3, 3))
+    return _create_focalnet('zoo_focalnet_small_lrf', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_base_srf(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-B, small receptive field."""
-    return _create_focalnet('zoo_focalnet_base_srf', pretrained, **dict(_hierarchical((2, 2, 18, 2), 128, 2), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 18, 2), embed_dim=128, focal_levels=(2, 2, 2, 2), focal_windows=(3, 3, 3, 3))
+    return _create_focalnet('zoo_focalnet_base_srf', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_base_lrf(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-B, large receptive field."""
-    return _create_focalnet('zoo_focalnet_base_lrf', pretrained, **dict(_hierarchical((2, 2, 18, 2), 128, 3), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 18, 2), embed_dim=128, focal_levels=(3, 3, 3, 3), focal_windows=(3, 3, 3, 3))
+    return _create_focalnet('zoo_focalnet_base_lrf', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_tiny_iso(pretrained: bool = False, **kwargs) -> FocalNet:
     """Isotropic FocalNet-T: 12 blocks at patch 16, C=192."""
-    return _create_focalnet('zoo_focalnet_tiny_iso', pretrained, **dict(_isotropic(192), **kwargs))
+    model_args = dict(
+        depths=(12,), embed_dim=192, patch_size=16, focal_levels=(3,), focal_windows=(3,))
+    return _create_focalnet('zoo_focalnet_tiny_iso', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_small_iso(pretrained: bool = False, **kwargs) -> FocalNet:
     """Isotropic FocalNet-S: 12 blocks at patch 16, C=384."""
-    return _create_focalnet('zoo_focalnet_small_iso', pretrained, **dict(_isotropic(384), **kwargs))
+    model_args = dict(
+        depths=(12,), embed_dim=384, patch_size=16, focal_levels=(3,), focal_windows=(3,))
+    return _create_focalnet('zoo_focalnet_small_iso', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_base_iso(pretrained: bool = False, **kwargs) -> FocalNet:
     """Isotropic FocalNet-B: C=768 with post-norm and LayerScale."""
-    return _create_focalnet('zoo_focalnet_base_iso', pretrained, **dict(_isotropic(768, use_postln=True, use_layerscale=True), **kwargs))
+    model_args = dict(
+        depths=(12,), embed_dim=768, patch_size=16, focal_levels=(3,), focal_windows=(3,),
+        use_postln=True, use_layerscale=True)
+    return _create_focalnet('zoo_focalnet_base_iso', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
+# large / xlarge / huge: conv stem, post-norm and LayerScale, as the official configs build them
 @register_model
 def zoo_focalnet_large_fl3(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-L, 3 levels, kernels 5/7/9 (ImageNet-22k)."""
-    return _create_focalnet('zoo_focalnet_large_fl3', pretrained, **dict(_hierarchical((2, 2, 18, 2), 192, 3, 5, **_BIG), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 18, 2), embed_dim=192, focal_levels=(3, 3, 3, 3), focal_windows=(5, 5, 5, 5),
+        use_conv_embed=True, use_postln=True, use_layerscale=True)
+    return _create_focalnet('zoo_focalnet_large_fl3', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_large_fl4(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-L, 4 levels, kernels 3/5/7/9, normalized modulator (official yaml; timm leaves it off)."""
-    return _create_focalnet('zoo_focalnet_large_fl4', pretrained, **dict(_hierarchical((2, 2, 18, 2), 192, 4, normalize_modulator=True, **_BIG), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 18, 2), embed_dim=192, focal_levels=(4, 4, 4, 4), focal_windows=(3, 3, 3, 3),
+        normalize_modulator=True, use_conv_embed=True, use_postln=True, use_layerscale=True)
+    return _create_focalnet('zoo_focalnet_large_fl4', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_xlarge_fl3(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-XL, 3 levels, kernels 5/7/9 (ImageNet-22k)."""
-    return _create_focalnet('zoo_focalnet_xlarge_fl3', pretrained, **dict(_hierarchical((2, 2, 18, 2), 256, 3, 5, **_BIG), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 18, 2), embed_dim=256, focal_levels=(3, 3, 3, 3), focal_windows=(5, 5, 5, 5),
+        use_conv_embed=True, use_postln=True, use_layerscale=True)
+    return _create_focalnet('zoo_focalnet_xlarge_fl3', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_xlarge_fl4(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-XL, 4 levels, normalized modulator as FocalNet-DINO builds it (timm leaves it off)."""
-    return _create_focalnet('zoo_focalnet_xlarge_fl4', pretrained, **dict(_hierarchical((2, 2, 18, 2), 256, 4, normalize_modulator=True, **_BIG), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 18, 2), embed_dim=256, focal_levels=(4, 4, 4, 4), focal_windows=(3, 3, 3, 3),
+        normalize_modulator=True, use_conv_embed=True, use_postln=True, use_layerscale=True)
+    return _create_focalnet('zoo_focalnet_xlarge_fl4', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_huge_fl3(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-H, 3 levels, LayerNorm inside the modulation (ImageNet-22k)."""
-    return _create_focalnet('zoo_focalnet_huge_fl3', pretrained, **dict(_hierarchical((2, 2, 18, 2), 352, 3, use_postln_in_modulation=True, **_BIG), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 18, 2), embed_dim=352, focal_levels=(3, 3, 3, 3), focal_windows=(3, 3, 3, 3),
+        use_postln_in_modulation=True, use_conv_embed=True, use_postln=True, use_layerscale=True)
+    return _create_focalnet('zoo_focalnet_huge_fl3', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_focalnet_huge_fl4(pretrained: bool = False, **kwargs) -> FocalNet:
     """FocalNet-H, 4 levels, LayerNorm inside the modulation (ImageNet-22k)."""
-    return _create_focalnet('zoo_focalnet_huge_fl4', pretrained, **dict(_hierarchical((2, 2, 18, 2), 352, 4, use_postln_in_modulation=True, **_BIG), **kwargs))
+    model_args = dict(
+        depths=(2, 2, 18, 2), embed_dim=352, focal_levels=(4, 4, 4, 4), focal_windows=(3, 3, 3, 3),
+        use_postln_in_modulation=True, use_conv_embed=True, use_postln=True, use_layerscale=True)
+    return _create_focalnet('zoo_focalnet_huge_fl4', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 # HF transformers FocalNet (FocalNetModel / FocalNetForImageClassification / FocalNetBackbone) -> official names

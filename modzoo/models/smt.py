@@ -89,7 +89,9 @@ class ScaleAwareModulation(nn.Module):
 
     MHMC: head i (of ``num_heads``) runs a depthwise ``(3 + 2i)``-conv on the contiguous channel chunk i
     (``local_conv_{i+1}``). SAA: the heads are interleaved, mixed by the grouped 1x1 ``proj0`` (``C / h`` groups,
-    one channel per scale each, ``expand_ratio`` x wider), then BN, GELU and the 1x1 ``proj1``.
+    one channel per scale each, ``expand_ratio`` x wider), then BN, GELU and the 1x1 ``proj1``. ``fused`` runs
+    MHMC and the interleave as :func:`modzoo.kernels.mixed_dwconv_interleave` (Triton on CUDA, elsewhere the same
+    ops as the explicit branch).
     """
 
     def __init__(
@@ -99,11 +101,13 @@ class ScaleAwareModulation(nn.Module):
             expand_ratio: int = 2,
             qkv_bias: bool = True,
             proj_drop: float = 0.,
+            fused: bool = True,
     ):
         super().__init__()
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f'SAM needs dim ({dim}) divisible by a positive ca_num_heads, got {num_heads}')
         self.dim = dim
+        self.fused = fused
         self.num_heads = num_heads
         group_chs = dim // num_heads
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
@@ -126,8 +130,14 @@ class ScaleAwareModulation(nn.Module):
     def modulator(self, x: torch.Tensor) -> torch.Tensor:
         """The modulator ``SAA(MHMC(W_s x))`` (B, C, H, W) for a channels-last input (the official code keeps it as
         ``self.modulator`` after every forward; here it is computed on request)."""
-        weights, biases = self.mixed_conv_params()
-        s = mixed_dwconv_interleave(self.s(x).permute(0, 3, 1, 2), weights, biases)
+        s = self.s(x).permute(0, 3, 1, 2)
+        if self.fused:
+            weights, biases = self.mixed_conv_params()
+            s = mixed_dwconv_interleave(s, weights, biases)
+        else:
+            convs = [getattr(self, f'local_conv_{i + 1}') for i in range(self.num_heads)]
+            heads = [conv(chunk) for conv, chunk in zip(convs, torch.chunk(s, self.num_heads, dim=1))]
+            s = torch.stack(heads, dim=2).flatten(1, 2)  # interleave: channel g * num_heads + i is head i's g
         return self.proj1(self.act(self.bn(self.proj0(s))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -614,21 +624,21 @@ default_cfgs = generate_default_cfgs({
 def zoo_smt_tiny(pretrained: bool = False, **kwargs) -> SMT:
     """SMT-T: 64-512 channels, depths 2/2/8/1, 3x3 stem (official yaml trains with drop_path_rate 0.1)."""
     model_args = dict(depths=(2, 2, 8, 1), mlp_ratios=(4, 4, 4, 2), head_conv=3)
-    return _create_smt('zoo_smt_tiny', pretrained, **dict(model_args, **kwargs))
+    return _create_smt('zoo_smt_tiny', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_smt_small(pretrained: bool = False, **kwargs) -> SMT:
     """SMT-S: depths 3/4/18/2 (official yaml drop_path_rate 0.2)."""
     model_args = dict(depths=(3, 4, 18, 2), mlp_ratios=(4, 4, 4, 2), head_conv=3)
-    return _create_smt('zoo_smt_small', pretrained, **dict(model_args, **kwargs))
+    return _create_smt('zoo_smt_small', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def zoo_smt_base(pretrained: bool = False, **kwargs) -> SMT:
     """SMT-B: depths 4/6/28/2, MLP ratios 8/6/4/2, 7x7 stem (official yaml drop_path_rate 0.3)."""
     model_args = dict(depths=(4, 6, 28, 2), mlp_ratios=(8, 6, 4, 2), head_conv=7)
-    return _create_smt('zoo_smt_base', pretrained, **dict(model_args, **kwargs))
+    return _create_smt('zoo_smt_base', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
@@ -638,4 +648,4 @@ def zoo_smt_large(pretrained: bool = False, **kwargs) -> SMT:
     model_args = dict(
         embed_dims=(96, 192, 384, 768), depths=(4, 6, 28, 4), mlp_ratios=(8, 6, 4, 2), head_conv=7,
         use_layerscale=True)
-    return _create_smt('zoo_smt_large', pretrained, **dict(model_args, **kwargs))
+    return _create_smt('zoo_smt_large', pretrained=pretrained, **dict(model_args, **kwargs))
