@@ -31,8 +31,8 @@ import timm
 
 import modzoo
 from modzoo.models import read_checkpoint
-from modzoo.models._checkpoint import CheckpointMismatchError, classifier_names
-from modzoo.models._registry import family_module
+from modzoo.models import CheckpointMismatchError, classifier_names
+from modzoo.models import family_module
 from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir
 from modzoo.utils.files import temporary_beside
 

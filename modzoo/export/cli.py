@@ -34,7 +34,7 @@ from modzoo.export import quantize as zoo_quant
 from modzoo.export.deploy import prepare_for_deploy
 from modzoo.export.segmentation import build_macmd_for_export, build_mmseg_for_export
 from modzoo.models import CheckpointMismatchError, UnknownModelError
-from modzoo.models._registry import suggest_model_names
+from modzoo.models import suggest_model_names
 from modzoo.utils.cli import (
     OneLineArgumentParser, UsageError, check_output_file, model_kwargs_error, parse_model_kwargs,
 )

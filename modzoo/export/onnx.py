@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from modzoo.models._checkpoint import checkpoint_num_classes
+from modzoo.models import checkpoint_num_classes
 
 from .deploy import prepare_for_deploy
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, photo_images, random_images

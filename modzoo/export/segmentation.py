@@ -63,7 +63,7 @@ class MACMDLogits(nn.Module):
 
 def _load_strict(model: nn.Module, checkpoint: Union[str, os.PathLike], trusted: bool, name: str) -> None:
     """Load a full segmentor checkpoint (``state_dict``/``model`` container or flat), every key must fit."""
-    from modzoo.models._checkpoint import CheckpointMismatchError
+    from modzoo.models import CheckpointMismatchError
     path = os.fspath(checkpoint)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'No checkpoint file at {path}')

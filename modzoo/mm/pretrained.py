@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from modzoo.models import CheckpointMismatchError, read_checkpoint, unwrap_state_dict
-from modzoo.models._checkpoint import CheckpointFileError, convert_state_dict
+from modzoo.models import CheckpointFileError, convert_state_dict
 
 __all__ = ['LoadReport', 'fetch_checkpoint', 'load_into_features_model']
 

@@ -57,7 +57,7 @@ def read_training_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ResumeError(f'--resume file not found: {path!r}')
-    from modzoo.models._checkpoint import CheckpointFileError, load_torch_file
+    from modzoo.models import CheckpointFileError, load_torch_file
     try:
         ckpt = load_torch_file(path)
     except CheckpointFileError as e:

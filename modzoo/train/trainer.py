@@ -60,7 +60,7 @@ SCHEDULE_OPTIONS = ('epochs', 'sched', 'lr', 'lr_base', 'lr_base_size', 'lr_base
 
 def _user_errors():
     from modzoo.models import CheckpointMismatchError, UnknownModelError
-    from modzoo.models._checkpoint import CheckpointFileError
+    from modzoo.models import CheckpointFileError
     return (UsageError, DatasetNotFoundError, UnknownModelError, ResumeError, CheckpointMismatchError,
             CheckpointFileError)
 
@@ -166,7 +166,7 @@ def load_initial_weights(model: nn.Module, path: str) -> List[str]:
     """Load weights for a new run (fine-tuning): strict, except a classifier whose size differs is left as
     initialised. Returns the skipped classifier keys. Any other mismatch raises ``CheckpointMismatchError``."""
     from modzoo.models import read_checkpoint
-    from modzoo.models._checkpoint import classifier_names, convert_state_dict, verify_state_dict
+    from modzoo.models import classifier_names, convert_state_dict, verify_state_dict
     state_dict = convert_state_dict(read_checkpoint(path), model, verify=False)
     model_sd = model.state_dict()
     heads = classifier_names(model)
@@ -477,7 +477,7 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
 
 
 def _restore(ckpt, path, ctx, model, optimizer, scheduler, scaler, model_ema, steps_per_epoch, args):
-    from modzoo.models._checkpoint import verify_state_dict
+    from modzoo.models import verify_state_dict
     verify_state_dict(ckpt['state_dict'], model, hint=f'(--resume {path})')
     model.load_state_dict(ckpt['state_dict'])
     optimizer.load_state_dict(ckpt['optimizer'])

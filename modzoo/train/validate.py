@@ -63,7 +63,7 @@ def build_validate_parser() -> argparse.ArgumentParser:
 def read_weights(path: str, prefer_ema: bool = True):
     """(flat state dict, training metadata or {}) from any supported checkpoint file."""
     from modzoo.models import read_checkpoint, unwrap_state_dict
-    from modzoo.models._checkpoint import CheckpointFileError, load_torch_file
+    from modzoo.models import CheckpointFileError, load_torch_file
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path!r}')
     meta: Dict[str, Any] = {}
@@ -88,7 +88,7 @@ def _classifier_classes(model_name: str, state_dict: Dict[str, torch.Tensor], kw
     """The checkpoint's class count, read after the family's key conversion (official layouts name the head
     differently); None when it has no classifier or the count cannot be told."""
     import modzoo
-    from modzoo.models._checkpoint import checkpoint_num_classes
+    from modzoo.models import checkpoint_num_classes
     with torch.device('meta'):
         probe = modzoo.create_model(model_name, **kwargs)
     return checkpoint_num_classes(probe, state_dict) or None
@@ -229,7 +229,7 @@ def format_results(r: Dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from modzoo.models import CheckpointMismatchError, UnknownModelError
-    from modzoo.models._checkpoint import CheckpointFileError
+    from modzoo.models import CheckpointFileError
     args = build_validate_parser().parse_args(argv)
     try:
         results = run_validation(args)
