@@ -10,6 +10,7 @@ import inspect
 import logging
 import os
 import sys
+import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -207,7 +208,10 @@ def load_torch_file(path: Union[str, os.PathLike], trusted: bool = False) -> Any
         raise _unreadable(path, 'is empty (0 bytes), not a checkpoint',
                           'the download or copy did not finish; fetch the file again')
     try:
-        return torch.load(path, map_location='cpu', weights_only=not trusted)
+        with warnings.catch_warnings():
+            # torch warns about any protocol but 2 before it reads the file; ours is the one message the user gets
+            warnings.filterwarnings('ignore', message='Detected pickle protocol', category=UserWarning)
+            return torch.load(path, map_location='cpu', weights_only=not trusted)
     except Exception as e:
         text = str(e)
         if not trusted and 'Unsupported global' in text:  # the weights-only unpickler names the offending global
