@@ -39,7 +39,6 @@ def _str_or_none(v: str) -> Optional[str]:
 
 def build_train_parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(
-        prog='train.py',
         description='Train a modzoo (or any timm) classification model; single process or torchrun DDP.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('-c', '--config', default=None, help='recipe YAML (configs/imagenet/...); the command line wins')

@@ -31,8 +31,7 @@ __all__ = ['build_validate_parser', 'load_model_for_inference', 'run_validation'
 
 
 def build_validate_parser() -> argparse.ArgumentParser:
-    p = OneLineArgumentParser(prog='validate.py',
-                              description='Validate a classification model on an ImageFolder split.',
+    p = OneLineArgumentParser(description='Validate a classification model on an ImageFolder split.',
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--model', required=True)
     p.add_argument('--checkpoint', default=None, help='weights (training checkpoint, official or timm file)')
