@@ -159,7 +159,7 @@ def render(image: torch.Tensor, rows: List[Dict], title: str, out: str) -> str:
     for i, row in enumerate(rows):
         maps = [('|modulator|', row['modulator'])]
         if row['gates'] is not None:
-            maps += list(zip(row['gate_labels'], row['gates']))
+            maps += list(zip(row['gate_labels'], row['gates'], strict=True))
         axes[i][0].imshow(img)
         axes[i][0].set_title(row['name'], fontsize=7)
         for j, (label, fmap) in enumerate(maps, start=1):

@@ -147,7 +147,7 @@ def test_state_dict_round_trip_and_cache_reset():
     dst.load_state_dict(src.state_dict())
     assert torch.equal(dst.omegas, src.omegas) and not dst.cache
     q, k, pos = torch.randn(1, 5, 6, 64), torch.randn(1, 5, 6, 64), grid_positions(2, 3)
-    for a, b in zip(src(q, k, pos), dst(q, k, pos)):
+    for a, b in zip(src(q, k, pos), dst(q, k, pos), strict=True):
         assert torch.equal(a, b)
 
 

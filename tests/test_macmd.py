@@ -61,7 +61,7 @@ def test_golden_module_outputs(name):
             out = module(*inputs)
     out = list(out) if isinstance(out, (list, tuple)) else [out]
     assert len(out) == len(outputs)
-    for ours, ref in zip(out, outputs):
+    for ours, ref in zip(out, outputs, strict=True):
         assert ours.shape == ref.shape
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
 

@@ -72,7 +72,7 @@ def test_mmdet_pvt_checkpoint_gives_mmdet_features(version, tmp_path):
                 module.eps = 1e-6
         same_eps = ours(x)
     assert len(got) == len(expected) == len(same_eps) == 4
-    for a, b, c in zip(got, expected, same_eps):
+    for a, b, c in zip(got, expected, same_eps, strict=True):
         assert a.shape == b.shape
         assert (c - b).abs().max().item() <= 1e-4
         assert (a - b).abs().max().item() <= 1e-4 * b.abs().max().item()
@@ -134,7 +134,7 @@ def test_hf_focalnet_backbone_file_into_modzoo_backbone(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         expected = source.forward_intermediates(x, intermediates_only=True)
-        for a, b in zip(backbone.eval()(x), expected):
+        for a, b in zip(backbone.eval()(x), expected, strict=True):
             assert torch.equal(a, b)
 
 

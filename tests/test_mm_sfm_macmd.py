@@ -75,7 +75,7 @@ def test_sfm_backbone_identity_keys_and_features(tmp_path):
         ref, out = plain(x), sfm(x)
     assert isinstance(out, SFMFeatures) and len(out) == 4 and out.levels == (0, 1, 2, 3)
     assert [w.size for w in out.warps] == [(16, 24), (8, 12), (4, 6)]
-    for a, b, m in zip(ref, out, out.modulated):
+    for a, b, m in zip(ref, out, out.modulated, strict=True):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-5)  # ARS starts as the identity warp
         torch.testing.assert_close(m, a, rtol=0, atol=1e-5)
 
@@ -83,7 +83,7 @@ def test_sfm_backbone_identity_keys_and_features(tmp_path):
     _randomise_resamplers(sfm.resamplers)
     with torch.no_grad():
         out = sfm(x)
-    for k, (u, m) in enumerate(zip(out, out.modulated)):
+    for k, (u, m) in enumerate(zip(out, out.modulated, strict=True)):
         torch.testing.assert_close(u, m if k == 0 else demodulate(m, out.warps[:k]), rtol=0, atol=0)
         if k:
             assert (u - m).abs().max() > 1e-2
@@ -93,7 +93,7 @@ def test_sfm_backbone_identity_keys_and_features(tmp_path):
     again = ModzooBackbone(sfm=dict(), **SMALL_FOCALNET).eval()
     again.load_pretrained(str(path))
     with torch.no_grad():
-        for a, b in zip(out, again(x)):
+        for a, b in zip(out, again(x), strict=True):
             torch.testing.assert_close(b, a, rtol=0, atol=0)
     with pytest.raises(ValueError, match='sfm=None'):
         ModzooBackbone(**SMALL_FOCALNET).load_pretrained(str(path))
@@ -129,10 +129,11 @@ def test_sfm_segmentor_equals_plain_at_init(config):
         ref = plain(inputs, samples, mode='tensor')
         out = sfm(inputs, samples, mode='tensor')
         assert out.shape == ref.shape == (2, 150, 16, 24)
-        torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+        # float32 summation order differs between the SFM and the plain head (1.3e-5 seen on an AMD EPYC)
+        torch.testing.assert_close(out, ref, rtol=0, atol=5e-5)
         pred_ref = plain(inputs, copy.deepcopy(samples), mode='predict')
         pred = sfm(inputs, copy.deepcopy(samples), mode='predict')
-    for a, b in zip(pred_ref, pred):
+    for a, b in zip(pred_ref, pred, strict=True):
         assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
 
     # trained-like warps change the prediction, and the losses reach ARS and MSAU
@@ -208,7 +209,7 @@ def test_macmd_head_deep_supervision_losses(macmd_model):
     labels = torch.stack([s.gt_sem_seg.data[0] for s in data['data_samples']])
     valid = (labels != 255).float()
     total = 0.
-    for prefix, logits in zip(('', 'aux1.', 'aux2.'), outs):
+    for prefix, logits in zip(('', 'aux1.', 'aux2.'), outs, strict=True):
         up = F.interpolate(logits, size=labels.shape[-2:], mode='bilinear', align_corners=False)
         ce = 0.4 * F.cross_entropy(up, labels, ignore_index=255)
         dice = 0.6 * _released_dice(up.softmax(1), labels, valid)

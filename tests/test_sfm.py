@@ -20,7 +20,7 @@ def _pretrained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.05)
-        for name, b in model.named_buffers():
+        for b in model.buffers():
             if b.is_floating_point():
                 b.add_(torch.rand(b.shape, generator=gen) * 0.1)
     return model.eval()
@@ -49,7 +49,7 @@ def test_sfm_is_identity_at_init(name, features_only):
         sfm = SFM(model).eval()
         out, warps = sfm(x, return_warps=True)
     ref, out = (ref, out) if features_only else ([ref], [out])
-    for a, b in zip(ref, out):
+    for a, b in zip(ref, out, strict=True):
         assert a.shape == b.shape
         torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
     assert [w.size for w in warps] == [(16, 24), (8, 12), (4, 6)]
@@ -96,7 +96,7 @@ def test_sfm_state_dict_deepcopy_and_remove():
         torch.testing.assert_close(clone(x), sfm(x), rtol=0, atol=0)
         for r in clone.resamplers:
             r.reset_parameters()
-        assert any((a - b).abs().max() > 1e-4 for a, b in zip(clone(x), sfm(x)))
+        assert any((a - b).abs().max() > 1e-4 for a, b in zip(clone(x), sfm(x), strict=True))
     backbone = sfm.remove()
     with torch.no_grad():
         ref = timm.create_model('pvt_v2_b0', features_only=True, feature_cls='getter')

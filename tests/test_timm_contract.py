@@ -129,15 +129,17 @@ def test_features_and_intermediates(name):
         final, inter = model.forward_intermediates(x)
         assert torch.allclose(final, model.forward_features(x), atol=1e-5)
         assert len(inter) == len(info)
-        for t, f in zip(inter, info):
+        for t, f in zip(inter, info, strict=True):
             assert t.shape[1] == f['num_chs'] and t.shape[-1] == math.ceil(FEAT_SIZE / f['reduction'])
         model.set_grad_checkpointing()
-        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(model.forward_intermediates(x)[1], inter))
+        regrad = model.forward_intermediates(x)[1]
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(regrad, inter, strict=True))
         model.set_grad_checkpointing(False)
 
         nodes = {f['module']: f['module'] for f in info}
         extracted = list(create_feature_extractor(model, return_nodes=nodes)(x).values())
-        assert all(torch.equal(a, b) for a, b in zip(extracted, inter)), 'create_feature_extractor taps differ'
+        assert all(torch.equal(a, b) for a, b in zip(extracted, inter, strict=True)), \
+            'create_feature_extractor taps differ'
 
     features = build(name, features_only=True, feature_cls='fx').eval()
     channels = features.feature_info.channels()
@@ -145,7 +147,7 @@ def test_features_and_intermediates(name):
     with torch.no_grad():
         outputs = features(x)
     assert len(outputs) == len(channels)
-    for c, r, o in zip(channels, features.feature_info.reduction(), outputs):
+    for c, r, o in zip(channels, features.feature_info.reduction(), outputs, strict=True):
         assert o.shape[0] == 1 and o.shape[1] == c and not torch.isnan(o).any()
         assert o.shape[-1] <= math.ceil(FEAT_SIZE / r) + 1
 
@@ -201,9 +203,9 @@ def test_any_input_size_and_empty_batch(name):
             out = model(torch.randn(1, 3, *size))
             assert out.shape == (1, width) and not torch.isnan(out).any(), size
         taps = model.forward_intermediates(torch.randn(1, 3, 7, 45), intermediates_only=True)
-        for t, f in zip(taps, model.feature_info):
+        for t, f in zip(taps, model.feature_info, strict=True):
             # timm's bound (overlapping conv stems, FocalNet's use_conv_embed, floor where patchify convs ceil)
-            for got, size in zip(t.shape[-2:], (7, 45)):
+            for got, size in zip(t.shape[-2:], (7, 45), strict=True):
                 assert 1 <= got <= math.ceil(size / f['reduction']) + 1, (size, f, tuple(t.shape))
         assert model(torch.randn(0, 3, 64, 64)).shape == (0, width)
         taps = model.forward_intermediates(torch.randn(0, 3, 64, 64), intermediates_only=True)

@@ -229,7 +229,7 @@ def plot(path: str, names: Sequence[str], plain: List[torch.Tensor], with_ars: L
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    for ax, name, a, b in zip(axes[0], names, plain, with_ars):
+    for ax, name, a, b in zip(axes[0], names, plain, with_ars, strict=True):
         ax.semilogy(*spectrum_profile(a), 'o-', ms=3, label=f'without ARS ({share_above_nyquist(a):.1%} > Nyq.)')
         ax.semilogy(*spectrum_profile(b), 's--', ms=3, label=f'with ARS, {label} ({share_above_nyquist(b):.1%})')
         ax.axvline(NYQUIST_AFTER_STRIDE2, color='k', lw=0.8, ls=':')
@@ -295,7 +295,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[float]]:
     print('share of feature power above the stride-2 Nyquist limit (|f| > 0.25 cycles/px), before each transition:')
     print(f'  {"transition":<32} {"map":>9} {"without ARS":>12} {"with ARS":>10}')
     result = {'without': [], 'with': []}
-    for name, a, b in zip(names, plain, with_ars):
+    for name, a, b in zip(names, plain, with_ars, strict=True):
         sa, sb = share_above_nyquist(a), share_above_nyquist(b)
         result['without'].append(sa)
         result['with'].append(sb)

@@ -114,11 +114,13 @@ def _summary(samples, med):
         quartiles_ms={k: [round(q * 1e3, 2) for q in statistics.quantiles(v, n=4)] for k, v in samples.items()},
         gridpe_overhead=dict(
             ratio_of_medians=round(med['gridpe'] / med['plain'], 4),
-            median_paired_ratio=round(statistics.median(g / p for g, p in zip(samples['gridpe'], samples['plain'])), 4),
+            median_paired_ratio=round(statistics.median(
+                g / p for g, p in zip(samples['gridpe'], samples['plain'], strict=True)), 4),
             goal='<= 1.10'),
         plain_vs_timm_throughput=dict(
             ratio_of_medians=round(med['timm'] / med['plain'], 4),
-            median_paired_ratio=round(statistics.median(t / p for t, p in zip(samples['timm'], samples['plain'])), 4),
+            median_paired_ratio=round(statistics.median(
+                t / p for t, p in zip(samples['timm'], samples['plain'], strict=True)), 4),
             goal='>= 1.0'),
     )
 

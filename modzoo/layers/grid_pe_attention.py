@@ -51,7 +51,7 @@ def grid_pe_block_cfgs(
     if gridpe_blocks not in ('all', 'first'):
         raise ValueError(f"gridpe_blocks must be 'all' or 'first', got {gridpe_blocks!r}")
     cfgs, block_index = [], 0
-    for depth, grid in zip(depths, stage_grids):
+    for depth, grid in zip(depths, stage_grids, strict=True):
         stage = []
         for j in range(depth):
             use = gridpe and (gridpe_blocks == 'all' or j == 0)

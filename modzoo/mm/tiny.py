@@ -87,7 +87,7 @@ def write_tiny_synapse(root: str, cases: Dict[str, Sequence[int]] = None, slices
                 body = _ellipse_mask(size, size, size * 0.5, size * 0.5, size * 0.40, size * 0.46)
                 img[body] = 60.
                 scale = 1. - 0.15 * abs(sl - (slices - 1) / 2) / max(slices, 1)
-                for (organ, (cy, cx, ry, rx, grey)), (jy, jx) in zip(_SYNAPSE_ORGANS.items(), jitter):
+                for (organ, (cy, cx, ry, rx, grey)), (jy, jx) in zip(_SYNAPSE_ORGANS.items(), jitter, strict=True):
                     mask = _ellipse_mask(size, size, (cy + jy) * size, (cx + jx) * size, ry * size * scale,
                                          rx * size * scale, angle=rng.uniform(-0.3, 0.3)) & body
                     img[mask] = grey
@@ -175,7 +175,7 @@ def write_tiny_coco(root: str, num_train: int = 4, num_val: int = 2, size=(128, 
     h, w = size
     out = os.path.join(root, 'coco')
     os.makedirs(os.path.join(out, 'annotations'), exist_ok=True)
-    cat_ids = dict(zip(COCO_CLASSES, COCO_CATEGORY_IDS))
+    cat_ids = dict(zip(COCO_CLASSES, COCO_CATEGORY_IDS, strict=True))
     colours = {name: rng.integers(40, 256, size=3) for name in _COCO_DRAWN}
     categories = [dict(id=i, name=n, supercategory=_coco_supercategory(i)) for n, i in cat_ids.items()]
     yy, xx = np.mgrid[0:h, 0:w]

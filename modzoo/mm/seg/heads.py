@@ -167,7 +167,7 @@ class MACMDHead(BaseDecodeHead):
         if len(seg_logits) != 3:
             raise ValueError(f'MACMDHead.loss_by_feat expects [main, aux1, aux2], got {len(seg_logits)} outputs')
         losses = super().loss_by_feat(seg_logits[0], batch_data_samples)
-        for name, logits, weight in zip(('aux1', 'aux2'), seg_logits[1:], self.aux_loss_weights):
+        for name, logits, weight in zip(('aux1', 'aux2'), seg_logits[1:], self.aux_loss_weights, strict=True):
             for key, value in super().loss_by_feat(logits, batch_data_samples).items():
                 losses[f'{name}.{key}'] = value * weight if key.startswith('loss') else value
         return losses
