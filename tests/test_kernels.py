@@ -516,3 +516,26 @@ def test_launchers_run_on_the_tensors_device(monkeypatch):
                  focal.focal_context_bwd, mixed.mixed_dwconv_fwd, mixed.mixed_dwconv_bwd,
                  tile_mul.gelu_tile_mul_fwd, tile_mul.gelu_tile_mul_bwd]
     assert all(getattr(f, '__wrapped__', None) is not None for f in launchers)
+
+
+@pytest.mark.parametrize('name', [k for names in _op_kernels().values() for k in names])
+def test_autotune_key_holds_every_compile_time_switch_and_the_layout(name):
+    """One tuning per kernel size, pass and layout: no tuning of FocalNet's k3 level reused for its k7 level."""
+    kernel = _tuned(name)
+    import inspect
+    params = inspect.signature(getattr(kernel.fn, 'fn', kernel.fn)).parameters.values()
+    switches = {p.name for p in params if 'constexpr' in str(p.annotation)} - kernel.tuned_keys
+    assert switches <= set(kernel.key), sorted(switches - set(kernel.key))
+    if kernel.layout_arg is not None:
+        assert kernel.layout_arg in kernel.key
+
+
+@pytest.mark.parametrize('name', [k for names in _op_kernels().values() for k in names])
+def test_a_candidate_fits_the_last_stage_7x7_map(name):
+    """On 7x7 maps (the last stage at 224 px) every layout has a candidate whose tile is at most 8x8."""
+    kernel = _tuned(name)
+    for layout, cands in kernel.candidates.items():
+        named = dict(C=64, Cg=64, H=7, W=7, M=49, R=2, sx_c=1 if layout == 'nhwc' else 49)
+        named.update(ss_c=named['sx_c'], sd_c=named['sx_c'])
+        fits = [c for c in kernel.candidates_for(named) if c.kwargs.get('TH', 1) <= 8 and c.kwargs.get('TW', 1) <= 8]
+        assert fits, (layout, [c.kwargs for c in cands])

@@ -14,6 +14,7 @@ Importing this module imports Triton; ``TRITON_INTERPRET=1`` must be set before 
 """
 import contextlib
 import functools
+import inspect
 import os
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -138,7 +139,10 @@ def weight_grad_pass(dwp_ptr, src_ptr, g_ptr, offs_c, mask_c, C, pid_s, n_split,
     for i in range(K):
         di = i - K // 2
         acc = tl.zeros([KP, BLOCK_C, TH * TW], dtype=tl.float32)
-        for item in range(pid_s, n_items, n_split):
+        # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
+        item = pid_s - n_split
+        while item + n_split < n_items:
+            item += n_split
             b = (item // n_tiles).to(tl.int64)
             oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
             g = tl.load(g_ptr + b * sg_b + (offs_c[:, None] * sg_c + (oh * sg_h + ow * sg_w)[None, :]),
@@ -224,18 +228,19 @@ def _cands(*rows, keys=('BLOCK_C', 'TH', 'TW', 'num_warps')):
 
 # GPU candidates (BLOCK_C, TH, TW, num_warps). NCHW tiles are rows of pixels (W contiguous), channels-last tiles
 # wide channel blocks; at most 8 tile elements per thread, so the unrolled forward taps stay in registers.
+# Each layout has an 8x8 (or smaller) tile for the 7x7 maps of the last stage.
 CONV_FWD_CANDIDATES = {
-    'nchw': _cands((8, 8, 16, 4), (4, 8, 32, 4), (4, 16, 32, 8)),
+    'nchw': _cands((8, 8, 16, 4), (4, 8, 32, 4), (4, 16, 32, 8), (16, 8, 8, 4)),
     'nhwc': _cands((64, 4, 4, 4), (32, 8, 4, 4), (32, 8, 8, 8), (16, 8, 8, 4)),
 }
 # Kernels with a weight-gradient pass (a [row taps, BLOCK_C, tile] accumulator): half the tile.
 CONV_BWD_CANDIDATES = {
-    'nchw': _cands((8, 4, 16, 4), (4, 8, 16, 4), (8, 8, 16, 8)),
+    'nchw': _cands((8, 4, 16, 4), (4, 8, 16, 4), (8, 8, 16, 8), (8, 8, 8, 4)),
     'nhwc': _cands((32, 4, 4, 4), (16, 4, 8, 4), (32, 4, 8, 8)),
 }
 # SMT's backward runs four heads: a quarter of the forward tile.
 MIXED_BWD_CANDIDATES = {
-    'nchw': _cands((4, 4, 16, 4), (2, 8, 16, 4)),
+    'nchw': _cands((4, 4, 16, 4), (2, 8, 16, 4), (4, 8, 8, 4)),
     'nhwc': _cands((16, 4, 4, 4), (8, 4, 8, 4)),
 }
 # Kernels whose outputs are indexed by the launcher's tile or channel block keep that tile; only warps are tuned.
@@ -255,15 +260,20 @@ class TunedKernel:
     def __init__(self, name: str, fn, candidates: Dict[str, List[dict]], key: Sequence[str],
                  layout_arg: Optional[str] = None, size_args: Optional[Dict[str, Callable[[dict], int]]] = None):
         self.name, self.fn = name, fn
+        self.layout_arg, self.size_args = layout_arg, size_args or {}
         self.candidates = {layout: [triton.Config({k: v for k, v in c.items() if k != 'num_warps'},
                                                   num_warps=c.get('num_warps', 4)) for c in cands]
                            for layout, cands in candidates.items()}
-        self.layout_arg, self.size_args = layout_arg, size_args or {}
         self.tuned_keys = {k for cands in self.candidates.values() for c in cands for k in c.kwargs} | {'num_warps'}
+        # the key: the given sizes and layout stride, plus every compile-time switch the tuner does not set (K,
+        # MODE, IS_LAST, a launcher-chosen tile, ...), so no tuning is reused across kernel sizes or passes
+        params = inspect.signature(getattr(fn, 'fn', fn)).parameters.values()
+        switches = [p.name for p in params if 'constexpr' in str(p.annotation) and p.name not in self.tuned_keys]
+        self.key = list(key) + [s for s in switches if s not in key]
         self.tuner = None
         if not INTERPRETED:
             configs = [c for cands in self.candidates.values() for c in cands]
-            self.tuner = triton.autotune(configs=configs, key=list(key),
+            self.tuner = triton.autotune(configs=configs, key=self.key,
                                          prune_configs_by={'early_config_prune': self._prune})(fn)
 
     def layout(self, named: dict) -> str:

@@ -70,7 +70,10 @@ def _dwconv_gelu_bwd_kernel(
     acc_b = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)  # reduced along the pixels once, at the end
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
-    for item in range(pid_s, n_items, n_split):
+    # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
+    item = pid_s - n_split
+    while item + n_split < n_items:
+        item += n_split
         b = (item // n_tiles).to(tl.int64)
         oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
         mask = mask_c[:, None] & mask_p[None, :]
@@ -92,10 +95,11 @@ def _dwconv_gelu_bwd_kernel(
 
 
 CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])
-DWCONV_FWD = TunedKernel('dwconv_fwd', _dwconv_act_fwd_kernel, CONV_FWD_CANDIDATES, key=['C', 'H', 'W', 'sx_c'],
+DWCONV_FWD = TunedKernel('dwconv_fwd', _dwconv_act_fwd_kernel, CONV_FWD_CANDIDATES,
+                         key=['C', 'H', 'W', 'sx_c'],
                          layout_arg='sx_c', size_args=CONV_SIZES)
-DWCONV_BWD = TunedKernel('dwconv_bwd', _dwconv_gelu_bwd_kernel, CONV_BWD_CANDIDATES, key=['C', 'H', 'W', 'sx_c'],
-                         layout_arg='sx_c', size_args=CONV_SIZES)
+DWCONV_BWD = TunedKernel('dwconv_bwd', _dwconv_gelu_bwd_kernel, CONV_BWD_CANDIDATES,
+                         key=['C', 'H', 'W', 'sx_c'], layout_arg='sx_c', size_args=CONV_SIZES)
 
 
 @on_tensor_device

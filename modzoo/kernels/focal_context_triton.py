@@ -155,7 +155,10 @@ def _focal_bwd_level_kernel(
     mask_c = offs_c < C
     pid_s = tl.program_id(1)
     dg_blk = dgates_ptr + tl.program_id(0).to(tl.int64) * n_batch * num_levels * H * W
-    for item in range(pid_s, n_items, n_split):
+    # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
+    item = pid_s - n_split
+    while item + n_split < n_items:
+        item += n_split
         b = (item // n_tiles).to(tl.int64)
         oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
         mask = mask_c[:, None] & mask_p[None, :]
@@ -184,9 +187,10 @@ def _focal_bwd_level_kernel(
 
 
 CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])
-FOCAL_FWD = TunedKernel('focal_fwd', _focal_fwd_kernel, CONV_FWD_CANDIDATES, key=['C', 'H', 'W', 'ss_c'],
+FOCAL_FWD_KEY = ['C', 'H', 'W', 'ss_c']
+FOCAL_FWD = TunedKernel('focal_fwd', _focal_fwd_kernel, CONV_FWD_CANDIDATES, key=FOCAL_FWD_KEY,
                         layout_arg='ss_c', size_args=CONV_SIZES)
-FOCAL_MEAN = TunedKernel('focal_mean', _focal_fwd_kernel, WARPS_CANDIDATES, key=['C', 'H', 'W', 'ss_c'])
+FOCAL_MEAN = TunedKernel('focal_mean', _focal_fwd_kernel, WARPS_CANDIDATES, key=FOCAL_FWD_KEY)
 FOCAL_BWD_GLOBAL = TunedKernel('focal_bwd_global', _focal_bwd_global_kernel, WARPS_CANDIDATES,
                                key=['C', 'H', 'W', 'sd_c'])
 # the per channel block gate-gradient partials fix BLOCK_C to the plan's; the tile and warps are tuned
@@ -194,7 +198,8 @@ FOCAL_BWD_LEVEL = TunedKernel(
     'focal_bwd_level', _focal_bwd_level_kernel,
     {layout: [{k: v for k, v in c.items() if k != 'BLOCK_C'} for c in cands]
      for layout, cands in CONV_BWD_CANDIDATES.items()},
-    key=['C', 'H', 'W', 'ss_c'], layout_arg='ss_c', size_args=dict(TH=CONV_SIZES['TH'], TW=CONV_SIZES['TW']))
+    key=['C', 'H', 'W', 'ss_c'], layout_arg='ss_c',
+    size_args=dict(TH=CONV_SIZES['TH'], TW=CONV_SIZES['TW']))
 
 
 def _fwd_pass(plan: TilePlan, mode: int, src, weight, gates, level: int, *, pin=None, c_out=None, pout=None,

@@ -17,7 +17,7 @@ from ._triton_utils import INTERPRETED, TunedKernel, gelu, gelu_grad, on_tensor_
 
 @triton.jit
 def _tile_mul_fwd_kernel(
-        v_ptr, c_ptr, o_ptr, M, C, R,
+        v_ptr, c_ptr, o_ptr, M, C, R: tl.constexpr,  # constexpr: the ratio loop unrolls
         sv_m, sv_k, sc_m, sc_k, so_m,
         APPLY_GELU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
@@ -38,7 +38,7 @@ def _tile_mul_fwd_kernel(
 
 @triton.jit
 def _tile_mul_bwd_kernel(
-        v_ptr, c_ptr, do_ptr, dv_ptr, dc_ptr, M, C, R,
+        v_ptr, c_ptr, do_ptr, dv_ptr, dc_ptr, M, C, R: tl.constexpr,
         sv_m, sv_k, sc_m, sc_k, sd_m, sd_k,
         APPLY_GELU: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
 ):

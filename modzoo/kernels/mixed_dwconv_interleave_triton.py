@@ -123,7 +123,10 @@ def _mixed_dw_bwd_kernel(
     acc_b1 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
     acc_b2 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
     acc_b3 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
-    for item in range(pid_s, n_items, n_split):
+    # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
+    item = pid_s - n_split
+    while item + n_split < n_items:
+        item += n_split
         b = (item // n_tiles).to(tl.int64)
         oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
         dy_b = dy_ptr + b * sd_b
@@ -160,9 +163,10 @@ def _mixed_dw_bwd_kernel(
 
 
 HEAD_SIZES = dict(BLOCK_C=lambda a: a['Cg'], TH=lambda a: a['H'], TW=lambda a: a['W'])
-MIXED_FWD = TunedKernel('mixed_fwd', _mixed_dw_fwd_kernel, CONV_FWD_CANDIDATES, key=['Cg', 'H', 'W', 'sx_c'],
+MIXED_KEY = ['Cg', 'H', 'W', 'sx_c']
+MIXED_FWD = TunedKernel('mixed_fwd', _mixed_dw_fwd_kernel, CONV_FWD_CANDIDATES, key=MIXED_KEY,
                         layout_arg='sx_c', size_args=HEAD_SIZES)
-MIXED_BWD = TunedKernel('mixed_bwd', _mixed_dw_bwd_kernel, MIXED_BWD_CANDIDATES, key=['Cg', 'H', 'W', 'sx_c'],
+MIXED_BWD = TunedKernel('mixed_bwd', _mixed_dw_bwd_kernel, MIXED_BWD_CANDIDATES, key=MIXED_KEY,
                         layout_arg='sx_c', size_args=HEAD_SIZES)
 
 
