@@ -558,6 +558,7 @@ def run_check(settings: Settings, recorder: Optional[Recorder] = None, started: 
             elapsed = time.time() - started
             if elapsed > PHASE_SHARES[step.phase] * settings.deadline_s:
                 result['skipped'].append(step.what)
+                result['steps_done'] = i + 1
                 log(f'[deadline] {elapsed:.0f} s gone: skipping {step.what}')
                 continue
             key = (step.case.op, step.case.label, step.dtype) if step.case else None
@@ -575,6 +576,7 @@ def run_check(settings: Settings, recorder: Optional[Recorder] = None, started: 
             elif step.kind == 'time':
                 if key in crashed:  # its kernel crashed: timing it would only crash again
                     log(f'[skip] {step.what}: its check crashed')
+                    result['steps_done'] = i + 1
                     continue
                 row = _attempt(lambda: time_case(step.case, step.dtype, device, settings, peak, l2_bytes, cuda),
                                dict(op=step.case.op, case=step.case.label, dtype=step.dtype), log)
@@ -604,7 +606,7 @@ def run_check(settings: Settings, recorder: Optional[Recorder] = None, started: 
                                 for r in result[part] if 'error' in r]
             result['steps_done'] = i + 1
             recorder.save(result)
-    result['finished'] = True
+    result['finished'], result['steps_done'] = True, len(steps)
     recorder.save(result)
     return result
 
