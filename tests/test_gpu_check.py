@@ -248,3 +248,27 @@ def test_documented_command_from_a_bare_checkout_without_optional_packages(tmp_p
     result = json.loads((out / 'gpu_check.json').read_text())
     assert result['dry_run'] and result['skipped'] and (result['stopped_at_deadline'] or result['finished'])
     assert OUT_FILES <= set(os.listdir(out)) and '## Fused kernels' in (out / 'kernels_section.md').read_text()
+
+
+def test_plan_and_the_readme_agree(capsys):
+    """The README's step count and estimate for a GPU run are --plan's, at the default settings."""
+    steps = gpu_check.plan(gpu_check.Settings())
+    kinds = [s.kind for s in steps]
+    assert kinds[:2] == ['check', 'time'] and kinds[-1] == 'compile'
+    assert [s.case.op for s in steps[:8:2]] == list(validated.OPS)  # every op's first shape first
+    low, high = gpu_check.estimate_s(steps)
+    with open(os.path.join(ROOT, 'README.md')) as f:
+        readme = ' '.join(f.read().split())
+    assert f'`--plan` counts {len(steps)} steps ({kinds.count("check")} checks, {kinds.count("time")} timings, ' \
+           f'{kinds.count("train")} training runs, {kinds.count("compile")} `torch.compile` rows)' in readme
+    assert f'{round(low, -1):.0f}–{round(high, -1):.0f} s in all' in readme
+    assert f'{len(gpu_check.plan(gpu_check.Settings.for_dry_run()))} steps, on tiny shapes' in readme
+    assert cli.main(['--plan']) == 0 and f'{len(steps)} steps' in capsys.readouterr().out
+
+
+def test_the_deadline_counts_from_the_process_start(monkeypatch):
+    now = time.time()
+    started = gpu_probe.process_start_time()
+    assert started <= now and now - started < 24 * 3600
+    monkeypatch.setenv(gpu_probe.START_ENV_VAR, repr(now - 5))  # a re-executed child counts from its parent's start
+    assert gpu_probe.process_start_time() == now - 5
