@@ -95,6 +95,7 @@ class Settings:
     deadline_s: float = 400.0       # from process start
     graph_calls: int = 20           # calls captured in one CUDA graph
     replays: int = 5                # timed replays (median)
+    warmup: int = 3                 # calls before capture (at least one per input copy)
     copy_numel: int = 2 ** 28       # float32 values of the bandwidth probe (1 GiB)
     e2e_models: Tuple[str, ...] = E2E_MODELS
     e2e_kernel_models: Tuple[str, ...] = E2E_MODELS[:3]   # the models also run with the kernels on
@@ -106,7 +107,7 @@ class Settings:
     @classmethod
     def for_dry_run(cls, **overrides) -> 'Settings':
         base = dict(device='cpu', dry_run=True, batch=1, resolution=16, channel_div=24, stages=(1,), cases_per_op=1,
-                    compile_backend='aot_eager', graph_calls=1, replays=1, copy_numel=2 ** 10, e2e_batch=2,
+                    compile_backend='aot_eager', graph_calls=1, replays=1, warmup=1, copy_numel=2 ** 10, e2e_batch=2,
                     e2e_resolution=32, e2e_warmup=0, e2e_steps=1)
         base.update(overrides)
         return cls(**base)
@@ -323,10 +324,9 @@ def _time_impl(row: dict, name: str, backend: str, fn, inputs, grads, device, dt
                 y = fn(*inputs[i][0])
             y.backward(grads[i])
 
-        row[f'{name}_fwd_ms'], graphed_fwd = measure_ms(cuda, device, fwd, len(inputs), settings.graph_calls,
-                                                        settings.replays)
-        row[f'{name}_fwdbwd_ms'], graphed_bwd = measure_ms(cuda, device, fwd_bwd, len(inputs), settings.graph_calls,
-                                                           settings.replays)
+        timing = (len(inputs), settings.graph_calls, settings.replays, settings.warmup)
+        row[f'{name}_fwd_ms'], graphed_fwd = measure_ms(cuda, device, fwd, *timing)
+        row[f'{name}_fwdbwd_ms'], graphed_bwd = measure_ms(cuda, device, fwd_bwd, *timing)
         row[f'{name}_graphed'] = graphed_fwd and graphed_bwd
         for _, leaves in inputs:
             for t in leaves:

@@ -117,14 +117,14 @@ class CpuStandIn:
 
 
 def measure_ms(cuda, device: torch.device, call: Callable[[int], None], n_inputs: int, graph_calls: int,
-               replays: int) -> Tuple[float, bool]:
+               replays: int, warmup: int = 3) -> Tuple[float, bool]:
     """Median time of one ``call(i)`` (``i`` cycles over ``n_inputs`` input copies) and whether CUDA graphs were
     used: warm-up on a side stream (compilation, autotuning, lazy init stay outside the capture), ``graph_calls``
     calls captured into one graph, its replays timed with events. Should capture fail, plain launches are timed."""
     side = cuda.Stream(device)
     side.wait_stream(cuda.current_stream(device))
     with cuda.stream(side):
-        for i in range(max(3, n_inputs)):
+        for i in range(max(warmup, n_inputs)):
             call(i % n_inputs)
     cuda.current_stream(device).wait_stream(side)
     cuda.synchronize(device)
