@@ -31,8 +31,8 @@ EXPECTED = {
     'modzoo-make-tiny-datasets': 'modzoo.mm.tiny:make_tiny_datasets',
     'modzoo-zoo-report': 'modzoo.bench.zoo_report:main',
     'modzoo-visualize': 'modzoo.visualize:main',
-    'modzoo-gpu-check': 'modzoo.kernels.gpu_check:main',
-    'modzoo-kernel-static-report': 'modzoo.kernels.static_report:main',
+    'modzoo-gpu-check': 'modzoo.bench.gpu_check:main',
+    'modzoo-kernel-static-report': 'modzoo.bench.static_report:main',
 }
 
 

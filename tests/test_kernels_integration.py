@@ -302,7 +302,7 @@ def test_onnx_legacy_export_is_standard_and_matches_ort(tmp_path):
 def test_static_report_counts_every_pass_over_the_tiles():
     """The per-tile figure sums every outermost runtime-trip loop, a second pass over the tiles inside a constant
     tap loop times its taps (the weight-gradient pass of the conv backwards), not just the first loop."""
-    from modzoo.kernels.static_report import sass_figures
+    from modzoo.bench.static_report import sass_figures
     sass = """
         /*0000*/                   MOV R1, c[0x0][0x28] ;
         .L_x_0:

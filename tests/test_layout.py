@@ -58,3 +58,49 @@ def test_import_modzoo_leaves_mm_and_bench_alone():
             'sys.exit(1 if bad else 0)\n')
     result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# The layers of the package, as README's Layout section names them: a module may import its own layer and those
+# below it. Lazy imports inside functions count too.
+LAYERS = {
+    'utils': {'utils'},
+    'layers': {'layers', 'utils'},
+    'kernels': {'kernels', 'utils'},
+    'decoders': {'decoders', 'layers', 'utils'},
+    'models': {'models', 'layers', 'kernels', 'utils'},
+}
+
+
+def _modzoo_imports(path):
+    """(line, imported subpackage of modzoo) of every import in the module at ``path``."""
+    import ast
+    with open(os.path.join(ROOT, path), encoding='utf-8') as f:
+        tree = ast.parse(f.read(), path)
+    package = path[:-3].split('/')[:-1]  # the package the module (or __init__) is in
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = base + (node.module.split('.') if node.module else [])
+            names = ['.'.join(module + ([a.name] if not node.module else [])) for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split('.')
+            if parts[0] == 'modzoo':
+                yield node.lineno, parts[1] if len(parts) > 1 else '(modzoo)'
+
+
+def test_package_imports_point_down_the_layers():
+    offenders = []
+    for path in _tracked_files():
+        if not (path.startswith('modzoo/') and path.endswith('.py')):
+            continue
+        layer = path.split('/')[1]
+        allowed = LAYERS.get(layer[:-3] if layer.endswith('.py') else layer)
+        if allowed is None:  # above the models: train, export, hub, mm, bench, ...
+            continue
+        offenders += [f'{path}:{line} imports modzoo.{target}' for line, target in _modzoo_imports(path)
+                      if target not in allowed]
+    assert not offenders, offenders

@@ -9,11 +9,11 @@ and report registers, spills, shared memory and SASS instructions per output ele
 ``--baseline`` takes an earlier ``--json`` output (e.g. from the commit before a kernel change) and adds the
 before/after weight-gradient figures to the table. ``--write-benchmarks`` replaces the static-report section of
 BENCHMARKS.md. Exit status 1 when a configuration fails to compile, 2 on bad arguments.
-The logic is in modzoo/kernels/static_report.py; installed as ``modzoo-kernel-static-report`` too.
+The logic is in modzoo/bench/static_report.py; installed as ``modzoo-kernel-static-report`` too.
 """
 import sys
 
-from modzoo.kernels.static_report import main
+from modzoo.bench.static_report import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -1,15 +1,17 @@
 """Backend selection for modzoo's fused kernels.
 
-``auto`` (default) runs the PyTorch reference unless the Triton kernel has been validated for that op, activation
-dtype and GPU family: it runs a kernel only on CUDA tensors whose (op, dtype, GPU family) triple is in the
-validated-kernel table (:mod:`modzoo.kernels.validated`), which only ``tools/gpu_check.py`` writes, from a run on that
-card in which the kernel matched an fp64 reference and beat eager PyTorch. The GPU family is the compute capability
-plus the card class (``sm90 H100 SXM``, ``sm90 H200 SXM``, ``sm90 GH200``; see :mod:`modzoo.kernels.gpu_info`).
-Everywhere else (a card or dtype without an entry, the CPU, float64, unsupported shapes) ``auto`` runs the
-reference, so it never fails where the reference works and never runs an unmeasured kernel. ``triton`` forces the
-kernels whatever the table says and raises :class:`KernelUnsupportedError` on an input they cannot take; CPU tensors
-are accepted only when the Triton interpreter (``TRITON_INTERPRET=1``, set before the kernels are first imported)
-is on, which is how the CPU tests exercise the kernels. ``torch`` always runs the reference.
+``auto`` (default) runs the PyTorch reference unless the Triton kernel has been validated for that very call: it runs
+a kernel only on CUDA tensors whose op, GPU family, layout, dtype of every tensor argument and depthwise kernel sizes
+fall inside an entry of the validated-kernel table (:mod:`modzoo.kernels.validated`) checked under the running Triton
+and torch versions. Only ``tools/gpu_check.py`` writes that table, from a run on that card in which the kernel matched
+an fp64 reference at every shape it checked, was deterministic, and was not slower than eager PyTorch forward nor
+forward+backward. The GPU family is the compute capability plus the card class (``sm90 H100 SXM``, ``sm90 H200 SXM``,
+``sm90 GH200``; see :mod:`modzoo.kernels.gpu_info`). Everywhere else (a card, layout, dtype or kernel size without an
+entry, the CPU, float64, unsupported shapes) ``auto`` runs the reference, so it never fails where the reference works
+and never runs an unmeasured kernel. ``triton`` forces the kernels whatever the table says and raises
+:class:`KernelUnsupportedError` on an input they cannot take; CPU tensors are accepted only when the Triton
+interpreter (``TRITON_INTERPRET=1``, set before the kernels are first imported) is on, which is how the CPU tests
+exercise the kernels. ``torch`` always runs the reference.
 
 Whatever the backend, ONNX export, TorchScript scripting/tracing (and therefore fvcore, which traces) and torch.fx
 symbolic tracing always see the reference computation: exported graphs and FLOP counts never contain a Triton op.
@@ -21,7 +23,7 @@ import contextlib
 import functools
 import importlib.util
 import os
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -31,7 +33,8 @@ from .gpu_info import family_of_device
 
 __all__ = [
     'BACKENDS', 'ENV_VAR', 'KernelUnsupportedError', 'set_backend', 'get_backend', 'use_backend',
-    'triton_available', 'interpreter_enabled', 'select_backend', 'in_export_or_trace',
+    'triton_available', 'interpreter_enabled', 'select_backend', 'in_export_or_trace', 'tensor_layout',
+    'observe_calls',
 ]
 
 BACKENDS = ('auto', 'triton', 'torch')
@@ -110,17 +113,56 @@ def _gpu_family(device: torch.device) -> str:
     return family_of_device(device)
 
 
+def tensor_layout(t: torch.Tensor) -> str:
+    """The layout an entry of the validated table names, from which dimension of ``t`` is the contiguous one:
+    ``'last_dim_contiguous'`` (a logical NCHW tensor in NCHW memory, or a channels-last ``(B, H, W, C)`` tensor),
+    ``'channels_last'`` (a logical NCHW view of channels-last memory) or ``'strided'``."""
+    if t.dim() == 4 and t.stride(1) == 1 and t.shape[1] > 1 and not (t.stride(3) == 1 and t.shape[3] > 1):
+        return 'channels_last'
+    if t.dim() == 0 or t.stride(-1) == 1 or t.shape[-1] == 1:
+        return 'last_dim_contiguous'
+    return 'strided'
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).replace('torch.', '')
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_version() -> str:
+    import triton
+    return triton.__version__
+
+
 @torch.compiler.assume_constant_result  # torch.compile evaluates the lookup once while tracing: no graph break
-def _is_validated_on(op: str, dtype: str, device_index: int) -> bool:
-    return validated.is_validated(op, dtype, _gpu_family(torch.device('cuda', device_index)))
+def _is_validated_on(op: str, layout: str, dtypes: Tuple[str, ...], kernel_sizes: Tuple[int, ...],
+                     device_index: int) -> bool:
+    return validated.matching_entry(op, _gpu_family(torch.device('cuda', device_index)), layout, dtypes,
+                                    kernel_sizes, _triton_version(), torch.__version__) is not None
 
 
-def _unvalidated_reason(op: str, tensors: Sequence[torch.Tensor]) -> Optional[str]:
+def _unvalidated_reason(op: str, tensors: Sequence[torch.Tensor], kernel_sizes: Tuple[int, ...]) -> Optional[str]:
     """Why ``auto`` keeps ``op`` on the reference for these (CUDA) tensors (None when the kernel is validated)."""
-    dtype = str(tensors[0].dtype).replace('torch.', '')  # the activations; weights may stay float32 under autocast
-    if _is_validated_on(op, dtype, tensors[0].device.index or 0):  # a CUDA tensor's device always has an index
+    layout, dtypes = tensor_layout(tensors[0]), tuple(_dtype_name(t) for t in tensors)
+    if _is_validated_on(op, layout, dtypes, kernel_sizes, tensors[0].device.index or 0):
         return None
-    return f'no validated entry for {op} in {dtype} on this GPU ({validated.table_path()})'
+    return (f'no validated entry for {op} with {layout} layout, argument dtypes {dtypes} and kernel sizes '
+            f'{kernel_sizes} on this GPU under Triton {_triton_version()} ({validated.table_path()})')
+
+
+# lists that select_backend appends each call's (op, layout, dtypes, kernel sizes) to, while observe_calls is open
+_observers: List[list] = []
+
+
+@contextlib.contextmanager
+def observe_calls() -> Iterator[List[dict]]:
+    """Record what the dispatch sees (the GPU check writes its table entries from this)."""
+    calls: List[dict] = []
+    _observers.append(calls)
+    try:
+        yield calls
+    finally:
+        _observers.remove(calls)
 
 
 def _device_reason(tensors: Sequence[torch.Tensor], forced: bool) -> Optional[str]:
@@ -173,12 +215,18 @@ def select_backend(
         op: str,
         tensors: Sequence[torch.Tensor],
         shape_reason: Optional[Callable[[], Optional[str]]] = None,
+        kernel_sizes: Sequence[int] = (),
 ) -> str:
     """Return ``'triton'`` or ``'torch'`` for one call of ``op`` on ``tensors`` under the current backend.
 
-    ``shape_reason`` returns why the op's Triton kernel cannot take these shapes (None when it can). Raises
-    :class:`KernelUnsupportedError` when the ``triton`` backend is forced on an input it cannot take.
+    ``shape_reason`` returns why the op's Triton kernel cannot take these shapes (None when it can);
+    ``kernel_sizes`` are the depthwise kernel sizes of this call (``auto`` needs them inside a validated range).
+    Raises :class:`KernelUnsupportedError` when the ``triton`` backend is forced on an input it cannot take.
     """
+    kernel_sizes = tuple(int(k) for k in kernel_sizes)
+    for calls in _observers:
+        calls.append(dict(op=op, layout=tensor_layout(tensors[0]), dtypes=[_dtype_name(t) for t in tensors],
+                          kernel_sizes=list(kernel_sizes)))
     backend = _backend
     if backend == 'torch' or in_export_or_trace():
         return 'torch'
@@ -187,7 +235,7 @@ def select_backend(
     if reason is None and shape_reason is not None:
         reason = shape_reason()
     if reason is None and not forced and _is_cuda(tensors[0]):
-        reason = _unvalidated_reason(op, tensors)
+        reason = _unvalidated_reason(op, tensors, kernel_sizes)
     if reason is None:
         return 'triton'
     if forced:

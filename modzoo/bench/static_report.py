@@ -40,7 +40,7 @@ START, END = '<!-- kernel-static:start -->', '<!-- kernel-static:end -->'
 
 
 def _tuned_kernel_class() -> type:
-    from . import _triton_utils
+    from ..kernels import _triton_utils
     # absent before the kernels were autotuned (lets this report run on older kernels for a before/after figure)
     return getattr(_triton_utils, 'TunedKernel', type('NoTunedKernel', (), {}))
 
@@ -52,7 +52,7 @@ def op_modules(op: str):
     """``(op module, Triton module)`` of a public op: the op builds its inputs at a model shape
     (``example_inputs``), its Triton module runs its pass plan (``forward_backward``) and lists its kernels."""
     import importlib
-    return (importlib.import_module(f'{__package__}.{op}'), importlib.import_module(f'{__package__}.{op}_triton'))
+    return (importlib.import_module(f'modzoo.kernels.{op}'), importlib.import_module(f'modzoo.kernels.{op}_triton'))
 
 
 def _case(op: str, *shape, **kwargs) -> Callable[[], None]:
@@ -142,7 +142,7 @@ class _Recorder:
 @contextlib.contextmanager
 def recording_launches() -> Iterator[List[Launch]]:
     """Swap every tuned kernel of the ops' Triton modules for a recorder while the block runs."""
-    from .validated import OPS
+    from ..kernels.validated import OPS
     tuned_kernel = _tuned_kernel_class()
     sink: List[Launch] = []
     saved = []
@@ -356,7 +356,7 @@ def compile_spec(spec: dict, arch: int = ARCH) -> dict:
 
 def static_report(dtypes: Sequence[str] = DTYPES, quick: bool = False, arch: int = ARCH, only: str = '',
                   log: Optional[Callable[[str], None]] = print) -> List[dict]:
-    from . import _triton_utils
+    from ..kernels import _triton_utils
     if _triton_utils.INTERPRETED:
         raise RuntimeError('the static report needs TRITON_INTERPRET unset (interpreted kernels cannot be compiled)')
     specs = collect_specs(dtypes, quick=quick, only=only)

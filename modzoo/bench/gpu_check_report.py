@@ -1,0 +1,155 @@
+"""What a GPU check run (:mod:`modzoo.bench.gpu_check`) concludes: the validated-table entries and verdicts, and the
+kernel section of BENCHMARKS.md, both computed from the run's JSON alone (so ``--from-json`` and a run stopped at its
+deadline give the same answer as a finished one)."""
+import math
+from typing import Dict, List, Tuple
+
+__all__ = ['validated_entries', 'report_markdown']
+
+
+def _groups(result: dict) -> Dict[Tuple[str, str, str], List[dict]]:
+    """Correctness rows by (op, activation dtype, layout), in the order they were checked."""
+    groups: Dict[Tuple[str, str, str], List[dict]] = {}
+    for r in result['correctness']:
+        groups.setdefault((r['op'], r['dtype'], r['layout']), []).append(r)
+    return groups
+
+
+def validated_entries(result: dict) -> Tuple[List[dict], List[dict]]:
+    """(table entries, one verdict per checked (op, dtype, layout)) of a run.
+
+    An entry covers the shapes that were both checked and timed; it is written only when every checked shape of the
+    group matched the fp64 reference and was deterministic, every covered shape was not slower than eager in the
+    forward nor in forward+backward, and the tensors reached the dispatch with one tuple of dtypes. Its kernel-size
+    range is that of the covered shapes.
+    """
+    timed = {(r['op'], r['case'], r['dtype']): r for r in result['timing']}
+    entries, verdicts = [], []
+    for (op, dtype, layout), checked in _groups(result).items():
+        rows = [timed.get((r['op'], r['case'], r['dtype'])) for r in checked]
+        covered = [(c, t) for c, t in zip(checked, rows) if 'error' not in c and t is not None and 'error' not in t]
+        slower = [(c['case'], mode) for c, t in covered for mode in ('fwd', 'fwdbwd')
+                  if t[f'fused_{mode}_ms'] > t[f'eager_{mode}_ms']]
+        signatures = {tuple(c['arg_dtypes']) for c, _ in covered}
+        if any('error' in c for c in checked):
+            reason = 'crashed: ' + next(c['error'] for c in checked if 'error' in c)
+        elif any(t is not None and 'error' in t for t in rows):
+            reason = 'crashed while timed: ' + next(t['error'] for t in rows if t is not None and 'error' in t)
+        elif not all(c['correct'] for c in checked):
+            reason = 'mismatch against the fp64 reference at ' + next(c['case'] for c in checked if not c['correct'])
+        elif not all(c['deterministic'] for c in checked):
+            reason = 'two backward passes differ at ' + next(c['case'] for c in checked if not c['deterministic'])
+        elif not covered:
+            reason = 'no checked shape was timed'
+        elif slower:
+            reason = f'slower than eager at {slower[0][0]} ({"forward" if slower[0][1] == "fwd" else "fwd+bwd"})'
+        elif len(signatures) != 1:
+            reason = f'its tensors reached the dispatch with different dtypes: {sorted(signatures)}'
+        else:
+            reason = None
+        ks = sorted({k for c, _ in covered for k in c['kernel_sizes']})
+        shapes = [c['case'] for c, _ in covered]
+        verdict = dict(op=op, dtype=dtype, layout=layout, k=f'{ks[0]}-{ks[-1]}' if ks else '–', shapes=shapes,
+                       validated=reason is None)
+        if reason is None:
+            fwd = min(t['eager_fwd_ms'] / t['fused_fwd_ms'] for _, t in covered)
+            fwdbwd = min(t['eager_fwdbwd_ms'] / t['fused_fwdbwd_ms'] for _, t in covered)
+            untimed = len(checked) - len(covered)
+            reason = (f'at least {fwd:.2f}x (forward) and {fwdbwd:.2f}x (fwd+bwd) eager\'s speed at every shape'
+                      + (f'; {untimed} checked shape(s) not timed, not covered' if untimed else ''))
+            entries.append(dict(op=op, dtype=dtype, gpu=result['gpu_family'], layout=layout,
+                                dtypes=list(signatures.pop()), k_min=ks[0] if ks else None,
+                                k_max=ks[-1] if ks else None, triton=result['triton'], torch=result['torch'],
+                                shapes=shapes, card=result['card'], date=result['date'],
+                                min_speedup_fwd=round(fwd, 3), min_speedup_fwdbwd=round(fwdbwd, 3)))
+        verdict['reason'] = reason
+        verdicts.append(verdict)
+    return entries, verdicts
+
+
+def _f(v, digits=3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return '–'
+    return f'{v:.{digits}f}' if isinstance(v, float) else str(v)
+
+
+def _environment_line(env: dict) -> str:
+    keys = ('python', 'torch', 'triton', 'timm', 'numpy', 'onnx', 'onnxruntime', 'driver', 'sm_clock_mhz',
+            'max_sm_clock_mhz', 'mem_clock_mhz', 'load_average')
+    return '; '.join(f'{k} {env[k]}' for k in keys if env.get(k) not in (None, ''))
+
+
+def report_markdown(result: dict, command: str) -> str:
+    """The kernel section of BENCHMARKS.md for a run (finished or not)."""
+    peak, s = result['peak'], result['settings']
+    compiled = {(r['op'], r['case'], r['dtype']): r for r in result.get('compile', [])}
+    impls = ('eager', 'compile', 'fused')
+    state = ('finished' if result.get('finished') else
+             f"**stopped at the deadline** ({s['deadline_s']:.0f} s)" if result.get('stopped_at_deadline') else
+             '**incomplete** (written while running)')
+    lines = [
+        '## Fused kernels (Triton): GPU check', '',
+        f"{result['card']} (`{result['gpu_family']}`); {result['date']}; {result['elapsed_s']:.0f} s from process "
+        f"start, {state}. Command: `{command}`.", '',
+        'Environment: ' + _environment_line(result.get('environment', {})) + '.', '',
+        'Peaks used for the roofline: ' + (f"{peak['bandwidth_gbs']:.0f} GB/s DRAM, {peak['fp32_tflops']} FP32 "
+                                           f'TFLOP/s (datasheet)' if peak else 'unknown card, no roofline')
+        + (f"; measured device-to-device copy {result['copy_gbs']:.0f} GB/s." if result.get('copy_gbs') else '.'),
+        '',
+        '### Correctness (against the reference in float64, forward and every gradient; TF32 off)', '',
+        '| op | shape | dtype | layout | k | fused err | eager err | two backwards equal | first call s | verdict |',
+        '|---|---|---|---|---|---|---|---|---|---|']
+    for r in result['correctness']:
+        k = '/'.join(str(k) for k in r['kernel_sizes']) or '–'
+        head = f"| {r['op']} | {r['case']} | {r['dtype']} | {r['layout']} | {k} |"
+        if 'error' in r:
+            lines.append(f"{head} – | – | – | – | **ERROR** {r['error']} |")
+            continue
+        lines.append(f"{head} {r['fused_err']:.1e} | {r['eager_err']:.1e} | "
+                     f"{'yes' if r['deterministic'] else '**no**'} | {r['first_call_s']:.2f} | "
+                     f"{'ok' if r['correct'] else '**MISMATCH**'} |")
+    lines += ['', '### Validated-table verdicts (`auto` runs a kernel only inside a validated entry)', '',
+              '| op | dtype | layout | k | shapes covered | validated | why |', '|---|---|---|---|---|---|---|']
+    for v in result['verdicts']:
+        lines.append(f"| {v['op']} | {v['dtype']} | {v['layout']} | {v['k']} | {len(v['shapes'])} | "
+                     f"{'yes' if v['validated'] else 'no'} | {v['reason']} |")
+    names = '/'.join(impls)
+    lines += ['', f'### Op timing (batch {s["batch"]} at {s["resolution"]}², CUDA-graph replays; ms per call; '
+                  f'torch.compile measured last, – where the deadline came first)', '',
+              f'| op | shape | dtype | fwd ms ({names}) | fwd+bwd ms ({names}) | fwd / fwd+bwd speed-up vs eager | '
+              f'fwd+bwd roofline % (bound) | fwd+bwd peak MiB ({names}) |',
+              '|---|---|---|---|---|---|---|---|']
+    for r in result['timing']:
+        if 'error' in r:
+            lines.append(f"| {r['op']} | {r['case']} | {r['dtype']} | **ERROR** {r['error']} | | | | |")
+            continue
+        r = dict(compiled.get((r['op'], r['case'], r['dtype']), {}), **r)
+        graphed = all(r.get(f'{i}_graphed', True) for i in impls)
+        lines.append(
+            f"| {r['op']} | {r['case']} | {r['dtype']} | {' / '.join(_f(r.get(f'{i}_fwd_ms')) for i in impls)} | "
+            f"{' / '.join(_f(r.get(f'{i}_fwdbwd_ms')) for i in impls)}{'' if graphed else ' (launches)'} | "
+            f"{r['eager_fwd_ms'] / r['fused_fwd_ms']:.2f}× / {r['eager_fwdbwd_ms'] / r['fused_fwdbwd_ms']:.2f}× | "
+            + (f"{r['fwdbwd_roofline_pct']:.0f}% ({r['fwdbwd_bound']})" if 'fwdbwd_roofline_pct' in r else '–')
+            + f" | {' / '.join(_f(r.get(f'{i}_fwdbwd_mib'), 0) for i in impls)} |")
+    failed = [r for r in result.get('compile', []) if 'error' in r or 'compile_error' in r]
+    if failed:
+        lines += ['', 'torch.compile failed on: ' + '; '.join(
+            f"{r['op']} {r['case']} {r['dtype']} ({r.get('error') or r['compile_error']})" for r in failed) + '.']
+    lines += ['', f"### Training steps (bf16 autocast, SGD, batch {s['e2e_batch']} at {s['e2e_resolution']}²)", '',
+              '| model | kernels | step ms | img/s | peak GiB | kernel calls / step | speed-up vs kernels off | '
+              'speed-up vs timm focalnet_tiny_srf |',
+              '|---|---|---|---|---|---|---|---|']
+    off = {r['model']: r['step_ms'] for r in result['e2e'] if r['kernels'] == 'torch' and 'error' not in r}
+    for r in result['e2e']:
+        if 'error' in r:
+            lines.append(f"| {r['model']} | {r['kernels']} | **ERROR** {r['error']} | | | | | |")
+            continue
+        speed = off[r['model']] / r['step_ms'] if r['model'] in off else float('nan')
+        vs_timm = off['timm:focalnet_tiny_srf'] / r['step_ms'] if 'timm:focalnet_tiny_srf' in off else float('nan')
+        lines.append(f"| {r['model']} | {'n/a' if r['model'].startswith('timm:') else r['kernels']} | "
+                     f"{r['step_ms']:.1f} | {r['img_s']:.0f} | {_f(r['peak_gib'], 2)} | {r['kernel_calls']} | "
+                     f"{_f(speed, 2)}× | {_f(vs_timm, 2)}× |")
+    if result['skipped']:
+        lines += ['', f"Not run (the deadline, {s['deadline_s']:.0f} s from process start, came first): "
+                  + '; '.join(result['skipped']) + '.']
+    return '\n'.join(lines) + '\n'
