@@ -338,3 +338,21 @@ def test_train_cli_end_to_end_one_line(files, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ['error: --batch-size 0: must be a whole number of at least 1']
     assert not out.exists()
+
+
+def test_resuming_an_older_snapshot_never_overwrites_newer_results(files, tmp_path, capsys):
+    import shutil
+    out = tmp_path / 'run'
+    base = TINY + FAST + ['--data-dir', files['data'], '--val-split', 'none']
+    assert train_main(base + ['--output', str(out), '--epochs', '1']) == 0
+    shutil.copy(out / 'last.pth', out / 'snapshot_ep1.pth')
+    assert train_main(base + ['--output', str(out), '--epochs', '2', '--resume', 'auto']) == 0
+    before = {name: (out / name).read_bytes() for name in ('last.pth', 'log.csv')}
+    line = one_line_error(capsys, train_main, base + ['--epochs', '3', '--resume', str(out / 'snapshot_ep1.pth')])
+    assert 'newer results' in line and 'last.pth' in line and '--output' in line, line
+    assert {name: (out / name).read_bytes() for name in before} == before
+    # the way on the message names: the older snapshot continues in a new folder
+    new = tmp_path / 'branch'
+    assert train_main(base + ['--epochs', '2', '--resume', str(out / 'snapshot_ep1.pth'), '--output', str(new)]) == 0
+    assert [int(r['epoch']) for r in _csv_rows(new / 'log.csv')] == [1]
+    assert {name: (out / name).read_bytes() for name in before} == before

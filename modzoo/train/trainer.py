@@ -10,7 +10,8 @@ Run folder (rank 0 writes, other ranks never do): ``args.yaml``, ``log.csv`` (on
 No run destroys another: without ``--output`` each new run gets its own folder,
 ``output/train/<YYYYmmdd-HHMMSS>-<model>-<img size>`` (timm's naming); ``--resume FILE`` continues in the file's
 folder. A new run into a folder that holds an earlier run's results (``last.pth``, ``best.pth``, ``log.csv``) is
-refused, naming ``--resume`` and a new ``--output`` as the ways on, and while a run trains it holds a lock on its
+refused, naming ``--resume`` and a new ``--output`` as the ways on; so is resuming a checkpoint older than the
+folder's newest results (a copied snapshot, ``best.pth``), naming ``last.pth`` and a new ``--output``; and while a run trains it holds a lock on its
 folder, so a second run cannot write there at the same time.
 
 Resuming with another schedule (``--epochs``, ``--lr``, batch size, warmup, ...) continues on the new schedule: the
@@ -146,6 +147,38 @@ def resolve_run_folder(args, ctx: DistContext) -> str:
     return output
 
 
+def _position(ckpt) -> tuple:
+    return int(ckpt.get('epoch') or 0), int(ckpt.get('batch_in_epoch') or 0)
+
+
+def refuse_older_resume(ckpt, resume_path: str, output: str) -> None:
+    """ConfigError when ``output`` already holds results newer than the checkpoint being resumed (another snapshot,
+    ``best.pth``, a copy of an earlier ``last.pth``): continuing would overwrite them."""
+    last = os.path.join(output, 'last.pth')
+    if os.path.isfile(last) and os.path.samefile(last, resume_path):
+        return  # the run's own newest state; log rows it has not reached are the interrupted epoch's, rerun
+    at = _position(ckpt)
+    newer = []
+    if os.path.isfile(last):
+        try:
+            last_at = _position(read_training_checkpoint(last))
+        except ResumeError:  # a damaged last.pth: the log below still tells what was trained
+            last_at = (0, 0)
+        if last_at > at:
+            newer.append(f'last.pth at epoch {last_at[0]}' + (f' step {last_at[1]}' if last_at[1] else ''))
+    log = os.path.join(output, 'log.csv')
+    if os.path.isfile(log):
+        logged = CsvLog.epochs(log)
+        if logged and max(logged) + 1 > at[0]:
+            newer.append(f'log.csv rows up to epoch {max(logged) + 1}')
+    if newer:
+        where = f'epoch {at[0]}' + (f' step {at[1]}' if at[1] else '')
+        raise ConfigError(
+            f'--resume {resume_path} is at {where}, but {output} holds newer results ({", ".join(newer)}) that '
+            f'continuing there would overwrite: resume from {last}, or continue the older checkpoint into a new '
+            f'run folder with --output NEW_FOLDER')
+
+
 def lock_run_folder(output: str):
     """An exclusive lock on the run folder (held while the process lives), or ConfigError if another run holds it."""
     try:
@@ -240,6 +273,8 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         if resume_path is None:
             _logger.info('--resume auto: no %s yet, starting a new run', candidate)
     ckpt = read_training_checkpoint(resume_path) if resume_path else None
+    if ckpt is not None:
+        refuse_older_resume(ckpt, resume_path, output)
 
     # ---- data (the class list decides the head size)
     class_map = None
