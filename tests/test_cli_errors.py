@@ -356,3 +356,63 @@ def test_resuming_an_older_snapshot_never_overwrites_newer_results(files, tmp_pa
     assert train_main(base + ['--epochs', '2', '--resume', str(out / 'snapshot_ep1.pth'), '--output', str(new)]) == 0
     assert [int(r['epoch']) for r in _csv_rows(new / 'log.csv')] == [1]
     assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def _calib_folder(root, bad=None, mode='RGB'):
+    for k in range(2):
+        os.makedirs(os.path.join(root, f'c{k}'), exist_ok=True)
+        for i in range(3):
+            Image.new(mode, (16, 16), 40 * k + 10 * i).save(os.path.join(root, f'c{k}', f'{i}.png'))
+    if bad is not None:
+        name, data = bad
+        with open(os.path.join(root, 'c0', name), 'wb') as fh:
+            fh.write(data)
+    return str(root)
+
+
+def _bomb_png(path, monkeypatch):
+    from PIL import Image as PILImage
+    Image.new('L', (64, 64)).save(path)
+    monkeypatch.setattr(PILImage, 'MAX_IMAGE_PIXELS', 1000)  # 64 x 64 > 2 x 1000: PIL refuses it as a bomb
+
+
+EXPORT_TINY = ['zoo_focalnet_tiny_srf', '--model-kwargs', 'embed_dim=8', 'depths=(1,1,1,1)', 'num_classes=2',
+               '--img-size', '32', '32']
+
+
+def test_export_checks_every_output_before_writing(files, tmp_path, capsys, monkeypatch):
+    out = tmp_path / 'm.onnx'
+    calib = _calib_folder(tmp_path / 'calib')
+    int8 = EXPORT_TINY + ['-o', str(out), '--int8', '--calib-data', calib, '--calib-images', '2', '--check-images',
+                          '2']
+    # the int8 graph would replace the fp32 one (and --check compare the file with itself)
+    line = one_line_error(capsys, export_onnx.main, int8 + ['--int8-output', str(out), '--check'])
+    assert '--int8-output' in line and 'same file as --output' in line, line
+    line = one_line_error(capsys, export_onnx.main, int8 + ['--int8-output', str(tmp_path)])
+    assert '--int8-output' in line and 'is a folder' in line, line
+    line = one_line_error(capsys, export_onnx.main, int8 + ['--int8-output', UNWRITABLE + '/m.onnx'])
+    assert '--int8-output' in line and 'not writable' in line, line
+    line = one_line_error(capsys, export_onnx.main, EXPORT_TINY + ['-o', files['truncated']]
+                          + ['--checkpoint', files['truncated']])
+    assert 'would overwrite the input --checkpoint' in line, line
+    assert not out.exists() and os.listdir(tmp_path) == ['calib']
+
+
+@pytest.mark.parametrize('kind', ['corrupt', 'truncated', 'oversize', 'channels'])
+def test_bad_calibration_data_is_one_line_before_the_fp32_graph(kind, tmp_path, capsys, monkeypatch):
+    out = tmp_path / 'm.onnx'
+    buf = tmp_path / 'full.png'
+    Image.new('RGB', (16, 16), 7).save(buf)
+    bad = {'corrupt': ('bad.png', b'not a png'), 'truncated': ('cut.png', buf.read_bytes()[:40])}.get(kind)
+    calib = _calib_folder(tmp_path / 'calib', bad)
+    argv = EXPORT_TINY + ['-o', str(out), '--int8', '--calib-data', calib, '--calib-images', '4', '--check-images',
+                          '2']
+    if kind == 'oversize':
+        _bomb_png(os.path.join(calib, 'c1', 'huge.png'), monkeypatch)
+    if kind == 'channels':
+        argv.insert(argv.index('num_classes=2'), 'in_chans=4')
+    line = one_line_error(capsys, export_onnx.main, argv)
+    expected = {'corrupt': 'bad.png', 'truncated': 'cut.png', 'oversize': 'decompression-bomb limit',
+                'channels': '4 input channels'}[kind]
+    assert expected in line and 'nothing was written' in line, line
+    assert not out.exists()

@@ -11,8 +11,8 @@ No run destroys another: without ``--output`` each new run gets its own folder,
 ``output/train/<YYYYmmdd-HHMMSS>-<model>-<img size>`` (timm's naming); ``--resume FILE`` continues in the file's
 folder. A new run into a folder that holds an earlier run's results (``last.pth``, ``best.pth``, ``log.csv``) is
 refused, naming ``--resume`` and a new ``--output`` as the ways on; so is resuming a checkpoint older than the
-folder's newest results (a copied snapshot, ``best.pth``), naming ``last.pth`` and a new ``--output``; and while a run trains it holds a lock on its
-folder, so a second run cannot write there at the same time.
+folder's newest results (a copied snapshot, ``best.pth``), naming ``last.pth`` and a new ``--output``. While a run
+trains it holds a lock on its folder, so a second run cannot write there at the same time.
 
 Resuming with another schedule (``--epochs``, ``--lr``, batch size, warmup, ...) continues on the new schedule: the
 learning rate at the resumed step is what a run started with the new options would have there, and the log says
