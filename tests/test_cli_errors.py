@@ -8,6 +8,7 @@ same end to end.
 import csv
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -341,7 +342,6 @@ def test_train_cli_end_to_end_one_line(files, tmp_path):
 
 
 def test_resuming_an_older_snapshot_never_overwrites_newer_results(files, tmp_path, capsys):
-    import shutil
     out = tmp_path / 'run'
     base = TINY + FAST + ['--data-dir', files['data'], '--val-split', 'none']
     assert train_main(base + ['--output', str(out), '--epochs', '1']) == 0
@@ -416,3 +416,105 @@ def test_bad_calibration_data_is_one_line_before_the_fp32_graph(kind, tmp_path, 
                 'channels': '4 input channels'}[kind]
     assert expected in line and 'nothing was written' in line, line
     assert not out.exists()
+
+
+def test_class_map_naming_a_class_without_a_folder(files, tmp_path, capsys):
+    class_map = tmp_path / 'classes.txt'
+    class_map.write_text('class0\nclass1\nclass7\n')
+    line = one_line_error(capsys, train_main, TINY + FAST + ['--data-dir', files['data'], '--output',
+                                                             str(tmp_path / 'out'), '--class-map', str(class_map)])
+    assert '--class-map' in line and 'class7' in line, line
+    assert not (tmp_path / 'out').exists()
+
+
+def test_16_bit_images_reach_the_model_at_their_full_range(tmp_path):
+    from modzoo.datasets import open_image
+    from modzoo.train.data import build_dataset
+    grey = (np.arange(32 * 32, dtype=np.uint32).reshape(32, 32) * 64).astype(np.uint16)  # 0 .. 65472
+    os.makedirs(tmp_path / 'train' / 'a')
+    Image.fromarray(grey).save(tmp_path / 'train' / 'a' / 'deep.png')
+    assert Image.open(tmp_path / 'train' / 'a' / 'deep.png').mode == 'I;16'
+    img = np.asarray(open_image(str(tmp_path / 'train' / 'a' / 'deep.png')))
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    np.testing.assert_allclose(img[..., 0], np.round(grey / 65535 * 255), atol=1)  # PIL's own convert: all 255
+    dataset, _ = build_dataset('', str(tmp_path), 'train')
+    assert np.asarray(dataset[0][0]).mean() == pytest.approx(img.mean())
+
+
+def test_over_size_images_are_skipped_in_train_and_validate(files, tmp_path, capsys, caplog, monkeypatch):
+    data = write_folder(tmp_path / 'data', train=4, val=2)
+    bomb = os.path.join(data, 'val', 'class1', 'huge.png')
+    _bomb_png(bomb, monkeypatch)
+    shutil.copy(bomb, os.path.join(data, 'train', 'class0', 'huge.png'))
+    with open(os.path.join(data, 'val', 'class0', 'broken.png'), 'wb') as fh:
+        fh.write(b'not a png')
+    out = tmp_path / 'run'
+    assert train_main(TINY + FAST + ['--data-dir', data, '--output', str(out), '--epochs', '1']) == 0
+    assert 'huge.png' in caplog.text and 'decompression-bomb limit' in caplog.text
+    capsys.readouterr()
+    assert validate_main(['--model', 'zoo_focalnet_tiny_srf', '--checkpoint', str(out / 'last.pth'), '--data-dir',
+                          data, '--workers', '0', '--device', 'cpu']) == 0
+    printed = capsys.readouterr().out
+    assert 'on 4 images (2 unreadable skipped)' in printed, printed  # 6 files, 2 of them unreadable
+
+
+def interrupted_or_failed(capsys, call, argv, rc):
+    try:
+        got = call(argv)
+    except SystemExit as e:
+        got = e.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert got == rc and len(lines) == 1 and lines[0].startswith('error: ') and 'Traceback' not in err, err
+    return lines[0]
+
+
+def test_ctrl_c_nan_loss_and_full_disk_are_one_line(files, tmp_path, capsys, monkeypatch):
+    from modzoo.train import engine, trainer
+    base = TINY + FAST + ['--data-dir', files['data'], '--val-split', 'none', '--epochs', '2']
+    real_epoch = engine.train_one_epoch
+    calls = []
+
+    def interrupt_second_epoch(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*a, **kw)
+    monkeypatch.setattr(trainer, 'train_one_epoch', interrupt_second_epoch)
+    out = tmp_path / 'run'
+    line = interrupted_or_failed(capsys, train_main, base + ['--output', str(out)], 130)
+    assert f'continues from {out / "last.pth"}' in line and '--resume auto' in line, line
+    monkeypatch.setattr(trainer, 'train_one_epoch', real_epoch)
+    assert train_main(base + ['--output', str(out), '--resume', 'auto']) == 0  # what the line says works
+
+    line = one_line_error(capsys, train_main, base + ['--output', str(tmp_path / 'nan'), '--lr', '1e30'])
+    assert 'the loss is nan at epoch 1, step 2/2' in line and '--lr' in line, line
+
+    def disk_full(obj, path):
+        raise RuntimeError('[enforce fail at inline_container.cc:626] . unexpected pos 128 vs 64')
+    monkeypatch.setattr(trainer, 'atomic_save', disk_full)
+    line = one_line_error(capsys, train_main, base + ['--output', str(tmp_path / 'full')])
+    assert 'cannot write' in line and 'last.pth' in line and 'disk' in line and '--resume auto' in line, line
+
+    def no_space(self, row):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(trainer.CsvLog, 'write', no_space)
+    line = one_line_error(capsys, train_main, base + ['--output', str(tmp_path / 'full_log')])
+    assert 'log.csv (No space left on device): free space on that disk' in line, line
+
+
+def test_pretrained_offline_or_without_weights(files, tmp_path, capsys, monkeypatch):
+    import timm.models._builder as builder
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    base = FAST + ['--data-dir', files['data'], '--output', str(tmp_path / 'out'), '--pretrained']
+    line = one_line_error(capsys, train_main, base + ['--model', 'zoo_efficientmod_s'])
+    assert 'no downloadable weights' in line and 'tools/get_checkpoint.py zoo_efficientmod_s --file' in line, line
+
+    def offline(*a, **kw):
+        raise LocalEntryNotFoundError('cannot find the requested files in the local cache')
+    monkeypatch.setattr(builder, 'load_pretrained', offline)
+    line = one_line_error(capsys, train_main, TINY + base)
+    assert 'cannot download the weights of zoo_focalnet_tiny_srf' in line and '--file' in line, line
+    line = one_line_error(capsys, validate_main, TINY + ['--pretrained', '--data-dir', files['data']])
+    assert 'cannot download' in line and 'get_checkpoint.py' in line, line
+    assert not (tmp_path / 'out').exists()

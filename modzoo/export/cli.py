@@ -139,7 +139,10 @@ def _build(args, model_kwargs):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     with torch.no_grad():  # scoped: the tool is also called in-process (tests, main job) and must not leak grad mode
-        return _main(argv)
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:  # graphs are written atomically: an interrupted export leaves no partial file
+            return _fail(130, 'interrupted; nothing was written: run the export again')
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

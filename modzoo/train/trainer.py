@@ -19,6 +19,7 @@ learning rate at the resumed step is what a run started with the new options wou
 which options changed. ``--epochs`` below the epochs already trained is refused.
 """
 import datetime
+import errno
 import logging
 import os
 import sys
@@ -41,14 +42,15 @@ from .data import (
     resolve_model_data_config,
 )
 from .distributed import DistContext, init_distributed
-from .engine import EpochMeters, StepContext, evaluate, train_one_epoch
+from .engine import EpochMeters, NonFiniteLossError, StepContext, evaluate, train_one_epoch
 from .logs import CsvLog, open_tensorboard
 from .loss import build_criterion
 from .seeding import capture_rng_state, restore_rng_state, seed_all
 
 _logger = logging.getLogger('modzoo.train')
 
-__all__ = ['main', 'train', 'USER_ERRORS', 'check_model_name', 'load_initial_weights', 'create_run_model']
+__all__ = ['main', 'train', 'USER_ERRORS', 'check_model_name', 'load_initial_weights', 'create_run_model',
+           'check_pretrained_available', 'RunWriteError', 'TrainingInterrupted', 'EXIT_INTERRUPTED']
 
 CSV_FIELDS = ['epoch', 'step', 'lr', 'train_loss', 'eval_loss', 'eval_top1', 'eval_top5', 'ema_eval_loss',
               'ema_top1', 'ema_top5', 'epoch_seconds', 'train_samples_per_s']
@@ -59,11 +61,39 @@ SCHEDULE_OPTIONS = ('epochs', 'sched', 'lr', 'lr_base', 'lr_base_size', 'lr_base
                     'warmup_lr', 'min_lr', 'cooldown_epochs', 'batch_size')
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``str()`` says how the run continues."""
+
+    def __init__(self, output: Optional[str]):
+        last = os.path.join(output, 'last.pth') if output else None
+        if last and os.path.isfile(last):
+            text = (f'interrupted; the run continues from {last} with the same command plus --resume auto --output '
+                    f'{output}')
+        else:
+            text = 'interrupted before the first checkpoint; nothing to resume, start the run again'
+        super().__init__(text)
+
+
+class RunWriteError(OSError):
+    """A checkpoint or log of the run could not be written (a full disk, a vanished folder); says how to go on."""
+
+
+def _write_error(path: str, error: BaseException) -> RunWriteError:
+    reason = os.strerror(error.errno) if isinstance(error, OSError) and error.errno else str(error).splitlines()[0]
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC))
+    hint = 'free space on that disk' if full else 'check the disk (full?) and the folder'
+    return RunWriteError(f'cannot write {path} ({reason}): {hint}, then continue with --resume auto; last.pth keeps '
+                         f'the last complete checkpoint')
+
+
 def _user_errors():
     from modzoo.models import CheckpointMismatchError, UnknownModelError
     from modzoo.models import CheckpointFileError
     return (UsageError, DatasetNotFoundError, UnknownModelError, ResumeError, CheckpointMismatchError,
-            CheckpointFileError)
+            CheckpointFileError, NonFiniteLossError, RunWriteError)
 
 
 USER_ERRORS = _user_errors()
@@ -92,6 +122,8 @@ def check_model_name(name: str) -> None:
 def create_run_model(name: str, num_classes: int, pretrained: bool = False, flag: str = '--model-kwargs',
                      **kwargs) -> nn.Module:
     import modzoo
+    if pretrained:
+        check_pretrained_available(name)
     try:
         return modzoo.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
     except TypeError as e:
@@ -99,6 +131,31 @@ def create_run_model(name: str, num_classes: int, pretrained: bool = False, flag
         if error is None:
             raise
         raise error from None
+    except (OSError, RuntimeError) as e:  # the hub or URL cannot be reached (offline), or refused the file
+        if not pretrained:
+            raise
+        raise UsageError(f'--pretrained: cannot download the weights of {name} ({type(e).__name__}: '
+                         f'{str(e).splitlines()[0] if str(e) else "no detail"}); where there is no network, get '
+                         + _GET_WEIGHTS.format(name=name)) from None
+
+
+_GET_WEIGHTS = ('the file elsewhere and run python tools/get_checkpoint.py {name} --file FILE, then pass the file it '
+                'writes with --initial-checkpoint (train) or --checkpoint (validate)')
+
+
+def check_pretrained_available(name: str) -> None:
+    """UsageError when ``name`` (``arch`` or ``arch.tag``) has no downloadable weights registered (timm would only
+    warn and go on with random weights)."""
+    from timm.models import get_pretrained_cfg
+    try:
+        cfg = get_pretrained_cfg(name)
+    except RuntimeError:
+        cfg = None
+    if cfg is None or not (cfg.url or cfg.hf_hub_id or cfg.file or cfg.state_dict):
+        tag = name if '.' in name else f'{name} (tag {getattr(cfg, "tag", None) or "default"})'
+        raise UsageError(f'--pretrained: {tag} has no downloadable weights registered; if you have the official '
+                         f'file, run python tools/get_checkpoint.py {name} --file FILE, then pass the file it writes '
+                         f'with --initial-checkpoint (train) or --checkpoint (validate)')
 
 
 def default_run_folder(args, root: str = os.path.join('output', 'train')) -> str:
@@ -236,6 +293,8 @@ def train(args) -> Dict[str, Any]:
     held: List[int] = []
     try:
         return _train(args, ctx, held)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(getattr(args, 'run_folder', None)) from None
     finally:
         for fd in held:
             os.close(fd)
@@ -266,6 +325,7 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
     if args.resume and args.resume != 'auto':
         check_input_file(args.resume, '--resume')
     output = resolve_run_folder(args, ctx)
+    args.run_folder = output
     resume_path = args.resume
     if resume_path == 'auto':
         candidate = os.path.join(output, 'last.pth')
@@ -284,11 +344,11 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
             raise ConfigError(f'--class-map file not found: {args.class_map!r}')
         class_map = load_class_map(args.class_map)
     train_base, class_to_idx = build_dataset(args.dataset, args.data_dir, args.train_split, class_to_idx=class_map,
-                                             download=args.dataset_download)
+                                             download=args.dataset_download, every_class=True)
     val_base = None
     if args.val_split:
         val_base, _ = build_dataset(args.dataset, args.data_dir, args.val_split, class_to_idx=class_to_idx,
-                                    download=args.dataset_download)
+                                    download=args.dataset_download, evaluation=True)
     num_classes = args.num_classes or len(class_to_idx)
     if not num_classes:
         raise ConfigError('cannot tell the number of classes from the dataset: pass --num-classes')
@@ -440,7 +500,14 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         }
         if model_ema is not None:
             state['state_dict_ema'] = model_ema.module.state_dict()
-        atomic_save(state, path)
+        try:
+            atomic_save(state, path)
+        except OSError as e:
+            raise _write_error(path, e) from None
+        except RuntimeError as e:  # torch's zip writer words a failed write as '[enforce fail at inline_container.cc'
+            if 'inline_container' not in str(e) and 'write' not in str(e):
+                raise
+            raise _write_error(path, e) from None
 
     last_path = os.path.join(output, 'last.pth')
     best_path = os.path.join(output, 'best.pth')
@@ -485,7 +552,10 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         if is_best:
             best.update(value=value, epoch=epoch)
         if ctx.is_primary:
-            csv_log.write(row)
+            try:
+                csv_log.write(row)
+            except OSError as e:
+                raise _write_error(csv_log.path, e) from None
             if tb_writer is not None:
                 for k, v in row.items():
                     if k not in ('epoch', 'step') and v is not None:
@@ -604,4 +674,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except USER_ERRORS as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f'error: {e if isinstance(e, TrainingInterrupted) else "interrupted; nothing was written"}',
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
