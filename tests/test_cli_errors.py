@@ -518,3 +518,36 @@ def test_pretrained_offline_or_without_weights(files, tmp_path, capsys, monkeypa
     line = one_line_error(capsys, validate_main, TINY + ['--pretrained', '--data-dir', files['data']])
     assert 'cannot download' in line and 'get_checkpoint.py' in line, line
     assert not (tmp_path / 'out').exists()
+
+
+CONSTRUCTOR_CASES = [
+    ('zoo_focalnet_tiny_srf', dict(embed_dim=0), "FocalNet: embed_dim=0 must be a whole number >= 1"),
+    ('zoo_focalnet_tiny_srf', dict(drop_path_rate=-0.1), 'drop_path_rate=-0.1 must be a number in [0, 1)'),
+    ('zoo_focalnet_tiny_srf', dict(drop_path_rate=1.5), 'drop_path_rate=1.5 must be a number in [0, 1)'),
+    ('zoo_focalnet_tiny_srf', dict(focal_levels=(0, 2, 2, 2)), 'focal_levels=(0, 2, 2, 2) must be'),
+    ('zoo_gridpe_pvt_v2_b0', dict(img_size='224'), "img_size='224' must be a whole number >= 1 or a (height, width)"),
+    ('zoo_gridpe_pvt_v1_tiny', dict(num_heads=(1, 0, 5, 8)), 'num_heads=(1, 0, 5, 8)'),
+    ('zoo_smt_tiny', dict(depths=()), 'SMT: depths=() must be a non-empty sequence'),
+    ('zoo_smt_tiny', dict(attn_drop_rate=float('nan')), 'attn_drop_rate=nan must be a number in [0, 1)'),
+    ('zoo_efficientmod_xxs', dict(in_chans=0), 'EfficientMod: in_chans=0 must be a whole number >= 1'),
+    ('zoo_efficientmod_xxs', dict(num_classes=-1), 'num_classes=-1 must be a whole number >= 0'),
+]
+
+
+@pytest.mark.parametrize('name,kwargs,message', CONSTRUCTOR_CASES,
+                         ids=[f'{c[0]}-{next(iter(c[1]))}' for c in CONSTRUCTOR_CASES])
+def test_constructors_name_the_bad_argument_and_its_range(name, kwargs, message):
+    with pytest.raises(ValueError) as e:
+        modzoo.create_model(name, **kwargs)
+    assert message in str(e.value), str(e.value)
+
+
+def test_mm_backbone_out_indices_are_checked():
+    pytest.importorskip('mmengine')
+    from modzoo.mm.backbone import ModzooBackbone
+    kw = dict(embed_dim=8, depths=(1, 1, 1, 1))
+    for bad, says in (((), '[-4, 3]'), ((0, 4), '[-4, 3]'), ((1, 1), 'distinct'), ('0', 'non-empty sequence')):
+        with pytest.raises(ValueError, match='out_indices') as e:
+            ModzooBackbone('zoo_focalnet_tiny_srf', out_indices=bad, **kw)
+        assert says in str(e.value) and 'ModzooBackbone(zoo_focalnet_tiny_srf)' in str(e.value), str(e.value)
+    assert ModzooBackbone('zoo_focalnet_tiny_srf', out_indices=(1, 3), **kw).out_indices == (1, 3)
