@@ -105,7 +105,7 @@ def _feature_metadata(model) -> Optional[List[Dict[str, Any]]]:
     if info is None or not hasattr(info, 'channels'):
         return None
     return [dict(name=f'feat{i}', num_chs=c, reduction=r)
-            for i, (c, r) in enumerate(zip(info.channels(), info.reduction()))]
+            for i, (c, r) in enumerate(zip(info.channels(), info.reduction(), strict=True))]
 
 
 def _build(args, model_kwargs):

@@ -614,7 +614,7 @@ def _restore(ckpt, path, ctx, model, optimizer, scheduler, scaler, model_ema, st
         epoch, batch = epoch + 1, 0
     if changed:
         # the new schedule from the step reached: base lr from this run's options, not the checkpoint's
-        for group, base in zip(optimizer.param_groups, scheduler.base_values):
+        for group, base in zip(optimizer.param_groups, scheduler.base_values, strict=True):
             group['initial_lr'] = base
         step = epoch * steps_per_epoch + batch
         scheduler.step_update(num_updates=step)
