@@ -551,3 +551,21 @@ def test_mm_backbone_out_indices_are_checked():
             ModzooBackbone('zoo_focalnet_tiny_srf', out_indices=bad, **kw)
         assert says in str(e.value) and 'ModzooBackbone(zoo_focalnet_tiny_srf)' in str(e.value), str(e.value)
     assert ModzooBackbone('zoo_focalnet_tiny_srf', out_indices=(1, 3), **kw).out_indices == (1, 3)
+
+
+def test_ctrl_c_in_export_and_validate(files, tmp_path, capsys, monkeypatch):
+    from modzoo.export import onnx as zoo_onnx
+    from modzoo.train import validate
+
+    def interrupt(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(zoo_onnx, 'export_onnx', interrupt)
+    line = interrupted_or_failed(capsys, export_onnx.main, EXPORT_TINY + ['-o', str(tmp_path / 'm.onnx')], 130)
+    assert 'interrupted; nothing was written' in line and not (tmp_path / 'm.onnx').exists()
+    monkeypatch.setattr(validate, 'evaluate', interrupt)
+    weights = tmp_path / 'w.pth'
+    torch.save(modzoo.create_model('zoo_focalnet_tiny_srf', embed_dim=8, depths=(1, 1, 1, 1), num_classes=2)
+               .state_dict(), weights)
+    line = interrupted_or_failed(capsys, validate_main, TINY + ['--checkpoint', str(weights), '--data-dir',
+                                                                files['data'], '--workers', '0'], 130)
+    assert 'interrupted; nothing was written' in line

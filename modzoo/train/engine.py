@@ -123,8 +123,8 @@ def train_one_epoch(
             raise NonFiniteLossError(
                 f'the loss is {loss.item()} at epoch {epoch + 1}, step {batch_idx + 1}/{s.steps_per_epoch}; training '
                 f'stopped. Usual causes: a learning rate too high for the batch (lower --lr, add --warmup-epochs or '
-                f'--clip-grad), float16 overflow (--amp-dtype bfloat16), or broken input images. --resume auto '
-                f'continues from last.pth after the fix')
+                f'--clip-grad), float16 overflow (--amp-dtype bfloat16), or broken input images. After the fix, '
+                f'--resume auto continues from the last checkpoint, if one was written')
 
         optimizer.zero_grad(set_to_none=True)
         if s.scaler is not None:

@@ -463,9 +463,12 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
             held.append(fd)
         remove_stale_temporaries(os.path.join(output, 'last.pth'))
         remove_stale_temporaries(os.path.join(output, 'best.pth'))
-        _write_args(output, args, lr, global_batch, data_config, num_classes)
         csv_log = CsvLog(os.path.join(output, 'log.csv'), CSV_FIELDS)
-        csv_log.truncate(keep_below_epoch=start_epoch)
+        try:
+            _write_args(output, args, lr, global_batch, data_config, num_classes)
+            csv_log.truncate(keep_below_epoch=start_epoch)
+        except OSError as e:
+            raise _write_error(getattr(e, 'filename', None) or output, e) from None
         tb_writer = open_tensorboard(output, args.tensorboard)
     progress = {'on': True, 'off': False}.get(args.progress, sys.stderr.isatty())
 
