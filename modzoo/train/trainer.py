@@ -135,12 +135,12 @@ def create_run_model(name: str, num_classes: int, pretrained: bool = False, flag
         if not pretrained:
             raise
         raise UsageError(f'--pretrained: cannot download the weights of {name} ({type(e).__name__}: '
-                         f'{str(e).splitlines()[0] if str(e) else "no detail"}); where there is no network, get '
-                         + _GET_WEIGHTS.format(name=name)) from None
+                         f'{str(e).splitlines()[0] if str(e) else "no detail"}); get the file where there is a '
+                         f'network, then ' + _GET_WEIGHTS.format(name=name)) from None
 
 
-_GET_WEIGHTS = ('the file elsewhere and run python tools/get_checkpoint.py {name} --file FILE, then pass the file it '
-                'writes with --initial-checkpoint (train) or --checkpoint (validate)')
+_GET_WEIGHTS = ('run python tools/get_checkpoint.py {name} --file FILE and pass the file it writes (checkpoints/...) '
+                'with --initial-checkpoint (train) or --checkpoint (validate)')
 
 
 def check_pretrained_available(name: str) -> None:
@@ -154,8 +154,7 @@ def check_pretrained_available(name: str) -> None:
     if cfg is None or not (cfg.url or cfg.hf_hub_id or cfg.file or cfg.state_dict):
         tag = name if '.' in name else f'{name} (tag {getattr(cfg, "tag", None) or "default"})'
         raise UsageError(f'--pretrained: {tag} has no downloadable weights registered; if you have the official '
-                         f'file, run python tools/get_checkpoint.py {name} --file FILE, then pass the file it writes '
-                         f'with --initial-checkpoint (train) or --checkpoint (validate)')
+                         f'file, ' + _GET_WEIGHTS.format(name=name))
 
 
 def default_run_folder(args, root: str = os.path.join('output', 'train')) -> str:
