@@ -13,7 +13,33 @@ from typing import Dict
 
 import numpy as np
 
-__all__ = ['write_digits_imagefolder']
+__all__ = ['write_digits_imagefolder', 'open_image', 'UnreadableImageError']
+
+
+class UnreadableImageError(OSError):
+    """An image file that cannot be decoded (damaged, truncated, or over PIL's decompression-bomb pixel limit)."""
+
+
+def open_image(path: str, mode: str = 'RGB'):
+    """A decoded PIL image of ``path`` in ``mode`` (as timm's ``ImageDataset`` reads it), reading 16-bit and 32-bit
+    grey images at their full range (PIL's own conversion clips them to 255, leaving them nearly white). Raises
+    :class:`UnreadableImageError` (an ``OSError``, which loaders skip) for any file it cannot decode."""
+    from PIL import Image
+    try:
+        image = Image.open(path)
+        image.load()
+        if image.mode.startswith('I;16') or image.mode in ('I', 'F'):
+            values = np.asarray(image, dtype=np.float64)
+            # full scale: 65535 for 16-bit data (what PNG/TIFF readers give as I;16 or I), else 255 (or 1.0 floats)
+            peak = float(values.max(initial=0.0))
+            top = 65535.0 if image.mode.startswith('I;16') or peak > 255 else 1.0 if peak <= 1.0 and \
+                image.mode == 'F' else 255.0
+            image = Image.fromarray(np.uint8(np.clip(np.round(values / top * 255.0), 0, 255)), mode='L')
+        return image.convert(mode) if mode else image
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        reason = (f'over PIL\'s decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels'
+                  if isinstance(e, Image.DecompressionBombError) else f'{type(e).__name__}: {e}')
+        raise UnreadableImageError(f'{path}: cannot read the image ({reason})') from None
 
 _MARKER = 'digits.json'
 

@@ -8,6 +8,7 @@ same end to end.
 import csv
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -338,3 +339,233 @@ def test_train_cli_end_to_end_one_line(files, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ['error: --batch-size 0: must be a whole number of at least 1']
     assert not out.exists()
+
+
+def test_resuming_an_older_snapshot_never_overwrites_newer_results(files, tmp_path, capsys):
+    out = tmp_path / 'run'
+    base = TINY + FAST + ['--data-dir', files['data'], '--val-split', 'none']
+    assert train_main(base + ['--output', str(out), '--epochs', '1']) == 0
+    shutil.copy(out / 'last.pth', out / 'snapshot_ep1.pth')
+    assert train_main(base + ['--output', str(out), '--epochs', '2', '--resume', 'auto']) == 0
+    before = {name: (out / name).read_bytes() for name in ('last.pth', 'log.csv')}
+    line = one_line_error(capsys, train_main, base + ['--epochs', '3', '--resume', str(out / 'snapshot_ep1.pth')])
+    assert 'newer results' in line and 'last.pth' in line and '--output' in line, line
+    assert {name: (out / name).read_bytes() for name in before} == before
+    # the way on the message names: the older snapshot continues in a new folder
+    new = tmp_path / 'branch'
+    assert train_main(base + ['--epochs', '2', '--resume', str(out / 'snapshot_ep1.pth'), '--output', str(new)]) == 0
+    assert [int(r['epoch']) for r in _csv_rows(new / 'log.csv')] == [1]
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def _calib_folder(root, bad=None, mode='RGB'):
+    for k in range(2):
+        os.makedirs(os.path.join(root, f'c{k}'), exist_ok=True)
+        for i in range(3):
+            Image.new(mode, (16, 16), 40 * k + 10 * i).save(os.path.join(root, f'c{k}', f'{i}.png'))
+    if bad is not None:
+        name, data = bad
+        with open(os.path.join(root, 'c0', name), 'wb') as fh:
+            fh.write(data)
+    return str(root)
+
+
+def _bomb_png(path, monkeypatch):
+    from PIL import Image as PILImage
+    Image.new('L', (64, 64)).save(path)
+    monkeypatch.setattr(PILImage, 'MAX_IMAGE_PIXELS', 1000)  # 64 x 64 > 2 x 1000: PIL refuses it as a bomb
+
+
+EXPORT_TINY = ['zoo_focalnet_tiny_srf', '--model-kwargs', 'embed_dim=8', 'depths=(1,1,1,1)', 'num_classes=2',
+               '--img-size', '32', '32']
+
+
+def test_export_checks_every_output_before_writing(files, tmp_path, capsys, monkeypatch):
+    out = tmp_path / 'm.onnx'
+    calib = _calib_folder(tmp_path / 'calib')
+    int8 = EXPORT_TINY + ['-o', str(out), '--int8', '--calib-data', calib, '--calib-images', '2', '--check-images',
+                          '2']
+    # the int8 graph would replace the fp32 one (and --check compare the file with itself)
+    line = one_line_error(capsys, export_onnx.main, int8 + ['--int8-output', str(out), '--check'])
+    assert '--int8-output' in line and 'same file as --output' in line, line
+    line = one_line_error(capsys, export_onnx.main, int8 + ['--int8-output', str(tmp_path)])
+    assert '--int8-output' in line and 'is a folder' in line, line
+    line = one_line_error(capsys, export_onnx.main, int8 + ['--int8-output', UNWRITABLE + '/m.onnx'])
+    assert '--int8-output' in line and 'not writable' in line, line
+    line = one_line_error(capsys, export_onnx.main, EXPORT_TINY + ['-o', files['truncated']]
+                          + ['--checkpoint', files['truncated']])
+    assert 'would overwrite the input --checkpoint' in line, line
+    assert not out.exists() and os.listdir(tmp_path) == ['calib']
+
+
+@pytest.mark.parametrize('kind', ['corrupt', 'truncated', 'oversize', 'channels'])
+def test_bad_calibration_data_is_one_line_before_the_fp32_graph(kind, tmp_path, capsys, monkeypatch):
+    out = tmp_path / 'm.onnx'
+    buf = tmp_path / 'full.png'
+    Image.new('RGB', (16, 16), 7).save(buf)
+    bad = {'corrupt': ('bad.png', b'not a png'), 'truncated': ('cut.png', buf.read_bytes()[:40])}.get(kind)
+    calib = _calib_folder(tmp_path / 'calib', bad)
+    argv = EXPORT_TINY + ['-o', str(out), '--int8', '--calib-data', calib, '--calib-images', '4', '--check-images',
+                          '2']
+    if kind == 'oversize':
+        _bomb_png(os.path.join(calib, 'c1', 'huge.png'), monkeypatch)
+    if kind == 'channels':
+        argv.insert(argv.index('num_classes=2'), 'in_chans=4')
+    line = one_line_error(capsys, export_onnx.main, argv)
+    expected = {'corrupt': 'bad.png', 'truncated': 'cut.png', 'oversize': 'decompression-bomb limit',
+                'channels': '4 input channels'}[kind]
+    assert expected in line and 'nothing was written' in line, line
+    assert not out.exists()
+
+
+def test_class_map_naming_a_class_without_a_folder(files, tmp_path, capsys):
+    class_map = tmp_path / 'classes.txt'
+    class_map.write_text('class0\nclass1\nclass7\n')
+    line = one_line_error(capsys, train_main, TINY + FAST + ['--data-dir', files['data'], '--output',
+                                                             str(tmp_path / 'out'), '--class-map', str(class_map)])
+    assert '--class-map' in line and 'class7' in line, line
+    assert not (tmp_path / 'out').exists()
+
+
+def test_16_bit_images_reach_the_model_at_their_full_range(tmp_path):
+    from modzoo.datasets import open_image
+    from modzoo.train.data import build_dataset
+    grey = (np.arange(32 * 32, dtype=np.uint32).reshape(32, 32) * 64).astype(np.uint16)  # 0 .. 65472
+    os.makedirs(tmp_path / 'train' / 'a')
+    Image.fromarray(grey).save(tmp_path / 'train' / 'a' / 'deep.png')
+    assert Image.open(tmp_path / 'train' / 'a' / 'deep.png').mode == 'I;16'
+    img = np.asarray(open_image(str(tmp_path / 'train' / 'a' / 'deep.png')))
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    np.testing.assert_allclose(img[..., 0], np.round(grey / 65535 * 255), atol=1)  # PIL's own convert: all 255
+    dataset, _ = build_dataset('', str(tmp_path), 'train')
+    assert np.asarray(dataset[0][0]).mean() == pytest.approx(img.mean())
+
+
+def test_over_size_images_are_skipped_in_train_and_validate(files, tmp_path, capsys, caplog, monkeypatch):
+    data = write_folder(tmp_path / 'data', train=4, val=2)
+    bomb = os.path.join(data, 'val', 'class1', 'huge.png')
+    _bomb_png(bomb, monkeypatch)
+    shutil.copy(bomb, os.path.join(data, 'train', 'class0', 'huge.png'))
+    with open(os.path.join(data, 'val', 'class0', 'broken.png'), 'wb') as fh:
+        fh.write(b'not a png')
+    out = tmp_path / 'run'
+    assert train_main(TINY + FAST + ['--data-dir', data, '--output', str(out), '--epochs', '1']) == 0
+    assert 'huge.png' in caplog.text and 'decompression-bomb limit' in caplog.text
+    capsys.readouterr()
+    assert validate_main(['--model', 'zoo_focalnet_tiny_srf', '--checkpoint', str(out / 'last.pth'), '--data-dir',
+                          data, '--workers', '0', '--device', 'cpu']) == 0
+    printed = capsys.readouterr().out
+    assert 'on 4 images (2 unreadable skipped)' in printed, printed  # 6 files, 2 of them unreadable
+
+
+def interrupted_or_failed(capsys, call, argv, rc):
+    try:
+        got = call(argv)
+    except SystemExit as e:
+        got = e.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert got == rc and len(lines) == 1 and lines[0].startswith('error: ') and 'Traceback' not in err, err
+    return lines[0]
+
+
+def test_ctrl_c_nan_loss_and_full_disk_are_one_line(files, tmp_path, capsys, monkeypatch):
+    from modzoo.train import engine, trainer
+    base = TINY + FAST + ['--data-dir', files['data'], '--val-split', 'none', '--epochs', '2']
+    real_epoch = engine.train_one_epoch
+    calls = []
+
+    def interrupt_second_epoch(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*a, **kw)
+    monkeypatch.setattr(trainer, 'train_one_epoch', interrupt_second_epoch)
+    out = tmp_path / 'run'
+    line = interrupted_or_failed(capsys, train_main, base + ['--output', str(out)], 130)
+    assert f'continues from {out / "last.pth"}' in line and '--resume auto' in line, line
+    monkeypatch.setattr(trainer, 'train_one_epoch', real_epoch)
+    assert train_main(base + ['--output', str(out), '--resume', 'auto']) == 0  # what the line says works
+
+    line = one_line_error(capsys, train_main, base + ['--output', str(tmp_path / 'nan'), '--lr', '1e30'])
+    assert 'the loss is nan at epoch 1, step 2/2' in line and '--lr' in line, line
+
+    def disk_full(obj, path):
+        raise RuntimeError('[enforce fail at inline_container.cc:626] . unexpected pos 128 vs 64')
+    monkeypatch.setattr(trainer, 'atomic_save', disk_full)
+    line = one_line_error(capsys, train_main, base + ['--output', str(tmp_path / 'full')])
+    assert 'cannot write' in line and 'last.pth' in line and 'disk' in line and '--resume auto' in line, line
+
+    def no_space(self, row):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(trainer.CsvLog, 'write', no_space)
+    line = one_line_error(capsys, train_main, base + ['--output', str(tmp_path / 'full_log')])
+    assert 'log.csv (No space left on device): free space on that disk' in line, line
+
+
+def test_pretrained_offline_or_without_weights(files, tmp_path, capsys, monkeypatch):
+    import timm.models._builder as builder
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    base = FAST + ['--data-dir', files['data'], '--output', str(tmp_path / 'out'), '--pretrained']
+    line = one_line_error(capsys, train_main, base + ['--model', 'zoo_efficientmod_s'])
+    assert 'no downloadable weights' in line and 'tools/get_checkpoint.py zoo_efficientmod_s --file' in line, line
+
+    def offline(*a, **kw):
+        raise LocalEntryNotFoundError('cannot find the requested files in the local cache')
+    monkeypatch.setattr(builder, 'load_pretrained', offline)
+    line = one_line_error(capsys, train_main, TINY + base)
+    assert 'cannot download the weights of zoo_focalnet_tiny_srf' in line and '--file' in line, line
+    line = one_line_error(capsys, validate_main, TINY + ['--pretrained', '--data-dir', files['data']])
+    assert 'cannot download' in line and 'get_checkpoint.py' in line, line
+    assert not (tmp_path / 'out').exists()
+
+
+CONSTRUCTOR_CASES = [
+    ('zoo_focalnet_tiny_srf', dict(embed_dim=0), "FocalNet: embed_dim=0 must be a whole number >= 1"),
+    ('zoo_focalnet_tiny_srf', dict(drop_path_rate=-0.1), 'drop_path_rate=-0.1 must be a number in [0, 1)'),
+    ('zoo_focalnet_tiny_srf', dict(drop_path_rate=1.5), 'drop_path_rate=1.5 must be a number in [0, 1)'),
+    ('zoo_focalnet_tiny_srf', dict(focal_levels=(0, 2, 2, 2)), 'focal_levels=(0, 2, 2, 2) must be'),
+    ('zoo_gridpe_pvt_v2_b0', dict(img_size='224'), "img_size='224' must be a whole number >= 1 or a (height, width)"),
+    ('zoo_gridpe_pvt_v1_tiny', dict(num_heads=(1, 0, 5, 8)), 'num_heads=(1, 0, 5, 8)'),
+    ('zoo_smt_tiny', dict(depths=()), 'SMT: depths=() must be a non-empty sequence'),
+    ('zoo_smt_tiny', dict(attn_drop_rate=float('nan')), 'attn_drop_rate=nan must be a number in [0, 1)'),
+    ('zoo_efficientmod_xxs', dict(in_chans=0), 'EfficientMod: in_chans=0 must be a whole number >= 1'),
+    ('zoo_efficientmod_xxs', dict(num_classes=-1), 'num_classes=-1 must be a whole number >= 0'),
+]
+
+
+@pytest.mark.parametrize('name,kwargs,message', CONSTRUCTOR_CASES,
+                         ids=[f'{c[0]}-{next(iter(c[1]))}' for c in CONSTRUCTOR_CASES])
+def test_constructors_name_the_bad_argument_and_its_range(name, kwargs, message):
+    with pytest.raises(ValueError) as e:
+        modzoo.create_model(name, **kwargs)
+    assert message in str(e.value), str(e.value)
+
+
+def test_mm_backbone_out_indices_are_checked():
+    pytest.importorskip('mmengine')
+    from modzoo.mm.backbone import ModzooBackbone
+    kw = dict(embed_dim=8, depths=(1, 1, 1, 1))
+    for bad, says in (((), '[-4, 3]'), ((0, 4), '[-4, 3]'), ((1, 1), 'distinct'), ('0', 'non-empty sequence')):
+        with pytest.raises(ValueError, match='out_indices') as e:
+            ModzooBackbone('zoo_focalnet_tiny_srf', out_indices=bad, **kw)
+        assert says in str(e.value) and 'ModzooBackbone(zoo_focalnet_tiny_srf)' in str(e.value), str(e.value)
+    assert ModzooBackbone('zoo_focalnet_tiny_srf', out_indices=(1, 3), **kw).out_indices == (1, 3)
+
+
+def test_ctrl_c_in_export_and_validate(files, tmp_path, capsys, monkeypatch):
+    from modzoo.export import onnx as zoo_onnx
+    from modzoo.train import validate
+
+    def interrupt(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(zoo_onnx, 'export_onnx', interrupt)
+    line = interrupted_or_failed(capsys, export_onnx.main, EXPORT_TINY + ['-o', str(tmp_path / 'm.onnx')], 130)
+    assert 'interrupted; nothing was written' in line and not (tmp_path / 'm.onnx').exists()
+    monkeypatch.setattr(validate, 'evaluate', interrupt)
+    weights = tmp_path / 'w.pth'
+    torch.save(modzoo.create_model('zoo_focalnet_tiny_srf', embed_dim=8, depths=(1, 1, 1, 1), num_classes=2)
+               .state_dict(), weights)
+    line = interrupted_or_failed(capsys, validate_main, TINY + ['--checkpoint', str(weights), '--data-dir',
+                                                                files['data'], '--workers', '0'], 130)
+    assert 'interrupted; nothing was written' in line

@@ -36,7 +36,7 @@ from modzoo.export.segmentation import build_macmd_for_export, build_mmseg_for_e
 from modzoo.models import CheckpointMismatchError, UnknownModelError
 from modzoo.models import suggest_model_names
 from modzoo.utils.cli import (
-    OneLineArgumentParser, UsageError, check_output_file, model_kwargs_error, parse_model_kwargs,
+    OneLineArgumentParser, UsageError, check_distinct_paths, check_output_file, model_kwargs_error, parse_model_kwargs,
 )
 
 __all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_BAD_INPUT', 'build_parser', 'main']
@@ -105,7 +105,7 @@ def _feature_metadata(model) -> Optional[List[Dict[str, Any]]]:
     if info is None or not hasattr(info, 'channels'):
         return None
     return [dict(name=f'feat{i}', num_chs=c, reduction=r)
-            for i, (c, r) in enumerate(zip(info.channels(), info.reduction()))]
+            for i, (c, r) in enumerate(zip(info.channels(), info.reduction(), strict=True))]
 
 
 def _build(args, model_kwargs):
@@ -139,7 +139,10 @@ def _build(args, model_kwargs):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     with torch.no_grad():  # scoped: the tool is also called in-process (tests, main job) and must not leak grad mode
-        return _main(argv)
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:  # graphs are written atomically: an interrupted export leaves no partial file
+            return _fail(130, 'interrupted; nothing was written: run the export again')
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:
@@ -174,8 +177,14 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if args.head:
         stem += '-' + args.head
     output = args.output or zoo_onnx.default_output_path(stem, args.features, args.fp16, args.deploy)
-    try:
+    int8_output = (args.int8_output or os.path.splitext(output)[0] + '-int8.onnx') if args.int8 else None
+    try:  # every file this run writes, before any work: each writable, none the same as another or an input
         check_output_file(output, '--output')
+        if int8_output:
+            check_output_file(int8_output, '--int8-output')
+        inputs = {'--checkpoint': args.checkpoint, 'MODEL': args.model if os.path.isfile(args.model) else None}
+        check_distinct_paths({'--output': output, '--output weights': output + '.data', '--int8-output': int8_output},
+                             inputs)
     except UsageError as e:
         return _fail(EXIT_BAD_INPUT, f'{e}; nothing was written')
 
@@ -202,7 +211,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         try:
             calib = _int8_images(args, model, img_size)
         except zoo_onnx.InvalidExportInput as e:
-            return _fail(EXIT_BAD_INPUT, str(e))
+            return _fail(EXIT_BAD_INPUT, f'{e}; nothing was written')
     if args.checkpoint:
         metadata['modzoo_checkpoint'] = os.path.basename(args.checkpoint)
     external = {'auto': None, 'yes': True, 'no': False}[args.external_data]
@@ -232,7 +241,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         print(result.check.format())
         print(f'parity: max abs diff {result.check.max_abs_diff:.2e} (ONNX Runtime vs PyTorch)')
     if args.int8:
-        return _export_int8(args, result.path, calib, getattr(model, 'num_classes', None))
+        return _export_int8(args, result.path, int8_output, calib, getattr(model, 'num_classes', None))
     return EXIT_OK
 
 
@@ -256,12 +265,11 @@ def _int8_images(args, model, img_size):
     crop_pct = float((getattr(model, 'pretrained_cfg', None) or {}).get('crop_pct') or 1.0)
     check = args.check_images if args.check else 0
     return zoo_quant.calibration_split(args.calib_data, img_size, args.calib_images, check, mean=cfg['mean'],
-                                       std=cfg['std'], crop_pct=crop_pct)
+                                       std=cfg['std'], crop_pct=crop_pct, in_chans=cfg['in_chans'])
 
 
-def _export_int8(args, fp32_path: str, calib, num_classes: Optional[int]) -> int:
+def _export_int8(args, fp32_path: str, output: str, calib, num_classes: Optional[int]) -> int:
     calibration, held_out = calib
-    output = args.int8_output or os.path.splitext(fp32_path)[0] + '-int8.onnx'
     try:
         int8 = zoo_quant.quantize_onnx_int8(fp32_path, output, calibration.images, batch=max(args.batch, 1),
                                             calibrate_method=args.calib_method, reduce_range=args.int8_reduce_range)

@@ -77,7 +77,7 @@ def _preprocess(image, img_size: Tuple[int, int], mean, std, crop_pct: float) ->
     resized = image.resize((max(w, round(image.size[0] * scale)), max(h, round(image.size[1] * scale))),
                            Image.BICUBIC)
     left, top = (resized.size[0] - w) // 2, (resized.size[1] - h) // 2
-    crop = np.asarray(resized.crop((left, top, left + w, top + h)), dtype=np.float32) / 255.0
+    crop = np.atleast_3d(np.asarray(resized.crop((left, top, left + w, top + h)), dtype=np.float32) / 255.0)
     crop = (crop - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return crop.transpose(2, 0, 1)
 
@@ -117,10 +117,19 @@ def _image_folder(root: str):
 def load_calibration_images(
         source: str, img_size: Tuple[int, int], mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225), count: Optional[int] = None, offset: int = 0,
-        crop_pct: float = 1.0, seed: int = 0) -> CalibrationSet:
+        crop_pct: float = 1.0, seed: int = 0, in_chans: int = 3) -> CalibrationSet:
     """``count`` images from ``offset`` of a fixed shuffle (``seed``) of an ImageFolder or of :data:`DIGITS`,
-    preprocessed for a model with this input size and normalisation (grey images become 3-channel)."""
+    preprocessed for a model with this input size, channels (3: RGB, 1: grey) and normalisation. A file that cannot
+    be decoded raises :class:`InvalidExportInput` naming it."""
     from PIL import Image
+    from modzoo.datasets import UnreadableImageError, open_image
+    if in_chans not in (1, 3):
+        raise InvalidExportInput(f'--calib-data gives RGB or grey images, but the model takes {in_chans} input '
+                                 f'channels: quantize the graph with your own calibration data through '
+                                 f'modzoo.export.quantize.quantize_onnx_int8')
+    mode = 'RGB' if in_chans == 3 else 'L'
+    if len(mean) != in_chans:  # a grey model with RGB statistics: their average, as for photo checks
+        mean, std = [sum(mean) / len(mean)] * in_chans, [sum(std) / len(std)] * in_chans
     if source == DIGITS:
         items, labels, classes = _digit_images()
     else:
@@ -131,10 +140,13 @@ def load_calibration_images(
     for i in order:
         item = items[i]
         if source == DIGITS:
-            image = Image.fromarray(np.uint8(np.round(item / 16.0 * 255)), mode='L')
+            image = Image.fromarray(np.uint8(np.round(item / 16.0 * 255)), mode='L').convert(mode)
         else:
-            image = Image.open(item)
-        images.append(_preprocess(image.convert('RGB'), img_size, mean, std, crop_pct))
+            try:
+                image = open_image(item, mode)
+            except UnreadableImageError as e:
+                raise InvalidExportInput(f'--calib-data {e}: remove or replace the file') from None
+        images.append(_preprocess(image, img_size, mean, std, crop_pct))
     if not images:
         raise InvalidExportInput(f'--calib-data {source}: only {len(items)} images, none left from image {offset}')
     return CalibrationSet(np.stack(images).astype(np.float32), labels[order], classes, source)
@@ -142,13 +154,15 @@ def load_calibration_images(
 
 def calibration_split(source: str, img_size: Tuple[int, int], calib_count: int, check_count: int,
                       mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
-                      crop_pct: float = 1.0, seed: int = 0) -> Tuple[CalibrationSet, CalibrationSet]:
+                      crop_pct: float = 1.0, seed: int = 0, in_chans: int = 3) \
+        -> Tuple[CalibrationSet, CalibrationSet]:
     """Disjoint calibration and held-out sets from one shuffle of ``source`` (the held-out images are never seen by
     calibration). Raises when the source has fewer than ``calib_count + 1`` images."""
     if calib_count < 1 or check_count < 0:
         raise InvalidExportInput(f'--calib-images must be >= 1 and --check-images >= 0 (got {calib_count}, '
                                  f'{check_count})')
-    every = load_calibration_images(source, img_size, mean, std, calib_count + check_count, 0, crop_pct, seed)
+    every = load_calibration_images(source, img_size, mean, std, calib_count + check_count, 0, crop_pct, seed,
+                                    in_chans)
     if len(every) <= calib_count and check_count:
         raise InvalidExportInput(f'--calib-data {source} has {len(every)} images: not enough for {calib_count} '
                                  f'calibration images plus held-out ones; lower --calib-images')

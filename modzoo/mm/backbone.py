@@ -38,6 +38,7 @@ from timm.models import build_model_with_cfg, group_parameters, model_entrypoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import modzoo
+from modzoo.layers.arg_check import check_out_indices
 from .pretrained import LoadReport, fetch_checkpoint, load_into_features_model
 from .registry import register_module
 
@@ -125,6 +126,7 @@ class ModzooBackbone(BaseModule):
         if not model_name:
             raise ValueError('ModzooBackbone needs model_name (one of modzoo.list_models())')
         modzoo.model_family(model_name)  # clear error (with suggestions) for a name modzoo does not register
+        check_out_indices(f'ModzooBackbone({model_name})', out_indices, _num_feature_taps(model_name, model_kwargs))
         self.model_name = model_name
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -381,6 +383,18 @@ class ModzooBackbone(BaseModule):
             return []
         plain = set(self._full_model_keys(out_norms=False))
         return [k for k in self.model.state_dict() if k not in plain]
+
+
+def _num_feature_taps(model_name: str, model_kwargs: Dict[str, Any]) -> Optional[int]:
+    """How many feature taps the model has (built on the meta device: no memory, no weights); None when the kwargs
+    do not build (the constructor then reports them itself)."""
+    try:
+        with torch.device('meta'):
+            probe = modzoo.create_model(model_name, pretrained=False, **model_kwargs)
+    except Exception:  # noqa: BLE001 - the real build below raises the right error
+        return None
+    info = getattr(probe, 'feature_info', None)
+    return len(info) if info is not None else None
 
 
 @functools.lru_cache(maxsize=None)

@@ -39,6 +39,7 @@ from timm.models._features import feature_take_indices
 
 from modzoo.kernels import dwconv_gelu, gelu_tile_mul  # fused on CUDA; PyTorch reference elsewhere
 from modzoo.layers import check_image_input, drop_path_rates
+from modzoo.layers.arg_check import check_model_args
 from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -319,6 +320,9 @@ class EfficientMod(nn.Module):
             norm_layer=None,
     ):
         super().__init__()
+        check_model_args('EfficientMod', in_chans=in_chans, num_classes=num_classes, embed_dim=embed_dim,
+                         depths=depths, context_size=context_size, num_heads=num_heads, drop_rate=drop_rate,
+                         proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate)
         num_stages = len(depths)
         for name, value in (('embed_dim', embed_dim), ('attention_depth', attention_depth),
                             ('mlp_ratio', mlp_ratio), ('att_ratio', att_ratio)):

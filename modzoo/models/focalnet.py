@@ -28,6 +28,7 @@ from timm.models._features import feature_take_indices
 
 from modzoo.kernels import focal_context
 from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches, pad_to_min_size
+from modzoo.layers.arg_check import check_model_args
 from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -259,6 +260,10 @@ class FocalNet(nn.Module):
             norm_layer=None,
     ):
         super().__init__()
+        check_model_args('FocalNet', in_chans=in_chans, num_classes=num_classes, embed_dim=embed_dim, depths=depths,
+                         mlp_ratio=mlp_ratio, focal_levels=focal_levels, focal_windows=focal_windows,
+                         patch_size=patch_size, drop_rate=drop_rate, proj_drop_rate=proj_drop_rate,
+                         drop_path_rate=drop_path_rate)
         num_stages = len(depths)
         if len(focal_levels) < num_stages or len(focal_windows) < num_stages:
             raise ValueError(f'focal_levels/focal_windows need one entry per stage ({num_stages})')

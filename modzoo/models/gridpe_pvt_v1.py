@@ -38,6 +38,7 @@ from timm.models import checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches
+from modzoo.layers.arg_check import check_model_args
 from modzoo.layers.grid_pe_attention import GridPEAttention, grid_pe_block_cfgs
 from modzoo.utils.tracing import is_graph_capture, is_tracing
 from ._builder import build_zoo_model
@@ -236,6 +237,10 @@ class GridPEPyramidVisionTransformer(nn.Module):
             norm_layer=None,
     ):
         super().__init__()
+        check_model_args('GridPE-PVT', in_chans=in_chans, num_classes=num_classes, depths=depths,
+                         embed_dims=embed_dims, num_heads=num_heads, sr_ratios=sr_ratios, mlp_ratios=mlp_ratios,
+                         img_size=img_size, drop_rate=drop_rate, pos_drop_rate=pos_drop_rate,
+                         proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate)
         num_stages = len(depths)
         for name, values in (('embed_dims', embed_dims), ('num_heads', num_heads), ('sr_ratios', sr_ratios),
                              ('mlp_ratios', mlp_ratios)):

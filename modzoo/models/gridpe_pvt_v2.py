@@ -39,6 +39,7 @@ from timm.models.pvt_v2 import MlpWithDepthwiseConv, OverlapPatchEmbed
 from timm.models.pvt_v2 import checkpoint_filter_fn as timm_pvt_v2_filter_fn
 
 from modzoo.layers import check_image_input, drop_path_rates
+from modzoo.layers.arg_check import check_model_args
 from modzoo.layers.grid_pe_attention import GridPEAttention, grid_pe_block_cfgs
 from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict
@@ -178,6 +179,10 @@ class GridPEPyramidVisionTransformerV2(nn.Module):
             norm_layer=None,
     ):
         super().__init__()
+        check_model_args('GridPE-PVT v2', in_chans=in_chans, num_classes=num_classes, depths=depths,
+                         embed_dims=embed_dims, num_heads=num_heads, sr_ratios=sr_ratios, mlp_ratios=mlp_ratios,
+                         img_size=img_size, drop_rate=drop_rate, proj_drop_rate=proj_drop_rate,
+                         attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate)
         num_stages = len(depths)
         for name, values in (('embed_dims', embed_dims), ('num_heads', num_heads), ('sr_ratios', sr_ratios),
                              ('mlp_ratios', mlp_ratios)):

@@ -43,6 +43,7 @@ from timm.models.pvt_v2 import OverlapPatchEmbed
 
 from modzoo.kernels import mixed_dwconv_interleave  # fused on CUDA; PyTorch reference elsewhere
 from modzoo.layers import check_image_input, drop_path_rates, fold_conv_bn, pad_for_patches
+from modzoo.layers.arg_check import check_model_args
 from ._builder import build_zoo_model
 from ._checkpoint import unwrap_state_dict, verify_state_dict
 
@@ -330,6 +331,9 @@ class SMT(nn.Module):
             drop_path_rate: float = 0.,
     ):
         super().__init__()
+        check_model_args('SMT', in_chans=in_chans, num_classes=num_classes, embed_dims=embed_dims, depths=depths,
+                         mlp_ratios=mlp_ratios, drop_rate=drop_rate, proj_drop_rate=proj_drop_rate,
+                         attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate)
         num_stages = 4
         for name, value in (('embed_dims', embed_dims), ('ca_num_heads', ca_num_heads),
                             ('sa_num_heads', sa_num_heads), ('mlp_ratios', mlp_ratios), ('depths', depths),

@@ -22,7 +22,8 @@ _logger = logging.getLogger(__name__)
 
 __all__ = [
     'DatasetNotFoundError', 'FOLDER_DATASETS', 'find_split_dir', 'folder_classes', 'build_dataset',
-    'SeededDataset', 'ResumableShardSampler', 'resolve_model_data_config', 'build_transforms', 'build_loader',
+    'ImageFolderDataset', 'SeededDataset', 'ResumableShardSampler', 'resolve_model_data_config', 'build_transforms',
+    'build_loader',
 ]
 
 FOLDER_DATASETS = ('', 'folder', 'imagefolder')
@@ -101,19 +102,66 @@ def folder_classes(split_dir: str) -> List[str]:
     return classes
 
 
+class ImageFolderDataset(Dataset):
+    """timm's ``ImageDataset`` for folders, reading images with :func:`modzoo.datasets.open_image` (16-bit images at
+    their full range) and skipping, with the path logged, every image it cannot decode: damaged, truncated or over
+    PIL's decompression-bomb limit. Training (``evaluation=False``) takes the next readable image instead, as timm
+    does; evaluation returns a blank image with target -1, which :func:`~modzoo.train.engine.evaluate` leaves out of
+    the counts."""
+
+    max_retries = 10
+
+    def __init__(self, root: str, class_map: Dict[str, int], evaluation: bool = False):
+        from timm.data import ImageDataset
+        self.base = ImageDataset(root, class_map=dict(class_map))
+        self.reader = self.base.reader
+        self.evaluation = evaluation
+        self.transform = None
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def _read(self, index: int):
+        from modzoo.datasets import open_image
+        path, target = self.reader.samples[index]
+        return open_image(path), target
+
+    def __getitem__(self, index: int):
+        for _ in range(self.max_retries):
+            try:
+                img, target = self._read(index)
+                break
+            except OSError as e:
+                _logger.warning('skipped unreadable image %s', e)
+                if self.evaluation:
+                    from PIL import Image
+                    img, target = Image.new('RGB', (8, 8)), -1
+                    break
+                index = (index + 1) % len(self.reader)
+        else:
+            raise DatasetNotFoundError(f'{self.max_retries} images in a row cannot be read (the last at index '
+                                       f'{index}): check the dataset files')
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, target
+
+
 def build_dataset(
         name: str,
         root: str,
         split: str,
         class_to_idx: Optional[Dict[str, int]] = None,
         download: bool = False,
+        evaluation: bool = False,
+        every_class: bool = False,
 ) -> Tuple[Dataset, Dict[str, int]]:
     """A dataset without transforms and its class -> index map.
 
     For folder datasets ``class_to_idx`` should come from the training split, so a validation split with fewer
-    classes keeps the training indices.
+    classes keeps the training indices. ``every_class``: each class of ``class_to_idx`` must have a folder (a
+    ``--class-map`` for the training split). ``evaluation``: unreadable images are left out, not replaced.
     """
-    from timm.data import ImageDataset, create_dataset
+    from timm.data import create_dataset
     if name.lower() in FOLDER_DATASETS:
         split_dir = find_split_dir(root, split)
         if class_to_idx is None:
@@ -127,7 +175,12 @@ def build_dataset(
                 raise DatasetNotFoundError(
                     f'none of the {len(class_to_idx)} classes ({", ".join(list(class_to_idx)[:5])}...) has a folder '
                     f'in {split_dir!r}: check --data-dir, the split name and --class-map')
-        dataset = ImageDataset(split_dir, class_map=dict(class_to_idx))
+            if missing and every_class:
+                raise DatasetNotFoundError(
+                    f'--class-map lists {len(missing)} class(es) with no folder in {split_dir!r}: '
+                    f'{", ".join(missing[:10])}; they would train as empty classes. Remove them from the class map '
+                    f'or add their image folders')
+        dataset = ImageFolderDataset(split_dir, class_to_idx, evaluation=evaluation)
         if len(dataset) == 0:
             raise DatasetNotFoundError(f'No images found under {split_dir!r}. ' + _layout_hint(root))
         folders = {d for d in _listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))}

@@ -15,7 +15,8 @@ from .seeding import derive_seed, seed_all
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ['EpochMeters', 'StepContext', 'train_one_epoch', 'evaluate', 'autocast_context', 'progress_bar']
+__all__ = ['EpochMeters', 'StepContext', 'NonFiniteLossError', 'train_one_epoch', 'evaluate', 'autocast_context',
+           'progress_bar']
 
 # tag of the per-step seed stream (kept apart from the per-sample stream of SeededDataset)
 _STEP_STREAM = 1
@@ -73,6 +74,10 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=False, file=sys.stderr)
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch, the step and the usual causes."""
+
+
 def train_one_epoch(
         ctx: DistContext,
         model: nn.Module,
@@ -115,7 +120,11 @@ def train_one_epoch(
             outputs = model(inputs)
             loss = s.criterion(inputs, outputs, targets)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f'loss is {loss.item()} at epoch {epoch}, batch {batch_idx}; stopping')
+            raise NonFiniteLossError(
+                f'the loss is {loss.item()} at epoch {epoch + 1}, step {batch_idx + 1}/{s.steps_per_epoch}; training '
+                f'stopped. Usual causes: a learning rate too high for the batch (lower --lr, add --warmup-epochs or '
+                f'--clip-grad), float16 overflow (--amp-dtype bfloat16), or broken input images. After the fix, '
+                f'--resume auto continues from the last checkpoint, if one was written')
 
         optimizer.zero_grad(set_to_none=True)
         if s.scaler is not None:
@@ -184,7 +193,7 @@ def evaluate(
     With ``time_forward`` the model's forward time is accumulated too (device-synchronised), for throughput.
     """
     model.eval()
-    sums = torch.zeros(4, dtype=torch.float64)  # loss_sum, top1 hits, top5 hits, samples
+    sums = torch.zeros(5, dtype=torch.float64)  # loss_sum, top1 hits, top5 hits, samples, unreadable skipped
     forward_s = 0.0
     total = len(loader) if hasattr(loader, '__len__') else None
     bar = progress_bar(total or 0, 0, desc, progress and ctx.is_primary and total is not None)
@@ -202,14 +211,16 @@ def evaluate(
             if device.type == 'cuda':
                 torch.cuda.synchronize(device)
             forward_s += time.perf_counter() - start
-        outputs = outputs.float()
-        k = min(5, outputs.shape[-1])
-        top = outputs.topk(k, dim=-1).indices
-        hits = top.eq(targets[:, None])
-        sums[0] += float(F.cross_entropy(outputs, targets, reduction='sum'))
-        sums[1] += float(hits[:, :1].sum())
-        sums[2] += float(hits.sum())
-        sums[3] += targets.shape[0]
+        read = targets >= 0  # -1: an unreadable image the dataset left out
+        sums[4] += float((~read).sum())
+        outputs, targets = outputs.float()[read], targets[read]
+        if targets.numel():
+            top = outputs.topk(min(5, outputs.shape[-1]), dim=-1).indices
+            hits = top.eq(targets[:, None])
+            sums[0] += float(F.cross_entropy(outputs, targets, reduction='sum'))
+            sums[1] += float(hits[:, :1].sum())
+            sums[2] += float(hits.sum())
+            sums[3] += targets.shape[0]
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -217,7 +228,7 @@ def evaluate(
     ctx.all_reduce_sum(sums)
     n = max(float(sums[3]), 1.0)
     result = {'loss': float(sums[0]) / n, 'top1': 100.0 * float(sums[1]) / n, 'top5': 100.0 * float(sums[2]) / n,
-              'samples': int(sums[3])}
+              'samples': int(sums[3]), 'skipped': int(sums[4])}
     if time_forward:
         result['forward_s'] = forward_s
     return result

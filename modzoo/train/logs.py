@@ -21,6 +21,12 @@ class CsvLog:
         self.path = path
         self.fields = list(fields)
 
+    @staticmethod
+    def epochs(path: str) -> list:
+        """The epoch numbers of the rows in ``path`` (unreadable rows are left out)."""
+        with open(path, newline='') as f:
+            return [int(r['epoch']) for r in csv.DictReader(f) if str(r.get('epoch') or '').isdigit()]
+
     def truncate(self, keep_below_epoch: int) -> None:
         if not os.path.isfile(self.path):
             return

@@ -10,14 +10,16 @@ Run folder (rank 0 writes, other ranks never do): ``args.yaml``, ``log.csv`` (on
 No run destroys another: without ``--output`` each new run gets its own folder,
 ``output/train/<YYYYmmdd-HHMMSS>-<model>-<img size>`` (timm's naming); ``--resume FILE`` continues in the file's
 folder. A new run into a folder that holds an earlier run's results (``last.pth``, ``best.pth``, ``log.csv``) is
-refused, naming ``--resume`` and a new ``--output`` as the ways on, and while a run trains it holds a lock on its
-folder, so a second run cannot write there at the same time.
+refused, naming ``--resume`` and a new ``--output`` as the ways on; so is resuming a checkpoint older than the
+folder's newest results (a copied snapshot, ``best.pth``), naming ``last.pth`` and a new ``--output``. While a run
+trains it holds a lock on its folder, so a second run cannot write there at the same time.
 
 Resuming with another schedule (``--epochs``, ``--lr``, batch size, warmup, ...) continues on the new schedule: the
 learning rate at the resumed step is what a run started with the new options would have there, and the log says
 which options changed. ``--epochs`` below the epochs already trained is refused.
 """
 import datetime
+import errno
 import logging
 import os
 import sys
@@ -40,14 +42,15 @@ from .data import (
     resolve_model_data_config,
 )
 from .distributed import DistContext, init_distributed
-from .engine import EpochMeters, StepContext, evaluate, train_one_epoch
+from .engine import EpochMeters, NonFiniteLossError, StepContext, evaluate, train_one_epoch
 from .logs import CsvLog, open_tensorboard
 from .loss import build_criterion
 from .seeding import capture_rng_state, restore_rng_state, seed_all
 
 _logger = logging.getLogger('modzoo.train')
 
-__all__ = ['main', 'train', 'USER_ERRORS', 'check_model_name', 'load_initial_weights', 'create_run_model']
+__all__ = ['main', 'train', 'USER_ERRORS', 'check_model_name', 'load_initial_weights', 'create_run_model',
+           'check_pretrained_available', 'RunWriteError', 'TrainingInterrupted', 'EXIT_INTERRUPTED']
 
 CSV_FIELDS = ['epoch', 'step', 'lr', 'train_loss', 'eval_loss', 'eval_top1', 'eval_top5', 'ema_eval_loss',
               'ema_top1', 'ema_top5', 'epoch_seconds', 'train_samples_per_s']
@@ -58,11 +61,39 @@ SCHEDULE_OPTIONS = ('epochs', 'sched', 'lr', 'lr_base', 'lr_base_size', 'lr_base
                     'warmup_lr', 'min_lr', 'cooldown_epochs', 'batch_size')
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``str()`` says how the run continues."""
+
+    def __init__(self, output: Optional[str]):
+        last = os.path.join(output, 'last.pth') if output else None
+        if last and os.path.isfile(last):
+            text = (f'interrupted; the run continues from {last} with the same command plus --resume auto --output '
+                    f'{output}')
+        else:
+            text = 'interrupted before the first checkpoint; nothing to resume, start the run again'
+        super().__init__(text)
+
+
+class RunWriteError(OSError):
+    """A checkpoint or log of the run could not be written (a full disk, a vanished folder); says how to go on."""
+
+
+def _write_error(path: str, error: BaseException) -> RunWriteError:
+    reason = os.strerror(error.errno) if isinstance(error, OSError) and error.errno else str(error).splitlines()[0]
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC))
+    hint = 'free space on that disk' if full else 'check the disk (full?) and the folder'
+    return RunWriteError(f'cannot write {path} ({reason}): {hint}, then continue with --resume auto; last.pth keeps '
+                         f'the last complete checkpoint')
+
+
 def _user_errors():
     from modzoo.models import CheckpointMismatchError, UnknownModelError
     from modzoo.models import CheckpointFileError
     return (UsageError, DatasetNotFoundError, UnknownModelError, ResumeError, CheckpointMismatchError,
-            CheckpointFileError)
+            CheckpointFileError, NonFiniteLossError, RunWriteError)
 
 
 USER_ERRORS = _user_errors()
@@ -91,6 +122,8 @@ def check_model_name(name: str) -> None:
 def create_run_model(name: str, num_classes: int, pretrained: bool = False, flag: str = '--model-kwargs',
                      **kwargs) -> nn.Module:
     import modzoo
+    if pretrained:
+        check_pretrained_available(name)
     try:
         return modzoo.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
     except TypeError as e:
@@ -98,6 +131,30 @@ def create_run_model(name: str, num_classes: int, pretrained: bool = False, flag
         if error is None:
             raise
         raise error from None
+    except (OSError, RuntimeError) as e:  # the hub or URL cannot be reached (offline), or refused the file
+        if not pretrained:
+            raise
+        raise UsageError(f'--pretrained: cannot download the weights of {name} ({type(e).__name__}: '
+                         f'{str(e).splitlines()[0] if str(e) else "no detail"}); get the file where there is a '
+                         f'network, then ' + _GET_WEIGHTS.format(name=name)) from None
+
+
+_GET_WEIGHTS = ('run python tools/get_checkpoint.py {name} --file FILE and pass the file it writes (checkpoints/...) '
+                'with --initial-checkpoint (train) or --checkpoint (validate)')
+
+
+def check_pretrained_available(name: str) -> None:
+    """UsageError when ``name`` (``arch`` or ``arch.tag``) has no downloadable weights registered (timm would only
+    warn and go on with random weights)."""
+    from timm.models import get_pretrained_cfg
+    try:
+        cfg = get_pretrained_cfg(name)
+    except RuntimeError:
+        cfg = None
+    if cfg is None or not (cfg.url or cfg.hf_hub_id or cfg.file or cfg.state_dict):
+        tag = name if '.' in name else f'{name} (tag {getattr(cfg, "tag", None) or "default"})'
+        raise UsageError(f'--pretrained: {tag} has no downloadable weights registered; if you have the official '
+                         f'file, ' + _GET_WEIGHTS.format(name=name))
 
 
 def default_run_folder(args, root: str = os.path.join('output', 'train')) -> str:
@@ -144,6 +201,38 @@ def resolve_run_folder(args, ctx: DistContext) -> str:
         raise ConfigError(f'{held}; continuing {resume} there would overwrite it: leave out --output (the run '
                           f'continues in the checkpoint\'s folder) or pass an empty --output')
     return output
+
+
+def _position(ckpt) -> tuple:
+    return int(ckpt.get('epoch') or 0), int(ckpt.get('batch_in_epoch') or 0)
+
+
+def refuse_older_resume(ckpt, resume_path: str, output: str) -> None:
+    """ConfigError when ``output`` already holds results newer than the checkpoint being resumed (another snapshot,
+    ``best.pth``, a copy of an earlier ``last.pth``): continuing would overwrite them."""
+    last = os.path.join(output, 'last.pth')
+    if os.path.isfile(last) and os.path.samefile(last, resume_path):
+        return  # the run's own newest state; log rows it has not reached are the interrupted epoch's, rerun
+    at = _position(ckpt)
+    newer = []
+    if os.path.isfile(last):
+        try:
+            last_at = _position(read_training_checkpoint(last))
+        except ResumeError:  # a damaged last.pth: the log below still tells what was trained
+            last_at = (0, 0)
+        if last_at > at:
+            newer.append(f'last.pth at epoch {last_at[0]}' + (f' step {last_at[1]}' if last_at[1] else ''))
+    log = os.path.join(output, 'log.csv')
+    if os.path.isfile(log):
+        logged = CsvLog.epochs(log)
+        if logged and max(logged) + 1 > at[0]:
+            newer.append(f'log.csv rows up to epoch {max(logged) + 1}')
+    if newer:
+        where = f'epoch {at[0]}' + (f' step {at[1]}' if at[1] else '')
+        raise ConfigError(
+            f'--resume {resume_path} is at {where}, but {output} holds newer results ({", ".join(newer)}) that '
+            f'continuing there would overwrite: resume from {last}, or continue the older checkpoint into a new '
+            f'run folder with --output NEW_FOLDER')
 
 
 def lock_run_folder(output: str):
@@ -203,6 +292,8 @@ def train(args) -> Dict[str, Any]:
     held: List[int] = []
     try:
         return _train(args, ctx, held)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(getattr(args, 'run_folder', None)) from None
     finally:
         for fd in held:
             os.close(fd)
@@ -233,6 +324,7 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
     if args.resume and args.resume != 'auto':
         check_input_file(args.resume, '--resume')
     output = resolve_run_folder(args, ctx)
+    args.run_folder = output
     resume_path = args.resume
     if resume_path == 'auto':
         candidate = os.path.join(output, 'last.pth')
@@ -240,6 +332,8 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         if resume_path is None:
             _logger.info('--resume auto: no %s yet, starting a new run', candidate)
     ckpt = read_training_checkpoint(resume_path) if resume_path else None
+    if ckpt is not None:
+        refuse_older_resume(ckpt, resume_path, output)
 
     # ---- data (the class list decides the head size)
     class_map = None
@@ -249,11 +343,11 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
             raise ConfigError(f'--class-map file not found: {args.class_map!r}')
         class_map = load_class_map(args.class_map)
     train_base, class_to_idx = build_dataset(args.dataset, args.data_dir, args.train_split, class_to_idx=class_map,
-                                             download=args.dataset_download)
+                                             download=args.dataset_download, every_class=True)
     val_base = None
     if args.val_split:
         val_base, _ = build_dataset(args.dataset, args.data_dir, args.val_split, class_to_idx=class_to_idx,
-                                    download=args.dataset_download)
+                                    download=args.dataset_download, evaluation=True)
     num_classes = args.num_classes or len(class_to_idx)
     if not num_classes:
         raise ConfigError('cannot tell the number of classes from the dataset: pass --num-classes')
@@ -368,9 +462,12 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
             held.append(fd)
         remove_stale_temporaries(os.path.join(output, 'last.pth'))
         remove_stale_temporaries(os.path.join(output, 'best.pth'))
-        _write_args(output, args, lr, global_batch, data_config, num_classes)
         csv_log = CsvLog(os.path.join(output, 'log.csv'), CSV_FIELDS)
-        csv_log.truncate(keep_below_epoch=start_epoch)
+        try:
+            _write_args(output, args, lr, global_batch, data_config, num_classes)
+            csv_log.truncate(keep_below_epoch=start_epoch)
+        except OSError as e:
+            raise _write_error(getattr(e, 'filename', None) or output, e) from None
         tb_writer = open_tensorboard(output, args.tensorboard)
     progress = {'on': True, 'off': False}.get(args.progress, sys.stderr.isatty())
 
@@ -405,7 +502,14 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         }
         if model_ema is not None:
             state['state_dict_ema'] = model_ema.module.state_dict()
-        atomic_save(state, path)
+        try:
+            atomic_save(state, path)
+        except OSError as e:
+            raise _write_error(path, e) from None
+        except RuntimeError as e:  # torch's zip writer words a failed write as '[enforce fail at inline_container.cc'
+            if 'inline_container' not in str(e) and 'write' not in str(e):
+                raise
+            raise _write_error(path, e) from None
 
     last_path = os.path.join(output, 'last.pth')
     best_path = os.path.join(output, 'best.pth')
@@ -450,7 +554,10 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         if is_best:
             best.update(value=value, epoch=epoch)
         if ctx.is_primary:
-            csv_log.write(row)
+            try:
+                csv_log.write(row)
+            except OSError as e:
+                raise _write_error(csv_log.path, e) from None
             if tb_writer is not None:
                 for k, v in row.items():
                     if k not in ('epoch', 'step') and v is not None:
@@ -509,7 +616,7 @@ def _restore(ckpt, path, ctx, model, optimizer, scheduler, scaler, model_ema, st
         epoch, batch = epoch + 1, 0
     if changed:
         # the new schedule from the step reached: base lr from this run's options, not the checkpoint's
-        for group, base in zip(optimizer.param_groups, scheduler.base_values):
+        for group, base in zip(optimizer.param_groups, scheduler.base_values, strict=True):
             group['initial_lr'] = base
         step = epoch * steps_per_epoch + batch
         scheduler.step_update(num_updates=step)
@@ -569,4 +676,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except USER_ERRORS as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f'error: {e if isinstance(e, TrainingInterrupted) else "interrupted; nothing was written"}',
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0

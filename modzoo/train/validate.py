@@ -15,8 +15,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
-from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_input_file, check_output_file, \
-    model_kwargs_error
+from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_input_file, check_output_file
 from modzoo.utils.files import atomic_write
 
 from .config import ConfigError
@@ -109,7 +108,7 @@ def load_model_for_inference(
     """
     import modzoo
     from .config import parse_model_kwargs
-    from .trainer import check_model_name
+    from .trainer import check_model_name, create_run_model
     check_model_name(model_name)
     kwargs = parse_model_kwargs(model_kwargs)
     if not checkpoint and not pretrained:
@@ -123,15 +122,8 @@ def load_model_for_inference(
             kwargs = dict(meta['model_kwargs'])
     num_classes = num_classes or meta.get('num_classes') or (
         _classifier_classes(model_name, state_dict, kwargs) if state_dict is not None else None)
-    if num_classes:
-        kwargs['num_classes'] = num_classes
-    try:
-        model = modzoo.create_model(model_name, pretrained=pretrained and state_dict is None, **kwargs)
-    except TypeError as e:
-        error = model_kwargs_error(model_name, e)
-        if error is None:
-            raise
-        raise error from None
+    kwargs.pop('num_classes', None)
+    model = create_run_model(model_name, num_classes, pretrained=pretrained and state_dict is None, **kwargs)
     if state_dict is not None:
         modzoo.load_checkpoint(model, state_dict)
 
@@ -190,7 +182,7 @@ def run_validation(args) -> Dict[str, Any]:
     num_classes = model.num_classes if hasattr(model, 'num_classes') else None
     _, eval_tf = build_transforms(data_config)
     dataset, class_to_idx = build_dataset(args.dataset, args.data_dir, args.split,
-                                          class_to_idx=meta.get('class_to_idx'))
+                                          class_to_idx=meta.get('class_to_idx'), evaluation=True)
     dataset.transform = eval_tf
     if num_classes and len(class_to_idx) > num_classes:
         raise ConfigError(f'the dataset has {len(class_to_idx)} classes but the model predicts {num_classes}')
@@ -208,7 +200,7 @@ def run_validation(args) -> Dict[str, Any]:
     results = {
         'model': args.model, 'checkpoint': args.checkpoint, 'weights': meta.get('weights', 'checkpoint'),
         'top1': round(m['top1'], 4), 'top5': round(m['top5'], 4), 'loss': round(m['loss'], 6),
-        'images': m['samples'], 'classes': len(class_to_idx),
+        'images': m['samples'], 'unreadable_skipped': m['skipped'], 'classes': len(class_to_idx),
         'model_img_per_s': round(m['samples'] / max(m['forward_s'], 1e-9), 1),
         'end_to_end_img_per_s': round(m['samples'] / max(wall, 1e-9), 1),
         'batch_size': args.batch_size, 'device': str(device), 'threads': torch.get_num_threads(),
@@ -220,7 +212,8 @@ def run_validation(args) -> Dict[str, Any]:
 
 def format_results(r: Dict[str, Any]) -> str:
     return (f'{r["model"]}: top1 {r["top1"]:.2f}  top5 {r["top5"]:.2f}  loss {r["loss"]:.4f}  on {r["images"]} images'
-            f' ({r["classes"]} classes, input {r["input_size"][1]}x{r["input_size"][2]}, crop_pct {r["crop_pct"]}, '
+            + (f' ({r["unreadable_skipped"]} unreadable skipped)' if r.get('unreadable_skipped') else '')
+            + f' ({r["classes"]} classes, input {r["input_size"][1]}x{r["input_size"][2]}, crop_pct {r["crop_pct"]}, '
             f'{r["interpolation"]})\nthroughput: {r["model_img_per_s"]:.0f} img/s model forward, '
             f'{r["end_to_end_img_per_s"]:.0f} img/s with data loading (batch {r["batch_size"]}, {r["device"]}, '
             f'{r["threads"]} thread(s))')
@@ -236,6 +229,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print('error: interrupted; nothing was written (validation keeps no partial state: run it again)',
+              file=sys.stderr)
+        return 130
     print(format_results(results))
     if args.results_file:
         with atomic_write(args.results_file, 'w') as f:

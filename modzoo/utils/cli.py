@@ -12,7 +12,7 @@ import tempfile
 from typing import Any, Dict, Optional, Sequence, Union
 
 __all__ = ['UsageError', 'OneLineArgumentParser', 'parse_model_kwargs', 'check_output_dir', 'check_output_file',
-           'check_input_file', 'model_kwargs_error', 'EXIT_BAD_INPUT']
+           'check_input_file', 'check_distinct_paths', 'model_kwargs_error', 'EXIT_BAD_INPUT']
 
 EXIT_BAD_INPUT = 2
 
@@ -106,6 +106,22 @@ def check_output_file(path: str, flag: str = '--output') -> None:
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise UsageError(f'{flag} {path} exists and is read-only: pass another {flag} or make the file writable')
     check_output_dir(os.path.dirname(os.path.abspath(path)), flag=f'{flag} folder of')
+
+
+def check_distinct_paths(outputs: Dict[str, Optional[str]], inputs: Optional[Dict[str, Optional[str]]] = None) \
+        -> None:
+    """Raise :class:`UsageError` when two outputs (``{flag: path}``) name one file, or an output names an input:
+    one would replace the other."""
+    seen: Dict[str, str] = {}
+    for flag, path in list((inputs or {}).items()) + list(outputs.items()):
+        if not path:
+            continue
+        key = os.path.normcase(os.path.realpath(path))
+        if key in seen:
+            other = seen[key]
+            verb = 'would overwrite the input' if other in (inputs or {}) else 'is the same file as'
+            raise UsageError(f'{flag} {path} {verb} {other} {path}: pass a different {flag}')
+        seen[key] = flag
 
 
 def check_input_file(path: Optional[str], flag: str) -> None:
