@@ -168,7 +168,7 @@ def test_int8_export_and_check(name, tmp_path, capsys):
     printed = capsys.readouterr().out
     int8_path = tmp_path / 'm-int8.onnx'
     assert out.is_file() and int8_path.is_file()
-    assert 'int8 vs fp32 on 32 held-out images: top-1 agreement' in printed
+    assert 'int8 vs fp32 in ONNX Runtime (CPU EP) on 32 held-out images: top-1 agreement' in printed
     assert 'accuracy: fp32 top-1' in printed  # digits' 10 classes are the model's 10 classes
 
     graph = onnx.load(str(int8_path))
