@@ -17,7 +17,9 @@ batch) and at the export size plus two more (dynamic size), compares with PyTorc
 (fp32 tolerance 1e-4). Nothing is written unless the export and every check succeed; weights over ~1.8 GB go to
 ``<output>.data`` beside the graph. ``--int8`` also writes a static int8 graph (QDQ, per-channel weights,
 calibrated on ``--calib-data``) and, with ``--check``, its top-1 agreement and logit error against fp32 on held-out
-images (and both accuracies when the folder's classes are the model's).
+images (and both accuracies when the folder's classes are the model's). ``--runtime openvino`` (or ``both``) runs
+the checks in OpenVINO's CPU plugin (the ``openvino`` extra); with ``--int8`` it also writes
+``<output>-int8-openvino.xml`` (+ ``.bin``), OpenVINO IR quantized by NNCF from the same calibration images.
 Exit status: 0 success, 1 export or parity failure, 2 bad input.
 """
 import argparse

@@ -11,6 +11,7 @@ quantizes LayerNorm or Softmax. The result is an OpenVINO IR (``.xml`` + ``.bin`
 Needs the ``openvino`` extra (``pip install "modzoo[openvino]"``: openvino and nncf).
 """
 import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -53,12 +54,13 @@ def default_openvino_int8_path(fp32_path: str) -> str:
 
 @contextlib.contextmanager
 def _quiet():
-    """NNCF logs its progress bars and statistics collection at INFO."""
+    """NNCF logs its steps at INFO and draws progress bars on stdout (rich): keep both out of the tool's output."""
     logger = logging.getLogger('nncf')
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logger.setLevel(level)
 
