@@ -92,7 +92,8 @@ def test_export_tool_runtime_both(tmp_path, capsys):
 
 def test_missing_openvino_is_one_clear_line(tmp_path, capsys, monkeypatch):
     from modzoo.export import cli
-    monkeypatch.setattr(runtimes, 'available', lambda runtime: runtime != 'openvino')
+    from modzoo.bench import runtimes as runtime_code  # where require_runtime looks the package up
+    monkeypatch.setattr(runtime_code, 'available', lambda runtime: runtime != 'openvino')
     out = str(tmp_path / 'm.onnx')
     assert cli.main(['zoo_efficientmod_xxs', '--check', '--runtime', 'openvino', '-o', out]) == 2
     err = capsys.readouterr().err

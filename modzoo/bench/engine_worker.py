@@ -6,11 +6,9 @@ Runtime or OpenVINO.
 Line protocol on stdin/stdout: one JSON command per line (``run``, ``save``, ``threads``, ``mem``, ``quit``), one JSON
 reply per line. Started by path, not with ``python -m``: ``-m`` would import the ``modzoo`` package (and torch) first,
 and the ONNX Runtime and OpenVINO workers must not carry torch's memory and threads. Standard library only at import
-for the same reason; the runtime sessions come from ``modzoo/export/runtimes.py``, loaded by path.
+for the same reason; the runtime sessions come from ``runtimes.py`` beside this file (``modzoo.bench.runtimes``).
 """
-import importlib.util
 import json
-import os
 import sys
 import time
 
@@ -19,12 +17,13 @@ ENGINES = (TORCH, COMPILED, ORT, OPENVINO)
 
 
 def runtimes_module():
-    """``modzoo.export.runtimes`` without importing the ``modzoo`` package (which imports torch)."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'export', 'runtimes.py')
-    spec = importlib.util.spec_from_file_location('modzoo_runtimes', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``modzoo/bench/runtimes.py``: by its plain name when this file runs as a script (its folder is then first on
+    ``sys.path``), so the runtime workers never import the ``modzoo`` package and torch."""
+    if __package__:
+        from . import runtimes
+    else:
+        import runtimes
+    return runtimes
 
 
 def proc_status_mib(field: str = 'VmRSS') -> float:
@@ -37,9 +36,10 @@ def proc_status_mib(field: str = 'VmRSS') -> float:
 
 
 def ort_session(onnx_path: str, threads: int, profile_prefix: str = ''):
-    """An ONNX Runtime CPU session (``modzoo.export.runtimes``): full graph optimisation, ``threads`` intra-op threads
-    and one inter-op thread; with ``profile_prefix`` its profiler on."""
-    return runtimes_module().open_session(onnx_path, ORT, threads, profile_prefix)
+    """A raw ``onnxruntime.InferenceSession`` configured as :func:`modzoo.bench.runtimes.open_session` configures it
+    (full graph optimisation, ``threads`` intra-op threads, one inter-op thread); with ``profile_prefix`` its profiler
+    on."""
+    return runtimes_module().open_session(onnx_path, ORT, threads, profile_prefix).session
 
 
 def reset_peak_rss() -> None:
