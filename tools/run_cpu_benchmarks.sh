@@ -2,8 +2,8 @@
 # Regenerate BENCHMARKS.md's CPU tables on a quiet machine, each between its markers:
 #   deploy (default): every CPU path side by side (eager, torch.compile, ONNX Runtime fp32/int8, OpenVINO fp32/int8),
 #          one model per family plus every EfficientMod variant, batch 1 and 8, 1 and 2 threads, latency, throughput,
-#          peak memory, parity, load per row; also README.md's per-family recommendation. About 20 minutes on an idle
-#          2-core machine (each torch.compile, one per model and batch, takes most of a minute).
+#          peak memory, parity, load per row; also README.md's per-family recommendation. Estimated at about 20 minutes
+#          on an idle 2-core machine (each torch.compile, one per model and batch, takes most of a minute).
 #   onnx, int8, paths: the older, narrower tables (ORT vs eager; int8 vs fp32 ORT with profiles; torch.compile vs
 #          eager with the eager-vs-ORT profile breakdown of FocalNet-T), about 20 minutes together.
 # Raw results go to $OUT (default output/cpu_benchmarks). Rows taken while the 1-minute load average is above
