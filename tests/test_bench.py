@@ -1,5 +1,6 @@
 """modzoo.bench: the engine worker's protocol (the ONNX Runtime worker never imports torch), interleaved timing and
 the environment of measurement subprocesses."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -7,12 +8,17 @@ import sys
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from modzoo.bench import common, engine_worker
 
 
-def test_ort_worker_answers_without_importing_torch(tmp_path):
+@pytest.mark.parametrize('engine', [
+    engine_worker.ORT,
+    pytest.param(engine_worker.OPENVINO, marks=pytest.mark.skipif(
+        importlib.util.find_spec('openvino') is None, reason='openvino not installed'))])
+def test_runtime_worker_answers_without_importing_torch(tmp_path, engine):
     graph = helper.make_graph(
         [helper.make_node('Identity', ['x'], ['y'])], 'identity',
         [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['n', 3, 4, 4])],
@@ -21,18 +27,20 @@ def test_ort_worker_answers_without_importing_torch(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]), path)
     spec = dict(onnx=path, threads=1, size=4)
     out_path = str(tmp_path / 'out.npy')
-    commands = [dict(cmd='run', batch=2), dict(cmd='save', batch=1, path=out_path), dict(cmd='mem'), dict(cmd='quit')]
+    commands = [dict(cmd='run', batch=2), dict(cmd='save', batch=1, path=out_path), dict(cmd='threads', threads=2),
+                dict(cmd='mem', reset=True), dict(cmd='quit')]
     proc = subprocess.run(
-        [sys.executable, '-X', 'importtime', engine_worker.__file__, engine_worker.ORT, json.dumps(spec)],
+        [sys.executable, '-X', 'importtime', engine_worker.__file__, engine, json.dumps(spec)],
         input=''.join(json.dumps(c) + '\n' for c in commands), capture_output=True, text=True, timeout=120,
         env=common.subprocess_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
-    ready, run, saved, mem, bye = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert ready['ready'] and run['seconds'] >= 0 and saved == {'ok': True} and bye == {'bye': True}
+    ready, run, saved, threads, mem, bye = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert ready['ready'] and run['seconds'] >= 0 and saved == threads == {'ok': True} and bye == {'bye': True}
     assert mem['peak'] >= mem['rss_import'] > 0
     assert np.load(out_path).shape == (1, 3, 4, 4)
     imported = {line.rsplit('|', 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith('import time')}
-    assert 'onnxruntime' in imported and 'torch' not in imported and 'modzoo' not in imported
+    assert ('onnxruntime' if engine == engine_worker.ORT else 'openvino') in imported
+    assert 'torch' not in imported and 'modzoo' not in imported
 
 
 def test_interleaved_seconds_alternates_and_drops_the_warmup():

@@ -3,7 +3,8 @@
 # nothing changed only re-checks the imports (seconds).
 #
 #   tools/setup_env.sh            # core: torch, modzoo (editable) with the triton and dev extras (minutes, no mmcv)
-#   tools/setup_env.sh --mm       # also OpenMMLab: mmcv 2.1.0 with its compiled ops and the mm extra (the tests)
+#   tools/setup_env.sh --mm       # also OpenMMLab (mmcv 2.1.0 with its compiled ops, the mm extra) and the openvino
+#                                 # extra (OpenVINO, NNCF): everything the tests use
 #
 # An environment set up with --mm stays complete: a later run without it keeps OpenMMLab installed.
 #
@@ -137,8 +138,9 @@ else
   [ "$installed" = 1 ] || build_mmcv
 fi
 
-log "installing modzoo (editable) with the mm, triton and dev extras"
-"${PIP[@]}" install -q -e ".[mm,triton,dev]"
+log "installing modzoo (editable) with the mm, triton, dev and openvino extras"
+# openvino + nncf (plain wheels, ~200 MB installed): the OpenVINO parity tests run instead of skipping
+"${PIP[@]}" install -q -e ".[mm,triton,dev,openvino]"
 
 check_mm
 printf '%s\nmm\n' "$stamp" > "$stamp_file"

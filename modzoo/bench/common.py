@@ -14,7 +14,7 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 from ..utils.marked_blocks import BENCHMARKS, README, REPO_ROOT, replace_marked, update_marked_file
-from .engine_worker import proc_status_mib
+from .engine_worker import proc_status_mib, reset_peak_rss
 
 __all__ = ['REPO_ROOT', 'BENCHMARKS', 'README', 'cpu_name', 'cpu_flags', 'vnni_description', 'machine_description',
            'load_1min', 'default_load_threshold', 'LoadGuard', 'load_cell', 'load_note', 'interleaved_seconds',
@@ -197,10 +197,3 @@ def subprocess_env(**extra: str) -> Dict[str, str]:
     ``PYTHONPATH`` so the child imports the same copy of the package, plus ``extra``."""
     path = os.environ.get('PYTHONPATH')
     return dict(os.environ, PYTHONPATH=REPO_ROOT + (os.pathsep + path if path else ''), **extra)
-
-
-def reset_peak_rss() -> None:
-    """Reset the kernel's peak-RSS mark (``VmHWM``) to the current resident set (Linux)."""
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')
-

@@ -17,7 +17,9 @@ batch) and at the export size plus two more (dynamic size), compares with PyTorc
 (fp32 tolerance 1e-4). Nothing is written unless the export and every check succeed; weights over ~1.8 GB go to
 ``<output>.data`` beside the graph. ``--int8`` also writes a static int8 graph (QDQ, per-channel weights,
 calibrated on ``--calib-data``) and, with ``--check``, its top-1 agreement and logit error against fp32 on held-out
-images (and both accuracies when the folder's classes are the model's).
+images (and both accuracies when the folder's classes are the model's). ``--runtime openvino`` (or ``both``) runs
+the checks in OpenVINO's CPU plugin (the ``openvino`` extra); with ``--int8`` it also writes
+``<output>-int8-openvino.xml`` (+ ``.bin``), OpenVINO IR quantized by NNCF from the same calibration images.
 Exit status: 0 success, 1 export or parity failure, 2 bad input.
 """
 import argparse
@@ -30,8 +32,10 @@ import timm
 import torch
 
 from modzoo.export import onnx as zoo_onnx
+from modzoo.export import openvino as zoo_ov
 from modzoo.export import quantize as zoo_quant
 from modzoo.export.deploy import prepare_for_deploy
+from modzoo.export.runtimes import OPENVINO, RUNTIME_NAMES, RuntimeUnavailable, require_runtime, runtime_list
 from modzoo.export.segmentation import build_macmd_for_export, build_mmseg_for_export
 from modzoo.models import CheckpointMismatchError, UnknownModelError
 from modzoo.models import suggest_model_names
@@ -74,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--simplify', action='store_true', help='simplify the graph with onnxslim')
     parser.add_argument('--external-data', choices=('auto', 'yes', 'no'), default='auto',
                         help='weights in <output>.data (auto: only above ~1.8 GB)')
-    parser.add_argument('--check', action='store_true', help='compare ONNX Runtime with PyTorch and print the figure')
+    parser.add_argument('--check', action='store_true', help='compare the runtime with PyTorch and print the figure')
+    parser.add_argument('--runtime', choices=('ort', 'openvino', 'both'), default='ort',
+                        help='runtime of --check: ONNX Runtime (default), OpenVINO (CPU plugin, the openvino extra) '
+                             'or both; with --int8 and openvino also an OpenVINO int8 IR quantized by NNCF')
     parser.add_argument('--model-kwargs', nargs='*', default=[], metavar='KEY=VALUE',
                         help='extra model constructor arguments, e.g. depths=(2,2,2,2)')
     parser.add_argument('--verbose', '-v', action='store_true', help='show exporter warnings and progress')
@@ -173,18 +180,32 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     int8_problem = _int8_arg_problem(args)
     if int8_problem:
         return _fail(EXIT_BAD_INPUT, int8_problem)
+    runtimes = runtime_list(args.runtime)
+    try:
+        for runtime in runtimes if args.check or args.int8 else ():
+            require_runtime(runtime)
+        if args.int8 and OPENVINO in runtimes:
+            zoo_ov.require_nncf()
+    except (RuntimeUnavailable, zoo_onnx.InvalidExportInput) as e:
+        return _fail(EXIT_BAD_INPUT, str(e))
     stem = os.path.splitext(os.path.basename(args.model))[0] if args.model.endswith('.py') else args.model
     if args.head:
         stem += '-' + args.head
     output = args.output or zoo_onnx.default_output_path(stem, args.features, args.fp16, args.deploy)
     int8_output = (args.int8_output or os.path.splitext(output)[0] + '-int8.onnx') if args.int8 else None
+    ov_ir = zoo_ov.default_openvino_int8_path(output) if args.int8 and OPENVINO in runtimes else None
     try:  # every file this run writes, before any work: each writable, none the same as another or an input
         check_output_file(output, '--output')
         if int8_output:
             check_output_file(int8_output, '--int8-output')
+        if ov_ir:
+            check_output_file(ov_ir, '--output (its OpenVINO int8 IR)')
         inputs = {'--checkpoint': args.checkpoint, 'MODEL': args.model if os.path.isfile(args.model) else None}
-        check_distinct_paths({'--output': output, '--output weights': output + '.data', '--int8-output': int8_output},
-                             inputs)
+        outputs = {'--output': output, '--output weights': output + '.data', '--int8-output': int8_output}
+        if ov_ir:
+            outputs.update({'--output (its OpenVINO int8 IR)': ov_ir,
+                            '--output (its OpenVINO int8 weights)': os.path.splitext(ov_ir)[0] + '.bin'})
+        check_distinct_paths(outputs, inputs)
     except UsageError as e:
         return _fail(EXIT_BAD_INPUT, f'{e}; nothing was written')
 
@@ -220,9 +241,10 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         result = zoo_onnx.export_onnx(
             model, output, img_size=img_size, batch=args.batch, dynamic=args.dynamic, exporter=args.exporter,
             opset=args.opset, fp16=args.fp16, simplify=args.simplify, output_names=output_names,
-            external_data=external, metadata=metadata, check=args.check, reference=reference, verbose=args.verbose)
+            external_data=external, metadata=metadata, check=args.check, reference=reference, verbose=args.verbose,
+            runtimes=runtimes)
     except zoo_onnx.ParityError as e:
-        return _fail(EXIT_FAILED, f'{e}\nONNX Runtime does not match PyTorch; nothing was written.')
+        return _fail(EXIT_FAILED, f'{e}\nThe runtime does not match PyTorch; nothing was written.')
     except zoo_onnx.InvalidExportInput as e:
         return _fail(EXIT_BAD_INPUT, f'{args.model}: {e}\nNothing was written.')
     except zoo_onnx.ExportError as e:
@@ -237,11 +259,11 @@ def _main(argv: Optional[Sequence[str]]) -> int:
           f'input {result.input_shape} dynamic={result.dynamic}; outputs {", ".join(result.output_names)}'
           + ('; fp16' if args.fp16 else '') + ('; deploy' if args.deploy else '')
           + ('; simplified' if args.simplify else ''))
-    if result.check is not None:
-        print(result.check.format())
-        print(f'parity: max abs diff {result.check.max_abs_diff:.2e} (ONNX Runtime vs PyTorch)')
+    for runtime, report in result.checks.items():
+        print(report.format())
+        print(f'parity: max abs diff {report.max_abs_diff:.2e} ({RUNTIME_NAMES[runtime]} vs PyTorch)')
     if args.int8:
-        return _export_int8(args, result.path, int8_output, calib, getattr(model, 'num_classes', None))
+        return _export_int8(args, result.path, int8_output, calib, getattr(model, 'num_classes', None), runtimes)
     return EXIT_OK
 
 
@@ -268,7 +290,8 @@ def _int8_images(args, model, img_size):
                                        std=cfg['std'], crop_pct=crop_pct, in_chans=cfg['in_chans'])
 
 
-def _export_int8(args, fp32_path: str, output: str, calib, num_classes: Optional[int]) -> int:
+def _export_int8(args, fp32_path: str, output: str, calib, num_classes: Optional[int],
+                 runtimes: Sequence[str]) -> int:
     calibration, held_out = calib
     try:
         int8 = zoo_quant.quantize_onnx_int8(fp32_path, output, calibration.images, batch=max(args.batch, 1),
@@ -276,6 +299,17 @@ def _export_int8(args, fp32_path: str, output: str, calib, num_classes: Optional
     except zoo_onnx.ExportError as e:
         return _fail(EXIT_FAILED, f'{args.model}: {e}\nThe fp32 graph {fp32_path} was written; no int8 graph.')
     print(f'exported int8 -> {int8.path}\n  {int8.format()} ({args.calib_data}, {args.calib_method})')
+    graphs = [(int8.path, runtime) for runtime in runtimes]
+    if OPENVINO in runtimes:
+        try:
+            ov_int8 = zoo_ov.quantize_openvino_int8(fp32_path, zoo_ov.default_openvino_int8_path(fp32_path),
+                                                    calibration.images, batch=max(args.batch, 1))
+        except zoo_onnx.ExportError as e:
+            return _fail(EXIT_FAILED, f'{args.model}: {e}\nThe fp32 and QDQ int8 graphs were written; no OpenVINO IR.')
+        print(f'exported OpenVINO int8 -> {ov_int8.path} (+ .bin)\n  {ov_int8.format()} ({args.calib_data})')
+        graphs.append((ov_int8.path, OPENVINO))
     if args.check:
-        print(zoo_quant.compare_int8(fp32_path, int8.path, held_out, num_classes=num_classes).format())
+        for path, runtime in graphs:
+            report = zoo_quant.compare_int8(fp32_path, path, held_out, num_classes=num_classes, runtime=runtime)
+            print(f'{os.path.basename(path)}: {report.format()}')
     return EXIT_OK

@@ -1,10 +1,11 @@
-"""ONNX export of modzoo models, proven right in ONNX Runtime.
+"""ONNX export of modzoo models, proven right in ONNX Runtime (and OpenVINO).
 
 :func:`build_export_model` creates a model the way an export wants it (timm ``exportable=True``, optional checkpoint
 through the family's strict loader, ``features_only`` wrapper, deployment rewrites); :func:`export_onnx` writes the
 graph atomically (a temporary folder beside the target, renamed into place only after every check passed, so a failed
-or interrupted export never leaves a file behind); :func:`check_onnx` runs ONNX Runtime (CPU execution provider) on
-random and photographic inputs at several batches/sizes and compares with PyTorch.
+or interrupted export never leaves a file behind); :func:`check_onnx` runs ONNX Runtime (CPU execution
+provider) or OpenVINO (CPU plugin) on random and photographic inputs at several batches/sizes and compares with
+PyTorch.
 
 Exporter: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) is the default. Measured on this
 project's models (BENCHMARKS.md, "ONNX export") it exports every model, matches PyTorch to ~1e-6 with dynamic
@@ -227,7 +228,7 @@ class CheckReport:
     relative: bool
     runs: List[CheckRun] = field(default_factory=list)
     photo_source: str = ''
-    provider: str = 'CPUExecutionProvider'
+    provider: str = 'ONNX Runtime (CPU EP)'
 
     @property
     def max_abs_diff(self) -> float:
@@ -242,7 +243,7 @@ class CheckReport:
 
     def format(self) -> str:
         kind = f'{self.tolerance:g} x max(1, max|ref|)' if self.relative else f'{self.tolerance:g}'
-        lines = [f'ONNX Runtime ({self.provider}) vs PyTorch, tolerance {kind}:']
+        lines = [f'{self.provider} vs PyTorch, tolerance {kind}:']
         for r in self.runs:
             lines.append(
                 f'  {r.inputs:<6} batch {r.batch}  {r.size[0]}x{r.size[1]}  max |diff| {r.max_abs_diff:.3e}  '
@@ -298,23 +299,22 @@ def check_onnx(
         fp16: bool = False,
         tolerance: Optional[float] = None,
         seed: int = 0,
+        runtime: str = 'ort',
 ) -> CheckReport:
-    """Run the ONNX file in ONNX Runtime (CPU EP, default graph optimisations) on every ``(batch, size, inputs)``
-    of ``plan`` (see :func:`check_plan`) and compare every output with ``model`` (PyTorch, fp32).
+    """Run the ONNX file in ``runtime`` (``'ort'``: ONNX Runtime's CPU execution provider; ``'openvino'``: the
+    OpenVINO CPU plugin at f32 precision; :mod:`modzoo.export.runtimes`) on every ``(batch, size, inputs)`` of
+    ``plan`` (see :func:`check_plan`) and compare every output with ``model`` (PyTorch, fp32).
 
     Tolerance: ``FP32_TOLERANCE`` max abs diff, or for ``fp16`` graphs ``FP16_RELATIVE_TOLERANCE`` x
     max(1, max |reference|).
     """
-    import onnxruntime as ort
+    from .runtimes import RUNTIME_NAMES, open_session
     cfg = model_input_config(model)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # declared-vs-actual shape notes for dynamic dims are not errors
-    session = ort.InferenceSession(os.fspath(path), options, providers=['CPUExecutionProvider'])
-    input_meta = session.get_inputs()[0]
-    np_dtype = np.float16 if input_meta.type == 'tensor(float16)' else np.float32
+    session = open_session(os.fspath(path), runtime)
+    np_dtype = session.input_dtype
     report = CheckReport(
         tolerance=tolerance if tolerance is not None else (FP16_RELATIVE_TOLERANCE if fp16 else FP32_TOLERANCE),
-        relative=fp16)
+        relative=fp16, provider=RUNTIME_NAMES[runtime])
     for batch, size, kind in plan:
         if kind == 'photo':
             x, report.photo_source = photo_images(batch, size, cfg['mean'], cfg['std'], cfg['in_chans'])
@@ -324,7 +324,7 @@ def check_onnx(
             raise ValueError(f'unknown input kind {kind!r} (random or photo)')
         with torch.no_grad():
             ref = [t.float().numpy() for t in _flatten_outputs(model(x))]
-        got = session.run(None, {input_meta.name: x.numpy().astype(np_dtype)})
+        got = session.run(x.numpy().astype(np_dtype))
         if len(got) != len(ref):
             raise ParityError(f'ONNX graph has {len(got)} outputs, PyTorch {len(ref)}')
         diff, ref_max = 0.0, 0.0
@@ -354,7 +354,8 @@ class ExportResult:
     output_names: List[str]
     export_seconds: float
     op_types: List[str]
-    check: Optional[CheckReport] = None
+    check: Optional[CheckReport] = None  # the first runtime's check (ONNX Runtime unless only OpenVINO was asked)
+    checks: Dict[str, CheckReport] = field(default_factory=dict)  # every checked runtime's report, by runtime
 
     def files(self) -> List[str]:
         return [self.path] + ([self.data_path] if self.data_path else [])
@@ -481,6 +482,7 @@ def export_onnx(
         plan: Optional[Sequence[CheckRunSpec]] = None,
         photos: bool = True,
         verbose: bool = False,
+        runtimes: Sequence[str] = ('ort',),
 ) -> ExportResult:
     """Export ``model`` (one NCHW image input) to ``output``; with ``check`` prove it in ONNX Runtime first.
 
@@ -500,6 +502,7 @@ def export_onnx(
             :func:`check_plan`: batches 1 and 3 with a dynamic batch, the export size plus two more with a dynamic
             size, random and, with ``photos``, photographic inputs). A failed check raises :class:`ParityError` and
             leaves no file.
+        runtimes: the runtimes ``check`` runs the graph in (``'ort'``, ``'openvino'``): each must match.
 
     Nothing is written at ``output`` (or ``output.data``) unless the export, ``onnx.checker`` (full check), the
     custom-op scan and the optional parity check all succeed.
@@ -507,6 +510,13 @@ def export_onnx(
     import onnx
     img_size, batch = validate_export_args(img_size, batch, dynamic, exporter, opset)
     require_optional(fp16, simplify)
+    if check:
+        from .runtimes import RuntimeUnavailable, require_runtime
+        for runtime in runtimes:
+            try:
+                require_runtime(runtime)
+            except (RuntimeUnavailable, ValueError) as e:
+                raise InvalidExportInput(str(e)) from e
     opset = opset or DEFAULT_OPSET[exporter]
     model.eval()
     cfg = model_input_config(model)
@@ -591,13 +601,14 @@ def export_onnx(
         op_types = sorted({n.op_type for n in _iter_nodes(saved.graph)})
         del saved
 
-        report = None
+        reports: Dict[str, CheckReport] = {}
         if check:
-            report = check_onnx(
-                staged, reference if reference is not None else model,
-                plan or check_plan(img_size, dynamic, batch, photos=photos), fp16=fp16)
-            if not report.passed:
-                raise ParityError(report.format())
+            for runtime in runtimes:
+                reports[runtime] = check_onnx(
+                    staged, reference if reference is not None else model,
+                    plan or check_plan(img_size, dynamic, batch, photos=photos), fp16=fp16, runtime=runtime)
+                if not reports[runtime].passed:
+                    raise ParityError(reports[runtime].format())
 
         # publish: the weights first, the graph last (a present .onnx means a complete export)
         final_data = output + '.data'
@@ -614,4 +625,4 @@ def export_onnx(
     return ExportResult(
         path=output, data_path=output + '.data' if use_data else None, exporter=exporter, opset=opset,
         dynamic=dynamic, input_shape=(batch, cfg['in_chans']) + tuple(img_size), output_names=output_names,
-        export_seconds=export_seconds, op_types=op_types, check=report)
+        export_seconds=export_seconds, op_types=op_types, check=next(iter(reports.values()), None), checks=reports)

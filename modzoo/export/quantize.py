@@ -203,11 +203,13 @@ class Int8Result:
     float_nodes: Dict[str, str]
     calibration_images: int
     float_ops: Dict[str, int] = dataclasses.field(default_factory=dict)  # FLOAT_OPS types in the graph, by count
+    method: str = 'QDQ, per-channel int8 weights, uint8 activations'
 
     def format(self) -> str:
         kept = ', '.join(f'{op} x{n}' for op, n in sorted(self.float_ops.items()))
-        return (f'int8 (QDQ, per-channel int8 weights, uint8 activations): {self.quantized_nodes} tensors quantized, '
-                f'{len(self.float_nodes)} attention MatMuls kept float' + (f'; float ops: {kept}' if kept else '')
+        return (f'int8 ({self.method}): {self.quantized_nodes} tensors quantized'
+                + (f', {len(self.float_nodes)} attention MatMuls kept float' if self.float_nodes else '')
+                + (f'; float ops: {kept}' if kept else '')
                 + f'; {self.size_mib:.1f} MiB vs {self.fp32_size_mib:.1f} MiB fp32; calibrated on '
                 f'{self.calibration_images} images')
 
@@ -247,7 +249,7 @@ def _static_batch(model) -> Optional[int]:
     return dim.dim_value if dim.HasField('dim_value') else None
 
 
-def _file_mib(path: str) -> float:
+def file_mib(path: str) -> float:
     total = os.path.getsize(path)
     if os.path.exists(path + '.data'):
         total += os.path.getsize(path + '.data')
@@ -257,12 +259,13 @@ def _file_mib(path: str) -> float:
 def quantize_onnx_int8(
         fp32_path: Union[str, os.PathLike], output: Union[str, os.PathLike], calibration: np.ndarray,
         batch: int = 8, calibrate_method: str = 'minmax', reduce_range: bool = False,
-        extra_float_nodes: Sequence[str] = ()) -> Int8Result:
+        extra_float_nodes: Sequence[str] = (), op_types: Sequence[str] = QUANTIZED_OPS) -> Int8Result:
     """Static QDQ int8 quantization of the fp32 graph at ``fp32_path`` into ``output`` (written atomically).
 
     ``calibration``: preprocessed images (N, C, H, W) float32 whose activation ranges set the scales (a graph with
     a fixed batch is calibrated at that batch). ``reduce_range``: 7-bit weights, for CPUs without VNNI where the
-    uint8 x int8 AVX2/AVX-512 instruction can saturate.
+    uint8 x int8 AVX2/AVX-512 instruction can saturate. ``op_types``: the op types to quantize (default
+    :data:`QUANTIZED_OPS`).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -301,7 +304,7 @@ def quantize_onnx_int8(
             with _quiet():
                 quantize_static(
                     prepared, quantized, reader, quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=sorted(keep), per_channel=True,
+                    op_types_to_quantize=list(op_types), nodes_to_exclude=sorted(keep), per_channel=True,
                     reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=methods[calibrate_method],
                     extra_options={'ActivationSymmetric': False, 'WeightSymmetric': True})
@@ -312,7 +315,7 @@ def quantize_onnx_int8(
         n_quantized = sum(node.op_type == 'DequantizeLinear' for node in nodes)
         float_ops = {op: sum(node.op_type == op for node in nodes) for op in FLOAT_OPS}
         os.replace(quantized, output)
-    return Int8Result(output, fp32_path, _file_mib(output), _file_mib(fp32_path), n_quantized, keep,
+    return Int8Result(output, fp32_path, file_mib(output), file_mib(fp32_path), n_quantized, keep,
                       len(calibration), {op: n for op, n in float_ops.items() if n})
 
 
@@ -322,6 +325,7 @@ def quantize_onnx_int8(
 
 @dataclasses.dataclass
 class AgreementReport:
+    runtime: str
     images: int
     top1_agreement: float  # % of images where int8 and fp32 pick the same class
     max_logit_error: float
@@ -331,7 +335,9 @@ class AgreementReport:
     accuracy_note: str = ''
 
     def format(self) -> str:
-        text = (f'int8 vs fp32 on {self.images} held-out images: top-1 agreement {self.top1_agreement:.2f}%, '
+        from .runtimes import RUNTIME_NAMES
+        text = (f'int8 vs fp32 in {RUNTIME_NAMES[self.runtime]} on {self.images} held-out images: top-1 agreement '
+                f'{self.top1_agreement:.2f}%, '
                 f'logit error max {self.max_logit_error:.3g} mean {self.mean_logit_error:.3g}')
         if self.int8_top1 is not None:
             text += (f'\naccuracy: fp32 top-1 {self.fp32_top1:.2f}%, int8 top-1 {self.int8_top1:.2f}% '
@@ -344,40 +350,23 @@ class AgreementReport:
         return dataclasses.asdict(self)
 
 
-def _session(path: str, threads: int = 0):
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-
-
-def _run_all(session, images: np.ndarray, batch: int) -> np.ndarray:
-    name = session.get_inputs()[0].name
-    static = session.get_inputs()[0].shape[0]
-    step = static if isinstance(static, int) else batch
-    if isinstance(static, int) and len(images) < static:
-        raise InvalidExportInput(f'the graph has a fixed batch of {static}: give at least {static} check images')
-    outs = []
-    # a fixed-batch graph runs whole batches only (a remainder is left out of the comparison)
-    for i in range(0, len(images) - step + 1 if isinstance(static, int) else len(images), step):
-        outs.append(session.run(None, {name: images[i:i + step]})[0])
-    return np.concatenate(outs)
-
-
 def compare_int8(fp32_path: str, int8_path: str, held_out: CalibrationSet, num_classes: Optional[int] = None,
-                 batch: int = 8) -> AgreementReport:
-    """int8 against fp32 in ONNX Runtime on ``held_out``; top-1 accuracy of both when its labels are the model's
-    classes (``num_classes`` equal to the number of the source's classes)."""
+                 batch: int = 8, runtime: str = 'ort') -> AgreementReport:
+    """int8 against fp32, both in ``runtime`` (``'ort'`` or ``'openvino'``, :mod:`modzoo.export.runtimes`), on
+    ``held_out``; top-1 accuracy of both when its labels are the model's classes (``num_classes`` equal to the
+    number of the source's classes)."""
+    from .runtimes import open_session, run_batched
     if not len(held_out):
         raise InvalidExportInput('no held-out images for the int8 check; raise --check-images')
-    ref = _run_all(_session(fp32_path), held_out.images, batch)
-    q = _run_all(_session(int8_path), held_out.images, batch)
+    try:
+        ref = run_batched(open_session(fp32_path, runtime), held_out.images, batch)
+        q = run_batched(open_session(int8_path, runtime), held_out.images, batch)
+    except ValueError as e:  # a fixed-batch graph and too few images
+        raise InvalidExportInput(f'{e} (raise --check-images)') from e
     n = len(ref)
     err = np.abs(q.astype(np.float64) - ref)
     report = AgreementReport(
-        images=n, top1_agreement=100.0 * float((q.argmax(-1) == ref.argmax(-1)).mean()),
+        runtime=runtime, images=n, top1_agreement=100.0 * float((q.argmax(-1) == ref.argmax(-1)).mean()),
         max_logit_error=float(err.max()), mean_logit_error=float(err.mean()))
     labels = held_out.labels
     if labels is None:
