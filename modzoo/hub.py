@@ -33,13 +33,14 @@ import timm
 import modzoo
 from modzoo.models import (
     RECORD_KEY, check_model_record, classifier_names, convert_state_dict, match_state_dict,
-    model_record, open_checkpoint,
+    checkpoint_num_classes, model_record, open_checkpoint,
 )
 from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir
 from modzoo.utils.files import temporary_beside
 
 __all__ = ['MANIFEST_DIR', 'CheckpointToolError', 'load_manifest', 'resolve_name', 'sha256_of', 'download',
-           'fetch', 'convert', 'check_classifier_size', 'save_safetensors', 'run', 'build_parser', 'main']
+           'fetch', 'convert', 'check_classifier_size', 'save_safetensors',
+           'write_hub_folder', 'model_card', 'run', 'build_parser', 'main']
 
 MANIFEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'manifest')
 OFFLINE_ADVICE = '; if this machine is offline, download the file elsewhere and pass it with --file PATH'
@@ -201,8 +202,13 @@ def convert(arch: str, tag: str, path: str, entry: dict, trusted: bool, allow_no
             prefix: Optional[str] = None) -> tuple:
     """Read, convert and match ``path`` for ``arch.tag``; returns (tensors, the model on the meta device)."""
     ckpt = open_checkpoint(path, trusted=trusted, prefix=prefix)
+    # a file that names its model (a training run's best.pth, a modzoo export) is converted for that build
+    kwargs = dict(ckpt.record.get('kwargs') or {}) if ckpt.record.get('architecture') == arch else {}
     with torch.device('meta'):  # shapes are all the filter needs; no weight initialisation
-        model = timm.create_model(arch, pretrained=False, num_classes=_tag_num_classes(arch, tag, entry))
+        model = timm.create_model(arch, pretrained=False, **kwargs)
+        num_classes = _tag_num_classes(arch, tag, entry) if entry else checkpoint_num_classes(model, ckpt.state_dict)
+        if num_classes is not None and num_classes != model.num_classes:
+            model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
     check_model_record(ckpt.record, model, path)
     try:
         converted = convert_state_dict(ckpt.state_dict, model)
@@ -210,7 +216,9 @@ def convert(arch: str, tag: str, path: str, entry: dict, trusted: bool, allow_no
         raise CheckpointToolError(f'{path} is not a {arch} checkpoint: converting it failed ({type(e).__name__}: '
                                   f'{e}); pass a checkpoint of this model') from None
     check_classifier_size(converted, model, f'{arch}.{tag}')
+    # a detector/segmentor's backbone (an explicit prefix) has no classification final norm
     report = match_state_dict(converted, model, source=path, allow_non_finite=allow_non_finite,
+                              allow_missing=('norm.',) if prefix else (),
                               model_name=f'{arch}.{tag}',
                               hint=f'The file is not a {arch}.{tag} checkpoint; nothing was written.')
     return {k: v.contiguous() for k, v in report.state_dict.items()}, model
@@ -230,6 +238,64 @@ def save_safetensors(state_dict: dict, dest: str, metadata: dict) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_hub_folder(folder: str, overwrite: bool) -> None:
+    """Refuse a folder that holds files already, unless the user said to overwrite them."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise CheckpointToolError(f'--hf-dir {folder} is a file: pass a folder')
+    if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
+        raise CheckpointToolError(f'--hf-dir {folder} is not empty: pass an empty or new folder, or --overwrite to '
+                                  f'replace its files')
+
+
+def write_hub_folder(folder: str, state_dict: dict, model, record: dict, source: str = '',
+                     license: Optional[str] = None) -> str:
+    """Write timm's Hub layout: what ``push_to_hf_hub`` uploads (``config.json`` and ``model.safetensors`` from
+    timm's own ``save_for_hf``), the model record in the safetensors metadata, and a model card ``README.md``."""
+    from safetensors.torch import save_file
+    from timm.models import save_for_hf
+    arch, tag = record['architecture'], record.get('tag')
+    built = timm.create_model(arch, pretrained=False, num_classes=model.num_classes, **record.get('kwargs', {}))
+    if tag:
+        built.pretrained_cfg = dict(built.pretrained_cfg, tag=tag)
+    report = match_state_dict(state_dict, built, allow_missing=('norm.',), source=source or 'the checkpoint')
+    built.load_state_dict(report.state_dict, strict=False)
+    os.makedirs(folder, exist_ok=True)
+    save_for_hf(built, folder, model_args=record.get('kwargs') or None, safe_serialization=True)
+    weights = os.path.join(folder, 'model.safetensors')
+    tensors = {k: v.contiguous() for k, v in built.state_dict().items()}
+    save_file(tensors, weights, metadata={'format': 'pt', RECORD_KEY: json.dumps(record)})
+    with open(os.path.join(folder, 'README.md'), 'w') as f:
+        f.write(model_card(record, source, license, report))
+    return folder
+
+
+def model_card(record: dict, source: str, license: Optional[str], report) -> str:
+    """The Hub model card: where the weights came from, their license and sha256, the paper's reported accuracy."""
+    from modzoo.utils.reported import load_reported
+    arch, tag = record['architecture'], record.get('tag')
+    reported = load_reported()
+    paper = reported.get(f'{arch}.{tag}') or reported.get(arch) or {}
+    lines = ['---', 'tags:', '- image-classification', '- timm', '- modzoo', 'library_name: timm',
+             f'license: {license or "unknown"}', '---', f'# {arch}' + (f'.{tag}' if tag else ''), '',
+             f'Weights for `{arch}` from [modzoo](https://pypi.org/project/modzoo/), converted by '
+             f'`tools/get_checkpoint.py`.', '', '## Source', '',
+             f'- source: {source or "unknown"}',
+             f'- source sha256: `{record.get("source_sha256", "unknown")}`',
+             f'- license: {license or "unknown (check the source)"}',
+             f'- constructor kwargs beyond the defaults: `{json.dumps(record.get("kwargs") or {})}`', '']
+    if report.missing:
+        lines += [f'- kept at initialisation (not in the source): {len(report.missing)} tensors', '']
+    lines += ['## Reported accuracy (from the paper, not measured here)', '']
+    if paper.get('top1') is not None:
+        lines.append(f'- ImageNet top-1 {paper["top1"]}% at {paper.get("resolution", "?")} px '
+                     f'({paper.get("dataset", "")}; source: {paper.get("source", "")})')
+    else:
+        lines.append('- none: these weights have no published accuracy')
+    lines += ['', '## Usage', '', '```python', 'import modzoo, timm',
+              "model = timm.create_model('hf-hub:USER/REPO', pretrained=True)  # or 'local-dir:PATH'", '```', '']
+    return '\n'.join(lines)
 
 
 def normalise_sha256(value, flag: str = '--sha256'):
@@ -252,6 +318,8 @@ def check_args(args) -> None:
         raise CheckpointToolError(f'--file {args.file} is a folder: pass the checkpoint file itself')
     if not os.path.isdir(args.manifest_dir):
         raise CheckpointToolError(f'--manifest-dir {args.manifest_dir}: no such folder')
+    if args.hf_dir:
+        check_hub_folder(args.hf_dir, args.overwrite)
     check_output_dir(args.out_dir, '--out-dir')
     if not (args.file or args.url):
         check_output_dir(args.download_dir, '--download-dir')
@@ -275,9 +343,15 @@ def run(args) -> str:
     if expected and digest != expected:
         raise CheckpointToolError(f'sha256 mismatch for {where}: expected {expected}, got {digest}')
     print(f'{where}: sha256 {digest}' + (' (verified)' if expected else ' (no published checksum)'))
-    converted, model = convert(arch, tag, path, entry, args.trust_pickle, args.allow_non_finite)
-    dest = os.path.join(args.out_dir, f'{arch}.{tag}.safetensors')
+    converted, model = convert(arch, tag, path, entry, args.trust_pickle, args.allow_non_finite, args.prefix)
     record = model_record(model, tag=tag, source_sha256=digest)
+    if args.hf_dir:
+        write_hub_folder(args.hf_dir, converted, model, record, source=where, license=entry.get('license'))
+        print(f'wrote the Hub folder {args.hf_dir}\nload it with:\n  import modzoo, timm\n  '
+              f'timm.create_model({"local-dir:" + args.hf_dir!r}, pretrained=True)\npublish it with:\n  '
+              f'huggingface-cli upload USER/REPO {args.hf_dir}')
+        return args.hf_dir
+    dest = os.path.join(args.out_dir, f'{arch}.{tag}.safetensors')
     save_safetensors(converted, dest, dict(model=arch, tag=tag, source=where, source_sha256=digest,
                                            **{RECORD_KEY: json.dumps(record)}))
     print(f'wrote {dest} ({len(converted)} tensors)\nload it with:\n  timm.create_model({arch!r}, pretrained=True, '
@@ -299,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--download-dir', default=os.path.abspath(os.path.join('checkpoints', 'downloads')))
     parser.add_argument('--manifest-dir', default=MANIFEST_DIR)
     parser.add_argument('--timeout', type=float, default=20., help='network timeout in seconds')
+    parser.add_argument('--prefix', help="take the tensors under this key prefix, as mmengine's Pretrained init "
+                                         "does (e.g. backbone. for an mmdet/mmseg checkpoint's backbone)")
+    parser.add_argument('--hf-dir', help="write a Hugging Face Hub folder (config.json, model.safetensors, "
+                                         "README.md) that timm.create_model('local-dir:DIR', pretrained=True) loads")
+    parser.add_argument('--overwrite', action='store_true', help='replace the files of a non-empty --hf-dir')
     parser.add_argument('--allow-non-finite', action='store_true',
                         help='convert a checkpoint holding NaN/Inf values instead of refusing it')
     return parser

@@ -173,6 +173,8 @@ def _read_file(path: str, trusted: bool) -> Tuple[Any, Dict[str, Any]]:
 
 def file_record(path: Optional[str]) -> Dict[str, Any]:
     """The model record of a ``.safetensors`` file, read from its header only (``{}`` for other files)."""
+    if path and os.path.isdir(path):  # a Hub folder
+        path = os.path.join(path, 'model.safetensors')
     if not path or not str(path).endswith('.safetensors') or not os.path.isfile(path):
         return {}
     from safetensors import safe_open
@@ -524,7 +526,8 @@ def _fit_classifier(state_dict: Mapping[str, torch.Tensor], model: nn.Module, mo
 _NEUTRAL_KWARGS = frozenset({
     'num_classes', 'drop_rate', 'drop_path_rate', 'proj_drop_rate', 'attn_drop_rate', 'pos_drop_rate',
     'pretrained_cfg', 'pretrained_cfg_overlay', 'features_only', 'out_indices', 'feature_cfg', 'exportable',
-    'scriptable', 'no_jit', 'pretrained_strict', 'cache_dir', 'global_pool', 'kernel_impl'})
+    'scriptable', 'no_jit', 'pretrained_strict', 'cache_dir', 'global_pool', 'kernel_impl', 'pretrained_model_args',
+    'in_chans'})
 
 
 def _plain(value: Any) -> Any:
