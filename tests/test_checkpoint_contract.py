@@ -199,3 +199,34 @@ def test_get_checkpoint_hf_dir_refuses_a_non_empty_folder(tmp_path, capsys):
     assert 'not empty' in capsys.readouterr().err and (folder / 'notes.txt').read_text() == 'mine'
     assert hub.main(args + ['--overwrite']) == 0
     assert (folder / 'config.json').is_file() and (folder / 'model.safetensors').is_file()
+
+
+def test_training_run_and_detector_backbone_to_hub_folders(tmp_path):
+    """A training run's best.pth (it names its model and kwargs) and an mmdet checkpoint's backbone (--prefix)."""
+    trained = _small('zoo_smt_tiny', num_classes=5)
+    best = tmp_path / 'best.pth'
+    torch.save({'format': 'modzoo.train/1', 'model_name': 'zoo_smt_tiny', 'num_classes': 5,
+                'model_kwargs': SMALL['zoo_smt_tiny'], 'state_dict': trained.state_dict()}, best)
+    folder = tmp_path / 'run'
+    assert hub.main(['zoo_smt_tiny.my_run', '--file', str(best), '--hf-dir', str(folder)]) == 0
+    loaded = timm.create_model(f'local-dir:{folder}', pretrained=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), trained(x))
+
+    det = {'meta': {'epoch': 12}, 'state_dict': dict(
+        {f'backbone.{k}': v for k, v in trained.state_dict().items() if not k.startswith('head.')},
+        **{'neck.conv.weight': torch.zeros(4, 4)})}
+    det_path = tmp_path / 'epoch_12.pth'
+    torch.save(det, det_path)
+    folder = tmp_path / 'det'
+    assert hub.main(['zoo_smt_tiny.my_det', '--file', str(det_path), '--prefix', 'backbone.', '--hf-dir',
+                     str(folder)]) == 2  # the detector's file does not name the small build: the shapes differ
+    small_record = {modzoo.models.RECORD_KEY: {'architecture': 'zoo_smt_tiny', 'kwargs': SMALL['zoo_smt_tiny']}}
+    torch.save(dict(det, **small_record), det_path)
+    assert hub.main(['zoo_smt_tiny.my_det', '--file', str(det_path), '--prefix', 'backbone.', '--hf-dir',
+                     str(folder)]) == 0
+    backbone = timm.create_model(f'local-dir:{folder}', pretrained=True).eval()
+    assert backbone.num_classes == 0
+    with torch.no_grad():
+        assert torch.equal(backbone.forward_features(x), trained.forward_features(x))
