@@ -230,3 +230,21 @@ def test_training_run_and_detector_backbone_to_hub_folders(tmp_path):
     assert backbone.num_classes == 0
     with torch.no_grad():
         assert torch.equal(backbone.forward_features(x), trained.forward_features(x))
+
+
+def test_segmentation_export_reads_through_the_shared_loader(tmp_path):
+    """A full segmenter checkpoint loads strictly for export; a damaged one is called damaged; NaN is refused."""
+    from modzoo.export.segmentation import build_macmd_for_export
+    torch.manual_seed(0)
+    trained = build_macmd_for_export('zoo_gridpe_pvt_v2_b0', num_classes=3).segmenter
+    path = tmp_path / 'seg.pth'
+    torch.save({'meta': {}, 'state_dict': trained.state_dict()}, path)
+    exported = build_macmd_for_export('zoo_gridpe_pvt_v2_b0', num_classes=3, checkpoint=str(path))
+    for k, v in trained.state_dict().items():
+        assert torch.equal(exported.segmenter.state_dict()[k], v), k
+    damaged = tmp_path / 'damaged.pth'
+    damaged.write_bytes(path.read_bytes()[:4000])
+    with pytest.raises(CheckpointFileError, match='damaged or truncated'):
+        build_macmd_for_export('zoo_gridpe_pvt_v2_b0', num_classes=3, checkpoint=str(damaged))
+    with pytest.raises(modzoo.CheckpointMismatchError, match=r'shape mismatch.*\n.*\(3, .*\) vs \(4, '):
+        build_macmd_for_export('zoo_gridpe_pvt_v2_b0', num_classes=4, checkpoint=str(path))
