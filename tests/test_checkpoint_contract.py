@@ -104,6 +104,21 @@ def test_code_running_pickle_is_unsafe_not_damaged(tmp_path, capsys):
     assert 'unsafe' in err and 'damaged' not in err
 
 
+def test_code_running_pickle_is_unsafe_on_every_load_path(tmp_path):
+    from modzoo.train.checkpoint import ResumeError, read_training_checkpoint
+    from modzoo.train.validate import read_weights
+    from modzoo.export.segmentation import build_macmd_for_export
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'x': _Evil()}, path)
+    loaders = [lambda: read_weights(str(path)), lambda: modzoo.models.read_checkpoint(str(path)),
+               lambda: build_macmd_for_export('zoo_gridpe_pvt_v2_b0', num_classes=3, checkpoint=str(path))]
+    for load in loaders:
+        with pytest.raises(CheckpointFileError, match='unsafe'):
+            load()
+    with pytest.raises(ResumeError, match='unsafe'):
+        read_training_checkpoint(str(path))
+
+
 @pytest.mark.parametrize('value', ['nan', 'inf', '-1'])
 def test_timeout_must_be_finite(value, tmp_path, capsys):
     assert hub.main(['zoo_smt_tiny', '--timeout', value, '--out-dir', str(tmp_path)]) == 2
