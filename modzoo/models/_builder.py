@@ -37,8 +37,9 @@ def build_zoo_model(
         ckpt = open_checkpoint(state_dict)
         check_model_record(ckpt.record or file_record((model.pretrained_cfg or {}).get('file')), model)
         converted = convert_state_dict(ckpt.state_dict, model, checkpoint_filter_fn)
-        # features_only: timm prunes the classifier after loading, so the checkpoint need not have one
+        # features_only: timm prunes the classifier after loading; the checkpoint's (any size, or none) is not used
         heads = tuple(n + '.' for n in classifier_names(model)) if features_only else ()
+        converted = {k: v for k, v in converted.items() if not (heads and k.startswith(heads))}
         report = match_state_dict(converted, model, timm_adapts=not features_only, allow_missing=heads)
         model_sd = model.state_dict()
         # timm loads strictly: layers the checkpoint may lack are handed back at their initialisation
@@ -52,7 +53,8 @@ def build_zoo_model(
         feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
         **kwargs,
     )
-    inner = model.model if features_only else model
+    # timm's feature wrappers hold the model as `.model` ('getter'); others (fx) are recorded on the wrapper
+    inner = model.model if features_only and isinstance(getattr(model, 'model', None), nn.Module) else model
     inner.zoo_build_kwargs = {k: v for k, v in kwargs.items() if k not in ('pretrained_cfg', 'pretrained_cfg_overlay')}
     return model
 
