@@ -12,7 +12,10 @@ to ``checkpoints/<model>.<tag>.safetensors``. Load it with::
     timm.create_model('<model>', pretrained=True,
                       pretrained_cfg_overlay=dict(file='checkpoints/<model>.<tag>.safetensors'))
 
-Offline, the download fails fast with a message saying how to pass a local file instead.
+With ``--hf-dir DIR`` it writes a Hugging Face Hub folder instead (``config.json``, ``model.safetensors``, a model card
+``README.md``) that ``timm.create_model('local-dir:DIR', pretrained=True)`` loads after ``import modzoo``; ``--prefix
+backbone.`` takes the backbone of an mmdet/mmseg checkpoint. Offline, the download fails fast with a message saying
+how to pass a local file instead.
 """
 import argparse
 import hashlib
