@@ -191,8 +191,8 @@ def test_hub_folder_loads_with_plain_timm(name, tmp_path):
     subprocess.run([sys.executable, '-c', _LOAD, folder, out], check=True, cwd=ROOT, timeout=300,
                    env=dict(os.environ, PYTHONPATH=ROOT))
     torch.manual_seed(0)
-    with torch.no_grad():
-        assert torch.equal(torch.load(out), model(torch.randn(1, 3, 64, 64)))
+    with torch.no_grad():  # another process may pick other CPU kernels (thread count): rounding only
+        torch.testing.assert_close(torch.load(out), model(torch.randn(1, 3, 64, 64)), rtol=1e-5, atol=1e-6)
     # timm's own export of the loaded model (what push_to_hf_hub uploads) describes the same model
     from timm.models import save_for_hf
     again = timm.create_model("local-dir:" + folder, pretrained=True)
