@@ -12,11 +12,15 @@ to ``checkpoints/<model>.<tag>.safetensors``. Load it with::
     timm.create_model('<model>', pretrained=True,
                       pretrained_cfg_overlay=dict(file='checkpoints/<model>.<tag>.safetensors'))
 
-Offline, the download fails fast with a message saying how to pass a local file instead.
+With ``--hf-dir DIR`` it writes a Hugging Face Hub folder instead (``config.json``, ``model.safetensors``, a model card
+``README.md``) that ``timm.create_model('local-dir:DIR', pretrained=True)`` loads after ``import modzoo``; ``--prefix
+backbone.`` takes the backbone of an mmdet/mmseg checkpoint. Offline, the download fails fast with a message saying
+how to pass a local file instead.
 """
 import argparse
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -30,14 +34,16 @@ import torch
 import timm
 
 import modzoo
-from modzoo.models import read_checkpoint
-from modzoo.models import CheckpointMismatchError, classifier_names
-from modzoo.models import family_module
+from modzoo.models import (
+    RECORD_KEY, check_model_record, classifier_names, convert_state_dict, match_state_dict,
+    checkpoint_num_classes, model_record, open_checkpoint,
+)
 from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir
 from modzoo.utils.files import temporary_beside
 
 __all__ = ['MANIFEST_DIR', 'CheckpointToolError', 'load_manifest', 'resolve_name', 'sha256_of', 'download',
-           'fetch', 'convert', 'save_safetensors', 'run', 'build_parser', 'main']
+           'fetch', 'convert', 'check_classifier_size', 'save_safetensors',
+           'write_hub_folder', 'model_card', 'run', 'build_parser', 'main']
 
 MANIFEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'manifest')
 OFFLINE_ADVICE = '; if this machine is offline, download the file elsewhere and pass it with --file PATH'
@@ -51,8 +57,13 @@ def load_manifest(manifest_dir: str = MANIFEST_DIR) -> dict:
     entries = {}
     for fname in sorted(os.listdir(manifest_dir)):
         if fname.endswith('.json'):
-            with open(os.path.join(manifest_dir, fname)) as f:
-                entries.update(json.load(f)['checkpoints'])
+            path = os.path.join(manifest_dir, fname)
+            try:
+                with open(path) as f:
+                    entries.update(json.load(f)['checkpoints'])
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                reason = f'no "checkpoints" mapping ({e})' if not isinstance(e, ValueError) else f'not valid JSON ({e})'
+                raise CheckpointToolError(f'manifest {path} is {reason}: fix or remove the file') from None
     return entries
 
 
@@ -76,7 +87,7 @@ def sha256_of(path: str) -> str:
 
 def download(url: str, dest_dir: str, timeout: float) -> str:
     """Stream ``url`` to a file in ``dest_dir`` (atomic: a .part file renamed when complete)."""
-    os.makedirs(dest_dir, exist_ok=True)
+    created = _make_dirs(dest_dir)
     name = os.path.basename(urllib.request.url2pathname(url.split('?')[0])) or 'checkpoint.bin'
     dest = os.path.join(dest_dir, name)
     part = dest + '.part'
@@ -84,16 +95,38 @@ def download(url: str, dest_dir: str, timeout: float) -> str:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, 'wb') as out:
             shutil.copyfileobj(response, out, 1 << 20)
     except ValueError:  # urllib's answer to a string without a scheme
+        _remove_empty(created)
         raise CheckpointToolError(f'{url} is not a URL: pass http(s)://... or file:///..., or a local file with '
                                   f'--file PATH') from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
         if os.path.exists(part):
             os.remove(part)
+        _remove_empty(created)
         reason = getattr(e, 'reason', e)
         raise CheckpointToolError(
             f'could not download {url}: {reason}{OFFLINE_ADVICE}') from None
     os.replace(part, dest)
     return dest
+
+
+def _make_dirs(path: str) -> list:
+    """Create ``path`` and its missing parents; returns the folders created, deepest first."""
+    created = []
+    path = os.path.abspath(path)
+    while path and not os.path.exists(path):
+        created.append(path)
+        path = os.path.dirname(path)
+    os.makedirs(created[0] if created else '.', exist_ok=True)
+    return created
+
+
+def _remove_empty(created: list) -> None:
+    """Remove the folders a failed download created, if they stayed empty."""
+    for folder in created:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
 
 
 def download_hf(repo_id: str, filename: str, timeout: float) -> str:
@@ -155,9 +188,8 @@ def _tag_num_classes(arch: str, tag: str, entry: dict) -> int:
     return entry.get('num_classes', cfg.num_classes if cfg is not None else 1000)
 
 
-def check_fits_tag(converted: dict, model, key: str) -> None:
-    """Refuse weights that the tag's own load (``pretrained=True`` with the written file) would reject: a
-    classifier of another size, missing or extra tensors, other shapes."""
+def check_classifier_size(converted: dict, model, key: str) -> None:
+    """Refuse a classifier of another size than the tag's, naming both (the tag's own load would reject it)."""
     expected = model.state_dict()
     for name in classifier_names(model):
         weight = converted.get(name + '.weight')
@@ -167,28 +199,32 @@ def check_fits_tag(converted: dict, model, key: str) -> None:
                 f'the file has a {weight.shape[0]}-class classifier ({name}) but {key} has {want.shape[0]} classes: '
                 f'pass the checkpoint of {key}, or load your file directly with '
                 f'modzoo.load_checkpoint(model, PATH) on a model built with num_classes={weight.shape[0]}')
-    missing = [k for k in expected if k not in converted]
-    unexpected = [k for k in converted if k not in expected]
-    mismatched = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in converted.items()
-                  if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(key, missing, unexpected, mismatched,
-                                      hint=f'The file is not a {key} checkpoint; nothing was written.')
 
 
-def convert(arch: str, tag: str, path: str, entry: dict, trusted: bool) -> dict:
-    state_dict = read_checkpoint(path, trusted=trusted)
+def convert(arch: str, tag: str, path: str, entry: dict, trusted: bool, allow_non_finite: bool = False,
+            prefix: Optional[str] = None) -> tuple:
+    """Read, convert and match ``path`` for ``arch.tag``; returns (tensors, the model on the meta device)."""
+    ckpt = open_checkpoint(path, trusted=trusted, prefix=prefix)
+    # a file that names its model (a training run's best.pth, a modzoo export) is converted for that build
+    kwargs = dict(ckpt.record.get('kwargs') or {}) if ckpt.record.get('architecture') == arch else {}
     with torch.device('meta'):  # shapes are all the filter needs; no weight initialisation
-        model = timm.create_model(arch, pretrained=False, num_classes=_tag_num_classes(arch, tag, entry))
+        model = timm.create_model(arch, pretrained=False, **kwargs)
+        num_classes = _tag_num_classes(arch, tag, entry) if entry else checkpoint_num_classes(model, ckpt.state_dict)
+        if num_classes is not None and num_classes != model.num_classes:
+            model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
+    check_model_record(ckpt.record, model, path)
     try:
-        converted = family_module(arch).checkpoint_filter_fn(state_dict, model)
-    except CheckpointMismatchError:
-        raise
+        converted = convert_state_dict(ckpt.state_dict, model)
     except Exception as e:  # a filter meeting keys of another layout fails in its own way
         raise CheckpointToolError(f'{path} is not a {arch} checkpoint: converting it failed ({type(e).__name__}: '
                                   f'{e}); pass a checkpoint of this model') from None
-    check_fits_tag(converted, model, f'{arch}.{tag}')
-    return {k: v.contiguous() for k, v in converted.items()}
+    check_classifier_size(converted, model, f'{arch}.{tag}')
+    # a detector/segmentor's backbone (an explicit prefix) has no classification final norm
+    report = match_state_dict(converted, model, source=path, allow_non_finite=allow_non_finite,
+                              allow_missing=('norm.',) if prefix else (),
+                              model_name=f'{arch}.{tag}',
+                              hint=f'The file is not a {arch}.{tag} checkpoint; nothing was written.')
+    return {k: v.contiguous() for k, v in report.state_dict.items()}, model
 
 
 def save_safetensors(state_dict: dict, dest: str, metadata: dict) -> None:
@@ -207,6 +243,64 @@ def save_safetensors(state_dict: dict, dest: str, metadata: dict) -> None:
             os.remove(tmp)
 
 
+def check_hub_folder(folder: str, overwrite: bool) -> None:
+    """Refuse a folder that holds files already, unless the user said to overwrite them."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise CheckpointToolError(f'--hf-dir {folder} is a file: pass a folder')
+    if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
+        raise CheckpointToolError(f'--hf-dir {folder} is not empty: pass an empty or new folder, or --overwrite to '
+                                  f'replace its files')
+
+
+def write_hub_folder(folder: str, state_dict: dict, model, record: dict, source: str = '',
+                     license: Optional[str] = None) -> str:
+    """Write timm's Hub layout: what ``push_to_hf_hub`` uploads (``config.json`` and ``model.safetensors`` from
+    timm's own ``save_for_hf``), the model record in the safetensors metadata, and a model card ``README.md``."""
+    from safetensors.torch import save_file
+    from timm.models import save_for_hf
+    arch, tag = record['architecture'], record.get('tag')
+    built = timm.create_model(arch, pretrained=False, num_classes=model.num_classes, **record.get('kwargs', {}))
+    if tag:
+        built.pretrained_cfg = dict(built.pretrained_cfg, tag=tag)
+    report = match_state_dict(state_dict, built, allow_missing=('norm.',), source=source or 'the checkpoint')
+    built.load_state_dict(report.state_dict, strict=False)
+    os.makedirs(folder, exist_ok=True)
+    save_for_hf(built, folder, model_args=record.get('kwargs') or None, safe_serialization=True)
+    weights = os.path.join(folder, 'model.safetensors')
+    tensors = {k: v.contiguous() for k, v in built.state_dict().items()}
+    save_file(tensors, weights, metadata={'format': 'pt', RECORD_KEY: json.dumps(record)})
+    with open(os.path.join(folder, 'README.md'), 'w') as f:
+        f.write(model_card(record, source, license, report))
+    return folder
+
+
+def model_card(record: dict, source: str, license: Optional[str], report) -> str:
+    """The Hub model card: where the weights came from, their license and sha256, the paper's reported accuracy."""
+    from modzoo.utils.reported import load_reported
+    arch, tag = record['architecture'], record.get('tag')
+    reported = load_reported()
+    paper = reported.get(f'{arch}.{tag}') or reported.get(arch) or {}
+    lines = ['---', 'tags:', '- image-classification', '- timm', '- modzoo', 'library_name: timm',
+             f'license: {license or "unknown"}', '---', f'# {arch}' + (f'.{tag}' if tag else ''), '',
+             f'Weights for `{arch}` from [modzoo](https://pypi.org/project/modzoo/), converted by '
+             f'`tools/get_checkpoint.py`.', '', '## Source', '',
+             f'- source: {source or "unknown"}',
+             f'- source sha256: `{record.get("source_sha256", "unknown")}`',
+             f'- license: {license or "unknown (check the source)"}',
+             f'- constructor kwargs beyond the defaults: `{json.dumps(record.get("kwargs") or {})}`', '']
+    if report.missing:
+        lines += [f'- kept at initialisation (not in the source): {len(report.missing)} tensors', '']
+    lines += ['## Reported accuracy (from the paper, not measured here)', '']
+    if paper.get('top1') is not None:
+        lines.append(f'- ImageNet top-1 {paper["top1"]}% at {paper.get("resolution", "?")} px '
+                     f'({paper.get("dataset", "")}; source: {paper.get("source", "")})')
+    else:
+        lines.append('- none: these weights have no published accuracy')
+    lines += ['', '## Usage', '', '```python', 'import modzoo, timm',
+              "model = timm.create_model('hf-hub:USER/REPO', pretrained=True)  # or 'local-dir:PATH'", '```', '']
+    return '\n'.join(lines)
+
+
 def normalise_sha256(value, flag: str = '--sha256'):
     """Lower-case hex digest, or None; refuses anything that is not 64 hex digits."""
     if value is None:
@@ -219,14 +313,16 @@ def normalise_sha256(value, flag: str = '--sha256'):
 
 def check_args(args) -> None:
     normalise_sha256(args.sha256)
-    if args.timeout <= 0:
-        raise CheckpointToolError(f'--timeout {args.timeout}: must be above 0 seconds')
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
+        raise CheckpointToolError(f'--timeout {args.timeout}: must be a finite number of seconds above 0 (e.g. 20)')
     if args.file and args.url:
         raise CheckpointToolError('--file and --url both name the checkpoint: pass one of them')
     if args.file and os.path.isdir(args.file):
         raise CheckpointToolError(f'--file {args.file} is a folder: pass the checkpoint file itself')
     if not os.path.isdir(args.manifest_dir):
         raise CheckpointToolError(f'--manifest-dir {args.manifest_dir}: no such folder')
+    if args.hf_dir:
+        check_hub_folder(args.hf_dir, args.overwrite)
     check_output_dir(args.out_dir, '--out-dir')
     if not (args.file or args.url):
         check_output_dir(args.download_dir, '--download-dir')
@@ -250,9 +346,17 @@ def run(args) -> str:
     if expected and digest != expected:
         raise CheckpointToolError(f'sha256 mismatch for {where}: expected {expected}, got {digest}')
     print(f'{where}: sha256 {digest}' + (' (verified)' if expected else ' (no published checksum)'))
-    converted = convert(arch, tag, path, entry, args.trust_pickle)
+    converted, model = convert(arch, tag, path, entry, args.trust_pickle, args.allow_non_finite, args.prefix)
+    record = model_record(model, tag=tag, source_sha256=digest)
+    if args.hf_dir:
+        write_hub_folder(args.hf_dir, converted, model, record, source=where, license=entry.get('license'))
+        print(f'wrote the Hub folder {args.hf_dir}\nload it with:\n  import modzoo, timm\n  '
+              f'timm.create_model({"local-dir:" + args.hf_dir!r}, pretrained=True)\npublish it with:\n  '
+              f'huggingface-cli upload USER/REPO {args.hf_dir}')
+        return args.hf_dir
     dest = os.path.join(args.out_dir, f'{arch}.{tag}.safetensors')
-    save_safetensors(converted, dest, dict(model=arch, tag=tag, source=where, source_sha256=digest))
+    save_safetensors(converted, dest, dict(model=arch, tag=tag, source=where, source_sha256=digest,
+                                           **{RECORD_KEY: json.dumps(record)}))
     print(f'wrote {dest} ({len(converted)} tensors)\nload it with:\n  timm.create_model({arch!r}, pretrained=True, '
           f'pretrained_cfg_overlay=dict(file={dest!r}))')
     return dest
@@ -272,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--download-dir', default=os.path.abspath(os.path.join('checkpoints', 'downloads')))
     parser.add_argument('--manifest-dir', default=MANIFEST_DIR)
     parser.add_argument('--timeout', type=float, default=20., help='network timeout in seconds')
+    parser.add_argument('--prefix', help="take the tensors under this key prefix, as mmengine's Pretrained init "
+                                         "does (e.g. backbone. for an mmdet/mmseg checkpoint's backbone)")
+    parser.add_argument('--hf-dir', help="write a Hugging Face Hub folder (config.json, model.safetensors, "
+                                         "README.md) that timm.create_model('local-dir:DIR', pretrained=True) loads")
+    parser.add_argument('--overwrite', action='store_true', help='replace the files of a non-empty --hf-dir')
+    parser.add_argument('--allow-non-finite', action='store_true',
+                        help='convert a checkpoint holding NaN/Inf values instead of refusing it')
     return parser
 
 

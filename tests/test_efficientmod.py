@@ -8,10 +8,11 @@ import torch.nn.functional as F
 
 import modzoo
 from modzoo.models.efficientmod import (
-    AttentionBlock, EfficientModBlock, EfficientModulation, checkpoint_filter_fn, dwconv_gelu, gelu_tile_mul,
+    AttentionBlock, EfficientModBlock, EfficientModulation, dwconv_gelu, gelu_tile_mul,
 )
 from modzoo.utils import count_flops, sdpa_flop_jit
 from zoo_testing import (
+    fitted,
     build_on_meta, check_golden_logits, check_loads_identically, create_from_file, golden_names, layout_names,
     load_assign, random_checkpoint, reported_and_manifest,
 )
@@ -64,7 +65,7 @@ def test_official_layout_loads_strict(layout):
     """A checkpoint with exactly the official keys/shapes converts and loads strictly into the matching variant."""
     official = random_checkpoint(layout)
     model = build_on_meta(_variant_of(layout))
-    converted = checkpoint_filter_fn({'state_dict': official}, model)
+    converted = fitted({'state_dict': official}, model)
     load_assign(model, converted)
     assert len(converted) == len(official)  # every official tensor landed in the model
 
@@ -94,7 +95,7 @@ def test_official_file_through_public_api(tmp_path):
 
 def test_official_dense_backbone_file():
     """An official det/seg file (``backbone.`` keys, no final norm/head) loads into a features_only backbone; a model
-    that still has its final norm needs ``dense_backbone=True``."""
+    that still has its final norm needs ``allow_missing``."""
     official = random_checkpoint('efficientmod_xxs')
     det = {'backbone.' + k: v for k, v in official.items() if not k.startswith(('head.', 'norm.'))}
     det['neck.lateral_convs.0.conv.weight'] = torch.zeros(256, 32, 1, 1)
@@ -104,13 +105,15 @@ def test_official_dense_backbone_file():
     modzoo.load_checkpoint(backbone, {'state_dict': official})  # the classification file too (norm/head unused)
 
     model = build_on_meta('zoo_efficientmod_xxs')
-    with pytest.raises(modzoo.CheckpointMismatchError, match='dense_backbone=True'):
-        checkpoint_filter_fn({'state_dict': det}, model)
+    with pytest.raises(modzoo.CheckpointMismatchError, match=r"allow_missing=\('head.', 'norm.'\)"):
+        fitted({'state_dict': det}, model)
     model = timm.create_model('zoo_efficientmod_xxs')
-    converted = checkpoint_filter_fn({'state_dict': det}, model, dense_backbone=True)
-    model.load_state_dict(converted, strict=False)
+    report = modzoo.models.fit_checkpoint({'state_dict': det}, model, allow_missing=('norm.', 'head.'))
+    model.load_state_dict(report.state_dict, strict=False)
     assert torch.equal(model.norm.weight, torch.ones(256))  # not in the file: keeps its initialisation
-    assert {k for k in model.state_dict() if k not in converted} == {'head.fc.weight', 'head.fc.bias'}
+    converted = report.state_dict
+    assert {k for k in model.state_dict() if k not in converted} == {'head.fc.weight', 'head.fc.bias', 'norm.weight',
+                                                                  'norm.bias'}
 
 
 @pytest.mark.parametrize('container', ['state_dict', 'state_dict_ema', 'model', 'plain', 'module', 'official'])

@@ -4,8 +4,8 @@ import timm
 import torch
 
 import modzoo
-from modzoo.models.focalnet import checkpoint_filter_fn
 from zoo_testing import (
+    fitted,
     build_on_meta, check_golden_logits, check_loads_identically, create_for_test, create_from_file, golden_names,
     layout_names, load_assign, random_checkpoint,
 )
@@ -29,7 +29,7 @@ def test_official_layout_loads_strict(layout):
     official = random_checkpoint(layout)
     head_rows = official['head.weight'].shape[0]
     model = build_on_meta(_variant_of(layout), num_classes=head_rows)
-    converted = checkpoint_filter_fn({'model': official}, model)
+    converted = fitted({'model': official}, model)
     load_assign(model, converted)
     # every official tensor landed somewhere in the model, unchanged
     assert len(converted) == len(official)
@@ -88,7 +88,7 @@ def test_timm_weights_load_unchanged():
     from timm.models.focalnet import FocalNet as TimmFocalNet
     theirs = TimmFocalNet(**SMALL, focal_levels=(3,) * 4, num_classes=10).eval()
     ours = timm.create_model('zoo_focalnet_tiny_lrf', **SMALL, num_classes=10).eval()
-    ours.load_state_dict(checkpoint_filter_fn(theirs.state_dict(), ours))
+    ours.load_state_dict(fitted(theirs.state_dict(), ours))
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(ours(x), theirs(x))
@@ -175,10 +175,10 @@ def test_out_norms_for_dense_tasks(tmp_path):
         det[f'backbone.norm{i}.weight'] = torch.full((c,), 2.)
         det[f'backbone.norm{i}.bias'] = torch.zeros(c)
     model = timm.create_model('zoo_focalnet_tiny_srf', out_norms=True)
-    sd = checkpoint_filter_fn({'state_dict': det}, model, verify=False)
+    sd = fitted({'state_dict': det}, model, strict=False)
     assert torch.equal(sd['layers.3.out_norm.weight'], torch.full((768,), 2.))
     with pytest.raises(modzoo.CheckpointMismatchError, match='norm.weight'):
-        checkpoint_filter_fn({'state_dict': det}, model)  # the classifier's final norm is not in a det file
+        fitted({'state_dict': det}, model)  # the classifier's final norm is not in a det file
 
 
 def test_isotropic_features_are_blocks():

@@ -11,8 +11,9 @@ import modzoo
 from modzoo.layers import find_stage_transitions
 from modzoo.layers.grid_pe import GridPE, grid_positions
 from modzoo.layers import adaptive_avg_pool2d_traceable
-from modzoo.models.gridpe_pvt_v2 import checkpoint_filter_fn
-from zoo_testing import build_on_meta, create_from_file, fast_init, load_assign, num_params, reported_and_manifest
+from zoo_testing import (
+    build_on_meta, create_from_file, fast_init, fitted, load_assign, num_params, reported_and_manifest,
+)
 
 V2 = ['b0', 'b1', 'b2', 'b2_li', 'b3', 'b4', 'b5']
 # small widths with head_dim >= 6 (the smallest 2D GridPE group), one block per stage
@@ -77,7 +78,7 @@ def test_timm_b2_weights_load_strict():
         pe = gridpe.get_submodule(key[:-len('.omegas')])
         assert torch.equal(ours_sd[key], GridPE(pe.num_heads, pe.head_dim, 2, seed=pe.seed).omegas)
     plain = build_on_meta('zoo_gridpe_pvt_v2_b2', gridpe=False)
-    load_assign(plain, checkpoint_filter_fn(sd, plain)).eval()
+    load_assign(plain, fitted(sd, plain)).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         expected = theirs(x)
@@ -228,10 +229,10 @@ def test_gridpe_buffers_in_checkpoints():
 def test_mismatched_checkpoint_lists_keys():
     b1 = build_on_meta('zoo_gridpe_pvt_v2_b1').state_dict()
     with pytest.raises(modzoo.CheckpointMismatchError) as err:
-        checkpoint_filter_fn({'model': b1}, build_on_meta('zoo_gridpe_pvt_v2_b2'))
+        fitted({'model': b1}, build_on_meta('zoo_gridpe_pvt_v2_b2'))
     assert 'stages.0.blocks.2.attn.q.weight' in str(err.value) and 'missing' in str(err.value)
     with pytest.raises(modzoo.CheckpointMismatchError) as err:
-        checkpoint_filter_fn(b1, build_on_meta('zoo_gridpe_pvt_v2_b0'))
+        fitted(b1, build_on_meta('zoo_gridpe_pvt_v2_b0'))
     assert 'stages.0.blocks.0.attn.kv.weight: (128, 64) vs (64, 32)' in str(err.value)
 
 

@@ -73,7 +73,9 @@ def test_init_cfg_features_equal_timm_features_only(family, tmp_path):
     backbone = ModzooBackbone(model_name, init_cfg=dict(type='Pretrained', checkpoint=path))
     backbone.init_weights()
     report = backbone._last_load_report
-    assert not report.missing and not report.unexpected and not report.mismatched
+    # a plain PVT file has no GridPE rotations: the model's seeded ones are reported kept at initialisation
+    assert not [k for k in report.missing if not k.endswith('.grid_pe.omegas')]
+    assert not report.unexpected and not report.mismatched
     # only the classifier (and a final norm) may go unused: the features model pruned them (some family filters
     # drop them already, so the list may also be empty)
     assert all(k.startswith(('head.', 'norm.')) for k in report.unused), report.unused

@@ -7,9 +7,10 @@ import torch.nn as nn
 
 import modzoo
 from modzoo.models.smt import (
-    SMT, MultiHeadSelfAttention, ScaleAwareModulation, checkpoint_filter_fn, fuse_bn, mixed_dwconv_interleave,
+    SMT, MultiHeadSelfAttention, ScaleAwareModulation, fuse_bn, mixed_dwconv_interleave,
 )
 from zoo_testing import (
+    fitted,
     build_on_meta, check_golden_logits, check_loads_identically, create_from_file, golden_names, layout_names,
     load_assign, num_params, random_checkpoint, reported_and_manifest,
 )
@@ -30,7 +31,7 @@ def test_official_layout_loads_strict(layout):
     """A checkpoint with exactly the official keys/shapes loads strictly into the matching full-size variant."""
     official = random_checkpoint(layout)
     model = build_on_meta(LAYOUT_VARIANT[layout], num_classes=official['head.weight'].shape[0])
-    converted = checkpoint_filter_fn({'model': official}, model)
+    converted = fitted({'model': official}, model)
     load_assign(model, converted)
     assert len(converted) == len(official)
     state = model.state_dict()
@@ -123,7 +124,7 @@ def test_det_seg_dw_conv_maps_to_local_conv(tmp_path):
     assert len(renamed) == 5 * 2  # SMT-T has 5 MSA blocks (4 in stage 3, 1 in stage 4): weight + bias each
 
     model = build_on_meta('zoo_smt_tiny', num_classes=0)
-    converted = checkpoint_filter_fn(det, model)
+    converted = fitted(det, model)
     load_assign(model, converted)  # strict: nothing is left at (random) init
     for key, value in official.items():
         if not key.startswith('head.'):
@@ -138,14 +139,14 @@ def test_det_seg_dw_conv_maps_to_local_conv(tmp_path):
 def test_mismatched_checkpoint_lists_keys_and_shapes(tmp_path):
     tiny = random_checkpoint('smt_t')
     with pytest.raises(modzoo.CheckpointMismatchError) as err:
-        checkpoint_filter_fn({'model': tiny}, build_on_meta('zoo_smt_small'))
+        fitted({'model': tiny}, build_on_meta('zoo_smt_small'))
     assert '372 missing key(s)' in str(err.value) and 'block1.2.norm1.weight' in str(err.value)
     # features_only makes timm load non-strict; the filter still refuses
     with pytest.raises(modzoo.CheckpointMismatchError, match='block1.2.norm1.weight'):
         create_from_file('zoo_smt_small', {'model': tiny}, tmp_path, features_only=True)
     # SMT-L weights into SMT-B: widths differ, and L's LayerScale has nowhere to go
     with pytest.raises(modzoo.CheckpointMismatchError) as err:
-        checkpoint_filter_fn({'model': random_checkpoint('smt_l')}, build_on_meta('zoo_smt_base'))
+        fitted({'model': random_checkpoint('smt_l')}, build_on_meta('zoo_smt_base'))
     msg = str(err.value)
     assert 'block1.0.attn.v.weight: (96, 96) vs (64, 64)' in msg and 'block1.0.gamma_1' in msg
     # a deploy-fused model is not a target for unfused checkpoints

@@ -177,3 +177,11 @@ def create_for_test(model_name: str, **kwargs) -> torch.nn.Module:
         with fast_init():
             return timm.create_model(model_name, pretrained=False, **kwargs)
     return timm.create_model(model_name, pretrained=False, **kwargs)
+
+
+def fitted(checkpoint, model: torch.nn.Module, **kwargs) -> Dict[str, torch.Tensor]:
+    """The tensors of ``checkpoint`` that fit ``model`` through the checkpoint contract (read, family filter,
+    matcher; strict unless ``strict=False``), with the layers no checkpoint can have at the model's values."""
+    report = modzoo.models.fit_checkpoint(checkpoint, model, **kwargs)
+    model_sd = model.state_dict()
+    return dict({k: model_sd[k] for k in report.missing}, **report.state_dict)

@@ -62,29 +62,11 @@ class MACMDLogits(nn.Module):
 
 
 def _load_strict(model: nn.Module, checkpoint: Union[str, os.PathLike], trusted: bool, name: str) -> None:
-    """Load a full segmentor checkpoint (``state_dict``/``model`` container or flat), every key must fit."""
-    from modzoo.models import CheckpointMismatchError
-    path = os.fspath(checkpoint)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'No checkpoint file at {path}')
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        obj = load_file(path)
-    else:
-        obj = torch.load(path, map_location='cpu', weights_only=not trusted)
-    for key in ('state_dict', 'model'):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
-                  for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    model_sd = model.state_dict()
-    missing = [k for k in model_sd if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in model_sd]
-    mismatched = [(k, tuple(v.shape), tuple(model_sd[k].shape)) for k, v in state_dict.items()
-                  if k in model_sd and tuple(v.shape) != tuple(model_sd[k].shape)]
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(name, missing, unexpected, mismatched)
-    model.load_state_dict(state_dict, strict=True)
+    """Load a full segmentor checkpoint (``state_dict``/``model`` container or flat): every key must fit."""
+    from modzoo.models import match_state_dict, open_checkpoint
+    ckpt = open_checkpoint(checkpoint, trusted=trusted, prefix='')
+    report = match_state_dict(ckpt.state_dict, model, model_name=name, source=ckpt.source)
+    model.load_state_dict(report.state_dict, strict=False)
 
 
 def build_mmseg_for_export(

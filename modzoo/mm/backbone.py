@@ -25,7 +25,6 @@ Config example (MMSegmentation or MMDetection)::
 import functools
 import inspect
 import logging
-import sys
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 import timm
@@ -34,7 +33,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from timm.layers import LayerNorm2d
-from timm.models import build_model_with_cfg, group_parameters, model_entrypoint
+from timm.models import build_model_with_cfg, group_parameters
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import modzoo
@@ -312,6 +311,7 @@ class ModzooBackbone(BaseModule):
             prefix: Optional[str] = None,
             strict: bool = True,
             trust_pickle: bool = False,
+            allow_non_finite: bool = False,
     ) -> LoadReport:
         """Load a classification or dense-task checkpoint (path, URL or dict) into the backbone.
 
@@ -321,13 +321,10 @@ class ModzooBackbone(BaseModule):
             prefix: take only the tensors under this key prefix (mmengine's Pretrained ``prefix``).
             strict: raise :class:`~modzoo.CheckpointMismatchError` on anything that does not fit.
             trust_pickle: allow a full unpickle for files that store Python objects besides tensors.
+            allow_non_finite: load NaN/Inf values instead of refusing the checkpoint.
         """
-        state_dict = fetch_checkpoint(checkpoint, trust_pickle=trust_pickle)
-        if prefix:
-            prefix = prefix if prefix.endswith('.') else prefix + '.'
-            state_dict = _under(state_dict, prefix)
-            if not state_dict:
-                raise ValueError(f'No tensors under prefix {prefix!r} in {checkpoint}')
+        ckpt = fetch_checkpoint(checkpoint, trust_pickle=trust_pickle, prefix=prefix)
+        state_dict = ckpt.state_dict
         adapter_norms, resamplers = {}, {}
         if any(k.startswith('model.') for k in state_dict) and all(
                 k.startswith(('model.', 'out_norms.', 'resamplers.')) for k in state_dict):
@@ -338,17 +335,9 @@ class ModzooBackbone(BaseModule):
         if resamplers and self.resamplers is None and strict:  # before anything is loaded
             raise ValueError(f'{_describe(checkpoint)} holds SFM resamplers but this backbone has sfm=None; '
                              f'build it with sfm=dict() or load with strict=False')
-        full_model = self._full_model()
         report = load_into_features_model(
-            self.model,
-            state_dict,
-            filter_fn=getattr(_family_module(self.model_name), 'checkpoint_filter_fn', None),
-            full_model_keys=list(full_model.state_dict()),
-            full_model=full_model,
-            model_name=self.model_name,
-            strict=strict,
-            dense_only=self._dense_only_keys(),
-        )
+            self.model, ckpt._replace(state_dict=state_dict), pruned=self._pruned_keys(), model_name=self.model_name,
+            strict=strict, allow_non_finite=allow_non_finite)
         if self.out_norms is not None:
             if adapter_norms:
                 self.out_norms.load_state_dict(adapter_norms, strict=strict)
@@ -368,21 +357,13 @@ class ModzooBackbone(BaseModule):
         self._freeze_stages()
         return report
 
-    def _full_model(self, **overrides) -> nn.Module:
-        """The unpruned model, built on the meta device (no memory, no init cost)."""
+    def _pruned_keys(self) -> List[str]:
+        """State-dict keys of the layers timm's features wrapper pruned (final norm, classifier), read from the
+        unpruned model built on the meta device (no memory, no init cost)."""
         with torch.device('meta'):
-            return modzoo.create_model(self.model_name, pretrained=False, **dict(self._model_kwargs, **overrides))
-
-    def _full_model_keys(self, **overrides) -> List[str]:
-        """State-dict keys of the unpruned model."""
-        return list(self._full_model(**overrides).state_dict())
-
-    def _dense_only_keys(self) -> List[str]:
-        """Keys of the family's own output norms: what ``out_norms=True`` adds to the model."""
-        if not self._model_kwargs.get('out_norms'):
-            return []
-        plain = set(self._full_model_keys(out_norms=False))
-        return [k for k in self.model.state_dict() if k not in plain]
+            full = modzoo.create_model(self.model_name, pretrained=False, **self._model_kwargs)
+        kept = set(self.model.state_dict())
+        return [k for k in full.state_dict() if k not in kept]
 
 
 def _num_feature_taps(model_name: str, model_kwargs: Dict[str, Any]) -> Optional[int]:
@@ -418,11 +399,6 @@ def _takes_var_keyword(fn) -> bool:
 def _named_params(fn) -> FrozenSet[str]:
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return frozenset(n for n, p in inspect.signature(fn).parameters.items() if p.kind in kinds)
-
-
-def _family_module(model_name: str):
-    """The module that registers ``model_name`` (its family's ``checkpoint_filter_fn`` lives there)."""
-    return sys.modules[model_entrypoint(model_name.split('.')[0]).__module__]
 
 
 # checkpoint locations that mmengine resolves to the weights of its own backbones (ResNet, Swin, ...)

@@ -1,98 +1,75 @@
-"""Loading classification and dense-task checkpoints into a features-only modzoo backbone.
+"""Where the OpenMMLab backbone's checkpoints come from, and loading them into a features-only model.
 
 The features-only model is pruned (no final norm, no classifier) and may carry layers a classification file lacks
-(per-stage output norms). Loading therefore goes through the family's own ``checkpoint_filter_fn`` (which converts
-official/timm layouts and adapts what it knows how to adapt, e.g. FocalNet's focal windows) and is then checked
-against the pruned model here:
+(per-stage output norms). Loading goes through the checkpoint contract of :mod:`modzoo.models` (read once, explicit
+``prefix`` applied as mmengine does, the family's key filter, one matcher):
 
 * checkpoint tensors of layers the features model dropped (classifier, final norm) are *unused* and reported;
 * model tensors the checkpoint lacks are *missing* and reported (kept at their initialisation);
 * checkpoint tensors that fit no layer, or fit with the wrong shape, are a *misfit*: with ``strict=True`` (default)
   that raises :class:`~modzoo.CheckpointMismatchError`; with ``strict=False`` they are skipped and reported.
 
-Missing tensors raise too under ``strict=True`` unless they belong to layers that exist only for dense tasks
-(``dense_only`` keys, e.g. per-stage output norms, which a classification file cannot have), because a silently
-half-initialised backbone trains to a worse result without any error. A family filter may fill such layers with the
-model's own initial values (FocalNet's does); those are reported as missing (kept at initialisation), not as loaded.
+Missing tensors raise too under ``strict=True`` unless they belong to layers no classification file can have (the
+family's new layers, e.g. FocalNet's per-stage output norms), because a silently half-initialised backbone trains to
+a worse result without any error.
 """
 import os
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
-import torch
 import torch.nn as nn
 
-from modzoo.models import CheckpointMismatchError, read_checkpoint, unwrap_state_dict
-from modzoo.models import CheckpointFileError, convert_state_dict
+from modzoo.models import Checkpoint, CheckpointFileError, LoadReport, open_checkpoint
+from modzoo.models import check_model_record, convert_state_dict, match_state_dict
 
 __all__ = ['LoadReport', 'fetch_checkpoint', 'load_into_features_model']
 
 
-@dataclass
-class LoadReport:
-    """What happened to every tensor of a checkpoint loaded into a features-only backbone."""
-    loaded: List[str] = field(default_factory=list)
-    missing: List[str] = field(default_factory=list)  # in the model, not in the checkpoint: kept at init
-    unused: List[str] = field(default_factory=list)  # checkpoint layers the features model pruned (norm, head)
-    unexpected: List[str] = field(default_factory=list)  # fit no layer of the model
-    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
-
-    def summary(self) -> str:
-        lines = [f'loaded {len(self.loaded)} tensors']
-        for title, keys in (('missing (kept at initialisation)', self.missing),
-                            ('unused by the features model (pruned classifier/final norm)', self.unused),
-                            ('unexpected (skipped)', self.unexpected)):
-            if keys:
-                lines.append(f'{len(keys)} {title}: {_clip(keys)}')
-        if self.mismatched:
-            lines.append(f'{len(self.mismatched)} shape mismatch(es) (skipped): '
-                         + _clip([f'{k} {a} vs {b}' for k, a, b in self.mismatched]))
-        return '; '.join(lines)
-
-
-def _clip(keys: Sequence[str], limit: int = 12) -> str:
-    keys = list(keys)
-    text = ', '.join(keys[:limit])
-    return text + (f', ... (+{len(keys) - limit})' if len(keys) > limit else '')
-
-
 def fetch_checkpoint(
-        checkpoint: Union[str, os.PathLike, Mapping], trust_pickle: bool = False) -> Dict[str, torch.Tensor]:
-    """Read a checkpoint and unwrap it to a flat tensor dict.
+        checkpoint: Union[str, os.PathLike, Mapping], trust_pickle: bool = False, prefix: Optional[str] = None,
+        allow_non_finite: bool = False) -> Checkpoint:
+    """Read a checkpoint once and take its tensors out of their container (``prefix``: mmengine's, see
+    :func:`modzoo.models.open_checkpoint`).
 
     ``checkpoint`` may be a loaded dict, a local path (``.pth``/``.bin``/``.safetensors``), an http(s) URL (cached
     under torch hub's folder), ``hf-hub:<repo id>`` (the repo's timm weights), or ``timm:<model>[.<tag>]``: the
     weights a registered model's pretrained tag points to (its ``file``, ``hf_hub_id`` or ``url``, as
     ``timm.create_model(..., pretrained=True)`` would resolve them).
     """
-    if isinstance(checkpoint, Mapping):
-        return unwrap_state_dict(checkpoint)
-    path = os.fspath(checkpoint)
-    if path.startswith('timm:'):
-        return _fetch_pretrained_tag(path[len('timm:'):], trust_pickle)
-    if path.startswith('hf-hub:'):
-        from timm.models import load_state_dict_from_hf
-        return unwrap_state_dict(load_state_dict_from_hf(path[len('hf-hub:'):]))
-    parsed = urlparse(path)
-    if parsed.scheme in ('http', 'https'):
-        path = _download(path)
-    elif parsed.scheme == 'file':
-        path = parsed.path
-    elif len(parsed.scheme) > 1:  # (a Windows drive letter parses as a one-letter scheme)
-        raise ValueError(
-            f'Unsupported checkpoint location {path!r}: use a local path, an http(s) URL, hf-hub:<repo> or '
-            f'timm:<model>.<tag>')
+    del allow_non_finite  # checked by the matcher
+    location = _locate(checkpoint, trust_pickle)
     try:
-        return read_checkpoint(os.path.expanduser(path), trusted=trust_pickle)
+        return open_checkpoint(location, trusted=trust_pickle, prefix=prefix)
     except CheckpointFileError as e:
-        if trust_pickle or e.pickled_global is None:
+        if trust_pickle or e.pickled_global is None or 'unsafe' in str(e):
             raise
         # mmengine checkpoints load already (import modzoo.mm allow-lists their types): this file holds other objects
         raise CheckpointFileError(
-            f'{path} holds pickled objects besides tensors and mmengine checkpoint metadata ({e.pickled_global}). '
+            f'{location} holds pickled objects besides tensors and mmengine checkpoint metadata ({e.pickled_global}). '
             f'If you trust the file, load it with init_cfg=dict(type="Pretrained", checkpoint=..., '
             f'trust_pickle=True)', e.pickled_global) from None
+
+
+def _locate(checkpoint: Union[str, os.PathLike, Mapping], trust_pickle: bool) -> Union[str, Mapping]:
+    """A local path or a loaded dict for any supported location."""
+    if isinstance(checkpoint, Mapping):
+        return checkpoint
+    path = os.fspath(checkpoint)
+    if path.startswith('timm:'):
+        return _locate_pretrained_tag(path[len('timm:'):])
+    if path.startswith('hf-hub:'):
+        from timm.models import load_state_dict_from_hf
+        return load_state_dict_from_hf(path[len('hf-hub:'):])
+    parsed = urlparse(path)
+    if parsed.scheme in ('http', 'https'):
+        return _download(path)
+    if parsed.scheme == 'file':
+        return parsed.path
+    if len(parsed.scheme) > 1:  # (a Windows drive letter parses as a one-letter scheme)
+        raise ValueError(
+            f'Unsupported checkpoint location {path!r}: use a local path, an http(s) URL, hf-hub:<repo> or '
+            f'timm:<model>.<tag>')
+    return os.path.expanduser(path)
 
 
 def _download(url: str) -> str:
@@ -107,23 +84,20 @@ def _download(url: str) -> str:
     return cached
 
 
-def _fetch_pretrained_tag(name: str, trust_pickle: bool) -> Dict[str, torch.Tensor]:
+def _locate_pretrained_tag(name: str) -> Union[str, Mapping]:
     from timm.models import get_pretrained_cfg
     cfg = get_pretrained_cfg(name, allow_unregistered=False)
     if cfg is None:
         raise ValueError(f'timm:{name}: no such model/pretrained tag is registered')
     load_from, location = _pretrained_source(cfg.to_dict())
-    if load_from == 'state_dict':
-        return unwrap_state_dict(location)
-    if load_from in ('file', 'local-dir'):
-        return read_checkpoint(location, trusted=trust_pickle)
+    if load_from in ('state_dict', 'file', 'local-dir'):
+        return location
     if load_from == 'hf-hub':
         from timm.models import load_state_dict_from_hf
         repo, filename = location if isinstance(location, tuple) else (location, None)
-        sd = load_state_dict_from_hf(repo, filename) if filename else load_state_dict_from_hf(repo)
-        return unwrap_state_dict(sd)
+        return load_state_dict_from_hf(repo, filename) if filename else load_state_dict_from_hf(repo)
     if load_from == 'url':
-        return read_checkpoint(_download(location), trusted=trust_pickle)
+        return _download(location)
     raise ValueError(
         f'timm:{name} has no downloadable weights (no file, hf_hub_id or url in its pretrained cfg); '
         f'download them yourself and pass the local path as the checkpoint')
@@ -159,64 +133,32 @@ def _pretrained_source(cfg: Mapping) -> Tuple[str, object]:
 
 def load_into_features_model(
         model: nn.Module,
-        state_dict: Dict[str, torch.Tensor],
-        filter_fn: Optional[Callable],
-        full_model_keys: Sequence[str],
+        checkpoint: Checkpoint,
+        pruned: Sequence[str],
         model_name: str,
         strict: bool = True,
-        dense_only: Sequence[str] = (),
-        full_model: Optional[nn.Module] = None,
+        allow_non_finite: bool = False,
 ) -> LoadReport:
-    """Convert ``state_dict`` with the family's ``filter_fn`` and load it into the pruned features ``model``.
+    """Convert ``checkpoint`` with the family's filter, match it against the pruned features ``model`` and load it.
 
     Args:
         model: the network inside the features-only backbone (pruned by timm).
-        state_dict: flat tensors (already unwrapped from any container).
-        filter_fn: the family's ``checkpoint_filter_fn(state_dict, model, verify=...)``, or None.
-        full_model_keys: state_dict keys of the unpruned model, to tell pruned layers from foreign tensors.
+        checkpoint: from :func:`fetch_checkpoint`.
+        pruned: keys of the layers the features model dropped (final norm, classifier): reported unused.
         model_name: for messages.
-        strict: raise on any misfit or on missing tensors outside ``dense_only``.
-        dense_only: keys of layers that exist only in dense-task backbones (allowed to be missing).
-        full_model: the unpruned model (on the meta device is enough): the checkpoint is also converted for it, so
-            tensors a filter drops because the pruned model lacks their layers (a final norm, a classifier) are
-            reported as unused instead of vanishing from the report.
+        strict: raise on any misfit or on missing tensors outside the family's new layers.
+        allow_non_finite: load NaN/Inf values instead of refusing them.
     """
-    model_sd = model.state_dict()
-    pruned = set(full_model_keys) - set(model_sd)
-    dropped_by_filter: List[str] = []
-    if filter_fn is not None:
-        source = state_dict
-        state_dict = convert_state_dict(dict(source), model, filter_fn, verify=False)
-        if full_model is not None and pruned:
-            full_layout = convert_state_dict(dict(source), full_model, filter_fn, verify=False)
-            dropped_by_filter = [k for k in full_layout if k in pruned and k not in state_dict]
-    dense_only = set(dense_only)
-    # dense-only layers the filter filled with the model's current (initial) values did not come from the file
-    filled = {k for k in dense_only if k in state_dict and k in model_sd and torch.equal(state_dict[k], model_sd[k])}
-    state_dict = {k: v for k, v in state_dict.items() if k not in filled}
-
-    report = LoadReport()
-    fitting = {}
-    for key, value in state_dict.items():
-        target = model_sd.get(key)
-        if target is None:
-            (report.unused if key in pruned else report.unexpected).append(key)
-        elif tuple(target.shape) != tuple(value.shape):
-            report.mismatched.append((key, tuple(value.shape), tuple(target.shape)))
-        else:
-            fitting[key] = value
-    # BatchNorm's num_batches_tracked is bookkeeping that some releases drop; it needs no value from the file
-    report.missing = [k for k in model_sd if k not in fitting and not k.endswith('num_batches_tracked')]
-    report.loaded = sorted(fitting)
-    report.unused += dropped_by_filter
-
-    required_missing = [k for k in report.missing if k not in dense_only]
-    if strict and (report.unexpected or report.mismatched or required_missing):
-        hint = ('Pass init_cfg=dict(type="Pretrained", checkpoint=..., strict=False) to load the fitting tensors '
-                'anyway, or check that model_name and the model kwargs match the checkpoint.')
-        if any('out_norm' in k for k in report.unexpected):
-            hint += ' The checkpoint has per-stage output norms: build the backbone with out_norms=True.'
-        raise CheckpointMismatchError(
-            f'{model_name} (features-only backbone)', required_missing, report.unexpected, report.mismatched, hint)
-    model.load_state_dict(fitting, strict=False)
+    if strict:
+        check_model_record(checkpoint.record, model, checkpoint.source)
+    converted = convert_state_dict(checkpoint.state_dict, model)
+    hint = ('Pass init_cfg=dict(type="Pretrained", checkpoint=..., strict=False) to load the fitting tensors '
+            'anyway, or check that model_name and the model kwargs match the checkpoint.')
+    if any('out_norm' in k for k in converted) and not any('out_norm' in k for k in model.state_dict()):
+        hint += ' The checkpoint has per-stage output norms: build the backbone with out_norms=True.'
+    report = match_state_dict(converted, model, strict=strict, pruned=pruned, source=checkpoint.source,
+                              model_name=f'{model_name} (features-only backbone)', allow_non_finite=allow_non_finite,
+                              hint=hint)
+    model.load_state_dict(report.state_dict, strict=False)
+    report.state_dict = {}
     return report

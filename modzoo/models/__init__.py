@@ -1,7 +1,8 @@
 """Model families. Importing a family module registers its ``zoo_<family>_<variant>`` models with timm."""
 from ._checkpoint import (
-    CheckpointFileError, CheckpointMismatchError, checkpoint_num_classes, classifier_names, convert_state_dict,
-    load_checkpoint, load_torch_file, read_checkpoint, unwrap_state_dict, verify_state_dict,
+    Checkpoint, CheckpointFileError, CheckpointMismatchError, CheckpointValueError, LoadReport, RECORD_KEY,
+    check_model_record, checkpoint_num_classes, classifier_names, convert_state_dict, fit_checkpoint, load_checkpoint,
+    load_torch_file, match_state_dict, model_record, open_checkpoint, read_checkpoint,
 )
 from ._registry import (
     ZOO_PREFIX, UnknownModelError, create_model, family_module, list_models, model_family, suggest_model_names,
@@ -13,9 +14,10 @@ from . import gridpe_pvt_v1
 from . import gridpe_pvt_v2
 
 __all__ = [
-    'CheckpointFileError', 'CheckpointMismatchError', 'checkpoint_num_classes', 'classifier_names',
-    'convert_state_dict', 'load_checkpoint', 'load_torch_file', 'read_checkpoint', 'unwrap_state_dict',
-    'verify_state_dict', 'ZOO_PREFIX', 'UnknownModelError', 'create_model', 'family_module', 'list_models',
+    'Checkpoint', 'CheckpointFileError', 'CheckpointMismatchError', 'CheckpointValueError', 'LoadReport', 'RECORD_KEY',
+    'check_model_record', 'checkpoint_num_classes', 'classifier_names', 'convert_state_dict', 'fit_checkpoint',
+    'load_checkpoint', 'load_torch_file', 'match_state_dict', 'model_record', 'open_checkpoint', 'read_checkpoint',
+    'ZOO_PREFIX', 'UnknownModelError', 'create_model', 'family_module', 'list_models',
     'model_family', 'suggest_model_names',
     'focalnet', 'efficientmod', 'smt', 'gridpe_pvt_v1', 'gridpe_pvt_v2',
 ]

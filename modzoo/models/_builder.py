@@ -4,7 +4,9 @@ from typing import Callable, Sequence, Type, Union
 import torch.nn as nn
 from timm.models import build_model_with_cfg
 
-from ._checkpoint import fit_classifier
+from ._checkpoint import (
+    check_model_record, classifier_names, convert_state_dict, file_record, match_state_dict, open_checkpoint,
+)
 
 __all__ = ['build_zoo_model']
 
@@ -19,20 +21,31 @@ def build_zoo_model(
 ) -> nn.Module:
     """Build ``variant`` with timm's builder and the zoo's conventions.
 
-    Pretrained weights go through the family's ``checkpoint_filter_fn`` (official layouts, containers, verification)
-    and :func:`~modzoo.models._checkpoint.fit_classifier` (a fitting classifier is kept, a misfit one named);
-    ``features_only`` goes through the model's own ``forward_intermediates`` (timm's 'getter' feature class), taking
-    ``out_indices`` from the kwargs or ``default_out_indices`` (the four stages of a hierarchical model).
+    Pretrained weights go through the checkpoint contract (:mod:`modzoo.models._checkpoint`): the family's
+    ``checkpoint_filter_fn`` converts the keys and ``match_state_dict`` decides what loads (a fitting classifier is
+    kept, a misfit one named); layers no checkpoint can have keep their initialisation. ``features_only`` goes
+    through the model's own ``forward_intermediates`` (timm's 'getter' feature class), taking ``out_indices`` from
+    the kwargs or ``default_out_indices`` (the four stages of a hierarchical model). The constructor kwargs are kept
+    on the model (``zoo_build_kwargs``) so written checkpoints can record them.
     """
     out_indices = kwargs.pop('out_indices', default_out_indices)
 
     features_only = kwargs.get('features_only', False)  # timm then drops the classifier itself
 
     def filter_fn(state_dict, model):
-        state_dict = checkpoint_filter_fn(state_dict, model)
-        return state_dict if features_only else fit_classifier(state_dict, model)
+        # timm read the file: what remains is taking the tensors out of their container
+        ckpt = open_checkpoint(state_dict)
+        check_model_record(ckpt.record or file_record((model.pretrained_cfg or {}).get('file')), model)
+        converted = convert_state_dict(ckpt.state_dict, model, checkpoint_filter_fn)
+        # features_only: timm prunes the classifier after loading; the checkpoint's (any size, or none) is not used
+        heads = tuple(n + '.' for n in classifier_names(model)) if features_only else ()
+        converted = {k: v for k, v in converted.items() if not (heads and k.startswith(heads))}
+        report = match_state_dict(converted, model, timm_adapts=not features_only, allow_missing=heads)
+        model_sd = model.state_dict()
+        # timm loads strictly: layers the checkpoint may lack are handed back at their initialisation
+        return dict({k: model_sd[k] for k in report.missing}, **report.state_dict)
 
-    return build_model_with_cfg(
+    model = build_model_with_cfg(
         model_cls,
         variant,
         pretrained,
@@ -40,3 +53,8 @@ def build_zoo_model(
         feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
         **kwargs,
     )
+    # timm's feature wrappers hold the model as `.model` ('getter'); others (fx) are recorded on the wrapper
+    inner = model.model if features_only and isinstance(getattr(model, 'model', None), nn.Module) else model
+    inner.zoo_build_kwargs = {k: v for k, v in kwargs.items() if k not in ('pretrained_cfg', 'pretrained_cfg_overlay')}
+    return model
+

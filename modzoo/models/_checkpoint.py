@@ -1,17 +1,24 @@
-"""Checkpoint plumbing shared by every family's ``checkpoint_filter_fn``.
+"""The checkpoint contract: every load in modzoo (``create_model(pretrained=...)``, :func:`load_checkpoint`,
+``tools/get_checkpoint.py``, the OpenMMLab backbone, segmentation export) goes through these steps, in this order:
 
-Official releases come in several containers (``{'model': sd}`` from Swin-style trainers, ``state_dict`` /
-``state_dict_ema`` from timm's train script, OpenMMLab files with ``backbone.`` prefixes, DDP ``module.`` prefixes).
-:func:`unwrap_state_dict` reduces all of them to a flat ``{name: tensor}`` dict. After a family has remapped the keys,
-:func:`verify_state_dict` compares the result with the model and raises :class:`CheckpointMismatchError` naming every
-missing, unexpected and wrongly shaped key, so a checkpoint that does not fit never loads silently.
+1. :func:`open_checkpoint` reads a file or dict once and takes the tensors out of whatever container holds them
+   (official ``{'model': sd}``, timm's ``state_dict``/``state_dict_ema``, DDP ``module.``, OpenMMLab ``state_dict`` +
+   ``backbone.``, Hugging Face, plain). An explicit ``prefix`` is applied the way mmengine's ``Pretrained`` init does:
+   to the container's ``state_dict`` as written, keeping only the keys under the prefix.
+2. The family's ``checkpoint_filter_fn`` renames/reshapes keys into the model's layout (nothing else).
+3. :func:`match_state_dict` compares the result with the model, once, and returns a :class:`LoadReport`; with
+   ``strict`` it raises :class:`CheckpointMismatchError` naming every missing, unexpected and wrongly shaped key.
+
+Files modzoo writes also carry a *model record* (the registered model, the constructor kwargs that differ from its
+defaults, the pretrained tag, the source file's sha256): loading one into a model built differently fails with one
+line naming the difference (see :func:`check_model_record`).
 """
-import inspect
+import json
 import logging
 import os
-import sys
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -19,13 +26,15 @@ import torch.nn as nn
 _logger = logging.getLogger(__name__)
 
 __all__ = [
-    'CheckpointMismatchError', 'CheckpointFileError', 'load_torch_file', 'unwrap_state_dict', 'strip_prefix',
-    'verify_state_dict', 'read_checkpoint', 'load_checkpoint', 'convert_state_dict', 'classifier_names',
-    'checkpoint_num_classes', 'fit_classifier',
+    'CheckpointMismatchError', 'CheckpointFileError', 'CheckpointValueError', 'LoadReport', 'Checkpoint',
+    'load_torch_file', 'open_checkpoint', 'read_checkpoint', 'register_checkpoint_family', 'convert_state_dict',
+    'match_state_dict', 'fit_checkpoint', 'load_checkpoint', 'classifier_names', 'checkpoint_num_classes',
+    'model_record', 'check_model_record', 'file_record', 'RECORD_KEY',
 ]
 
 # Container keys in the order they are preferred: EMA weights are what the official repos evaluate.
 _CONTAINER_KEYS = ('state_dict_ema', 'model_ema', 'state_dict', 'model', 'module', 'net', 'params')
+RECORD_KEY = 'modzoo_model'  # the model record in a torch file; safetensors metadata holds it as JSON under this key
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -42,6 +51,9 @@ class CheckpointMismatchError(RuntimeError):
         self.missing = list(missing)
         self.unexpected = list(unexpected)
         self.mismatched = list(mismatched)
+        if not (self.missing or self.unexpected or self.mismatched):
+            super().__init__(f'Checkpoint does not fit {model_name}: {hint}')
+            return
         lines = [f'Checkpoint does not fit {model_name}:']
         if self.missing:
             lines.append(f'  {len(self.missing)} missing key(s) (in the model, not in the checkpoint):')
@@ -57,6 +69,20 @@ class CheckpointMismatchError(RuntimeError):
         super().__init__('\n'.join(lines))
 
 
+class CheckpointFileError(RuntimeError):
+    """A checkpoint file that cannot be read: empty, truncated, not a checkpoint, or pickling objects besides
+    tensors (the message says which, and what to do). ``pickled_global`` names the refused global in the last case,
+    so callers with another way to load such files can say so."""
+
+    def __init__(self, message: str, pickled_global: Optional[str] = None):
+        super().__init__(message)
+        self.pickled_global = pickled_global
+
+
+class CheckpointValueError(CheckpointFileError):
+    """A readable checkpoint whose tensors cannot be right: integers where the model has floats, NaN or Inf."""
+
+
 def _clip(items: Sequence, limit: int = 40) -> list:
     items = list(items)
     if len(items) <= limit:
@@ -64,24 +90,106 @@ def _clip(items: Sequence, limit: int = 40) -> list:
     return items[:limit] + [f'    ... and {len(items) - limit} more']
 
 
-def strip_prefix(state_dict: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
-    """Remove ``prefix`` from every key that has it, keeping keys that do not (e.g. ``module.``)."""
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
+def _unreadable(path: str, reason: str, fix: str, pickled_global: Optional[str] = None) -> CheckpointFileError:
+    return CheckpointFileError(f'{path} {reason}: {fix}', pickled_global)
 
 
-def unwrap_state_dict(checkpoint: Any, prefer_ema: bool = True) -> Dict[str, torch.Tensor]:
-    """Return the flat tensor dict inside any of the common checkpoint containers.
+def load_torch_file(path: Union[str, os.PathLike], trusted: bool = False) -> Any:
+    """``torch.load`` of a ``.pth``/``.bin`` file on the CPU, with a :class:`CheckpointFileError` that tells a damaged
+    file (empty, truncated, not written by ``torch.save``) from one that pickles objects besides tensors (code that
+    would run on load, like ``os.system``, included: the file is called unsafe, never damaged)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'No checkpoint file at {path}')
+    size = os.path.getsize(path)
+    if size == 0:
+        raise _unreadable(path, 'is empty (0 bytes), not a checkpoint',
+                          'the download or copy did not finish; fetch the file again')
+    try:
+        with warnings.catch_warnings():
+            # torch warns about any protocol but 2 before it reads the file; ours is the one message the user gets
+            warnings.filterwarnings('ignore', message='Detected pickle protocol', category=UserWarning)
+            return torch.load(path, map_location='cpu', weights_only=not trusted)
+    except Exception as e:
+        text = str(e)
+        offending = _refused_global(text) if not trusted else None
+        if offending:
+            blocked = 'is blocked' in text
+            what = (f'pickles a call to {offending}, which torch.load(weights_only=True) blocks: the file is unsafe '
+                    f'(it would run code when loaded)') if blocked else (
+                f'holds pickled objects besides tensors ({offending}), which torch.load(weights_only=True) refuses')
+            fix = ('do not load it; fetch the weights from a source you trust' if blocked else
+                   f'if you trust the file, convert it once with `python tools/get_checkpoint.py MODEL --file {path} '
+                   f'--trust-pickle`, or call read_checkpoint(path, trusted=True)')
+            raise _unreadable(path, what, fix, offending) from None
+        with open(path, 'rb') as f:
+            head = f.read(4)
+        if head.startswith(b'PK') or isinstance(e, EOFError) or 'central directory' in text:
+            raise _unreadable(path, f'is damaged or truncated ({size} bytes; the PyTorch archive ends early or is '
+                                    f'corrupt)', 'download or copy the file again') from None
+        raise _unreadable(path, f'is not a PyTorch checkpoint ({size} bytes that torch.load cannot read)',
+                          'pass a .pth/.bin file written by torch.save, or a .safetensors file') from None
 
-    Handles nested containers (``{'model': {'state_dict': ...}}``), DDP ``module.`` prefixes and OpenMMLab
-    ``backbone.`` prefixes (only when every tensor key has it, so a classifier's own ``backbone`` never gets cut).
-    """
-    sd = checkpoint
+
+def _refused_global(text: str) -> Optional[str]:
+    """The global torch's weights-only unpickler refused, from its message (two wordings)."""
+    if 'Unsupported global:' in text:
+        return text.split('Unsupported global:', 1)[1].split(' was not', 1)[0].strip()
+    if 'unsupported GLOBAL' in text:  # "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
+        return text.split('unsupported GLOBAL', 1)[1].split()[0].strip()
+    return None
+
+
+class Checkpoint(NamedTuple):
+    """Tensors taken out of their container, the file's model record (``{}`` when it has none), and where from."""
+    state_dict: Dict[str, torch.Tensor]
+    record: Dict[str, Any]
+    source: str
+
+
+def _read_file(path: str, trusted: bool) -> Tuple[Any, Dict[str, Any]]:
+    """The file's object and the model record stored in safetensors metadata (torch files keep it inside)."""
+    if not path.endswith('.safetensors'):
+        return load_torch_file(path, trusted=trusted), {}
+    from safetensors import SafetensorError, safe_open
+    if os.path.getsize(path) == 0:
+        raise _unreadable(path, 'is empty (0 bytes), not a checkpoint',
+                          'the download or copy did not finish; fetch the file again')
+    try:
+        with safe_open(path, framework='pt', device='cpu') as f:
+            metadata = f.metadata() or {}
+            obj = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise _unreadable(path, f'is not a valid safetensors file, damaged or truncated ({e})',
+                          'download or copy the file again') from None
+    record = {}
+    if metadata.get(RECORD_KEY):
+        try:
+            record = json.loads(metadata[RECORD_KEY])
+        except ValueError:
+            record = {}
+    return obj, record
+
+
+def file_record(path: Optional[str]) -> Dict[str, Any]:
+    """The model record of a ``.safetensors`` file, read from its header only (``{}`` for other files)."""
+    if path and os.path.isdir(path):  # a Hub folder
+        path = os.path.join(path, 'model.safetensors')
+    if not path or not str(path).endswith('.safetensors') or not os.path.isfile(path):
+        return {}
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework='pt', device='cpu') as f:
+            return json.loads((f.metadata() or {}).get(RECORD_KEY) or '{}')
+    except Exception:  # reading the weights reports a damaged file
+        return {}
+
+
+def _container(obj: Any, prefer_ema: bool = True) -> Mapping:
+    """The mapping that holds the tensors, through nested containers."""
+    sd = obj
     for _ in range(3):  # containers nest at most a couple of levels in practice
-        if not isinstance(sd, Mapping):
-            break
-        if any(isinstance(v, torch.Tensor) for v in sd.values()):
-            # a flat state_dict possibly stored beside metadata; take it unless it is a container that also
-            # carries a nested state dict (timm train checkpoints hold no loose tensors, so this is safe)
+        if not isinstance(sd, Mapping) or any(isinstance(v, torch.Tensor) for v in sd.values()):
             break
         keys = [k for k in _CONTAINER_KEYS if k in sd and isinstance(sd[k], Mapping)]
         if not prefer_ema:
@@ -90,16 +198,112 @@ def unwrap_state_dict(checkpoint: Any, prefer_ema: bool = True) -> Dict[str, tor
             break
         sd = sd[keys[0]]
     if not isinstance(sd, Mapping):
-        raise TypeError(f'Expected a state dict or a checkpoint container holding one, got {type(checkpoint)}')
-    sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-    if sd and all(k.startswith('module.') for k in sd):
-        sd = strip_prefix(sd, 'module.')
-    if sd and all(k.startswith('backbone.') for k in sd):
-        sd = strip_prefix(sd, 'backbone.')
-    elif any(k.startswith('backbone.') for k in sd):
-        # an OpenMMLab detector/segmentor: keep only the backbone's tensors
-        sd = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
+        raise TypeError(f'Expected a state dict or a checkpoint container holding one, got {type(obj).__name__}')
     return sd
+
+
+def _record_of(obj: Any) -> Dict[str, Any]:
+    """The model record inside a torch checkpoint: modzoo's own, or a training checkpoint's fields."""
+    if not isinstance(obj, Mapping):
+        return {}
+    if isinstance(obj.get(RECORD_KEY), Mapping):
+        return dict(obj[RECORD_KEY])
+    if obj.get('model_name'):  # training checkpoints (modzoo.train) name the model beside the weights
+        return dict(architecture=obj['model_name'], kwargs=dict(obj.get('model_kwargs') or {}))
+    return {}
+
+
+def open_checkpoint(
+        checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
+        trusted: bool = False,
+        prefix: Optional[str] = None,
+        prefer_ema: bool = True,
+) -> Checkpoint:
+    """Read ``checkpoint`` (a ``.safetensors``/``.pth``/``.bin`` path or a loaded dict) once and unwrap it.
+
+    Without ``prefix``: the tensors of the preferred container, with a DDP ``module.`` prefix removed and, for an
+    OpenMMLab detector/segmentor, only the ``backbone.`` tensors (prefix removed). With ``prefix`` (mmengine's
+    ``Pretrained`` ``prefix``): the container's tensors as written whose keys start with it, the prefix removed;
+    ``prefix=''``: all of the container's tensors as written (a whole detector or segmentor).
+
+    ``torch.load`` runs with ``weights_only=True`` unless ``trusted``. A file that cannot be read raises
+    :class:`CheckpointFileError` saying whether it is damaged, unsafe, not a checkpoint, or needs trust.
+    """
+    if not isinstance(checkpoint, (str, os.PathLike)):  # a loaded checkpoint
+        obj, record, source = checkpoint, {}, 'the checkpoint dict'
+    else:
+        source = os.path.expanduser(os.fspath(checkpoint))
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f'No checkpoint file at {source}')
+        obj, record = _read_file(source, trusted)
+    record = record or _record_of(obj)
+    try:
+        container = _container(obj, prefer_ema)
+    except TypeError:
+        raise _unreadable(source, f'holds a {type(obj).__name__}, not a state dict (a mapping of names to tensors)',
+                          'pass the model\'s weights file') from None
+    sd = {k: v for k, v in container.items() if isinstance(v, torch.Tensor)}
+    if not sd:
+        raise _unreadable(source, 'holds no tensors', 'pass the model\'s weights file')
+    if prefix == '':  # the tensors as written (a whole detector/segmentor), less a DDP `module.`
+        if all(k.startswith('module.') for k in sd):
+            sd = {k[len('module.'):]: v for k, v in sd.items()}
+        return Checkpoint(sd, record, source)
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        under = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if not under:
+            heads = sorted({k.split('.', 1)[0] + '.' for k in sd})
+            raise CheckpointMismatchError(
+                source, hint=f'no tensors under prefix {prefix!r} (its keys start with {", ".join(heads[:8])})')
+        return Checkpoint(under, record, source)
+    if all(k.startswith('module.') for k in sd):
+        sd = {k[len('module.'):]: v for k, v in sd.items()}
+    if any(k.startswith('backbone.') for k in sd):  # an OpenMMLab model: its backbone's tensors
+        sd = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
+    return Checkpoint(sd, record, source)
+
+
+def read_checkpoint(
+        checkpoint: Union[str, os.PathLike, Mapping[str, Any]], trusted: bool = False, prefix: Optional[str] = None,
+) -> Dict[str, torch.Tensor]:
+    """The flat tensors of a checkpoint file or dict (see :func:`open_checkpoint`)."""
+    return open_checkpoint(checkpoint, trusted=trusted, prefix=prefix).state_dict
+
+
+# --- families -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Family:
+    filter_fn: Callable  # (state_dict, model) -> state_dict in the model's key layout
+    new_layers: Optional[Callable] = None  # (state_dict, model) -> model keys a checkpoint cannot have (keep init)
+    hint: Optional[Callable] = None  # (state_dict, model) -> advice for a mismatch
+    adaptable: Tuple[str, ...] = ()  # constructor kwargs whose change the filter adapts (not a record difference)
+
+
+_FAMILIES: Dict[type, _Family] = {}
+
+
+def register_checkpoint_family(model_cls: type, filter_fn: Callable, new_layers: Optional[Callable] = None,
+                               hint: Optional[Callable] = None, adaptable: Sequence[str] = ()) -> None:
+    """Declare how checkpoints convert into ``model_cls``: its key filter, the layers a checkpoint may lack (they
+    keep their initialisation), a mismatch hint, and the kwargs its filter adapts."""
+    _FAMILIES[model_cls] = _Family(filter_fn, new_layers, hint, tuple(adaptable))
+
+
+def _family(model: nn.Module) -> Optional[_Family]:
+    for cls in type(model).__mro__:
+        if cls in _FAMILIES:
+            return _FAMILIES[cls]
+    return None
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module,
+                       filter_fn: Optional[Callable] = None) -> Dict[str, torch.Tensor]:
+    """Rename/reshape ``state_dict`` into ``model``'s layout with ``filter_fn`` (default: the family's)."""
+    family = _family(model)
+    filter_fn = filter_fn or (family.filter_fn if family else None)
+    return dict(filter_fn(dict(state_dict), model)) if filter_fn else dict(state_dict)
 
 
 def _model_name(model: nn.Module) -> str:
@@ -118,24 +322,7 @@ def classifier_names(model: nn.Module) -> List[str]:
     return _cfg_module_names(model, 'classifier')
 
 
-def convert_state_dict(
-        state_dict: Mapping[str, torch.Tensor],
-        model: nn.Module,
-        filter_fn: Optional[Callable] = None,
-        verify: bool = True,
-) -> Dict[str, torch.Tensor]:
-    """Convert ``state_dict`` with ``filter_fn``, by default the family's ``checkpoint_filter_fn`` (looked up from the
-    model's module); ``verify`` is passed on to filters that take it. Without a filter the dict is returned as is."""
-    if filter_fn is None:
-        filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
-    if filter_fn is None:
-        return dict(state_dict)
-    if 'verify' in inspect.signature(filter_fn).parameters:
-        return filter_fn(state_dict, model, verify=verify)
-    return filter_fn(state_dict, model)
-
-
-def checkpoint_num_classes(model: nn.Module, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+def checkpoint_num_classes(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Optional[int]:
     """Classes of the checkpoint's classifier after the family's key conversion (0: no classifier; None: unknown).
 
     ``model`` only supplies the family's filter and classifier name: a build on the meta device will do."""
@@ -143,7 +330,7 @@ def checkpoint_num_classes(model: nn.Module, state_dict: Dict[str, torch.Tensor]
     if not keys:
         return None
     try:
-        converted = convert_state_dict(dict(state_dict), model, verify=False)
+        converted = convert_state_dict(state_dict, model)
     except Exception:  # the strict load that follows reports what does not fit
         return None
     for key in keys:
@@ -152,102 +339,159 @@ def checkpoint_num_classes(model: nn.Module, state_dict: Dict[str, torch.Tensor]
     return 0
 
 
-def verify_state_dict(
+# --- the matcher --------------------------------------------------------------------------------------------------
+
+@dataclass
+class LoadReport:
+    """What happened to every tensor of a checkpoint matched against a model."""
+    model_name: str = ''
+    loaded: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)  # in the model, not in the checkpoint: kept at init
+    unused: List[str] = field(default_factory=list)  # checkpoint layers the model pruned (features_only norm, head)
+    unexpected: List[str] = field(default_factory=list)  # fit no layer of the model
+    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+    classifier: str = ''  # 'kept', 'dropped (why)', 'none in the checkpoint', '' (the model has none)
+    state_dict: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # the fitting tensors
+
+    def summary(self) -> str:
+        lines = [f'loaded {len(self.loaded)} tensors']
+        for title, keys in (('missing (kept at initialisation)', self.missing),
+                            ('unused by the features model (pruned classifier/final norm)', self.unused),
+                            ('unexpected (skipped)', self.unexpected)):
+            if keys:
+                lines.append(f'{len(keys)} {title}: {_join(keys)}')
+        if self.mismatched:
+            lines.append(f'{len(self.mismatched)} shape mismatch(es) (skipped): '
+                         + _join([f'{k} {a} vs {b}' for k, a, b in self.mismatched]))
+        if self.classifier:
+            lines.append(f'classifier {self.classifier}')
+        return '; '.join(lines)
+
+
+def _join(keys: Sequence[str], limit: int = 12) -> str:
+    keys = list(keys)
+    return ', '.join(keys[:limit]) + (f', ... (+{len(keys) - limit})' if len(keys) > limit else '')
+
+
+def _check_values(state_dict: Mapping[str, torch.Tensor], model_sd: Mapping[str, torch.Tensor], source: str,
+                  allow_non_finite: bool) -> None:
+    """Integers where the model has floats are refused; NaN/Inf are refused unless ``allow_non_finite``."""
+    not_float = [f'{k} ({v.dtype})' for k, v in state_dict.items()
+                 if k in model_sd and model_sd[k].is_floating_point() and not v.is_floating_point()]
+    if not_float:
+        raise CheckpointValueError(
+            f'{source} holds non-float tensors where the model has floats: {_join(not_float, 5)}; this is not a '
+            f'weights file for this model (or it was saved quantised): pass the float checkpoint')
+    if allow_non_finite:
+        return
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and v.device.type != 'meta'
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointValueError(
+            f'{source} holds NaN/Inf values in {len(bad)} tensor(s): {_join(bad, 5)}; the training run that wrote '
+            f'it diverged or the file is corrupt: use an earlier checkpoint, or pass allow_non_finite=True '
+            f'(--allow-non-finite) to load it anyway')
+
+
+def match_state_dict(
         state_dict: Mapping[str, torch.Tensor],
         model: nn.Module,
+        strict: bool = True,
         allow_missing: Iterable[str] = (),
+        pruned: Iterable[str] = (),
+        timm_adapts: bool = False,
+        model_name: Optional[str] = None,
+        source: str = 'the checkpoint',
+        allow_non_finite: bool = False,
         hint: str = '',
-        exempt_adapted: bool = True,
-) -> None:
-    """Raise :class:`CheckpointMismatchError` unless ``state_dict`` fits ``model``.
+) -> LoadReport:
+    """Compare a converted ``state_dict`` with ``model``: the one place modzoo decides what loads.
 
-    With ``exempt_adapted`` (the family filters, run inside timm's loader) the keys timm adapts itself after the
-    filter (the classifier when ``num_classes`` differs, the first conv when ``in_chans`` differs) are exempt from
-    the shape check, and the classifier may be absent; :func:`load_checkpoint` checks every key. ``allow_missing``
-    lists key prefixes of layers that are new relative to the checkpoint (e.g. dense-task output norms).
+    ``allow_missing``: key prefixes the checkpoint may lack (kept at init), beside the family's new layers.
+    ``pruned``: keys of layers the model dropped (features_only): reported unused, not unexpected, like the tensors
+    of layers the model holds as ``nn.Identity``.
+    ``timm_adapts``: timm's pretrained loader adapts the classifier (``num_classes``) and first conv (``in_chans``)
+    after this; the classifier is then kept when it fits, dropped with a warning when timm would drop it.
+    Raises :class:`CheckpointMismatchError` under ``strict`` for unexpected or misfit tensors and missing ones
+    outside the allowed layers, and :class:`CheckpointValueError` for non-float or non-finite tensors. ``hint``
+    ends the error message (what the caller's user can do).
     """
-    classifiers = tuple(c + '.' for c in classifier_names(model))
-    adapted = classifiers + tuple(c + '.' for c in _cfg_module_names(model, 'first_conv'))
-    if not exempt_adapted:
-        classifiers = adapted = ()
-    optional = classifiers + tuple(allow_missing)
-
+    name = model_name or _model_name(model)
     model_sd = model.state_dict()
-    missing = [k for k in model_sd if k not in state_dict and not k.startswith(optional)]
-    unexpected = [k for k in state_dict if k not in model_sd]
-    mismatched = [
-        (k, tuple(v.shape), tuple(model_sd[k].shape)) for k, v in state_dict.items()
-        if k in model_sd and tuple(v.shape) != tuple(model_sd[k].shape) and not k.startswith(tuple(adapted))
-    ]
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(_model_name(model), missing, unexpected, mismatched, hint)
-
-
-class CheckpointFileError(RuntimeError):
-    """A checkpoint file that cannot be read: empty, truncated, not a checkpoint, or pickling objects besides
-    tensors (the message says which, and what to do). ``pickled_global`` names the refused global in the last case,
-    so callers with another way to load such files can say so."""
-
-    def __init__(self, message: str, pickled_global: Optional[str] = None):
-        super().__init__(message)
-        self.pickled_global = pickled_global
-
-
-def _unreadable(path: str, reason: str, fix: str, pickled_global: Optional[str] = None) -> CheckpointFileError:
-    return CheckpointFileError(f'{path} {reason}: {fix}', pickled_global)
-
-
-def load_torch_file(path: Union[str, os.PathLike], trusted: bool = False) -> Any:
-    """``torch.load`` of a ``.pth``/``.bin`` file on the CPU, with a :class:`CheckpointFileError` that tells a damaged
-    file (empty, truncated, not written by ``torch.save``) from one that pickles objects besides tensors."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'No checkpoint file at {path}')
-    size = os.path.getsize(path)
-    if size == 0:
-        raise _unreadable(path, 'is empty (0 bytes), not a checkpoint',
-                          'the download or copy did not finish; fetch the file again')
+    _check_values(state_dict, model_sd, source, allow_non_finite)
+    family = _family(model)
+    optional = set(family.new_layers(state_dict, model) if family and family.new_layers else ())
+    prefixes = tuple(allow_missing)
+    pruned = set(pruned)
+    report = LoadReport(model_name=name)
+    heads = tuple(c + '.' for c in classifier_names(model))
+    exempt = heads + tuple(c + '.' for c in _cfg_module_names(model, 'first_conv')) if timm_adapts else ()
+    classifier_error = None
     try:
-        with warnings.catch_warnings():
-            # torch warns about any protocol but 2 before it reads the file; ours is the one message the user gets
-            warnings.filterwarnings('ignore', message='Detected pickle protocol', category=UserWarning)
-            return torch.load(path, map_location='cpu', weights_only=not trusted)
-    except Exception as e:
-        text = str(e)
-        if not trusted and 'Unsupported global' in text:  # the weights-only unpickler names the offending global
-            offending = text.split('Unsupported global:', 1)[1].split(' was not', 1)[0].strip()
-            raise _unreadable(
-                path, f'holds pickled objects besides tensors ({offending}), which torch.load(weights_only=True) '
-                      f'refuses', f'if you trust the file, convert it once with `python tools/get_checkpoint.py '
-                                  f'MODEL --file {path} --trust-pickle`, or call read_checkpoint(path, '
-                                  f'trusted=True)', offending) from None
-        with open(path, 'rb') as f:
-            head = f.read(4)
-        if head.startswith(b'PK') or isinstance(e, EOFError) or 'central directory' in text:
-            raise _unreadable(path, f'is damaged or truncated ({size} bytes; the PyTorch archive ends early or is '
-                                    f'corrupt)', 'download or copy the file again') from None
-        raise _unreadable(path, f'is not a PyTorch checkpoint ({size} bytes that torch.load cannot read)',
-                          'pass a .pth/.bin file written by torch.save, or a .safetensors file') from None
+        report.classifier = _fit_classifier(state_dict, model, model_sd, heads) if timm_adapts and heads else ''
+    except CheckpointMismatchError as e:  # raised below, after any misfit of the rest of the model
+        classifier_error = e
+    for key, value in state_dict.items():
+        target = model_sd.get(key)
+        if target is None:
+            (report.unused if key in pruned or _replaced_by_identity(model, key) else report.unexpected).append(key)
+        elif tuple(target.shape) != tuple(value.shape) and not (key.startswith(exempt) if exempt else False):
+            report.mismatched.append((key, tuple(value.shape), tuple(target.shape)))
+        elif not (report.classifier.startswith('dropped') and key.startswith(heads)):
+            report.state_dict[key] = value
+    report.loaded = sorted(report.state_dict)
+    report.missing = [k for k in model_sd if k not in report.state_dict]
+    # new layers cannot be in any checkpoint; BatchNorm's num_batches_tracked is bookkeeping some releases drop
+    # (named with the rest when something else is missing)
+    required = [k for k in report.missing if not (
+        k in optional or k.startswith(prefixes)
+        or (timm_adapts and heads and k.startswith(heads) and not report.classifier == 'kept'))]
+    if not any(not k.endswith('num_batches_tracked') for k in required):
+        required = []
+    if required or report.unexpected or report.mismatched:
+        advice = family.hint(state_dict, model) if family and family.hint else ''
+        hint = ' '.join(filter(None, [advice or _missing_layer_hint(required, state_dict), hint]))
+        if strict:
+            raise CheckpointMismatchError(name, required, report.unexpected, report.mismatched, hint)
+        _logger.warning('Non-strict load into %s: %s', name, report.summary())
+    if classifier_error is not None:
+        raise classifier_error
+    return report
 
 
-def fit_classifier(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
-    """Settle the classifier before timm's loader sees ``state_dict`` (``create_model(pretrained=True)``).
+def _replaced_by_identity(model: nn.Module, key: str) -> bool:
+    """The key's layer is an ``nn.Identity`` in the model: timm's features_only pruning of the final norm (a child
+    of the model) or the classifier. (Deeper layers a deploy fusion replaced are no pruning.)"""
+    path = key.rpartition('.')[0]
+    if '.' in path and path not in classifier_names(model):
+        return False
+    try:
+        return isinstance(model.get_submodule(path), nn.Identity)
+    except AttributeError:
+        return False
 
-    timm keeps the checkpoint's classifier only when the model's ``num_classes`` equals ``pretrained_cfg
-    ['num_classes']``, which for a ``pretrained_cfg_overlay`` file is the registered cfg's, not the file's. Here:
 
-    * a classifier whose shapes fit the model is kept, whatever the cfg says (the cfg is updated to the loaded head);
-    * one that does not fit, where timm would load it, raises :class:`CheckpointMismatchError` with both shapes;
-    * one that does not fit, where timm discards it, is discarded with a warning (the classifier starts from its
-      random init).
-    """
+def _missing_layer_hint(required: Sequence[str], state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Advice when whole top-level layers are absent (a dense-task backbone has no final norm)."""
+    tops = sorted({k.split('.', 1)[0] + '.' for k in required})
+    absent = [t for t in tops if not any(k.startswith(t) for k in state_dict)]
+    if absent and len(absent) == len(tops):
+        return (f'The checkpoint has no {", ".join(absent)} layers (a dense-task backbone has no final norm or '
+                f'classifier): pass allow_missing={tuple(absent)!r} to keep their initialisation.')
+    return ''
+
+
+def _fit_classifier(state_dict: Mapping[str, torch.Tensor], model: nn.Module, model_sd: Mapping[str, torch.Tensor],
+                    heads: Tuple[str, ...]) -> str:
+    """The classifier decision for timm's pretrained loader, which keeps the checkpoint's head only when the model's
+    ``num_classes`` equals ``pretrained_cfg['num_classes']`` (for a ``pretrained_cfg_overlay`` file, the registered
+    cfg's). A head that fits is kept (and the cfg updated); a misfit one timm would load raises; a misfit one timm
+    drops is dropped with a warning."""
     cfg = getattr(model, 'pretrained_cfg', None)
-    names = classifier_names(model)
     num_classes = getattr(model, 'num_classes', None)
-    if not isinstance(cfg, dict) or not names or not num_classes or 'num_classes' not in cfg:
-        return state_dict  # no classifier to fit (features_only, num_classes=0)
-    model_sd = model.state_dict()
-    keys = [n + suffix for n in names for suffix in ('.weight', '.bias') if n + suffix in model_sd]
+    if not isinstance(cfg, dict) or not num_classes or 'num_classes' not in cfg:
+        return ''
+    keys = [k for k in model_sd if k.startswith(heads)]
     present = [k for k in keys if k in state_dict]
     if not present:
         if cfg['num_classes'] == num_classes:
@@ -255,58 +499,122 @@ def fit_classifier(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dic
                 _model_name(model), missing=keys,
                 hint=f'The checkpoint has no classifier: build the model with num_classes=0 for the backbone, or '
                      f'pass pretrained_cfg_overlay=dict(..., num_classes=0) to start a new {num_classes}-class head.')
-        return state_dict
-    mismatched = [(k, tuple(state_dict[k].shape), tuple(model_sd[k].shape)) for k in present
-                  if tuple(state_dict[k].shape) != tuple(model_sd[k].shape)]
-    if not mismatched:
+        return 'none in the checkpoint'
+    misfit = [(k, tuple(state_dict[k].shape), tuple(model_sd[k].shape)) for k in present
+              if tuple(state_dict[k].shape) != tuple(model_sd[k].shape)]
+    if not misfit:
         if cfg['num_classes'] != num_classes:
             _logger.info('Keeping the checkpoint classifier: it fits num_classes=%d', num_classes)
             cfg['num_classes'] = num_classes  # the loaded head is what the cfg now describes
-        return state_dict
+        return 'kept'
     if cfg['num_classes'] == num_classes:
         ckpt_classes = state_dict[present[0]].shape[0]
         raise CheckpointMismatchError(
-            _model_name(model), mismatched=mismatched,
+            _model_name(model), mismatched=misfit,
             hint=f'The checkpoint classifier has {ckpt_classes} classes, the model {num_classes}: build with '
                  f'num_classes={ckpt_classes} to use it, or pass pretrained_cfg_overlay=dict(..., num_classes='
                  f'{ckpt_classes}) to start a new {num_classes}-class head.')
     _logger.warning(
         'The checkpoint classifier (%s) does not fit num_classes=%d: it is not loaded, the classifier keeps its '
-        'random init.', ', '.join(f'{k} {a}' for k, a, _ in mismatched), num_classes)
-    return state_dict
+        'random init.', ', '.join(f'{k} {a}' for k, a, _ in misfit), num_classes)
+    return f'dropped ({misfit[0][1][0]} classes in the checkpoint, {num_classes} in the model)'
 
 
-def read_checkpoint(path: Union[str, os.PathLike], trusted: bool = False) -> Dict[str, torch.Tensor]:
-    """Read a ``.safetensors``/``.pth``/``.bin`` file and unwrap it (see :func:`unwrap_state_dict`).
+# --- model records ------------------------------------------------------------------------------------------------
 
-    ``torch.load`` runs with ``weights_only=True`` unless ``trusted``: some official releases pickle config objects
-    beside the weights (FocalNet's yacs config), which only a trusted full unpickle can read. A file that cannot be
-    read raises :class:`CheckpointFileError` saying whether it is damaged, not a checkpoint, or needs trust.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'No checkpoint file at {path}')
-    if path.endswith('.safetensors'):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-        if os.path.getsize(path) == 0:
-            raise _unreadable(path, 'is empty (0 bytes), not a checkpoint',
-                              'the download or copy did not finish; fetch the file again')
-        try:
-            obj = load_file(path, device='cpu')
-        except SafetensorError as e:
-            raise _unreadable(path, f'is not a valid safetensors file, damaged or truncated ({e})',
-                              'download or copy the file again') from None
-    else:
-        obj = load_torch_file(path, trusted=trusted)
-    try:
-        state_dict = unwrap_state_dict(obj)
-    except TypeError:
-        raise _unreadable(path, f'holds a {type(obj).__name__}, not a state dict (a mapping of names to tensors)',
-                          'pass the model\'s weights file') from None
-    if not state_dict:
-        raise _unreadable(path, 'holds no tensors', 'pass the model\'s weights file')
-    return state_dict
+# constructor kwargs that never change which weights fit (rates, build switches)
+_NEUTRAL_KWARGS = frozenset({
+    'num_classes', 'drop_rate', 'drop_path_rate', 'proj_drop_rate', 'attn_drop_rate', 'pos_drop_rate',
+    'pretrained_cfg', 'pretrained_cfg_overlay', 'features_only', 'out_indices', 'feature_cfg', 'exportable',
+    'scriptable', 'no_jit', 'pretrained_strict', 'cache_dir', 'global_pool', 'kernel_impl', 'pretrained_model_args',
+    'in_chans'})
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able form of a kwarg value (tuples as lists), for records and comparisons."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return repr(value)
+
+
+def build_kwargs(model: nn.Module) -> Dict[str, Any]:
+    """The constructor kwargs a modzoo model was built with (variant defaults and overrides), ``{}`` if unknown."""
+    return dict(getattr(model, 'zoo_build_kwargs', None) or {})
+
+
+def _default_kwargs(architecture: str) -> Dict[str, Any]:
+    from ._registry import create_model
+    with torch.device('meta'):
+        return build_kwargs(create_model(architecture, pretrained=False))
+
+
+def model_record(model: nn.Module, tag: Optional[str] = None, source_sha256: Optional[str] = None,
+                 architecture: Optional[str] = None) -> Dict[str, Any]:
+    """What a written checkpoint says about its model: the registered name, the constructor kwargs that differ from
+    the name's defaults, the pretrained tag and the source file's sha256."""
+    architecture = architecture or _model_name(model)
+    defaults = _default_kwargs(architecture)
+    kwargs = {k: _plain(v) for k, v in build_kwargs(model).items()
+              if k not in _NEUTRAL_KWARGS and _plain(v) != _plain(defaults.get(k))}
+    record = dict(architecture=architecture, kwargs=kwargs)
+    if tag:
+        record['tag'] = tag
+    if source_sha256:
+        record['source_sha256'] = source_sha256
+    return record
+
+
+def check_model_record(record: Mapping[str, Any], model: nn.Module, source: str = 'the checkpoint') -> None:
+    """Refuse, in one line, a checkpoint whose record names another model or other constructor kwargs."""
+    if not record or not record.get('architecture'):
+        return
+    architecture = _model_name(model)
+    if record['architecture'] != architecture:
+        raise CheckpointMismatchError(
+            architecture, hint=f'{source} was written for {record["architecture"]}: build that model to load it')
+    built = build_kwargs(model)
+    if not built:
+        return
+    family = _family(model)
+    skip = _NEUTRAL_KWARGS | set(family.adaptable if family else ())
+    defaults = _default_kwargs(architecture)
+    in_file = dict(defaults, **dict(record.get('kwargs') or {}))
+    diffs = [f'{k} {_show(in_file.get(k))} in the file, {_show(built.get(k))} in the model'
+             for k in sorted(set(in_file) | set(built)) if k not in skip
+             and _plain(in_file.get(k)) != _plain(built.get(k))]
+    if diffs:
+        raise CheckpointMismatchError(architecture, hint=f'{source} was built differently: ' + '; '.join(diffs))
+
+
+def _show(value: Any) -> str:
+    return json.dumps(_plain(value)).replace(', ', ',')
+
+
+# --- entry points -------------------------------------------------------------------------------------------------
+
+def fit_checkpoint(
+        checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
+        model: nn.Module,
+        strict: bool = True,
+        filter_fn: Optional[Callable] = None,
+        prefix: Optional[str] = None,
+        trusted: bool = False,
+        allow_missing: Iterable[str] = (),
+        pruned: Iterable[str] = (),
+        allow_non_finite: bool = False,
+) -> LoadReport:
+    """Read, convert and match ``checkpoint`` for ``model`` without loading it: ``report.state_dict`` holds the
+    tensors that fit. See :func:`open_checkpoint` and :func:`match_state_dict`."""
+    ckpt = open_checkpoint(checkpoint, trusted=trusted, prefix=prefix)
+    if strict:
+        check_model_record(ckpt.record, model, ckpt.source)
+    converted = convert_state_dict(ckpt.state_dict, model, filter_fn)
+    return match_state_dict(converted, model, strict=strict, allow_missing=allow_missing, pruned=pruned,
+                            source=ckpt.source, allow_non_finite=allow_non_finite)
 
 
 def load_checkpoint(
@@ -315,27 +623,19 @@ def load_checkpoint(
         filter_fn: Optional[Callable] = None,
         strict: bool = True,
         trusted: bool = False,
+        prefix: Optional[str] = None,
+        allow_missing: Iterable[str] = (),
+        allow_non_finite: bool = False,
 ) -> nn.Module:
     """Load a checkpoint (path or dict, any container, official or modzoo layout) into ``model``.
 
-    ``filter_fn`` defaults to the family's ``checkpoint_filter_fn`` looked up from the model's module. With
-    ``strict=False`` a mismatch is logged instead of raised, and the fitting tensors are still loaded.
+    ``filter_fn`` defaults to the family's ``checkpoint_filter_fn``. Every key must fit under ``strict``, the
+    classifier and first conv included; with ``strict=False`` a mismatch is logged and the fitting tensors load.
+    The load report is left on ``model.load_report``.
     """
-    if isinstance(checkpoint, (str, os.PathLike)):
-        state_dict = read_checkpoint(checkpoint, trusted=trusted)
-    else:
-        state_dict = unwrap_state_dict(checkpoint)
-    state_dict = convert_state_dict(state_dict, model, filter_fn, verify=strict)
-    if strict:  # every key, the classifier and first conv included (nothing adapts them here)
-        verify_state_dict(state_dict, model, exempt_adapted=False)
-        model.load_state_dict(state_dict, strict=True)
-    else:
-        model_sd = model.state_dict()
-        fitting = {k: v for k, v in state_dict.items() if k in model_sd and v.shape == model_sd[k].shape}
-        result = model.load_state_dict(fitting, strict=False)
-        skipped = sorted(set(state_dict) - set(fitting))
-        if result.missing_keys or skipped:
-            _logger.warning(
-                'Non-strict load: %d model key(s) not in checkpoint (%s), %d checkpoint key(s) skipped (%s)',
-                len(result.missing_keys), ', '.join(result.missing_keys[:10]), len(skipped), ', '.join(skipped[:10]))
+    report = fit_checkpoint(checkpoint, model, strict=strict, filter_fn=filter_fn, prefix=prefix, trusted=trusted,
+                            allow_missing=allow_missing, allow_non_finite=allow_non_finite)
+    model.load_state_dict(report.state_dict, strict=False)
+    report.state_dict = {}
+    model.load_report = report
     return model

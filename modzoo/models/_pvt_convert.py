@@ -1,14 +1,13 @@
 """Checkpoint conversion shared by GridPE-PVT v1 and v2: mmdet's PVT layouts and the GridPE rotation buffers."""
 import logging
 import re
-from typing import Dict
+from typing import Dict, List
 
 import torch
 import torch.nn as nn
 
-from ._checkpoint import verify_state_dict
 
-__all__ = ['from_mmdet_pvt', 'check_gridpe_buffers']
+__all__ = ['from_mmdet_pvt', 'gridpe_new_layers', 'gridpe_hint']
 
 _logger = logging.getLogger(__name__)
 
@@ -58,25 +57,23 @@ def from_mmdet_pvt(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tenso
     return converted
 
 
-def check_gridpe_buffers(
-        state_dict: Dict[str, torch.Tensor], model: nn.Module, verify: bool = True) -> Dict[str, torch.Tensor]:
-    """Fill a plain PVT checkpoint's missing GridPE rotations from the model's seeds, then verify the fit.
+def gridpe_new_layers(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> List[str]:
+    """A plain PVT checkpoint has no GridPE rotations: the model's seeded ones stay (the outputs then differ from
+    the plain PVT until the model is fine-tuned)."""
+    model_pe = [k for k in model.state_dict() if k.endswith('.grid_pe.omegas')]
+    if not model_pe or any(k.endswith('.grid_pe.omegas') for k in state_dict):
+        return []
+    _logger.warning(
+        'Loading a plain PVT checkpoint into a GridPE model: GridPE adds fixed rotations (seeded buffers) to %d '
+        'attention blocks, so the outputs differ from the plain PVT until the model is fine-tuned.', len(model_pe))
+    return model_pe
 
-    A checkpoint trained with GridPE carries its ``*.grid_pe.omegas`` and must match the model's GridPE blocks.
-    """
-    model_sd = model.state_dict()
-    model_pe = [k for k in model_sd if k.endswith('.grid_pe.omegas')]
-    checkpoint_pe = [k for k in state_dict if k.endswith('.grid_pe.omegas')]
-    hint = ''
-    if model_pe and not checkpoint_pe:
-        for key in model_pe:
-            state_dict[key] = model_sd[key].clone()
-        _logger.warning(
-            'Loading a plain PVT checkpoint into a GridPE model: GridPE adds fixed rotations (seeded buffers) to %d '
-            'attention blocks, so the outputs differ from the plain PVT until the model is fine-tuned.', len(model_pe))
-    elif checkpoint_pe and set(checkpoint_pe) != set(model_pe):
-        hint = ('The checkpoint was trained with GridPE in other blocks (its *.grid_pe.omegas buffers): build the '
+
+def gridpe_hint(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> str:
+    """A checkpoint trained with GridPE must have it in the same blocks as the model."""
+    model_pe = {k for k in model.state_dict() if k.endswith('.grid_pe.omegas')}
+    checkpoint_pe = {k for k in state_dict if k.endswith('.grid_pe.omegas')}
+    if checkpoint_pe and checkpoint_pe != model_pe:
+        return ('The checkpoint was trained with GridPE in other blocks (its *.grid_pe.omegas buffers): build the '
                 'model with the same gridpe / gridpe_blocks settings (gridpe=True, gridpe_blocks="all" or "first").')
-    if verify:
-        verify_state_dict(state_dict, model, hint=hint)
-    return state_dict
+    return ''

@@ -41,7 +41,7 @@ from modzoo.kernels import dwconv_gelu, gelu_tile_mul  # fused on CUDA; PyTorch 
 from modzoo.layers import check_image_input, drop_path_rates
 from modzoo.layers.arg_check import check_model_args
 from ._builder import build_zoo_model
-from ._checkpoint import unwrap_state_dict, verify_state_dict
+from ._checkpoint import register_checkpoint_family
 
 __all__ = [
     'EfficientMod', 'EfficientModBlock', 'AttentionBlock', 'checkpoint_filter_fn', 'dwconv_gelu', 'gelu_tile_mul',
@@ -497,47 +497,19 @@ def _remap_official_key(key: str) -> str:
     return key
 
 
-_DENSE_HINT = (
-    'A checkpoint without the classifier\'s final `norm` is an official det/seg backbone; load it with '
-    '`checkpoint_filter_fn(..., dense_backbone=True)` (the final norm then keeps its initialisation, which the '
-    'features do not use).')
+def checkpoint_filter_fn(state_dict, model: EfficientMod) -> Dict[str, torch.Tensor]:
+    """Convert an EfficientMod state dict to this model's layout.
 
-
-def checkpoint_filter_fn(
-        state_dict,
-        model: EfficientMod,
-        verify: bool = True,
-        dense_backbone: bool = False,
-) -> Dict[str, torch.Tensor]:
-    """Convert any EfficientMod checkpoint to this model's layout.
-
-    Accepts modzoo state dicts and official files: timm train-script containers (``state_dict_ema`` preferred over
-    ``state_dict``), ``{'model': sd}`` and plain dicts, with the official keys (``patch_embed``, downsample at the
-    end of stages 1-3, ``gamma_1``, ``context_list.0``, ``head``). A classification checkpoint also loads into a
-    ``features_only`` model, as the official dense-task backbones use them: a final norm and classifier that the
-    model lacks (pruned by timm's feature wrapper) are dropped from the checkpoint.
-
-    ``dense_backbone``: the checkpoint is an official det/seg backbone (OpenMMLab ``backbone.`` keys, no final
-    ``norm``/``head``) and the model still has its final norm; that norm, unused by the features, keeps the model's
-    values. Anything else that does not fit raises :class:`~modzoo.models.CheckpointMismatchError` listing the keys.
+    Accepts modzoo keys and the official ones (``patch_embed``, downsample at the end of stages 1-3, ``gamma_1``,
+    ``context_list.0``, ``head``). An official det/seg backbone has no final ``norm``: load it into a full model with
+    ``allow_missing=('norm.',)`` (that norm, unused by the features, keeps its initialisation).
     """
-    state_dict = unwrap_state_dict(state_dict)
     if 'stem.proj.weight' not in state_dict:
         state_dict = {_remap_official_key(k): v for k, v in state_dict.items()}
-    model_sd = model.state_dict()
-    # a pruned feature extractor (timm features_only) has no final norm/classifier: their tensors have no use
-    for prefix in ('norm.', 'head.'):
-        if not any(k.startswith(prefix) for k in model_sd):
-            state_dict = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
-    if dense_backbone:
-        for key, value in model_sd.items():
-            if key.startswith('norm.') and key not in state_dict:
-                state_dict[key] = value.clone()
-                _logger.info('%s is not in the dense-task checkpoint; keeping its initialisation', key)
-    if verify:
-        hint = _DENSE_HINT if not any(k.startswith('norm.') for k in state_dict) else ''
-        verify_state_dict(state_dict, model, hint=hint)
     return state_dict
+
+
+register_checkpoint_family(EfficientMod, checkpoint_filter_fn)
 
 
 def _create_efficientmod(variant: str, pretrained: bool = False, **kwargs) -> EfficientMod:

@@ -30,7 +30,7 @@ from modzoo.kernels import focal_context
 from modzoo.layers import check_image_input, drop_path_rates, pad_for_patches, pad_to_min_size
 from modzoo.layers.arg_check import check_model_args
 from ._builder import build_zoo_model
-from ._checkpoint import unwrap_state_dict, verify_state_dict
+from ._checkpoint import register_checkpoint_family
 
 __all__ = ['FocalNet', 'FocalModulation', 'FocalNetBlock', 'checkpoint_filter_fn']
 
@@ -512,17 +512,15 @@ def _adapt_focal_layout(
     return state_dict
 
 
-def checkpoint_filter_fn(state_dict, model: FocalNet, verify: bool = True) -> Dict[str, torch.Tensor]:
-    """Convert any FocalNet checkpoint to this model's layout.
+def checkpoint_filter_fn(state_dict, model: FocalNet) -> Dict[str, torch.Tensor]:
+    """Convert a FocalNet state dict to this model's layout.
 
-    Accepts modzoo/timm state dicts, official Microsoft classification files (``{'model': sd}``), timm-train
-    containers (``state_dict``/``state_dict_ema``) and official det/seg backbones (``backbone.*``, ``norm{i}``). When
-    the model's focal windows/levels differ from the checkpoint's (e.g. window 9 for detection from window-3
-    ImageNet weights), kernels are zero-padded/centre-cropped and new gate rows start at zero. Output norms the
-    checkpoint lacks keep their initialisation (they are new layers). Anything else that does not fit raises
-    :class:`~modzoo.models.CheckpointMismatchError` listing the keys.
+    Accepts modzoo/timm keys, official Microsoft classification keys (Linear layers), Hugging Face transformers'
+    FocalNet keys and official det/seg backbone keys (``norm{i}``). When the model's focal windows/levels differ from
+    the checkpoint's (e.g. window 9 for detection from window-3 ImageNet weights), kernels are zero-padded/centre-
+    cropped and new gate rows start at zero. The containers are taken apart and the result matched against the model
+    by :mod:`modzoo.models._checkpoint`; :func:`checkpoint_new_layers` names the layers a checkpoint cannot have.
     """
-    state_dict = unwrap_state_dict(state_dict)
     state_dict = _from_hf_focalnet(state_dict)  # HF transformers' FocalNet classes
     model_sd = model.state_dict()
     if 'stem.proj.weight' not in state_dict:
@@ -534,24 +532,24 @@ def checkpoint_filter_fn(state_dict, model: FocalNet, verify: bool = True) -> Di
         if target is not None and value.dim() == 2 and target.dim() == 4 and target.shape[2:] == (1, 1) \
                 and target.shape[:2] == value.shape:
             state_dict[key] = value[:, :, None, None]
-    state_dict = _adapt_focal_layout(state_dict, model_sd)
+    return _adapt_focal_layout(state_dict, model_sd)
 
-    # layers the checkpoint cannot have: dense-task output norms, focal levels beyond the checkpoint's
-    for key, value in model_sd.items():
-        if key in state_dict:
-            continue
-        new_level = re.search(r'\.focal_layers\.(\d+)\.', key)
-        if '.out_norm.' in key or (new_level and _has_fewer_levels(state_dict, key)):
-            state_dict[key] = value.clone()
-            _logger.info('%s is not in the checkpoint; keeping its initialisation', key)
-    if verify:
-        verify_state_dict(state_dict, model)
-    return state_dict
+
+def checkpoint_new_layers(state_dict: Dict[str, torch.Tensor], model: FocalNet) -> List[str]:
+    """Layers a checkpoint cannot have, which keep their initialisation: dense-task output norms, and focal levels
+    beyond the checkpoint's."""
+    return [key for key in model.state_dict() if key not in state_dict and (
+        '.out_norm.' in key or (re.search(r'\.focal_layers\.(\d+)\.', key) and _has_fewer_levels(state_dict, key)))]
 
 
 def _has_fewer_levels(state_dict: Dict[str, torch.Tensor], key: str) -> bool:
     prefix = key.split('.focal_layers.')[0] + '.focal_layers.0.'
     return any(k.startswith(prefix) for k in state_dict)
+
+
+# focal windows are adapted by the filter (detection recipes widen them); output norms are new layers
+register_checkpoint_family(FocalNet, checkpoint_filter_fn, checkpoint_new_layers,
+                           adaptable=('focal_windows', 'out_norms'))
 
 
 def _create_focalnet(variant: str, pretrained: bool = False, **kwargs) -> FocalNet:

@@ -42,8 +42,8 @@ from modzoo.layers.arg_check import check_model_args
 from modzoo.layers.grid_pe_attention import GridPEAttention, grid_pe_block_cfgs
 from modzoo.utils.tracing import is_graph_capture, is_tracing
 from ._builder import build_zoo_model
-from ._checkpoint import unwrap_state_dict
-from ._pvt_convert import check_gridpe_buffers, from_mmdet_pvt
+from ._checkpoint import register_checkpoint_family
+from ._pvt_convert import from_mmdet_pvt, gridpe_hint, gridpe_new_layers
 
 __all__ = ['GridPEPyramidVisionTransformer', 'GridPEBlock', 'GridPEStage', 'checkpoint_filter_fn']
 
@@ -512,21 +512,22 @@ def _adapt_class_token_and_pos_embed(
 
 
 def checkpoint_filter_fn(
-        state_dict, model: GridPEPyramidVisionTransformer, verify: bool = True) -> Dict[str, torch.Tensor]:
+        state_dict, model: GridPEPyramidVisionTransformer) -> Dict[str, torch.Tensor]:
     """Convert any PVT v1 / GridPE-PVT v1 checkpoint to this model's layout.
 
     Accepts modzoo state dicts and the official whai362 layout (``patch_embed{i}``, ``block{i}``, ``pos_embed{i}``,
-    ``cls_token``), in any container (``model``/``state_dict``/EMA, ``module.``/``backbone.`` prefixes), or mmdet's
-    ``PyramidVisionTransformer``. Position embeddings trained at another size are resampled. A plain PVT checkpoint
-    in a GridPE model gets the model's seeded GridPE rotations (a fine-tuning start: the outputs are not the plain
-    model's). Anything else that does not fit raises :class:`~modzoo.models.CheckpointMismatchError` listing the keys.
+    ``cls_token``), or mmdet's ``PyramidVisionTransformer``. Position embeddings trained at another size are
+    resampled. A plain PVT checkpoint in a GridPE model keeps the model's seeded GridPE rotations
+    (:func:`~modzoo.models._pvt_convert.gridpe_new_layers`; a fine-tuning start: the outputs are not the plain model's).
     """
-    state_dict = unwrap_state_dict(state_dict)
     state_dict = from_mmdet_pvt(state_dict)
     if 'patch_embed1.proj.weight' in state_dict:  # official whai362 layout
         state_dict = {_remap_official_key(k): v for k, v in state_dict.items()}
     state_dict = _adapt_class_token_and_pos_embed(state_dict, model)
-    return check_gridpe_buffers(state_dict, model, verify)
+    return state_dict
+
+
+register_checkpoint_family(GridPEPyramidVisionTransformer, checkpoint_filter_fn, gridpe_new_layers, gridpe_hint)
 
 
 def _create_gridpe_pvt_v1(variant: str, pretrained: bool = False, **kwargs) -> GridPEPyramidVisionTransformer:

@@ -42,8 +42,8 @@ from modzoo.layers import check_image_input, drop_path_rates
 from modzoo.layers.arg_check import check_model_args
 from modzoo.layers.grid_pe_attention import GridPEAttention, grid_pe_block_cfgs
 from ._builder import build_zoo_model
-from ._checkpoint import unwrap_state_dict
-from ._pvt_convert import check_gridpe_buffers, from_mmdet_pvt
+from ._checkpoint import register_checkpoint_family
+from ._pvt_convert import from_mmdet_pvt, gridpe_hint, gridpe_new_layers
 
 __all__ = ['GridPEPyramidVisionTransformerV2', 'GridPEBlock', 'GridPEStage', 'checkpoint_filter_fn']
 
@@ -363,20 +363,21 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def checkpoint_filter_fn(
-        state_dict, model: GridPEPyramidVisionTransformerV2, verify: bool = True) -> Dict[str, torch.Tensor]:
+        state_dict, model: GridPEPyramidVisionTransformerV2) -> Dict[str, torch.Tensor]:
     """Convert any PVT v2 / GridPE-PVT v2 checkpoint to this model's layout.
 
     Accepts modzoo and timm ``pvt_v2_*`` state dicts and the official whai362 layout (``patch_embed{i}``,
-    ``block{i}``, ``norm{i}``, ``dwconv.dwconv``), in any container (``model``/``state_dict``/EMA, ``module.``/
-    ``backbone.`` prefixes), or mmdet's ``PyramidVisionTransformerV2``. A plain PVT checkpoint in a GridPE model gets
-    the model's seeded GridPE rotations (a fine-tuning start: the outputs are not the plain model's). Anything else
-    that does not fit raises :class:`~modzoo.models.CheckpointMismatchError` listing the keys.
+    ``block{i}``, ``norm{i}``, ``dwconv.dwconv``), or mmdet's ``PyramidVisionTransformerV2``. A plain PVT checkpoint
+    in a GridPE model keeps the model's seeded GridPE rotations (a fine-tuning start: the outputs are not the plain
+    model's).
     """
-    state_dict = unwrap_state_dict(state_dict)
     state_dict = from_mmdet_pvt(state_dict)
     if 'patch_embed1.proj.weight' in state_dict:  # official whai362 layout
         state_dict = timm_pvt_v2_filter_fn(state_dict, model)
-    return check_gridpe_buffers(state_dict, model, verify)
+    return state_dict
+
+
+register_checkpoint_family(GridPEPyramidVisionTransformerV2, checkpoint_filter_fn, gridpe_new_layers, gridpe_hint)
 
 
 def _create_gridpe_pvt_v2(variant: str, pretrained: bool = False, **kwargs) -> GridPEPyramidVisionTransformerV2:

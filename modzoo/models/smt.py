@@ -45,7 +45,7 @@ from modzoo.kernels import mixed_dwconv_interleave  # fused on CUDA; PyTorch ref
 from modzoo.layers import check_image_input, drop_path_rates, fold_conv_bn, pad_for_patches
 from modzoo.layers.arg_check import check_model_args
 from ._builder import build_zoo_model
-from ._checkpoint import unwrap_state_dict, verify_state_dict
+from ._checkpoint import register_checkpoint_family
 
 __all__ = [
     'SMT', 'ScaleAwareModulation', 'MultiHeadSelfAttention', 'SMTBlock', 'mixed_dwconv_interleave', 'fuse_bn',
@@ -570,19 +570,16 @@ def fuse_bn(model: nn.Module) -> nn.Module:
     return model
 
 
-def checkpoint_filter_fn(state_dict, model: SMT, verify: bool = True) -> Dict[str, torch.Tensor]:
-    """Convert any SMT checkpoint to this model's layout (which is the official one).
+def checkpoint_filter_fn(state_dict, model: SMT) -> Dict[str, torch.Tensor]:
+    """Convert an SMT state dict to this model's layout (which is the official one).
 
-    Accepts the official release files (``{'model': sd}``), ``state_dict``/EMA/plain containers and the official
-    det/seg backbones (``backbone.`` prefix, no head), whose MSA local conv is named ``attn.dw_conv`` instead of the
-    classification ``attn.local_conv``: renamed here, so nothing is left at random init. Anything else that does not
-    fit raises :class:`~modzoo.models.CheckpointMismatchError` listing the keys.
+    The official det/seg backbones name the MSA local conv ``attn.dw_conv`` instead of the classification
+    ``attn.local_conv``: renamed here, so nothing is left at random init.
     """
-    state_dict = unwrap_state_dict(state_dict)
-    state_dict = {re.sub(r'\.attn\.dw_conv\.', '.attn.local_conv.', k): v for k, v in state_dict.items()}
-    if verify:
-        verify_state_dict(state_dict, model)
-    return state_dict
+    return {re.sub(r'\.attn\.dw_conv\.', '.attn.local_conv.', k): v for k, v in state_dict.items()}
+
+
+register_checkpoint_family(SMT, checkpoint_filter_fn)
 
 
 def _create_smt(variant: str, pretrained: bool = False, **kwargs) -> SMT:

@@ -254,20 +254,18 @@ def lock_run_folder(output: str):
 def load_initial_weights(model: nn.Module, path: str) -> List[str]:
     """Load weights for a new run (fine-tuning): strict, except a classifier whose size differs is left as
     initialised. Returns the skipped classifier keys. Any other mismatch raises ``CheckpointMismatchError``."""
-    from modzoo.models import read_checkpoint
-    from modzoo.models import classifier_names, convert_state_dict, verify_state_dict
-    state_dict = convert_state_dict(read_checkpoint(path), model, verify=False)
+    from modzoo.models import check_model_record, classifier_names, convert_state_dict, match_state_dict
+    from modzoo.models import open_checkpoint
+    ckpt = open_checkpoint(path)
+    check_model_record(ckpt.record, model, path)
+    state_dict = convert_state_dict(ckpt.state_dict, model)
     model_sd = model.state_dict()
-    heads = classifier_names(model)
+    heads = tuple(h + '.' for h in classifier_names(model))
     skipped = [k for k, v in state_dict.items()
-               if any(k.startswith(h + '.') for h in heads) and k in model_sd and v.shape != model_sd[k].shape]
-    for k in skipped:
-        del state_dict[k]
-    verify_state_dict(state_dict, model)
-    result = model.load_state_dict(state_dict, strict=False)
-    leftover = [k for k in result.missing_keys if not any(k.startswith(h + '.') for h in heads)]
-    if leftover or result.unexpected_keys:  # verify_state_dict makes this unreachable for well-formed filters
-        raise RuntimeError(f'{path}: missing {leftover}, unexpected {result.unexpected_keys}')
+               if heads and k.startswith(heads) and k in model_sd and v.shape != model_sd[k].shape]
+    kept = {k: v for k, v in state_dict.items() if k not in skipped}
+    report = match_state_dict(kept, model, allow_missing=heads, source=path)
+    model.load_state_dict(report.state_dict, strict=False)
     return skipped
 
 
@@ -584,8 +582,8 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
 
 
 def _restore(ckpt, path, ctx, model, optimizer, scheduler, scaler, model_ema, steps_per_epoch, args):
-    from modzoo.models import verify_state_dict
-    verify_state_dict(ckpt['state_dict'], model, hint=f'(--resume {path})')
+    from modzoo.models import match_state_dict
+    match_state_dict(ckpt['state_dict'], model, source=f'--resume {path}')
     model.load_state_dict(ckpt['state_dict'])
     optimizer.load_state_dict(ckpt['optimizer'])
     changed = _schedule_changes(ckpt, scheduler, steps_per_epoch, args)

@@ -60,7 +60,7 @@ def build_validate_parser() -> argparse.ArgumentParser:
 
 def read_weights(path: str, prefer_ema: bool = True):
     """(flat state dict, training metadata or {}) from any supported checkpoint file."""
-    from modzoo.models import read_checkpoint, unwrap_state_dict
+    from modzoo.models import read_checkpoint, open_checkpoint
     from modzoo.models import CheckpointFileError, load_torch_file
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path!r}')
@@ -73,8 +73,8 @@ def read_weights(path: str, prefer_ema: bool = True):
                                          'epoch', 'best')}
         meta['weights'] = 'ema' if prefer_ema and 'state_dict_ema' in obj else 'model'
     try:
-        state_dict = unwrap_state_dict(obj, prefer_ema=prefer_ema)
-    except TypeError:
+        state_dict = open_checkpoint(obj, prefer_ema=prefer_ema).state_dict
+    except CheckpointFileError:
         state_dict = {}
     if not state_dict:
         raise CheckpointFileError(f'{path} holds no state dict (names -> tensors) but a {type(obj).__name__}: pass '
