@@ -34,7 +34,8 @@ def _dwconv_use_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[tor
         return False
     _check_dwconv(x, weight, bias)
     tensors = [x, weight] if bias is None else [x, weight, bias]
-    return select_backend('dwconv_gelu', tensors, lambda: conv_shape_reason(x, 'x', [weight])) == 'triton'
+    return select_backend('dwconv_gelu', tensors, lambda: conv_shape_reason(x, 'x', [weight]),
+                          kernel_sizes=(weight.shape[-1],)) == 'triton'
 
 
 @torch.library.custom_op('modzoo::dwconv_gelu', mutates_args=())

@@ -58,7 +58,8 @@ def _use_triton(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tens
         return False
     _check_args(ctx, gates, kernels)
     return select_backend('focal_context', [ctx, gates] + list(kernels),
-                          lambda: conv_shape_reason(ctx, 'ctx', kernels)) == 'triton'
+                          lambda: conv_shape_reason(ctx, 'ctx', kernels),
+                          kernel_sizes=[k.shape[-1] for k in kernels]) == 'triton'
 
 
 @torch.library.custom_op('modzoo::focal_context', mutates_args=())

@@ -55,7 +55,8 @@ def _use_triton(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch
         return False
     _check_args(x, weights, biases)
     return select_backend('mixed_dwconv_interleave', [x] + list(weights) + list(biases),
-                          lambda: conv_shape_reason(x, 'x', weights)) == 'triton'
+                          lambda: conv_shape_reason(x, 'x', weights),
+                          kernel_sizes=[w.shape[-1] for w in weights]) == 'triton'
 
 
 @torch.library.custom_op('modzoo::mixed_dwconv_interleave', mutates_args=())
