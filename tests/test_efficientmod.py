@@ -89,7 +89,7 @@ def test_official_file_through_public_api(tmp_path):
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         expected = model.forward_intermediates(x, intermediates_only=True)
-        for got, want in zip(feats(x), expected):
+        for got, want in zip(feats(x), expected, strict=True):
             assert torch.equal(got, want)
 
 
@@ -174,7 +174,7 @@ def test_structure_matches_official(variant):
         assert list(stage.blocks) == mod_blocks + attn_blocks
         ratios = [b.mlp.fc1.out_features // dim for b in mod_blocks]
         assert ratios == spec['ratios'][i], f'stage {i}'
-        for block, r in zip(mod_blocks, ratios):
+        for block, r in zip(mod_blocks, ratios, strict=True):
             assert block.mlp.fc1.weight.shape == (r * dim, dim) and block.mlp.fc2.weight.shape == (dim, r * dim)
             assert block.mlp.apply_gelu == (r > 1)
             ctx = block.mlp.context_layer
@@ -291,7 +291,7 @@ def test_features_strides_and_transitions():
     modules = dict(full.named_modules())
     with torch.no_grad():
         taps = full.forward_intermediates(x, intermediates_only=True)
-        for name, tap in zip(names, taps):  # each transition takes the previous stage's NCHW output
+        for name, tap in zip(names, taps, strict=True):  # each transition takes the previous stage's NCHW output
             conv = modules[name].proj
             assert conv.stride == (2, 2) and conv.in_channels == tap.shape[1]
             out = modules[name](tap)

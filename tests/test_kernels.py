@@ -84,7 +84,7 @@ def _check_against_reference(op, ref, args, dtype=torch.float32, expect_strides=
     grad = torch.randn_like(expected)
     out.backward(grad.to(dtype))
     expected.backward(grad.to(dtype).float())
-    for got, want, leaf in zip(_grads(tri_args), _grads(ref_args), _leaves(tri_args)):
+    for got, want, leaf in zip(_grads(tri_args), _grads(ref_args), _leaves(tri_args), strict=True):
         assert got is not None and got.dtype == leaf.dtype
         # gradients of weights are sums over B*H*W products: compare relative to their scale
         scale = max(1.0, want.abs().max().item())
@@ -340,7 +340,7 @@ def _op_kernels():
     """Per op: ``[tuned kernel names]`` of its pass plan; each case pins candidate ``i`` (modulo each kernel's
     count)."""
     return {name[:-len('_triton')]: [k.name for k in mod.TUNED_KERNELS]
-            for name, mod in zip(_TRITON_MODULES, _triton_modules())}
+            for name, mod in zip(_TRITON_MODULES, _triton_modules(), strict=True)}
 
 
 def _tuned(name):

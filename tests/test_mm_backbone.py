@@ -88,7 +88,7 @@ def test_init_cfg_features_equal_timm_features_only(family, tmp_path):
     with torch.no_grad():
         ours, theirs = backbone(x), reference(x)
     assert len(ours) == len(theirs) == 4
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         assert torch.equal(a, b)
     # and the weights really came from the file (not a coincidence of two random inits)
     fresh = ModzooBackbone(model_name).eval()
@@ -141,7 +141,7 @@ def test_adapter_checkpoint_roundtrip_with_adapter_norms(tmp_path):
     loaded = ModzooBackbone('zoo_efficientmod_xxs', out_norms=True, init_cfg=dict(type='Pretrained', checkpoint=path))
     loaded.init_weights()
     assert not loaded._last_load_report.missing
-    for (name, a), (_, b) in zip(trained.state_dict().items(), loaded.state_dict().items()):
+    for (name, a), (_, b) in zip(trained.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 

@@ -75,7 +75,7 @@ def test_model_contract(name):
         final, inter = model.forward_intermediates(x)
         assert torch.allclose(final, feats, atol=1e-6)
         assert len(inter) == len(model.feature_info)
-        for t, info in zip(inter, model.feature_info):
+        for t, info in zip(inter, model.feature_info, strict=True):
             assert t.shape[1] == info['num_chs'], info
             assert t.shape[-1] == math.ceil(SIZE / info['reduction']), info
         last_two = model.forward_intermediates(x, indices=2, intermediates_only=True)
@@ -126,7 +126,7 @@ def test_features_only(name):
     with torch.no_grad():
         feats = model(x)
     assert len(feats) == len(info.channels())
-    for t, chans, red in zip(feats, info.channels(), info.reduction()):
+    for t, chans, red in zip(feats, info.channels(), info.reduction(), strict=True):
         assert t.shape[0] == 2 and t.shape[1] == chans
         assert t.shape[-1] == math.ceil(SIZE / red)
 

@@ -106,7 +106,7 @@ def test_auto_on_cuda_runs_the_kernel_inside_an_entry(fake_cuda):
     calls = _op_calls()
     fake_cuda(_entries_for(calls))
     with K.use_backend('auto'):
-        for op, tensors, call in calls:
+        for op, tensors, _ in calls:
             assert K.select_backend(op, tensors, kernel_sizes=_kernel_sizes(op)) == 'triton', op
         # gelu_tile_mul has no kernel size, so its call site already passes all an entry needs
         assert _custom_op_calls(calls[2][2]) >= 1

@@ -193,7 +193,7 @@ def test_fuse_bn_through_features_wrapper():
     with torch.no_grad():
         before = feats(x)
         after = fuse_bn(feats)(x)
-    assert all((a - b).abs().max().item() <= 1e-5 for a, b in zip(before, after))
+    assert all((a - b).abs().max().item() <= 1e-5 for a, b in zip(before, after, strict=True))
 
 
 def test_reset_classifier():
@@ -241,7 +241,7 @@ def test_gradient_checkpointing():
     out_ckpt, grads_ckpt = run()
     assert len(calls) == 2  # forward + recomputation in backward
     assert torch.allclose(out_plain, out_ckpt, atol=1e-6)
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_plain, grads_ckpt))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_plain, grads_ckpt, strict=True))
 
 
 def test_features_are_stage_norm_outputs():

@@ -28,6 +28,7 @@ carry a GPU family no card has.
 """
 import argparse
 import datetime
+import functools
 import importlib
 import json
 import math
@@ -276,7 +277,7 @@ def check_case(case: Case, dtype_name: str, device: torch.device, cuda) -> dict:
             y = op(*args)
         y.backward(grad)
         again = [y.detach()] + grads()
-    deterministic = all(torch.equal(a, b) for a, b in zip(fused, again))
+    deterministic = all(torch.equal(a, b) for a, b in zip(fused, again, strict=True))
     with K.use_backend('torch'):
         with amp:
             y = ref(*args)
@@ -288,8 +289,8 @@ def check_case(case: Case, dtype_name: str, device: torch.device, cuda) -> dict:
         y64 = ref(*args64)
         y64.backward(grad.double())
         exact = [y64.detach()] + [leaves64[id(t)].grad for t in leaves]
-    fused_err = max(_rel_err(a, b) for a, b in zip(fused, exact))
-    eager_err = max(_rel_err(a, b) for a, b in zip(eager, exact))
+    fused_err = max(_rel_err(a, b) for a, b in zip(fused, exact, strict=True))
+    eager_err = max(_rel_err(a, b) for a, b in zip(eager, exact, strict=True))
     correct = fused_err <= max(TOLERANCE[dtype_name], 2 * eager_err)
     call = next(c for c in seen if c['op'] == case.op)  # what the dispatch saw: the table entry's key
     return dict(_what(case, dtype_name), layout=call['layout'], arg_dtypes=call['dtypes'],
@@ -563,7 +564,7 @@ def run_check(settings: Settings, recorder: Optional[Recorder] = None, started: 
                 continue
             key = (step.case.op, step.case.label, step.dtype) if step.case else None
             if step.kind == 'check':
-                row = _attempt(lambda: check_case(step.case, step.dtype, device, cuda),
+                row = _attempt(functools.partial(check_case, step.case, step.dtype, device, cuda),
                                _what(step.case, step.dtype), log)
                 result['correctness'].append(row)
                 if 'error' in row:
@@ -578,7 +579,8 @@ def run_check(settings: Settings, recorder: Optional[Recorder] = None, started: 
                     log(f'[skip] {step.what}: its check crashed')
                     result['steps_done'] = i + 1
                     continue
-                row = _attempt(lambda: time_case(step.case, step.dtype, device, settings, peak, l2_bytes, cuda),
+                row = _attempt(functools.partial(time_case, step.case, step.dtype, device, settings, peak, l2_bytes,
+                                                 cuda),
                                dict(op=step.case.op, case=step.case.label, dtype=step.dtype), log)
                 result['timing'].append(row)
                 if 'error' not in row:
@@ -586,14 +588,14 @@ def run_check(settings: Settings, recorder: Optional[Recorder] = None, started: 
                         f"{row['eager_fwd_ms']:.3f} fused {row['fused_fwd_ms']:.3f} ms; fwd+bwd eager "
                         f"{row['eager_fwdbwd_ms']:.3f} fused {row['fused_fwdbwd_ms']:.3f} ms")
             elif step.kind == 'train':
-                row = _attempt(lambda: run_e2e(step.model, step.kernels, device, settings, cuda),
+                row = _attempt(functools.partial(run_e2e, step.model, step.kernels, device, settings, cuda),
                                dict(model=step.model, kernels=step.kernels), log)
                 result['e2e'].append(row)
                 if 'error' not in row:
                     log(f"train  {row['model']:<24} kernels {row['kernels']:<6} {row['step_ms']:.1f} ms/step, "
                         f"{row['kernel_calls']} kernel calls, peak {row['peak_gib']:.2f} GiB")
             else:
-                row = _attempt(lambda: compile_case(step.case, step.dtype, device, settings, l2_bytes, cuda),
+                row = _attempt(functools.partial(compile_case, step.case, step.dtype, device, settings, l2_bytes, cuda),
                                dict(op=step.case.op, case=step.case.label, dtype=step.dtype), log)
                 result['compile'].append(row)
                 if 'error' not in row and 'compile_error' not in row:

@@ -27,7 +27,8 @@ def validated_entries(result: dict) -> Tuple[List[dict], List[dict]]:
     entries, verdicts = [], []
     for (op, dtype, layout), checked in _groups(result).items():
         rows = [timed.get((r['op'], r['case'], r['dtype'])) for r in checked]
-        covered = [(c, t) for c, t in zip(checked, rows) if 'error' not in c and t is not None and 'error' not in t]
+        covered = [(c, t) for c, t in zip(checked, rows, strict=True)
+                   if 'error' not in c and t is not None and 'error' not in t]
         slower = [(c['case'], mode) for c, t in covered for mode in ('fwd', 'fwdbwd')
                   if t[f'fused_{mode}_ms'] > t[f'eager_{mode}_ms']]
         signatures = {tuple(c['arg_dtypes']) for c, _ in covered}

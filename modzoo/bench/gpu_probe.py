@@ -221,7 +221,8 @@ def _nvidia_smi() -> dict:
         return {}
     if out.returncode != 0 or not out.stdout.strip():
         return {}
-    return dict(zip(names, (v.strip() for v in out.stdout.splitlines()[0].split(','))))
+    # strict=False: an older nvidia-smi answers fewer fields, and those it lacks stay unknown
+    return dict(zip(names, (v.strip() for v in out.stdout.splitlines()[0].split(',')), strict=False))
 
 
 def environment(device: torch.device) -> dict:

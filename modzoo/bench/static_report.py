@@ -128,7 +128,7 @@ class _Recorder:
             k = self.kernel
             if isinstance(k, _tuned_kernel_class()):  # every candidate the autotuner would time for these arguments
                 fn = k.fn
-                named = dict(zip([a for a in fn.arg_names if a not in kwargs], args))
+                named = dict(zip([a for a in fn.arg_names if a not in kwargs], args, strict=False))  # trailing defaults
                 fixed = {n: v for n, v in kwargs.items() if n not in k.tuned_keys}
                 configs = [(dict(c.kwargs), c.num_warps, c.num_stages) for c in k.candidates_for(named)]
                 self.sink.append(Launch(fn, args, fixed, configs))
@@ -170,7 +170,7 @@ def specialise(launch: Launch) -> Iterator[dict]:
     fn = launch.kernel
     for overrides, num_warps, num_stages in launch.configs:
         constexprs = dict(launch.kwargs, **overrides)
-        values = dict(zip([a for a in fn.arg_names if a not in constexprs], launch.args))
+        values = dict(zip([a for a in fn.arg_names if a not in constexprs], launch.args, strict=False))
         sig, attrs = {}, {}
         for i, name in enumerate(fn.arg_names):
             if name in constexprs:
@@ -386,7 +386,7 @@ def _summarise(rows: List[dict]) -> List[dict]:
             groups.setdefault((r['kernel'], r['dtype']), []).append(r)
     out = []
     for (kernel, dtype), rs in sorted(groups.items()):
-        def rng(key):
+        def rng(key, rs=rs):
             lo, hi = min(r[key] for r in rs), max(r[key] for r in rs)
             return f'{lo}' if lo == hi else f'{lo}-{hi}'
         out.append(dict(kernel=kernel, dtype=dtype, configs=len(rs), regs=rng('reg'), local=rng('local'),

@@ -352,7 +352,7 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     skipped = []
-    for params_m, name, cols in sorted(plan):
+    for _params_m, name, cols in sorted(plan):
         if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
             skipped.append(name)
             continue

@@ -188,7 +188,7 @@ class AttentionPoolingModulation(nn.Module):
             raise ValueError(f'APM was built for {len(self.proj)} levels, got {len(features)}')
         size = features[0].shape[-2:]
         levels = []
-        for i, (x, proj) in enumerate(zip(features, self.proj)):
+        for i, (x, proj) in enumerate(zip(features, self.proj)):  # noqa: B905  TorchScript has no zip(strict=)
             x = proj(x)
             if i > 0 and x.shape[-2:] != size:
                 x = self.upsample[i - 1](x, size)
@@ -271,11 +271,11 @@ class CrossChannelMix(nn.Module):
         if len(features) != len(self.in_proj):
             raise ValueError(f'CrossChannelMix was built for {len(self.in_proj)} levels, got {len(features)}')
         size = max((f.shape[-2:] for f in features), key=lambda s: s[0] * s[1])
-        t = torch.cat([_resize(proj(f), size) for f, proj in zip(features, self.in_proj)], dim=1)
+        t = torch.cat([_resize(proj(f), size) for f, proj in zip(features, self.in_proj)], dim=1)  # noqa: B905  TorchScript has no zip(strict=)
         mixed = self.drop_path(self.norm(self.channel_mix(t))).permute(0, 3, 1, 2)
         t = t + mixed
         chunks = t.chunk(len(features), dim=1)
-        return [proj(_resize(c, f.shape[-2:])) for c, f, proj in zip(chunks, features, self.out_proj)]
+        return [proj(_resize(c, f.shape[-2:])) for c, f, proj in zip(chunks, features, self.out_proj)]  # noqa: B905  TorchScript has no zip(strict=)
 
 
 def _resize(x: torch.Tensor, size) -> torch.Tensor:
@@ -369,7 +369,7 @@ class MACMD(nn.Module):
         if chs != self.in_chs:
             raise ValueError(f'MACMD was built for level channels {self.in_chs}, got features with {chs}')
         x1, x2, x3, x4 = features
-        g1, g2, g3, g4 = [gate(f) for gate, f in zip(self.gates, features)]
+        g1, g2, g3, g4 = [gate(f) for gate, f in zip(self.gates, features)]  # noqa: B905  TorchScript has no zip(strict=)
         g4 = self.deep_block(g4)
         pooled = self.apm([g1, g2, g3, g4])
         e3, e2, e1 = self.ccm([x3, x2, x1])  # the channel mixer sees the raw encoder levels, as released
@@ -417,7 +417,7 @@ class MACMDSegmenter(nn.Module):
             encoder, pretrained=pretrained, features_only=True, in_chans=in_chans, **kwargs)
         info = self.encoder.feature_info
         reductions = info.reduction()
-        if len(reductions) != 4 or any(b != 2 * a for a, b in zip(reductions, reductions[1:])):
+        if len(reductions) != 4 or any(b != 2 * a for a, b in zip(reductions, reductions[1:], strict=False)):
             raise ValueError(
                 f'MACMD needs 4 encoder levels, each at twice the stride of the previous one; {encoder} gives '
                 f'reductions {reductions}')

@@ -38,7 +38,7 @@ def fuse_sequential_conv_bn(model: nn.Module) -> int:
         if not isinstance(module, nn.Sequential):
             continue
         names: List[str] = list(module._modules.keys())
-        for first, second in zip(names, names[1:]):
+        for first, second in zip(names, names[1:], strict=False):
             conv, bn = module._modules[first], module._modules[second]
             if type(conv) is nn.Conv2d and isinstance(bn, nn.BatchNorm2d) and bn.num_features == conv.out_channels:
                 module._modules[first] = fold_conv_bn(conv, bn)

@@ -328,7 +328,7 @@ def check_onnx(
         if len(got) != len(ref):
             raise ParityError(f'ONNX graph has {len(got)} outputs, PyTorch {len(ref)}')
         diff, ref_max = 0.0, 0.0
-        for i, (g, r) in enumerate(zip(got, ref)):
+        for i, (g, r) in enumerate(zip(got, ref, strict=True)):
             if tuple(g.shape) != tuple(r.shape):
                 raise ParityError(
                     f'output {i} at batch {batch}, size {size}: ONNX shape {tuple(g.shape)} vs PyTorch '
@@ -403,7 +403,7 @@ def _run_exporter(model, example, path, exporter, opset, input_name, output_name
         in_axes = ({0: 'batch'} if dyn_batch else {}) | ({2: 'height', 3: 'width'} if dyn_spatial else {})
         if in_axes:
             axes[input_name] = in_axes
-        for name, rank in zip(output_names, output_ranks):
+        for name, rank in zip(output_names, output_ranks, strict=True):
             out_axes = {0: 'batch'} if dyn_batch else {}
             if dyn_spatial and rank == 4:
                 out_axes.update({2: f'{name}_height', 3: f'{name}_width'})

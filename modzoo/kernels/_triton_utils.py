@@ -223,7 +223,7 @@ def pin_config(name: str, index: int) -> Iterator[None]:
 
 
 def _cands(*rows, keys=('BLOCK_C', 'TH', 'TW', 'num_warps')):
-    return [dict(zip(keys, r)) for r in rows]
+    return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 # GPU candidates (BLOCK_C, TH, TW, num_warps). NCHW tiles are rows of pixels (W contiguous), channels-last tiles
@@ -298,7 +298,8 @@ class TunedKernel:
             if self.tuner is not None:
                 fixed = {k: v for k, v in kwargs.items() if k not in self.tuned_keys}
                 return self.tuner[grid](*args, **fixed)
-            named = dict(zip([a for a in self.fn.arg_names if a not in kwargs], args))
+            # strict=False: trailing arguments may be left to their defaults
+            named = dict(zip([a for a in self.fn.arg_names if a not in kwargs], args, strict=False))
             index = _pinned.get(self.name, _env_pins().get(self.name))
             meta = dict(kwargs)
             if index is not None:

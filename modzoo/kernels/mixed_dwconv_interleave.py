@@ -27,7 +27,7 @@ def mixed_dwconv_interleave_reference(
     num_heads = len(weights)
     chunks = torch.chunk(x, num_heads, dim=1)
     outs: List[torch.Tensor] = []
-    for i, (weight, bias) in enumerate(zip(weights, biases)):
+    for i, (weight, bias) in enumerate(zip(weights, biases)):  # noqa: B905  TorchScript has no zip(strict=)
         outs.append(F.conv2d(chunks[i], weight, bias, 1, weight.shape[-1] // 2, 1, weight.shape[0]))
     # stack on a new dim after the channels: (B, C / h, h, H, W) -> channel g * h + i
     return torch.stack(outs, dim=2).flatten(1, 2)
@@ -44,7 +44,7 @@ def _check_args(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch
     if C % n_heads:
         raise ValueError(f'mixed_dwconv_interleave: {C} channels do not split into {n_heads} heads')
     Cg = C // n_heads
-    for i, (w, b) in enumerate(zip(weights, biases)):
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
         check_depthwise_weight('mixed_dwconv_interleave', f'weights[{i}]', w, Cg, 'C / h')
         if tuple(b.shape) != (Cg,):
             raise ValueError(f'mixed_dwconv_interleave: biases[{i}] must be ({Cg},), got {tuple(b.shape)}')

@@ -532,7 +532,7 @@ class SFM(nn.Module):
         out, warps = record_warps(self.resamplers, self.backbone, x)
         if return_warps:
             if any(w is None for w in warps):
-                skipped = [n for n, w in zip(self.transitions, warps) if w is None]
+                skipped = [n for n, w in zip(self.transitions, warps, strict=True) if w is None]
                 raise RuntimeError(f'SFM: the transitions {skipped} did not run in this forward (pruned model?)')
             return out, warps
         return out

@@ -185,7 +185,7 @@ class ModzooBackbone(BaseModule):
         features = self.model.forward_intermediates(
             x, indices=self.out_indices, norm=False, output_fmt='NCHW', intermediates_only=True)
         if self.out_norms is not None:
-            features = [norm(f) for norm, f in zip(self.out_norms, features)]
+            features = [norm(f) for norm, f in zip(self.out_norms, features, strict=True)]
         return features
 
     # ---------------------------------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class ModzooBackbone(BaseModule):
         if any(w is None for w in warps[:needed]):
             raise RuntimeError(f'{self.model_name}: SFM transitions {self.sfm_transitions} did not all run')
         # exact inverse of the recorded warps, at each map's own size: aligned maps for any neck or head
-        uniform = [f if k == 0 else demodulate(f, warps[:k]) for f, k in zip(modulated, levels)]
+        uniform = [f if k == 0 else demodulate(f, warps[:k]) for f, k in zip(modulated, levels, strict=True)]
         return SFMFeatures(uniform, modulated=modulated, warps=warps[:needed], levels=levels)
 
     # ---------------------------------------------------------------------------------------------------------------

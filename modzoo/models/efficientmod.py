@@ -339,7 +339,7 @@ class EfficientMod(nn.Module):
 
         self.stem = PatchEmbed(in_chans, embed_dim[0], 7, 4, 3, norm_layer)
 
-        blocks_per_stage = [d + a for d, a in zip(depths, attention_depth)]
+        blocks_per_stage = [d + a for d, a in zip(depths, attention_depth, strict=True)]
         dpr = drop_path_rates(drop_path_rate, blocks_per_stage)
         stages = []
         self.feature_info = []

@@ -137,7 +137,7 @@ class ScaleAwareModulation(nn.Module):
             s = mixed_dwconv_interleave(s, weights, biases)
         else:
             convs = [getattr(self, f'local_conv_{i + 1}') for i in range(self.num_heads)]
-            heads = [conv(chunk) for conv, chunk in zip(convs, torch.chunk(s, self.num_heads, dim=1))]
+            heads = [conv(chunk) for conv, chunk in zip(convs, torch.chunk(s, self.num_heads, dim=1))]  # noqa: B905  TorchScript has no zip(strict=)
             s = torch.stack(heads, dim=2).flatten(1, 2)  # interleave: channel g * num_heads + i is head i's g
         return self.proj1(self.act(self.bn(self.proj0(s))))
 
