@@ -120,7 +120,7 @@ def bench_model(model: str, size: int, batches: Sequence[int], threads: Sequence
             for worker in workers.values():
                 worker.ask(cmd='threads', threads=n_threads)
             for batch in batches:
-                def measure():
+                def measure(batch=batch):
                     times = interleaved_seconds(
                         {key: (lambda w=worker: w.ask(cmd='run', batch=batch)['seconds'])
                          for key, worker in workers.items()}, repeats, warmup)

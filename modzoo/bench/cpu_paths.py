@@ -64,7 +64,7 @@ def compile_vs_eager(name: str, size: int, batches: Sequence[int], threads: Sequ
                 compiled(x)  # a thread count change re-warms the kernels' thread pools
                 model(x)
 
-                def measure():
+                def measure(compiled=compiled, x=x):
                     times = interleaved_seconds({'eager': lambda: _seconds(model, x),
                                                  'compiled': lambda: _seconds(compiled, x)}, repeats)
                     e, c = (statistics.median(times[k]) * 1e3 for k in ('eager', 'compiled'))
@@ -120,7 +120,7 @@ def profile_breakdown(name: str, batch: int, size: int, threads: Sequence[int], 
             session.run(None, feed)
             model(x)
 
-            def measure():
+            def measure(session=session, feed=feed, x=x):
                 times = interleaved_seconds({'eager': lambda: _seconds(model, x),
                                              'ort': lambda: _seconds(lambda _: session.run(None, feed), x)},
                                             repeats, alternate=False)
@@ -162,7 +162,7 @@ def to_markdown(run: dict) -> str:
             '| rank | eager op | eager share | eager ms | ORT op | ORT share | ORT ms |',
             '|---|---|---|---|---|---|---|',
         ]
-        for i, (t, o) in enumerate(zip(p['torch_ops'], p['ort_ops'])):
+        for i, (t, o) in enumerate(zip(p['torch_ops'], p['ort_ops'], strict=False)):
             lines.append(f'| {i + 1} | `{t["op"]}` | {100 * t["share"]:.0f}% | {t["ms"]:.0f} | `{o["op"]}` | '
                          f'{100 * o["share"]:.0f}% | {o["ms"]:.0f} |')
         lines.append('')

@@ -140,7 +140,7 @@ def bench_model(model_name: str, size: int, batches: Sequence[int], repeats: int
                         outs[engine] = np.load(out_path)
                     diff = float(np.abs(outs[first] - outs[second]).max())
                 for batch in batches:
-                    def measure():
+                    def measure(batch=batch, n_threads=n_threads, workers=workers):
                         med = {k: statistics.median(v) for k, v in
                                _time_pair(workers, batch, repeats, warmup).items()}
                         return {'batch': batch, 'threads': n_threads, f'{first}_ms': med[first] * 1e3,
