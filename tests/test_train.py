@@ -207,6 +207,16 @@ def test_train_validate_resume_other_model_and_kd(folder, tmp_path, capsys):
     ckpt = torch.load(out / 'last.pth', weights_only=True)  # loads without unpickling code
     assert ckpt['epoch'] == 2 and ckpt['step'] == 2 * (18 // 4) and 'state_dict_ema' in ckpt
     assert ckpt['class_to_idx'] == {'class0': 0, 'class1': 1, 'class2': 2}
+    record = ckpt['modzoo_model']  # the model record every modzoo checkpoint carries
+    assert record['architecture'] == 'zoo_focalnet_tiny_srf' and record['kwargs']['embed_dim'] == 8
+    assert 'tag' not in record and 'source_sha256' not in record  # from scratch
+
+    # a run started from a file records that file's sha256
+    from modzoo.hub import sha256_of
+    assert train_main(TINY + FAST + ['--data-dir', folder, '--output', str(tmp_path / 'ft'), '--epochs', '1',
+                                     '--initial-checkpoint', str(out / 'best.pth')]) == 0
+    record = torch.load(tmp_path / 'ft' / 'last.pth', weights_only=True)['modzoo_model']
+    assert record['source_sha256'] == sha256_of(str(out / 'best.pth'))
 
     # validate.py on the EMA weights, reproducing the run's own last EMA evaluation
     import csv

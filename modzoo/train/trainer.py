@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from modzoo.models import RECORD_KEY, model_record
 from modzoo.utils.cli import UsageError, check_input_file, check_output_dir, model_kwargs_error
 from modzoo.utils.files import atomic_write
 
@@ -251,6 +252,20 @@ def lock_run_folder(output: str):
     return fd
 
 
+def _weights_origin(args, model: nn.Module, ckpt: Optional[Dict[str, Any]]) -> Dict[str, Optional[str]]:
+    """The pretrained tag and source sha256 a run's checkpoints record: where its starting weights came from
+    (a resumed run keeps its checkpoint's)."""
+    if ckpt is not None:
+        record = ckpt.get(RECORD_KEY) or {}
+        return dict(tag=record.get('tag'), source_sha256=record.get('source_sha256'))
+    if args.initial_checkpoint:
+        from modzoo.hub import sha256_of
+        return dict(tag=None, source_sha256=sha256_of(args.initial_checkpoint))
+    if args.pretrained:
+        return dict(tag=(getattr(model, 'pretrained_cfg', None) or {}).get('tag'), source_sha256=None)
+    return dict(tag=None, source_sha256=None)
+
+
 def load_initial_weights(model: nn.Module, path: str) -> List[str]:
     """Load weights for a new run (fine-tuning): strict, except a classifier whose size differs is left as
     initialised. Returns the skipped classifier keys. Any other mismatch raises ``CheckpointMismatchError``."""
@@ -361,6 +376,7 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         skipped = load_initial_weights(model, args.initial_checkpoint)
         _logger.info('initial weights from %s%s', args.initial_checkpoint,
                      f' (new classifier: {", ".join(skipped)})' if skipped else '')
+    origin = _weights_origin(args, model, ckpt)
     if args.grad_checkpointing:
         model.set_grad_checkpointing(True)
     data_config = resolve_model_data_config(model, dict(
@@ -500,6 +516,7 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         }
         if model_ema is not None:
             state['state_dict_ema'] = model_ema.module.state_dict()
+        state[RECORD_KEY] = model_record(model, **origin)
         try:
             atomic_save(state, path)
         except OSError as e:
