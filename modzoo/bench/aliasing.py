@@ -24,7 +24,6 @@ matching the config's backbone options.
 """
 import argparse
 import os
-import pickle
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -141,19 +140,6 @@ class TransitionProbe:
             h.remove()
 
 
-def _read_state(path: str) -> dict:
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path)
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError:
-        # an mmengine checkpoint (e.g. of configs/sfm/*) also pickles its message hub: allow exactly those types
-        from modzoo.mm.checkpoint_compat import mmengine_checkpoint_globals
-        with mmengine_checkpoint_globals():
-            return torch.load(path, map_location='cpu', weights_only=True)
-
-
 def load_sfm_weights(sfm: SFM, path: str) -> bool:
     """Load ``resamplers.*`` (required) and ``backbone.*`` (if present) from a saved SFM state_dict.
 
@@ -162,10 +148,11 @@ def load_sfm_weights(sfm: SFM, path: str) -> bool:
     ``--model-kwargs``; layers the features-only backbone does not have, the classifier, keep their values).
     Returns whether backbone weights were loaded too.
     """
-    state = _read_state(path)
-    for container in ('state_dict', 'model'):
-        if isinstance(state, dict) and isinstance(state.get(container), dict):
-            state = state[container]
+    from modzoo.models import CheckpointFileError, CheckpointMismatchError, fit_checkpoint, open_checkpoint
+    try:
+        state = open_checkpoint(path, prefix='').state_dict  # every tensor as written
+    except CheckpointFileError as e:
+        raise SystemExit(str(e)) from None
     if any(k.startswith('backbone.resamplers.') for k in state):  # SFM used as an mmseg backbone
         state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
     resamplers = {k[len('resamplers.'):]: v for k, v in state.items() if k.startswith('resamplers.')}
@@ -173,23 +160,22 @@ def load_sfm_weights(sfm: SFM, path: str) -> bool:
         raise SystemExit(f'{path} holds no resamplers.* tensors (expected an SFM state_dict)')
     sfm.resamplers.load_state_dict(resamplers, strict=True)
     backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    if backbone:
-        sfm.backbone.load_state_dict(backbone, strict=True)
-        return True
     network = {k[len('model.'):]: v for k, v in state.items() if k.startswith('model.')}  # ModzooBackbone layout
-    if not network:
+    if not backbone and not network:
         print(f'{path}: ARS weights only; backbone weights from --pretrained/--checkpoint/--seed')
         return False
     try:
-        result = sfm.backbone.load_state_dict(network, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise SystemExit(f'{path}: the backbone does not fit {type(sfm.backbone).__name__} as built; pass the '
-                         f'config\'s model options with --model-kwargs (e.g. focal_windows). {e}') from e
-    if result.unexpected_keys:
-        raise SystemExit(f'{path}: backbone tensors {result.unexpected_keys[:8]} fit no layer of the model as built; '
-                         f'pass the config\'s model options with --model-kwargs (e.g. out_norms=True)')
-    print(f'{path}: ARS weights and {len(network)} backbone tensors loaded; not in the checkpoint (kept): '
-          f'{result.missing_keys}')
+        # a whole SFM state_dict fits exactly; a segmentor's features network leaves the classifier as it is
+        report = fit_checkpoint(backbone or network, sfm.backbone, strict=bool(backbone))
+    except CheckpointMismatchError as e:
+        raise SystemExit(f'{path}: {e}') from None
+    if report.unexpected or report.mismatched:
+        raise SystemExit(f'{path}: the backbone does not fit {type(sfm.backbone).__name__} as built '
+                         f'({report.summary()}); pass the config\'s model options with --model-kwargs '
+                         f'(e.g. focal_windows, out_norms=True)')
+    sfm.backbone.load_state_dict(report.state_dict, strict=False)
+    print(f'{path}: ARS weights and {len(report.loaded)} backbone tensors loaded; not in the checkpoint (kept): '
+          f'{report.missing}')
     return True
 
 
