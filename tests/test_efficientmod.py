@@ -291,7 +291,7 @@ def test_features_strides_and_transitions():
     modules = dict(full.named_modules())
     with torch.no_grad():
         taps = full.forward_intermediates(x, intermediates_only=True)
-        for name, tap in zip(names, taps, strict=True):  # each transition takes the previous stage's NCHW output
+        for name, tap in zip(names, taps[:-1], strict=True):  # each transition takes the previous stage's NCHW output
             conv = modules[name].proj
             assert conv.stride == (2, 2) and conv.in_channels == tap.shape[1]
             out = modules[name](tap)
