@@ -398,13 +398,32 @@ def test_count_flops_on_a_hybrid_model():
     assert round(gflops * 1e9) - without == attention
 
 
-def test_explicit_context_and_modulation_equal_the_fused_ops():
-    """The written-out context conv and tile modulation (fused=False) give the fused ops' outputs bit for bit."""
-    model = timm.create_model('zoo_efficientmod_xxs', depths=(1, 1, 2, 1), attention_depth=(0, 0, 1, 1)).eval()
+def _modulation_written_out(self: EfficientModulation, x: torch.Tensor) -> torch.Tensor:
+    """EfficientModulation.forward written out as the official ``ContextLayer`` and ``Mlp``: depthwise conv and GELU,
+    the value's GELU and dropout (r > 1 only), and the product with the context repeated r times."""
+    context = self.context_layer
+    ctx = F.gelu(context.dwconv(context.f(x).permute(0, 3, 1, 2)))
+    ctx = context.g(ctx.permute(0, 2, 3, 1))
+    v = self.fc1(x)
+    if self.expansion > 1:
+        v = self.drop(F.gelu(v))
+    return self.fc2(v * ctx.repeat(1, 1, 1, self.expansion))
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_model_equals_the_modulation_written_out(monkeypatch, training):
+    """The model, whose modulation calls dwconv_gelu and gelu_tile_mul, gives bit for bit the logits of the same model
+    whose modulation is written out in this file; in training with proj_drop_rate > 0 too (the same dropout masks,
+    drawn between the GELU and the modulation)."""
+    model = timm.create_model('zoo_efficientmod_xxs', **SMALL, proj_drop_rate=0.5 if training else 0.).train(training)
     x = torch.randn(2, 3, 64, 48)
-    with torch.no_grad():
-        fused = model(x)
-        for module in model.modules():
-            if hasattr(module, 'fused'):
-                module.fused = False
-        assert torch.equal(model(x), fused)
+
+    def logits(seed):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            return model(x)
+    expected = logits(1)
+    if training:  # the dropout draws a mask, so another seed gives other logits
+        assert not torch.equal(logits(2), expected)
+    monkeypatch.setattr(EfficientModulation, 'forward', _modulation_written_out)
+    assert torch.equal(logits(1), expected)

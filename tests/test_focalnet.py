@@ -2,8 +2,10 @@
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 import modzoo
+from modzoo.models.focalnet import FocalModulation
 from zoo_testing import (
     fitted,
     build_on_meta, check_golden_logits, check_loads_identically, create_for_test, create_from_file, golden_names,
@@ -210,13 +212,33 @@ def test_torch_compile(backend):
         assert torch.allclose(compiled(x), model(x), atol=1e-5)
 
 
-def test_explicit_focal_levels_equal_the_fused_op():
-    """FocalModulation's written-out level loop (fused=False) gives the fused op's outputs bit for bit."""
-    model = timm.create_model('zoo_focalnet_tiny_srf', normalize_modulator=True, **SMALL).eval()
+def _focal_modulation_written_out(self: FocalModulation, x: torch.Tensor) -> torch.Tensor:
+    """FocalModulation.forward with the focal levels written out, as the official code runs them: each level through
+    its own ``focal_layers[l]`` (conv, GELU). ``addcmul`` (one rounding) as in the op's reference, so the comparison
+    can be exact; the official ``ctx_all + ctx * gate`` rounds twice."""
+    q, ctx, gates = torch.split(self.f(x), self.split_sizes, 1)
+    ctx_all = torch.zeros_like(ctx)
+    for level in range(self.focal_level):
+        ctx = self.focal_layers[level](ctx)
+        ctx_all = torch.addcmul(ctx_all, ctx, gates[:, level:level + 1])
+    ctx_global = F.gelu(ctx.mean((2, 3), keepdim=True))
+    ctx_all = torch.addcmul(ctx_all, ctx_global, gates[:, self.focal_level:])
+    if self.normalize_modulator:
+        ctx_all = ctx_all / (self.focal_level + 1)
+    return self.proj_drop(self.proj(self.norm(q * self.h(ctx_all))))
+
+
+@pytest.mark.parametrize('variant,kwargs', [
+    ('zoo_focalnet_tiny_srf', dict(normalize_modulator=True)),
+    ('zoo_focalnet_tiny_lrf', dict(use_postln=True, use_postln_in_modulation=True)),
+])
+def test_model_equals_the_focal_levels_written_out(monkeypatch, variant, kwargs):
+    """The model, whose modulation calls focal_context, gives bit for bit the logits of the same model whose
+    modulation runs the focal levels written out in this file."""
+    model = timm.create_model(variant, **kwargs, **SMALL).eval()
     x = torch.randn(2, 3, 64, 48)
     with torch.no_grad():
-        fused = model(x)
-        for module in model.modules():
-            if hasattr(module, 'focal_layers'):
-                module.fused = False
-        assert torch.equal(model(x), fused)
+        expected = model(x)
+        monkeypatch.setattr(FocalModulation, 'forward', _focal_modulation_written_out)
+        written_out = model(x)
+    assert torch.equal(written_out, expected)

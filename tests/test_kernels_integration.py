@@ -1,9 +1,11 @@
 """modzoo.kernels outside eager numerics: backend dispatch, argument checks, torch.library registration
 (opcheck, torch.compile without graph breaks), and the paths that must always record the reference: TorchScript,
 torch.fx, fvcore and ONNX export."""
+import importlib
 import os
 import subprocess
 import sys
+import types
 from typing import List
 
 import pytest
@@ -76,6 +78,34 @@ def test_import_modzoo_defines_no_triton_kernel():
     proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == '[]'
+
+
+OPS = ('focal_context', 'dwconv_gelu', 'gelu_tile_mul', 'mixed_dwconv_interleave')
+
+
+@pytest.mark.parametrize('op', OPS)
+def test_op_function_and_op_module_have_their_own_names(op):
+    """``modzoo.kernels.<op>`` is the op function; ``modzoo.kernels.<op>_op`` is the module that defines it (the
+    function does not shadow the module, so ``import modzoo.kernels.<op>_op as m`` gives the module)."""
+    module = importlib.import_module(f'modzoo.kernels.{op}_op')
+    assert isinstance(module, types.ModuleType)
+    assert getattr(K, f'{op}_op') is module
+    function = getattr(K, op)
+    assert callable(function) and not isinstance(function, types.ModuleType)
+    assert function is getattr(module, op) and function.__module__ == module.__name__
+    assert getattr(K, f'{op}_reference') is getattr(module, f'{op}_reference')
+    assert callable(module.example_inputs)
+
+
+def test_import_as_of_an_op_module_gives_the_module():
+    # `import a.b.c as m` binds the attribute c of a.b, which an exported function of the same name would shadow
+    import modzoo.kernels.dwconv_gelu_op as dwconv_gelu_op
+    import modzoo.kernels.focal_context_op as focal_context_op
+    import modzoo.kernels.gelu_tile_mul_op as gelu_tile_mul_op
+    import modzoo.kernels.mixed_dwconv_interleave_op as mixed_dwconv_interleave_op
+    modules = (focal_context_op, dwconv_gelu_op, gelu_tile_mul_op, mixed_dwconv_interleave_op)
+    for op, module in zip(OPS, modules, strict=True):
+        assert isinstance(module, types.ModuleType) and getattr(module, op) is getattr(K, op)
 
 
 @needs_interpreter

@@ -345,13 +345,29 @@ def test_reported_numbers_and_manifest():
     assert small['params_m'] == 21.0 and small['params_m_official_code'] == 22.55 and '22.55M' in small['note']
 
 
-def test_explicit_mixed_conv_equals_the_fused_op():
-    """SAM's written-out per-head convs and interleave (fused=False) give the fused op's outputs bit for bit."""
+def _modulator_written_out(self: ScaleAwareModulation, x: torch.Tensor) -> torch.Tensor:
+    """ScaleAwareModulation.modulator written out as the official code: head i's ``local_conv_{i+1}`` on its channel
+    chunk, the heads concatenated so that channel g * h + i is head i's channel g, then SAA's proj0, BN, GELU, proj1."""
+    B, H, W, C = x.shape
+    heads = self.s(x).reshape(B, H, W, self.num_heads, C // self.num_heads).permute(3, 0, 4, 1, 2)
+    s_out = None
+    for i in range(self.num_heads):
+        s_i = getattr(self, f'local_conv_{i + 1}')(heads[i]).reshape(B, C // self.num_heads, 1, H, W)
+        s_out = s_i if s_out is None else torch.cat([s_out, s_i], 2)
+    return self.proj1(self.act(self.bn(self.proj0(s_out.reshape(B, C, H, W)))))
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+def test_model_equals_the_mixed_conv_written_out(monkeypatch, deploy):
+    """The model, whose SAM calls mixed_dwconv_interleave, gives bit for bit the logits of the same model whose SAM
+    runs the per-head convs and the interleave written out in this file; also with the BNs folded for deployment."""
     model = timm.create_model('zoo_smt_tiny', depths=(1, 1, 2, 1)).eval()
+    if deploy:
+        model.fuse_bn()
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     x = torch.randn(2, 3, 64, 48)
     with torch.no_grad():
-        fused = model(x)
-        for module in model.modules():
-            if hasattr(module, 'fused'):
-                module.fused = False
-        assert torch.equal(model(x), fused)
+        expected = model(x)
+        monkeypatch.setattr(ScaleAwareModulation, 'modulator', _modulator_written_out)
+        written_out = model(x)
+    assert torch.equal(written_out, expected)

@@ -136,8 +136,8 @@ def _stage_hw(resolution: int, stage: int) -> int:
 
 
 def _example_inputs(op: str) -> Callable:
-    # the op's module, not the op function the package exports under the same name
-    return importlib.import_module(f'modzoo.kernels.{op}').example_inputs
+    # the op's module (modzoo.kernels.<op>_op); modzoo.kernels.<op> is the op function
+    return importlib.import_module(f'modzoo.kernels.{op}_op').example_inputs
 
 
 def build_cases(settings: Settings, act_bytes: int) -> List[Case]:

@@ -52,7 +52,7 @@ def op_modules(op: str):
     """``(op module, Triton module)`` of a public op: the op builds its inputs at a model shape
     (``example_inputs``), its Triton module runs its pass plan (``forward_backward``) and lists its kernels."""
     import importlib
-    return (importlib.import_module(f'modzoo.kernels.{op}'), importlib.import_module(f'modzoo.kernels.{op}_triton'))
+    return (importlib.import_module(f'modzoo.kernels.{op}_op'), importlib.import_module(f'modzoo.kernels.{op}_triton'))
 
 
 def _case(op: str, *shape, **kwargs) -> Callable[[], None]:

@@ -1,10 +1,10 @@
 """Fused Triton kernels for the modulation ops of FocalNet, EfficientMod and SMT, with PyTorch references.
 
 Public ops, one module per op holding its PyTorch reference, ``torch.library`` custom op, autograd formula and
-dispatch (``focal_context.py``), with its Triton kernels, launchers and pass plan beside it
+dispatch (``focal_context_op.py``), with its Triton kernels, launchers and pass plan beside it
 (``focal_context_triton.py``); shared Triton helpers (GELU, conv tiles, tile plans, autotuning) are in
-``_triton_utils.py``. An op module shares its op's name, so ``modzoo.kernels.focal_context`` is the op function;
-reach the module with ``from modzoo.kernels.focal_context import ...``:
+``_triton_utils.py`` and the dispatch rule every op applies is in ``dispatch.py``. ``modzoo.kernels.focal_context``
+is the op function, ``modzoo.kernels.focal_context_op`` its module:
 
 * :func:`focal_context` ``(ctx, gates, kernels, normalize) -> ctx_all``: FocalNet's hierarchical context;
 * :func:`dwconv_gelu` ``(x, weight, bias) -> GELU(dwconv(x) + bias)``: EfficientMod's context conv;
@@ -19,10 +19,10 @@ from .dispatch import (
     BACKENDS, ENV_VAR, KernelUnsupportedError, get_backend, interpreter_enabled, select_backend, set_backend,
     triton_available, use_backend,
 )
-from .dwconv_gelu import dwconv_gelu, dwconv_gelu_reference
-from .focal_context import focal_context, focal_context_reference
-from .gelu_tile_mul import gelu_tile_mul, gelu_tile_mul_reference
-from .mixed_dwconv_interleave import mixed_dwconv_interleave, mixed_dwconv_interleave_reference
+from .dwconv_gelu_op import dwconv_gelu, dwconv_gelu_reference
+from .focal_context_op import focal_context, focal_context_reference
+from .gelu_tile_mul_op import gelu_tile_mul, gelu_tile_mul_reference
+from .mixed_dwconv_interleave_op import mixed_dwconv_interleave, mixed_dwconv_interleave_reference
 
 __all__ = [
     'focal_context', 'dwconv_gelu', 'gelu_tile_mul', 'mixed_dwconv_interleave',

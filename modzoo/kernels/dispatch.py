@@ -15,6 +15,7 @@ exercise the kernels. ``torch`` always runs the reference.
 
 Whatever the backend, ONNX export, TorchScript scripting/tracing (and therefore fvcore, which traces) and torch.fx
 symbolic tracing always see the reference computation: exported graphs and FLOP counts never contain a Triton op.
+Every public op applies these rules through one call, :func:`runs_triton`.
 
 The backend comes from ``set_backend`` / ``use_backend`` or, until one of those is called, from the environment
 variable ``MODZOO_KERNELS`` (read when this module is imported and again on ``set_backend(None)``).
@@ -34,7 +35,7 @@ from .gpu_info import family_of_device
 __all__ = [
     'BACKENDS', 'ENV_VAR', 'KernelUnsupportedError', 'set_backend', 'get_backend', 'use_backend',
     'triton_available', 'interpreter_enabled', 'select_backend', 'in_export_or_trace', 'tensor_layout',
-    'observe_calls',
+    'observe_calls', 'runs_triton', 'check_depthwise_weight', 'conv_shape_reason',
 ]
 
 BACKENDS = ('auto', 'triton', 'torch')
@@ -243,3 +244,36 @@ def select_backend(
             f'modzoo.kernels.{op}: the "triton" backend was forced but {reason}. Use set_backend("auto") '
             f'(or {ENV_VAR}=auto) to fall back to the PyTorch reference for such inputs.')
     return 'torch'
+
+
+def _tensor_arguments(args: Sequence) -> List[torch.Tensor]:
+    """The tensors of an op's arguments in order, lists of tensors flattened in place, ``None`` and flags left out."""
+    tensors: List[torch.Tensor] = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            tensors.append(a)
+        elif isinstance(a, (list, tuple)):
+            tensors.extend(a)
+    return tensors
+
+
+def runs_triton(
+        op: str,
+        args: Sequence,
+        check_args: Callable[..., Sequence[int]],
+        shape_reason: Callable[..., Optional[str]],
+) -> bool:
+    """Whether this call of the public op ``op`` on its tensor arguments ``args`` runs the op's Triton custom op
+    (else the op runs its PyTorch reference).
+
+    The dispatch rule of every op, in one place: exporters and tracers record the reference, without argument checks;
+    otherwise ``check_args(*args)`` raises a ValueError on arguments the op does not take, whatever the backend, and
+    returns the call's depthwise kernel sizes, and :func:`select_backend` decides, on every tensor of ``args`` and
+    with ``shape_reason(*args)``. The op calls it inside ``if not torch.jit.is_scripting():`` (TorchScript compiles
+    only the reference), with named functions: TorchScript cannot even parse a lambda there.
+    """
+    if in_export_or_trace():
+        return False
+    kernel_sizes = check_args(*args)
+    return select_backend(op, _tensor_arguments(args), lambda: shape_reason(*args),
+                          kernel_sizes=kernel_sizes) == 'triton'

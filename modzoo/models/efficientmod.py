@@ -37,7 +37,7 @@ from timm.layers import ClassifierHead, DropPath, LayerScale, Mlp, trunc_normal_
 from timm.models import checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
-from modzoo.kernels import dwconv_gelu, gelu_tile_mul  # fused on CUDA; PyTorch reference elsewhere
+from modzoo.kernels import dwconv_gelu, gelu_tile_mul  # Triton where validated, else their PyTorch reference
 from modzoo.layers import check_image_input, drop_path_rates
 from modzoo.layers.arg_check import check_model_args
 from ._builder import build_zoo_model
@@ -51,15 +51,11 @@ _logger = logging.getLogger(__name__)
 
 
 class ContextLayer(nn.Module):
-    """The context branch ``g(GELU(dwconv(f(x))))`` on a channels-last tensor (f, g: Linear C -> C).
+    """The context branch ``g(GELU(dwconv(f(x))))`` on a channels-last tensor (f, g: Linear C -> C); the depthwise
+    conv and GELU are :func:`modzoo.kernels.dwconv_gelu`."""
 
-    ``fused`` runs the conv and GELU as :func:`modzoo.kernels.dwconv_gelu` (Triton on CUDA, elsewhere the same ops).
-    """
-    fused: torch.jit.Final[bool]
-
-    def __init__(self, dim: int, kernel_size: int = 7, fused: bool = True):
+    def __init__(self, dim: int, kernel_size: int = 7):
         super().__init__()
-        self.fused = fused
         if kernel_size % 2 == 0:
             raise ValueError(f'context kernel size must be odd (same-size padding), got {kernel_size}')
         self.f = nn.Linear(dim, dim)
@@ -67,11 +63,7 @@ class ContextLayer(nn.Module):
         self.g = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ctx = self.f(x).permute(0, 3, 1, 2)
-        if self.fused:
-            ctx = dwconv_gelu(ctx, self.dwconv.weight, self.dwconv.bias)
-        else:
-            ctx = F.gelu(self.dwconv(ctx))
+        ctx = dwconv_gelu(self.f(x).permute(0, 3, 1, 2), self.dwconv.weight, self.dwconv.bias)
         return self.g(ctx.permute(0, 2, 3, 1))
 
 
@@ -80,23 +72,21 @@ class EfficientModulation(nn.Module):
 
     ``act_r`` (GELU, then dropout) only exists for an expansion ``r > 1``; with ``r == 1`` the value branch is the bare
     ``fc1`` output, as in the official code. ``tile_r``: hidden channel ``j`` is modulated by context channel
-    ``j mod C``. ``fused`` runs ``act_r(v) * tile_r(ctx)`` as :func:`modzoo.kernels.gelu_tile_mul` (Triton on CUDA,
-    elsewhere the same ops as the explicit branch).
+    ``j mod C``. ``act_r(v) * tile_r(ctx)`` is :func:`modzoo.kernels.gelu_tile_mul`; while the dropout is active
+    (training with ``proj_drop > 0``) the GELU and dropout run first and the op only multiplies.
     """
-    fused: torch.jit.Final[bool]
 
-    def __init__(self, dim: int, expansion: int, kernel_size: int = 7, proj_drop: float = 0., fused: bool = True):
+    def __init__(self, dim: int, expansion: int, kernel_size: int = 7, proj_drop: float = 0.):
         super().__init__()
         if int(expansion) != expansion or expansion < 1:
             raise ValueError(f'EfficientMod expansion ratios must be positive integers, got {expansion}')
         self.dim = dim
-        self.fused = fused
         self.expansion = int(expansion)
         self.apply_gelu = self.expansion > 1
         self.drop_prob = proj_drop if self.apply_gelu else 0.
         self.fc1 = nn.Linear(dim, dim * self.expansion)
         self.drop = nn.Dropout(self.drop_prob)
-        self.context_layer = ContextLayer(dim, kernel_size, fused=fused)
+        self.context_layer = ContextLayer(dim, kernel_size)
         self.fc2 = nn.Linear(dim * self.expansion, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,16 +94,10 @@ class EfficientModulation(nn.Module):
         v = self.fc1(x)
         apply_gelu = self.apply_gelu
         if apply_gelu and self.training and self.drop_prob > 0.:
-            # the dropout sits between GELU and the modulation, so the two cannot be fused while it is active
+            # the dropout sits between GELU and the modulation, so the op cannot apply the GELU while it is active
             v = self.drop(F.gelu(v))
             apply_gelu = False
-        if self.fused:
-            x = gelu_tile_mul(v, ctx, apply_gelu)
-        else:
-            if apply_gelu:
-                v = F.gelu(v)
-            x = (v.unflatten(-1, (self.expansion, self.dim)) * ctx.unsqueeze(-2)).flatten(-2)
-        return self.fc2(x)
+        return self.fc2(gelu_tile_mul(v, ctx, apply_gelu))
 
 
 class EfficientModBlock(nn.Module):

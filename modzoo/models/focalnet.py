@@ -41,12 +41,9 @@ torch.fx.wrap('pad_to_min_size')  # FX records the call: the padding depends on 
 
 class FocalModulation(nn.Module):
     """Focal modulation: ``proj(q * h(ctx_all))`` with ``q, ctx, gates = split(f(x))`` and the focal context
-    ``ctx_all = sum_l gate_l * ctx_l + gate_L * GELU(mean_HW(ctx_{L-1}))``, ``ctx_l = GELU(dwconv_l(ctx_{l-1}))``.
-
-    ``fused`` computes ``ctx_all`` with :func:`modzoo.kernels.focal_context` (Triton on CUDA; elsewhere, and whenever
-    the model is exported, scripted or traced, the same PyTorch ops as the loop below, so the outputs are identical).
+    ``ctx_all`` of :func:`modzoo.kernels.focal_context` (hierarchical contextualization by ``L`` depthwise conv + GELU
+    levels and a global level, then gated aggregation; its reference is the written-out algorithm).
     """
-    fused: torch.jit.Final[bool]
 
     def __init__(
             self,
@@ -59,11 +56,9 @@ class FocalModulation(nn.Module):
             normalize_modulator: bool = False,
             proj_drop: float = 0.,
             norm_layer=LayerNorm2d,
-            fused: bool = True,
     ):
         super().__init__()
         self.dim = dim
-        self.fused = fused
         self.focal_level = focal_level
         self.normalize_modulator = normalize_modulator
         self.split_sizes = [dim, dim, focal_level + 1]
@@ -71,7 +66,8 @@ class FocalModulation(nn.Module):
 
         self.f = nn.Conv2d(dim, 2 * dim + focal_level + 1, kernel_size=1, bias=bias)
         self.h = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
-        # Sequential(conv, GELU) keeps the official/timm key `focal_layers.{l}.0.weight`
+        # Sequential(conv, GELU) keeps the official/timm key `focal_layers.{l}.0.weight`; the forward hands the conv
+        # weights to focal_context, which applies the GELU itself
         self.focal_layers = nn.ModuleList([
             nn.Sequential(nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim, bias=False), nn.GELU())
             for k in self.kernel_sizes
@@ -85,17 +81,7 @@ class FocalModulation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, ctx, gates = torch.split(self.f(x), self.split_sizes, 1)
-        if self.fused:
-            ctx_all = focal_context(ctx, gates, self.focal_kernels(), self.normalize_modulator)
-        else:
-            ctx_all = torch.zeros_like(ctx)
-            for level, focal_layer in enumerate(self.focal_layers):
-                ctx = focal_layer(ctx)  # depthwise conv, GELU
-                ctx_all = torch.addcmul(ctx_all, ctx, gates[:, level:level + 1])
-            ctx_global = F.gelu(ctx.mean((2, 3), keepdim=True))
-            ctx_all = torch.addcmul(ctx_all, ctx_global, gates[:, self.focal_level:])
-            if self.normalize_modulator:
-                ctx_all = ctx_all / (self.focal_level + 1)
+        ctx_all = focal_context(ctx, gates, self.focal_kernels(), self.normalize_modulator)
         x = q * self.h(ctx_all)
         x = self.norm(x)
         return self.proj_drop(self.proj(x))

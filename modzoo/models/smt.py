@@ -41,7 +41,7 @@ from timm.models import checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models.pvt_v2 import OverlapPatchEmbed
 
-from modzoo.kernels import mixed_dwconv_interleave  # fused on CUDA; PyTorch reference elsewhere
+from modzoo.kernels import mixed_dwconv_interleave  # Triton where validated, else its PyTorch reference
 from modzoo.layers import check_image_input, drop_path_rates, fold_conv_bn, pad_for_patches
 from modzoo.layers.arg_check import check_model_args
 from ._builder import build_zoo_model
@@ -90,9 +90,8 @@ class ScaleAwareModulation(nn.Module):
 
     MHMC: head i (of ``num_heads``) runs a depthwise ``(3 + 2i)``-conv on the contiguous channel chunk i
     (``local_conv_{i+1}``). SAA: the heads are interleaved, mixed by the grouped 1x1 ``proj0`` (``C / h`` groups,
-    one channel per scale each, ``expand_ratio`` x wider), then BN, GELU and the 1x1 ``proj1``. ``fused`` runs
-    MHMC and the interleave as :func:`modzoo.kernels.mixed_dwconv_interleave` (Triton on CUDA, elsewhere the same
-    ops as the explicit branch).
+    one channel per scale each, ``expand_ratio`` x wider), then BN, GELU and the 1x1 ``proj1``. MHMC and the
+    interleave are :func:`modzoo.kernels.mixed_dwconv_interleave`.
     """
 
     def __init__(
@@ -102,13 +101,11 @@ class ScaleAwareModulation(nn.Module):
             expand_ratio: int = 2,
             qkv_bias: bool = True,
             proj_drop: float = 0.,
-            fused: bool = True,
     ):
         super().__init__()
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f'SAM needs dim ({dim}) divisible by a positive ca_num_heads, got {num_heads}')
         self.dim = dim
-        self.fused = fused
         self.num_heads = num_heads
         group_chs = dim // num_heads
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
@@ -132,13 +129,8 @@ class ScaleAwareModulation(nn.Module):
         """The modulator ``SAA(MHMC(W_s x))`` (B, C, H, W) for a channels-last input (the official code keeps it as
         ``self.modulator`` after every forward; here it is computed on request)."""
         s = self.s(x).permute(0, 3, 1, 2)
-        if self.fused:
-            weights, biases = self.mixed_conv_params()
-            s = mixed_dwconv_interleave(s, weights, biases)
-        else:
-            convs = [getattr(self, f'local_conv_{i + 1}') for i in range(self.num_heads)]
-            heads = [conv(chunk) for conv, chunk in zip(convs, torch.chunk(s, self.num_heads, dim=1))]  # noqa: B905  TorchScript has no zip(strict=)
-            s = torch.stack(heads, dim=2).flatten(1, 2)  # interleave: channel g * num_heads + i is head i's g
+        weights, biases = self.mixed_conv_params()
+        s = mixed_dwconv_interleave(s, weights, biases)
         return self.proj1(self.act(self.bn(self.proj0(s))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,13 +5,13 @@
 ``torch.compile`` traces them as single nodes (no graph break) and AOTAutograd sees the Triton backward. The
 kernels and their pass plan are in :mod:`modzoo.kernels.focal_context_triton`, imported when a kernel first runs.
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from ._layout import empty_nchw
-from .dispatch import check_depthwise_weight, conv_shape_reason, in_export_or_trace, select_backend
+from .dispatch import check_depthwise_weight, conv_shape_reason, runs_triton
 
 __all__ = ['focal_context', 'focal_context_reference']
 
@@ -22,25 +22,28 @@ def focal_context_reference(
         kernels: List[torch.Tensor],
         normalize: bool = False,
 ) -> torch.Tensor:
-    """FocalNet hierarchical context: ``sum_l gate_l * ctx_l + gate_L1 * GELU(mean_HW(ctx_L))``.
+    """FocalNet's focal context ``Z_out`` (focal modulation, Yang et al. 2022) from ``Z_0 = ctx`` and gates ``G``.
 
-    ``ctx_l = GELU(dwconv_l(ctx_{l-1}))`` with ``kernels[l]`` the ``(C, 1, k, k)`` depthwise weight (no bias,
-    padding ``k // 2``). ``gates`` is ``(B, L + 1, H, W)``; gate ``l`` is broadcast over the channels. The sum is
-    divided by ``L + 1`` when ``normalize`` is set.
+    1. Hierarchical contextualization: ``Z_l = GELU(DWConv_l(Z_{l-1}))`` for the levels ``l = 1..L``, with
+       ``kernels[l - 1]`` the ``(C, 1, k, k)`` depthwise weight of level ``l`` (no bias, padding ``k // 2``), then
+       the global level ``Z_{L+1} = GELU(mean_HW(Z_L))``.
+    2. Gated aggregation: ``Z_out = sum_{l=1..L+1} G_l * Z_l`` with ``G_l = gates[:, l - 1]`` (``gates`` is
+       ``(B, L + 1, H, W)``) broadcast over the channels; divided by ``L + 1`` when ``normalize`` is set.
     """
     num_levels = len(kernels)
     ctx_all = torch.zeros_like(ctx)
     for level, weight in enumerate(kernels):
-        ctx = F.gelu(F.conv2d(ctx, weight, None, 1, weight.shape[-1] // 2, 1, ctx.shape[1]))
-        ctx_all = torch.addcmul(ctx_all, ctx, gates[:, level:level + 1])
-    ctx_global = F.gelu(ctx.mean((2, 3), keepdim=True))
+        ctx = F.gelu(F.conv2d(ctx, weight, None, 1, weight.shape[-1] // 2, 1, ctx.shape[1]))  # Z_l
+        ctx_all = torch.addcmul(ctx_all, ctx, gates[:, level:level + 1])  # + G_l * Z_l
+    ctx_global = F.gelu(ctx.mean((2, 3), keepdim=True))  # Z_{L+1}
     ctx_all = torch.addcmul(ctx_all, ctx_global, gates[:, num_levels:])
     if normalize:
         ctx_all = ctx_all / (num_levels + 1)
     return ctx_all
 
 
-def _check_args(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor]) -> None:
+def _check_args(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor]) -> List[int]:
+    """Raise a ValueError on arguments the op does not take; return the depthwise kernel sizes."""
     if ctx.dim() != 4:
         raise ValueError(f'focal_context: ctx must be (B, C, H, W), got shape {tuple(ctx.shape)}')
     B, C, H, W = ctx.shape
@@ -51,15 +54,11 @@ def _check_args(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tens
                          f'{len(kernels)} levels, got {tuple(gates.shape)}')
     for i, k in enumerate(kernels):
         check_depthwise_weight('focal_context', f'kernels[{i}]', k, C)
+    return [k.shape[-1] for k in kernels]
 
 
-def _use_triton(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor]) -> bool:
-    if in_export_or_trace():  # exporters and tracers record the reference (and no shape checks)
-        return False
-    _check_args(ctx, gates, kernels)
-    return select_backend('focal_context', [ctx, gates] + list(kernels),
-                          lambda: conv_shape_reason(ctx, 'ctx', kernels),
-                          kernel_sizes=[k.shape[-1] for k in kernels]) == 'triton'
+def _shape_reason(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Tensor]) -> Optional[str]:
+    return conv_shape_reason(ctx, 'ctx', kernels)
 
 
 @torch.library.custom_op('modzoo::focal_context', mutates_args=())
@@ -114,7 +113,7 @@ def focal_context(ctx: torch.Tensor, gates: torch.Tensor, kernels: List[torch.Te
         normalize: divide by ``L + 1`` (``normalize_modulator``).
     """
     if not torch.jit.is_scripting():  # TorchScript compiles only the reference below
-        if _use_triton(ctx, gates, kernels):
+        if runs_triton('focal_context', (ctx, gates, kernels), _check_args, _shape_reason):
             return torch.ops.modzoo.focal_context(ctx, gates, kernels, normalize)[0]
     return focal_context_reference(ctx, gates, kernels, normalize)
 

@@ -9,14 +9,18 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .dispatch import in_export_or_trace, select_backend
+from .dispatch import runs_triton
 
 __all__ = ['gelu_tile_mul', 'gelu_tile_mul_reference']
 
 
 def gelu_tile_mul_reference(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool = True) -> torch.Tensor:
-    """Channels-last ``act(v) * tile(ctx)``: hidden channel ``j`` of ``v (..., r*C)`` times ``ctx (..., C)`` channel
-    ``j mod C`` (``ctx.repeat(..., r)``, not ``repeat_interleave``). The tile is a broadcast, never materialised."""
+    """EfficientMod's modulation (Ma et al. 2024) on channels-last tensors: ``act(v) * tile_r(ctx)``.
+
+    The value ``v (..., r*C)`` (GELU when ``apply_gelu``, else identity) is modulated by the context ``ctx (..., C)``
+    repeated ``r`` times along the channels: hidden channel ``j`` times context channel ``j mod C``
+    (``ctx.repeat(..., r)``, not ``repeat_interleave``). The tile is a broadcast, never materialised.
+    """
     num_chs = ctx.shape[-1]
     if apply_gelu:
         v = F.gelu(v)
@@ -24,26 +28,21 @@ def gelu_tile_mul_reference(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool
     return out.flatten(-2)
 
 
-def _check_tile_mul(v: torch.Tensor, ctx: torch.Tensor) -> None:
+def _check_args(v: torch.Tensor, ctx: torch.Tensor) -> List[int]:
+    """Raise a ValueError on arguments the op does not take; return the kernel sizes (none: no convolution)."""
     if v.dim() < 1 or ctx.dim() < 1 or ctx.shape[-1] == 0 or v.shape[-1] % ctx.shape[-1] != 0:
         raise ValueError(f'gelu_tile_mul: the last dim of v {tuple(v.shape)} must be a multiple r * C of the last dim '
                          f'C of ctx {tuple(ctx.shape)}')
+    return []
 
 
-def _tile_mul_reason(v: torch.Tensor, ctx: torch.Tensor) -> Optional[str]:
+def _shape_reason(v: torch.Tensor, ctx: torch.Tensor) -> Optional[str]:
     if v.shape[:-1] != ctx.shape[:-1]:
         return (f'the leading dims of v {tuple(v.shape[:-1])} and ctx {tuple(ctx.shape[:-1])} differ (the kernel '
                 f'does not broadcast)')
     if v.numel() == 0:
         return 'v is empty'
     return None
-
-
-def _tile_mul_use_triton(v: torch.Tensor, ctx: torch.Tensor) -> bool:
-    if in_export_or_trace():  # exporters and tracers record the reference (and no shape checks)
-        return False
-    _check_tile_mul(v, ctx)
-    return select_backend('gelu_tile_mul', [v, ctx], lambda: _tile_mul_reason(v, ctx)) == 'triton'
 
 
 @torch.library.custom_op('modzoo::gelu_tile_mul', mutates_args=())
@@ -94,7 +93,7 @@ def gelu_tile_mul(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool = True) -
         apply_gelu: exact GELU on ``v`` (EfficientMod applies it when ``r > 1``), else identity.
     """
     if not torch.jit.is_scripting():  # TorchScript compiles only the reference below
-        if _tile_mul_use_triton(v, ctx):
+        if runs_triton('gelu_tile_mul', (v, ctx), _check_args, _shape_reason):
             return torch.ops.modzoo.gelu_tile_mul(v, ctx, apply_gelu)
     return gelu_tile_mul_reference(v, ctx, apply_gelu)
 

@@ -2,13 +2,13 @@
 autograd and dispatch (custom ops ``modzoo::mixed_dwconv_interleave`` and ``modzoo::mixed_dwconv_interleave_backward``;
 the Triton kernels are in :mod:`modzoo.kernels.mixed_dwconv_interleave_triton`, imported when a kernel first runs).
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from ._layout import empty_nchw
-from .dispatch import check_depthwise_weight, conv_shape_reason, in_export_or_trace, select_backend
+from .dispatch import check_depthwise_weight, conv_shape_reason, runs_triton
 
 __all__ = ['mixed_dwconv_interleave', 'mixed_dwconv_interleave_reference']
 
@@ -18,22 +18,25 @@ def mixed_dwconv_interleave_reference(
         weights: List[torch.Tensor],
         biases: List[torch.Tensor],
 ) -> torch.Tensor:
-    """SMT multi-head mixed convolution with the channel interleave.
+    """SMT's multi-head mixed convolution (MHMC) and the channel interleave that opens its scale-aware aggregation
+    (SAA) (Lin et al. 2023).
 
-    Head ``i`` takes the contiguous channel chunk ``i`` of ``x`` (``C / h`` channels) through a depthwise conv with
-    ``weights[i]`` (``(C / h, 1, k_i, k_i)``, padding ``k_i // 2``) plus ``biases[i]``. Output channel ``g * h + i``
-    holds head ``i``'s channel ``g``.
+    MHMC: the channels of ``x`` are split into ``h`` heads; head ``i`` (the contiguous chunk ``i`` of ``C / h``
+    channels) goes through its own depthwise conv, ``weights[i]`` (``(C / h, 1, k_i, k_i)``, padding ``k_i // 2``)
+    plus ``biases[i]``, so every head sees another scale. Interleave: output channel ``g * h + i`` is head ``i``'s
+    channel ``g``, so each group of ``h`` consecutive channels holds one channel of every scale.
     """
     num_heads = len(weights)
     chunks = torch.chunk(x, num_heads, dim=1)
-    outs: List[torch.Tensor] = []
+    heads: List[torch.Tensor] = []
     for i, (weight, bias) in enumerate(zip(weights, biases)):  # noqa: B905  TorchScript has no zip(strict=)
-        outs.append(F.conv2d(chunks[i], weight, bias, 1, weight.shape[-1] // 2, 1, weight.shape[0]))
+        heads.append(F.conv2d(chunks[i], weight, bias, 1, weight.shape[-1] // 2, 1, weight.shape[0]))
     # stack on a new dim after the channels: (B, C / h, h, H, W) -> channel g * h + i
-    return torch.stack(outs, dim=2).flatten(1, 2)
+    return torch.stack(heads, dim=2).flatten(1, 2)
 
 
-def _check_args(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> None:
+def _check_args(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> List[int]:
+    """Raise a ValueError on arguments the op does not take; return the depthwise kernel sizes."""
     if x.dim() != 4:
         raise ValueError(f'mixed_dwconv_interleave: x must be (B, C, H, W), got shape {tuple(x.shape)}')
     n_heads = len(weights)
@@ -48,15 +51,11 @@ def _check_args(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch
         check_depthwise_weight('mixed_dwconv_interleave', f'weights[{i}]', w, Cg, 'C / h')
         if tuple(b.shape) != (Cg,):
             raise ValueError(f'mixed_dwconv_interleave: biases[{i}] must be ({Cg},), got {tuple(b.shape)}')
+    return [w.shape[-1] for w in weights]
 
 
-def _use_triton(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> bool:
-    if in_export_or_trace():  # exporters and tracers record the reference (and no shape checks)
-        return False
-    _check_args(x, weights, biases)
-    return select_backend('mixed_dwconv_interleave', [x] + list(weights) + list(biases),
-                          lambda: conv_shape_reason(x, 'x', weights),
-                          kernel_sizes=[w.shape[-1] for w in weights]) == 'triton'
+def _shape_reason(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor]) -> Optional[str]:
+    return conv_shape_reason(x, 'x', weights)
 
 
 @torch.library.custom_op('modzoo::mixed_dwconv_interleave', mutates_args=())
@@ -111,7 +110,7 @@ def mixed_dwconv_interleave(x: torch.Tensor, weights: List[torch.Tensor], biases
         (B, C, H, W) in ``x``'s memory order; channel ``g * h + i`` is head ``i``'s channel ``g``.
     """
     if not torch.jit.is_scripting():  # TorchScript compiles only the reference below
-        if _use_triton(x, weights, biases):
+        if runs_triton('mixed_dwconv_interleave', (x, weights, biases), _check_args, _shape_reason):
             return torch.ops.modzoo.mixed_dwconv_interleave(x, weights, biases)
     return mixed_dwconv_interleave_reference(x, weights, biases)
 

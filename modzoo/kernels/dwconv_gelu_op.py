@@ -10,32 +10,30 @@ import torch
 import torch.nn.functional as F
 
 from ._layout import empty_nchw
-from .dispatch import check_depthwise_weight, conv_shape_reason, in_export_or_trace, select_backend
+from .dispatch import check_depthwise_weight, conv_shape_reason, runs_triton
 
 __all__ = ['dwconv_gelu', 'dwconv_gelu_reference']
 
 
 def dwconv_gelu_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``GELU(depthwise_conv(x, weight, padding=k // 2) + bias)`` on a logical NCHW tensor of any strides."""
+    """EfficientMod's context modelling (Ma et al. 2024): ``GELU(DWConv_k(x) + bias)``, a depthwise ``k x k``
+    convolution (padding ``k // 2``) with bias, then GELU, on a logical NCHW tensor of any strides."""
     return F.gelu(F.conv2d(x, weight, bias, 1, weight.shape[-1] // 2, 1, x.shape[1]))
 
 
-def _check_dwconv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
+def _check_args(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> List[int]:
+    """Raise a ValueError on arguments the op does not take; return the depthwise kernel size."""
     if x.dim() != 4:
         raise ValueError(f'dwconv_gelu: x must be logical (B, C, H, W), got shape {tuple(x.shape)}')
     C = x.shape[1]
     check_depthwise_weight('dwconv_gelu', 'weight', weight, C)
     if bias is not None and tuple(bias.shape) != (C,):
         raise ValueError(f'dwconv_gelu: bias must be ({C},), got {tuple(bias.shape)}')
+    return [weight.shape[-1]]
 
 
-def _dwconv_use_triton(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
-    if in_export_or_trace():  # exporters and tracers record the reference (and no shape checks)
-        return False
-    _check_dwconv(x, weight, bias)
-    tensors = [x, weight] if bias is None else [x, weight, bias]
-    return select_backend('dwconv_gelu', tensors, lambda: conv_shape_reason(x, 'x', [weight]),
-                          kernel_sizes=(weight.shape[-1],)) == 'triton'
+def _shape_reason(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> Optional[str]:
+    return conv_shape_reason(x, 'x', [weight])
 
 
 @torch.library.custom_op('modzoo::dwconv_gelu', mutates_args=())
@@ -88,7 +86,7 @@ def dwconv_gelu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
         bias: ``(C,)`` or None.
     """
     if not torch.jit.is_scripting():  # TorchScript compiles only the reference below
-        if _dwconv_use_triton(x, weight, bias):
+        if runs_triton('dwconv_gelu', (x, weight, bias), _check_args, _shape_reason):
             return torch.ops.modzoo.dwconv_gelu(x, weight, bias)
     return dwconv_gelu_reference(x, weight, bias)
 
