@@ -427,8 +427,9 @@ def _range_cell(rs: List[dict]) -> str:
     if not rs:
         return '–'
     lo, hi = min(r['per_element'] for r in rs), max(r['per_element'] for r in rs)
-    spills = sum(1 for r in rs if r['local'] > 0)
-    return (f'{lo}' if lo == hi else f'{lo}–{hi}') + (f' ({spills} spill)' if spills else '')
+    # ptxas reports registers spilled by a fully unrolled kernel as stack, not local memory
+    spills = sum(1 for r in rs if r['local'] > 0 or r['stack'] > 0)
+    return (f'{lo}' if lo == hi else f'{lo}–{hi}') + (f' ({spills} of {len(rs)} spill)' if spills else '')
 
 
 def _bound(kernel: str, dtype: str, per_element: float) -> str:

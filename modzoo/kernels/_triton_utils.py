@@ -70,6 +70,25 @@ def strip_coords(t, n_tw, TH: tl.constexpr, TW: tl.constexpr, SH: tl.constexpr, 
 
 
 @triton.jit
+def _strip_cols(ow, K: tl.constexpr, SW: tl.constexpr):
+    """The ``SW + K - 1`` input columns under a lane's strip, as unsigned integers (a column left of the image wraps
+    to a huge value, so one unsigned compare against the width checks both sides)."""
+    cols = ()
+    for v in tl.static_range(SW + K - 1):
+        cols = cols + ((ow + (v - K // 2)).to(tl.uint32),)
+    return cols
+
+
+@triton.jit
+def _row_bound(ih, H, W, mask_c):
+    """``[BLOCK_C, BLOCK_Q]`` column bound of input row ``ih``: ``W`` where the row is in the image and the channel
+    real, else 0, so ``col < bound`` is a load's whole mask: one compare per load, and no mask stays live across
+    rows (a GPU thread has 7 predicate registers)."""
+    row_ok = (ih >= 0) & (ih < H)
+    return tl.where(mask_c[:, None] & row_ok[None, :], W, 0).to(tl.uint32)
+
+
+@triton.jit
 def dw_conv_strips(src_ptr, w_ptr, w_stride, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
                    K: tl.constexpr, FLIP: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
                    BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
@@ -90,23 +109,18 @@ def dw_conv_strips(src_ptr, w_ptr, w_stride, offs_c, mask_c, oh, ow, H, W, s_c, 
     P: tl.constexpr = K // 2
     tile = src_ptr + offs_c[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
     w_c = w_ptr + offs_c
-    # column masks of the strip's input columns, with the channel mask folded in (shared by every input row)
-    cols = ()
-    for v in tl.static_range(SW + K - 1):
-        iw = ow + (v - P)
-        cols = cols + (mask_c[:, None] & ((iw >= 0) & (iw < W))[None, :],)
+    cols = _strip_cols(ow, K, SW)
     weights = ()
     if _cache_weights(SH, K):
         for tap in tl.static_range(K * K):
             weights = weights + (_tap_weight(w_c, w_stride, tap, K, FLIP, mask_c),)
     accs = zeros_tuple(SH * SW, BLOCK_C, BLOCK_Q)
     for u in tl.static_range(SH + K - 1):  # input rows under the strip
-        ih = oh + (u - P)
-        row_ok = ((ih >= 0) & (ih < H))[None, :]
+        bound = _row_bound(oh + (u - P), H, W, mask_c)
         row = tile + (u - P) * s_h
         xs = ()
         for v in tl.static_range(SW + K - 1):
-            xs = xs + (tl.load(row + (v - P) * s_w, mask=row_ok & cols[v], other=0.0).to(tl.float32),)
+            xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
         updated = ()
         for r in tl.static_range(SH):  # output row r sees input row u through kernel row u - r
             if u - r >= 0:
@@ -166,18 +180,14 @@ def dw_weight_grad_strips(dws, src_ptr, g, offs_c, mask_c, oh, ow, H, W, s_c, s_
     """
     P: tl.constexpr = K // 2
     tile = src_ptr + offs_c[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
-    cols = ()
-    for v in tl.static_range(SW + K - 1):
-        iw = ow + (v - P)
-        cols = cols + (mask_c[:, None] & ((iw >= 0) & (iw < W))[None, :],)
+    cols = _strip_cols(ow, K, SW)
     out = ()
     for i in tl.static_range(K):
-        ih = oh + (i - P)
-        row_ok = ((ih >= 0) & (ih < H))[None, :]
+        bound = _row_bound(oh + (i - P), H, W, mask_c)
         row = tile + (i - P) * s_h
         xs = ()
         for v in tl.static_range(SW + K - 1):
-            xs = xs + (tl.load(row + (v - P) * s_w, mask=row_ok & cols[v], other=0.0).to(tl.float32),)
+            xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
         for t in tl.static_range(K):
             acc = dws[i * K + t]
             for s in tl.static_range(SW):
@@ -315,13 +325,14 @@ def _cands(*rows, keys=('BLOCK_C', 'TH', 'TW', 'num_warps')):
 #
 # Forward candidates add the strip a lane owns, SH x SW pixels (:func:`dw_conv_strips`), and fill the program's
 # lanes with one strip per channel: BLOCK_C * (TH / SH) * (TW / SW) = 32 * num_warps in NCHW. NCHW strips are
-# 2-4 rows (the K x K weights stay in registers and serve every row); channels-last strips are one row, and a lane
-# holds 4-8 channels of each pixel (one vector load; 512-1024 strip-channels per program).
+# 2-4 rows (the K x K weights stay in registers and serve every row); channels-last strips are mostly one row of 4,
+# a lane holding 4-8 channels of each pixel (one vector load; 512-1024 strip-channels per program): more pixels per
+# lane spill with the GELU epilogue (sm_90 compile check).
 STRIP_KEYS = ('BLOCK_C', 'TH', 'TW', 'SH', 'SW', 'num_warps')
 CONV_FWD_CANDIDATES = {
     'nchw': _cands((8, 8, 32, 2, 8, 4), (8, 16, 32, 4, 8, 4), (32, 8, 16, 4, 8, 4), (64, 8, 8, 4, 8, 4),
                    (32, 8, 8, 2, 8, 4), keys=STRIP_KEYS),
-    'nhwc': _cands((32, 4, 16, 1, 4, 4), (64, 4, 16, 1, 4, 4), (64, 8, 8, 1, 4, 4), (32, 8, 8, 1, 4, 4),
+    'nhwc': _cands((32, 4, 16, 1, 4, 4), (64, 4, 16, 1, 4, 4), (64, 8, 8, 1, 4, 4), (32, 8, 8, 2, 8, 4),
                    (16, 8, 16, 1, 4, 4), keys=STRIP_KEYS),
 }
 # Backward candidates add SW, the one-row strip a lane owns (:func:`dw_weight_grad_strips`), one strip per lane and
