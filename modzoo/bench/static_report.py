@@ -448,7 +448,8 @@ def comparison_markdown(runs: Sequence[Tuple[str, List[dict]]]) -> List[str]:
              'k = 3/5/7/9, summed per element of one head\'s tile), the FMAs per element they must issue, and the '
              f'roofline bound of the best candidate of the last column: an H100 SXM issues '
              f'{INSTR_PER_BYTE_BALANCE:.0f} FP32-rate instructions per byte of HBM3 traffic, so a kernel above that '
-             'many instructions per byte moved is issue-bound (FP32 FMA roofline), below it DRAM-bound.', '',
+             'many instructions per byte moved is issue-bound (FP32 FMA roofline), below it DRAM-bound. "Spill": '
+             'candidates with local memory or a stack (ptxas puts the spills of a fully unrolled kernel there).', '',
              '| kernel | dtype | ' + ' | '.join(name for name, _ in runs) + ' | FMAs | bound |',
              '|---|---|' + '---|' * len(runs) + '---|---|']
     for kernel in kernels:
