@@ -376,7 +376,7 @@ def _pinned_meta(names, layout, index):
         i = index % len(cands)
         stack.enter_context(_pin_config(name, i))
         for k, v in cands[i].kwargs.items():
-            big[k] = max(big[k], v)
+            big[k] = max(big.get(k, 1), v)  # the tile, and the forward kernels' strips (SH, SW)
     return stack, big
 
 

@@ -394,26 +394,77 @@ def _summarise(rows: List[dict]) -> List[dict]:
     return out
 
 
-def weight_grad_figure(rows: List[dict], kernel: str = '_dwconv_gelu_bwd_kernel', K: int = 7,
-                       dtype: str = 'float32') -> Optional[float]:
-    """Median per-element instructions of the weight-gradient kernel at ``K`` over its configurations."""
-    vals = sorted(r['per_element'] for r in rows if r['ok'] and r['kernel'] == kernel and r['dtype'] == dtype
-                  and r['config'].get('K') == K)
-    return vals[len(vals) // 2] if vals else None
+# The figure a kernel is judged by, per dtype: its configurations at k = 7 (SMT's: every configuration, its four
+# heads k = 3/5/7/9 counted per element of one head's tile; kernels without a kernel size: every configuration).
+JUDGED_K = 7
+# Per kernel: (FMAs, tensors moved) per element at k = 7, for the roofline column. FocalNet's passes move 2-4
+# tensors (its last level's final pass: src, the partial sum and out, plus gates); SMT's figures sum its 4 heads.
+WORK_AT_K7 = {
+    '_dwconv_act_fwd_kernel': (49, 2),
+    '_focal_fwd_kernel': (49, 3),
+    '_mixed_dw_fwd_kernel': (9 + 25 + 49 + 81, 8),
+    '_dwconv_gelu_bwd_kernel': (2 * 49, 3),
+    '_focal_bwd_level_kernel': (2 * 49, 4),
+    '_mixed_dw_bwd_kernel': (2 * (9 + 25 + 49 + 81), 12),
+    '_focal_bwd_global_kernel': (0, 1),
+    '_tile_mul_fwd_kernel': (0, 3),
+    '_tile_mul_bwd_kernel': (0, 5),
+}
+# H100 SXM: 33.5 T FP32 FMA/s (the SM issues one warp instruction per scheduler and clock, so every instruction
+# takes an FMA's issue slot) against 3.35 TB/s of HBM3: a kernel is issue-bound above 10 instructions per byte.
+INSTR_PER_BYTE_BALANCE = 33.5e12 / 3.35e12
+_BYTES = {'float32': 4, 'bfloat16': 2, 'float16': 2}
 
 
-WEIGHT_GRAD_KERNELS = ('_dwconv_gelu_bwd_kernel', '_focal_bwd_level_kernel', '_mixed_dw_bwd_kernel')
+def judged_rows(rows: List[dict], kernel: str, dtype: str) -> List[dict]:
+    rs = [r for r in rows if r['ok'] and r['kernel'] == kernel and r['dtype'] == dtype]
+    if any('K' in r['config'] for r in rs):
+        return [r for r in rs if r['config'].get('K') == JUDGED_K]
+    return rs
 
 
-def _weight_grad_cell(rows: List[dict], kernel: str, dtype: str) -> Optional[float]:
-    if kernel == '_mixed_dw_bwd_kernel':  # SMT heads carry K0..K3, not K: every configuration
-        return _median([r['per_element'] for r in rows if r['ok'] and r['kernel'] == kernel and r['dtype'] == dtype])
-    return weight_grad_figure(rows, kernel, dtype=dtype)
+def _range_cell(rs: List[dict]) -> str:
+    if not rs:
+        return '–'
+    lo, hi = min(r['per_element'] for r in rs), max(r['per_element'] for r in rs)
+    # ptxas reports registers spilled by a fully unrolled kernel as stack, not local memory
+    spills = sum(1 for r in rs if r['local'] > 0 or r['stack'] > 0)
+    return (f'{lo}' if lo == hi else f'{lo}–{hi}') + (f' ({spills} of {len(rs)} spill)' if spills else '')
 
 
-def markdown(rows: List[dict], baselines: Sequence[Tuple[str, List[dict]]] = ()) -> str:
-    """The report as markdown; ``baselines``: ``(name, rows)`` of earlier runs, shown as "before" columns of the
-    weight-gradient table."""
+def _bound(kernel: str, dtype: str, per_element: float) -> str:
+    fmas, tensors = WORK_AT_K7.get(kernel, (0, 1))
+    intensity = per_element / (tensors * _BYTES[dtype])
+    return f"{'FP32 issue' if intensity > INSTR_PER_BYTE_BALANCE else 'DRAM'} ({intensity:.1f} instr/B)"
+
+
+def comparison_markdown(runs: Sequence[Tuple[str, List[dict]]]) -> List[str]:
+    """Instructions per element of every kernel at k = 7 per run (the last is the current one), the FMAs they
+    must do, and the roofline bound at the last run's best configuration."""
+    last = runs[-1][1]
+    kernels = sorted({r['kernel'] for _, rows in runs for r in rows if r['ok']})
+    dtypes = [d for d in ('float32', 'bfloat16') if any(r['dtype'] == d for _, rows in runs for r in rows)]
+    lines = [f'Instructions per element at k = {JUDGED_K} (range over the autotune candidates; SMT: its four heads, '
+             'k = 3/5/7/9, summed per element of one head\'s tile), the FMAs per element they must issue, and the '
+             f'roofline bound of the best candidate of the last column: an H100 SXM issues '
+             f'{INSTR_PER_BYTE_BALANCE:.0f} FP32-rate instructions per byte of HBM3 traffic, so a kernel above that '
+             'many instructions per byte moved is issue-bound (FP32 FMA roofline), below it DRAM-bound. "Spill": '
+             'candidates with local memory or a stack (ptxas puts the spills of a fully unrolled kernel there).', '',
+             '| kernel | dtype | ' + ' | '.join(name for name, _ in runs) + ' | FMAs | bound |',
+             '|---|---|' + '---|' * len(runs) + '---|---|']
+    for kernel in kernels:
+        for dtype in dtypes:
+            cells = [_range_cell(judged_rows(rows, kernel, dtype)) for _, rows in runs]
+            best = judged_rows(last, kernel, dtype)
+            bound = _bound(kernel, dtype, min(r['per_element'] for r in best)) if best else '–'
+            fmas = WORK_AT_K7.get(kernel, ('–',))[0]
+            lines.append(f'| `{kernel}` | {dtype} | ' + ' | '.join(cells) + f' | {fmas} | {bound} |')
+    return lines + ['']
+
+
+def markdown(rows: List[dict], baselines: Sequence[Tuple[str, List[dict]]] = (), name: str = 'now') -> str:
+    """The report as markdown; ``baselines``: ``(name, rows)`` of earlier runs (other commits or Triton versions),
+    compared with this one (``name``) kernel by kernel."""
     ok = [r for r in rows if r['ok']]
     failed = [r for r in rows if not r['ok']]
     lines = [
@@ -426,20 +477,7 @@ def markdown(rows: List[dict], baselines: Sequence[Tuple[str, List[dict]]] = ())
         '',
     ]
     if baselines:
-        dtypes = [d for d in ('float32', 'bfloat16') if any(r['dtype'] == d for r in ok)]  # the models' dtypes
-        lines += ['Weight-gradient kernels at k = 7 (SMT: its four heads, k = 3/5/7/9), instructions per element '
-                  '(median over configurations). The per-tile count covers every pass a program makes over its tiles '
-                  '(the weight gradient is now a second pass, one kernel row of taps at a time); the older kernels '
-                  'make one pass, so their figures are counted the same way.', '',
-                  '| kernel | dtype | ' + ' | '.join(f'before ({name})' for name, _ in baselines) + ' | now |',
-                  '|---|---|' + '---|' * len(baselines) + '---|']
-        for kernel in WEIGHT_GRAD_KERNELS:
-            for dtype in dtypes:
-                cells = [_weight_grad_cell(base, kernel, dtype) for _, base in baselines]
-                cells.append(_weight_grad_cell(rows, kernel, dtype))
-                lines.append(f'| `{kernel}` | {dtype} | ' + ' | '.join('–' if c is None else f'{c}' for c in cells)
-                             + ' |')
-        lines.append('')
+        lines += comparison_markdown(list(baselines) + [(name, rows)])
     lines += ['| kernel | dtype | configs | registers | local bytes | shared bytes | instr / element |',
               '|---|---|---|---|---|---|---|']
     for s in _summarise(rows):
@@ -471,6 +509,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='an earlier --json output, shown as "before" (repeat for several)')
     parser.add_argument('--baseline-name', action='append', default=[],
                         help='how the table names each --baseline, in order (default: baseline)')
+    parser.add_argument('--name', default='now', help="how the comparison table names this run's column")
+    parser.add_argument('--note', default='', help='a sentence added to the BENCHMARKS.md section (e.g. how the '
+                        'baselines were produced)')
     parser.add_argument('--write-benchmarks', action='store_true', help='replace the section in BENCHMARKS.md')
     parser.add_argument('--from-json', metavar='PATH', help='render an earlier --json output instead of compiling')
     parser.add_argument('--force', action='store_true', help='overwrite an existing --json file')
@@ -516,7 +557,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rows, f, indent=1)
-    table = markdown(rows, baselines)
+    table = markdown(rows, baselines, args.name)
     print(table)
     if args.write_benchmarks:
         import triton
@@ -525,8 +566,9 @@ def main(argv=None) -> int:
         scope = ('one small model case per op (`--quick`: FocalNet C96 56 px k3/5/7 NCHW, EfficientMod C32 56 px '
                  'k7 NHWC, EfficientMod tile-mul C32 r6, SMT C64 56 px 4 heads NHWC), every autotune candidate'
                  if args.quick else 'every model layer shape and every autotune candidate')
-        before = (' "Before" is `--json` output of the same tool on ' + ' and on '.join(n for n, _ in baselines) + '.'
-                  if baselines else '')
+        before = (' The other columns are `--json` outputs of the same tool and flags: '
+                  + '; '.join(n for n, _ in baselines) + '.' if baselines else '')
+        before += f' {args.note}' if args.note else ''
         block = (f'{START}\n## Fused kernels: static sm_90 compile report\n\n'
                  f'`python tools/kernel_static_report.py {flags}` (Triton {triton.__version__}; no GPU needed: '
                  f'ptxas, nvdisasm and cuobjdump bundled with Triton), {scope}. Static figures: they depend on the '

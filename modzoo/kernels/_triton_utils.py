@@ -1,11 +1,14 @@
-"""Triton helpers shared by modzoo's kernels: exact GELU and its derivative, the depthwise-conv tile, the
-weight-gradient pass of the conv backwards, and the tile configurations.
+"""Triton helpers shared by modzoo's kernels: exact GELU and its derivative, the depthwise conv of a lane's pixel
+strips and its weight gradient, the row-at-a-time weight-gradient pass of large kernels, and the tile
+configurations.
 
 Conventions of every conv-like kernel here:
 * a program works on one (batch, spatial tile) pair and a block of ``BLOCK_C`` channels; the tile is ``TH x TW``
-  pixels flattened to ``BLOCK_P = TH * TW`` so a block is a 2-D ``[BLOCK_C, BLOCK_P]`` tensor;
+  pixels. Conv kernels split it into ``SH x SW`` strips, one per lane and channel: a block is a tuple of
+  ``SH * SW`` 2-D ``[BLOCK_C, BLOCK_Q]`` tensors (``BLOCK_Q`` strips), so every input a lane loads serves all the
+  taps and outputs of its strip that need it (:func:`dw_conv_strips`);
 * tensors are addressed through their four strides, so NCHW, channels-last, permuted views and channel slices are
-  read in place; Triton specialises the unit stride, so loads are coalesced along whichever dim is contiguous;
+  read in place; Triton specialises the unit stride, so channels-last loads are vectors along the channels;
 * everything is computed in float32 right after the load (the interpreter cannot do bfloat16 arithmetic, and the
   GPU accumulates more accurately that way), and cast to the destination dtype on store;
 * zero padding is a load mask, so halos at tile borders are read straight from the neighbouring tiles' memory.
@@ -50,64 +53,155 @@ def tile_coords(t, n_tw, H, W, TH: tl.constexpr, TW: tl.constexpr):
     return oh, ow, (oh < H) & (ow < W)
 
 
-@triton.jit
-def _tile_ptrs(src_ptr, offs_c, mask_c, oh, ow, s_c, s_h, s_w):
-    """Pointers to the ``[BLOCK_C, BLOCK_P]`` tile; channels outside ``mask_c`` point at channel 0 (in bounds)."""
-    return src_ptr + tl.where(mask_c, offs_c, 0)[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
+@triton.constexpr_function
+def _cache_weights(sh, k):
+    """Whether the strip helper keeps all K x K weights in registers: only when a lane owns several rows (each
+    weight is then used by every row) and the kernel is small enough to fit (k <= 9: at most 81 registers)."""
+    return int(sh) > 1 and int(k) <= 9
 
 
 @triton.jit
-def _load_tap(src_tile, tap, oh, ow, H, W, s_h, s_w, K: tl.constexpr):
-    """The tile shifted by tap ``tap`` (row-major) of a KxK kernel centred on its pixels; zero outside the image."""
-    di = tap // K - K // 2
-    dj = tap % K - K // 2
-    ih = oh + di
-    iw = ow + dj
-    ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-    return tl.load(src_tile + (di * s_h + dj * s_w), mask=ok[None, :], other=0.0)
+def strip_coords(t, n_tw, TH: tl.constexpr, TW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr):
+    """Row and column of the top-left pixel of every ``SH x SW`` strip of spatial tile ``t`` (row-major over
+    ``n_tw`` tiles per row): a ``[(TH // SH) * (TW // SW)]`` tensor each, one strip per lane and channel."""
+    NSW: tl.constexpr = TW // SW
+    q = tl.arange(0, (TH // SH) * NSW)
+    return (t // n_tw) * TH + (q // NSW) * SH, (t % n_tw) * TW + (q % NSW) * SW
 
 
 @triton.jit
-def dw_conv_tile(src_ptr, w_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
-                 K: tl.constexpr, FLIP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
-                 UNROLL: tl.constexpr = True):
-    """Depthwise KxK cross-correlation with zero padding K // 2 on one tile, in float32.
+def _strip_cols(ow, K: tl.constexpr, SW: tl.constexpr):
+    """The ``SW + K - 1`` input columns under a lane's strip, as unsigned integers (a column left of the image wraps
+    to a huge value, so one unsigned compare against the width checks both sides)."""
+    cols = ()
+    for v in tl.static_range(SW + K - 1):
+        cols = cols + ((ow + (v - K // 2)).to(tl.uint32),)
+    return cols
 
-    ``src_ptr`` points at the batch sample; channel ``offs_c[i]`` lives at ``src_ptr + offs_c[i] * s_c``. ``w_ptr``
-    is a dense ``(C, K*K)`` weight. ``FLIP`` rotates the kernel by 180 degrees, which turns the op into its
-    transpose (the input gradient of the forward conv). Channels outside ``mask_c`` read channel 0 (always in
-    bounds) with a zero weight, so the big loads only need the spatial mask.
 
-    ``UNROLL`` unrolls the taps at compile time (forward kernels: most load-level parallelism); otherwise the taps
-    are a runtime loop, which keeps the backward kernels (two or three tap loops each) small enough to compile in
-    seconds and to stay within the register file.
+@triton.jit
+def _row_bound(ih, H, W, mask_c):
+    """``[BLOCK_C, BLOCK_Q]`` column bound of input row ``ih``: ``W`` where the row is in the image and the channel
+    real, else 0, so ``col < bound`` is a load's whole mask: one compare per load, and no mask stays live across
+    rows (a GPU thread has 7 predicate registers)."""
+    row_ok = (ih >= 0) & (ih < H)
+    return tl.where(mask_c[:, None] & row_ok[None, :], W, 0).to(tl.uint32)
+
+
+@triton.jit
+def dw_conv_strips(src_ptr, w_ptr, w_stride, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
+                   K: tl.constexpr, FLIP: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+                   BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
+    """Depthwise KxK cross-correlation with zero padding K // 2, in float32, of the ``SH x SW`` pixel strips whose
+    top-left pixels are ``(oh, ow)`` (see :func:`strip_coords`), for channels ``offs_c``.
+
+    Returns the ``SH * SW`` accumulators, row-major: element ``r * SW + s`` is pixel ``(oh + r, ow + s)``, a
+    ``[BLOCK_C, BLOCK_Q]`` tensor. Each lane keeps its strip in registers and reads every input it needs once: per
+    input row, the ``SW + K - 1`` values under the strip are loaded (and converted to float32) once and feed the
+    ``K`` taps of every output row that sees that input row. Loads per output drop from ``K * K`` to
+    ``(SH + K - 1) * (SW + K - 1) / (SH * SW)``, and the address and mask work is shared in the same way.
+
+    ``w_ptr`` is a tap-major ``(K*K, C)`` weight (tap ``t`` of channel ``c`` at ``w_ptr + t * w_stride + c``), so
+    in channels-last memory a lane's channels are one vector load. ``FLIP`` rotates the kernel by 180 degrees: the
+    transposed conv (the input gradient of the forward conv). Channels outside ``mask_c`` and pixels outside the
+    image read zero (load masks).
     """
-    acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
-    src_tile = _tile_ptrs(src_ptr, offs_c, mask_c, oh, ow, s_c, s_h, s_w)
-    w_row = w_ptr + offs_c * (K * K)
-    if UNROLL:
-        for i in tl.static_range(K):
-            ih = oh + (i - K // 2)
-            row_ok = (ih >= 0) & (ih < H)
-            src_row = src_tile + (i - K // 2) * s_h
-            for j in tl.static_range(K):
-                iw = ow + (j - K // 2)
-                ok = row_ok & (iw >= 0) & (iw < W)
-                val = tl.load(src_row + (j - K // 2) * s_w, mask=ok[None, :], other=0.0)
-                if FLIP:
-                    wv = tl.load(w_row + ((K - 1 - i) * K + (K - 1 - j)), mask=mask_c, other=0.0)
-                else:
-                    wv = tl.load(w_row + (i * K + j), mask=mask_c, other=0.0)
-                acc += val.to(tl.float32) * wv.to(tl.float32)[:, None]
+    P: tl.constexpr = K // 2
+    tile = src_ptr + offs_c[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
+    w_c = w_ptr + offs_c
+    cols = _strip_cols(ow, K, SW)
+    weights = ()
+    if _cache_weights(SH, K):
+        for tap in tl.static_range(K * K):
+            weights = weights + (_tap_weight(w_c, w_stride, tap, K, FLIP, mask_c),)
+    accs = zeros_tuple(SH * SW, BLOCK_C, BLOCK_Q)
+    for u in tl.static_range(SH + K - 1):  # input rows under the strip
+        bound = _row_bound(oh + (u - P), H, W, mask_c)
+        row = tile + (u - P) * s_h
+        xs = ()
+        for v in tl.static_range(SW + K - 1):
+            xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
+        updated = ()
+        for r in tl.static_range(SH):  # output row r sees input row u through kernel row u - r
+            if u - r >= 0:
+                if u - r < K:
+                    w_row = ()
+                    for t in tl.static_range(K):
+                        if _cache_weights(SH, K):
+                            w_row = w_row + (weights[(u - r) * K + t],)
+                        else:
+                            w_row = w_row + (_tap_weight(w_c, w_stride, (u - r) * K + t, K, FLIP, mask_c),)
+            for s in tl.static_range(SW):
+                acc = accs[r * SW + s]
+                if u - r >= 0:
+                    if u - r < K:
+                        for t in tl.static_range(K):
+                            acc += w_row[t] * xs[s + t]
+                updated = updated + (acc,)
+        accs = updated
+    return accs
+
+
+@triton.jit
+def _tap_weight(w_c, w_stride, tap: tl.constexpr, K: tl.constexpr, FLIP: tl.constexpr, mask_c):
+    """Tap ``tap`` (row-major, rotated by 180 degrees with ``FLIP``) of the lane's channels, ``[BLOCK_C, 1]``."""
+    if FLIP:
+        wv = tl.load(w_c + (K * K - 1 - tap) * w_stride, mask=mask_c, other=0.0)
     else:
-        for tap in range(K * K):
-            val = _load_tap(src_tile, tap, oh, ow, H, W, s_h, s_w, K)
-            if FLIP:
-                wv = tl.load(w_row + (K * K - 1 - tap), mask=mask_c, other=0.0)
-            else:
-                wv = tl.load(w_row + tap, mask=mask_c, other=0.0)
-            acc += val.to(tl.float32) * wv.to(tl.float32)[:, None]
-    return acc
+        wv = tl.load(w_c + tap * w_stride, mask=mask_c, other=0.0)
+    return wv.to(tl.float32)[:, None]
+
+
+@triton.constexpr_function
+def fused_weight_grad(k):
+    """Whether a backward kernel keeps the K x K weight-gradient sums in registers (one per tap and lane, k <= 9:
+    at most 81 registers); larger kernels take :func:`weight_grad_pass`, one kernel row at a time."""
+    return int(k) <= 9
+
+
+@triton.jit
+def zeros_tuple(N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
+    """``N`` float32 ``[BLOCK_C, BLOCK_Q]`` zero accumulators."""
+    out = ()
+    for _ in tl.static_range(N):
+        out = out + (tl.zeros([BLOCK_C, BLOCK_Q], dtype=tl.float32),)
+    return out
+
+
+@triton.jit
+def dw_weight_grad_strips(dws, src_ptr, g, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
+                          K: tl.constexpr, SW: tl.constexpr):
+    """``dws[tap] + sum_s g[s] * src[pixel s + tap]`` for the one-row strips of :func:`dw_conv_strips` (``SH = 1``):
+    the weight-gradient sums of a depthwise KxK conv, per lane, over the strips the lane has seen.
+
+    ``dws``: ``K * K`` float32 ``[BLOCK_C, BLOCK_Q]`` accumulators (row-major taps), reduced across lanes once per
+    program by the caller; ``g``: the ``SW`` output-gradient values of the strip (zero outside the image and the
+    channels). Per kernel row the ``SW + K - 1`` inputs under the strip are loaded once and feed all ``K`` taps.
+    """
+    P: tl.constexpr = K // 2
+    tile = src_ptr + offs_c[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
+    cols = _strip_cols(ow, K, SW)
+    out = ()
+    for i in tl.static_range(K):
+        bound = _row_bound(oh + (i - P), H, W, mask_c)
+        row = tile + (i - P) * s_h
+        xs = ()
+        for v in tl.static_range(SW + K - 1):
+            xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
+        for t in tl.static_range(K):
+            acc = dws[i * K + t]
+            for s in tl.static_range(SW):
+                acc += g[s] * xs[s + t]
+            out = out + (acc,)
+    return out
+
+
+@triton.jit
+def store_weight_grad(dwp_ptr, dws, offs_c, mask_c, C, pid_s, K: tl.constexpr, KK: tl.constexpr):
+    """Each tap's per-lane sums reduced across the lanes, into this program's row ``dwp[pid_s, c, tap]``."""
+    part = dwp_ptr + (pid_s * C + offs_c) * KK
+    for tap in tl.static_range(K * K):
+        tl.store(part + tap, tl.sum(dws[tap], axis=1), mask=mask_c)
 
 
 @triton.constexpr_function
@@ -161,10 +255,10 @@ def conv_tile_config(channels_last: bool, C: int, H: int, W: int, elems: int = 1
     """``(BLOCK_C, TH, TW, num_warps)`` for a conv-like kernel on a (C, H, W) plane, about ``elems`` per program.
 
     Channels-last memory wants a wide channel block (its contiguous dim) and few pixels; NCHW wants rows of pixels
-    and few channels. Forward kernels use 1024 elements; the backward kernels, whose weight-gradient pass keeps a
-    kernel row's taps of the tile in registers, 512 (SMT's, with four heads, 256): the sm_90 compile check
-    (``tools/kernel_static_report.py``) shows these within the register file. The choice depends on the shape only
-    through small-image / narrow-channel cases, so a model triggers few compilations.
+    and few channels. Forward kernels use 1024 elements; the backward kernels, which keep weight-gradient sums in
+    registers, 512: the sm_90 compile check (``tools/kernel_static_report.py``) shows these within the register
+    file. The choice depends on the shape only through small-image / narrow-channel cases, so a model triggers few
+    compilations.
 
     On a GPU this is the plan the launch sizes its buffers from; the kernels' tiles themselves are autotuned among
     the ``*_CANDIDATES`` below (:class:`TunedKernel`), except where an output is indexed by the plan's tile.
@@ -227,21 +321,26 @@ def _cands(*rows, keys=('BLOCK_C', 'TH', 'TW', 'num_warps')):
 
 
 # GPU candidates (BLOCK_C, TH, TW, num_warps). NCHW tiles are rows of pixels (W contiguous), channels-last tiles
-# wide channel blocks; at most 8 tile elements per thread, so the unrolled forward taps stay in registers.
-# Each layout has an 8x8 (or smaller) tile for the 7x7 maps of the last stage.
+# wide channel blocks. Each layout has an 8x8 (or smaller) tile for the 7x7 maps of the last stage.
+#
+# Forward candidates add the strip a lane owns, SH x SW pixels (:func:`dw_conv_strips`), and fill the program's
+# lanes with one strip per channel: BLOCK_C * (TH / SH) * (TW / SW) = 32 * num_warps in NCHW. NCHW strips are
+# 2-4 rows (the K x K weights stay in registers and serve every row); channels-last strips are mostly one row of 4,
+# a lane holding 4-8 channels of each pixel (one vector load; 512-1024 strip-channels per program): more pixels per
+# lane spill with the GELU epilogue (sm_90 compile check).
+STRIP_KEYS = ('BLOCK_C', 'TH', 'TW', 'SH', 'SW', 'num_warps')
 CONV_FWD_CANDIDATES = {
-    'nchw': _cands((8, 8, 16, 4), (4, 8, 32, 4), (4, 16, 32, 8), (16, 8, 8, 4)),
-    'nhwc': _cands((64, 4, 4, 4), (32, 8, 4, 4), (32, 8, 8, 8), (16, 8, 8, 4)),
+    'nchw': _cands((8, 8, 32, 2, 8, 4), (8, 16, 32, 4, 8, 4), (32, 8, 16, 4, 8, 4), (64, 8, 8, 4, 8, 4),
+                   (32, 8, 8, 2, 8, 4), keys=STRIP_KEYS),
+    'nhwc': _cands((32, 4, 16, 1, 4, 4), (64, 4, 16, 1, 4, 4), (64, 8, 8, 1, 4, 4), (32, 8, 8, 2, 8, 4),
+                   (16, 8, 16, 1, 4, 4), keys=STRIP_KEYS),
 }
-# Kernels with a weight-gradient pass (a [row taps, BLOCK_C, tile] accumulator): half the tile.
+# Backward candidates add SW, the one-row strip a lane owns (:func:`dw_weight_grad_strips`), one strip per lane and
+# channel (BLOCK_C * TH * (TW / SW) = 32 * num_warps): the weight-gradient sums take one register per tap and lane.
+BWD_KEYS = ('BLOCK_C', 'TH', 'TW', 'SW', 'num_warps')
 CONV_BWD_CANDIDATES = {
-    'nchw': _cands((8, 4, 16, 4), (4, 8, 16, 4), (8, 8, 16, 8), (8, 8, 8, 4)),
-    'nhwc': _cands((32, 4, 4, 4), (16, 4, 8, 4), (32, 4, 8, 8)),
-}
-# SMT's backward runs four heads: a quarter of the forward tile.
-MIXED_BWD_CANDIDATES = {
-    'nchw': _cands((4, 4, 16, 4), (2, 8, 16, 4), (4, 8, 8, 4)),
-    'nhwc': _cands((16, 4, 4, 4), (8, 4, 8, 4)),
+    'nchw': _cands((4, 8, 32, 8, 4), (8, 8, 16, 8, 4), (16, 8, 8, 8, 4), (8, 16, 16, 4, 4), keys=BWD_KEYS),
+    'nhwc': _cands((32, 4, 4, 4, 4), (16, 4, 8, 4, 4), (64, 2, 4, 4, 4), (32, 8, 8, 8, 8), keys=BWD_KEYS),
 }
 # Kernels whose outputs are indexed by the launcher's tile or channel block keep that tile; only warps are tuned.
 WARPS_CANDIDATES = {'any': _cands((4,), (8,), keys=('num_warps',))}
@@ -320,7 +419,8 @@ class TilePlan:
         B, C, H, W = x.shape
         C = C if channels is None else channels  # SMT tiles one head's channels
         self.B, self.C, self.H, self.W = B, C, H, W
-        self.block_c, self.th, self.tw, self.num_warps = conv_tile_config(is_channels_last(x), C, H, W, elems)
+        self.channels_last = is_channels_last(x)
+        self.block_c, self.th, self.tw, self.num_warps = conv_tile_config(self.channels_last, C, H, W, elems)
         self.n_tw = triton.cdiv(W, self.tw)
         self.n_tiles = triton.cdiv(H, self.th) * self.n_tw
         self.n_cblocks = triton.cdiv(C, self.block_c)
@@ -342,6 +442,17 @@ class TilePlan:
 
     def meta(self):
         return dict(BLOCK_C=self.block_c, TH=self.th, TW=self.tw, num_warps=self.num_warps)
+
+    def strip_meta(self, rows: bool = True):
+        """:meth:`meta` plus the strip of a :func:`dw_conv_strips` kernel, ``SH x SW`` pixels (``rows=False``: a
+        backward kernel's one-row strip, ``SW`` only): under the interpreter 2 x 4 pixels, so a tile holds several
+        strips and a strip several taps' overlap; on a GPU (the launch plan of the untuned passes) one row of 4
+        channels-last or 8 NCHW pixels."""
+        if INTERPRETED:
+            sh, sw = min(2, self.th), min(4, self.tw)
+        else:
+            sh, sw = 1, min(4 if self.channels_last else 8, self.tw)
+        return dict(self.meta(), SH=sh, SW=sw) if rows else dict(self.meta(), SW=sw)
 
 
 def on_tensor_device(launcher):

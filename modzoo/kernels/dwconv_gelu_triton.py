@@ -3,8 +3,8 @@
 input gradients.
 
 Pass plan: the forward is one launch; the backward two, ``dz`` (recomputing the conv) with the weight and bias
-partial sums, then the transposed conv of ``dz`` for ``dx`` (it needs ``dz`` on a halo, i.e. from neighbouring
-tiles)."""
+partial sums, then the transposed conv of ``dz`` for ``dx`` (the forward kernel with the kernel flipped: it needs
+``dz`` on a halo, i.e. from neighbouring tiles)."""
 from typing import Optional, Tuple
 
 import torch
@@ -13,8 +13,9 @@ import triton.language as tl
 
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
-    CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_tile, gelu, gelu_grad,
-    reduction_programs, sum_weight_partials, tile_coords, weight_grad_pass,
+    CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
+    dw_weight_grad_strips, fused_weight_grad, gelu, gelu_grad, reduction_programs, store_weight_grad, strip_coords,
+    sum_weight_partials, weight_grad_pass, zeros_tuple,
 )
 
 
@@ -25,26 +26,35 @@ def _dwconv_act_fwd_kernel(
         sx_b, sx_c, sx_h, sx_w,
         sy_b, sy_c, sy_h, sy_w,
         K: tl.constexpr, HAS_BIAS: tl.constexpr, APPLY_GELU: tl.constexpr, FLIP: tl.constexpr,
-        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
 ):
-    """``act(dwconv(x) + b)`` on one tile. Roofline: max(2 tensors of bytes / peak bandwidth, k^2 FMAs per element
-    / peak FMA rate); on H100/H200 memory-bound up to k = 5 in bf16 and k = 9 in fp32, FMA-bound above."""
+    """``act(dwconv(x) + b)`` on one tile, ``SH x SW`` pixels per lane and channel (:func:`dw_conv_strips`; ``w``
+    tap-major). Roofline: max(2 tensors of bytes / peak bandwidth, k^2 FMAs per element / peak FMA rate); on
+    H100/H200 memory-bound up to k = 5 in bf16 and k = 9 in fp32, FMA-bound above."""
+    BLOCK_Q: tl.constexpr = (TH // SH) * (TW // SW)
     n_tw = tl.cdiv(W, TW)
     n_tiles = tl.cdiv(H, TH) * n_tw
     pid = tl.program_id(0)
     b = (pid // n_tiles).to(tl.int64)
-    oh, ow, mask_p = tile_coords(pid % n_tiles, n_tw, H, W, TH, TW)
+    oh, ow = strip_coords(pid % n_tiles, n_tw, TH, TW, SH, SW)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
 
-    acc = dw_conv_tile(x_ptr + b * sx_b, w_ptr, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w,
-                       K, FLIP, BLOCK_C, TH * TW)
+    accs = dw_conv_strips(x_ptr + b * sx_b, w_ptr, C, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w,
+                          K, FLIP, SH, SW, BLOCK_C, BLOCK_Q)
     if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[:, None]
-    if APPLY_GELU:
-        acc = gelu(acc)
-    y_offs = b * sy_b + offs_c[:, None] * sy_c + (oh * sy_h + ow * sy_w)[None, :]
-    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_p[None, :])
+        bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[:, None]
+    y_tile = y_ptr + b * sy_b + offs_c[:, None] * sy_c + (oh * sy_h + ow * sy_w)[None, :]
+    for r in tl.static_range(SH):
+        for s in tl.static_range(SW):
+            acc = accs[r * SW + s]
+            if HAS_BIAS:
+                acc += bias
+            if APPLY_GELU:
+                acc = gelu(acc)
+            mask_p = (oh + r < H) & (ow + s < W)
+            tl.store(y_tile + (r * sy_h + s * sy_w), acc.to(y_ptr.dtype.element_ty),
+                     mask=mask_c[:, None] & mask_p[None, :])
 
 
 @triton.jit
@@ -55,43 +65,57 @@ def _dwconv_gelu_bwd_kernel(
         sd_b, sd_c, sd_h, sd_w,
         sz_b, sz_c, sz_h, sz_w,
         K: tl.constexpr, KK: tl.constexpr, HAS_BIAS: tl.constexpr,
-        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, SW: tl.constexpr,
 ):
-    """Per tile: recompute ``z = conv(x) + b``, write ``dz = dy * GELU'(z)`` and accumulate the bias gradient of
-    the channel block over the items (batch x tile) this program visits; then the weight-gradient pass over the
-    same items reads ``dz`` back against ``x``. Roofline: 3 tensors of bytes (x, dy, dz) against 2 k^2 FMAs per
-    element (conv recompute + weight gradient): FMA-bound from k = 5 in bf16 on H100/H200."""
+    """Per tile, ``SW`` pixels of one row per lane and channel: recompute ``z = conv(x) + b``
+    (:func:`dw_conv_strips`, ``w`` tap-major), write ``dz = dy * GELU'(z)``, and accumulate the bias gradient and
+    (k <= 9) the weight gradient of the channel block in registers over the items (batch x tile) this program
+    visits, reduced across lanes once at the end. Larger kernels read ``dz`` back in a :func:`weight_grad_pass`.
+    Roofline: 3 tensors of bytes (x, dy, dz) against 2 k^2 FMAs per element (conv recompute + weight gradient):
+    FMA-bound from k = 5 in bf16 on H100/H200."""
+    BLOCK_Q: tl.constexpr = TH * (TW // SW)
     n_tw = tl.cdiv(W, TW)
     n_tiles = tl.cdiv(H, TH) * n_tw
     n_items = n_batch * n_tiles
     offs_c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
     pid_s = tl.program_id(1)
-    acc_b = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)  # reduced along the pixels once, at the end
+    acc_b = tl.zeros([BLOCK_C, BLOCK_Q], dtype=tl.float32)  # reduced along the pixels once, at the end
+    if fused_weight_grad(K):
+        dws = zeros_tuple(K * K, BLOCK_C, BLOCK_Q)
     if HAS_BIAS:
-        bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+        bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[:, None]
     # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
     item = pid_s - n_split
     while item + n_split < n_items:
         item += n_split
         b = (item // n_tiles).to(tl.int64)
-        oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
-        mask = mask_c[:, None] & mask_p[None, :]
+        oh, ow = strip_coords(item % n_tiles, n_tw, TH, TW, 1, SW)
         x_b = x_ptr + b * sx_b
-        z = dw_conv_tile(x_b, w_ptr, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w, K, False, BLOCK_C, TH * TW,
-                         UNROLL=False)
-        if HAS_BIAS:
-            z += bias[:, None]
-        dy = tl.load(dy_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :],
-                     mask=mask, other=0.0).to(tl.float32)
-        dz = tl.where(mask, dy * gelu_grad(z), 0.0)
-        tl.store(dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :],
-                 dz.to(dz_ptr.dtype.element_ty), mask=mask)
-        acc_b += dz
+        zs = dw_conv_strips(x_b, w_ptr, C, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w,
+                            K, False, 1, SW, BLOCK_C, BLOCK_Q)
+        dy_tile = dy_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :]
+        dz_tile = dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :]
+        dzs = ()
+        for s in tl.static_range(SW):
+            mask = mask_c[:, None] & ((oh < H) & (ow + s < W))[None, :]
+            z = zs[s]
+            if HAS_BIAS:
+                z += bias
+            dy = tl.load(dy_tile + s * sd_w, mask=mask, other=0.0).to(tl.float32)
+            dz = tl.where(mask, dy * gelu_grad(z), 0.0)
+            tl.store(dz_tile + s * sz_w, dz.to(dz_ptr.dtype.element_ty), mask=mask)
+            acc_b += dz
+            dzs = dzs + (dz,)
+        if fused_weight_grad(K):
+            dws = dw_weight_grad_strips(dws, x_b, dzs, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w, K, SW)
     tl.store(dbp_ptr + pid_s * C + offs_c, tl.sum(acc_b, axis=1), mask=mask_c)
-    tl.debug_barrier()  # this program's dz stores before the weight-gradient pass reads them
-    weight_grad_pass(dwp_ptr, x_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
-                     sx_b, sx_c, sx_h, sx_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW)
+    if fused_weight_grad(K):
+        store_weight_grad(dwp_ptr, dws, offs_c, mask_c, C, pid_s, K, KK)
+    else:
+        tl.debug_barrier()  # this program's dz stores before the weight-gradient pass reads them
+        weight_grad_pass(dwp_ptr, x_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
+                         sx_b, sx_c, sx_h, sx_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW)
 
 
 CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])
@@ -119,12 +143,12 @@ def depthwise_conv(
     plan = TilePlan(x)
     K = weight.shape[-1]
     y = empty_nchw(x, dtype=out_dtype or x.dtype)
-    w = weight.reshape(plan.C, K * K).contiguous()
+    w = weight.reshape(plan.C, K * K).t().contiguous()  # tap-major
     DWCONV_FWD[plan.tiles_grid()](
         x, w, bias if bias is not None else w, y,
         plan.C, plan.H, plan.W,
         *strides(x), *strides(y),
-        K=K, HAS_BIAS=bias is not None, APPLY_GELU=apply_gelu, FLIP=flip, **plan.meta(),
+        K=K, HAS_BIAS=bias is not None, APPLY_GELU=apply_gelu, FLIP=flip, **plan.strip_meta(),
     )
     return y
 
@@ -146,7 +170,7 @@ def dwconv_gelu_bwd(
     C = plan.C
     K = weight.shape[-1]
     KK = next_pow2(K * K)
-    w = weight.reshape(C, K * K).contiguous()
+    w = weight.reshape(C, K * K).t().contiguous()  # tap-major
     dz = empty_nchw(x)
     n_split = reduction_programs(x.device, plan.n_items, plan.n_cblocks)
     dw_part = torch.empty((n_split, C, KK), dtype=torch.float32, device=x.device)
@@ -155,7 +179,7 @@ def dwconv_gelu_bwd(
         x, w, bias if bias is not None else w, grad, dz, dw_part, db_part,
         C, plan.H, plan.W, plan.B, n_split,
         *strides(x), *strides(grad), *strides(dz),
-        K=K, KK=KK, HAS_BIAS=bias is not None, **plan.meta(),
+        K=K, KK=KK, HAS_BIAS=bias is not None, **plan.strip_meta(rows=False),
     )
     dx = depthwise_conv(dz, weight, flip=True, out_dtype=x.dtype)
     dweight = sum_weight_partials(dw_part, weight)

@@ -33,8 +33,9 @@ import triton.language as tl
 from .dwconv_gelu_triton import DWCONV_FWD, depthwise_conv
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
-    CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, WARPS_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_tile,
-    gelu, gelu_grad, reduction_programs, sum_weight_partials, tile_coords, weight_grad_pass,
+    CONV_FWD_CANDIDATES, WARPS_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
+    dw_weight_grad_strips, fused_weight_grad, gelu, gelu_grad, reduction_programs, store_weight_grad, strip_coords,
+    sum_weight_partials, tile_coords, weight_grad_pass, zeros_tuple,
 )
 
 _MODE_LEVEL, _MODE_MEAN, _MODE_FINAL = 0, 1, 2
@@ -48,9 +49,10 @@ def _focal_fwd_kernel(
         sg_b, sg_l, sg_h, sg_w,
         sb_b, sb_c, sb_h, sb_w,
         K: tl.constexpr, MODE: tl.constexpr, WRITE_P: tl.constexpr, HAS_PIN: tl.constexpr, HAS_PREV: tl.constexpr,
-        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
 ):
-    """One pass over level ``level`` (1-based), computing ``c = GELU(dw(src))`` with ``src = c_{level-1}``.
+    """One pass over level ``level`` (1-based), computing ``c = GELU(dw(src))`` with ``src = c_{level-1}``, ``SH x SW``
+    pixels per lane and channel (:func:`dw_conv_strips`; ``w`` tap-major).
 
     MODE 0: store ``c``; with WRITE_P also store ``P_{level-1} = P_{level-2} + g_{level-1} * src``.
     MODE 1: store the per-tile channel sums of ``c`` to ``part[b, tile, c]``.
@@ -58,44 +60,55 @@ def _focal_fwd_kernel(
     ``pin``/``pout``/``c``/``out`` share the buffer strides ``sb_*``. Roofline: 2-4 tensors of bytes per pass
     against k^2 FMAs per element; memory-bound for FocalNet's k = 3/5, FMA-bound from k = 7 in bf16.
     """
+    BLOCK_Q: tl.constexpr = (TH // SH) * (TW // SW)
     n_tw = tl.cdiv(W, TW)
     n_tiles = tl.cdiv(H, TH) * n_tw
     pid = tl.program_id(0)
     t = pid % n_tiles
     b = (pid // n_tiles).to(tl.int64)
-    oh, ow, mask_p = tile_coords(t, n_tw, H, W, TH, TW)
+    oh, ow = strip_coords(t, n_tw, TH, TW, SH, SW)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
-    mask = mask_c[:, None] & mask_p[None, :]
 
     src_b = src_ptr + b * ss_b
-    c = gelu(dw_conv_tile(src_b, w_ptr, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w, K, False, BLOCK_C, TH * TW))
-    buf_offs = b * sb_b + offs_c[:, None] * sb_c + (oh * sb_h + ow * sb_w)[None, :]
+    accs = dw_conv_strips(src_b, w_ptr, C, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w,
+                          K, False, SH, SW, BLOCK_C, BLOCK_Q)
+    buf = b * sb_b + offs_c[:, None] * sb_c + (oh * sb_h + ow * sb_w)[None, :]
+    src_tile = src_b + offs_c[:, None] * ss_c + (oh * ss_h + ow * ss_w)[None, :]
     gate_b = gates_ptr + b * sg_b + oh * sg_h + ow * sg_w
-
+    if MODE == 2:
+        glob = gelu(tl.load(mean_ptr + b * C + offs_c, mask=mask_c, other=0.0))[:, None]
     if MODE == 1:
-        part = tl.sum(tl.where(mask, c, 0.0), axis=1)
-        tl.store(part_ptr + (b * n_tiles + t) * C + offs_c, part, mask=mask_c)
-    else:
-        if MODE == 0:
-            tl.store(c_ptr + buf_offs, c.to(c_ptr.dtype.element_ty), mask=mask)
-        if WRITE_P or MODE == 2:
-            acc = tl.zeros_like(c)
-            if HAS_PIN:
-                acc += tl.load(pin_ptr + buf_offs, mask=mask, other=0.0).to(tl.float32)
-            if HAS_PREV:
-                centre = tl.load(src_b + offs_c[:, None] * ss_c + (oh * ss_h + ow * ss_w)[None, :],
-                                 mask=mask, other=0.0).to(tl.float32)
-                g_prev = tl.load(gate_b + (level - 2) * sg_l, mask=mask_p, other=0.0).to(tl.float32)
-                acc += centre * g_prev[None, :]
-            if MODE == 0:
-                tl.store(pout_ptr + buf_offs, acc.to(pout_ptr.dtype.element_ty), mask=mask)
+        total = tl.zeros([BLOCK_C, BLOCK_Q], dtype=tl.float32)
+    for r in tl.static_range(SH):
+        for s in tl.static_range(SW):
+            c = gelu(accs[r * SW + s])
+            mask_p = (oh + r < H) & (ow + s < W)
+            mask = mask_c[:, None] & mask_p[None, :]
+            at = r * sb_h + s * sb_w
+            if MODE == 1:
+                total += tl.where(mask, c, 0.0)
             else:
-                g_last = tl.load(gate_b + (level - 1) * sg_l, mask=mask_p, other=0.0).to(tl.float32)
-                g_glob = tl.load(gate_b + level * sg_l, mask=mask_p, other=0.0).to(tl.float32)
-                glob = gelu(tl.load(mean_ptr + b * C + offs_c, mask=mask_c, other=0.0))
-                acc += c * g_last[None, :] + glob[:, None] * g_glob[None, :]
-                tl.store(out_ptr + buf_offs, (acc * scale).to(out_ptr.dtype.element_ty), mask=mask)
+                if MODE == 0:
+                    tl.store(c_ptr + buf + at, c.to(c_ptr.dtype.element_ty), mask=mask)
+                if WRITE_P or MODE == 2:
+                    gate_p = gate_b + (r * sg_h + s * sg_w)
+                    acc = tl.zeros_like(c)
+                    if HAS_PIN:
+                        acc += tl.load(pin_ptr + buf + at, mask=mask, other=0.0).to(tl.float32)
+                    if HAS_PREV:
+                        centre = tl.load(src_tile + (r * ss_h + s * ss_w), mask=mask, other=0.0).to(tl.float32)
+                        g_prev = tl.load(gate_p + (level - 2) * sg_l, mask=mask_p, other=0.0).to(tl.float32)
+                        acc += centre * g_prev[None, :]
+                    if MODE == 0:
+                        tl.store(pout_ptr + buf + at, acc.to(pout_ptr.dtype.element_ty), mask=mask)
+                    else:
+                        g_last = tl.load(gate_p + (level - 1) * sg_l, mask=mask_p, other=0.0).to(tl.float32)
+                        g_glob = tl.load(gate_p + level * sg_l, mask=mask_p, other=0.0).to(tl.float32)
+                        acc += c * g_last[None, :] + glob * g_glob[None, :]
+                        tl.store(out_ptr + buf + at, (acc * scale).to(out_ptr.dtype.element_ty), mask=mask)
+    if MODE == 1:
+        tl.store(part_ptr + (b * n_tiles + t) * C + offs_c, tl.sum(total, axis=1), mask=mask_c)
 
 
 @triton.jit
@@ -139,15 +152,19 @@ def _focal_bwd_level_kernel(
         sd_b, sd_c, sd_h, sd_w,
         sz_b, sz_c, sz_h, sz_w,
         K: tl.constexpr, KN: tl.constexpr, KK: tl.constexpr, IS_LAST: tl.constexpr,
-        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, SW: tl.constexpr,
 ):
-    """Backward of level ``level`` over the items (batch x tile) of this program; see the module docstring.
+    """Backward of level ``level`` over the items (batch x tile) of this program, ``SW`` pixels of one row per lane
+    and channel (:func:`dw_conv_strips`, ``w``/``wn`` tap-major); see the module docstring.
 
     ``dzn``/``dz`` (``dz_{l+1}`` read on a halo, ``dz_l`` written) share the strides ``sz_*``; ``dmean`` is the
     ``(B, C)`` float32 gradient reaching every pixel of ``c_L`` from the global level. ``dgates`` gets one
-    ``(B, L, H, W)`` slice of partial gate gradients per channel block (each pixel written by one program).
+    ``(B, L, H, W)`` slice of partial gate gradients per channel block (each pixel written by one program). The
+    weight gradient (k <= 9) is summed per lane in registers and reduced once at the end; larger kernels read
+    ``dz`` back in a :func:`weight_grad_pass`.
     Roofline: 4-5 tensors of bytes against 2 k^2 + k_next^2 FMAs per element: FMA-bound from k = 5 in bf16.
     """
+    BLOCK_Q: tl.constexpr = TH * (TW // SW)
     n_tw = tl.cdiv(W, TW)
     n_tiles = tl.cdiv(H, TH) * n_tw
     n_items = n_batch * n_tiles
@@ -155,35 +172,51 @@ def _focal_bwd_level_kernel(
     mask_c = offs_c < C
     pid_s = tl.program_id(1)
     dg_blk = dgates_ptr + tl.program_id(0).to(tl.int64) * n_batch * num_levels * H * W
+    if fused_weight_grad(K):
+        dws = zeros_tuple(K * K, BLOCK_C, BLOCK_Q)
     # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
     item = pid_s - n_split
     while item + n_split < n_items:
         item += n_split
         b = (item // n_tiles).to(tl.int64)
-        oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
-        mask = mask_c[:, None] & mask_p[None, :]
+        oh, ow = strip_coords(item % n_tiles, n_tw, TH, TW, 1, SW)
         src_b = src_ptr + b * ss_b
-        z = dw_conv_tile(src_b, w_ptr, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w, K, False, BLOCK_C, TH * TW,
-                         UNROLL=False)
-        c = gelu(z)
-        dout = tl.load(dout_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :],
-                       mask=mask, other=0.0).to(tl.float32)
-        gate = tl.load(gates_ptr + b * sg_b + (level - 1) * sg_l + oh * sg_h + ow * sg_w,
-                       mask=mask_p, other=0.0).to(tl.float32)
-        dc = dout * (gate[None, :] * scale)
+        zs = dw_conv_strips(src_b, w_ptr, C, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w,
+                            K, False, 1, SW, BLOCK_C, BLOCK_Q)
         if IS_LAST:
-            dc += tl.load(dmean_ptr + b * C + offs_c, mask=mask_c, other=0.0)[:, None]
+            dmean = tl.load(dmean_ptr + b * C + offs_c, mask=mask_c, other=0.0)[:, None]
         else:
-            dc += dw_conv_tile(dzn_ptr + b * sz_b, wn_ptr, offs_c, mask_c, oh, ow, H, W, sz_c, sz_h, sz_w,
-                               KN, True, BLOCK_C, TH * TW, UNROLL=False)
-        dz = tl.where(mask, dc * gelu_grad(z), 0.0)
-        tl.store(dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :],
-                 dz.to(dz_ptr.dtype.element_ty), mask=mask)
-        dg = tl.sum(dout * c, axis=0) * scale
-        tl.store(dg_blk + (b * num_levels + level - 1) * H * W + oh * W + ow, dg, mask=mask_p)
-    tl.debug_barrier()  # this program's dz stores before the weight-gradient pass reads them
-    weight_grad_pass(dwp_ptr, src_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
-                     ss_b, ss_c, ss_h, ss_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW)
+            dcs = dw_conv_strips(dzn_ptr + b * sz_b, wn_ptr, C, offs_c, mask_c, oh, ow, H, W, sz_c, sz_h, sz_w,
+                                 KN, True, 1, SW, BLOCK_C, BLOCK_Q)
+        dout_tile = dout_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :]
+        dz_tile = dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :]
+        gate_row = gates_ptr + b * sg_b + (level - 1) * sg_l + oh * sg_h + ow * sg_w
+        dg_row = dg_blk + (b * num_levels + level - 1) * H * W + oh * W + ow
+        dzs = ()
+        for s in tl.static_range(SW):
+            mask_p = (oh < H) & (ow + s < W)
+            mask = mask_c[:, None] & mask_p[None, :]
+            z = zs[s]
+            c = gelu(z)
+            dout = tl.load(dout_tile + s * sd_w, mask=mask, other=0.0).to(tl.float32)
+            gate = tl.load(gate_row + s * sg_w, mask=mask_p, other=0.0).to(tl.float32)
+            dc = dout * (gate[None, :] * scale)
+            if IS_LAST:
+                dc += dmean
+            else:
+                dc += dcs[s]
+            dz = tl.where(mask, dc * gelu_grad(z), 0.0)
+            tl.store(dz_tile + s * sz_w, dz.to(dz_ptr.dtype.element_ty), mask=mask)
+            tl.store(dg_row + s, tl.sum(dout * c, axis=0) * scale, mask=mask_p)
+            dzs = dzs + (dz,)
+        if fused_weight_grad(K):
+            dws = dw_weight_grad_strips(dws, src_b, dzs, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w, K, SW)
+    if fused_weight_grad(K):
+        store_weight_grad(dwp_ptr, dws, offs_c, mask_c, C, pid_s, K, KK)
+    else:
+        tl.debug_barrier()  # this program's dz stores before the weight-gradient pass reads them
+        weight_grad_pass(dwp_ptr, src_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
+                         ss_b, ss_c, ss_h, ss_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW)
 
 
 CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])
@@ -193,19 +226,22 @@ FOCAL_FWD = TunedKernel('focal_fwd', _focal_fwd_kernel, CONV_FWD_CANDIDATES, key
 FOCAL_MEAN = TunedKernel('focal_mean', _focal_fwd_kernel, WARPS_CANDIDATES, key=FOCAL_FWD_KEY)
 FOCAL_BWD_GLOBAL = TunedKernel('focal_bwd_global', _focal_bwd_global_kernel, WARPS_CANDIDATES,
                                key=['C', 'H', 'W', 'sd_c'])
-# the per channel block gate-gradient partials fix BLOCK_C to the plan's; the tile and warps are tuned
-FOCAL_BWD_LEVEL = TunedKernel(
-    'focal_bwd_level', _focal_bwd_level_kernel,
-    {layout: [{k: v for k, v in c.items() if k != 'BLOCK_C'} for c in cands]
-     for layout, cands in CONV_BWD_CANDIDATES.items()},
-    key=['C', 'H', 'W', 'ss_c'], layout_arg='ss_c',
-    size_args=dict(TH=CONV_SIZES['TH'], TW=CONV_SIZES['TW']))
+# the per channel block gate-gradient partials fix BLOCK_C to the plan's (8 NCHW, 32 channels-last channels at
+# most); the tile, strip and warps are tuned, one strip per lane and channel as for CONV_BWD_CANDIDATES
+_TILE_STRIP = ('TH', 'TW', 'SW', 'num_warps')
+FOCAL_BWD_LEVEL_CANDIDATES = {
+    'nchw': [dict(zip(_TILE_STRIP, c, strict=True)) for c in ((8, 16, 8, 4), (4, 32, 8, 4), (8, 8, 8, 2))],
+    'nhwc': [dict(zip(_TILE_STRIP, c, strict=True)) for c in ((4, 4, 4, 4), (2, 8, 4, 4), (8, 8, 8, 8))],
+}
+FOCAL_BWD_LEVEL = TunedKernel('focal_bwd_level', _focal_bwd_level_kernel, FOCAL_BWD_LEVEL_CANDIDATES,
+                              key=['C', 'H', 'W', 'ss_c'], layout_arg='ss_c',
+                              size_args=dict(TH=CONV_SIZES['TH'], TW=CONV_SIZES['TW']))
 
 
 def _fwd_pass(plan: TilePlan, mode: int, src, weight, gates, level: int, *, pin=None, c_out=None, pout=None,
               part=None, mean=None, out=None, scale: float = 1.0, has_prev: bool = False):
     K = weight.shape[-1]
-    w = weight.reshape(plan.C, K * K).contiguous()
+    w = weight.reshape(plan.C, K * K).t().contiguous()  # tap-major
     buf = next(t for t in (c_out, pout, out, pin, src) if t is not None)
     dummy = w
     kernel = FOCAL_MEAN if mode == _MODE_MEAN else FOCAL_FWD  # the mean pass's partials follow the plan's tiles
@@ -217,7 +253,7 @@ def _fwd_pass(plan: TilePlan, mode: int, src, weight, gates, level: int, *, pin=
         plan.C, plan.H, plan.W, level, scale,
         *strides(src), *strides(gates), *strides(buf),
         K=K, MODE=mode, WRITE_P=pout is not None, HAS_PIN=pin is not None, HAS_PREV=has_prev,
-        **plan.meta(),
+        **plan.strip_meta(),
     )
 
 
@@ -287,8 +323,8 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
         weight = kernels[level - 1]
         K = weight.shape[-1]
         KK = next_pow2(K * K)
-        w = weight.reshape(C, K * K).contiguous()
-        wn = kernels[level].reshape(C, -1).contiguous() if level < L else w
+        w = weight.reshape(C, K * K).t().contiguous()  # tap-major
+        wn = kernels[level].reshape(C, -1).t().contiguous() if level < L else w
         src = cs[level - 1]
         dz = empty_nchw(ctx)
         dw_part = torch.empty((n_split, C, KK), dtype=torch.float32, device=ctx.device)
@@ -297,7 +333,7 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
             C, H, W, n_split, B, level, L, scale,
             *strides(src), *strides(gates), *strides(grad), *strides(dz),
             K=K, KN=kernels[level].shape[-1] if level < L else 1, KK=KK, IS_LAST=level == L,
-            **plan.meta(),
+            **plan.strip_meta(rows=False),
         )
         dkernels[level - 1] = sum_weight_partials(dw_part, weight)
         dz_next = dz

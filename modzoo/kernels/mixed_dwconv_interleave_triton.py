@@ -3,13 +3,13 @@ channel interleave.
 
 Head ``i`` convolves input channels ``[i * Cg, (i + 1) * Cg)`` (``Cg = C / h``) with its own ``k_i x k_i`` depthwise
 kernel and bias, and its channel ``g`` lands in output channel ``g * h + i``. A program owns one (batch, tile) and a
-block of ``g`` and runs every head of its launch (up to four, each with a compile-time kernel size) on it, so in
-channels-last memory the interleaved stores of the heads fill the same cache lines. More than four heads take
-several launches (``head0`` is the first head of a launch).
+block of ``g`` and runs every head of its launch (up to four, each with a compile-time kernel size) on it, one
+after the other, so in channels-last memory the interleaved stores of the heads fill the same cache lines. More
+than four heads take several launches (``head0`` is the first head of a launch).
 
-The backward is one launch: per head it reads ``dy`` (the interleaved output gradient) on a halo for
-``dx = conv_T(dy)`` and sums the bias gradient over the items a program visits; then, per head, a weight-gradient
-pass over the same items reads ``x`` on a halo against the ``dy`` tile.
+The backward is one launch: per head, one after the other, a program walks its items, reads ``dy`` (the
+interleaved output gradient) on a halo for ``dx = conv_T(dy)``, and sums the bias gradient and the weight gradient
+(``x`` on a halo against the ``dy`` strip) in registers, reduced once at the end of the head's walk.
 """
 from typing import List, Tuple
 
@@ -19,22 +19,28 @@ import triton.language as tl
 
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
-    CONV_FWD_CANDIDATES, MIXED_BWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_tile,
-    reduction_programs, sum_weight_partials, tile_coords, weight_grad_pass,
+    CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
+    dw_weight_grad_strips, fused_weight_grad, reduction_programs, store_weight_grad, strip_coords, sum_weight_partials,
+    weight_grad_pass, zeros_tuple,
 )
 
 HEADS_PER_LAUNCH = 4
 
 
 @triton.jit
-def _head_fwd(x_b, w_ptr, b_ptr, y_b, head, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
+def _head_fwd(x_b, w_ptr, b_ptr, y_b, head, n_heads, Cg, offs_g, mask_g, oh, ow, H, W,
               sx_c, sx_h, sx_w, sy_c, sy_h, sy_w,
-              K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
-    acc = dw_conv_tile(x_b + head * Cg * sx_c, w_ptr, offs_g, mask_g, oh, ow, H, W, sx_c, sx_h, sx_w,
-                       K, False, BLOCK_C, BLOCK_P)
-    acc += tl.load(b_ptr + offs_g, mask=mask_g, other=0.0).to(tl.float32)[:, None]
-    y_offs = (offs_g * n_heads + head)[:, None] * sy_c + (oh * sy_h + ow * sy_w)[None, :]
-    tl.store(y_b + y_offs, acc.to(y_b.dtype.element_ty), mask=mask_g[:, None] & mask_p[None, :])
+              K: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
+    """One head's conv with its own compile-time ``K`` on the lanes' strips, stored interleaved."""
+    accs = dw_conv_strips(x_b + head * Cg * sx_c, w_ptr, Cg, offs_g, mask_g, oh, ow, H, W, sx_c, sx_h, sx_w,
+                          K, False, SH, SW, BLOCK_C, BLOCK_Q)
+    bias = tl.load(b_ptr + offs_g, mask=mask_g, other=0.0).to(tl.float32)[:, None]
+    y_tile = y_b + (offs_g * n_heads + head)[:, None] * sy_c + (oh * sy_h + ow * sy_w)[None, :]
+    for r in tl.static_range(SH):
+        for s in tl.static_range(SW):
+            mask_p = (oh + r < H) & (ow + s < W)
+            tl.store(y_tile + (r * sy_h + s * sy_w), (accs[r * SW + s] + bias).to(y_b.dtype.element_ty),
+                     mask=mask_g[:, None] & mask_p[None, :])
 
 
 @triton.jit
@@ -44,58 +50,75 @@ def _mixed_dw_fwd_kernel(
         sx_b, sx_c, sx_h, sx_w,
         sy_b, sy_c, sy_h, sy_w,
         NUM_HEADS: tl.constexpr, K0: tl.constexpr, K1: tl.constexpr, K2: tl.constexpr, K3: tl.constexpr,
-        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
 ):
-    """Every head of the launch on one tile. Roofline: 2 tensors of bytes against k_i^2 FMAs per element of head
-    i: memory-bound for the k = 3/5 heads, FMA-bound for k = 7/9 in bf16 on H100/H200."""
+    """Every head of the launch on one tile, one after the other (``SH x SW`` pixels per lane and channel; ``w*``
+    tap-major). Roofline: 2 tensors of bytes against k_i^2 FMAs per element of head i: memory-bound for the k = 3/5
+    heads, FMA-bound for k = 7/9 in bf16 on H100/H200."""
+    BLOCK_Q: tl.constexpr = (TH // SH) * (TW // SW)
     n_tw = tl.cdiv(W, TW)
     n_tiles = tl.cdiv(H, TH) * n_tw
     pid = tl.program_id(0)
     b = (pid // n_tiles).to(tl.int64)
-    oh, ow, mask_p = tile_coords(pid % n_tiles, n_tw, H, W, TH, TW)
+    oh, ow = strip_coords(pid % n_tiles, n_tw, TH, TW, SH, SW)
     offs_g = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_g = offs_g < Cg
     x_b = x_ptr + b * sx_b
     y_b = y_ptr + b * sy_b
-    _head_fwd(x_b, w0, b0, y_b, head0, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
-              sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K0, BLOCK_C, TH * TW)
+    _head_fwd(x_b, w0, b0, y_b, head0, n_heads, Cg, offs_g, mask_g, oh, ow, H, W,
+              sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K0, SH, SW, BLOCK_C, BLOCK_Q)
     if NUM_HEADS > 1:
-        _head_fwd(x_b, w1, b1, y_b, head0 + 1, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
-                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K1, BLOCK_C, TH * TW)
+        _head_fwd(x_b, w1, b1, y_b, head0 + 1, n_heads, Cg, offs_g, mask_g, oh, ow, H, W,
+                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K1, SH, SW, BLOCK_C, BLOCK_Q)
     if NUM_HEADS > 2:
-        _head_fwd(x_b, w2, b2, y_b, head0 + 2, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
-                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K2, BLOCK_C, TH * TW)
+        _head_fwd(x_b, w2, b2, y_b, head0 + 2, n_heads, Cg, offs_g, mask_g, oh, ow, H, W,
+                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K2, SH, SW, BLOCK_C, BLOCK_Q)
     if NUM_HEADS > 3:
-        _head_fwd(x_b, w3, b3, y_b, head0 + 3, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
-                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K3, BLOCK_C, TH * TW)
+        _head_fwd(x_b, w3, b3, y_b, head0 + 3, n_heads, Cg, offs_g, mask_g, oh, ow, H, W,
+                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K3, SH, SW, BLOCK_C, BLOCK_Q)
 
 
 @triton.jit
-def _head_bwd(acc_b, w_ptr, dy_b, dx_b, head, n_heads, Cg, offs_g, mask_g, oh, ow, mask_p, H, W,
-              sd_c, sd_h, sd_w, se_c, se_h, se_w,
-              K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
-    """The head's ``dx`` tile; returns the bias accumulator plus its ``dy`` tile."""
-    mask = mask_g[:, None] & mask_p[None, :]
-    # this head's output channels g * h + head, i.e. channel stride h * sd_c from offset head
-    dy_head = dy_b + head * sd_c
-    dy = tl.load(dy_head + offs_g[:, None] * (n_heads * sd_c) + (oh * sd_h + ow * sd_w)[None, :],
-                 mask=mask, other=0.0).to(tl.float32)
-    dx = dw_conv_tile(dy_head, w_ptr, offs_g, mask_g, oh, ow, H, W, n_heads * sd_c, sd_h, sd_w,
-                      K, True, BLOCK_C, BLOCK_P, UNROLL=False)
-    tl.store(dx_b + (head * Cg + offs_g)[:, None] * se_c + (oh * se_h + ow * se_w)[None, :],
-             dx.to(dx_b.dtype.element_ty), mask=mask)
-    return acc_b + dy
-
-
-@triton.jit
-def _head_partials(dwp, dbp, acc_b, x_ptr, dy_ptr, head, n_heads, Cg, offs_g, mask_g, pid_s, n_split, n_items,
-                   n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w,
-                   K: tl.constexpr, KK: tl.constexpr, BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr):
-    """The head's bias partial, and its weight partials from ``x`` against ``dy`` (an input: no barrier needed)."""
+def _head_bwd(x_ptr, w_ptr, dy_ptr, dx_ptr, dwp, dbp, head, n_heads, Cg, offs_g, mask_g, pid_s, n_split, n_items,
+              n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, se_b, se_c, se_h, se_w,
+              K: tl.constexpr, KK: tl.constexpr, BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+              SW: tl.constexpr):
+    """One head over the items this program visits: ``dx = conv_T(dy)`` of its tile, and its bias and weight
+    partials, summed per lane in registers and reduced once at the end (k > 9: a :func:`weight_grad_pass` of ``x``
+    against ``dy``, an input, so no barrier)."""
+    BLOCK_Q: tl.constexpr = TH * (TW // SW)
+    acc_b = tl.zeros([BLOCK_C, BLOCK_Q], dtype=tl.float32)
+    if fused_weight_grad(K):
+        dws = zeros_tuple(K * K, BLOCK_C, BLOCK_Q)
+    # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
+    item = pid_s - n_split
+    while item + n_split < n_items:
+        item += n_split
+        b = (item // n_tiles).to(tl.int64)
+        oh, ow = strip_coords(item % n_tiles, n_tw, TH, TW, 1, SW)
+        # this head's output channels g * h + head, i.e. channel stride h * sd_c from offset head
+        dy_head = dy_ptr + b * sd_b + head * sd_c
+        dxs = dw_conv_strips(dy_head, w_ptr, Cg, offs_g, mask_g, oh, ow, H, W, n_heads * sd_c, sd_h, sd_w,
+                             K, True, 1, SW, BLOCK_C, BLOCK_Q)
+        dy_tile = dy_head + offs_g[:, None] * (n_heads * sd_c) + (oh * sd_h + ow * sd_w)[None, :]
+        dx_tile = dx_ptr + b * se_b + (head * Cg + offs_g)[:, None] * se_c + (oh * se_h + ow * se_w)[None, :]
+        dys = ()
+        for s in tl.static_range(SW):
+            mask = mask_g[:, None] & ((oh < H) & (ow + s < W))[None, :]
+            tl.store(dx_tile + s * se_w, dxs[s].to(dx_ptr.dtype.element_ty), mask=mask)
+            dy = tl.load(dy_tile + s * sd_w, mask=mask, other=0.0).to(tl.float32)
+            acc_b += dy
+            dys = dys + (dy,)
+        if fused_weight_grad(K):
+            dws = dw_weight_grad_strips(dws, x_ptr + b * sx_b + head * Cg * sx_c, dys, offs_g, mask_g, oh, ow, H, W,
+                                        sx_c, sx_h, sx_w, K, SW)
     tl.store(dbp + pid_s * Cg + offs_g, tl.sum(acc_b, axis=1), mask=mask_g)
-    weight_grad_pass(dwp, x_ptr + head * Cg * sx_c, dy_ptr + head * sd_c, offs_g, mask_g, Cg, pid_s, n_split,
-                     n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, n_heads * sd_c, sd_h, sd_w,
-                     K, KK, BLOCK_C, TH, TW)
+    if fused_weight_grad(K):
+        store_weight_grad(dwp, dws, offs_g, mask_g, Cg, pid_s, K, KK)
+    else:
+        weight_grad_pass(dwp, x_ptr + head * Cg * sx_c, dy_ptr + head * sd_c, offs_g, mask_g, Cg, pid_s, n_split,
+                         n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, n_heads * sd_c, sd_h, sd_w,
+                         K, KK, BLOCK_C, TH, TW)
 
 
 @triton.jit
@@ -108,65 +131,39 @@ def _mixed_dw_bwd_kernel(
         se_b, se_c, se_h, se_w,
         NUM_HEADS: tl.constexpr, K0: tl.constexpr, K1: tl.constexpr, K2: tl.constexpr, K3: tl.constexpr,
         KK0: tl.constexpr, KK1: tl.constexpr, KK2: tl.constexpr, KK3: tl.constexpr,
-        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, SW: tl.constexpr,
 ):
-    """``dx`` and the weight/bias partials of every head. Roofline: 3 tensors of bytes against 2 k_i^2 FMAs per
-    element: FMA-bound in bf16 (SMT's heads average k^2 = 41)."""
+    """``dx`` and the weight/bias partials of every head, one head after the other (each head's weight-gradient
+    sums live in registers only during its own walk over the items; ``w*`` tap-major). Roofline: 3 tensors of
+    bytes against 2 k_i^2 FMAs per element: FMA-bound in bf16 (SMT's heads average k^2 = 41)."""
     n_tw = tl.cdiv(W, TW)
     n_tiles = tl.cdiv(H, TH) * n_tw
     n_items = n_batch * n_tiles
     offs_g = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_g = offs_g < Cg
     pid_s = tl.program_id(1)
-    # bias gradients, reduced along the pixels once at the end (heads absent from this launch leave theirs unused)
-    acc_b0 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
-    acc_b1 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
-    acc_b2 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
-    acc_b3 = tl.zeros([BLOCK_C, TH * TW], dtype=tl.float32)
-    # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
-    item = pid_s - n_split
-    while item + n_split < n_items:
-        item += n_split
-        b = (item // n_tiles).to(tl.int64)
-        oh, ow, mask_p = tile_coords(item % n_tiles, n_tw, H, W, TH, TW)
-        dy_b = dy_ptr + b * sd_b
-        dx_b = dx_ptr + b * se_b
-        acc_b0 = _head_bwd(acc_b0, w0, dy_b, dx_b, head0, n_heads, Cg, offs_g, mask_g,
-                           oh, ow, mask_p, H, W, sd_c, sd_h, sd_w, se_c, se_h, se_w,
-                           K0, BLOCK_C, TH * TW)
-        if NUM_HEADS > 1:
-            acc_b1 = _head_bwd(acc_b1, w1, dy_b, dx_b, head0 + 1, n_heads, Cg, offs_g, mask_g,
-                               oh, ow, mask_p, H, W, sd_c, sd_h, sd_w, se_c, se_h, se_w,
-                               K1, BLOCK_C, TH * TW)
-        if NUM_HEADS > 2:
-            acc_b2 = _head_bwd(acc_b2, w2, dy_b, dx_b, head0 + 2, n_heads, Cg, offs_g, mask_g,
-                               oh, ow, mask_p, H, W, sd_c, sd_h, sd_w, se_c, se_h, se_w,
-                               K2, BLOCK_C, TH * TW)
-        if NUM_HEADS > 3:
-            acc_b3 = _head_bwd(acc_b3, w3, dy_b, dx_b, head0 + 3, n_heads, Cg, offs_g, mask_g,
-                               oh, ow, mask_p, H, W, sd_c, sd_h, sd_w, se_c, se_h, se_w,
-                               K3, BLOCK_C, TH * TW)
-    _head_partials(dwp0, dbp0, acc_b0, x_ptr, dy_ptr, head0, n_heads, Cg, offs_g, mask_g, pid_s, n_split, n_items,
-                   n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, K0, KK0, BLOCK_C, TH, TW)
+    _head_bwd(x_ptr, w0, dy_ptr, dx_ptr, dwp0, dbp0, head0, n_heads, Cg, offs_g, mask_g, pid_s, n_split, n_items,
+              n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, se_b, se_c, se_h, se_w,
+              K0, KK0, BLOCK_C, TH, TW, SW)
     if NUM_HEADS > 1:
-        _head_partials(dwp1, dbp1, acc_b1, x_ptr, dy_ptr, head0 + 1, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
-                       n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, K1, KK1, BLOCK_C,
-                       TH, TW)
+        _head_bwd(x_ptr, w1, dy_ptr, dx_ptr, dwp1, dbp1, head0 + 1, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
+                  n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, se_b, se_c, se_h, se_w,
+                  K1, KK1, BLOCK_C, TH, TW, SW)
     if NUM_HEADS > 2:
-        _head_partials(dwp2, dbp2, acc_b2, x_ptr, dy_ptr, head0 + 2, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
-                       n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, K2, KK2, BLOCK_C,
-                       TH, TW)
+        _head_bwd(x_ptr, w2, dy_ptr, dx_ptr, dwp2, dbp2, head0 + 2, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
+                  n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, se_b, se_c, se_h, se_w,
+                  K2, KK2, BLOCK_C, TH, TW, SW)
     if NUM_HEADS > 3:
-        _head_partials(dwp3, dbp3, acc_b3, x_ptr, dy_ptr, head0 + 3, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
-                       n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, K3, KK3, BLOCK_C,
-                       TH, TW)
+        _head_bwd(x_ptr, w3, dy_ptr, dx_ptr, dwp3, dbp3, head0 + 3, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
+                  n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, se_b, se_c, se_h, se_w,
+                  K3, KK3, BLOCK_C, TH, TW, SW)
 
 
 HEAD_SIZES = dict(BLOCK_C=lambda a: a['Cg'], TH=lambda a: a['H'], TW=lambda a: a['W'])
 MIXED_KEY = ['Cg', 'H', 'W', 'sx_c']
 MIXED_FWD = TunedKernel('mixed_fwd', _mixed_dw_fwd_kernel, CONV_FWD_CANDIDATES, key=MIXED_KEY,
                         layout_arg='sx_c', size_args=HEAD_SIZES)
-MIXED_BWD = TunedKernel('mixed_bwd', _mixed_dw_bwd_kernel, MIXED_BWD_CANDIDATES, key=MIXED_KEY,
+MIXED_BWD = TunedKernel('mixed_bwd', _mixed_dw_bwd_kernel, CONV_BWD_CANDIDATES, key=MIXED_KEY,
                         layout_arg='sx_c', size_args=HEAD_SIZES)
 
 
@@ -185,7 +182,7 @@ def mixed_dwconv_fwd(x: torch.Tensor, weights: List[torch.Tensor], biases: List[
     y = empty_nchw(x)
     plan = TilePlan(x, channels=Cg)
     for h0, nh in _launch_groups(n_heads):
-        ws = [w.reshape(Cg, -1).contiguous() for w in weights[h0:h0 + nh]]
+        ws = [w.reshape(Cg, -1).t().contiguous() for w in weights[h0:h0 + nh]]  # tap-major
         bs = [b.contiguous() for b in biases[h0:h0 + nh]]
         ks = [w.shape[-1] for w in weights[h0:h0 + nh]]
         ws, bs, ks = _pad(ws, ws[0]), _pad(bs, bs[0]), _pad(ks, 1)
@@ -193,7 +190,7 @@ def mixed_dwconv_fwd(x: torch.Tensor, weights: List[torch.Tensor], biases: List[
             x, ws[0], bs[0], ws[1], bs[1], ws[2], bs[2], ws[3], bs[3], y,
             Cg, plan.H, plan.W, h0, n_heads,
             *strides(x), *strides(y),
-            NUM_HEADS=nh, K0=ks[0], K1=ks[1], K2=ks[2], K3=ks[3], **plan.meta(),
+            NUM_HEADS=nh, K0=ks[0], K1=ks[1], K2=ks[2], K3=ks[3], **plan.strip_meta(),
         )
     return y
 
@@ -204,12 +201,12 @@ def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Te
     n_heads = len(weights)
     Cg = x.shape[1] // n_heads
     dx = empty_nchw(x)
-    plan = TilePlan(x, channels=Cg, elems=256)
+    plan = TilePlan(x, channels=Cg, elems=512)
     n_split = reduction_programs(x.device, plan.n_items, plan.n_cblocks)
     dweights: List[torch.Tensor] = []
     dbiases: List[torch.Tensor] = []
     for h0, nh in _launch_groups(n_heads):
-        ws = [w.reshape(Cg, -1).contiguous() for w in weights[h0:h0 + nh]]
+        ws = [w.reshape(Cg, -1).t().contiguous() for w in weights[h0:h0 + nh]]  # tap-major
         ks = [w.shape[-1] for w in weights[h0:h0 + nh]]
         kks = [next_pow2(k * k) for k in ks]
         dwps = [torch.empty((n_split, Cg, kk), dtype=torch.float32, device=x.device) for kk in kks]
@@ -222,7 +219,7 @@ def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Te
             Cg, plan.H, plan.W, plan.B, n_split, h0, n_heads,
             *strides(x), *strides(grad), *strides(dx),
             NUM_HEADS=nh, K0=pk[0], K1=pk[1], K2=pk[2], K3=pk[3], KK0=pkk[0], KK1=pkk[1], KK2=pkk[2], KK3=pkk[3],
-            **plan.meta(),
+            **plan.strip_meta(rows=False),
         )
         for i in range(nh):
             w, b = weights[h0 + i], biases[h0 + i]
