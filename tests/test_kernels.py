@@ -430,11 +430,15 @@ def test_gpu_tile_candidate_bfloat16_four_heads_two_levels(op, layout):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('case', ['dwconv_k15', 'focal_k15', 'focal_levels4'])
+@pytest.mark.parametrize('case', ['dwconv_k15', 'focal_k15', 'focal_levels4', 'mixed_k3_k13'])
 def test_largest_kernels_and_four_levels(case):
-    """k = 15 (the largest the kernels take) and four focal levels, at the interpreter's tile (slow: hundreds of
-    taps per program)."""
-    if case == 'dwconv_k15':
+    """k = 15 (the largest the kernels take), four focal levels, and an SMT head beyond the register weight-gradient
+    sums (k = 13, a weight-gradient pass) beside one within them, at the interpreter's tile (slow: hundreds of taps
+    per program)."""
+    if case == 'mixed_k3_k13':
+        x, weights, biases = _smt_inputs(1, 4, 9, 10, [3, 13], 'channels_last')
+        _check_against_reference(K.mixed_dwconv_interleave, K.mixed_dwconv_interleave_reference, [x, weights, biases])
+    elif case == 'dwconv_k15':
         args = [_randn(1, 5, 9, 10), _randn(5, 1, 15, 15, scale=1 / 15), _randn(5)]
         _check_against_reference(K.dwconv_gelu, K.dwconv_gelu_reference, args)
     else:

@@ -159,6 +159,27 @@ def fused_weight_grad(k):
     return int(k) <= 9
 
 
+@triton.constexpr_function
+def _register_taps(k):
+    return int(k) * int(k) if int(k) <= 9 else 0
+
+
+@triton.jit
+def weight_grad_sums(K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
+    """The per-lane weight-gradient sums a backward kernel carries over its items: ``K * K`` zero accumulators when
+    they fit in registers (:func:`fused_weight_grad`), else none (:func:`finish_weight_grad` then runs a
+    :func:`weight_grad_pass`)."""
+    return zeros_tuple(_register_taps(K), BLOCK_C, BLOCK_Q)
+
+
+@triton.jit
+def item_strips(item, n_tiles, n_tw, TH: tl.constexpr, TW: tl.constexpr, SW: tl.constexpr):
+    """Batch index and one-row strip origins (:func:`strip_coords`) of item ``item`` (batch x tile) of a backward
+    kernel's walk."""
+    oh, ow = strip_coords(item % n_tiles, n_tw, TH, TW, 1, SW)
+    return (item // n_tiles).to(tl.int64), oh, ow
+
+
 @triton.jit
 def zeros_tuple(N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
     """``N`` float32 ``[BLOCK_C, BLOCK_Q]`` zero accumulators."""
@@ -177,22 +198,25 @@ def dw_weight_grad_strips(dws, src_ptr, g, offs_c, mask_c, oh, ow, H, W, s_c, s_
     ``dws``: ``K * K`` float32 ``[BLOCK_C, BLOCK_Q]`` accumulators (row-major taps), reduced across lanes once per
     program by the caller; ``g``: the ``SW`` output-gradient values of the strip (zero outside the image and the
     channels). Per kernel row the ``SW + K - 1`` inputs under the strip are loaded once and feed all ``K`` taps.
+    Without sums in registers (k > 9, :func:`weight_grad_sums`) ``dws`` is returned as it is.
     """
-    P: tl.constexpr = K // 2
-    tile = src_ptr + offs_c[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
-    cols = _strip_cols(ow, K, SW)
-    out = ()
-    for i in tl.static_range(K):
-        bound = _row_bound(oh + (i - P), H, W, mask_c)
-        row = tile + (i - P) * s_h
-        xs = ()
-        for v in tl.static_range(SW + K - 1):
-            xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
-        for t in tl.static_range(K):
-            acc = dws[i * K + t]
-            for s in tl.static_range(SW):
-                acc += g[s] * xs[s + t]
-            out = out + (acc,)
+    out = dws
+    if fused_weight_grad(K):
+        P: tl.constexpr = K // 2
+        tile = src_ptr + offs_c[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
+        cols = _strip_cols(ow, K, SW)
+        out = ()
+        for i in tl.static_range(K):
+            bound = _row_bound(oh + (i - P), H, W, mask_c)
+            row = tile + (i - P) * s_h
+            xs = ()
+            for v in tl.static_range(SW + K - 1):
+                xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
+            for t in tl.static_range(K):
+                acc = dws[i * K + t]
+                for s in tl.static_range(SW):
+                    acc += g[s] * xs[s + t]
+                out = out + (acc,)
     return out
 
 
@@ -249,6 +273,24 @@ def weight_grad_pass(dwp_ptr, src_ptr, g_ptr, offs_c, mask_c, C, pid_s, n_split,
             acc += val.to(tl.float32) * g.to(tl.float32)[None, :, :]
         tl.store(part[None, :] + (i * K + cols)[:, None], tl.sum(acc, axis=2),
                  mask=col_ok[:, None] & mask_c[None, :])
+
+
+@triton.jit
+def finish_weight_grad(dwp_ptr, dws, src_ptr, g_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
+                       ss_b, ss_c, ss_h, ss_w, sg_b, sg_c, sg_h, sg_w,
+                       K: tl.constexpr, KK: tl.constexpr, BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
+                       G_WRITTEN: tl.constexpr):
+    """This program's weight-gradient partials ``dwp[pid_s]`` at the end of its walk: the per-lane register sums
+    reduced across lanes (:func:`store_weight_grad`), or, for kernels too large for them, a
+    :func:`weight_grad_pass` of ``src`` against ``g``; ``G_WRITTEN``: the kernel has just stored ``g`` itself (a
+    barrier first, so the pass reads this program's stores)."""
+    if fused_weight_grad(K):
+        store_weight_grad(dwp_ptr, dws, offs_c, mask_c, C, pid_s, K, KK)
+    else:
+        if G_WRITTEN:
+            tl.debug_barrier()
+        weight_grad_pass(dwp_ptr, src_ptr, g_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
+                         ss_b, ss_c, ss_h, ss_w, sg_b, sg_c, sg_h, sg_w, K, KK, BLOCK_C, TH, TW)
 
 
 def conv_tile_config(channels_last: bool, C: int, H: int, W: int, elems: int = 1024):

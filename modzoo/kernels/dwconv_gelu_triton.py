@@ -14,8 +14,8 @@ import triton.language as tl
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
     CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
-    dw_weight_grad_strips, fused_weight_grad, gelu, gelu_grad, reduction_programs, store_weight_grad, strip_coords,
-    sum_weight_partials, weight_grad_pass, zeros_tuple,
+    dw_weight_grad_strips, finish_weight_grad, gelu, gelu_grad, item_strips, reduction_programs, strip_coords,
+    sum_weight_partials, weight_grad_sums,
 )
 
 
@@ -81,16 +81,14 @@ def _dwconv_gelu_bwd_kernel(
     mask_c = offs_c < C
     pid_s = tl.program_id(1)
     acc_b = tl.zeros([BLOCK_C, BLOCK_Q], dtype=tl.float32)  # reduced along the pixels once, at the end
-    if fused_weight_grad(K):
-        dws = zeros_tuple(K * K, BLOCK_C, BLOCK_Q)
+    dws = weight_grad_sums(K, BLOCK_C, BLOCK_Q)
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[:, None]
     # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
     item = pid_s - n_split
     while item + n_split < n_items:
         item += n_split
-        b = (item // n_tiles).to(tl.int64)
-        oh, ow = strip_coords(item % n_tiles, n_tw, TH, TW, 1, SW)
+        b, oh, ow = item_strips(item, n_tiles, n_tw, TH, TW, SW)
         x_b = x_ptr + b * sx_b
         zs = dw_conv_strips(x_b, w_ptr, C, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w,
                             K, False, 1, SW, BLOCK_C, BLOCK_Q)
@@ -107,15 +105,10 @@ def _dwconv_gelu_bwd_kernel(
             tl.store(dz_tile + s * sz_w, dz.to(dz_ptr.dtype.element_ty), mask=mask)
             acc_b += dz
             dzs = dzs + (dz,)
-        if fused_weight_grad(K):
-            dws = dw_weight_grad_strips(dws, x_b, dzs, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w, K, SW)
+        dws = dw_weight_grad_strips(dws, x_b, dzs, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w, K, SW)
     tl.store(dbp_ptr + pid_s * C + offs_c, tl.sum(acc_b, axis=1), mask=mask_c)
-    if fused_weight_grad(K):
-        store_weight_grad(dwp_ptr, dws, offs_c, mask_c, C, pid_s, K, KK)
-    else:
-        tl.debug_barrier()  # this program's dz stores before the weight-gradient pass reads them
-        weight_grad_pass(dwp_ptr, x_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
-                         sx_b, sx_c, sx_h, sx_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW)
+    finish_weight_grad(dwp_ptr, dws, x_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
+                       sx_b, sx_c, sx_h, sx_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW, True)
 
 
 CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])

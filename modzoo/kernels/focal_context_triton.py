@@ -34,8 +34,8 @@ from .dwconv_gelu_triton import DWCONV_FWD, depthwise_conv
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
     CONV_FWD_CANDIDATES, WARPS_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
-    dw_weight_grad_strips, fused_weight_grad, gelu, gelu_grad, reduction_programs, store_weight_grad, strip_coords,
-    sum_weight_partials, tile_coords, weight_grad_pass, zeros_tuple,
+    dw_weight_grad_strips, finish_weight_grad, gelu, gelu_grad, item_strips, reduction_programs, strip_coords,
+    sum_weight_partials, tile_coords, weight_grad_sums,
 )
 
 _MODE_LEVEL, _MODE_MEAN, _MODE_FINAL = 0, 1, 2
@@ -172,14 +172,12 @@ def _focal_bwd_level_kernel(
     mask_c = offs_c < C
     pid_s = tl.program_id(1)
     dg_blk = dgates_ptr + tl.program_id(0).to(tl.int64) * n_batch * num_levels * H * W
-    if fused_weight_grad(K):
-        dws = zeros_tuple(K * K, BLOCK_C, BLOCK_Q)
+    dws = weight_grad_sums(K, BLOCK_C, BLOCK_Q)
     # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
     item = pid_s - n_split
     while item + n_split < n_items:
         item += n_split
-        b = (item // n_tiles).to(tl.int64)
-        oh, ow = strip_coords(item % n_tiles, n_tw, TH, TW, 1, SW)
+        b, oh, ow = item_strips(item, n_tiles, n_tw, TH, TW, SW)
         src_b = src_ptr + b * ss_b
         zs = dw_conv_strips(src_b, w_ptr, C, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w,
                             K, False, 1, SW, BLOCK_C, BLOCK_Q)
@@ -209,14 +207,9 @@ def _focal_bwd_level_kernel(
             tl.store(dz_tile + s * sz_w, dz.to(dz_ptr.dtype.element_ty), mask=mask)
             tl.store(dg_row + s, tl.sum(dout * c, axis=0) * scale, mask=mask_p)
             dzs = dzs + (dz,)
-        if fused_weight_grad(K):
-            dws = dw_weight_grad_strips(dws, src_b, dzs, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w, K, SW)
-    if fused_weight_grad(K):
-        store_weight_grad(dwp_ptr, dws, offs_c, mask_c, C, pid_s, K, KK)
-    else:
-        tl.debug_barrier()  # this program's dz stores before the weight-gradient pass reads them
-        weight_grad_pass(dwp_ptr, src_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
-                         ss_b, ss_c, ss_h, ss_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW)
+        dws = dw_weight_grad_strips(dws, src_b, dzs, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w, K, SW)
+    finish_weight_grad(dwp_ptr, dws, src_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
+                       ss_b, ss_c, ss_h, ss_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW, True)
 
 
 CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])

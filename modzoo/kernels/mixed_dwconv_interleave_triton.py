@@ -20,8 +20,8 @@ import triton.language as tl
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
     CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
-    dw_weight_grad_strips, fused_weight_grad, reduction_programs, store_weight_grad, strip_coords, sum_weight_partials,
-    weight_grad_pass, zeros_tuple,
+    dw_weight_grad_strips, finish_weight_grad, item_strips, reduction_programs, strip_coords, sum_weight_partials,
+    weight_grad_sums,
 )
 
 HEADS_PER_LAUNCH = 4
@@ -88,14 +88,12 @@ def _head_bwd(x_ptr, w_ptr, dy_ptr, dx_ptr, dwp, dbp, head, n_heads, Cg, offs_g,
     against ``dy``, an input, so no barrier)."""
     BLOCK_Q: tl.constexpr = TH * (TW // SW)
     acc_b = tl.zeros([BLOCK_C, BLOCK_Q], dtype=tl.float32)
-    if fused_weight_grad(K):
-        dws = zeros_tuple(K * K, BLOCK_C, BLOCK_Q)
+    dws = weight_grad_sums(K, BLOCK_C, BLOCK_Q)
     # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
     item = pid_s - n_split
     while item + n_split < n_items:
         item += n_split
-        b = (item // n_tiles).to(tl.int64)
-        oh, ow = strip_coords(item % n_tiles, n_tw, TH, TW, 1, SW)
+        b, oh, ow = item_strips(item, n_tiles, n_tw, TH, TW, SW)
         # this head's output channels g * h + head, i.e. channel stride h * sd_c from offset head
         dy_head = dy_ptr + b * sd_b + head * sd_c
         dxs = dw_conv_strips(dy_head, w_ptr, Cg, offs_g, mask_g, oh, ow, H, W, n_heads * sd_c, sd_h, sd_w,
@@ -109,16 +107,13 @@ def _head_bwd(x_ptr, w_ptr, dy_ptr, dx_ptr, dwp, dbp, head, n_heads, Cg, offs_g,
             dy = tl.load(dy_tile + s * sd_w, mask=mask, other=0.0).to(tl.float32)
             acc_b += dy
             dys = dys + (dy,)
-        if fused_weight_grad(K):
-            dws = dw_weight_grad_strips(dws, x_ptr + b * sx_b + head * Cg * sx_c, dys, offs_g, mask_g, oh, ow, H, W,
-                                        sx_c, sx_h, sx_w, K, SW)
+        dws = dw_weight_grad_strips(dws, x_ptr + b * sx_b + head * Cg * sx_c, dys, offs_g, mask_g, oh, ow, H, W,
+                                    sx_c, sx_h, sx_w, K, SW)
     tl.store(dbp + pid_s * Cg + offs_g, tl.sum(acc_b, axis=1), mask=mask_g)
-    if fused_weight_grad(K):
-        store_weight_grad(dwp, dws, offs_g, mask_g, Cg, pid_s, K, KK)
-    else:
-        weight_grad_pass(dwp, x_ptr + head * Cg * sx_c, dy_ptr + head * sd_c, offs_g, mask_g, Cg, pid_s, n_split,
-                         n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, n_heads * sd_c, sd_h, sd_w,
-                         K, KK, BLOCK_C, TH, TW)
+    # dy is an input: no barrier before a weight-gradient pass reads it
+    finish_weight_grad(dwp, dws, x_ptr + head * Cg * sx_c, dy_ptr + head * sd_c, offs_g, mask_g, Cg, pid_s, n_split,
+                       n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, n_heads * sd_c, sd_h, sd_w,
+                       K, KK, BLOCK_C, TH, TW, False)
 
 
 @triton.jit
