@@ -133,7 +133,14 @@ else
   installed=0
   for house in "${MODZOO_WHEELHOUSE:-}" "$ROOT/../shared/wheels" "$build_cache" "$CACHE_ROOT"; do
     [ -n "$house" ] || continue
-    if install_mmcv_from "$house"; then installed=1; break; fi
+    if install_mmcv_from "$house"; then
+      installed=1
+      # keep a copy in the cache, so a fresh clone elsewhere on this machine (no ../shared beside it) finds it
+      if [ "$house" != "$build_cache" ] && [ "$house" != "$CACHE_ROOT" ]; then
+        mkdir -p "$build_cache" && cp -n "$house"/mmcv-"$MMCV_VERSION"-*.whl "$build_cache"/ 2>/dev/null || true
+      fi
+      break
+    fi
   done
   [ "$installed" = 1 ] || build_mmcv
 fi

@@ -18,6 +18,7 @@ Needs ``TRITON_INTERPRET`` unset (an interpreted kernel cannot be compiled).
 import argparse
 import contextlib
 import dataclasses
+import inspect
 import json
 import os
 import re
@@ -168,6 +169,8 @@ def _int_type(v: int) -> str:
 def specialise(launch: Launch) -> Iterator[dict]:
     """One compile spec per autotune candidate: ``fn, signature, constexprs, attrs, num_warps, num_stages``."""
     fn = launch.kernel
+    # parameters declared constexpr are specialised on their value however they are passed
+    declared = {p.name for p in inspect.signature(fn.fn).parameters.values() if 'constexpr' in str(p.annotation)}
     for overrides, num_warps, num_stages in launch.configs:
         constexprs = dict(launch.kwargs, **overrides)
         values = dict(zip([a for a in fn.arg_names if a not in constexprs], launch.args, strict=False))
@@ -177,6 +180,10 @@ def specialise(launch: Launch) -> Iterator[dict]:
                 sig[name] = 'constexpr'
                 continue
             v = values[name]
+            if name in declared:
+                sig[name] = 'constexpr'
+                constexprs[name] = v
+                continue
             if isinstance(v, torch.Tensor):
                 sig[name] = '*' + _TL_TYPES[v.dtype]
                 aligned = (v.storage_offset() * v.element_size()) % 16 == 0  # allocations are 256-byte aligned

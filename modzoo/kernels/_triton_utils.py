@@ -8,7 +8,9 @@ Conventions of every conv-like kernel here:
   ``SH * SW`` 2-D ``[BLOCK_C, BLOCK_Q]`` tensors (``BLOCK_Q`` strips), so every input a lane loads serves all the
   taps and outputs of its strip that need it (:func:`dw_conv_strips`);
 * tensors are addressed through their four strides, so NCHW, channels-last, permuted views and channel slices are
-  read in place; Triton specialises the unit stride, so channels-last loads are vectors along the channels;
+  read in place; Triton specialises the unit stride, so channels-last loads are vectors along the channels. The
+  column stride of every tensor a strip is read from is a ``tl.constexpr`` (one compile per channel count in
+  channels-last memory), so the strip's column offsets are immediates of its loads instead of 64-bit adds;
 * everything is computed in float32 right after the load (the interpreter cannot do bfloat16 arithmetic, and the
   GPU accumulates more accurately that way), and cast to the destination dtype on store;
 * zero padding is a load mask, so halos at tile borders are read straight from the neighbouring tiles' memory.
@@ -190,33 +192,98 @@ def zeros_tuple(N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
 
 
 @triton.jit
-def dw_weight_grad_strips(dws, src_ptr, g, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
-                          K: tl.constexpr, SW: tl.constexpr):
-    """``dws[tap] + sum_s g[s] * src[pixel s + tap]`` for the one-row strips of :func:`dw_conv_strips` (``SH = 1``):
-    the weight-gradient sums of a depthwise KxK conv, per lane, over the strips the lane has seen.
+def load_strip_rows(src_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w, K: tl.constexpr, SW: tl.constexpr):
+    """The inputs under the one-row strips of :func:`strip_coords` (``SH = 1``) that a KxK conv with zero padding
+    K // 2 reads: for each kernel row ``i`` the ``SW + K - 1`` values around the strip, as one flat row-major tuple
+    of ``K * (SW + K - 1)`` float32 ``[BLOCK_C, BLOCK_Q]`` tensors (zero outside the image and the channels)."""
+    P: tl.constexpr = K // 2
+    tile = src_ptr + offs_c[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
+    cols = _strip_cols(ow, K, SW)
+    xs = ()
+    for i in tl.static_range(K):
+        bound = _row_bound(oh + (i - P), H, W, mask_c)
+        row = tile + (i - P) * s_h
+        for v in tl.static_range(SW + K - 1):
+            xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
+    return xs
+
+
+@triton.jit
+def strip_weights(w_ptr, w_stride, offs_c, mask_c, K: tl.constexpr):
+    """The ``K * K`` taps of the lane's channels (``w`` tap-major), ``[BLOCK_C, 1]`` float32 each, loaded once by a
+    backward kernel before its walk when the weight-gradient sums fit in registers (else an empty tuple)."""
+    weights = ()
+    if fused_weight_grad(K):
+        for tap in tl.static_range(K * K):
+            weights = weights + (_tap_weight(w_ptr + offs_c, w_stride, tap, K, False, mask_c),)
+    return weights
+
+
+@triton.jit
+def dw_conv_rows(xs, weights, K: tl.constexpr, SW: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
+    """The ``SW`` outputs of :func:`dw_conv_strips` (``SH = 1``, no flip) from inputs already loaded by
+    :func:`load_strip_rows` and the taps of :func:`strip_weights`, so a backward kernel that needs the inputs again
+    (the weight gradient) keeps them."""
+    W_ROW: tl.constexpr = SW + K - 1
+    accs = zeros_tuple(SW, BLOCK_C, BLOCK_Q)
+    for i in tl.static_range(K):
+        updated = ()
+        for s in tl.static_range(SW):
+            acc = accs[s]
+            for t in tl.static_range(K):
+                acc += weights[i * K + t] * xs[i * W_ROW + s + t]
+            updated = updated + (acc,)
+        accs = updated
+    return accs
+
+
+@triton.jit
+def recompute_strips(src_ptr, w_ptr, w_stride, weights, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
+                     K: tl.constexpr, SW: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
+    """A backward kernel's recomputed conv of its one-row strips, and the inputs it read when the weight-gradient
+    sums are kept in registers (:func:`fused_weight_grad`; they feed :func:`dw_weight_grad_rows` without a second
+    load; ``weights``: :func:`strip_weights`), else an empty tuple."""
+    if fused_weight_grad(K):
+        xs = load_strip_rows(src_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w, K, SW)
+        zs = dw_conv_rows(xs, weights, K, SW, BLOCK_C, BLOCK_Q)
+    else:
+        xs = ()
+        zs = dw_conv_strips(src_ptr, w_ptr, w_stride, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
+                            K, False, 1, SW, BLOCK_C, BLOCK_Q)
+    return zs, xs
+
+
+@triton.jit
+def dw_weight_grad_rows(dws, xs, g, K: tl.constexpr, SW: tl.constexpr):
+    """``dws[tap] + sum_s g[s] * x[pixel s + tap]``: the weight-gradient sums of a depthwise KxK conv, per lane,
+    over the one-row strips the lane has seen, from the strip's inputs ``xs`` (:func:`load_strip_rows`).
 
     ``dws``: ``K * K`` float32 ``[BLOCK_C, BLOCK_Q]`` accumulators (row-major taps), reduced across lanes once per
-    program by the caller; ``g``: the ``SW`` output-gradient values of the strip (zero outside the image and the
-    channels). Per kernel row the ``SW + K - 1`` inputs under the strip are loaded once and feed all ``K`` taps.
-    Without sums in registers (k > 9, :func:`weight_grad_sums`) ``dws`` is returned as it is.
+    program by :func:`finish_weight_grad`; ``g``: the ``SW`` output-gradient values of the strip (zero outside the
+    image and the channels). Without sums in registers (k > 9, :func:`weight_grad_sums`) ``dws`` is returned as it
+    is.
     """
     out = dws
     if fused_weight_grad(K):
-        P: tl.constexpr = K // 2
-        tile = src_ptr + offs_c[:, None] * s_c + (oh * s_h + ow * s_w)[None, :]
-        cols = _strip_cols(ow, K, SW)
+        W_ROW: tl.constexpr = SW + K - 1
         out = ()
         for i in tl.static_range(K):
-            bound = _row_bound(oh + (i - P), H, W, mask_c)
-            row = tile + (i - P) * s_h
-            xs = ()
-            for v in tl.static_range(SW + K - 1):
-                xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
             for t in tl.static_range(K):
                 acc = dws[i * K + t]
                 for s in tl.static_range(SW):
-                    acc += g[s] * xs[s + t]
+                    acc += g[s] * xs[i * W_ROW + s + t]
                 out = out + (acc,)
+    return out
+
+
+@triton.jit
+def dw_weight_grad_strips(dws, src_ptr, g, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
+                          K: tl.constexpr, SW: tl.constexpr):
+    """:func:`dw_weight_grad_rows` of inputs loaded here, for a kernel whose conv read another tensor."""
+    out = dws
+    if fused_weight_grad(K):
+        xs = load_strip_rows(src_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w, K, SW)
+        out = dw_weight_grad_rows(dws, xs, g, K, SW)
     return out
 
 

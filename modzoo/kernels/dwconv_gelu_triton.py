@@ -14,8 +14,8 @@ import triton.language as tl
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
     CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
-    dw_weight_grad_strips, finish_weight_grad, gelu, gelu_grad, item_strips, reduction_programs, strip_coords,
-    sum_weight_partials, weight_grad_sums,
+    dw_weight_grad_rows, finish_weight_grad, gelu, gelu_grad, item_strips, recompute_strips, reduction_programs,
+    strip_coords, strip_weights, sum_weight_partials, weight_grad_sums,
 )
 
 
@@ -23,7 +23,7 @@ from ._triton_utils import (
 def _dwconv_act_fwd_kernel(
         x_ptr, w_ptr, b_ptr, y_ptr,
         C, H, W,
-        sx_b, sx_c, sx_h, sx_w,
+        sx_b, sx_c, sx_h, sx_w: tl.constexpr,
         sy_b, sy_c, sy_h, sy_w,
         K: tl.constexpr, HAS_BIAS: tl.constexpr, APPLY_GELU: tl.constexpr, FLIP: tl.constexpr,
         BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
@@ -61,7 +61,7 @@ def _dwconv_act_fwd_kernel(
 def _dwconv_gelu_bwd_kernel(
         x_ptr, w_ptr, b_ptr, dy_ptr, dz_ptr, dwp_ptr, dbp_ptr,
         C, H, W, n_batch, n_split,
-        sx_b, sx_c, sx_h, sx_w,
+        sx_b, sx_c, sx_h, sx_w: tl.constexpr,
         sd_b, sd_c, sd_h, sd_w,
         sz_b, sz_c, sz_h, sz_w,
         K: tl.constexpr, KK: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -82,6 +82,7 @@ def _dwconv_gelu_bwd_kernel(
     pid_s = tl.program_id(1)
     acc_b = tl.zeros([BLOCK_C, BLOCK_Q], dtype=tl.float32)  # reduced along the pixels once, at the end
     dws = weight_grad_sums(K, BLOCK_C, BLOCK_Q)
+    weights = strip_weights(w_ptr, C, offs_c, mask_c, K)
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[:, None]
     # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
@@ -90,8 +91,8 @@ def _dwconv_gelu_bwd_kernel(
         item += n_split
         b, oh, ow = item_strips(item, n_tiles, n_tw, TH, TW, SW)
         x_b = x_ptr + b * sx_b
-        zs = dw_conv_strips(x_b, w_ptr, C, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w,
-                            K, False, 1, SW, BLOCK_C, BLOCK_Q)
+        zs, xs = recompute_strips(x_b, w_ptr, C, weights, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w,
+                                  K, SW, BLOCK_C, BLOCK_Q)
         dy_tile = dy_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :]
         dz_tile = dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :]
         dzs = ()
@@ -105,7 +106,7 @@ def _dwconv_gelu_bwd_kernel(
             tl.store(dz_tile + s * sz_w, dz.to(dz_ptr.dtype.element_ty), mask=mask)
             acc_b += dz
             dzs = dzs + (dz,)
-        dws = dw_weight_grad_strips(dws, x_b, dzs, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w, K, SW)
+        dws = dw_weight_grad_rows(dws, xs, dzs, K, SW)
     tl.store(dbp_ptr + pid_s * C + offs_c, tl.sum(acc_b, axis=1), mask=mask_c)
     finish_weight_grad(dwp_ptr, dws, x_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
                        sx_b, sx_c, sx_h, sx_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW, True)

@@ -34,8 +34,8 @@ from .dwconv_gelu_triton import DWCONV_FWD, depthwise_conv
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
     CONV_FWD_CANDIDATES, WARPS_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
-    dw_weight_grad_strips, finish_weight_grad, gelu, gelu_grad, item_strips, reduction_programs, strip_coords,
-    sum_weight_partials, tile_coords, weight_grad_sums,
+    dw_weight_grad_rows, finish_weight_grad, gelu, gelu_grad, item_strips, recompute_strips, reduction_programs,
+    strip_coords, strip_weights, sum_weight_partials, tile_coords, weight_grad_sums,
 )
 
 _MODE_LEVEL, _MODE_MEAN, _MODE_FINAL = 0, 1, 2
@@ -45,7 +45,7 @@ _MODE_LEVEL, _MODE_MEAN, _MODE_FINAL = 0, 1, 2
 def _focal_fwd_kernel(
         src_ptr, w_ptr, gates_ptr, pin_ptr, c_ptr, pout_ptr, part_ptr, mean_ptr, out_ptr,
         C, H, W, level, scale,
-        ss_b, ss_c, ss_h, ss_w,
+        ss_b, ss_c, ss_h, ss_w: tl.constexpr,
         sg_b, sg_l, sg_h, sg_w,
         sb_b, sb_c, sb_h, sb_w,
         K: tl.constexpr, MODE: tl.constexpr, WRITE_P: tl.constexpr, HAS_PIN: tl.constexpr, HAS_PREV: tl.constexpr,
@@ -147,10 +147,10 @@ def _focal_bwd_global_kernel(
 def _focal_bwd_level_kernel(
         src_ptr, w_ptr, wn_ptr, gates_ptr, dout_ptr, dzn_ptr, dmean_ptr, dz_ptr, dgates_ptr, dwp_ptr,
         C, H, W, n_split, n_batch, level, num_levels, scale,
-        ss_b, ss_c, ss_h, ss_w,
+        ss_b, ss_c, ss_h, ss_w: tl.constexpr,
         sg_b, sg_l, sg_h, sg_w,
         sd_b, sd_c, sd_h, sd_w,
-        sz_b, sz_c, sz_h, sz_w,
+        sz_b, sz_c, sz_h, sz_w: tl.constexpr,
         K: tl.constexpr, KN: tl.constexpr, KK: tl.constexpr, IS_LAST: tl.constexpr,
         BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, SW: tl.constexpr,
 ):
@@ -173,14 +173,15 @@ def _focal_bwd_level_kernel(
     pid_s = tl.program_id(1)
     dg_blk = dgates_ptr + tl.program_id(0).to(tl.int64) * n_batch * num_levels * H * W
     dws = weight_grad_sums(K, BLOCK_C, BLOCK_Q)
+    weights = strip_weights(w_ptr, C, offs_c, mask_c, K)
     # a while loop: a for-range bound built from kernel arguments fails under Triton 3.6's interpreter
     item = pid_s - n_split
     while item + n_split < n_items:
         item += n_split
         b, oh, ow = item_strips(item, n_tiles, n_tw, TH, TW, SW)
         src_b = src_ptr + b * ss_b
-        zs = dw_conv_strips(src_b, w_ptr, C, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w,
-                            K, False, 1, SW, BLOCK_C, BLOCK_Q)
+        zs, xs = recompute_strips(src_b, w_ptr, C, weights, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w,
+                                  K, SW, BLOCK_C, BLOCK_Q)
         if IS_LAST:
             dmean = tl.load(dmean_ptr + b * C + offs_c, mask=mask_c, other=0.0)[:, None]
         else:
@@ -207,7 +208,7 @@ def _focal_bwd_level_kernel(
             tl.store(dz_tile + s * sz_w, dz.to(dz_ptr.dtype.element_ty), mask=mask)
             tl.store(dg_row + s, tl.sum(dout * c, axis=0) * scale, mask=mask_p)
             dzs = dzs + (dz,)
-        dws = dw_weight_grad_strips(dws, src_b, dzs, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w, K, SW)
+        dws = dw_weight_grad_rows(dws, xs, dzs, K, SW)
     finish_weight_grad(dwp_ptr, dws, src_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
                        ss_b, ss_c, ss_h, ss_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW, True)
 
@@ -216,7 +217,10 @@ CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a[
 FOCAL_FWD_KEY = ['C', 'H', 'W', 'ss_c']
 FOCAL_FWD = TunedKernel('focal_fwd', _focal_fwd_kernel, CONV_FWD_CANDIDATES, key=FOCAL_FWD_KEY,
                         layout_arg='ss_c', size_args=CONV_SIZES)
-FOCAL_MEAN = TunedKernel('focal_mean', _focal_fwd_kernel, WARPS_CANDIDATES, key=FOCAL_FWD_KEY)
+# the mean pass keeps the plan's tile and one-row strips: 128-256 strip-channels, so 8 warps would only duplicate
+# lanes, and 2 spill (sm_90 compile check)
+MEAN_WARPS_CANDIDATES = {'any': [dict(num_warps=4)]}
+FOCAL_MEAN = TunedKernel('focal_mean', _focal_fwd_kernel, MEAN_WARPS_CANDIDATES, key=FOCAL_FWD_KEY)
 FOCAL_BWD_GLOBAL = TunedKernel('focal_bwd_global', _focal_bwd_global_kernel, WARPS_CANDIDATES,
                                key=['C', 'H', 'W', 'sd_c'])
 # the per channel block gate-gradient partials fix BLOCK_C to the plan's (8 NCHW, 32 channels-last channels at
