@@ -140,6 +140,15 @@ class LoadGuard:
         return row
 
 
+def add_load_guard_args(parser) -> None:
+    """The options of :class:`LoadGuard` every CPU benchmark takes: the load a row may see, and its re-measuring."""
+    parser.add_argument('--load-threshold', type=float, default=default_load_threshold(),
+                        help="1-minute load average a one-thread row may see (default 0.75 x cores; a row's own "
+                             'threads beyond one are added); rows above it are re-measured, then marked LOADED')
+    parser.add_argument('--load-retries', type=int, default=1, help='re-measurements of a row above the threshold')
+    parser.add_argument('--load-wait', type=float, default=30.0, help='seconds to wait before re-measuring a row')
+
+
 def load_cell(row: Dict) -> str:
     """The load column of a table row: ``before→after``, with ``LOADED`` when above the row's limit."""
     text = f'{row["load_before"]:.1f}→{row["load_after"]:.1f}'

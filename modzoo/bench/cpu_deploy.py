@@ -31,7 +31,7 @@ import time
 from typing import List, Optional, Sequence
 
 from .common import (
-    BENCHMARKS, README, LoadGuard, default_load_threshold, interleaved_seconds, load_cell, load_note,
+    BENCHMARKS, README, LoadGuard, add_load_guard_args, interleaved_seconds, load_cell, load_note,
     machine_description, update_marked_file,
 )
 from .engine_worker import COMPILED, OPENVINO, ORT, TORCH
@@ -325,10 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='tool check in seconds: 32 px, batches 1 2, 1 thread, 2 repeats, 8 calibration images, '
                              'no re-measuring of loaded rows '
                              '(numbers meaningless; never written with --write-*)')
-    parser.add_argument('--load-threshold', type=float, default=default_load_threshold(),
-                        help='1-minute load average a one-thread row may see (default 0.75 x cores)')
-    parser.add_argument('--load-retries', type=int, default=1)
-    parser.add_argument('--load-wait', type=float, default=30.0)
+    add_load_guard_args(parser)
     parser.add_argument('--json', help='also write the raw results here')
     parser.add_argument('--from-json', help='only render (and write) a saved --json run')
     parser.add_argument('--write-benchmarks', action='store_true', help='refresh the block in BENCHMARKS.md')

@@ -27,7 +27,7 @@ import torch
 
 import modzoo
 from .common import (
-    BENCHMARKS, LoadGuard, default_load_threshold, interleaved_seconds, keep_torch_threads, load_cell, load_note,
+    BENCHMARKS, LoadGuard, add_load_guard_args, interleaved_seconds, keep_torch_threads, load_cell, load_note,
     machine_description, update_marked_file,
 )
 
@@ -180,10 +180,7 @@ def main(argv=None) -> int:
     parser.add_argument('--profile', action='store_true', help='eager vs ORT by op for --profile-model')
     parser.add_argument('--profile-model', default=PROFILE_MODEL)
     parser.add_argument('--profile-batch', type=int, default=PROFILE_BATCH)
-    parser.add_argument('--load-threshold', type=float, default=default_load_threshold(),
-                        help='1-minute load average a one-thread row may see (default 0.75 x cores)')
-    parser.add_argument('--load-retries', type=int, default=1)
-    parser.add_argument('--load-wait', type=float, default=30.0)
+    add_load_guard_args(parser)
     parser.add_argument('--json', help='also write the raw results here')
     parser.add_argument('--from-json', help='only render (and with --write-benchmarks write) a saved --json run')
     parser.add_argument('--write-benchmarks', action='store_true', help='refresh the section in BENCHMARKS.md')

@@ -38,7 +38,7 @@ import timm
 import torch
 
 import modzoo
-from .common import LoadGuard, default_load_threshold, machine_description, subprocess_env
+from .common import LoadGuard, add_load_guard_args, machine_description, subprocess_env
 
 KINDS = ('gridpe', 'plain', 'timm')
 
@@ -177,10 +177,7 @@ def main(argv=None):
     parser.add_argument('--warmup', type=int, default=2, help='untimed rounds first (table caches, allocator)')
     parser.add_argument('--threads', type=int, nargs='+', default=[0],
                         help='torch intra-op thread counts, one result each (0: torch default)')
-    parser.add_argument('--load-threshold', type=float, default=default_load_threshold(),
-                        help='1-minute load average a one-thread run may see (default 0.75 x cores)')
-    parser.add_argument('--load-retries', type=int, default=1, help='re-measurements of a run above the threshold')
-    parser.add_argument('--load-wait', type=float, default=30.0, help='seconds to wait before re-measuring')
+    add_load_guard_args(parser)
     parser.add_argument('--no-memory', action='store_true', help='skip the per-model peak-RSS subprocesses')
     parser.add_argument('--json', default='', help='also write the result here')
     args = parser.parse_args(argv)

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import engine_worker
 from .common import (
-    BENCHMARKS, LoadGuard, default_load_threshold, interleaved_seconds, keep_torch_threads, load_cell, load_note,
+    BENCHMARKS, LoadGuard, add_load_guard_args, interleaved_seconds, keep_torch_threads, load_cell, load_note,
     machine_description, replace_marked, subprocess_env, update_marked_file,
 )
 from .engine_worker import ORT, TORCH, ort_session
@@ -470,11 +470,7 @@ def main(argv=None) -> int:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2],
                         help='intra-op thread counts, each engine the same (a row per count; default 1 2)')
-    parser.add_argument('--load-threshold', type=float, default=default_load_threshold(),
-                        help='1-minute load average a one-thread row may see (default 0.75 x cores; a row\'s own '
-                             'threads beyond one are added); rows above it are re-measured, then marked LOADED')
-    parser.add_argument('--load-retries', type=int, default=1, help='re-measurements of a row above the threshold')
-    parser.add_argument('--load-wait', type=float, default=30.0, help='seconds to wait before re-measuring a row')
+    add_load_guard_args(parser)
     parser.add_argument('--max-params', type=float, default=MAX_PARAMS_DEFAULT,
                         help='skip larger models (default 300e6: xlarge/huge FocalNets need several GB per engine)')
     parser.add_argument('--int8', action='store_true',

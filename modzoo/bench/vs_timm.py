@@ -24,7 +24,7 @@ import torch
 
 import modzoo
 from .common import (
-    BENCHMARKS, LoadGuard, default_load_threshold, keep_torch_threads, load_cell, load_note, machine_description,
+    BENCHMARKS, LoadGuard, add_load_guard_args, keep_torch_threads, load_cell, load_note, machine_description,
     subprocess_env, update_marked_file,
 )
 
@@ -126,10 +126,7 @@ def main(argv=None):
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2], help='torch intra-op thread counts')
-    parser.add_argument('--load-threshold', type=float, default=default_load_threshold(),
-                        help='1-minute load average a one-thread row may see (default 0.75 x cores)')
-    parser.add_argument('--load-retries', type=int, default=1, help='re-measurements of a row above the threshold')
-    parser.add_argument('--load-wait', type=float, default=30.0, help='seconds to wait before re-measuring a row')
+    add_load_guard_args(parser)
     parser.add_argument('--write-benchmarks', action='store_true', help='refresh the section in BENCHMARKS.md')
     parser.add_argument('--json', help='also write the raw numbers here')
     args = parser.parse_args(argv)
