@@ -5,16 +5,19 @@
 #   tools/check_triton.sh 3.6.0                   # installs into .triton/3.6.0 (pip, once)
 #   TRITON_DIR=/path/to/triton36 tools/check_triton.sh 3.6.0   # a Triton already unpacked there: no download
 #   tools/check_triton.sh 3.8.0                   # the environment's own Triton when it is that version
+#   tools/check_triton.sh 3.6.0 --dtype float32 bfloat16 --json out.json   # extra arguments go to the report
 #
+# MODZOO_SLOW=1 adds the slow kernel tests (k = 15, four focal levels).
 # Exit status: 0 when the tests and the report pass, 2 on bad arguments, else the failing step's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-if [ $# -ne 1 ] || [ -z "$1" ]; then
-    echo "error: give one Triton version, e.g. tools/check_triton.sh 3.6.0" >&2
+if [ $# -lt 1 ] || [ -z "$1" ] || [ "${1#-}" != "$1" ]; then
+    echo "error: give one Triton version first, e.g. tools/check_triton.sh 3.6.0" >&2
     exit 2
 fi
 VERSION=$1
+shift
 OWN=$("$PY" -c 'import triton; print(triton.__version__)')
 if [ -z "${TRITON_DIR:-}" ] && [ "$OWN" = "$VERSION" ]; then
     DIR="(the environment's own)"  # nothing to install
@@ -34,4 +37,4 @@ if [ "$FOUND" != "$VERSION" ] && [ "${FOUND%.0}" != "$VERSION" ] && [ "$FOUND" !
 fi
 echo "Triton $FOUND from $DIR"
 TRITON_INTERPRET=1 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_kernels_integration.py
-"$PY" tools/kernel_static_report.py --quick
+"$PY" tools/kernel_static_report.py --quick "$@"
