@@ -433,16 +433,17 @@ def _cands(*rows, keys=('BLOCK_C', 'TH', 'TW', 'num_warps')):
 # wide channel blocks. Each layout has an 8x8 (or smaller) tile for the 7x7 maps of the last stage.
 #
 # Forward candidates add the strip a lane owns, SH x SW pixels (:func:`dw_conv_strips`), and fill the program's
-# lanes with one strip per channel: BLOCK_C * (TH / SH) * (TW / SW) = 32 * num_warps in NCHW. NCHW strips are
-# 2-4 rows (the K x K weights stay in registers and serve every row); channels-last strips are mostly one row of 4,
-# a lane holding 4-8 channels of each pixel (one vector load; 512-1024 strip-channels per program): more pixels per
-# lane spill with the GELU epilogue (sm_90 compile check).
+# lanes with one strip per channel: BLOCK_C * (TH / SH) * (TW / SW) = 32 * num_warps. Strips are 2-4 rows of 8 (the
+# K x K weights stay in registers and serve every row; 4 x 8 loads each input about 4.4 times at k = 7, not 49) in
+# both layouts, since the compile-time column stride makes channels-last column offsets load immediates too; the
+# one-row channels-last strip of 4 is for narrow channel blocks (SMT's heads), where the 4 x 8 strip of its k = 9
+# head spills (sm_90 compile check).
 STRIP_KEYS = ('BLOCK_C', 'TH', 'TW', 'SH', 'SW', 'num_warps')
 CONV_FWD_CANDIDATES = {
     'nchw': _cands((8, 8, 32, 2, 8, 4), (8, 16, 32, 4, 8, 4), (32, 8, 16, 4, 8, 4), (64, 8, 8, 4, 8, 4),
                    (32, 8, 8, 2, 8, 4), keys=STRIP_KEYS),
-    'nhwc': _cands((32, 4, 16, 1, 4, 4), (64, 4, 16, 1, 4, 4), (64, 8, 8, 1, 4, 4), (32, 8, 8, 2, 8, 4),
-                   (16, 8, 16, 1, 4, 4), keys=STRIP_KEYS),
+    'nhwc': _cands((32, 8, 16, 4, 8, 4), (64, 8, 8, 4, 8, 4), (32, 8, 8, 2, 8, 4), (16, 8, 16, 1, 4, 4),
+                   keys=STRIP_KEYS),
 }
 # Backward candidates add SW, the one-row strip a lane owns (:func:`dw_weight_grad_strips`), one strip per lane and
 # channel (BLOCK_C * TH * (TW / SW) = 32 * num_warps): the weight-gradient sums take one register per tap and lane.
