@@ -91,6 +91,27 @@ def _row_bound(ih, H, W, mask_c):
 
 
 @triton.jit
+def _row_inputs(row, cols, bound, s_w, K: tl.constexpr, SW: tl.constexpr):
+    """The ``SW + K - 1`` inputs of one input row around the lanes' strips, loaded once and converted to float32
+    (``row``: the strips' origins on that row; ``cols``, ``bound``: :func:`_strip_cols`, :func:`_row_bound`)."""
+    P: tl.constexpr = K // 2
+    xs = ()
+    for v in tl.static_range(SW + K - 1):
+        xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
+    return xs
+
+
+@triton.jit
+def _all_taps(w_c, w_stride, K: tl.constexpr, FLIP: tl.constexpr, mask_c):
+    """Every tap of the lane's channels, row-major (:func:`_tap_weight`), for a kernel that keeps them in
+    registers."""
+    weights = ()
+    for tap in tl.static_range(K * K):
+        weights = weights + (_tap_weight(w_c, w_stride, tap, K, FLIP, mask_c),)
+    return weights
+
+
+@triton.jit
 def dw_conv_strips(src_ptr, w_ptr, w_stride, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
                    K: tl.constexpr, FLIP: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
                    BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
@@ -114,15 +135,10 @@ def dw_conv_strips(src_ptr, w_ptr, w_stride, offs_c, mask_c, oh, ow, H, W, s_c, 
     cols = _strip_cols(ow, K, SW)
     weights = ()
     if _cache_weights(SH, K):
-        for tap in tl.static_range(K * K):
-            weights = weights + (_tap_weight(w_c, w_stride, tap, K, FLIP, mask_c),)
+        weights = _all_taps(w_c, w_stride, K, FLIP, mask_c)
     accs = zeros_tuple(SH * SW, BLOCK_C, BLOCK_Q)
     for u in tl.static_range(SH + K - 1):  # input rows under the strip
-        bound = _row_bound(oh + (u - P), H, W, mask_c)
-        row = tile + (u - P) * s_h
-        xs = ()
-        for v in tl.static_range(SW + K - 1):
-            xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
+        xs = _row_inputs(tile + (u - P) * s_h, cols, _row_bound(oh + (u - P), H, W, mask_c), s_w, K, SW)
         updated = ()
         for r in tl.static_range(SH):  # output row r sees input row u through kernel row u - r
             if u - r >= 0:
@@ -201,10 +217,7 @@ def load_strip_rows(src_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w, K: tl.
     cols = _strip_cols(ow, K, SW)
     xs = ()
     for i in tl.static_range(K):
-        bound = _row_bound(oh + (i - P), H, W, mask_c)
-        row = tile + (i - P) * s_h
-        for v in tl.static_range(SW + K - 1):
-            xs = xs + (tl.load(row + (v - P) * s_w, mask=cols[v][None, :] < bound, other=0.0).to(tl.float32),)
+        xs = xs + _row_inputs(tile + (i - P) * s_h, cols, _row_bound(oh + (i - P), H, W, mask_c), s_w, K, SW)
     return xs
 
 
@@ -214,8 +227,7 @@ def strip_weights(w_ptr, w_stride, offs_c, mask_c, K: tl.constexpr):
     backward kernel before its walk when the weight-gradient sums fit in registers (else an empty tuple)."""
     weights = ()
     if fused_weight_grad(K):
-        for tap in tl.static_range(K * K):
-            weights = weights + (_tap_weight(w_ptr + offs_c, w_stride, tap, K, False, mask_c),)
+        weights = _all_taps(w_ptr + offs_c, w_stride, K, False, mask_c)
     return weights
 
 
