@@ -40,7 +40,7 @@ def measure(work_dir: str, calib_images: int = 256) -> dict:
 
     from modzoo.export import quantize
     from modzoo.export.onnx import model_input_config
-    from .runtimes import available
+    from ..runtimes import available
     from modzoo.main_job import IMG_SIZE, MODEL, _val_loader
     from modzoo.train.validate import load_model_for_inference
     data_dir = os.path.join(work_dir, 'digits')
