@@ -30,8 +30,8 @@ import sys
 import time
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
-__all__ = ['MODEL', 'IMG_SIZE', 'TARGET_TOP1', 'RECIPE', 'EPOCHS', 'build_parser', 'export_and_check', 'onnx_accuracy',
-           'main']
+__all__ = ['MODEL', 'IMG_SIZE', 'TARGET_TOP1', 'RECIPE', 'EPOCHS', 'build_parser', 'val_loader', 'held_out_set',
+           'export_and_check', 'onnx_accuracy', 'main']
 
 # The job's model and recipe. zoo_efficientmod_xxs is the smallest registered variant, trained unmodified (4.7M
 # parameters; at 32x32 its stages see 8x8 .. 1x1 maps). One torch thread plus one data-loader process keeps both
@@ -91,13 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
 # the steps
 
 
-def _val_loader(cfg: dict, data_dir: str):
+def val_loader(cfg: dict, data_dir: str):
     """The validation split in file order, with the model's evaluation transform."""
     from modzoo.train.data import ResumableShardSampler, build_dataset, build_loader, build_transforms
     _, eval_tf = build_transforms(cfg)
     ds, _ = build_dataset('', data_dir, 'val')
     ds.transform = eval_tf
     return build_loader(ds, ResumableShardSampler(len(ds), shuffle=False, pad=False), 64, 0, False)
+
+
+def held_out_set(cfg: dict, data_dir: str):
+    """The validation split as the int8 checks' held-out set (a :class:`modzoo.export.quantize.CalibrationSet`):
+    exactly the images, and preprocessing, that the fp32 top-1 is measured on."""
+    import torch
+
+    from modzoo.export.quantize import CalibrationSet
+    batches = list(val_loader(cfg, data_dir))
+    return CalibrationSet(torch.cat([x for x, _ in batches]).numpy(), torch.cat([y for _, y in batches]).numpy(),
+                          [str(i) for i in range(10)], 'digits val')
 
 
 def train_step(args, data_dir: str, run_dir: str) -> dict:
@@ -157,13 +168,11 @@ def export_step(model_name: str, checkpoint: str, work: str, data_dir: str) -> d
     model, cfg, _ = load_model_for_inference(model_name, checkpoint)
     onnx_path = os.path.join(work, f'{model_name}_digits.onnx')
     check = export_and_check(model, onnx_path, (IMG_SIZE, IMG_SIZE))
-    check['ort_top1'] = onnx_accuracy(check['path'], _val_loader(cfg, data_dir))['top1']
+    check['ort_top1'] = onnx_accuracy(check['path'], val_loader(cfg, data_dir))['top1']
     return check
 
 
 def int8_step(model_name: str, checkpoint: str, data_dir: str, onnx_path: str, calib_images: int) -> dict:
-    import torch
-
     from modzoo.export import quantize
     from modzoo.export.onnx import model_input_config
     from modzoo.train.validate import load_model_for_inference
@@ -174,12 +183,7 @@ def int8_step(model_name: str, checkpoint: str, data_dir: str, onnx_path: str, c
                                              count=calib_images)
     int8_path = os.path.splitext(onnx_path)[0] + '-int8.onnx'
     result = quantize.quantize_onnx_int8(onnx_path, int8_path, calib.images)
-    # the held-out check runs on exactly the images (and preprocessing) the fp32 top-1 was measured on
-    batches = list(_val_loader(cfg, data_dir))
-    val_set = quantize.CalibrationSet(torch.cat([x for x, _ in batches]).numpy(),
-                                      torch.cat([y for _, y in batches]).numpy(), [str(i) for i in range(10)],
-                                      'digits val')
-    report = quantize.compare_int8(onnx_path, int8_path, val_set, num_classes=10)
+    report = quantize.compare_int8(onnx_path, int8_path, held_out_set(cfg, data_dir), num_classes=10)
     return dict(path=int8_path, ort_top1=report.int8_top1, fp32_ort_top1=report.fp32_top1,
                 size_mib=result.size_mib, fp32_size_mib=result.fp32_size_mib, calibration_images=len(calib),
                 top1_agreement=report.top1_agreement, max_logit_error=report.max_logit_error,
