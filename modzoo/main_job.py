@@ -15,16 +15,19 @@
    top-1 agreement with fp32 (goal: at most ``--int8-max-drop`` points lost).
 5. **Visualise** the modulator/gate maps of one validation digit (``modzoo.visualize``, what
    ``tools/visualize_modulation.py`` runs).
-6. **Zoo report**: ``modzoo.bench.zoo_report`` (``tools/zoo_report.py``) rewrites ``docs/zoo.md`` and its plots for
-   every registered model.
+6. **Zoo report**: ``modzoo.bench.zoo_report`` (``tools/zoo_report.py``) writes ``zoo.md`` and its plots for every
+   registered model into ``<work-dir>/zoo_report``, starting from the committed measurements
+   (``docs/zoo_measurements.json``) so only what is new or stale here is measured.
 
-Outputs go to ``--work-dir`` (default ``output/main_job`` under the working directory; ``summary.json`` holds every
-figure printed at the end).
+Everything goes to ``--work-dir`` (default ``output/main_job`` under the working directory, ignored by git;
+``summary.json`` holds every figure printed at the end): the job leaves the checkout as it was. The tracked report in
+``docs/`` changes only when asked: ``--update-docs`` here, or ``tools/zoo_report.py`` on its own.
 The exit status is 0 only when every check passed.
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -81,9 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='top-1 points the int8 graph may lose against fp32 ONNX Runtime before the job fails')
     p.add_argument('--report-budget-s', type=float, default=900,
                    help='time limit for measuring models the committed zoo report does not cover yet')
-    p.add_argument('--no-report', action='store_true', help='skip the zoo report step')
-    p.add_argument('--report-dir', default=os.path.abspath('docs'),
-                   help='where the zoo report (zoo.md, plots, measurement cache) is written')
+    report = p.add_mutually_exclusive_group()
+    report.add_argument('--no-report', action='store_true', help='skip the zoo report step')
+    report.add_argument('--report-dir', default=None,
+                        help='where the zoo report (zoo.md, plots, measurement cache) is written (default: '
+                             '<work-dir>/zoo_report, starting from the committed measurements)')
+    report.add_argument('--update-docs', action='store_true',
+                        help='write the zoo report into the tracked docs/ instead (this machine\'s figures)')
     return p
 
 
@@ -200,6 +207,20 @@ def visualise_step(model_name: str, checkpoint: str, work: str, data_dir: str) -
         return None
 
 
+def report_dir_for(args, work: str) -> str:
+    """Where the report step writes: ``docs/`` with ``--update-docs``, else ``--report-dir`` or
+    ``<work>/zoo_report``; a folder without a measurement cache starts from a copy of the committed one."""
+    from modzoo.bench.zoo_report import CACHE_FILE, DOCS
+    if args.update_docs:
+        return DOCS
+    report_dir = os.path.abspath(args.report_dir or os.path.join(work, 'zoo_report'))
+    cache = os.path.join(report_dir, CACHE_FILE)
+    if not os.path.exists(cache) and os.path.isfile(os.path.join(DOCS, CACHE_FILE)):
+        os.makedirs(report_dir, exist_ok=True)
+        shutil.copyfile(os.path.join(DOCS, CACHE_FILE), cache)
+    return report_dir
+
+
 def report_step(budget_s: float, report_dir: str) -> int:
     # its own process: the report's speed figures must not share threads or memory with the job
     cmd = [sys.executable, '-c', 'import sys; from modzoo.bench.zoo_report import main; sys.exit(main())',
@@ -271,8 +292,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary['visualization'] = vis_result['out']
 
     if not args.no_report:
-        rc = steps.run('zoo report (docs/zoo.md)', report_step, args.report_budget_s, args.report_dir)
-        summary['zoo_report'] = os.path.join(args.report_dir, 'zoo.md')
+        report_dir = report_dir_for(args, work)
+        rc = steps.run(f'zoo report ({os.path.join(report_dir, "zoo.md")})', report_step, args.report_budget_s,
+                       report_dir)
+        summary['zoo_report'] = os.path.join(report_dir, 'zoo.md')
         if rc != 0:
             failures.append(f'tools/zoo_report.py exited with status {rc}')
 

@@ -84,9 +84,8 @@ def _data_samples(scope: str, shape: Tuple[int, int]):
 
 
 def _count(module: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> Tuple[float, Counter]:
-    from fvcore.nn import FlopCountAnalysis
-    from modzoo.utils.flops import FLOP_HANDLES
-    analysis = FlopCountAnalysis(module, inputs).set_op_handle(**FLOP_HANDLES)
+    from modzoo.utils.flops import FLOP_HANDLES, flop_count_analysis
+    analysis = flop_count_analysis()(module, inputs).set_op_handle(**FLOP_HANDLES)
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     analysis.tracer_warnings('none')
