@@ -80,14 +80,9 @@ LAYERS = {
     'train': MODEL_FLOOR | {'hub', 'datasets'},
     'export': MODEL_FLOOR | {'runtimes', 'datasets'},
     'mm': MODEL_FLOOR | {'hub'},
-    # the top: tools' logic, nothing below imports them
-    'bench': set(),
-    'visualize': set(),
-    'main_job': set(),
 }
-TOP = ('bench', 'visualize', 'main_job')
-for _unit in TOP:
-    LAYERS[_unit] = set(LAYERS)
+TOP = ('bench', 'visualize', 'main_job')  # the tools' logic: any floor and each other; nothing below imports them
+LAYERS.update({unit: set(LAYERS) | set(TOP) for unit in TOP})
 IMPORTERS = ('import_module', '__import__')
 
 
