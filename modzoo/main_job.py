@@ -15,23 +15,26 @@
    top-1 agreement with fp32 (goal: at most ``--int8-max-drop`` points lost).
 5. **Visualise** the modulator/gate maps of one validation digit (``modzoo.visualize``, what
    ``tools/visualize_modulation.py`` runs).
-6. **Zoo report**: ``modzoo.bench.zoo_report`` (``tools/zoo_report.py``) rewrites ``docs/zoo.md`` and its plots for
-   every registered model.
+6. **Zoo report**: ``modzoo.bench.zoo_report`` (``tools/zoo_report.py``) writes ``zoo.md`` and its plots for every
+   registered model into ``<work-dir>/zoo_report``, starting from the committed measurements
+   (``docs/zoo_measurements.json``) so only what is new or stale here is measured.
 
-Outputs go to ``--work-dir`` (default ``output/main_job`` under the working directory; ``summary.json`` holds every
-figure printed at the end).
+Everything goes to ``--work-dir`` (default ``output/main_job`` under the working directory, ignored by git;
+``summary.json`` holds every figure printed at the end): the job leaves the checkout as it was. The tracked report in
+``docs/`` changes only when asked: ``--update-docs`` here, or ``tools/zoo_report.py`` on its own.
 The exit status is 0 only when every check passed.
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
-__all__ = ['MODEL', 'IMG_SIZE', 'TARGET_TOP1', 'RECIPE', 'EPOCHS', 'build_parser', 'export_and_check', 'onnx_accuracy',
-           'main']
+__all__ = ['MODEL', 'IMG_SIZE', 'TARGET_TOP1', 'RECIPE', 'EPOCHS', 'build_parser', 'val_loader', 'held_out_set',
+           'export_and_check', 'onnx_accuracy', 'main']
 
 # The job's model and recipe. zoo_efficientmod_xxs is the smallest registered variant, trained unmodified (4.7M
 # parameters; at 32x32 its stages see 8x8 .. 1x1 maps). One torch thread plus one data-loader process keeps both
@@ -81,9 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='top-1 points the int8 graph may lose against fp32 ONNX Runtime before the job fails')
     p.add_argument('--report-budget-s', type=float, default=900,
                    help='time limit for measuring models the committed zoo report does not cover yet')
-    p.add_argument('--no-report', action='store_true', help='skip the zoo report step')
-    p.add_argument('--report-dir', default=os.path.abspath('docs'),
-                   help='where the zoo report (zoo.md, plots, measurement cache) is written')
+    report = p.add_mutually_exclusive_group()
+    report.add_argument('--no-report', action='store_true', help='skip the zoo report step')
+    report.add_argument('--report-dir', default=None,
+                        help='where the zoo report (zoo.md, plots, measurement cache) is written (default: '
+                             '<work-dir>/zoo_report, starting from the committed measurements)')
+    report.add_argument('--update-docs', action='store_true',
+                        help='write the zoo report into the tracked docs/ instead (this machine\'s figures)')
     return p
 
 
@@ -91,13 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
 # the steps
 
 
-def _val_loader(cfg: dict, data_dir: str):
+def val_loader(cfg: dict, data_dir: str):
     """The validation split in file order, with the model's evaluation transform."""
     from modzoo.train.data import ResumableShardSampler, build_dataset, build_loader, build_transforms
     _, eval_tf = build_transforms(cfg)
     ds, _ = build_dataset('', data_dir, 'val')
     ds.transform = eval_tf
     return build_loader(ds, ResumableShardSampler(len(ds), shuffle=False, pad=False), 64, 0, False)
+
+
+def held_out_set(cfg: dict, data_dir: str):
+    """The validation split as the int8 checks' held-out set (a :class:`modzoo.export.quantize.CalibrationSet`):
+    exactly the images, and preprocessing, that the fp32 top-1 is measured on."""
+    import torch
+
+    from modzoo.export.quantize import CalibrationSet
+    batches = list(val_loader(cfg, data_dir))
+    return CalibrationSet(torch.cat([x for x, _ in batches]).numpy(), torch.cat([y for _, y in batches]).numpy(),
+                          [str(i) for i in range(10)], 'digits val')
 
 
 def train_step(args, data_dir: str, run_dir: str) -> dict:
@@ -157,13 +175,11 @@ def export_step(model_name: str, checkpoint: str, work: str, data_dir: str) -> d
     model, cfg, _ = load_model_for_inference(model_name, checkpoint)
     onnx_path = os.path.join(work, f'{model_name}_digits.onnx')
     check = export_and_check(model, onnx_path, (IMG_SIZE, IMG_SIZE))
-    check['ort_top1'] = onnx_accuracy(check['path'], _val_loader(cfg, data_dir))['top1']
+    check['ort_top1'] = onnx_accuracy(check['path'], val_loader(cfg, data_dir))['top1']
     return check
 
 
 def int8_step(model_name: str, checkpoint: str, data_dir: str, onnx_path: str, calib_images: int) -> dict:
-    import torch
-
     from modzoo.export import quantize
     from modzoo.export.onnx import model_input_config
     from modzoo.train.validate import load_model_for_inference
@@ -174,12 +190,7 @@ def int8_step(model_name: str, checkpoint: str, data_dir: str, onnx_path: str, c
                                              count=calib_images)
     int8_path = os.path.splitext(onnx_path)[0] + '-int8.onnx'
     result = quantize.quantize_onnx_int8(onnx_path, int8_path, calib.images)
-    # the held-out check runs on exactly the images (and preprocessing) the fp32 top-1 was measured on
-    batches = list(_val_loader(cfg, data_dir))
-    val_set = quantize.CalibrationSet(torch.cat([x for x, _ in batches]).numpy(),
-                                      torch.cat([y for _, y in batches]).numpy(), [str(i) for i in range(10)],
-                                      'digits val')
-    report = quantize.compare_int8(onnx_path, int8_path, val_set, num_classes=10)
+    report = quantize.compare_int8(onnx_path, int8_path, held_out_set(cfg, data_dir), num_classes=10)
     return dict(path=int8_path, ort_top1=report.int8_top1, fp32_ort_top1=report.fp32_top1,
                 size_mib=result.size_mib, fp32_size_mib=result.fp32_size_mib, calibration_images=len(calib),
                 top1_agreement=report.top1_agreement, max_logit_error=report.max_logit_error,
@@ -194,6 +205,20 @@ def visualise_step(model_name: str, checkpoint: str, work: str, data_dir: str) -
     except vis.VisualizeError as e:  # a family without modulation modules (GridPE-PVT): nothing to draw
         print(f'skipped: {e}')
         return None
+
+
+def report_dir_for(args, work: str) -> str:
+    """Where the report step writes: ``docs/`` with ``--update-docs``, else ``--report-dir`` or
+    ``<work>/zoo_report``; a folder without a measurement cache starts from a copy of the committed one."""
+    from modzoo.bench.zoo_report import CACHE_FILE, DOCS
+    if args.update_docs:
+        return DOCS
+    report_dir = os.path.abspath(args.report_dir or os.path.join(work, 'zoo_report'))
+    cache = os.path.join(report_dir, CACHE_FILE)
+    if not os.path.exists(cache) and os.path.isfile(os.path.join(DOCS, CACHE_FILE)):
+        os.makedirs(report_dir, exist_ok=True)
+        shutil.copyfile(os.path.join(DOCS, CACHE_FILE), cache)
+    return report_dir
 
 
 def report_step(budget_s: float, report_dir: str) -> int:
@@ -267,8 +292,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary['visualization'] = vis_result['out']
 
     if not args.no_report:
-        rc = steps.run('zoo report (docs/zoo.md)', report_step, args.report_budget_s, args.report_dir)
-        summary['zoo_report'] = os.path.join(args.report_dir, 'zoo.md')
+        report_dir = report_dir_for(args, work)
+        rc = steps.run(f'zoo report ({os.path.join(report_dir, "zoo.md")})', report_step, args.report_budget_s,
+                       report_dir)
+        summary['zoo_report'] = os.path.join(report_dir, 'zoo.md')
         if rc != 0:
             failures.append(f'tools/zoo_report.py exited with status {rc}')
 

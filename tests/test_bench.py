@@ -4,7 +4,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -29,8 +28,9 @@ def test_runtime_worker_answers_without_importing_torch(tmp_path, engine):
     out_path = str(tmp_path / 'out.npy')
     commands = [dict(cmd='run', batch=2), dict(cmd='save', batch=1, path=out_path), dict(cmd='threads', threads=2),
                 dict(cmd='mem', reset=True), dict(cmd='quit')]
+    python, *worker_args = engine_worker.worker_command(engine, spec)  # started as the benchmarks start it
     proc = subprocess.run(
-        [sys.executable, '-X', 'importtime', engine_worker.__file__, engine, json.dumps(spec)],
+        [python, '-X', 'importtime', *worker_args],
         input=''.join(json.dumps(c) + '\n' for c in commands), capture_output=True, text=True, timeout=120,
         env=common.subprocess_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -41,6 +41,15 @@ def test_runtime_worker_answers_without_importing_torch(tmp_path, engine):
     imported = {line.rsplit('|', 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith('import time')}
     assert ('onnxruntime' if engine == engine_worker.ORT else 'openvino') in imported
     assert 'torch' not in imported and 'modzoo' not in imported
+
+
+def test_worker_command_starts_torch_engines_here_and_runtimes_in_the_leaf_worker():
+    from modzoo.runtimes import worker as runtime_worker
+    scripts = {engine: engine_worker.worker_command(engine, {})[1] for engine in engine_worker.ENGINES}
+    assert scripts[engine_worker.ORT] == scripts[engine_worker.OPENVINO] == os.path.abspath(runtime_worker.__file__)
+    assert scripts[engine_worker.TORCH] == scripts[engine_worker.COMPILED] == os.path.abspath(engine_worker.__file__)
+    with pytest.raises(ValueError, match='unknown engine'):
+        engine_worker.worker_command('tensorrt', {})
 
 
 def test_interleaved_seconds_alternates_and_drops_the_warmup():

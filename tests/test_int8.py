@@ -208,7 +208,7 @@ def test_int8_agreement_on_a_small_model(tmp_path):
     report = quantize.compare_int8(fp32.path, result.path, held_out)
     assert report.images == 64
     # the report's figures are the two graphs' own: recompute them from the logits
-    from modzoo.export.runtimes import open_session, run_batched
+    from modzoo.runtimes import open_session, run_batched
     ref, q = (run_batched(open_session(p), held_out.images, 8) for p in (fp32.path, result.path))
     assert report.mean_logit_error == pytest.approx(float(np.abs(q - ref).mean()), rel=1e-5)
     assert report.top1_agreement == pytest.approx(100.0 * float((q.argmax(-1) == ref.argmax(-1)).mean()))

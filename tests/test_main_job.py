@@ -48,6 +48,33 @@ def test_shortened_main_job(tmp_path, keep_threads, capsys):
     assert 'FAILED: validation top-1' in capsys.readouterr().out
 
 
+def test_report_goes_under_the_work_dir_unless_the_docs_are_asked_for(tmp_path):
+    from modzoo.bench.zoo_report import CACHE_FILE, DOCS
+    work = str(tmp_path / 'job')
+    report_dir = main_job.report_dir_for(main_job.build_parser().parse_args(['--work-dir', work]), work)
+    assert report_dir == os.path.join(work, 'zoo_report')  # under output/ by default, ignored by git
+    with open(os.path.join(DOCS, CACHE_FILE)) as committed, open(os.path.join(report_dir, CACHE_FILE)) as copy:
+        assert json.load(copy) == json.load(committed)  # only what is new or stale here gets measured
+    # a cache the report dir already has is the user's: kept as it is
+    with open(os.path.join(report_dir, CACHE_FILE), 'w') as f:
+        f.write('{}')
+    assert main_job.report_dir_for(main_job.build_parser().parse_args([]), work) == report_dir
+    assert open(os.path.join(report_dir, CACHE_FILE)).read() == '{}'
+    assert main_job.report_dir_for(main_job.build_parser().parse_args(['--update-docs']), work) == DOCS
+    with pytest.raises(SystemExit):
+        main_job.build_parser().parse_args(['--update-docs', '--no-report'])
+
+
+def test_flop_counting_prints_no_deprecation_warning():
+    """fvcore scripts its focal loss at import; the zoo report (a step of the main job) counts FLOPs with it."""
+    code = ('import torch.nn as nn\nfrom modzoo.utils.flops import count_flops\n'
+            'print(count_flops(nn.Conv2d(3, 4, 3), (3, 8, 8))[1])\n')
+    r = subprocess.run([sys.executable, '-W', 'default', '-c', code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == '112', r.stderr
+    assert 'Warning' not in r.stderr, r.stderr
+
+
 @pytest.mark.slow
 def test_full_main_job_command(tmp_path):
     """The README command as it runs from a fresh clone (report into a copy of the committed docs)."""

@@ -7,9 +7,10 @@ import os
 import numpy as np
 import pytest
 
+from modzoo import runtimes
 from modzoo.export import onnx as zoo_onnx
 from modzoo.export import openvino as zoo_ov
-from modzoo.export import quantize, runtimes
+from modzoo.export import quantize
 from test_int8 import FAMILY_SMALL, _kwargs_argv
 
 needs_openvino = pytest.mark.skipif(not runtimes.available('openvino'), reason='openvino not installed')
@@ -96,7 +97,7 @@ def test_export_tool_runtime_both(tmp_path, capsys):
 
 def test_missing_openvino_is_one_clear_line(tmp_path, capsys, monkeypatch):
     from modzoo.export import cli
-    from modzoo.bench import runtimes as runtime_code  # where require_runtime looks the package up
+    from modzoo.runtimes import sessions as runtime_code  # where require_runtime looks the package up
     monkeypatch.setattr(runtime_code, 'available', lambda runtime: runtime != 'openvino')
     out = str(tmp_path / 'm.onnx')
     assert cli.main(['zoo_efficientmod_xxs', '--check', '--runtime', 'openvino', '-o', out]) == 2

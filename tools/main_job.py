@@ -4,8 +4,9 @@
     .venv/bin/python tools/main_job.py
 
 Data (scikit-learn's digits as an ImageFolder), training, validation, ONNX export and int8 quantization checked in
-ONNX Runtime, modulation maps and the zoo report. Every option: ``python tools/main_job.py --help``. The logic lives
-in ``modzoo/main_job.py``.
+ONNX Runtime, modulation maps and the zoo report, all written under ``output/main_job`` (``--update-docs`` rewrites
+the tracked ``docs/`` report instead). Every option: ``python tools/main_job.py --help``. The logic lives in
+``modzoo/main_job.py``.
 """
 import sys
 

@@ -14,7 +14,7 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 from ..utils.marked_blocks import BENCHMARKS, README, REPO_ROOT, replace_marked, update_marked_file
-from .engine_worker import proc_status_mib, reset_peak_rss
+from ..runtimes.worker import proc_status_mib, reset_peak_rss
 
 __all__ = ['REPO_ROOT', 'BENCHMARKS', 'README', 'cpu_name', 'cpu_flags', 'vnni_description', 'machine_description',
            'load_1min', 'default_load_threshold', 'LoadGuard', 'load_cell', 'load_note', 'interleaved_seconds',

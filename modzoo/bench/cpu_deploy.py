@@ -277,7 +277,7 @@ def recommendation_markdown(run: dict) -> str:
 
 def run_benchmarks(args, argv) -> dict:
     from modzoo.export.openvino import nncf_available
-    from .runtimes import available
+    from ..runtimes import available
     paths = list(args.paths)
     skipped_paths = {}
     if not available('openvino') or (('ov_int8' in paths) and not nncf_available()):

@@ -36,12 +36,10 @@ NNCF_VARIANTS = {  # label: (preset, model type)
 
 
 def measure(work_dir: str, calib_images: int = 256) -> dict:
-    import torch
-
     from modzoo.export import quantize
     from modzoo.export.onnx import model_input_config
-    from .runtimes import available
-    from modzoo.main_job import IMG_SIZE, MODEL, _val_loader
+    from modzoo.main_job import IMG_SIZE, MODEL, held_out_set
+    from modzoo.runtimes import available
     from modzoo.train.validate import load_model_for_inference
     data_dir = os.path.join(work_dir, 'digits')
     checkpoint = os.path.join(work_dir, 'train', 'best.pth')
@@ -53,9 +51,7 @@ def measure(work_dir: str, calib_images: int = 256) -> dict:
     norm = model_input_config(model)
     calib = quantize.load_calibration_images(os.path.join(data_dir, 'train'), (IMG_SIZE, IMG_SIZE), norm['mean'],
                                              norm['std'], count=calib_images)
-    batches = list(_val_loader(cfg, data_dir))
-    val = quantize.CalibrationSet(torch.cat([x for x, _ in batches]).numpy(),
-                                  torch.cat([y for _, y in batches]).numpy(), [str(i) for i in range(10)], 'digits val')
+    val = held_out_set(cfg, data_dir)
     runtimes = ['ort'] + (['openvino'] if available('openvino') else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,12 +36,11 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import engine_worker
 from .common import (
     BENCHMARKS, LoadGuard, add_load_guard_args, interleaved_seconds, keep_torch_threads, load_cell, load_note,
     machine_description, replace_marked, subprocess_env, update_marked_file,
 )
-from .engine_worker import ORT, TORCH, ort_session
+from .engine_worker import ORT, TORCH, ort_session, worker_command
 
 START, END = '<!-- onnx:start -->', '<!-- onnx:end -->'
 MAX_PARAMS_DEFAULT = 300e6
@@ -54,8 +53,8 @@ class Worker:
     def __init__(self, engine: str, spec: dict):
         self.engine = engine
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(engine_worker.__file__), engine, json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=subprocess_env())
+            worker_command(engine, spec), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=subprocess_env())
         self.ready = self._read()
 
     def _read(self) -> dict:

@@ -41,9 +41,11 @@ START, END = '<!-- kernel-static:start -->', '<!-- kernel-static:end -->'
 
 
 def _tuned_kernel_class() -> type:
-    from ..kernels import _triton_utils
+    """The class of the ops' autotuned kernels, as an op's Triton module lists them in ``TUNED_KERNELS``."""
+    from ..kernels.validated import OPS
+    tuned = getattr(op_modules(OPS[0])[1], 'TUNED_KERNELS', ())
     # absent before the kernels were autotuned (lets this report run on older kernels for a before/after figure)
-    return getattr(_triton_utils, 'TunedKernel', type('NoTunedKernel', (), {}))
+    return type(tuned[0]) if tuned else type('NoTunedKernel', (), {})
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -363,8 +365,8 @@ def compile_spec(spec: dict, arch: int = ARCH) -> dict:
 
 def static_report(dtypes: Sequence[str] = DTYPES, quick: bool = False, arch: int = ARCH, only: str = '',
                   log: Optional[Callable[[str], None]] = print) -> List[dict]:
-    from ..kernels import _triton_utils
-    if _triton_utils.INTERPRETED:
+    from ..kernels import interpreter_enabled
+    if interpreter_enabled():
         raise RuntimeError('the static report needs TRITON_INTERPRET unset (interpreted kernels cannot be compiled)')
     specs = collect_specs(dtypes, quick=quick, only=only)
     rows = []

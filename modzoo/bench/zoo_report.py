@@ -42,7 +42,8 @@ from modzoo.utils.flops import count_flops
 from modzoo.utils.reported import load_reported as _load_reported
 from .common import REPO_ROOT, machine_description as _machine_line
 
-DOCS = os.path.join(REPO_ROOT, 'docs')
+DOCS = os.path.join(REPO_ROOT, 'docs')  # the tracked report: written only by this command (the default --out-dir)
+CACHE_FILE = 'zoo_measurements.json'
 CACHE_VERSION = 1
 PLOT_TOP1 = 'zoo_top1_vs_gflops.png'
 PLOT_SPEED = 'zoo_throughput_vs_gflops.png'
@@ -328,7 +329,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
-    cache_path = os.path.join(args.out_dir, 'zoo_measurements.json')
+    cache_path = os.path.join(args.out_dir, CACHE_FILE)
     cache = read_cache(cache_path)
     reported = load_reported()
     versions = library_versions()

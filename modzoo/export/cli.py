@@ -35,7 +35,7 @@ from modzoo.export import onnx as zoo_onnx
 from modzoo.export import openvino as zoo_ov
 from modzoo.export import quantize as zoo_quant
 from modzoo.export.deploy import prepare_for_deploy
-from modzoo.export.runtimes import OPENVINO, RUNTIME_NAMES, RuntimeUnavailable, require_runtime, runtime_list
+from modzoo.runtimes import OPENVINO, RUNTIME_NAMES, RuntimeUnavailable, require_runtime, runtime_list
 from modzoo.export.segmentation import build_macmd_for_export, build_mmseg_for_export
 from modzoo.models import CheckpointMismatchError, UnknownModelError
 from modzoo.models import suggest_model_names

@@ -302,13 +302,13 @@ def check_onnx(
         runtime: str = 'ort',
 ) -> CheckReport:
     """Run the ONNX file in ``runtime`` (``'ort'``: ONNX Runtime's CPU execution provider; ``'openvino'``: the
-    OpenVINO CPU plugin at f32 precision; :mod:`modzoo.export.runtimes`) on every ``(batch, size, inputs)`` of
+    OpenVINO CPU plugin at f32 precision; :mod:`modzoo.runtimes`) on every ``(batch, size, inputs)`` of
     ``plan`` (see :func:`check_plan`) and compare every output with ``model`` (PyTorch, fp32).
 
     Tolerance: ``FP32_TOLERANCE`` max abs diff, or for ``fp16`` graphs ``FP16_RELATIVE_TOLERANCE`` x
     max(1, max |reference|).
     """
-    from .runtimes import RUNTIME_NAMES, open_session
+    from ..runtimes import RUNTIME_NAMES, open_session
     cfg = model_input_config(model)
     session = open_session(os.fspath(path), runtime)
     np_dtype = session.input_dtype
@@ -511,7 +511,7 @@ def export_onnx(
     img_size, batch = validate_export_args(img_size, batch, dynamic, exporter, opset)
     require_optional(fp16, simplify)
     if check:
-        from .runtimes import RuntimeUnavailable, require_runtime
+        from ..runtimes import RuntimeUnavailable, require_runtime
         for runtime in runtimes:
             try:
                 require_runtime(runtime)

@@ -335,7 +335,7 @@ class AgreementReport:
     accuracy_note: str = ''
 
     def format(self) -> str:
-        from .runtimes import RUNTIME_NAMES
+        from ..runtimes import RUNTIME_NAMES
         text = (f'int8 vs fp32 in {RUNTIME_NAMES[self.runtime]} on {self.images} held-out images: top-1 agreement '
                 f'{self.top1_agreement:.2f}%, '
                 f'logit error max {self.max_logit_error:.3g} mean {self.mean_logit_error:.3g}')
@@ -352,10 +352,10 @@ class AgreementReport:
 
 def compare_int8(fp32_path: str, int8_path: str, held_out: CalibrationSet, num_classes: Optional[int] = None,
                  batch: int = 8, runtime: str = 'ort') -> AgreementReport:
-    """int8 against fp32, both in ``runtime`` (``'ort'`` or ``'openvino'``, :mod:`modzoo.export.runtimes`), on
+    """int8 against fp32, both in ``runtime`` (``'ort'`` or ``'openvino'``, :mod:`modzoo.runtimes`), on
     ``held_out``; top-1 accuracy of both when its labels are the model's classes (``num_classes`` equal to the
     number of the source's classes)."""
-    from .runtimes import open_session, run_batched
+    from ..runtimes import open_session, run_batched
     if not len(held_out):
         raise InvalidExportInput('no held-out images for the int8 check; raise --check-images')
     try:

@@ -84,9 +84,8 @@ def _data_samples(scope: str, shape: Tuple[int, int]):
 
 
 def _count(module: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> Tuple[float, Counter]:
-    from fvcore.nn import FlopCountAnalysis
-    from modzoo.utils.flops import FLOP_HANDLES
-    analysis = FlopCountAnalysis(module, inputs).set_op_handle(**FLOP_HANDLES)
+    from modzoo.utils.flops import FLOP_HANDLES, flop_count_analysis
+    analysis = flop_count_analysis()(module, inputs).set_op_handle(**FLOP_HANDLES)
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     analysis.tracer_warnings('none')
@@ -98,7 +97,7 @@ def count_config_flops(config, shape: Sequence[int] = (512, 2048)) -> Complexity
     """FLOPs/params of a config's model (path or Config) on one ``3 x H x W`` input, and of its backbone alone."""
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
-    from .smoke import _registry, cheapen_model_cfg, scope_of
+    from .smoke import cheapen_model_cfg, models_registry, scope_of
 
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     scope = scope_of(cfg)
@@ -106,7 +105,7 @@ def count_config_flops(config, shape: Sequence[int] = (512, 2048)) -> Complexity
     # fixed weights: a detector's FLOPs depend on how many boxes survive NMS, so an unseeded init varied them by ~1%
     with torch.random.fork_rng(), DefaultScope.overwrite_default_scope(scope):
         torch.manual_seed(0)
-        model = _registry(scope).build(model_cfg)
+        model = models_registry(scope).build(model_cfg)
     model.eval()
     h, w = int(shape[0]), int(shape[1])
     x = torch.zeros(1, 3, h, w)

@@ -17,8 +17,8 @@ import torch
 from .tiny import fewer_boxes, use_batchnorm
 
 __all__ = [
-    'load_config', 'cached_package_config_index', 'scope_of', 'cheapen_model_cfg', 'build_model', 'dummy_batch',
-    'train_step',
+    'load_config', 'cached_package_config_index', 'scope_of', 'models_registry', 'cheapen_model_cfg', 'build_model',
+    'dummy_batch', 'train_step',
 ]
 
 
@@ -68,7 +68,8 @@ def scope_of(cfg) -> str:
     return scope
 
 
-def _registry(scope: str):
+def models_registry(scope: str):
+    """The ``MODELS`` registry of ``scope`` (mmseg or mmdet), with all of that codebase's modules registered."""
     if scope == 'mmseg':
         from mmseg.registry import MODELS
         from mmseg.utils import register_all_modules
@@ -104,7 +105,7 @@ def build_model(cfg, input_size: Optional[Tuple[int, int]] = None, **backbone_ov
     """
     from mmengine.registry import DefaultScope
     scope = scope_of(cfg)
-    models = _registry(scope)
+    models = models_registry(scope)
     model_cfg = cheapen_model_cfg(cfg.model)
     model_cfg['backbone'].update(backbone_overrides)
     preprocessor = model_cfg.get('data_preprocessor') or {}

@@ -9,9 +9,9 @@ ONNX Runtime: CPU execution provider, full graph optimisation. OpenVINO: CPU plu
 CPUs with bf16 units the plugin would otherwise compute in bf16 and miss fp32 parity), latency hint, one stream;
 it reads ``.onnx`` graphs directly and its own ``.xml`` IR (what NNCF's int8 quantization writes).
 
-Standard library and numpy only at import, and no import of the ``modzoo`` package: the ONNX Runtime and OpenVINO
-benchmark workers (``modzoo/bench/engine_worker.py``, run as a script) import this file by its plain name from their
-own folder and must not import torch. ``modzoo.export.runtimes`` re-exports it.
+Standard library and numpy only, and no import of any other ``modzoo`` module: the torch-free engine worker
+beside it (``worker.py``, run as a script) imports this file by its plain name. ``modzoo.export`` and
+``modzoo.bench`` import it as ``modzoo.runtimes``.
 """
 import importlib.util
 import os
