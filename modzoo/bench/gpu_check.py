@@ -46,11 +46,11 @@ import torch
 
 from ..kernels import dispatch, validated
 from ..kernels.gpu_info import card_peak, gpu_family
-from ..utils.files import atomic_write
-from ..utils.marked_blocks import BENCHMARKS, update_marked_file
+from ..utils.marked_blocks import BENCHMARKS
 from .gpu_check_report import report_markdown, validated_entries
 from .gpu_probe import START_ENV_VAR, CpuStandIn, copy_bandwidth_gbs, environment, kernel_calls, measure_ms, \
     peak_mib, process_start_time
+from .report import Block, write_json, write_report, write_text
 
 __all__ = ['Settings', 'Case', 'build_cases', 'plan', 'run_check', 'validated_entries', 'report_markdown',
            'Recorder', 'E2E_MODELS', 'TOLERANCE', 'COMMAND', 'main']
@@ -509,10 +509,8 @@ class Recorder:
                 self._write(json.loads(self.snapshot), self.out_dir)
 
     def _write(self, result: dict, out_dir: str) -> None:
-        with atomic_write(os.path.join(out_dir, 'gpu_check.json'), 'w') as f:
-            json.dump(result, f, indent=1)
-        with atomic_write(os.path.join(out_dir, 'kernels_section.md'), 'w') as f:
-            f.write(report_markdown(result, self.command))
+        write_json(os.path.join(out_dir, 'gpu_check.json'), result)
+        write_text(os.path.join(out_dir, 'kernels_section.md'), report_markdown(result, self.command))
         validated.write_table(os.path.join(out_dir, 'validated_kernels.json'), [result['gpu_family']],
                               result['entries'])
 
@@ -692,7 +690,7 @@ def _fail(message: str) -> int:
 def write_outputs(result: dict, command: str, benchmarks: Optional[str], table: Optional[str]) -> None:
     """The section into ``benchmarks`` and this card's entries into ``table`` (other cards' entries kept)."""
     if benchmarks:
-        update_marked_file(benchmarks, START, END, f'{START}\n{report_markdown(result, command).rstrip()}\n{END}')
+        write_report(blocks=[Block(benchmarks, START, END, report_markdown(result, command).rstrip())])
         print(f'wrote {benchmarks}', flush=True)
     if table:
         validated.write_table(table, [result['gpu_family']], result['entries'])

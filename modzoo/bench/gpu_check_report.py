@@ -4,6 +4,8 @@ deadline give the same answer as a finished one)."""
 import math
 from typing import Dict, List, Tuple
 
+from .report import markdown_table
+
 __all__ = ['validated_entries', 'report_markdown']
 
 
@@ -80,6 +82,43 @@ def _environment_line(env: dict) -> str:
     return '; '.join(f'{k} {env[k]}' for k in keys if env.get(k) not in (None, ''))
 
 
+def _correctness_row(r: dict) -> list:
+    head = [r['op'], r['case'], r['dtype'], r['layout'], '/'.join(str(k) for k in r['kernel_sizes']) or '–']
+    if 'error' in r:
+        return head + ['–', '–', '–', '–', f"**ERROR** {r['error']}"]
+    return head + [f"{r['fused_err']:.1e}", f"{r['eager_err']:.1e}", 'yes' if r['deterministic'] else '**no**',
+                   f"{r['first_call_s']:.2f}", 'ok' if r['correct'] else '**MISMATCH**']
+
+
+def _timing_row(r: dict, compiled: dict) -> list:
+    """An op timing row, with the torch.compile figures of its (op, shape, dtype)."""
+    impls = ('eager', 'compile', 'fused')
+    if 'error' in r:
+        return [r['op'], r['case'], r['dtype'], f"**ERROR** {r['error']}", '', '', '', '']
+    r = dict(compiled.get((r['op'], r['case'], r['dtype']), {}), **r)
+    graphed = all(r.get(f'{i}_graphed', True) for i in impls)
+    return [r['op'], r['case'], r['dtype'], ' / '.join(_f(r.get(f'{i}_fwd_ms')) for i in impls),
+            ' / '.join(_f(r.get(f'{i}_fwdbwd_ms')) for i in impls) + ('' if graphed else ' (launches)'),
+            f"{r['eager_fwd_ms'] / r['fused_fwd_ms']:.2f}× / {r['eager_fwdbwd_ms'] / r['fused_fwdbwd_ms']:.2f}×",
+            f"{r['fwdbwd_roofline_pct']:.0f}% ({r['fwdbwd_bound']})" if 'fwdbwd_roofline_pct' in r else '–',
+            ' / '.join(_f(r.get(f'{i}_fwdbwd_mib'), 0) for i in impls)]
+
+
+def _training_rows(e2e: List[dict]) -> List[list]:
+    off = {r['model']: r['step_ms'] for r in e2e if r['kernels'] == 'torch' and 'error' not in r}
+    rows = []
+    for r in e2e:
+        if 'error' in r:
+            rows.append([r['model'], r['kernels'], f"**ERROR** {r['error']}", '', '', '', '', ''])
+            continue
+        speed = off[r['model']] / r['step_ms'] if r['model'] in off else float('nan')
+        vs_timm = off['timm:focalnet_tiny_srf'] / r['step_ms'] if 'timm:focalnet_tiny_srf' in off else float('nan')
+        rows.append([r['model'], 'n/a' if r['model'].startswith('timm:') else r['kernels'], f"{r['step_ms']:.1f}",
+                     f"{r['img_s']:.0f}", _f(r['peak_gib'], 2), r['kernel_calls'], f'{_f(speed, 2)}×',
+                     f'{_f(vs_timm, 2)}×'])
+    return rows
+
+
 def report_markdown(result: dict, command: str) -> str:
     """The kernel section of BENCHMARKS.md for a run (finished or not)."""
     peak, s = result['peak'], result['settings']
@@ -98,58 +137,27 @@ def report_markdown(result: dict, command: str) -> str:
         + (f"; measured device-to-device copy {result['copy_gbs']:.0f} GB/s." if result.get('copy_gbs') else '.'),
         '',
         '### Correctness (against the reference in float64, forward and every gradient; TF32 off)', '',
-        '| op | shape | dtype | layout | k | fused err | eager err | two backwards equal | first call s | verdict |',
-        '|---|---|---|---|---|---|---|---|---|---|']
-    for r in result['correctness']:
-        k = '/'.join(str(k) for k in r['kernel_sizes']) or '–'
-        head = f"| {r['op']} | {r['case']} | {r['dtype']} | {r['layout']} | {k} |"
-        if 'error' in r:
-            lines.append(f"{head} – | – | – | – | **ERROR** {r['error']} |")
-            continue
-        lines.append(f"{head} {r['fused_err']:.1e} | {r['eager_err']:.1e} | "
-                     f"{'yes' if r['deterministic'] else '**no**'} | {r['first_call_s']:.2f} | "
-                     f"{'ok' if r['correct'] else '**MISMATCH**'} |")
-    lines += ['', '### Validated-table verdicts (`auto` runs a kernel only inside a validated entry)', '',
-              '| op | dtype | layout | k | shapes covered | validated | why |', '|---|---|---|---|---|---|---|']
-    for v in result['verdicts']:
-        lines.append(f"| {v['op']} | {v['dtype']} | {v['layout']} | {v['k']} | {len(v['shapes'])} | "
-                     f"{'yes' if v['validated'] else 'no'} | {v['reason']} |")
+        *markdown_table(['op', 'shape', 'dtype', 'layout', 'k', 'fused err', 'eager err', 'two backwards equal',
+                         'first call s', 'verdict'], map(_correctness_row, result['correctness'])),
+        '', '### Validated-table verdicts (`auto` runs a kernel only inside a validated entry)', '',
+        *markdown_table(['op', 'dtype', 'layout', 'k', 'shapes covered', 'validated', 'why'],
+                        ([v['op'], v['dtype'], v['layout'], v['k'], len(v['shapes']),
+                          'yes' if v['validated'] else 'no', v['reason']] for v in result['verdicts']))]
     names = '/'.join(impls)
     lines += ['', f'### Op timing (batch {s["batch"]} at {s["resolution"]}², CUDA-graph replays; ms per call; '
                   f'torch.compile measured last, – where the deadline came first)', '',
-              f'| op | shape | dtype | fwd ms ({names}) | fwd+bwd ms ({names}) | fwd / fwd+bwd speed-up vs eager | '
-              f'fwd+bwd roofline % (bound) | fwd+bwd peak MiB ({names}) |',
-              '|---|---|---|---|---|---|---|---|']
-    for r in result['timing']:
-        if 'error' in r:
-            lines.append(f"| {r['op']} | {r['case']} | {r['dtype']} | **ERROR** {r['error']} | | | | |")
-            continue
-        r = dict(compiled.get((r['op'], r['case'], r['dtype']), {}), **r)
-        graphed = all(r.get(f'{i}_graphed', True) for i in impls)
-        lines.append(
-            f"| {r['op']} | {r['case']} | {r['dtype']} | {' / '.join(_f(r.get(f'{i}_fwd_ms')) for i in impls)} | "
-            f"{' / '.join(_f(r.get(f'{i}_fwdbwd_ms')) for i in impls)}{'' if graphed else ' (launches)'} | "
-            f"{r['eager_fwd_ms'] / r['fused_fwd_ms']:.2f}× / {r['eager_fwdbwd_ms'] / r['fused_fwdbwd_ms']:.2f}× | "
-            + (f"{r['fwdbwd_roofline_pct']:.0f}% ({r['fwdbwd_bound']})" if 'fwdbwd_roofline_pct' in r else '–')
-            + f" | {' / '.join(_f(r.get(f'{i}_fwdbwd_mib'), 0) for i in impls)} |")
+              *markdown_table(['op', 'shape', 'dtype', f'fwd ms ({names})', f'fwd+bwd ms ({names})',
+                               'fwd / fwd+bwd speed-up vs eager', 'fwd+bwd roofline % (bound)',
+                               f'fwd+bwd peak MiB ({names})'],
+                              (_timing_row(r, compiled) for r in result['timing']))]
     failed = [r for r in result.get('compile', []) if 'error' in r or 'compile_error' in r]
     if failed:
         lines += ['', 'torch.compile failed on: ' + '; '.join(
             f"{r['op']} {r['case']} {r['dtype']} ({r.get('error') or r['compile_error']})" for r in failed) + '.']
     lines += ['', f"### Training steps (bf16 autocast, SGD, batch {s['e2e_batch']} at {s['e2e_resolution']}²)", '',
-              '| model | kernels | step ms | img/s | peak GiB | kernel calls / step | speed-up vs kernels off | '
-              'speed-up vs timm focalnet_tiny_srf |',
-              '|---|---|---|---|---|---|---|---|']
-    off = {r['model']: r['step_ms'] for r in result['e2e'] if r['kernels'] == 'torch' and 'error' not in r}
-    for r in result['e2e']:
-        if 'error' in r:
-            lines.append(f"| {r['model']} | {r['kernels']} | **ERROR** {r['error']} | | | | | |")
-            continue
-        speed = off[r['model']] / r['step_ms'] if r['model'] in off else float('nan')
-        vs_timm = off['timm:focalnet_tiny_srf'] / r['step_ms'] if 'timm:focalnet_tiny_srf' in off else float('nan')
-        lines.append(f"| {r['model']} | {'n/a' if r['model'].startswith('timm:') else r['kernels']} | "
-                     f"{r['step_ms']:.1f} | {r['img_s']:.0f} | {_f(r['peak_gib'], 2)} | {r['kernel_calls']} | "
-                     f"{_f(speed, 2)}× | {_f(vs_timm, 2)}× |")
+              *markdown_table(['model', 'kernels', 'step ms', 'img/s', 'peak GiB', 'kernel calls / step',
+                               'speed-up vs kernels off', 'speed-up vs timm focalnet_tiny_srf'],
+                              _training_rows(result['e2e']))]
     if result['skipped']:
         lines += ['', f"Not run (the deadline, {s['deadline_s']:.0f} s from process start, came first): "
                   + '; '.join(result['skipped']) + '.']

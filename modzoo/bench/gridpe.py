@@ -39,6 +39,7 @@ import torch
 
 import modzoo
 from .common import LoadGuard, add_load_guard_args, machine_description, subprocess_env
+from .report import write_report
 
 KINDS = ('gridpe', 'plain', 'timm')
 
@@ -182,8 +183,6 @@ def main(argv=None):
     parser.add_argument('--json', default='', help='also write the result here')
     args = parser.parse_args(argv)
     results = [run(args, threads) for threads in args.threads]
-    text = json.dumps(results[0] if len(results) == 1 else results, indent=1)
-    print(text)
-    if args.json:
-        with open(args.json, 'w') as f:
-            f.write(text + '\n')
+    data = results[0] if len(results) == 1 else results
+    print(json.dumps(data, indent=1))
+    write_report(data, args.json)

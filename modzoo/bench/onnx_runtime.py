@@ -36,12 +36,14 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..utils.marked_blocks import replace_marked
 from . import engine_worker
 from .common import (
     BENCHMARKS, LoadGuard, add_load_guard_args, interleaved_seconds, keep_torch_threads, load_cell, load_note,
-    machine_description, replace_marked, subprocess_env, update_marked_file,
+    machine_description, subprocess_env,
 )
 from .engine_worker import ORT, TORCH, ort_session
+from .report import Block, markdown_table, provenance_line, write_json, write_report
 
 START, END = '<!-- onnx:start -->', '<!-- onnx:end -->'
 MAX_PARAMS_DEFAULT = 300e6
@@ -207,8 +209,7 @@ GOAL_INT8 = 1.8  # the int8 goal: int8 ORT at least 1.8x fp32 ORT
 
 
 def _machine_line(run: dict) -> str:
-    return (f'Machine: {run["machine"]}. Date: {run.get("date") or time.strftime("%Y-%m-%d")}. '
-            f'Command: `{run["command"]}`.')
+    return provenance_line(run['machine'], run.get('date') or time.strftime('%Y-%m-%d'), run['command'])
 
 
 def _size(results: List[dict]) -> str:
@@ -233,17 +234,15 @@ def latency_markdown(run: dict) -> str:
         'With more than one thread PyTorch runs its 1x1 convolutions through oneDNN instead of its single-thread '
         'im2col path, so the 1- and 2-thread speed-ups differ in kind, not only in degree.',
         '',
-        '| model | threads | batch | eager ms | ORT ms | eager img/s | ORT img/s | ORT speed-up | eager peak MiB | '
-        'ORT peak MiB | load | max abs diff |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+        *markdown_table(
+            ['model', 'threads', 'batch', 'eager ms', 'ORT ms', 'eager img/s', 'ORT img/s', 'ORT speed-up',
+             'eager peak MiB', 'ORT peak MiB', 'load', 'max abs diff'],
+            ([f'`{r["model"]}`', row['threads'], row['batch'], f'{row["torch_ms"]:.1f}', f'{row["ort_ms"]:.1f}',
+              f'{row["torch_img_s"]:.1f}', f'{row["ort_img_s"]:.1f}', f'**{row["speedup"]:.2f}x**',
+              _mem(row, TORCH), _mem(row, ORT), load_cell(row), f'{r["max_abs_diff"]:.1e}']
+             for r in results for row in r['rows'])),
     ]
     rows = [row for r in results for row in r['rows']]
-    for r in results:
-        for row in r['rows']:
-            lines.append(
-                f'| `{r["model"]}` | {row["threads"]} | {row["batch"]} | {row["torch_ms"]:.1f} | {row["ort_ms"]:.1f} | '
-                f'{row["torch_img_s"]:.1f} | {row["ort_img_s"]:.1f} | **{row["speedup"]:.2f}x** | '
-                f'{_mem(row, TORCH)} | {_mem(row, ORT)} | {load_cell(row)} | {r["max_abs_diff"]:.1e} |')
     if rows:
         lines += ['', load_note(rows), '']
         for n_threads in sorted({row['threads'] for row in rows}):
@@ -272,18 +271,16 @@ def int8_markdown(run: dict) -> str:
         'of the .onnx graphs; peak memory as in the fp32 table. max abs diff: int8 vs fp32 logits, random weights, '
         'one random image.',
         '',
-        '| model | threads | batch | fp32 ms | int8 ms | fp32 img/s | int8 img/s | int8 speed-up | fp32 MiB file | '
-        'int8 MiB file | fp32 peak MiB | int8 peak MiB | load | max abs diff |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        *markdown_table(
+            ['model', 'threads', 'batch', 'fp32 ms', 'int8 ms', 'fp32 img/s', 'int8 img/s', 'int8 speed-up',
+             'fp32 MiB file', 'int8 MiB file', 'fp32 peak MiB', 'int8 peak MiB', 'load', 'max abs diff'],
+            ([f'`{r["model"]}`', row['threads'], row['batch'], f'{row["ort_ms"]:.1f}', f'{row["ort_int8_ms"]:.1f}',
+              f'{row["ort_img_s"]:.1f}', f'{row["ort_int8_img_s"]:.1f}', f'**{row["speedup"]:.2f}x**',
+              f'{r["fp32_file_mib"]:.1f}', f'{r["int8_file_mib"]:.1f}', _mem(row, ORT), _mem(row, ORT_INT8),
+              load_cell(row), f'{r["max_abs_diff"]:.1e}']
+             for r in results for row in r['rows'])),
     ]
     rows = [row for r in results for row in r['rows']]
-    for r in results:
-        for row in r['rows']:
-            lines.append(
-                f'| `{r["model"]}` | {row["threads"]} | {row["batch"]} | {row["ort_ms"]:.1f} | '
-                f'{row["ort_int8_ms"]:.1f} | {row["ort_img_s"]:.1f} | {row["ort_int8_img_s"]:.1f} | '
-                f'**{row["speedup"]:.2f}x** | {r["fp32_file_mib"]:.1f} | {r["int8_file_mib"]:.1f} | '
-                f'{_mem(row, ORT)} | {_mem(row, ORT_INT8)} | {load_cell(row)} | {r["max_abs_diff"]:.1e} |')
     if rows:
         reached = sum(row['speedup'] >= GOAL_INT8 for row in rows)
         lines += ['', load_note(rows), '',
@@ -337,22 +334,19 @@ def exporters_markdown(rows: List[dict], machine: str, command: str, date: Optio
     lines = [
         '### Exporter comparison: torchscript (`dynamo=False`) vs dynamo (`dynamo=True`)',
         '',
-        f'Machine: {machine}. Date: {date or time.strftime("%Y-%m-%d")}. Command: `{command}`.',
+        provenance_line(machine, date or time.strftime('%Y-%m-%d'), command),
         '',
         'Each model exported at the size shown with a dynamic batch and (unless listed as spatially static) dynamic '
         'height/width, then checked in ONNX Runtime against PyTorch at batches 1 and 3 and at the export size plus '
         'two others, random and photographic inputs. Export seconds: wall time of `torch.onnx.export` alone; '
         'total CPU: export + post-processing + checks, CPU seconds of the process (robust to the shared machine).',
         '',
-        '| model | exporter | dynamic | export s | total CPU s | max abs diff | result |',
-        '|---|---|---|---|---|---|---|',
+        *markdown_table(
+            ['model', 'exporter', 'dynamic', 'export s', 'total CPU s', 'max abs diff', 'result'],
+            ([f'`{r["model"]}`', r['exporter'], r['dynamic'], f'{r["export_s"]:.1f}' if r['ok'] else '-',
+              f'{r["total_cpu_s"]:.1f}', f'{r["max_abs_diff"]:.1e}' if r['ok'] else '-',
+              'OK' if r['ok'] else 'FAILED: ' + r['error'].replace('|', '/')] for r in rows)),
     ]
-    for r in rows:
-        result = 'OK' if r['ok'] else 'FAILED: ' + r['error'].replace('|', '/')
-        diff = f'{r["max_abs_diff"]:.1e}' if r['ok'] else '-'
-        export_s = f'{r["export_s"]:.1f}' if r['ok'] else '-'
-        lines.append(f'| `{r["model"]}` | {r["exporter"]} | {r["dynamic"]} | {export_s} | {r["total_cpu_s"]:.1f} | '
-                     f'{diff} | {result} |')
     return '\n'.join(lines)
 
 
@@ -360,8 +354,8 @@ def exporters_markdown(rows: List[dict], machine: str, command: str, date: Optio
 # BENCHMARKS.md section
 
 
-def write_section(parts: Dict[str, str]) -> None:
-    """Replace this tool's sub-blocks (``<!-- onnx-latency -->``, ``<!-- onnx-exporters -->``) in its section."""
+def section_block(parts: Dict[str, str]) -> Block:
+    """This tool's section with its sub-blocks (``<!-- onnx-latency -->``, ``<!-- onnx-exporters -->``) replaced."""
     content = open(BENCHMARKS).read() if os.path.exists(BENCHMARKS) else ''
     if START in content:
         section = re.search(re.escape(START) + '(.*?)' + re.escape(END), content, flags=re.S).group(1)
@@ -377,7 +371,7 @@ def write_section(parts: Dict[str, str]) -> None:
             section = section.rstrip('\n') + f'\n\n{block}\n'
         else:
             section = replace_marked(section, tag_start, tag_end, block)
-    update_marked_file(BENCHMARKS, START, END, f'{START}{section}{END}')
+    return Block(BENCHMARKS, START, END, section.strip('\n'))
 
 
 def merge_runs(paths: Sequence[str]) -> dict:
@@ -418,8 +412,7 @@ def _run_benchmarks(args, argv) -> dict:
 
     def save_partial():  # long runs: keep what is done if the run is cut short
         if args.json:
-            with open(args.json, 'w') as f:
-                json.dump(dict(run, partial=True), f, indent=1)
+            write_json(args.json, dict(run, partial=True))
 
     if args.exporters:
         for name in names:
@@ -489,17 +482,12 @@ def main(argv=None) -> int:
     if min(args.threads) < 1:
         parser.error('--threads must be at least 1')
 
-    if args.from_json:
-        run = merge_runs(args.from_json)
-    else:
-        run = run_benchmarks(args, argv)
-        if args.json:
-            with open(args.json, 'w') as f:
-                json.dump(run, f, indent=1)
+    run = merge_runs(args.from_json) if args.from_json else run_benchmarks(args, argv)
     text = render(run)
     print()
     print(text)
+    write_report(run, None if args.from_json else args.json,
+                 [section_block({run['kind']: text})] if args.write_benchmarks else [])
     if args.write_benchmarks:
-        write_section({run['kind']: text})
         print(f'\nwrote the {run["kind"]} table into {BENCHMARKS}')
     return 0

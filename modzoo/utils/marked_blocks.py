@@ -3,6 +3,8 @@ and report tools regenerate in place."""
 import os
 import re
 
+from .files import atomic_write
+
 __all__ = ['REPO_ROOT', 'BENCHMARKS', 'README', 'replace_marked', 'update_marked_file']
 
 # the source checkout this package runs from (editable install): the tools regenerate its BENCHMARKS.md and README.md
@@ -20,10 +22,11 @@ def replace_marked(text: str, start: str, end: str, block: str) -> str:
 
 
 def update_marked_file(path: str, start: str, end: str, block: str, new_file: str = '# modzoo benchmarks\n') -> None:
-    """:func:`replace_marked` on the file at ``path`` (``new_file`` is its content when it does not exist yet)."""
+    """:func:`replace_marked` on the file at ``path`` (``new_file`` is its content when it does not exist yet), written
+    atomically."""
     text = new_file
     if os.path.exists(path):
         with open(path) as f:
             text = f.read()
-    with open(path, 'w') as f:
+    with atomic_write(path, 'w') as f:
         f.write(replace_marked(text, start, end, block))
