@@ -35,7 +35,7 @@ from .common import (
     machine_description,
 )
 from .engine_worker import COMPILED, OPENVINO, ORT, TORCH
-from .report import Block, markdown_table, provenance_line, write_json, write_report
+from .report import Block, escape, markdown_table, provenance_line, write_json, write_report
 
 START, END = '<!-- cpu-deploy:start -->', '<!-- cpu-deploy:end -->'
 README_START, README_END = '<!-- cpu-recommendation:start -->', '<!-- cpu-recommendation:end -->'
@@ -197,7 +197,7 @@ def table_markdown(run: dict) -> str:
     if goals:
         lines += ['', goals]
     for name, why in run.get('skipped', {}).items():
-        lines.append(f'\nNot benchmarked: `{name}` ({why}).')
+        lines.append(f'\nNot benchmarked: `{escape(name)}` ({escape(why)}).')
     return '\n'.join(lines)
 
 
@@ -244,7 +244,8 @@ def recommendation_markdown(run: dict) -> str:
     """Per family: the fastest path at batch 1 and 8 (most threads measured), and where int8 does not pay (int8 under
     1.2x its runtime's fp32 on the median row of the model)."""
     date, results = run['date'], run['results']
-    lines = [f'From `BENCHMARKS.md`\'s side-by-side table (`{run["command"]}`, {date}; {run["machine"]}). '
+    lines = [f'From `BENCHMARKS.md`\'s side-by-side table (`{escape(run["command"])}`, {escape(date)}; '
+             f'{escape(run["machine"])}). '
              'Accuracy of int8 is measured offline only on the digits model (see above): check your own data with '
              '`--check`.', '']
     for r in results:

@@ -1,12 +1,118 @@
 """What a GPU check run (:mod:`modzoo.bench.gpu_check`) concludes: the validated-table entries and verdicts, and the
 kernel section of BENCHMARKS.md, both computed from the run's JSON alone (so ``--from-json`` and a run stopped at its
-deadline give the same answer as a finished one)."""
+deadline give the same answer as a finished one). :func:`parse_result` checks a saved run before anything trusts it.
+"""
 import math
-from typing import Dict, List, Tuple
+import re
+from typing import Any, Dict, List, Optional, Tuple
 
-from .report import markdown_table
+from ..kernels.gpu_info import card_class
+from ..kernels.validated import DTYPES, LAYOUTS, OPS, major_minor
+from ..kernels import validated
+from .report import Block, escape, markdown_table, write_report
 
-__all__ = ['validated_entries', 'report_markdown']
+__all__ = ['START', 'END', 'ResultError', 'parse_result', 'validated_entries', 'report_markdown', 'write_outputs']
+
+START, END = '<!-- kernels:start -->', '<!-- kernels:end -->'
+
+
+class ResultError(ValueError):
+    """A saved GPU check run that does not hold what a run writes; the message names the field."""
+
+
+def _require(ok: bool, where: str, expected: str) -> None:
+    if not ok:
+        raise ResultError(f'{where}: expected {expected}')
+
+
+def _is_number(value: Any, minimum: float = 0.0, above: bool = False) -> bool:
+    """A finite JSON number (not a boolean) at least ``minimum`` (greater, with ``above``)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (value > minimum if above else value >= minimum))
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """Every number in the run is finite, except the memory peaks (``*_mib``, ``peak_gib``: NaN where unmeasured)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not (isinstance(item, float) and (key.endswith('_mib') or key == 'peak_gib')):
+                _check_finite(item, f'{where}.{key}')
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, f'{where}[{i}]')
+    else:
+        _require(not isinstance(value, float) or math.isfinite(value), where, 'a finite number')
+
+
+def _check_row(row: Any, where: str, strings: Dict[str, Any], numbers: Tuple[str, ...] = (),
+               flags: Tuple[str, ...] = (), positive: Tuple[str, ...] = ()) -> None:
+    """``strings``: key -> allowed values (None: any string); ``numbers`` >= 0, ``positive`` > 0, ``flags`` real
+    booleans; a row with an ``error`` string needs only its strings."""
+    _require(isinstance(row, dict), where, 'an object')
+    for key, allowed in strings.items():
+        _require(isinstance(row.get(key), str) and (allowed is None or row[key] in allowed), f'{where}.{key}',
+                 f'one of {", ".join(allowed)}' if allowed else 'a string')
+    if 'error' in row:
+        _require(isinstance(row['error'], str), f'{where}.error', 'a string')
+        return
+    for key in numbers + positive:
+        _require(_is_number(row.get(key), above=key in positive), f'{where}.{key}',
+                 'a finite number above 0' if key in positive else 'a finite number >= 0')
+    for key in flags:
+        _require(isinstance(row.get(key), bool), f'{where}.{key}', 'true or false')
+
+
+def _check_rows(result: dict) -> None:
+    case = dict(op=OPS, case=None, dtype=DTYPES)
+    for i, r in enumerate(result['correctness']):
+        _check_row(r, f'correctness[{i}]', dict(case, layout=LAYOUTS), ('fused_err', 'eager_err', 'first_call_s'),
+                   ('correct', 'deterministic'))
+        _require(isinstance(r.get('kernel_sizes'), list) and all(
+            isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in r['kernel_sizes']),
+            f'correctness[{i}].kernel_sizes', 'a list of kernel sizes')
+        _require('error' in r or (isinstance(r.get('arg_dtypes'), list) and r['arg_dtypes']
+                                  and all(d in DTYPES for d in r['arg_dtypes'])),
+                 f'correctness[{i}].arg_dtypes', f'a list of {", ".join(DTYPES)}')
+    for i, r in enumerate(result['timing']):
+        _check_row(r, f'timing[{i}]', case, positive=tuple(f'{impl}_{mode}_ms' for impl in ('eager', 'fused')
+                                                           for mode in ('fwd', 'fwdbwd')))
+    for i, r in enumerate(result['e2e']):
+        _check_row(r, f'e2e[{i}]', dict(model=None, kernels=('torch', 'triton')), ('img_s', 'kernel_calls'),
+                   positive=('step_ms',))
+    for i, r in enumerate(result['compile']):
+        _check_row(r, f'compile[{i}]', case)
+
+
+def parse_result(data: Any) -> dict:
+    """``data`` (a loaded ``gpu_check.json``) when it holds what a GPU check run writes: an object with finite
+    numbers, real booleans, known ops, dtypes and layouts, and a GPU family that names its card; else
+    :class:`ResultError`. The entries and verdicts are computed again from it (a file's own are not trusted)."""
+    _require(isinstance(data, dict), 'the file', 'the JSON object gpu_check.py writes')
+    for key, kind in (('card', str), ('gpu_family', str), ('date', str), ('torch', str), ('triton', str),
+                      ('settings', dict), ('correctness', list), ('timing', list), ('e2e', list), ('compile', list),
+                      ('skipped', list)):
+        _require(isinstance(data.get(key), kind), key, f'a JSON {"object" if kind is dict else kind.__name__}')
+    for key in ('dry_run', 'finished', 'stopped_at_deadline'):
+        _require(isinstance(data.get(key), bool), key, 'true or false')
+    _check_finite(data, 'the file')
+    family = re.fullmatch(r'sm\d+ (.+)', data['gpu_family'])
+    _require(data['dry_run'] or (family is not None and family.group(1) == card_class(data['card'])),
+             'gpu_family', f'the family of its card {data["card"]!r} ("sm<capability> {card_class(data["card"])}")')
+    for key in ('torch', 'triton'):
+        _require(major_minor(data[key]) is not None, key, 'a version such as "3.6.0"')
+    settings = data['settings']
+    for key in ('deadline_s', 'batch', 'resolution', 'e2e_batch', 'e2e_resolution'):
+        _require(_is_number(settings.get(key)), f'settings.{key}', 'a finite number')
+    _require(_is_number(data.get('elapsed_s')), 'elapsed_s', 'a finite number of seconds')
+    _require(data.get('peak') is None or (isinstance(data['peak'], dict) and all(
+        _is_number(data['peak'].get(k), above=True) for k in ('bandwidth_gbs', 'fp32_tflops'))), 'peak',
+        'null or the card\'s bandwidth_gbs and fp32_tflops')
+    _require(data.get('copy_gbs') is None or _is_number(data['copy_gbs']), 'copy_gbs', 'null or a number')
+    _require(isinstance(data.get('environment', {}), dict), 'environment', 'a JSON object')
+    _require(all(isinstance(step, str) for step in data['skipped']), 'skipped', 'a list of step names')
+    _check_rows(data)
+    data['entries'], data['verdicts'] = validated_entries(data)
+    return data
 
 
 def _groups(result: dict) -> Dict[Tuple[str, str, str], List[dict]]:
@@ -79,7 +185,7 @@ def _f(v, digits=3) -> str:
 def _environment_line(env: dict) -> str:
     keys = ('python', 'torch', 'triton', 'timm', 'numpy', 'onnx', 'onnxruntime', 'driver', 'sm_clock_mhz',
             'max_sm_clock_mhz', 'mem_clock_mhz', 'load_average')
-    return '; '.join(f'{k} {env[k]}' for k in keys if env.get(k) not in (None, ''))
+    return '; '.join(f'{k} {escape(env[k])}' for k in keys if env.get(k) not in (None, ''))
 
 
 def _correctness_row(r: dict) -> list:
@@ -129,8 +235,8 @@ def report_markdown(result: dict, command: str) -> str:
              '**incomplete** (written while running)')
     lines = [
         '## Fused kernels (Triton): GPU check', '',
-        f"{result['card']} (`{result['gpu_family']}`); {result['date']}; {result['elapsed_s']:.0f} s from process "
-        f"start, {state}. Command: `{command}`.", '',
+        f"{escape(result['card'])} (`{escape(result['gpu_family'])}`); {escape(result['date'])}; "
+        f"{result['elapsed_s']:.0f} s from process start, {state}. Command: `{escape(command)}`.", '',
         'Environment: ' + _environment_line(result.get('environment', {})) + '.', '',
         'Peaks used for the roofline: ' + (f"{peak['bandwidth_gbs']:.0f} GB/s DRAM, {peak['fp32_tflops']} FP32 "
                                            f'TFLOP/s (datasheet)' if peak else 'unknown card, no roofline')
@@ -153,12 +259,23 @@ def report_markdown(result: dict, command: str) -> str:
     failed = [r for r in result.get('compile', []) if 'error' in r or 'compile_error' in r]
     if failed:
         lines += ['', 'torch.compile failed on: ' + '; '.join(
-            f"{r['op']} {r['case']} {r['dtype']} ({r.get('error') or r['compile_error']})" for r in failed) + '.']
+            escape(f"{r['op']} {r['case']} {r['dtype']} ({r.get('error') or r['compile_error']})") for r in failed)
+            + '.']
     lines += ['', f"### Training steps (bf16 autocast, SGD, batch {s['e2e_batch']} at {s['e2e_resolution']}²)", '',
               *markdown_table(['model', 'kernels', 'step ms', 'img/s', 'peak GiB', 'kernel calls / step',
                                'speed-up vs kernels off', 'speed-up vs timm focalnet_tiny_srf'],
                               _training_rows(result['e2e']))]
     if result['skipped']:
         lines += ['', f"Not run (the deadline, {s['deadline_s']:.0f} s from process start, came first): "
-                  + '; '.join(result['skipped']) + '.']
+                  + '; '.join(map(escape, result['skipped'])) + '.']
     return '\n'.join(lines) + '\n'
+
+
+def write_outputs(result: dict, command: str, benchmarks: Optional[str], table: Optional[str]) -> None:
+    """The section into ``benchmarks`` and this card's entries into ``table`` (other cards' entries kept)."""
+    if benchmarks:
+        write_report(blocks=[Block(benchmarks, START, END, report_markdown(result, command).rstrip())])
+        print(f'wrote {benchmarks}', flush=True)
+    if table:
+        validated.write_table(table, [result['gpu_family']], result['entries'])
+        print(f'wrote {table} ({len(result["entries"])} validated entries for {result["gpu_family"]})', flush=True)

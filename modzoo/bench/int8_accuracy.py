@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from .common import BENCHMARKS
-from .report import Block, markdown_table, write_report
+from .report import Block, escape, markdown_table, write_report
 
 __all__ = ['ORT_VARIANTS', 'NNCF_VARIANTS', 'measure', 'to_markdown', 'main']
 
@@ -77,8 +77,8 @@ def measure(work_dir: str, calib_images: int = 256) -> dict:
 
 def to_markdown(result: dict) -> str:
     lines = ['### int8 accuracy on the digits model (the only accuracy measurable offline)', '',
-             f'Command: `{result["command"]}`, after `python tools/main_job.py --no-report --work-dir '
-             f'{result["work_dir"]}`. Date: {result["date"]}. '
+             f'Command: `{escape(result["command"])}`, after `python tools/main_job.py --no-report --work-dir '
+             f'{escape(result["work_dir"])}`. Date: {escape(result["date"])}. '
              f'`{result["model"]}` trained by the main job at 32x32; every variant calibrated on '
              f'{result["calibration_images"]} training images and evaluated on the 359 validation images (one image '
              'is 0.28 points). No ImageNet weights or images are available offline, so this is the only accuracy '

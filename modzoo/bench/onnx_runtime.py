@@ -43,7 +43,7 @@ from .common import (
     machine_description, subprocess_env,
 )
 from .engine_worker import ORT, TORCH, ort_session
-from .report import Block, markdown_table, provenance_line, write_json, write_report
+from .report import Block, escape, markdown_table, provenance_line, write_json, write_report
 
 START, END = '<!-- onnx:start -->', '<!-- onnx:end -->'
 MAX_PARAMS_DEFAULT = 300e6
@@ -253,7 +253,7 @@ def latency_markdown(run: dict) -> str:
                     lines.append(f'{n_threads} thread(s), batch {batch}: median {statistics.median(at):.2f}x, min '
                                  f'{min(at):.2f}x; {reached} of {len(at)} rows reach the {GOAL_SPEEDUP}x goal.  ')
     for name, why in run['skipped'].items():
-        lines.append(f'\nNot benchmarked: `{name}` ({why}).')
+        lines.append(f'\nNot benchmarked: `{escape(name)}` ({escape(why)}).')
     return '\n'.join(lines)
 
 
@@ -297,7 +297,7 @@ def int8_markdown(run: dict) -> str:
                 lines.append(f'* `{r["model"]}` {"int8" if engine == ORT_INT8 else "fp32"} (batch {p["batch"]}, '
                              f'{p["threads"]} thread(s)): {ops}')
     for name, why in run['skipped'].items():
-        lines.append(f'\nNot benchmarked: `{name}` ({why}).')
+        lines.append(f'\nNot benchmarked: `{escape(name)}` ({escape(why)}).')
     return '\n'.join(lines)
 
 

@@ -31,7 +31,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from ..utils.marked_blocks import BENCHMARKS
-from .report import Block, markdown_table, write_report
+from .report import Block, escape, markdown_table, write_report
 
 ARCH = 90
 DTYPES = ('float32', 'bfloat16', 'float16')
@@ -491,7 +491,7 @@ def markdown(rows: List[dict], baselines: Sequence[Tuple[str, List[dict]]] = (),
         ([f"`{s['kernel']}`", s['dtype'], s['configs'], s['regs'], s['local'], s['smem'], s['per_element']]
          for s in _summarise(rows)))
     for r in failed:
-        lines.append(f"\nFAILED: `{r['kernel']}` {r['dtype']} {r['config']}: {r['error']}")
+        lines.append(f"\nFAILED: `{r['kernel']}` {r['dtype']} {escape(r['config'])}: {escape(r['error'])}")
     return '\n'.join(lines)
 
 
