@@ -162,3 +162,54 @@ def test_gpu_check_checks_its_outputs_first(tmp_path, gpu_outputs, capsys):
     table.write_text('{"written_by": "tools/gpu_check.py", "entries": []}\n')
     rc, err = _from_json(tmp_path / 'run.json', bench, table, capsys)
     assert rc == 2 and 'more than once' in err and 'injected' in bench.read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the CPU bench tools: a bad --from-json or --json is one line before any work; a failed model is a failed run
+
+def _refused(main, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith('error: '), err
+    return err
+
+
+@pytest.mark.parametrize('content', ['{"machine": "m", "results": [', '{}', '[]'])
+def test_cpu_bench_tools_refuse_a_bad_from_json_in_one_line(tmp_path, capsys, content):
+    from modzoo.bench import cpu_deploy, cpu_paths, onnx_runtime
+    path = tmp_path / 'run.json'
+    path.write_text(content)
+    for main in (cpu_deploy.main, cpu_paths.main, onnx_runtime.main):
+        assert str(path) in _refused(main, ['--from-json', str(path)], capsys)
+
+
+def test_cpu_bench_tools_check_the_json_output_before_measuring(tmp_path, capsys, monkeypatch):
+    from modzoo.bench import cpu_deploy, cpu_paths, gridpe, onnx_runtime, vs_timm
+    for module in (cpu_deploy, onnx_runtime):
+        monkeypatch.setattr(module, 'run_benchmarks', lambda *a: pytest.fail('measured before checking --json'))
+    monkeypatch.setattr(gridpe, 'run', lambda *a: pytest.fail('measured before checking --json'))
+    monkeypatch.setattr(vs_timm, 'bench_pair', lambda *a: pytest.fail('measured before checking --json'))
+    (tmp_path / 'file').write_text('')
+    for main in (cpu_deploy.main, cpu_paths.main, onnx_runtime.main, gridpe.main, vs_timm.main):
+        assert 'is a folder' in _refused(main, ['--json', str(tmp_path)], capsys)
+        assert 'file' in _refused(main, ['--json', str(tmp_path / 'file' / 'run.json')], capsys)
+
+
+def test_results_into_a_folder_that_does_not_exist_yet(tmp_path):
+    report.write_report({'a': 1}, str(tmp_path / 'new' / 'run.json'))  # the output check calls it creatable
+    assert json.loads((tmp_path / 'new' / 'run.json').read_text()) == {'a': 1}
+
+
+def test_cpu_deploy_refuses_size_0_and_fails_when_a_model_fails(tmp_path, capsys, monkeypatch):
+    from modzoo.bench import cpu_deploy
+    assert '--size' in _refused(cpu_deploy.main, ['--size', '0'], capsys)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError('out of memory at batch 100000')
+    monkeypatch.setattr(cpu_deploy, 'bench_model', fail)
+    out = tmp_path / 'run.json'
+    assert cpu_deploy.main(['zoo_efficientmod_xxs', '--paths', 'eager', '--load-retries', '0', '--json',
+                            str(out)]) == 1
+    assert 'FAILED zoo_efficientmod_xxs: failed: RuntimeError: out of memory' in capsys.readouterr().err
+    assert json.loads(out.read_text())['skipped']['zoo_efficientmod_xxs'].startswith('failed')

@@ -21,7 +21,6 @@ The BENCHMARKS.md block (``--write-benchmarks``) holds the table, the machine, c
 README block (``--write-readme``) the per-family recommendation derived from it (:func:`recommendation_markdown`).
 """
 import argparse
-import json
 import os
 import re
 import statistics
@@ -30,12 +29,14 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
+from ..utils.cli import OneLineArgumentParser
 from .common import (
     BENCHMARKS, README, LoadGuard, add_load_guard_args, interleaved_seconds, load_cell, load_note,
     machine_description,
 )
 from .engine_worker import COMPILED, OPENVINO, ORT, TORCH
-from .report import Block, escape, markdown_table, provenance_line, write_json, write_report
+from .report import Block, check_json_output, escape, failure_status, load_run, markdown_table, \
+    provenance_line, write_json, write_report
 
 START, END = '<!-- cpu-deploy:start -->', '<!-- cpu-deploy:end -->'
 README_START, README_END = '<!-- cpu-recommendation:start -->', '<!-- cpu-recommendation:end -->'
@@ -307,7 +308,7 @@ QUICK = dict(size=32, batches=[1, 2], threads=[1], repeats=2, warmup=1, calib_im
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='*', default=DEFAULT_MODELS,
                         help='models (default: one per family plus every EfficientMod variant)')
     parser.add_argument('--paths', nargs='+', choices=[key for key, *_ in PATHS], default=[key for key, *_ in PATHS])
@@ -344,11 +345,11 @@ def main(argv=None) -> int:
             parser.error('--quick measures a shrunken model: its figures are not for BENCHMARKS.md or README.md')
         for key, value in QUICK.items():
             setattr(args, key, value)
-    if min(args.threads) < 1 or min(args.batches) < 1 or args.repeats < 1:
-        parser.error('--threads, --batches and --repeats must be at least 1')
+    if min(args.threads) < 1 or min(args.batches) < 1 or args.repeats < 1 or args.size < 1:
+        parser.error('--threads, --batches, --repeats and --size must be at least 1')
+    check_json_output(parser, args.json)
     if args.from_json:
-        with open(args.from_json) as f:
-            run = json.load(f)
+        run = _read_run(parser, args.from_json)
     else:
         import modzoo
         unknown = [m for m in args.models if m not in modzoo.list_models()]
@@ -361,4 +362,13 @@ def main(argv=None) -> int:
     print(recommendation_markdown(run))
     write_report(run, None if args.from_json else args.json,
                  blocks(run, BENCHMARKS if args.write_benchmarks else None, README if args.write_readme else None))
-    return 0
+    return 0 if args.from_json else failure_status(run)
+
+
+def _read_run(parser, path: str) -> dict:
+    """A saved ``--json`` run, or the parser's one-line error."""
+    run = load_run(parser, path, ('machine', 'command', 'date', 'results'))
+    if not isinstance(run['results'], list) or not all(isinstance(r, dict) and 'rows' in r for r in run['results']):
+        parser.error(f'--from-json {path}: "results" is not the list of models a run writes; pass a file '
+                     'bench_cpu_deploy.py wrote with --json')
+    return run

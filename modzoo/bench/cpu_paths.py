@@ -15,7 +15,6 @@ forwards alternate (median of ``--repeats``). Each (model, threads, batch) row r
 (``torch.profiler`` self CPU time by ATen op; ORT's profiler kernel time by op type) side by side.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,11 +25,12 @@ from typing import Dict, List, Sequence
 import torch
 
 import modzoo
+from ..utils.cli import OneLineArgumentParser
 from .common import (
     BENCHMARKS, LoadGuard, add_load_guard_args, interleaved_seconds, keep_torch_threads, load_cell, load_note,
     machine_description,
 )
-from .report import Block, markdown_table, provenance_line, write_report
+from .report import Block, check_json_output, markdown_table, provenance_line, load_run, write_report
 
 START, END = '<!-- cpu-paths:start -->', '<!-- cpu-paths:end -->'
 DEFAULT_MODELS = ['zoo_focalnet_tiny_srf', 'zoo_efficientmod_xxs', 'zoo_smt_tiny', 'zoo_gridpe_pvt_v2_b0']
@@ -169,7 +169,7 @@ def to_markdown(run: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='*', default=DEFAULT_MODELS, help='models for compile vs eager')
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 8])
@@ -187,10 +187,11 @@ def main(argv=None) -> int:
     for name in args.models + ([args.profile_model] if args.profile else []):
         if name not in modzoo.list_models():
             parser.error(f'{name} is not a registered modzoo model (modzoo.list_models())')
-
+    if min(args.threads) < 1 or min(args.batches) < 1 or args.size < 1 or args.repeats < 1:
+        parser.error('--threads, --batches, --size and --repeats must be at least 1')
+    check_json_output(parser, args.json)
     if args.from_json:
-        with open(args.from_json) as f:
-            run = json.load(f)
+        run = load_run(parser, args.from_json, ('machine', 'command', 'date', 'compile'))
     else:
         command = 'python tools/bench_cpu_paths.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
         run: Dict = dict(machine=machine_description(libraries=('torch', 'onnxruntime')), command=command.strip(),

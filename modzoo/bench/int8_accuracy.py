@@ -17,8 +17,9 @@ import sys
 import tempfile
 import time
 
+from ..utils.cli import OneLineArgumentParser
 from .common import BENCHMARKS
-from .report import Block, escape, markdown_table, write_report
+from .report import Block, check_json_output, escape, markdown_table, write_report
 
 __all__ = ['ORT_VARIANTS', 'NNCF_VARIANTS', 'measure', 'to_markdown', 'main']
 
@@ -93,13 +94,14 @@ def to_markdown(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('work_dir', nargs='?', default=os.path.join('output', 'main_job'),
                         help='the main job\'s --work-dir (default output/main_job)')
     parser.add_argument('--calib-images', type=int, default=256, help='training images that calibrate (as the job)')
     parser.add_argument('--json', help='also write the figures here')
     parser.add_argument('--write-benchmarks', action='store_true', help='refresh the block in BENCHMARKS.md')
     args = parser.parse_args(argv)
+    check_json_output(parser, args.json)
     result = measure(os.path.abspath(args.work_dir), args.calib_images)
     command = 'python tools/int8_accuracy.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     result['command'] = re.sub(r' --json \S+', '', command).strip()

@@ -19,10 +19,11 @@ import timm
 import torch
 
 import modzoo
+from modzoo.utils.cli import OneLineArgumentParser
 from modzoo.utils.flops import count_flops
 from modzoo.utils.reported import load_reported as _load_reported, load_reported_files
 from .common import README
-from .report import Block, markdown_table, write_report
+from .report import Block, check_json_output, markdown_table, write_report
 
 START, END = '<!-- model-table:start -->', '<!-- model-table:end -->'
 TOLERANCE = 0.01
@@ -117,11 +118,12 @@ def main(argv=None):
 
 
 def _main(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--filter', default='', help='wildcard on model names, e.g. "zoo_focalnet_*"')
     parser.add_argument('--write-readme', action='store_true', help='refresh the table block in README.md')
     parser.add_argument('--json', help='also write the measurements to this JSON file')
     args = parser.parse_args(argv)
+    check_json_output(parser, args.json)
 
     names = modzoo.list_models(args.filter)
     if not names:

@@ -36,6 +36,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..utils.cli import OneLineArgumentParser, UsageError
 from ..utils.marked_blocks import replace_marked
 from . import engine_worker
 from .common import (
@@ -43,7 +44,8 @@ from .common import (
     machine_description, subprocess_env,
 )
 from .engine_worker import ORT, TORCH, ort_session
-from .report import Block, escape, markdown_table, provenance_line, write_json, write_report
+from .report import Block, check_json_output, escape, failure_status, markdown_table, provenance_line, \
+    read_results, write_json, write_report
 
 START, END = '<!-- onnx:start -->', '<!-- onnx:end -->'
 MAX_PARAMS_DEFAULT = 300e6
@@ -376,12 +378,9 @@ def section_block(parts: Dict[str, str]) -> Block:
 
 def merge_runs(paths: Sequence[str]) -> dict:
     """One run from several ``--json`` files of the same kind (e.g. a long benchmark done in parts)."""
-    runs = []
-    for path in paths:
-        with open(path) as f:
-            runs.append(json.load(f))
+    runs = [read_results(path, required=('kind', 'machine', 'command', 'results')) for path in paths]
     if len({r['kind'] for r in runs}) != 1:
-        raise SystemExit('--from-json: the files hold different kinds of runs')
+        raise UsageError('--from-json: the files hold different kinds of runs; render each kind on its own')
     merged = dict(runs[0], results=[], skipped={})
     for r in runs:
         merged['results'] += r['results']
@@ -455,7 +454,7 @@ def render(run: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='*', help='model names (default: every registered model up to --max-params)')
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 8])
@@ -479,10 +478,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.profile and not args.int8:
         parser.error('--profile applies to --int8 runs')
-    if min(args.threads) < 1:
-        parser.error('--threads must be at least 1')
-
-    run = merge_runs(args.from_json) if args.from_json else run_benchmarks(args, argv)
+    if min(args.threads) < 1 or min(args.batches) < 1 or args.size < 1:
+        parser.error('--threads, --batches and --size must be at least 1')
+    check_json_output(parser, args.json)
+    if args.from_json:
+        try:
+            run = merge_runs(args.from_json)
+        except UsageError as e:
+            parser.error(str(e))
+    else:
+        run = run_benchmarks(args, argv)
     text = render(run)
     print()
     print(text)
@@ -490,4 +495,4 @@ def main(argv=None) -> int:
                  [section_block({run['kind']: text})] if args.write_benchmarks else [])
     if args.write_benchmarks:
         print(f'\nwrote the {run["kind"]} table into {BENCHMARKS}')
-    return 0
+    return 0 if args.from_json else failure_status(run)

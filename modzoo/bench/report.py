@@ -10,17 +10,18 @@ Every cell and every value in a provenance line goes through :func:`escape`: a c
 command from a results file renders as text on its line, never as a heading, raw HTML or a block marker.
 """
 import json
+import sys
 import os
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
-from ..utils.cli import UsageError
+from ..utils.cli import UsageError, check_output_file
 from ..utils.files import atomic_write
 from ..utils.marked_blocks import update_marked_file
 
 __all__ = ['Block', 'escape', 'markdown_table', 'provenance_line', 'write_json', 'write_text', 'write_report',
-           'read_results']
+           'read_results', 'load_run', 'check_json_output', 'failure_status']
 
 
 def escape(value: Any) -> str:
@@ -55,6 +56,8 @@ class Block:
 
 
 def write_text(path: str, text: str) -> None:
+    """``text`` into ``path``, atomically; a missing folder is created (:func:`check_json_output` allowed it)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(path, 'w') as f:
         f.write(text)
 
@@ -92,3 +95,30 @@ def read_results(path: str, flag: str = '--from-json', required: Sequence[str] =
         if missing:
             raise UsageError(f'{flag} {path} lacks {", ".join(missing)}; {fix}')
     return data
+
+
+def check_json_output(parser, path: Optional[str], flag: str = '--json') -> None:
+    """The parser's one-line error when the results file ``path`` could not be written (a folder, read-only, under
+    a file): checked before a benchmark measures for minutes, not after."""
+    if path:
+        try:
+            check_output_file(path, flag)
+        except UsageError as e:
+            parser.error(str(e))
+
+
+def failure_status(run: dict) -> int:
+    """The exit status of a measured run: 1 when a model failed (the run lists it under its table and keeps the
+    others' rows), else 0."""
+    failed = {name: why for name, why in run.get('skipped', {}).items() if why.startswith('failed')}
+    for name, why in failed.items():
+        print(f'FAILED {name}: {why}', file=sys.stderr)
+    return 1 if failed else 0
+
+
+def load_run(parser, path: str, required: Sequence[str]) -> dict:
+    """:func:`read_results` for a command line: the parser's one-line error instead of :class:`UsageError`."""
+    try:
+        return read_results(path, required=required)
+    except UsageError as e:
+        parser.error(str(e))

@@ -23,11 +23,12 @@ import timm
 import torch
 
 import modzoo
+from ..utils.cli import OneLineArgumentParser
 from .common import (
     BENCHMARKS, LoadGuard, add_load_guard_args, keep_torch_threads, load_cell, load_note, machine_description,
     subprocess_env,
 )
-from .report import Block, markdown_table, provenance_line, write_report
+from .report import Block, check_json_output, markdown_table, provenance_line, write_report
 
 DEFAULT_PAIRS = [
     'zoo_focalnet_tiny_srf=focalnet_tiny_srf',
@@ -116,7 +117,7 @@ def section_block(text: str) -> Block:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--pairs', nargs='+', default=DEFAULT_PAIRS, help='OURS=TIMM model name pairs')
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--size', type=int, default=224)
@@ -126,6 +127,7 @@ def main(argv=None):
     parser.add_argument('--write-benchmarks', action='store_true', help='refresh the section in BENCHMARKS.md')
     parser.add_argument('--json', help='also write the raw numbers here')
     args = parser.parse_args(argv)
+    check_json_output(parser, args.json)
 
     machine = machine_description(libraries=('torch', 'timm'))
     command = 'python tools/bench_vs_timm.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
