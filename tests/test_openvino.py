@@ -131,6 +131,7 @@ def _fake_run():
 
 def test_side_by_side_table_and_recommendation(tmp_path):
     from modzoo.bench import cpu_deploy
+    from modzoo.bench.report import write_report
     run = _fake_run()
     table = cpu_deploy.table_markdown(run)
     lines = [line for line in table.splitlines() if line.startswith('| `zoo_smt_tiny` | 1 | 1 |')]
@@ -144,7 +145,7 @@ def test_side_by_side_table_and_recommendation(tmp_path):
     assert 'OpenVINO int8' in text and '1 of its rows LOADED' in text
     bench, readme = tmp_path / 'B.md', tmp_path / 'R.md'
     readme.write_text(f'# x\n\n{cpu_deploy.README_START}\nnot measured yet\n{cpu_deploy.README_END}\n\nrest\n')
-    cpu_deploy.write_blocks(run, str(bench), str(readme))
+    write_report(blocks=cpu_deploy.blocks(run, str(bench), str(readme)))
     assert 'not measured yet' not in readme.read_text() and readme.read_text().endswith('\n\nrest\n')
     assert table in bench.read_text()
 

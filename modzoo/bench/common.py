@@ -2,8 +2,8 @@
 
 The machine line of a result (CPU name and flags, cores, memory, library versions), the load guard that marks or
 re-measures rows taken on a busy machine, interleaved timing of several engines, the memory figures of
-``/proc/self/status``, the environment of measurement subprocesses, and the marked blocks
-of BENCHMARKS.md and README.md (from :mod:`modzoo.utils.marked_blocks`).
+``/proc/self/status``, the environment of measurement subprocesses, and the paths of BENCHMARKS.md and README.md
+(their tables and marked blocks are written by :mod:`modzoo.bench.report`).
 Standard library only (torch is imported inside the one function that needs it).
 """
 import contextlib
@@ -13,13 +13,12 @@ import platform
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
-from ..utils.marked_blocks import BENCHMARKS, README, REPO_ROOT, replace_marked, update_marked_file
 from ..runtimes.worker import proc_status_mib, reset_peak_rss
+from ..utils.marked_blocks import BENCHMARKS, README, REPO_ROOT
 
 __all__ = ['REPO_ROOT', 'BENCHMARKS', 'README', 'cpu_name', 'cpu_flags', 'vnni_description', 'machine_description',
            'load_1min', 'default_load_threshold', 'LoadGuard', 'load_cell', 'load_note', 'interleaved_seconds',
-           'keep_torch_threads', 'proc_status_mib', 'reset_peak_rss', 'subprocess_env', 'replace_marked',
-           'update_marked_file']
+           'keep_torch_threads', 'proc_status_mib', 'reset_peak_rss', 'subprocess_env']
 
 
 def cpu_name() -> str:

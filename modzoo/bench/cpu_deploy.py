@@ -21,7 +21,6 @@ The BENCHMARKS.md block (``--write-benchmarks``) holds the table, the machine, c
 README block (``--write-readme``) the per-family recommendation derived from it (:func:`recommendation_markdown`).
 """
 import argparse
-import json
 import os
 import re
 import statistics
@@ -30,11 +29,14 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
+from ..utils.cli import OneLineArgumentParser
 from .common import (
     BENCHMARKS, README, LoadGuard, add_load_guard_args, interleaved_seconds, load_cell, load_note,
-    machine_description, update_marked_file,
+    machine_description,
 )
 from .engine_worker import COMPILED, OPENVINO, ORT, TORCH
+from .report import Block, check_json_output, escape, failure_status, load_run, markdown_table, \
+    provenance_line, write_json, write_report
 
 START, END = '<!-- cpu-deploy:start -->', '<!-- cpu-deploy:end -->'
 README_START, README_END = '<!-- cpu-recommendation:start -->', '<!-- cpu-recommendation:end -->'
@@ -164,7 +166,7 @@ def table_markdown(run: dict) -> str:
     lines = [
         '## CPU deployment paths side by side',
         '',
-        f'Machine: {run.get("host", "?")}: {run["machine"]}. Date: {run["date"]}. Command: `{run["command"]}`.',
+        provenance_line(f'{run.get("host", "?")}: {run["machine"]}', run['date'], run['command']),
         '',
         'Each cell: median latency in ms / throughput in images/s / peak memory in MiB (the worker\'s peak resident '
         'set during the row minus its resident set after imports: weights, runtime buffers, activations). Every path '
@@ -177,24 +179,10 @@ def table_markdown(run: dict) -> str:
         '(`modzoo.export.openvino`); both calibrated on digits images. "best" is the fastest path and its speed-up '
         'over eager. Load: the 1-minute load average before→after the row.',
         '',
-        '| model | threads | batch | ' + ' | '.join(HEADINGS[k] for k in paths) + ' | best | load |',
-        '|---|---|---|' + '---|' * len(paths) + '---|---|',
+        *markdown_table(['model', 'threads', 'batch', *(HEADINGS[k] for k in paths), 'best', 'load'],
+                        (_latency_row(r['model'], row, paths) for r in results for row in r['rows'])),
     ]
-    rows = []
-    for r in results:
-        for row in r['rows']:
-            rows.append(row)
-            cells = []
-            for key in paths:
-                if key not in row['ms']:
-                    cells.append('-')
-                    continue
-                ms = row['ms'][key]
-                cells.append(f'{ms:.1f} / {row["batch"] * 1e3 / ms:.1f} / {row["peak_mib"][key]:.0f}')
-            best = min(row['ms'], key=row['ms'].get)
-            up = _speedup(row, best)
-            lines.append(f'| `{r["model"]}` | {row["threads"]} | {row["batch"]} | ' + ' | '.join(cells)
-                         + f' | {HEADINGS[best]}' + (f' **{up:.2f}x**' if up else '') + f' | {load_cell(row)} |')
+    rows = [row for r in results for row in r['rows']]
     if rows:
         lines += ['', load_note(rows)]
     lines += ['', '### Parity, file sizes and compile time', '',
@@ -202,28 +190,37 @@ def table_markdown(run: dict) -> str:
               'weights, seed 0): max abs diff, and in brackets the top-1 agreement over those images. Random weights '
               'give near-tied logits, so for int8 neither figure measures accuracy: that is measured on the digits '
               'model (the int8 accuracy table in this file). '
-              'Files: the graphs\' sizes in MiB. Compile: torch.compile\'s first call per batch.', '',
-              '| model | ' + ' | '.join(HEADINGS[k] for k in paths if k != 'eager')
-              + ' | fp32 / ORT int8 / OpenVINO int8 MiB | compile s |',
-              '|---|' + '---|' * (len([k for k in paths if k != 'eager']) + 2)]
-    for r in results:
-        cells = []
-        for key in paths:
-            if key == 'eager':
-                continue
-            p = r['parity'].get(key)
-            cells.append(f'{p["max_abs_diff"]:.1e} ({p["top1_agreement"]:.0f}%)' if p else '-')
-        files = ' / '.join(f'{r["file_mib"][k]:.1f}' if k in r['file_mib'] else '-'
-                           for k in ('fp32', 'ort_int8', 'ov_int8'))
-        compile_s = ', '.join(f'b{b}: {s:.0f}' for b, s in sorted(r.get('compile_s', {}).items(),
-                                                                     key=lambda kv: int(kv[0]))) or '-'
-        lines.append(f'| `{r["model"]}` | ' + ' | '.join(cells) + f' | {files} | {compile_s} |')
+              'Files: the graphs\' sizes in MiB. Compile: torch.compile\'s first call per batch.', '']
+    compared = [k for k in paths if k != 'eager']
+    lines += markdown_table(['model', *(HEADINGS[k] for k in compared), 'fp32 / ORT int8 / OpenVINO int8 MiB',
+                             'compile s'], (_parity_row(r, compared) for r in results))
     goals = goals_markdown(results)
     if goals:
         lines += ['', goals]
     for name, why in run.get('skipped', {}).items():
-        lines.append(f'\nNot benchmarked: `{name}` ({why}).')
+        lines.append(f'\nNot benchmarked: `{escape(name)}` ({escape(why)}).')
     return '\n'.join(lines)
+
+
+def _latency_row(model: str, row: dict, paths: Sequence[str]) -> list:
+    """model, threads, batch, ``ms / img/s / peak MiB`` per path, the best path and its speed-up, the load."""
+    cells = [f'{row["ms"][k]:.1f} / {row["batch"] * 1e3 / row["ms"][k]:.1f} / {row["peak_mib"][k]:.0f}'
+             if k in row['ms'] else '-' for k in paths]
+    best = min(row['ms'], key=row['ms'].get)
+    up = _speedup(row, best)
+    return [f'`{model}`', row['threads'], row['batch'], *cells,
+            HEADINGS[best] + (f' **{up:.2f}x**' if up else ''), load_cell(row)]
+
+
+def _parity_row(r: dict, compared: Sequence[str]) -> list:
+    """model, parity against eager per path, the graphs' file sizes, the compile seconds per batch."""
+    parity = [f'{p["max_abs_diff"]:.1e} ({p["top1_agreement"]:.0f}%)' if p else '-'
+              for p in (r['parity'].get(k) for k in compared)]
+    files = ' / '.join(f'{r["file_mib"][k]:.1f}' if k in r['file_mib'] else '-'
+                       for k in ('fp32', 'ort_int8', 'ov_int8'))
+    compile_s = ', '.join(f'b{b}: {s:.0f}' for b, s in sorted(r.get('compile_s', {}).items(),
+                                                                 key=lambda kv: int(kv[0]))) or '-'
+    return [f'`{r["model"]}`', *parity, files, compile_s]
 
 
 def goals_markdown(results: List[dict]) -> str:
@@ -248,7 +245,8 @@ def recommendation_markdown(run: dict) -> str:
     """Per family: the fastest path at batch 1 and 8 (most threads measured), and where int8 does not pay (int8 under
     1.2x its runtime's fp32 on the median row of the model)."""
     date, results = run['date'], run['results']
-    lines = [f'From `BENCHMARKS.md`\'s side-by-side table (`{run["command"]}`, {date}; {run["machine"]}). '
+    lines = [f'From `BENCHMARKS.md`\'s side-by-side table (`{escape(run["command"])}`, {escape(date)}; '
+             f'{escape(run["machine"])}). '
              'Accuracy of int8 is measured offline only on the digits model (see above): check your own data with '
              '`--check`.', '']
     for r in results:
@@ -302,8 +300,7 @@ def run_benchmarks(args, argv) -> dict:
                 continue
             run['results'].append(result)
             if args.json:  # keep what is done if the run is cut short
-                with open(args.json, 'w') as f:
-                    json.dump(dict(run, partial=True), f, indent=1)
+                write_json(args.json, dict(run, partial=True))
     return run
 
 
@@ -311,7 +308,7 @@ QUICK = dict(size=32, batches=[1, 2], threads=[1], repeats=2, warmup=1, calib_im
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='*', default=DEFAULT_MODELS,
                         help='models (default: one per family plus every EfficientMod variant)')
     parser.add_argument('--paths', nargs='+', choices=[key for key, *_ in PATHS], default=[key for key, *_ in PATHS])
@@ -333,12 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def write_blocks(run: dict, benchmarks: Optional[str] = None, readme: Optional[str] = None) -> None:
-    if benchmarks:
-        update_marked_file(benchmarks, START, END, f'{START}\n{table_markdown(run)}\n{END}')
-    if readme:
-        update_marked_file(readme, README_START, README_END,
-                           f'{README_START}\n{recommendation_markdown(run)}\n{README_END}')
+def blocks(run: dict, benchmarks: Optional[str] = None, readme: Optional[str] = None) -> List[Block]:
+    """The marked blocks of this run: the table in ``benchmarks``, the recommendation in ``readme`` (when given)."""
+    return (([Block(benchmarks, START, END, table_markdown(run))] if benchmarks else [])
+            + ([Block(readme, README_START, README_END, recommendation_markdown(run))] if readme else []))
 
 
 def main(argv=None) -> int:
@@ -350,23 +345,30 @@ def main(argv=None) -> int:
             parser.error('--quick measures a shrunken model: its figures are not for BENCHMARKS.md or README.md')
         for key, value in QUICK.items():
             setattr(args, key, value)
-    if min(args.threads) < 1 or min(args.batches) < 1 or args.repeats < 1:
-        parser.error('--threads, --batches and --repeats must be at least 1')
+    if min(args.threads) < 1 or min(args.batches) < 1 or args.repeats < 1 or args.size < 1:
+        parser.error('--threads, --batches, --repeats and --size must be at least 1')
+    check_json_output(parser, args.json)
     if args.from_json:
-        with open(args.from_json) as f:
-            run = json.load(f)
+        run = _read_run(parser, args.from_json)
     else:
         import modzoo
         unknown = [m for m in args.models if m not in modzoo.list_models()]
         if unknown:
             parser.error(f'not registered modzoo models: {", ".join(unknown)} (modzoo.list_models())')
         run = run_benchmarks(args, argv)
-        if args.json:
-            with open(args.json, 'w') as f:
-                json.dump(run, f, indent=1)
     print()
     print(table_markdown(run))
     print()
     print(recommendation_markdown(run))
-    write_blocks(run, BENCHMARKS if args.write_benchmarks else None, README if args.write_readme else None)
-    return 0
+    write_report(run, None if args.from_json else args.json,
+                 blocks(run, BENCHMARKS if args.write_benchmarks else None, README if args.write_readme else None))
+    return 0 if args.from_json else failure_status(run)
+
+
+def _read_run(parser, path: str) -> dict:
+    """A saved ``--json`` run, or the parser's one-line error."""
+    run = load_run(parser, path, ('machine', 'command', 'date', 'results'))
+    if not isinstance(run['results'], list) or not all(isinstance(r, dict) and 'rows' in r for r in run['results']):
+        parser.error(f'--from-json {path}: "results" is not the list of models a run writes; pass a file '
+                     'bench_cpu_deploy.py wrote with --json')
+    return run

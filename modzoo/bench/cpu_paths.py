@@ -15,7 +15,6 @@ forwards alternate (median of ``--repeats``). Each (model, threads, batch) row r
 (``torch.profiler`` self CPU time by ATen op; ORT's profiler kernel time by op type) side by side.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,10 +25,12 @@ from typing import Dict, List, Sequence
 import torch
 
 import modzoo
+from ..utils.cli import OneLineArgumentParser
 from .common import (
     BENCHMARKS, LoadGuard, add_load_guard_args, interleaved_seconds, keep_torch_threads, load_cell, load_note,
-    machine_description, update_marked_file,
+    machine_description,
 )
+from .report import Block, check_json_output, markdown_table, provenance_line, load_run, write_report
 
 START, END = '<!-- cpu-paths:start -->', '<!-- cpu-paths:end -->'
 DEFAULT_MODELS = ['zoo_focalnet_tiny_srf', 'zoo_efficientmod_xxs', 'zoo_smt_tiny', 'zoo_gridpe_pvt_v2_b0']
@@ -137,21 +138,20 @@ def profile_breakdown(name: str, batch: int, size: int, threads: Sequence[int], 
 
 def to_markdown(run: dict) -> str:
     lines = ['## CPU paths: eager, torch.compile (inductor) and ONNX Runtime', '',
-             f'Machine: {run["machine"]}. Date: {run["date"]}. Command: `{run["command"]}`.', '']
+             provenance_line(run['machine'], run['date'], run['command']), '']
     rows = run['compile']
     if rows:
         lines += [
             '### torch.compile (inductor, CPU) vs eager', '',
             'fp32, `torch.no_grad()`, static shapes (one compile per batch); median of interleaved forwards. '
             'Compile s: wall time of the first compiled call (shared by the thread counts).', '',
-            '| model | threads | batch | eager ms | compiled ms | compile speed-up | compile s | load | max abs diff |',
-            '|---|---|---|---|---|---|---|---|---|',
-        ]
-        for r in rows:
-            lines.append(f'| `{r["model"]}` | {r["threads"]} | {r["batch"]} | {r["eager_ms"]:.1f} | '
-                         f'{r["compiled_ms"]:.1f} | **{r["speedup"]:.2f}x** | {r["compile_s"]:.0f} | {load_cell(r)} | '
-                         f'{r["max_abs_diff"]:.1e} |')
-        lines += ['', load_note(rows), '']
+            *markdown_table(
+                ['model', 'threads', 'batch', 'eager ms', 'compiled ms', 'compile speed-up', 'compile s', 'load',
+                 'max abs diff'],
+                ([f'`{r["model"]}`', r['threads'], r['batch'], f'{r["eager_ms"]:.1f}', f'{r["compiled_ms"]:.1f}',
+                  f'**{r["speedup"]:.2f}x**', f'{r["compile_s"]:.0f}', load_cell(r), f'{r["max_abs_diff"]:.1e}']
+                 for r in rows)),
+            '', load_note(rows), '']
     for p in run.get('profile', []):
         lines += [
             f'### Eager vs ONNX Runtime by op: `{p["model"]}`, batch {p["batch"]}, {p["threads"]} thread(s)', '',
@@ -159,18 +159,17 @@ def to_markdown(run: dict) -> str:
             f'{p["eager_gflop_s"]:.3g} GFLOP/s; ORT {p["ort_ms"]:.0f} ms = {p["ort_gflop_s"]:.3g} GFLOP/s '
             f'(load {load_cell(p)}). Share of each profiler\'s op time (torch: self CPU time of ATen ops; ORT: '
             'kernel time by op type after its graph fusions):', '',
-            '| rank | eager op | eager share | eager ms | ORT op | ORT share | ORT ms |',
-            '|---|---|---|---|---|---|---|',
-        ]
-        for i, (t, o) in enumerate(zip(p['torch_ops'], p['ort_ops'], strict=False)):
-            lines.append(f'| {i + 1} | `{t["op"]}` | {100 * t["share"]:.0f}% | {t["ms"]:.0f} | `{o["op"]}` | '
-                         f'{100 * o["share"]:.0f}% | {o["ms"]:.0f} |')
-        lines.append('')
+            *markdown_table(
+                ['rank', 'eager op', 'eager share', 'eager ms', 'ORT op', 'ORT share', 'ORT ms'],
+                ([i + 1, f'`{t["op"]}`', f'{100 * t["share"]:.0f}%', f'{t["ms"]:.0f}', f'`{o["op"]}`',
+                  f'{100 * o["share"]:.0f}%', f'{o["ms"]:.0f}']
+                 for i, (t, o) in enumerate(zip(p['torch_ops'], p['ort_ops'], strict=False)))),
+            '']
     return '\n'.join(lines).rstrip('\n')
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='*', default=DEFAULT_MODELS, help='models for compile vs eager')
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 8])
@@ -188,10 +187,11 @@ def main(argv=None) -> int:
     for name in args.models + ([args.profile_model] if args.profile else []):
         if name not in modzoo.list_models():
             parser.error(f'{name} is not a registered modzoo model (modzoo.list_models())')
-
+    if min(args.threads) < 1 or min(args.batches) < 1 or args.size < 1 or args.repeats < 1:
+        parser.error('--threads, --batches, --size and --repeats must be at least 1')
+    check_json_output(parser, args.json)
     if args.from_json:
-        with open(args.from_json) as f:
-            run = json.load(f)
+        run = load_run(parser, args.from_json, ('machine', 'command', 'date', 'compile'))
     else:
         command = 'python tools/bench_cpu_paths.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
         run: Dict = dict(machine=machine_description(libraries=('torch', 'onnxruntime')), command=command.strip(),
@@ -205,13 +205,11 @@ def main(argv=None) -> int:
             if args.profile:
                 run['profile'] = profile_breakdown(args.profile_model, args.profile_batch, args.size, args.threads,
                                                    args.repeats, guard)
-        if args.json:
-            with open(args.json, 'w') as f:
-                json.dump(run, f, indent=1)
     text = to_markdown(run)
     print()
     print(text)
+    write_report(run, None if args.from_json else args.json,
+                 [Block(BENCHMARKS, START, END, text)] if args.write_benchmarks else [])
     if args.write_benchmarks:
-        update_marked_file(BENCHMARKS, START, END, f'{START}\n{text}\n{END}')
         print(f'\nwrote the CPU paths section into {BENCHMARKS}')
     return 0

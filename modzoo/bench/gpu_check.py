@@ -46,16 +46,17 @@ import torch
 
 from ..kernels import dispatch, validated
 from ..kernels.gpu_info import card_peak, gpu_family
-from ..utils.files import atomic_write
-from ..utils.marked_blocks import BENCHMARKS, update_marked_file
-from .gpu_check_report import report_markdown, validated_entries
+from ..utils.cli import UsageError, check_output_dir, check_output_file
+from ..utils.marked_blocks import BENCHMARKS
+from .gpu_check_report import END, START, ResultError, parse_result, report_markdown, validated_entries, \
+    write_outputs
 from .gpu_probe import START_ENV_VAR, CpuStandIn, copy_bandwidth_gbs, environment, kernel_calls, measure_ms, \
     peak_mib, process_start_time
+from .report import read_results, write_json, write_text
 
 __all__ = ['Settings', 'Case', 'build_cases', 'plan', 'run_check', 'validated_entries', 'report_markdown',
-           'Recorder', 'E2E_MODELS', 'TOLERANCE', 'COMMAND', 'main']
+           'write_outputs', 'Recorder', 'E2E_MODELS', 'TOLERANCE', 'COMMAND', 'START', 'END', 'main']
 
-START, END = '<!-- kernels:start -->', '<!-- kernels:end -->'
 COMMAND = 'PYTHONPATH=$PWD python tools/gpu_check.py --out DIR'
 
 OPS = validated.OPS
@@ -509,10 +510,8 @@ class Recorder:
                 self._write(json.loads(self.snapshot), self.out_dir)
 
     def _write(self, result: dict, out_dir: str) -> None:
-        with atomic_write(os.path.join(out_dir, 'gpu_check.json'), 'w') as f:
-            json.dump(result, f, indent=1)
-        with atomic_write(os.path.join(out_dir, 'kernels_section.md'), 'w') as f:
-            f.write(report_markdown(result, self.command))
+        write_json(os.path.join(out_dir, 'gpu_check.json'), result)
+        write_text(os.path.join(out_dir, 'kernels_section.md'), report_markdown(result, self.command))
         validated.write_table(os.path.join(out_dir, 'validated_kernels.json'), [result['gpu_family']],
                               result['entries'])
 
@@ -689,14 +688,36 @@ def _fail(message: str) -> int:
     return 2
 
 
-def write_outputs(result: dict, command: str, benchmarks: Optional[str], table: Optional[str]) -> None:
-    """The section into ``benchmarks`` and this card's entries into ``table`` (other cards' entries kept)."""
-    if benchmarks:
-        update_marked_file(benchmarks, START, END, f'{START}\n{report_markdown(result, command).rstrip()}\n{END}')
-        print(f'wrote {benchmarks}', flush=True)
-    if table:
-        validated.write_table(table, [result['gpu_family']], result['entries'])
-        print(f'wrote {table} ({len(result["entries"])} validated entries for {result["gpu_family"]})', flush=True)
+def _output_problem(args, table: str) -> Optional[str]:
+    """What is wrong with a file this command would write (checked before it measures or writes anything)."""
+    try:
+        if args.out:
+            check_output_dir(args.out, '--out')
+        if not (args.no_write or args.dry_run):
+            check_output_file(args.benchmarks, '--benchmarks')
+            check_output_file(table, '--table')
+            if os.path.exists(table):
+                validated.load_table(table)  # a table that is not one is not replaced
+    except (UsageError, validated.TableError) as e:
+        return str(e)
+    return None
+
+
+def _from_json(args, table: str) -> int:
+    """Write BENCHMARKS.md and the table from a saved GPU run, only once the whole file has passed its checks."""
+    fix = 'pass the gpu_check.json a GPU run wrote'
+    try:
+        result = parse_result(read_results(args.from_json, fix=fix))
+    except (UsageError, ResultError) as e:
+        return _fail(f'--from-json {args.from_json}: {e}' if isinstance(e, ResultError) else str(e))
+    if result['dry_run']:
+        return _fail(f'{args.from_json} is from a --dry-run; its timings mean nothing, refusing to write them')
+    try:
+        write_outputs(result, str(result.get('command', COMMAND)), None if args.no_write else args.benchmarks,
+                      None if args.no_write else table)
+    except (ValueError, OSError) as e:  # e.g. a BENCHMARKS.md whose markers a broken render left doubled
+        return _fail(f'{args.benchmarks}: {e}')
+    return 0
 
 
 def _settings(args) -> Settings:
@@ -736,28 +757,19 @@ def main(argv=None) -> int:
             env = dict(os.environ, TRITON_INTERPRET='1', **{START_ENV_VAR: repr(started)})
             return subprocess.call([sys.executable, '-m', 'modzoo.bench.gpu_check', *argv], env=env)
     table = args.table or validated.DEFAULT_TABLE
+    problem = _output_problem(args, table)
+    if problem:
+        return _fail(problem)
     if args.from_json:
-        try:
-            with open(args.from_json) as f:
-                result = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            return _fail(f'cannot read {args.from_json} ({e}); pass the gpu_check.json a GPU run wrote')
-        if result.get('dry_run'):
-            return _fail(f'{args.from_json} is from a --dry-run; its timings mean nothing, refusing to write them')
-        result['entries'], result['verdicts'] = validated_entries(result)
-        write_outputs(result, result.get('command', COMMAND), None if args.no_write else args.benchmarks,
-                      None if args.no_write else table)
-        return 0
+        return _from_json(args, table)
     if not args.dry_run and not torch.cuda.is_available():
         return _fail('needs a CUDA GPU (torch.cuda.is_available() is False); use --dry-run to check the script on '
                      'the CPU')
     settings = _settings(args)
     command = ('PYTHONPATH=$PWD python tools/gpu_check.py ' + ' '.join(argv)).strip()
     out_dir = args.out or (tempfile.mkdtemp(prefix='gpu_check_dry_run_') if args.dry_run else None)
-    if args.dry_run:  # the same writers as a GPU run, into --out only
-        benchmarks, table = os.path.join(out_dir, 'BENCHMARKS.md'), os.path.join(out_dir, 'validated_kernels.json')
-    else:
-        benchmarks, table = (None, None) if args.no_write else (args.benchmarks, table)
+    # a dry run writes only the files of --out (the recorder's); a GPU run also BENCHMARKS.md and the table
+    benchmarks, table = (None, None) if args.no_write or args.dry_run else (args.benchmarks, table)
     recorder = Recorder(out_dir, command, started, os.path.join(out_dir, 'gpu_check.log') if out_dir else None)
 
     def finish(result):

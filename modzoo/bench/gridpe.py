@@ -26,7 +26,6 @@ The GridPE model's cached rotation tables (resident between forwards) are report
 Load: the timed rounds are one row of ``modzoo.bench.common.LoadGuard``: the 1-minute load average is read before and
 after them, and a run above ``--load-threshold`` is measured again, then kept with ``"loaded": true``.
 """
-import argparse
 import json
 import os
 import statistics
@@ -38,7 +37,9 @@ import timm
 import torch
 
 import modzoo
+from ..utils.cli import OneLineArgumentParser
 from .common import LoadGuard, add_load_guard_args, machine_description, subprocess_env
+from .report import check_json_output, write_report
 
 KINDS = ('gridpe', 'plain', 'timm')
 
@@ -168,7 +169,7 @@ def run(args, threads: int = 0) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = OneLineArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--variant', default='b2', help='PVT v2 variant (b0..b5, b2_li)')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--size', type=int, default=224)
@@ -181,9 +182,8 @@ def main(argv=None):
     parser.add_argument('--no-memory', action='store_true', help='skip the per-model peak-RSS subprocesses')
     parser.add_argument('--json', default='', help='also write the result here')
     args = parser.parse_args(argv)
+    check_json_output(parser, args.json)
     results = [run(args, threads) for threads in args.threads]
-    text = json.dumps(results[0] if len(results) == 1 else results, indent=1)
-    print(text)
-    if args.json:
-        with open(args.json, 'w') as f:
-            f.write(text + '\n')
+    data = results[0] if len(results) == 1 else results
+    print(json.dumps(data, indent=1))
+    write_report(data, args.json)

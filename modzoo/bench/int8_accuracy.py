@@ -11,14 +11,15 @@ with the residual Adds and the gate/modulation Multiplies quantized too, each ru
 and NNCF's OpenVINO IR with its presets. Load-independent: no timing.
 """
 import argparse
-import json
 import os
 import re
 import sys
 import tempfile
 import time
 
-from .common import BENCHMARKS, update_marked_file
+from ..utils.cli import OneLineArgumentParser
+from .common import BENCHMARKS
+from .report import Block, check_json_output, escape, markdown_table, write_report
 
 __all__ = ['ORT_VARIANTS', 'NNCF_VARIANTS', 'measure', 'to_markdown', 'main']
 
@@ -73,39 +74,37 @@ def measure(work_dir: str, calib_images: int = 256) -> dict:
 
 def to_markdown(result: dict) -> str:
     lines = ['### int8 accuracy on the digits model (the only accuracy measurable offline)', '',
-             f'Command: `{result["command"]}`, after `python tools/main_job.py --no-report --work-dir '
-             f'{result["work_dir"]}`. Date: {result["date"]}. '
+             f'Command: `{escape(result["command"])}`, after `python tools/main_job.py --no-report --work-dir '
+             f'{escape(result["work_dir"])}`. Date: {escape(result["date"])}. '
              f'`{result["model"]}` trained by the main job at 32x32; every variant calibrated on '
              f'{result["calibration_images"]} training images and evaluated on the 359 validation images (one image '
              'is 0.28 points). No ImageNet weights or images are available offline, so this is the only accuracy '
-             'figure; check your own data with `tools/export_onnx.py --int8 --check`.', '',
-             '| int8 variant | runtime | fp32 top-1 | int8 top-1 | drop (points) | agreement with fp32 | file MiB |',
-             '|---|---|---|---|---|---|---|']
+             'figure; check your own data with `tools/export_onnx.py --int8 --check`.', '']
     names = {'ort': 'ONNX Runtime', 'openvino': 'OpenVINO'}
-    for r in result['rows']:
-        lines.append(f'| {r["variant"]} | {names[r["runtime"]]} | {r["fp32_top1"]:.2f}% | {r["int8_top1"]:.2f}% | '
-                     f'{r["fp32_top1"] - r["int8_top1"]:.2f} | {r["top1_agreement"]:.2f}% | {r["file_mib"]:.1f} |')
+    lines += markdown_table(
+        ['int8 variant', 'runtime', 'fp32 top-1', 'int8 top-1', 'drop (points)', 'agreement with fp32', 'file MiB'],
+        ([r['variant'], names[r['runtime']], f'{r["fp32_top1"]:.2f}%', f'{r["int8_top1"]:.2f}%',
+          f'{r["fp32_top1"] - r["int8_top1"]:.2f}', f'{r["top1_agreement"]:.2f}%', f'{r["file_mib"]:.1f}']
+         for r in result['rows']))
     return '\n'.join(lines)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('work_dir', nargs='?', default=os.path.join('output', 'main_job'),
                         help='the main job\'s --work-dir (default output/main_job)')
     parser.add_argument('--calib-images', type=int, default=256, help='training images that calibrate (as the job)')
     parser.add_argument('--json', help='also write the figures here')
     parser.add_argument('--write-benchmarks', action='store_true', help='refresh the block in BENCHMARKS.md')
     args = parser.parse_args(argv)
+    check_json_output(parser, args.json)
     result = measure(os.path.abspath(args.work_dir), args.calib_images)
     command = 'python tools/int8_accuracy.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     result['command'] = re.sub(r' --json \S+', '', command).strip()
     result['date'] = time.strftime('%Y-%m-%d')
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=1)
-    print(to_markdown(result))
-    if args.write_benchmarks:
-        update_marked_file(BENCHMARKS, START, END, f'{START}\n{to_markdown(result)}\n{END}')
+    text = to_markdown(result)
+    print(text)
+    write_report(result, args.json, [Block(BENCHMARKS, START, END, text)] if args.write_benchmarks else [])
     return 0
 
 

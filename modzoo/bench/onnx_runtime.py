@@ -36,11 +36,15 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..utils.cli import OneLineArgumentParser, UsageError
+from ..utils.marked_blocks import replace_marked
 from .common import (
     BENCHMARKS, LoadGuard, add_load_guard_args, interleaved_seconds, keep_torch_threads, load_cell, load_note,
-    machine_description, replace_marked, subprocess_env, update_marked_file,
+    machine_description, subprocess_env,
 )
 from .engine_worker import ORT, TORCH, ort_session, worker_command
+from .report import Block, check_json_output, escape, failure_status, markdown_table, provenance_line, \
+    read_results, write_json, write_report
 
 START, END = '<!-- onnx:start -->', '<!-- onnx:end -->'
 MAX_PARAMS_DEFAULT = 300e6
@@ -206,8 +210,7 @@ GOAL_INT8 = 1.8  # the int8 goal: int8 ORT at least 1.8x fp32 ORT
 
 
 def _machine_line(run: dict) -> str:
-    return (f'Machine: {run["machine"]}. Date: {run.get("date") or time.strftime("%Y-%m-%d")}. '
-            f'Command: `{run["command"]}`.')
+    return provenance_line(run['machine'], run.get('date') or time.strftime('%Y-%m-%d'), run['command'])
 
 
 def _size(results: List[dict]) -> str:
@@ -232,17 +235,15 @@ def latency_markdown(run: dict) -> str:
         'With more than one thread PyTorch runs its 1x1 convolutions through oneDNN instead of its single-thread '
         'im2col path, so the 1- and 2-thread speed-ups differ in kind, not only in degree.',
         '',
-        '| model | threads | batch | eager ms | ORT ms | eager img/s | ORT img/s | ORT speed-up | eager peak MiB | '
-        'ORT peak MiB | load | max abs diff |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+        *markdown_table(
+            ['model', 'threads', 'batch', 'eager ms', 'ORT ms', 'eager img/s', 'ORT img/s', 'ORT speed-up',
+             'eager peak MiB', 'ORT peak MiB', 'load', 'max abs diff'],
+            ([f'`{r["model"]}`', row['threads'], row['batch'], f'{row["torch_ms"]:.1f}', f'{row["ort_ms"]:.1f}',
+              f'{row["torch_img_s"]:.1f}', f'{row["ort_img_s"]:.1f}', f'**{row["speedup"]:.2f}x**',
+              _mem(row, TORCH), _mem(row, ORT), load_cell(row), f'{r["max_abs_diff"]:.1e}']
+             for r in results for row in r['rows'])),
     ]
     rows = [row for r in results for row in r['rows']]
-    for r in results:
-        for row in r['rows']:
-            lines.append(
-                f'| `{r["model"]}` | {row["threads"]} | {row["batch"]} | {row["torch_ms"]:.1f} | {row["ort_ms"]:.1f} | '
-                f'{row["torch_img_s"]:.1f} | {row["ort_img_s"]:.1f} | **{row["speedup"]:.2f}x** | '
-                f'{_mem(row, TORCH)} | {_mem(row, ORT)} | {load_cell(row)} | {r["max_abs_diff"]:.1e} |')
     if rows:
         lines += ['', load_note(rows), '']
         for n_threads in sorted({row['threads'] for row in rows}):
@@ -253,7 +254,7 @@ def latency_markdown(run: dict) -> str:
                     lines.append(f'{n_threads} thread(s), batch {batch}: median {statistics.median(at):.2f}x, min '
                                  f'{min(at):.2f}x; {reached} of {len(at)} rows reach the {GOAL_SPEEDUP}x goal.  ')
     for name, why in run['skipped'].items():
-        lines.append(f'\nNot benchmarked: `{name}` ({why}).')
+        lines.append(f'\nNot benchmarked: `{escape(name)}` ({escape(why)}).')
     return '\n'.join(lines)
 
 
@@ -271,18 +272,16 @@ def int8_markdown(run: dict) -> str:
         'of the .onnx graphs; peak memory as in the fp32 table. max abs diff: int8 vs fp32 logits, random weights, '
         'one random image.',
         '',
-        '| model | threads | batch | fp32 ms | int8 ms | fp32 img/s | int8 img/s | int8 speed-up | fp32 MiB file | '
-        'int8 MiB file | fp32 peak MiB | int8 peak MiB | load | max abs diff |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        *markdown_table(
+            ['model', 'threads', 'batch', 'fp32 ms', 'int8 ms', 'fp32 img/s', 'int8 img/s', 'int8 speed-up',
+             'fp32 MiB file', 'int8 MiB file', 'fp32 peak MiB', 'int8 peak MiB', 'load', 'max abs diff'],
+            ([f'`{r["model"]}`', row['threads'], row['batch'], f'{row["ort_ms"]:.1f}', f'{row["ort_int8_ms"]:.1f}',
+              f'{row["ort_img_s"]:.1f}', f'{row["ort_int8_img_s"]:.1f}', f'**{row["speedup"]:.2f}x**',
+              f'{r["fp32_file_mib"]:.1f}', f'{r["int8_file_mib"]:.1f}', _mem(row, ORT), _mem(row, ORT_INT8),
+              load_cell(row), f'{r["max_abs_diff"]:.1e}']
+             for r in results for row in r['rows'])),
     ]
     rows = [row for r in results for row in r['rows']]
-    for r in results:
-        for row in r['rows']:
-            lines.append(
-                f'| `{r["model"]}` | {row["threads"]} | {row["batch"]} | {row["ort_ms"]:.1f} | '
-                f'{row["ort_int8_ms"]:.1f} | {row["ort_img_s"]:.1f} | {row["ort_int8_img_s"]:.1f} | '
-                f'**{row["speedup"]:.2f}x** | {r["fp32_file_mib"]:.1f} | {r["int8_file_mib"]:.1f} | '
-                f'{_mem(row, ORT)} | {_mem(row, ORT_INT8)} | {load_cell(row)} | {r["max_abs_diff"]:.1e} |')
     if rows:
         reached = sum(row['speedup'] >= GOAL_INT8 for row in rows)
         lines += ['', load_note(rows), '',
@@ -299,7 +298,7 @@ def int8_markdown(run: dict) -> str:
                 lines.append(f'* `{r["model"]}` {"int8" if engine == ORT_INT8 else "fp32"} (batch {p["batch"]}, '
                              f'{p["threads"]} thread(s)): {ops}')
     for name, why in run['skipped'].items():
-        lines.append(f'\nNot benchmarked: `{name}` ({why}).')
+        lines.append(f'\nNot benchmarked: `{escape(name)}` ({escape(why)}).')
     return '\n'.join(lines)
 
 
@@ -336,22 +335,19 @@ def exporters_markdown(rows: List[dict], machine: str, command: str, date: Optio
     lines = [
         '### Exporter comparison: torchscript (`dynamo=False`) vs dynamo (`dynamo=True`)',
         '',
-        f'Machine: {machine}. Date: {date or time.strftime("%Y-%m-%d")}. Command: `{command}`.',
+        provenance_line(machine, date or time.strftime('%Y-%m-%d'), command),
         '',
         'Each model exported at the size shown with a dynamic batch and (unless listed as spatially static) dynamic '
         'height/width, then checked in ONNX Runtime against PyTorch at batches 1 and 3 and at the export size plus '
         'two others, random and photographic inputs. Export seconds: wall time of `torch.onnx.export` alone; '
         'total CPU: export + post-processing + checks, CPU seconds of the process (robust to the shared machine).',
         '',
-        '| model | exporter | dynamic | export s | total CPU s | max abs diff | result |',
-        '|---|---|---|---|---|---|---|',
+        *markdown_table(
+            ['model', 'exporter', 'dynamic', 'export s', 'total CPU s', 'max abs diff', 'result'],
+            ([f'`{r["model"]}`', r['exporter'], r['dynamic'], f'{r["export_s"]:.1f}' if r['ok'] else '-',
+              f'{r["total_cpu_s"]:.1f}', f'{r["max_abs_diff"]:.1e}' if r['ok'] else '-',
+              'OK' if r['ok'] else 'FAILED: ' + r['error'].replace('|', '/')] for r in rows)),
     ]
-    for r in rows:
-        result = 'OK' if r['ok'] else 'FAILED: ' + r['error'].replace('|', '/')
-        diff = f'{r["max_abs_diff"]:.1e}' if r['ok'] else '-'
-        export_s = f'{r["export_s"]:.1f}' if r['ok'] else '-'
-        lines.append(f'| `{r["model"]}` | {r["exporter"]} | {r["dynamic"]} | {export_s} | {r["total_cpu_s"]:.1f} | '
-                     f'{diff} | {result} |')
     return '\n'.join(lines)
 
 
@@ -359,8 +355,8 @@ def exporters_markdown(rows: List[dict], machine: str, command: str, date: Optio
 # BENCHMARKS.md section
 
 
-def write_section(parts: Dict[str, str]) -> None:
-    """Replace this tool's sub-blocks (``<!-- onnx-latency -->``, ``<!-- onnx-exporters -->``) in its section."""
+def section_block(parts: Dict[str, str]) -> Block:
+    """This tool's section with its sub-blocks (``<!-- onnx-latency -->``, ``<!-- onnx-exporters -->``) replaced."""
     content = open(BENCHMARKS).read() if os.path.exists(BENCHMARKS) else ''
     if START in content:
         section = re.search(re.escape(START) + '(.*?)' + re.escape(END), content, flags=re.S).group(1)
@@ -376,17 +372,14 @@ def write_section(parts: Dict[str, str]) -> None:
             section = section.rstrip('\n') + f'\n\n{block}\n'
         else:
             section = replace_marked(section, tag_start, tag_end, block)
-    update_marked_file(BENCHMARKS, START, END, f'{START}{section}{END}')
+    return Block(BENCHMARKS, START, END, section.strip('\n'))
 
 
 def merge_runs(paths: Sequence[str]) -> dict:
     """One run from several ``--json`` files of the same kind (e.g. a long benchmark done in parts)."""
-    runs = []
-    for path in paths:
-        with open(path) as f:
-            runs.append(json.load(f))
+    runs = [read_results(path, required=('kind', 'machine', 'command', 'results')) for path in paths]
     if len({r['kind'] for r in runs}) != 1:
-        raise SystemExit('--from-json: the files hold different kinds of runs')
+        raise UsageError('--from-json: the files hold different kinds of runs; render each kind on its own')
     merged = dict(runs[0], results=[], skipped={})
     for r in runs:
         merged['results'] += r['results']
@@ -417,8 +410,7 @@ def _run_benchmarks(args, argv) -> dict:
 
     def save_partial():  # long runs: keep what is done if the run is cut short
         if args.json:
-            with open(args.json, 'w') as f:
-                json.dump(dict(run, partial=True), f, indent=1)
+            write_json(args.json, dict(run, partial=True))
 
     if args.exporters:
         for name in names:
@@ -461,7 +453,7 @@ def render(run: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', nargs='*', help='model names (default: every registered model up to --max-params)')
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 8])
@@ -485,20 +477,21 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.profile and not args.int8:
         parser.error('--profile applies to --int8 runs')
-    if min(args.threads) < 1:
-        parser.error('--threads must be at least 1')
-
+    if min(args.threads) < 1 or min(args.batches) < 1 or args.size < 1:
+        parser.error('--threads, --batches and --size must be at least 1')
+    check_json_output(parser, args.json)
     if args.from_json:
-        run = merge_runs(args.from_json)
+        try:
+            run = merge_runs(args.from_json)
+        except UsageError as e:
+            parser.error(str(e))
     else:
         run = run_benchmarks(args, argv)
-        if args.json:
-            with open(args.json, 'w') as f:
-                json.dump(run, f, indent=1)
     text = render(run)
     print()
     print(text)
+    write_report(run, None if args.from_json else args.json,
+                 [section_block({run['kind']: text})] if args.write_benchmarks else [])
     if args.write_benchmarks:
-        write_section({run['kind']: text})
         print(f'\nwrote the {run["kind"]} table into {BENCHMARKS}')
-    return 0
+    return 0 if args.from_json else failure_status(run)

@@ -30,7 +30,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..utils.marked_blocks import BENCHMARKS, update_marked_file
+from ..utils.marked_blocks import BENCHMARKS
+from .report import Block, escape, markdown_table, write_report
 
 ARCH = 90
 DTYPES = ('float32', 'bfloat16', 'float16')
@@ -458,16 +459,16 @@ def comparison_markdown(runs: Sequence[Tuple[str, List[dict]]]) -> List[str]:
              f'roofline bound of the best candidate of the last column: an H100 SXM issues '
              f'{INSTR_PER_BYTE_BALANCE:.0f} FP32-rate instructions per byte of HBM3 traffic, so a kernel above that '
              'many instructions per byte moved is issue-bound (FP32 FMA roofline), below it DRAM-bound. "Spill": '
-             'candidates with local memory or a stack (ptxas puts the spills of a fully unrolled kernel there).', '',
-             '| kernel | dtype | ' + ' | '.join(name for name, _ in runs) + ' | FMAs | bound |',
-             '|---|---|' + '---|' * len(runs) + '---|---|']
-    for kernel in kernels:
-        for dtype in dtypes:
-            cells = [_range_cell(judged_rows(rows, kernel, dtype)) for _, rows in runs]
-            best = judged_rows(last, kernel, dtype)
-            bound = _bound(kernel, dtype, min(r['per_element'] for r in best)) if best else '–'
-            fmas = WORK_AT_K7.get(kernel, ('–',))[0]
-            lines.append(f'| `{kernel}` | {dtype} | ' + ' | '.join(cells) + f' | {fmas} | {bound} |')
+             'candidates with local memory or a stack (ptxas puts the spills of a fully unrolled kernel there).', '']
+
+    def row(kernel, dtype):
+        best = judged_rows(last, kernel, dtype)
+        bound = _bound(kernel, dtype, min(r['per_element'] for r in best)) if best else '–'
+        return [f'`{kernel}`', dtype, *(_range_cell(judged_rows(rows, kernel, dtype)) for _, rows in runs),
+                WORK_AT_K7.get(kernel, ('–',))[0], bound]
+
+    lines += markdown_table(['kernel', 'dtype', *(name for name, _ in runs), 'FMAs', 'bound'],
+                            (row(kernel, dtype) for kernel in kernels for dtype in dtypes))
     return lines + ['']
 
 
@@ -487,13 +488,12 @@ def markdown(rows: List[dict], baselines: Sequence[Tuple[str, List[dict]]] = (),
     ]
     if baselines:
         lines += comparison_markdown(list(baselines) + [(name, rows)])
-    lines += ['| kernel | dtype | configs | registers | local bytes | shared bytes | instr / element |',
-              '|---|---|---|---|---|---|---|']
-    for s in _summarise(rows):
-        lines.append(f"| `{s['kernel']}` | {s['dtype']} | {s['configs']} | {s['regs']} | {s['local']} | "
-                     f"{s['smem']} | {s['per_element']} |")
+    lines += markdown_table(
+        ['kernel', 'dtype', 'configs', 'registers', 'local bytes', 'shared bytes', 'instr / element'],
+        ([f"`{s['kernel']}`", s['dtype'], s['configs'], s['regs'], s['local'], s['smem'], s['per_element']]
+         for s in _summarise(rows)))
     for r in failed:
-        lines.append(f"\nFAILED: `{r['kernel']}` {r['dtype']} {r['config']}: {r['error']}")
+        lines.append(f"\nFAILED: `{r['kernel']}` {r['dtype']} {escape(r['config'])}: {escape(r['error'])}")
     return '\n'.join(lines)
 
 
@@ -563,24 +563,25 @@ def main(argv=None) -> int:
     if not rows:
         print(f'error: no case label contains {args.only!r}', file=sys.stderr)
         return 2
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(rows, f, indent=1)
     table = markdown(rows, baselines, args.name)
     print(table)
-    if args.write_benchmarks:
-        import triton
-        flags = ' '.join((['--quick'] if args.quick else []) + ['--dtype', *args.dtype]
-                         + (['--only', repr(args.only)] if args.only else []))
-        scope = ('one small model case per op (`--quick`: FocalNet C96 56 px k3/5/7 NCHW, EfficientMod C32 56 px '
-                 'k7 NHWC, EfficientMod tile-mul C32 r6, SMT C64 56 px 4 heads NHWC), every autotune candidate'
-                 if args.quick else 'every model layer shape and every autotune candidate')
-        before = (' The other columns are `--json` outputs of the same tool and flags: '
-                  + '; '.join(n for n, _ in baselines) + '.' if baselines else '')
-        before += f' {args.note}' if args.note else ''
-        block = (f'{START}\n## Fused kernels: static sm_90 compile report\n\n'
-                 f'`python tools/kernel_static_report.py {flags}` (Triton {triton.__version__}; no GPU needed: '
-                 f'ptxas, nvdisasm and cuobjdump bundled with Triton), {scope}. Static figures: they depend on the '
-                 f'compiler, not on the machine.{before}\n\n{table}\n{END}')
-        update_marked_file(BENCHMARKS, START, END, block)
+    write_report(rows, args.json, [section_block(args, baselines, table)] if args.write_benchmarks else [])
     return 1 if any(not r['ok'] for r in rows) else 0
+
+
+def section_block(args: argparse.Namespace, baselines: Sequence[Tuple[str, List[dict]]], table: str) -> Block:
+    """The BENCHMARKS.md section: the command and compiler, what was compiled, the baselines, the report."""
+    import triton
+    flags = ' '.join((['--quick'] if args.quick else []) + ['--dtype', *args.dtype]
+                     + (['--only', repr(args.only)] if args.only else []))
+    scope = ('one small model case per op (`--quick`: FocalNet C96 56 px k3/5/7 NCHW, EfficientMod C32 56 px '
+             'k7 NHWC, EfficientMod tile-mul C32 r6, SMT C64 56 px 4 heads NHWC), every autotune candidate'
+             if args.quick else 'every model layer shape and every autotune candidate')
+    before = (' The other columns are `--json` outputs of the same tool and flags: '
+              + '; '.join(n for n, _ in baselines) + '.' if baselines else '')
+    before += f' {args.note}' if args.note else ''
+    return Block(BENCHMARKS, START, END,
+                 '## Fused kernels: static sm_90 compile report\n\n'
+                 f'`python tools/kernel_static_report.py {flags}` (Triton {triton.__version__}; no GPU needed: '
+                 f'ptxas, nvdisasm and cuobjdump bundled with Triton), {scope}. Static figures: they depend on '
+                 f'the compiler, not on the machine.{before}\n\n{table}')

@@ -23,10 +23,12 @@ import timm
 import torch
 
 import modzoo
+from ..utils.cli import OneLineArgumentParser
 from .common import (
     BENCHMARKS, LoadGuard, add_load_guard_args, keep_torch_threads, load_cell, load_note, machine_description,
-    subprocess_env, update_marked_file,
+    subprocess_env,
 )
+from .report import Block, check_json_output, markdown_table, provenance_line, write_report
 
 DEFAULT_PAIRS = [
     'zoo_focalnet_tiny_srf=focalnet_tiny_srf',
@@ -98,29 +100,24 @@ def _peak_once(model_name: str, kwargs: dict, batch: int, size: int) -> float:
 
 
 def to_markdown(rows, machine: str, command: str) -> str:
-    lines = [
-        f'Machine: {machine}. Date: {time.strftime("%Y-%m-%d")}. Command: `{command}`.',
-        '',
-        '| modzoo model | timm model | threads | batch x res | modzoo img/s | timm img/s | modzoo / timm | '
-        'modzoo peak MB | timm peak MB | load | max abs diff |',
-        '|---|---|---|---|---|---|---|---|---|---|---|',
-    ]
-    for r in rows:
-        lines.append(
-            f'| `{r["ours"]}` | `{r["timm"]}` | {r["threads"]} | {r["batch"]} x {r["size"]} | {r["ours_img_s"]:.1f} | '
-            f'{r["timm_img_s"]:.1f} | **{r["speedup"]:.2f}x** | {r["ours_peak_mb"]:.0f} | {r["timm_peak_mb"]:.0f} | '
-            f'{load_cell(r)} | {r["max_abs_diff"]:.1e} |')
+    lines = [provenance_line(machine, time.strftime('%Y-%m-%d'), command), '']
+    lines += markdown_table(
+        ['modzoo model', 'timm model', 'threads', 'batch x res', 'modzoo img/s', 'timm img/s', 'modzoo / timm',
+         'modzoo peak MB', 'timm peak MB', 'load', 'max abs diff'],
+        ([f'`{r["ours"]}`', f'`{r["timm"]}`', r['threads'], f'{r["batch"]} x {r["size"]}', f'{r["ours_img_s"]:.1f}',
+          f'{r["timm_img_s"]:.1f}', f'**{r["speedup"]:.2f}x**', f'{r["ours_peak_mb"]:.0f}',
+          f'{r["timm_peak_mb"]:.0f}', load_cell(r), f'{r["max_abs_diff"]:.1e}'] for r in rows))
     lines += ['', load_note(rows)]
     return '\n'.join(lines)
 
 
-def write_section(text: str) -> None:
-    block = f'{START}\n## CPU eager throughput vs timm (same architecture, same weights)\n\n{text}\n{END}'
-    update_marked_file(BENCHMARKS, START, END, block)
+def section_block(text: str) -> Block:
+    return Block(BENCHMARKS, START, END,
+                 f'## CPU eager throughput vs timm (same architecture, same weights)\n\n{text}')
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--pairs', nargs='+', default=DEFAULT_PAIRS, help='OURS=TIMM model name pairs')
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--size', type=int, default=224)
@@ -130,6 +127,7 @@ def main(argv=None):
     parser.add_argument('--write-benchmarks', action='store_true', help='refresh the section in BENCHMARKS.md')
     parser.add_argument('--json', help='also write the raw numbers here')
     args = parser.parse_args(argv)
+    check_json_output(parser, args.json)
 
     machine = machine_description(libraries=('torch', 'timm'))
     command = 'python tools/bench_vs_timm.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
@@ -149,8 +147,4 @@ def main(argv=None):
                       f'{r["timm_img_s"]:.1f} img/s -> {r["speedup"]:.2f}x, load {load_cell(r)}', file=sys.stderr)
     text = to_markdown(rows, machine, command.strip())
     print(text)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(machine=machine, rows=rows), f, indent=1)
-    if args.write_benchmarks:
-        write_section(text)
+    write_report(dict(machine=machine, rows=rows), args.json, [section_block(text)] if args.write_benchmarks else [])

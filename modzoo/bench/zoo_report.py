@@ -41,6 +41,7 @@ import modzoo
 from modzoo.utils.flops import count_flops
 from modzoo.utils.reported import load_reported as _load_reported
 from .common import REPO_ROOT, machine_description as _machine_line
+from .report import write_json, write_text
 
 DOCS = os.path.join(REPO_ROOT, 'docs')  # the tracked report: written only by this command (the default --out-dir)
 CACHE_FILE = 'zoo_measurements.json'
@@ -148,14 +149,6 @@ def read_cache(path: str) -> Dict[str, Any]:
         if data.get('version') == CACHE_VERSION:
             return data
     return {'version': CACHE_VERSION, 'models': {}}
-
-
-def write_json_atomic(data: Dict[str, Any], path: str) -> None:
-    tmp = path + '.partial'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write('\n')
-    os.replace(tmp, path)
 
 
 def stale_columns(entry: Optional[Dict[str, Any]], info: Dict[str, Any], versions: Dict[str, str], args) -> List[str]:
@@ -362,12 +355,11 @@ def main(argv=None) -> int:
         entry = cache['models'][name]
         entry.update(result)
         entry['versions'] = versions
-        write_json_atomic(cache, cache_path)  # progress survives an interruption
+        write_json(cache_path, cache, sort_keys=True)  # progress survives an interruption
         print(f'measured {name} ({", ".join(cols)}) in {time.perf_counter() - t:.1f}s', flush=True)
-    write_json_atomic(cache, cache_path)
+    write_json(cache_path, cache, sort_keys=True)
 
-    with open(os.path.join(args.out_dir, 'zoo.md'), 'w') as f:
-        f.write(render_markdown(names, cache, reported, args))
+    write_text(os.path.join(args.out_dir, 'zoo.md'), render_markdown(names, cache, reported, args))
     plots = render_plots(names, cache, reported, args.out_dir)
     done = len(plan) - len(skipped)
     print(f'wrote {os.path.join(args.out_dir, "zoo.md")} and {", ".join(os.path.basename(x) for x in plots)}: '
