@@ -35,7 +35,7 @@ import timm
 
 import modzoo
 from modzoo.models import (
-    RECORD_KEY, LoadReport, checkpoint_num_classes, fit_checkpoint, model_record, open_checkpoint,
+    RECORD_KEY, LoadReport, checkpoint_num_classes, fit_checkpoint, model_record, open_checkpoint, recorded_kwargs,
 )
 from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir
 from modzoo.utils.files import temporary_beside
@@ -192,7 +192,7 @@ def convert(arch: str, tag: str, path: str, entry: dict, trusted: bool, allow_no
     """Read, convert and match ``path`` for ``arch.tag``; returns (the load report, the model on the meta device)."""
     ckpt = open_checkpoint(path, trusted=trusted, prefix=prefix)
     # a file that names its model (a training run's best.pth, a modzoo export) is converted for that build
-    kwargs = dict(ckpt.record.get('kwargs') or {}) if ckpt.record.get('architecture') == arch else {}
+    kwargs = recorded_kwargs(ckpt, arch)
     with torch.device('meta'):  # shapes are all the filter needs; no weight initialisation
         model = timm.create_model(arch, pretrained=False, **kwargs)
         num_classes = _tag_num_classes(arch, tag, entry) if entry else checkpoint_num_classes(model, ckpt.state_dict)

@@ -329,3 +329,55 @@ def test_checkpoint_rules_live_in_the_entry_point_only():
                 offenders += [f'{path}: {m.group(0)}' for m in by_hand.finditer(open(os.path.join(ROOT, path)).read())]
     assert not offenders, offenders
     assert "'kernel_impl'" not in open(os.path.join(ROOT, 'modzoo', 'models', '_checkpoint.py')).read()
+
+
+# -- every load path honours the model record (issue 35, item 5) ----------------------------------------------------
+
+def _recorded_file(tmp_path, **kwargs):
+    """A safetensors file of a small FocalNet whose record names ``kwargs`` beside the small build's."""
+    trained = _small('zoo_focalnet_tiny_srf', **kwargs)
+    record = dict(architecture='zoo_focalnet_tiny_srf', kwargs=dict(SMALL['zoo_focalnet_tiny_srf'], **kwargs))
+    path = str(tmp_path / 'w.safetensors')
+    hub.save_safetensors(dict(trained.state_dict()), path, {modzoo.models.RECORD_KEY: json.dumps(record)})
+    return trained, path
+
+
+def test_a_kwarg_recorded_at_its_default_is_no_difference(tmp_path):
+    _, path = _recorded_file(tmp_path, normalize_modulator=False)
+    modzoo.load_checkpoint(_small('zoo_focalnet_tiny_srf'), path)
+
+
+def test_timm_overlay_file_checks_the_record_kwargs(tmp_path):
+    _, path = _recorded_file(tmp_path, normalize_modulator=True)
+    with pytest.raises(modzoo.CheckpointMismatchError) as err:
+        timm.create_model('zoo_focalnet_tiny_srf', pretrained=True, pretrained_cfg_overlay=dict(file=path),
+                          **SMALL['zoo_focalnet_tiny_srf'])
+    assert len(str(err.value).splitlines()) == 1 and 'normalize_modulator true in the file' in str(err.value)
+    timm.create_model('zoo_focalnet_tiny_srf', pretrained=True, pretrained_cfg_overlay=dict(file=path),
+                      normalize_modulator=True, **SMALL['zoo_focalnet_tiny_srf'])
+
+
+def test_validate_builds_the_recorded_model_or_refuses_other_kwargs(tmp_path):
+    from modzoo.train.validate import load_model_for_inference
+    trained, path = _recorded_file(tmp_path, normalize_modulator=True)
+    model, _, _ = load_model_for_inference('zoo_focalnet_tiny_srf', checkpoint=path)
+    assert model.zoo_build_kwargs['normalize_modulator'] is True
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), trained(x))
+    with pytest.raises(modzoo.CheckpointMismatchError, match='normalize_modulator true in the file, false'):
+        load_model_for_inference('zoo_focalnet_tiny_srf', checkpoint=path,
+                                 model_kwargs=dict(SMALL['zoo_focalnet_tiny_srf'], normalize_modulator=False))
+
+
+def test_hub_folder_config_that_contradicts_the_record_is_refused(tmp_path):
+    model = _small('zoo_focalnet_tiny_srf', normalize_modulator=True)
+    record = model_record(model)
+    folder = str(tmp_path / 'hub')
+    hub.write_hub_folder(folder, modzoo.models.fit_checkpoint(model.state_dict(), model), model, record)
+    config_path = os.path.join(folder, 'config.json')
+    config = json.load(open(config_path))
+    config['model_args'].pop('normalize_modulator')  # config.json now builds the default modulator
+    json.dump(config, open(config_path, 'w'))
+    with pytest.raises(modzoo.CheckpointMismatchError, match='normalize_modulator'):
+        timm.create_model('local-dir:' + folder, pretrained=True)

@@ -3,6 +3,7 @@ from ._checkpoint import (
     CLASSIFIER_POLICIES, Checkpoint, CheckpointFileError, CheckpointMismatchError, CheckpointValueError, LoadReport,
     RECORD_KEY, check_model_record, checkpoint_num_classes, classifier_names, convert_state_dict, fit_checkpoint,
     load_checkpoint, load_torch_file, match_state_dict, model_record, open_checkpoint, read_checkpoint,
+    recorded_kwargs,
 )
 from ._registry import (
     ZOO_PREFIX, UnknownModelError, create_model, family_module, list_models, model_family, suggest_model_names,
@@ -18,6 +19,7 @@ __all__ = [
     'LoadReport', 'RECORD_KEY',
     'check_model_record', 'checkpoint_num_classes', 'classifier_names', 'convert_state_dict', 'fit_checkpoint',
     'load_checkpoint', 'load_torch_file', 'match_state_dict', 'model_record', 'open_checkpoint', 'read_checkpoint',
+    'recorded_kwargs',
     'ZOO_PREFIX', 'UnknownModelError', 'create_model', 'family_module', 'list_models',
     'model_family', 'suggest_model_names',
     'focalnet', 'efficientmod', 'smt', 'gridpe_pvt_v1', 'gridpe_pvt_v2',

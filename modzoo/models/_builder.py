@@ -30,7 +30,10 @@ def build_zoo_model(
 
     features_only = kwargs.get('features_only', False)  # timm then drops the classifier itself
 
+    built_with = {k: v for k, v in kwargs.items() if k not in ('pretrained_cfg', 'pretrained_cfg_overlay')}
+
     def filter_fn(state_dict, model):
+        model.zoo_build_kwargs = built_with  # timm loads before it returns the model: the record check needs them
         # timm read the file (a safetensors file's record is in its header); features_only: timm prunes the
         # classifier after loading, so the checkpoint's (any size, or none) is not used
         report = fit_checkpoint(state_dict, model, filter_fn=checkpoint_filter_fn,
@@ -50,6 +53,6 @@ def build_zoo_model(
     )
     # timm's feature wrappers hold the model as `.model` ('getter'); others (fx) are recorded on the wrapper
     inner = model.model if features_only and isinstance(getattr(model, 'model', None), nn.Module) else model
-    inner.zoo_build_kwargs = {k: v for k, v in kwargs.items() if k not in ('pretrained_cfg', 'pretrained_cfg_overlay')}
+    inner.zoo_build_kwargs = built_with
     return model
 

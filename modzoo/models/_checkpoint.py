@@ -15,6 +15,7 @@ in this order:
    ``strict`` it raises :class:`CheckpointMismatchError` naming every missing, unexpected and wrongly shaped key. A
    classifier of another size follows the caller's policy (:data:`CLASSIFIER_POLICIES`, :func:`_fit_classifier`).
 """
+import inspect
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ __all__ = [
     'CheckpointMismatchError', 'CheckpointFileError', 'CheckpointValueError', 'LoadReport', 'Checkpoint',
     'load_torch_file', 'open_checkpoint', 'read_checkpoint', 'register_checkpoint_family', 'convert_state_dict',
     'match_state_dict', 'fit_checkpoint', 'load_checkpoint', 'classifier_names', 'checkpoint_num_classes',
-    'model_record', 'check_model_record', 'file_record', 'RECORD_KEY', 'CLASSIFIER_POLICIES',
+    'model_record', 'check_model_record', 'recorded_kwargs', 'file_record', 'RECORD_KEY', 'CLASSIFIER_POLICIES',
 ]
 
 # Container keys in the order they are preferred: EMA weights are what the official repos evaluate.
@@ -627,13 +628,24 @@ def check_model_record(record: Mapping[str, Any], model: nn.Module, source: str 
         return
     family = _family(model)
     skip = _NEUTRAL_KWARGS | set(family.adaptable if family else ())
-    defaults = _default_kwargs(architecture)
-    in_file = dict(defaults, **dict(record.get('kwargs') or {}))
+    # a kwarg neither side names is at the constructor's default: a record naming that value is no difference
+    constructor = {name: p.default for name, p in inspect.signature(type(model).__init__).parameters.items()
+                   if p.default is not inspect.Parameter.empty}
+    in_file = {**constructor, **_default_kwargs(architecture), **dict(record.get('kwargs') or {})}
+    built = {**constructor, **built}
     diffs = [f'{k} {_show(in_file.get(k))} in the file, {_show(built.get(k))} in the model'
              for k in sorted(set(in_file) | set(built)) if k not in skip
              and _plain(in_file.get(k)) != _plain(built.get(k))]
     if diffs:
         raise CheckpointMismatchError(architecture, hint=f'{source} was built differently: ' + '; '.join(diffs))
+
+
+def recorded_kwargs(ckpt: Checkpoint, architecture: str, kwargs: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The constructor kwargs a load path builds ``architecture`` with: the user's when they gave any (the load then
+    checks them against the record), else the ones the checkpoint's record names."""
+    if kwargs or ckpt.record.get('architecture') != architecture:
+        return dict(kwargs or {})
+    return dict(ckpt.record.get('kwargs') or {})
 
 
 def _show(value: Any) -> str:
