@@ -35,14 +35,13 @@ import timm
 
 import modzoo
 from modzoo.models import (
-    RECORD_KEY, check_model_record, classifier_names, convert_state_dict, match_state_dict,
-    checkpoint_num_classes, model_record, open_checkpoint,
+    RECORD_KEY, LoadReport, checkpoint_num_classes, fit_checkpoint, model_record, open_checkpoint, recorded_kwargs,
 )
 from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir
 from modzoo.utils.files import temporary_beside
 
 __all__ = ['MANIFEST_DIR', 'CheckpointToolError', 'load_manifest', 'resolve_name', 'sha256_of', 'download',
-           'fetch', 'convert', 'check_classifier_size', 'save_safetensors',
+           'fetch', 'convert', 'save_safetensors',
            'write_hub_folder', 'model_card', 'run', 'build_parser', 'main']
 
 MANIFEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'manifest')
@@ -188,43 +187,23 @@ def _tag_num_classes(arch: str, tag: str, entry: dict) -> int:
     return entry.get('num_classes', cfg.num_classes if cfg is not None else 1000)
 
 
-def check_classifier_size(converted: dict, model, key: str) -> None:
-    """Refuse a classifier of another size than the tag's, naming both (the tag's own load would reject it)."""
-    expected = model.state_dict()
-    for name in classifier_names(model):
-        weight = converted.get(name + '.weight')
-        want = expected.get(name + '.weight')
-        if want is not None and weight is not None and weight.shape[0] != want.shape[0]:
-            raise CheckpointToolError(
-                f'the file has a {weight.shape[0]}-class classifier ({name}) but {key} has {want.shape[0]} classes: '
-                f'pass the checkpoint of {key}, or load your file directly with '
-                f'modzoo.load_checkpoint(model, PATH) on a model built with num_classes={weight.shape[0]}')
-
-
 def convert(arch: str, tag: str, path: str, entry: dict, trusted: bool, allow_non_finite: bool = False,
             prefix: Optional[str] = None) -> tuple:
-    """Read, convert and match ``path`` for ``arch.tag``; returns (tensors, the model on the meta device)."""
+    """Read, convert and match ``path`` for ``arch.tag``; returns (the load report, the model on the meta device)."""
     ckpt = open_checkpoint(path, trusted=trusted, prefix=prefix)
     # a file that names its model (a training run's best.pth, a modzoo export) is converted for that build
-    kwargs = dict(ckpt.record.get('kwargs') or {}) if ckpt.record.get('architecture') == arch else {}
+    kwargs = recorded_kwargs(ckpt, arch)
     with torch.device('meta'):  # shapes are all the filter needs; no weight initialisation
         model = timm.create_model(arch, pretrained=False, **kwargs)
         num_classes = _tag_num_classes(arch, tag, entry) if entry else checkpoint_num_classes(model, ckpt.state_dict)
         if num_classes is not None and num_classes != model.num_classes:
             model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
-    check_model_record(ckpt.record, model, path)
-    try:
-        converted = convert_state_dict(ckpt.state_dict, model)
-    except Exception as e:  # a filter meeting keys of another layout fails in its own way
-        raise CheckpointToolError(f'{path} is not a {arch} checkpoint: converting it failed ({type(e).__name__}: '
-                                  f'{e}); pass a checkpoint of this model') from None
-    check_classifier_size(converted, model, f'{arch}.{tag}')
     # a detector/segmentor's backbone (an explicit prefix) has no classification final norm
-    report = match_state_dict(converted, model, source=path, allow_non_finite=allow_non_finite,
-                              allow_missing=('norm.',) if prefix else (),
-                              model_name=f'{arch}.{tag}',
-                              hint=f'The file is not a {arch}.{tag} checkpoint; nothing was written.')
-    return {k: v.contiguous() for k, v in report.state_dict.items()}, model
+    report = fit_checkpoint(ckpt, model, allow_non_finite=allow_non_finite, allow_missing=('norm.',) if prefix else (),
+                            model_name=f'{arch}.{tag}',
+                            hint=f'The file is not a {arch}.{tag} checkpoint; nothing was written.')
+    report.state_dict = {k: v.contiguous() for k, v in report.state_dict.items()}
+    return report, model
 
 
 def save_safetensors(state_dict: dict, dest: str, metadata: dict) -> None:
@@ -252,17 +231,17 @@ def check_hub_folder(folder: str, overwrite: bool) -> None:
                                   f'replace its files')
 
 
-def write_hub_folder(folder: str, state_dict: dict, model, record: dict, source: str = '',
+def write_hub_folder(folder: str, report: LoadReport, model, record: dict, source: str = '',
                      license: Optional[str] = None) -> str:
     """Write timm's Hub layout: what ``push_to_hf_hub`` uploads (``config.json`` and ``model.safetensors`` from
-    timm's own ``save_for_hf``), the model record in the safetensors metadata, and a model card ``README.md``."""
+    timm's own ``save_for_hf``), the model record in the safetensors metadata, and a model card ``README.md``.
+    ``report``: :func:`convert`'s (its tensors fit ``model``, layers it lacks keep their initialisation)."""
     from safetensors.torch import save_file
     from timm.models import save_for_hf
     arch, tag = record['architecture'], record.get('tag')
     built = timm.create_model(arch, pretrained=False, num_classes=model.num_classes, **record.get('kwargs', {}))
     if tag:
         built.pretrained_cfg = dict(built.pretrained_cfg, tag=tag)
-    report = match_state_dict(state_dict, built, allow_missing=('norm.',), source=source or 'the checkpoint')
     built.load_state_dict(report.state_dict, strict=False)
     os.makedirs(folder, exist_ok=True)
     save_for_hf(built, folder, model_args=record.get('kwargs') or None, safe_serialization=True)
@@ -346,10 +325,11 @@ def run(args) -> str:
     if expected and digest != expected:
         raise CheckpointToolError(f'sha256 mismatch for {where}: expected {expected}, got {digest}')
     print(f'{where}: sha256 {digest}' + (' (verified)' if expected else ' (no published checksum)'))
-    converted, model = convert(arch, tag, path, entry, args.trust_pickle, args.allow_non_finite, args.prefix)
+    report, model = convert(arch, tag, path, entry, args.trust_pickle, args.allow_non_finite, args.prefix)
+    converted = report.state_dict
     record = model_record(model, tag=tag, source_sha256=digest)
     if args.hf_dir:
-        write_hub_folder(args.hf_dir, converted, model, record, source=where, license=entry.get('license'))
+        write_hub_folder(args.hf_dir, report, model, record, source=where, license=entry.get('license'))
         print(f'wrote the Hub folder {args.hf_dir}\nload it with:\n  import modzoo, timm\n  '
               f'timm.create_model({"local-dir:" + args.hf_dir!r}, pretrained=True)\npublish it with:\n  '
               f'huggingface-cli upload USER/REPO {args.hf_dir}')

@@ -181,7 +181,8 @@ def test_hub_folder_loads_with_plain_timm(name, tmp_path):
     model = _small(name, num_classes=7)
     record = model_record(model, tag='test', source_sha256='a' * 64)
     folder = str(tmp_path / 'hub')
-    hub.write_hub_folder(folder, dict(model.state_dict()), model, record, source='a test', license='mit')
+    report = modzoo.models.fit_checkpoint(model.state_dict(), model)
+    hub.write_hub_folder(folder, report, model, record, source='a test', license='mit')
     assert sorted(os.listdir(folder)) == ['README.md', 'config.json', 'model.safetensors']
     config = json.load(open(os.path.join(folder, 'config.json')))
     assert config['architecture'] == name and config['num_classes'] == 7 and 'pretrained_cfg' in config
@@ -263,3 +264,120 @@ def test_segmentation_export_reads_through_the_shared_loader(tmp_path):
         build_macmd_for_export('zoo_gridpe_pvt_v2_b0', num_classes=3, checkpoint=str(damaged))
     with pytest.raises(modzoo.CheckpointMismatchError, match=r'shape mismatch.*\n.*\(3, .*\) vs \(4, '):
         build_macmd_for_export('zoo_gridpe_pvt_v2_b0', num_classes=4, checkpoint=str(path))
+
+
+# -- the one entry point: options every caller needs, one classifier rule --------------------------------------------
+
+def test_classifier_policies_of_the_one_entry_point():
+    from modzoo.models import fit_checkpoint, load_checkpoint
+    src = _small('zoo_efficientmod_xxs', num_classes=7)
+    dst = _small('zoo_efficientmod_xxs', num_classes=3)
+    # strict (the default): one line naming both sizes and the misfit tensors
+    with pytest.raises(modzoo.CheckpointMismatchError) as err:
+        fit_checkpoint(src.state_dict(), dst)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and '7-class classifier' in message and '3 classes' in message, message
+    assert "classifier='reinit'" in message and err.value.mismatched
+    # reinit (fine-tuning): the misfit head keeps its init, everything else loads
+    head = dst.head.fc.weight.detach().clone()
+    report = load_checkpoint(dst, src.state_dict(), classifier='reinit').load_report
+    assert report.dropped == ['head.fc.weight', 'head.fc.bias'] and report.classifier.startswith('dropped')
+    assert torch.equal(dst.head.fc.weight, head)
+    assert all(torch.equal(v, src.state_dict()[k]) for k, v in dst.state_dict().items() if not k.startswith('head.'))
+    # ignore (features_only): the head is reported unused, whatever its size
+    report = fit_checkpoint(src.state_dict(), dst, classifier='ignore')
+    assert report.unused == ['head.fc.weight', 'head.fc.bias'] and not report.mismatched and not report.dropped
+    with pytest.raises(ValueError, match='classifier='):
+        fit_checkpoint(src.state_dict(), dst, classifier='keep')
+
+
+def test_entry_point_checks_a_given_record_and_takes_a_read_checkpoint(tmp_path):
+    from modzoo.models import Checkpoint, fit_checkpoint
+    trained = _small('zoo_focalnet_tiny_srf', focal_levels=(3, 3, 3, 3))
+    record = model_record(trained)
+    other = _small('zoo_focalnet_tiny_srf')
+    # a dict read by someone else (timm) whose file recorded the model: the record is still checked
+    with pytest.raises(modzoo.CheckpointMismatchError, match='focal_levels'):
+        fit_checkpoint(trained.state_dict(), other, record=record)
+    read = Checkpoint(dict(trained.state_dict()), record, 'my.pth')
+    with pytest.raises(modzoo.CheckpointMismatchError, match='my.pth was built differently'):
+        fit_checkpoint(read, other)
+    assert fit_checkpoint(read, _small('zoo_focalnet_tiny_srf', focal_levels=(3, 3, 3, 3))).loaded
+
+
+def test_a_filter_failure_is_a_checkpoint_error():
+    model = _small('zoo_smt_tiny')
+
+    def broken(state_dict, model):
+        raise KeyError('patch_embed')
+    with pytest.raises(modzoo.CheckpointMismatchError, match='converting it failed .KeyError'):
+        modzoo.models.fit_checkpoint(model.state_dict(), model, filter_fn=broken)
+
+
+def test_checkpoint_rules_live_in_the_entry_point_only():
+    """Outside models/_checkpoint.py no module converts, matches or checks a record by hand: it calls
+    fit_checkpoint/load_checkpoint (a git grep finds each rule once)."""
+    import re
+    by_hand = re.compile(r'\b(match_state_dict|convert_state_dict|check_model_record|_fit_classifier)\(')
+    # modzoo/train/trainer.py: its load_initial_weights moves to load_checkpoint(classifier='reinit') when merged
+    exempt = {os.path.join('modzoo', 'models', '_checkpoint.py'), os.path.join('modzoo', 'train', 'trainer.py')}
+    offenders = []
+    for folder, _, files in os.walk(os.path.join(ROOT, 'modzoo')):
+        for name in files:
+            path = os.path.relpath(os.path.join(folder, name), ROOT)
+            if name.endswith('.py') and path not in exempt:
+                offenders += [f'{path}: {m.group(0)}' for m in by_hand.finditer(open(os.path.join(ROOT, path)).read())]
+    assert not offenders, offenders
+    assert "'kernel_impl'" not in open(os.path.join(ROOT, 'modzoo', 'models', '_checkpoint.py')).read()
+
+
+# -- every load path honours the model record (issue 35, item 5) ----------------------------------------------------
+
+def _recorded_file(tmp_path, **kwargs):
+    """A safetensors file of a small FocalNet whose record names ``kwargs`` beside the small build's."""
+    trained = _small('zoo_focalnet_tiny_srf', **kwargs)
+    record = dict(architecture='zoo_focalnet_tiny_srf', kwargs=dict(SMALL['zoo_focalnet_tiny_srf'], **kwargs))
+    path = str(tmp_path / 'w.safetensors')
+    hub.save_safetensors(dict(trained.state_dict()), path, {modzoo.models.RECORD_KEY: json.dumps(record)})
+    return trained, path
+
+
+def test_a_kwarg_recorded_at_its_default_is_no_difference(tmp_path):
+    _, path = _recorded_file(tmp_path, normalize_modulator=False)
+    modzoo.load_checkpoint(_small('zoo_focalnet_tiny_srf'), path)
+
+
+def test_timm_overlay_file_checks_the_record_kwargs(tmp_path):
+    _, path = _recorded_file(tmp_path, normalize_modulator=True)
+    with pytest.raises(modzoo.CheckpointMismatchError) as err:
+        timm.create_model('zoo_focalnet_tiny_srf', pretrained=True, pretrained_cfg_overlay=dict(file=path),
+                          **SMALL['zoo_focalnet_tiny_srf'])
+    assert len(str(err.value).splitlines()) == 1 and 'normalize_modulator true in the file' in str(err.value)
+    timm.create_model('zoo_focalnet_tiny_srf', pretrained=True, pretrained_cfg_overlay=dict(file=path),
+                      normalize_modulator=True, **SMALL['zoo_focalnet_tiny_srf'])
+
+
+def test_validate_builds_the_recorded_model_or_refuses_other_kwargs(tmp_path):
+    from modzoo.train.validate import load_model_for_inference
+    trained, path = _recorded_file(tmp_path, normalize_modulator=True)
+    model, _, _ = load_model_for_inference('zoo_focalnet_tiny_srf', checkpoint=path)
+    assert model.zoo_build_kwargs['normalize_modulator'] is True
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), trained(x))
+    with pytest.raises(modzoo.CheckpointMismatchError, match='normalize_modulator true in the file, false'):
+        load_model_for_inference('zoo_focalnet_tiny_srf', checkpoint=path,
+                                 model_kwargs=dict(SMALL['zoo_focalnet_tiny_srf'], normalize_modulator=False))
+
+
+def test_hub_folder_config_that_contradicts_the_record_is_refused(tmp_path):
+    model = _small('zoo_focalnet_tiny_srf', normalize_modulator=True)
+    record = model_record(model)
+    folder = str(tmp_path / 'hub')
+    hub.write_hub_folder(folder, modzoo.models.fit_checkpoint(model.state_dict(), model), model, record)
+    config_path = os.path.join(folder, 'config.json')
+    config = json.load(open(config_path))
+    config['model_args'].pop('normalize_modulator')  # config.json now builds the default modulator
+    json.dump(config, open(config_path, 'w'))
+    with pytest.raises(modzoo.CheckpointMismatchError, match='normalize_modulator'):
+        timm.create_model('local-dir:' + folder, pretrained=True)

@@ -300,3 +300,26 @@ def test_import_without_openmmlab_says_how_to_get_it():
                             env=dict(os.environ, PYTHONPATH=ROOT))
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and 'mmcv' in lines[0] and 'setup_env.sh --mm' in lines[0], result.stdout + result.stderr
+
+
+def test_adapter_parts_go_through_the_one_reader_and_report(tmp_path):
+    """The backbone's own layout (model.*, out_norms.*, resamplers.*) is read in one place; loaded adapter norms are
+    reported loaded, and adapter norms a backbone was built without are refused, not silently dropped."""
+    from modzoo.mm.pretrained import read_backbone_layout
+    _require('zoo_efficientmod_xxs')
+    trained = ModzooBackbone('zoo_efficientmod_xxs', out_norms=True)
+    layout = read_backbone_layout(trained.state_dict())
+    assert layout.network.keys() == trained.model.state_dict().keys() and not layout.resamplers
+    assert layout.out_norms.keys() == trained.out_norms.state_dict().keys()
+    assert read_backbone_layout({'stem.proj.weight': torch.zeros(1)}).network.keys() == {'stem.proj.weight'}
+    path = str(tmp_path / 'segmentor.pth')
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in trained.state_dict().items()}}, path)
+
+    loaded = ModzooBackbone('zoo_efficientmod_xxs', out_norms=True)
+    report = loaded.load_pretrained(path)
+    assert {f'out_norms.{k}' for k in trained.out_norms.state_dict()} <= set(report.loaded)
+    plain = ModzooBackbone('zoo_efficientmod_xxs')
+    with pytest.raises(CheckpointMismatchError, match='out_norms'):
+        plain.load_pretrained(path)
+    report = plain.load_pretrained(path, strict=False)
+    assert report.unexpected and all(k.startswith('out_norms.') for k in report.unexpected)

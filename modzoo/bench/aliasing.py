@@ -154,13 +154,15 @@ def load_sfm_weights(sfm: SFM, path: str) -> bool:
     except CheckpointFileError as e:
         raise SystemExit(str(e)) from None
     if any(k.startswith('backbone.resamplers.') for k in state):  # SFM used as an mmseg backbone
-        state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    resamplers = {k[len('resamplers.'):]: v for k, v in state.items() if k.startswith('resamplers.')}
+        from modzoo.mm.pretrained import read_backbone_layout  # (the segmentor was trained with modzoo.mm)
+        layout = read_backbone_layout({k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')})
+        resamplers, backbone, network = layout.resamplers, {}, layout.network
+    else:  # an SFM state_dict: resamplers.* and backbone.*
+        resamplers = {k[len('resamplers.'):]: v for k, v in state.items() if k.startswith('resamplers.')}
+        backbone, network = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}, {}
     if not resamplers:
         raise SystemExit(f'{path} holds no resamplers.* tensors (expected an SFM state_dict)')
     sfm.resamplers.load_state_dict(resamplers, strict=True)
-    backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    network = {k[len('model.'):]: v for k, v in state.items() if k.startswith('model.')}  # ModzooBackbone layout
     if not backbone and not network:
         print(f'{path}: ARS weights only; backbone weights from --pretrained/--checkpoint/--seed')
         return False

@@ -63,10 +63,8 @@ class MACMDLogits(nn.Module):
 
 def _load_strict(model: nn.Module, checkpoint: Union[str, os.PathLike], trusted: bool, name: str) -> None:
     """Load a full segmentor checkpoint (``state_dict``/``model`` container or flat): every key must fit."""
-    from modzoo.models import match_state_dict, open_checkpoint
-    ckpt = open_checkpoint(checkpoint, trusted=trusted, prefix='')
-    report = match_state_dict(ckpt.state_dict, model, model_name=name, source=ckpt.source)
-    model.load_state_dict(report.state_dict, strict=False)
+    from modzoo.models import load_checkpoint
+    load_checkpoint(model, checkpoint, trusted=trusted, prefix='', model_name=name)
 
 
 def build_mmseg_for_export(

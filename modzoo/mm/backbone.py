@@ -38,7 +38,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import modzoo
 from modzoo.layers.arg_check import check_out_indices
-from .pretrained import LoadReport, fetch_checkpoint, load_into_features_model
+from .pretrained import LoadReport, features_load_hint, fetch_checkpoint, load_adapter_part, read_backbone_layout
 from .registry import register_module
 
 __all__ = ['ModzooBackbone', 'SFMFeatures']
@@ -324,33 +324,17 @@ class ModzooBackbone(BaseModule):
             allow_non_finite: load NaN/Inf values instead of refusing the checkpoint.
         """
         ckpt = fetch_checkpoint(checkpoint, trust_pickle=trust_pickle, prefix=prefix)
-        state_dict = ckpt.state_dict
-        adapter_norms, resamplers = {}, {}
-        if any(k.startswith('model.') for k in state_dict) and all(
-                k.startswith(('model.', 'out_norms.', 'resamplers.')) for k in state_dict):
-            # written by this adapter (an mm checkpoint after unwrap stripped `backbone.`)
-            adapter_norms = _under(state_dict, 'out_norms.')
-            resamplers = _under(state_dict, 'resamplers.')
-            state_dict = _under(state_dict, 'model.')
-        if resamplers and self.resamplers is None and strict:  # before anything is loaded
+        layout = read_backbone_layout(ckpt.state_dict)
+        if layout.resamplers and self.resamplers is None and strict:  # before anything is loaded
             raise ValueError(f'{_describe(checkpoint)} holds SFM resamplers but this backbone has sfm=None; '
                              f'build it with sfm=dict() or load with strict=False')
-        report = load_into_features_model(
-            self.model, ckpt._replace(state_dict=state_dict), pruned=self._pruned_keys(), model_name=self.model_name,
-            strict=strict, allow_non_finite=allow_non_finite)
-        if self.out_norms is not None:
-            if adapter_norms:
-                self.out_norms.load_state_dict(adapter_norms, strict=strict)
-            else:
-                report.missing += [f'out_norms.{k}' for k in self.out_norms.state_dict()]
-        if self.resamplers is not None:
-            if resamplers:
-                self.resamplers.load_state_dict(resamplers, strict=strict)
-                report.loaded += [f'resamplers.{k}' for k in resamplers]
-            else:  # a checkpoint without SFM: the resamplers stay the identity warp
-                report.missing += [f'resamplers.{k}' for k in self.resamplers.state_dict()]
-        elif resamplers:
-            report.unexpected += [f'resamplers.{k}' for k in resamplers]
+        report = modzoo.models.load_checkpoint(
+            self.model, ckpt._replace(state_dict=layout.network), strict=strict, pruned=self._pruned_keys(),
+            model_name=f'{self.model_name} (features-only backbone)', allow_non_finite=allow_non_finite,
+            hint=features_load_hint).load_report
+        for part in ('out_norms', 'resamplers'):
+            report.add(part, load_adapter_part(getattr(self, part), getattr(layout, part), f'{self.model_name} {part}',
+                                               ckpt.source, strict))
         self._last_load_report = report
         print_log(f'{type(self).__name__}({self.model_name}) weights from {_describe(checkpoint)}: '
                   f'{report.summary()}', logger='current', level=logging.INFO)
@@ -413,11 +397,6 @@ def _refuse_replaced_backbone_weights(checkpoint: Any, config_key: str) -> None:
             f'{config_key}={checkpoint!r} names weights of the backbone this config replaced, not of '
             f'ModzooBackbone: set it to None (modzoo weights go in model.backbone.init_cfg=dict(type="Pretrained", '
             f'checkpoint=...))')
-
-
-def _under(state_dict: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
-    """The tensors whose keys start with ``prefix``, with the prefix removed (the others are left out)."""
-    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
 def _describe(checkpoint: Any) -> str:

@@ -14,15 +14,16 @@ family's new layers, e.g. FocalNet's per-stage output norms), because a silently
 a worse result without any error.
 """
 import os
-from typing import Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlparse
 
+import torch
 import torch.nn as nn
 
-from modzoo.models import Checkpoint, CheckpointFileError, LoadReport, open_checkpoint
-from modzoo.models import check_model_record, convert_state_dict, match_state_dict
+from modzoo.models import Checkpoint, CheckpointFileError, LoadReport, fit_checkpoint, open_checkpoint
 
-__all__ = ['LoadReport', 'fetch_checkpoint', 'load_into_features_model']
+__all__ = ['LoadReport', 'BackboneLayout', 'fetch_checkpoint', 'read_backbone_layout', 'features_load_hint',
+           'load_adapter_part']
 
 
 def fetch_checkpoint(
@@ -131,34 +132,39 @@ def _pretrained_source(cfg: Mapping) -> Tuple[str, object]:
     return load_from, location
 
 
-def load_into_features_model(
-        model: nn.Module,
-        checkpoint: Checkpoint,
-        pruned: Sequence[str],
-        model_name: str,
-        strict: bool = True,
-        allow_non_finite: bool = False,
-) -> LoadReport:
-    """Convert ``checkpoint`` with the family's filter, match it against the pruned features ``model`` and load it.
+class BackboneLayout(NamedTuple):
+    """A checkpoint's tensors split by the parts of :class:`~modzoo.mm.backbone.ModzooBackbone`."""
+    network: Dict[str, torch.Tensor]  # the features model (``model.*``)
+    out_norms: Dict[str, torch.Tensor]  # the adapter's output norms (``out_norms.*``)
+    resamplers: Dict[str, torch.Tensor]  # SFM's resamplers (``resamplers.*``)
 
-    Args:
-        model: the network inside the features-only backbone (pruned by timm).
-        checkpoint: from :func:`fetch_checkpoint`.
-        pruned: keys of the layers the features model dropped (final norm, classifier): reported unused.
-        model_name: for messages.
-        strict: raise on any misfit or on missing tensors outside the family's new layers.
-        allow_non_finite: load NaN/Inf values instead of refusing them.
-    """
-    if strict:
-        check_model_record(checkpoint.record, model, checkpoint.source)
-    converted = convert_state_dict(checkpoint.state_dict, model)
+
+def read_backbone_layout(state_dict: Mapping[str, torch.Tensor]) -> BackboneLayout:
+    """The one reader of the backbone's own layout: tensors written by ``ModzooBackbone`` (an mm checkpoint with
+    ``backbone.`` taken off) split into its parts; any other checkpoint is all network."""
+    parts = ('model.', 'out_norms.', 'resamplers.')
+    if not (any(k.startswith('model.') for k in state_dict) and all(k.startswith(parts) for k in state_dict)):
+        return BackboneLayout(dict(state_dict), {}, {})
+    return BackboneLayout(*({k[len(p):]: v for k, v in state_dict.items() if k.startswith(p)} for p in parts))
+
+
+def features_load_hint(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> str:
+    """What to do when a checkpoint does not fit the features-only model."""
     hint = ('Pass init_cfg=dict(type="Pretrained", checkpoint=..., strict=False) to load the fitting tensors '
             'anyway, or check that model_name and the model kwargs match the checkpoint.')
-    if any('out_norm' in k for k in converted) and not any('out_norm' in k for k in model.state_dict()):
+    if any('out_norm' in k for k in state_dict) and not any('out_norm' in k for k in model.state_dict()):
         hint += ' The checkpoint has per-stage output norms: build the backbone with out_norms=True.'
-    report = match_state_dict(converted, model, strict=strict, pruned=pruned, source=checkpoint.source,
-                              model_name=f'{model_name} (features-only backbone)', allow_non_finite=allow_non_finite,
-                              hint=hint)
-    model.load_state_dict(report.state_dict, strict=False)
+    return hint
+
+
+def load_adapter_part(module: Optional[nn.Module], tensors: Mapping[str, torch.Tensor], name: str, source: str,
+                      strict: bool = True) -> LoadReport:
+    """Load one of the adapter's own parts (``out_norms``, ``resamplers``; ``module`` None when the backbone was built
+    without it): all its tensors must fit, or none be there (the part keeps its initialisation, the identity warp
+    for resamplers); tensors of a part the backbone lacks are unexpected."""
+    report = fit_checkpoint(Checkpoint(dict(tensors), {}, source), module if module is not None else nn.Module(),
+                            strict=strict, allow_missing=() if tensors else ('',), model_name=name)
+    if module is not None:
+        module.load_state_dict(report.state_dict, strict=False)
     report.state_dict = {}
     return report

@@ -4,9 +4,7 @@ from typing import Callable, Sequence, Type, Union
 import torch.nn as nn
 from timm.models import build_model_with_cfg
 
-from ._checkpoint import (
-    check_model_record, classifier_names, convert_state_dict, file_record, match_state_dict, open_checkpoint,
-)
+from ._checkpoint import file_record, fit_checkpoint
 
 __all__ = ['build_zoo_model']
 
@@ -22,7 +20,7 @@ def build_zoo_model(
     """Build ``variant`` with timm's builder and the zoo's conventions.
 
     Pretrained weights go through the checkpoint contract (:mod:`modzoo.models._checkpoint`): the family's
-    ``checkpoint_filter_fn`` converts the keys and ``match_state_dict`` decides what loads (a fitting classifier is
+    ``checkpoint_filter_fn`` converts the keys and ``fit_checkpoint`` decides what loads (a fitting classifier is
     kept, a misfit one named); layers no checkpoint can have keep their initialisation. ``features_only`` goes
     through the model's own ``forward_intermediates`` (timm's 'getter' feature class), taking ``out_indices`` from
     the kwargs or ``default_out_indices`` (the four stages of a hierarchical model). The constructor kwargs are kept
@@ -32,15 +30,15 @@ def build_zoo_model(
 
     features_only = kwargs.get('features_only', False)  # timm then drops the classifier itself
 
+    built_with = {k: v for k, v in kwargs.items() if k not in ('pretrained_cfg', 'pretrained_cfg_overlay')}
+
     def filter_fn(state_dict, model):
-        # timm read the file: what remains is taking the tensors out of their container
-        ckpt = open_checkpoint(state_dict)
-        check_model_record(ckpt.record or file_record((model.pretrained_cfg or {}).get('file')), model)
-        converted = convert_state_dict(ckpt.state_dict, model, checkpoint_filter_fn)
-        # features_only: timm prunes the classifier after loading; the checkpoint's (any size, or none) is not used
-        heads = tuple(n + '.' for n in classifier_names(model)) if features_only else ()
-        converted = {k: v for k, v in converted.items() if not (heads and k.startswith(heads))}
-        report = match_state_dict(converted, model, timm_adapts=not features_only, allow_missing=heads)
+        model.zoo_build_kwargs = built_with  # timm loads before it returns the model: the record check needs them
+        # timm read the file (a safetensors file's record is in its header); features_only: timm prunes the
+        # classifier after loading, so the checkpoint's (any size, or none) is not used
+        report = fit_checkpoint(state_dict, model, filter_fn=checkpoint_filter_fn,
+                                classifier='ignore' if features_only else 'timm',
+                                record=file_record((model.pretrained_cfg or {}).get('file')))
         model_sd = model.state_dict()
         # timm loads strictly: layers the checkpoint may lack are handed back at their initialisation
         return dict({k: model_sd[k] for k in report.missing}, **report.state_dict)
@@ -55,6 +53,6 @@ def build_zoo_model(
     )
     # timm's feature wrappers hold the model as `.model` ('getter'); others (fx) are recorded on the wrapper
     inner = model.model if features_only and isinstance(getattr(model, 'model', None), nn.Module) else model
-    inner.zoo_build_kwargs = {k: v for k, v in kwargs.items() if k not in ('pretrained_cfg', 'pretrained_cfg_overlay')}
+    inner.zoo_build_kwargs = built_with
     return model
 

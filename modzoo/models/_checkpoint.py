@@ -1,18 +1,21 @@
-"""The checkpoint contract: every load in modzoo (``create_model(pretrained=...)``, :func:`load_checkpoint`,
-``tools/get_checkpoint.py``, the OpenMMLab backbone, segmentation export) goes through these steps, in this order:
+"""The checkpoint contract. Every load in modzoo (``create_model(pretrained=...)``, :func:`load_checkpoint`,
+``tools/get_checkpoint.py``, the OpenMMLab backbone, segmentation export, training's initial weights) comes in
+through one entry point, :func:`fit_checkpoint` (:func:`load_checkpoint` loads what it fits), which takes these steps
+in this order:
 
 1. :func:`open_checkpoint` reads a file or dict once and takes the tensors out of whatever container holds them
    (official ``{'model': sd}``, timm's ``state_dict``/``state_dict_ema``, DDP ``module.``, OpenMMLab ``state_dict`` +
    ``backbone.``, Hugging Face, plain). An explicit ``prefix`` is applied the way mmengine's ``Pretrained`` init does:
    to the container's ``state_dict`` as written, keeping only the keys under the prefix.
-2. The family's ``checkpoint_filter_fn`` renames/reshapes keys into the model's layout (nothing else).
-3. :func:`match_state_dict` compares the result with the model, once, and returns a :class:`LoadReport`; with
-   ``strict`` it raises :class:`CheckpointMismatchError` naming every missing, unexpected and wrongly shaped key.
-
-Files modzoo writes also carry a *model record* (the registered model, the constructor kwargs that differ from its
-defaults, the pretrained tag, the source file's sha256): loading one into a model built differently fails with one
-line naming the difference (see :func:`check_model_record`).
+2. Files modzoo writes carry a *model record* (the registered model, the constructor kwargs that differ from its
+   defaults, the pretrained tag, the source file's sha256): loading one into a model built differently fails with
+   one line naming the difference (:func:`check_model_record`).
+3. The family's ``checkpoint_filter_fn`` renames/reshapes keys into the model's layout (nothing else).
+4. :func:`match_state_dict` compares the result with the model, once, and returns a :class:`LoadReport`; with
+   ``strict`` it raises :class:`CheckpointMismatchError` naming every missing, unexpected and wrongly shaped key. A
+   classifier of another size follows the caller's policy (:data:`CLASSIFIER_POLICIES`, :func:`_fit_classifier`).
 """
+import inspect
 import json
 import logging
 import os
@@ -29,7 +32,7 @@ __all__ = [
     'CheckpointMismatchError', 'CheckpointFileError', 'CheckpointValueError', 'LoadReport', 'Checkpoint',
     'load_torch_file', 'open_checkpoint', 'read_checkpoint', 'register_checkpoint_family', 'convert_state_dict',
     'match_state_dict', 'fit_checkpoint', 'load_checkpoint', 'classifier_names', 'checkpoint_num_classes',
-    'model_record', 'check_model_record', 'file_record', 'RECORD_KEY',
+    'model_record', 'check_model_record', 'recorded_kwargs', 'file_record', 'RECORD_KEY', 'CLASSIFIER_POLICIES',
 ]
 
 # Container keys in the order they are preferred: EMA weights are what the official repos evaluate.
@@ -351,7 +354,14 @@ class LoadReport:
     unexpected: List[str] = field(default_factory=list)  # fit no layer of the model
     mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
     classifier: str = ''  # 'kept', 'dropped (why)', 'none in the checkpoint', '' (the model has none)
+    dropped: List[str] = field(default_factory=list)  # checkpoint classifier keys not loaded (another size)
     state_dict: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # the fitting tensors
+
+    def add(self, prefix: str, part: 'LoadReport') -> None:
+        """Fold in the report of a part of the model matched on its own, whose keys are under ``prefix.``."""
+        for name in ('loaded', 'missing', 'unused', 'unexpected', 'dropped'):
+            getattr(self, name).extend(f'{prefix}.{k}' for k in getattr(part, name))
+        self.mismatched += [(f'{prefix}.{k}', a, b) for k, a, b in part.mismatched]
 
     def summary(self) -> str:
         lines = [f'loaded {len(self.loaded)} tensors']
@@ -399,63 +409,68 @@ def match_state_dict(
         strict: bool = True,
         allow_missing: Iterable[str] = (),
         pruned: Iterable[str] = (),
-        timm_adapts: bool = False,
+        classifier: str = 'strict',
         model_name: Optional[str] = None,
         source: str = 'the checkpoint',
         allow_non_finite: bool = False,
-        hint: str = '',
+        hint: Union[str, Callable] = '',
 ) -> LoadReport:
     """Compare a converted ``state_dict`` with ``model``: the one place modzoo decides what loads.
 
     ``allow_missing``: key prefixes the checkpoint may lack (kept at init), beside the family's new layers.
     ``pruned``: keys of layers the model dropped (features_only): reported unused, not unexpected, like the tensors
     of layers the model holds as ``nn.Identity``.
-    ``timm_adapts``: timm's pretrained loader adapts the classifier (``num_classes``) and first conv (``in_chans``)
-    after this; the classifier is then kept when it fits, dropped with a warning when timm would drop it.
+    ``classifier``: what a classifier of another size (or none) does, one of :data:`CLASSIFIER_POLICIES` (see
+    :func:`_fit_classifier`).
     Raises :class:`CheckpointMismatchError` under ``strict`` for unexpected or misfit tensors and missing ones
     outside the allowed layers, and :class:`CheckpointValueError` for non-float or non-finite tensors. ``hint``
-    ends the error message (what the caller's user can do).
+    ends the error message (what the caller's user can do); a callable gets ``(state_dict, model)``.
     """
+    if classifier not in CLASSIFIER_POLICIES:
+        raise ValueError(f'classifier={classifier!r}: pass one of {", ".join(CLASSIFIER_POLICIES)}')
     name = model_name or _model_name(model)
     model_sd = model.state_dict()
     _check_values(state_dict, model_sd, source, allow_non_finite)
     family = _family(model)
     optional = set(family.new_layers(state_dict, model) if family and family.new_layers else ())
-    prefixes = tuple(allow_missing)
-    pruned = set(pruned)
-    report = LoadReport(model_name=name)
     heads = tuple(c + '.' for c in classifier_names(model))
-    exempt = heads + tuple(c + '.' for c in _cfg_module_names(model, 'first_conv')) if timm_adapts else ()
-    classifier_error = None
-    try:
-        report.classifier = _fit_classifier(state_dict, model, model_sd, heads) if timm_adapts and heads else ''
-    except CheckpointMismatchError as e:  # raised below, after any misfit of the rest of the model
-        classifier_error = e
+    report = LoadReport(model_name=name)
+    fit = _fit_classifier(state_dict, model, model_sd, heads, classifier, name) if heads else _ClassifierFit()
+    if not strict and classifier == 'strict':  # a misfit classifier is skipped and reported like any misfit
+        fit = _ClassifierFit(fit.note)
+    report.classifier, report.dropped = fit.note, list(fit.dropped)
+    exempt = tuple(c + '.' for c in _cfg_module_names(model, 'first_conv')) if classifier == 'timm' else ()
+    exempt += heads if fit.error is not None or classifier == 'timm' else ()
+    pruned = set(pruned)
     for key, value in state_dict.items():
         target = model_sd.get(key)
-        if target is None:
-            (report.unused if key in pruned or _replaced_by_identity(model, key) else report.unexpected).append(key)
-        elif tuple(target.shape) != tuple(value.shape) and not (key.startswith(exempt) if exempt else False):
+        if key in fit.dropped:
+            continue
+        if key in fit.unused or (target is None and (key in pruned or _replaced_by_identity(model, key))):
+            report.unused.append(key)
+        elif target is None:
+            report.unexpected.append(key)
+        elif tuple(target.shape) != tuple(value.shape) and not (exempt and key.startswith(exempt)):
             report.mismatched.append((key, tuple(value.shape), tuple(target.shape)))
-        elif not (report.classifier.startswith('dropped') and key.startswith(heads)):
+        else:
             report.state_dict[key] = value
     report.loaded = sorted(report.state_dict)
     report.missing = [k for k in model_sd if k not in report.state_dict]
     # new layers cannot be in any checkpoint; BatchNorm's num_batches_tracked is bookkeeping some releases drop
     # (named with the rest when something else is missing)
-    required = [k for k in report.missing if not (
-        k in optional or k.startswith(prefixes)
-        or (timm_adapts and heads and k.startswith(heads) and not report.classifier == 'kept'))]
+    allowed = tuple(allow_missing) + (heads if fit.may_lack else ())
+    required = [k for k in report.missing if not (k in optional or k.startswith(allowed))]
     if not any(not k.endswith('num_batches_tracked') for k in required):
         required = []
     if required or report.unexpected or report.mismatched:
         advice = family.hint(state_dict, model) if family and family.hint else ''
+        hint = hint(state_dict, model) if callable(hint) else hint
         hint = ' '.join(filter(None, [advice or _missing_layer_hint(required, state_dict), hint]))
         if strict:
             raise CheckpointMismatchError(name, required, report.unexpected, report.mismatched, hint)
         _logger.warning('Non-strict load into %s: %s', name, report.summary())
-    if classifier_error is not None:
-        raise classifier_error
+    if fit.error is not None:
+        raise fit.error
     return report
 
 
@@ -481,43 +496,75 @@ def _missing_layer_hint(required: Sequence[str], state_dict: Mapping[str, torch.
     return ''
 
 
+CLASSIFIER_POLICIES = ('strict', 'timm', 'reinit', 'ignore')
+
+
+@dataclass
+class _ClassifierFit:
+    note: str = ''  # LoadReport.classifier
+    dropped: Tuple[str, ...] = ()  # checkpoint classifier keys not loaded: the model's keep their init
+    unused: Tuple[str, ...] = ()  # checkpoint classifier keys the model does not use (features_only)
+    may_lack: bool = False  # the model's classifier may stay at its initialisation
+    error: Optional[CheckpointMismatchError] = None  # raised after the rest of the model is checked
+
+
 def _fit_classifier(state_dict: Mapping[str, torch.Tensor], model: nn.Module, model_sd: Mapping[str, torch.Tensor],
-                    heads: Tuple[str, ...]) -> str:
-    """The classifier decision for timm's pretrained loader, which keeps the checkpoint's head only when the model's
-    ``num_classes`` equals ``pretrained_cfg['num_classes']`` (for a ``pretrained_cfg_overlay`` file, the registered
-    cfg's). A head that fits is kept (and the cfg updated); a misfit one timm would load raises; a misfit one timm
-    drops is dropped with a warning."""
-    cfg = getattr(model, 'pretrained_cfg', None)
-    num_classes = getattr(model, 'num_classes', None)
-    if not isinstance(cfg, dict) or not num_classes or 'num_classes' not in cfg:
-        return ''
+                    heads: Tuple[str, ...], policy: str, name: str) -> _ClassifierFit:
+    """The one classifier rule. ``policy``:
+
+    * ``'strict'``: the checkpoint's classifier must have the model's size (a misfit names both sizes);
+    * ``'timm'``: timm's pretrained loader, which keeps the checkpoint's head only when the model's ``num_classes``
+      equals ``pretrained_cfg['num_classes']`` (for a ``pretrained_cfg_overlay`` file, the registered cfg's): a head
+      that fits is kept (and the cfg updated); a misfit one timm would load raises; a misfit one timm drops is
+      dropped with a warning; a missing one raises unless the cfg says the model starts a new head;
+    * ``'reinit'`` (fine-tuning): a misfit or missing classifier keeps its initialisation;
+    * ``'ignore'`` (features_only): the checkpoint's classifier is not used, whatever its size.
+    """
     keys = [k for k in model_sd if k.startswith(heads)]
     present = [k for k in keys if k in state_dict]
+    if policy == 'ignore':
+        return _ClassifierFit(unused=tuple(k for k in state_dict if k.startswith(heads)), may_lack=True)
+    num_classes = getattr(model, 'num_classes', None)
+    cfg = getattr(model, 'pretrained_cfg', None)
+    if policy == 'timm' and (not isinstance(cfg, dict) or not num_classes or 'num_classes' not in cfg):
+        return _ClassifierFit(may_lack=True)
+    timm_keeps = policy == 'timm' and cfg['num_classes'] == num_classes  # timm loads this head as it is
     if not present:
-        if cfg['num_classes'] == num_classes:
-            raise CheckpointMismatchError(
-                _model_name(model), missing=keys,
+        if timm_keeps:
+            return _ClassifierFit(error=CheckpointMismatchError(
+                name, missing=keys,
                 hint=f'The checkpoint has no classifier: build the model with num_classes=0 for the backbone, or '
-                     f'pass pretrained_cfg_overlay=dict(..., num_classes=0) to start a new {num_classes}-class head.')
-        return 'none in the checkpoint'
-    misfit = [(k, tuple(state_dict[k].shape), tuple(model_sd[k].shape)) for k in present
-              if tuple(state_dict[k].shape) != tuple(model_sd[k].shape)]
+                     f'pass pretrained_cfg_overlay=dict(..., num_classes=0) to start a new {num_classes}-class head.'))
+        return _ClassifierFit('none in the checkpoint', may_lack=policy != 'strict')
+    misfit = tuple(k for k in present if tuple(state_dict[k].shape) != tuple(model_sd[k].shape))
     if not misfit:
-        if cfg['num_classes'] != num_classes:
+        if policy == 'timm' and cfg['num_classes'] != num_classes:
             _logger.info('Keeping the checkpoint classifier: it fits num_classes=%d', num_classes)
             cfg['num_classes'] = num_classes  # the loaded head is what the cfg now describes
-        return 'kept'
-    if cfg['num_classes'] == num_classes:
-        ckpt_classes = state_dict[present[0]].shape[0]
-        raise CheckpointMismatchError(
-            _model_name(model), mismatched=misfit,
-            hint=f'The checkpoint classifier has {ckpt_classes} classes, the model {num_classes}: build with '
-                 f'num_classes={ckpt_classes} to use it, or pass pretrained_cfg_overlay=dict(..., num_classes='
-                 f'{ckpt_classes}) to start a new {num_classes}-class head.')
+        return _ClassifierFit('kept')
+    ckpt_classes, model_classes = state_dict[misfit[0]].shape[0], model_sd[misfit[0]].shape[0]
+    if policy == 'strict' or timm_keeps:
+        return _ClassifierFit(error=_classifier_misfit_error(state_dict, model_sd, misfit, policy, name))
     _logger.warning(
         'The checkpoint classifier (%s) does not fit num_classes=%d: it is not loaded, the classifier keeps its '
-        'random init.', ', '.join(f'{k} {a}' for k, a, _ in misfit), num_classes)
-    return f'dropped ({misfit[0][1][0]} classes in the checkpoint, {num_classes} in the model)'
+        'random init.', ', '.join(f'{k} {tuple(state_dict[k].shape)}' for k in misfit), model_classes)
+    return _ClassifierFit(f'dropped ({ckpt_classes} classes in the checkpoint, {model_classes} in the model)',
+                          dropped=tuple(k for k in state_dict if k.startswith(heads)), may_lack=True)
+
+
+def _classifier_misfit_error(state_dict: Mapping[str, torch.Tensor], model_sd: Mapping[str, torch.Tensor],
+                             misfit: Sequence[str], policy: str, name: str) -> CheckpointMismatchError:
+    """One line naming both classifier sizes, each misfit tensor and the two ways out."""
+    shapes = [(k, tuple(state_dict[k].shape), tuple(model_sd[k].shape)) for k in misfit]
+    ckpt_classes, model_classes = shapes[0][1][0], shapes[0][2][0]
+    new_head = (f'pretrained_cfg_overlay=dict(..., num_classes={ckpt_classes})' if policy == 'timm'
+                else "classifier='reinit'")
+    error = CheckpointMismatchError(name, hint=(
+        f'the checkpoint has a {ckpt_classes}-class classifier ({"; ".join(f"{k}: {a} vs {b}" for k, a, b in shapes)})'
+        f' but the model has {model_classes} classes: build with num_classes={ckpt_classes} to use it, or pass '
+        f'{new_head} to start a new {model_classes}-class head'))
+    error.mismatched = shapes
+    return error
 
 
 # --- model records ------------------------------------------------------------------------------------------------
@@ -526,7 +573,7 @@ def _fit_classifier(state_dict: Mapping[str, torch.Tensor], model: nn.Module, mo
 _NEUTRAL_KWARGS = frozenset({
     'num_classes', 'drop_rate', 'drop_path_rate', 'proj_drop_rate', 'attn_drop_rate', 'pos_drop_rate',
     'pretrained_cfg', 'pretrained_cfg_overlay', 'features_only', 'out_indices', 'feature_cfg', 'exportable',
-    'scriptable', 'no_jit', 'pretrained_strict', 'cache_dir', 'global_pool', 'kernel_impl', 'pretrained_model_args',
+    'scriptable', 'no_jit', 'pretrained_strict', 'cache_dir', 'global_pool', 'pretrained_model_args',
     'in_chans'})
 
 
@@ -581,13 +628,24 @@ def check_model_record(record: Mapping[str, Any], model: nn.Module, source: str 
         return
     family = _family(model)
     skip = _NEUTRAL_KWARGS | set(family.adaptable if family else ())
-    defaults = _default_kwargs(architecture)
-    in_file = dict(defaults, **dict(record.get('kwargs') or {}))
+    # a kwarg neither side names is at the constructor's default: a record naming that value is no difference
+    constructor = {name: p.default for name, p in inspect.signature(type(model).__init__).parameters.items()
+                   if p.default is not inspect.Parameter.empty}
+    in_file = {**constructor, **_default_kwargs(architecture), **dict(record.get('kwargs') or {})}
+    built = {**constructor, **built}
     diffs = [f'{k} {_show(in_file.get(k))} in the file, {_show(built.get(k))} in the model'
              for k in sorted(set(in_file) | set(built)) if k not in skip
              and _plain(in_file.get(k)) != _plain(built.get(k))]
     if diffs:
         raise CheckpointMismatchError(architecture, hint=f'{source} was built differently: ' + '; '.join(diffs))
+
+
+def recorded_kwargs(ckpt: Checkpoint, architecture: str, kwargs: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The constructor kwargs a load path builds ``architecture`` with: the user's when they gave any (the load then
+    checks them against the record), else the ones the checkpoint's record names."""
+    if kwargs or ckpt.record.get('architecture') != architecture:
+        return dict(kwargs or {})
+    return dict(ckpt.record.get('kwargs') or {})
 
 
 def _show(value: Any) -> str:
@@ -597,7 +655,7 @@ def _show(value: Any) -> str:
 # --- entry points -------------------------------------------------------------------------------------------------
 
 def fit_checkpoint(
-        checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
+        checkpoint: Union[str, os.PathLike, Mapping[str, Any], Checkpoint],
         model: nn.Module,
         strict: bool = True,
         filter_fn: Optional[Callable] = None,
@@ -606,35 +664,57 @@ def fit_checkpoint(
         allow_missing: Iterable[str] = (),
         pruned: Iterable[str] = (),
         allow_non_finite: bool = False,
+        classifier: str = 'strict',
+        record: Optional[Mapping[str, Any]] = None,
+        model_name: Optional[str] = None,
+        hint: Union[str, Callable] = '',
 ) -> LoadReport:
-    """Read, convert and match ``checkpoint`` for ``model`` without loading it: ``report.state_dict`` holds the
-    tensors that fit. See :func:`open_checkpoint` and :func:`match_state_dict`."""
-    ckpt = open_checkpoint(checkpoint, trusted=trusted, prefix=prefix)
+    """Read, check, convert and match ``checkpoint`` for ``model`` without loading it: the one way in, every load
+    in modzoo goes through it. ``report.state_dict`` holds the tensors that fit.
+
+    ``checkpoint``: a path or dict (read by :func:`open_checkpoint` with ``prefix`` and ``trusted``), or a
+    :class:`Checkpoint` read already. Under ``strict`` its model record (or ``record``, for a dict whose file
+    recorded one) must match ``model`` (:func:`check_model_record`). ``filter_fn`` defaults to the family's.
+    ``classifier``: the policy for a classifier of another size, one of :data:`CLASSIFIER_POLICIES`; the other
+    options are :func:`match_state_dict`'s.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(
+        checkpoint, trusted=trusted, prefix=prefix)
+    name = model_name or _model_name(model)
     if strict:
-        check_model_record(ckpt.record, model, ckpt.source)
-    converted = convert_state_dict(ckpt.state_dict, model, filter_fn)
+        check_model_record(ckpt.record or record or {}, model, ckpt.source)
+    try:
+        converted = convert_state_dict(ckpt.state_dict, model, filter_fn)
+    except Exception as e:  # a filter meeting keys of another layout fails in its own way
+        raise CheckpointMismatchError(
+            name, hint=f'{ckpt.source} is not a checkpoint of this model: converting it failed ({type(e).__name__}: '
+                       f'{e}); pass a checkpoint of {name}') from None
     return match_state_dict(converted, model, strict=strict, allow_missing=allow_missing, pruned=pruned,
-                            source=ckpt.source, allow_non_finite=allow_non_finite)
+                            classifier=classifier, model_name=name, source=ckpt.source,
+                            allow_non_finite=allow_non_finite, hint=hint)
 
 
 def load_checkpoint(
         model: nn.Module,
-        checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
+        checkpoint: Union[str, os.PathLike, Mapping[str, Any], Checkpoint],
         filter_fn: Optional[Callable] = None,
         strict: bool = True,
         trusted: bool = False,
         prefix: Optional[str] = None,
         allow_missing: Iterable[str] = (),
         allow_non_finite: bool = False,
+        **options,
 ) -> nn.Module:
-    """Load a checkpoint (path or dict, any container, official or modzoo layout) into ``model``.
+    """Load a checkpoint (path, dict or :class:`Checkpoint`; any container, official or modzoo layout) into
+    ``model`` through :func:`fit_checkpoint`, which takes the other ``options`` (``pruned``, ``classifier``,
+    ``record``, ``model_name``, ``hint``).
 
     ``filter_fn`` defaults to the family's ``checkpoint_filter_fn``. Every key must fit under ``strict``, the
     classifier and first conv included; with ``strict=False`` a mismatch is logged and the fitting tensors load.
     The load report is left on ``model.load_report``.
     """
     report = fit_checkpoint(checkpoint, model, strict=strict, filter_fn=filter_fn, prefix=prefix, trusted=trusted,
-                            allow_missing=allow_missing, allow_non_finite=allow_non_finite)
+                            allow_missing=allow_missing, allow_non_finite=allow_non_finite, **options)
     model.load_state_dict(report.state_dict, strict=False)
     report.state_dict = {}
     model.load_report = report

@@ -59,27 +59,25 @@ def build_validate_parser() -> argparse.ArgumentParser:
 
 
 def read_weights(path: str, prefer_ema: bool = True):
-    """(flat state dict, training metadata or {}) from any supported checkpoint file."""
-    from modzoo.models import read_checkpoint, open_checkpoint
+    """(:class:`~modzoo.models.Checkpoint`: tensors and model record, training metadata or {}) from any supported
+    checkpoint file."""
+    from modzoo.models import open_checkpoint
     from modzoo.models import CheckpointFileError, load_torch_file
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path!r}')
     meta: Dict[str, Any] = {}
     if path.endswith('.safetensors'):
-        return read_checkpoint(path), meta
+        return open_checkpoint(path), meta
     obj = load_torch_file(path)  # damaged or pickle-holding files raise CheckpointFileError saying which
     if isinstance(obj, dict) and str(obj.get('format', '')).startswith('modzoo.train/'):
         meta = {k: obj.get(k) for k in ('model_name', 'num_classes', 'model_kwargs', 'class_to_idx', 'data_config',
                                          'epoch', 'best')}
         meta['weights'] = 'ema' if prefer_ema and 'state_dict_ema' in obj else 'model'
     try:
-        state_dict = open_checkpoint(obj, prefer_ema=prefer_ema).state_dict
+        return open_checkpoint(obj, prefer_ema=prefer_ema)._replace(source=path), meta
     except CheckpointFileError:
-        state_dict = {}
-    if not state_dict:
         raise CheckpointFileError(f'{path} holds no state dict (names -> tensors) but a {type(obj).__name__}: pass '
-                                  f'the model\'s weights file')
-    return state_dict, meta
+                                  f'the model\'s weights file') from None
 
 
 def _classifier_classes(model_name: str, state_dict: Dict[str, torch.Tensor], kwargs) -> Optional[int]:
@@ -113,19 +111,19 @@ def load_model_for_inference(
     kwargs = parse_model_kwargs(model_kwargs)
     if not checkpoint and not pretrained:
         raise ConfigError('no weights: pass --checkpoint FILE or --pretrained')
-    state_dict, meta = (None, {})
+    ckpt, meta = (None, {})
     if checkpoint:
-        state_dict, meta = read_weights(checkpoint, prefer_ema=prefer_ema)
+        from modzoo.models import recorded_kwargs
+        ckpt, meta = read_weights(checkpoint, prefer_ema=prefer_ema)
         if meta.get('model_name') and meta['model_name'] != model_name:
             raise ConfigError(f'{checkpoint} was trained as {meta["model_name"]!r}, not {model_name!r}')
-        if not kwargs and meta.get('model_kwargs'):
-            kwargs = dict(meta['model_kwargs'])
+        kwargs = recorded_kwargs(ckpt, model_name, kwargs)  # the load refuses kwargs the record contradicts
     num_classes = num_classes or meta.get('num_classes') or (
-        _classifier_classes(model_name, state_dict, kwargs) if state_dict is not None else None)
+        _classifier_classes(model_name, ckpt.state_dict, kwargs) if ckpt is not None else None)
     kwargs.pop('num_classes', None)
-    model = create_run_model(model_name, num_classes, pretrained=pretrained and state_dict is None, **kwargs)
-    if state_dict is not None:
-        modzoo.load_checkpoint(model, state_dict)
+    model = create_run_model(model_name, num_classes, pretrained=pretrained and ckpt is None, **kwargs)
+    if ckpt is not None:
+        modzoo.load_checkpoint(model, ckpt)
 
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
     trained = meta.get('data_config') or {}
