@@ -494,7 +494,8 @@ def test_ctrl_c_nan_loss_and_full_disk_are_one_line(files, tmp_path, capsys, mon
         raise RuntimeError('[enforce fail at inline_container.cc:626] . unexpected pos 128 vs 64')
     monkeypatch.setattr(trainer, 'atomic_save', disk_full)
     line = one_line_error(capsys, train_main, base + ['--output', str(tmp_path / 'full')])
-    assert 'cannot write' in line and 'last.pth' in line and 'disk' in line and '--resume auto' in line, line
+    assert 'cannot write' in line and 'last.pth' in line and 'disk' in line, line
+    assert '--resume' not in line and 'another --output' in line, line  # the first save failed: nothing to resume
 
     def no_space(self, row):
         raise OSError(28, 'No space left on device')
