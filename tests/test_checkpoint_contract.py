@@ -320,7 +320,7 @@ def test_checkpoint_rules_live_in_the_entry_point_only():
     import re
     by_hand = re.compile(r'\b(match_state_dict|convert_state_dict|check_model_record|_fit_classifier)\(')
     # modzoo/train/trainer.py: its load_initial_weights moves to load_checkpoint(classifier='reinit') when merged
-    exempt = {os.path.join('modzoo', 'models', '_checkpoint.py'), os.path.join('modzoo', 'train', 'trainer.py')}
+    exempt = {os.path.join('modzoo', 'models', '_checkpoint.py')}
     offenders = []
     for folder, _, files in os.walk(os.path.join(ROOT, 'modzoo')):
         for name in files:
@@ -381,3 +381,12 @@ def test_hub_folder_config_that_contradicts_the_record_is_refused(tmp_path):
     json.dump(config, open(config_path, 'w'))
     with pytest.raises(modzoo.CheckpointMismatchError, match='normalize_modulator'):
         timm.create_model('local-dir:' + folder, pretrained=True)
+
+
+def test_export_builds_the_recorded_model_or_refuses_other_kwargs(tmp_path):
+    from modzoo.export.onnx import build_export_model
+    trained, path = _recorded_file(tmp_path, normalize_modulator=True)
+    assert build_export_model('zoo_focalnet_tiny_srf', checkpoint=path).zoo_build_kwargs['normalize_modulator']
+    with pytest.raises(modzoo.CheckpointMismatchError, match='normalize_modulator true in the file, false'):
+        build_export_model('zoo_focalnet_tiny_srf', checkpoint=path,
+                           model_kwargs=dict(SMALL['zoo_focalnet_tiny_srf'], normalize_modulator=False))

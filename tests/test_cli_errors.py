@@ -21,7 +21,8 @@ import modzoo
 from modzoo import hub as get_checkpoint
 from modzoo.export import cli as export_onnx
 from modzoo.models._checkpoint import CheckpointFileError
-from modzoo.train.trainer import lock_run_folder, main as train_main
+from modzoo.train.run_folder import lock_run_folder
+from modzoo.train.trainer import main as train_main
 from modzoo.train.config import ConfigError
 from modzoo.train.validate import main as validate_main
 from zoo_testing import random_checkpoint
@@ -494,7 +495,8 @@ def test_ctrl_c_nan_loss_and_full_disk_are_one_line(files, tmp_path, capsys, mon
         raise RuntimeError('[enforce fail at inline_container.cc:626] . unexpected pos 128 vs 64')
     monkeypatch.setattr(trainer, 'atomic_save', disk_full)
     line = one_line_error(capsys, train_main, base + ['--output', str(tmp_path / 'full')])
-    assert 'cannot write' in line and 'last.pth' in line and 'disk' in line and '--resume auto' in line, line
+    assert 'cannot write' in line and 'last.pth' in line and 'disk' in line, line
+    assert '--resume' not in line and 'another --output' in line, line  # the first save failed: nothing to resume
 
     def no_space(self, row):
         raise OSError(28, 'No space left on device')

@@ -152,74 +152,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _fail(130, 'interrupted; nothing was written: run the export again')
 
 
+class _Refused(Exception):
+    """Ends the command with ``error: <message>`` and exit status ``code`` (raised by the steps of ``_main``)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
 def _main(argv: Optional[Sequence[str]]) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format='%(message)s')
     try:
-        model_kwargs = parse_model_kwargs(args.model_kwargs)
-    except UsageError as e:
-        return _fail(EXIT_BAD_INPUT, str(e))
-    for flag, value in (('--batch', args.batch), ('--num-classes', args.num_classes), ('--opset', args.opset)):
-        if value is not None and value < 1:
-            return _fail(EXIT_BAD_INPUT, f'{flag} {value}: must be a whole number of at least 1')
+        return _run(args)
+    except _Refused as e:
+        return _fail(e.code, e.message)
 
-    # everything that can be judged without building the model first
-    try:
-        zoo_onnx.require_optional(fp16=args.fp16, simplify=args.simplify)
-        if args.img_size is not None:
-            zoo_onnx.validate_export_args(args.img_size, args.batch, args.dynamic, args.exporter, args.opset)
-    except zoo_onnx.ExportError as e:
-        return _fail(EXIT_BAD_INPUT, str(e))
-    if 'spatial' in args.dynamic:
-        blocker = zoo_onnx.spatial_export_blocker(args.model)
-        if blocker:
-            return _fail(EXIT_BAD_INPUT, f'{args.model} cannot be exported with a dynamic height/width: {blocker}. '
-                                         f'Export with --dynamic batch at the size you deploy at.')
-    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
-        return _fail(EXIT_BAD_INPUT, f'no checkpoint file at {args.checkpoint}')
-    int8_problem = _int8_arg_problem(args)
-    if int8_problem:
-        return _fail(EXIT_BAD_INPUT, int8_problem)
-    runtimes = runtime_list(args.runtime)
-    try:
-        for runtime in runtimes if args.check or args.int8 else ():
-            require_runtime(runtime)
-        if args.int8 and OPENVINO in runtimes:
-            zoo_ov.require_nncf()
-    except (RuntimeUnavailable, zoo_onnx.InvalidExportInput) as e:
-        return _fail(EXIT_BAD_INPUT, str(e))
-    stem = os.path.splitext(os.path.basename(args.model))[0] if args.model.endswith('.py') else args.model
-    if args.head:
-        stem += '-' + args.head
-    output = args.output or zoo_onnx.default_output_path(stem, args.features, args.fp16, args.deploy)
-    int8_output = (args.int8_output or os.path.splitext(output)[0] + '-int8.onnx') if args.int8 else None
-    ov_ir = zoo_ov.default_openvino_int8_path(output) if args.int8 and OPENVINO in runtimes else None
-    try:  # every file this run writes, before any work: each writable, none the same as another or an input
-        check_output_file(output, '--output')
-        if int8_output:
-            check_output_file(int8_output, '--int8-output')
-        if ov_ir:
-            check_output_file(ov_ir, '--output (its OpenVINO int8 IR)')
-        inputs = {'--checkpoint': args.checkpoint, 'MODEL': args.model if os.path.isfile(args.model) else None}
-        outputs = {'--output': output, '--output weights': output + '.data', '--int8-output': int8_output}
-        if ov_ir:
-            outputs.update({'--output (its OpenVINO int8 IR)': ov_ir,
-                            '--output (its OpenVINO int8 weights)': os.path.splitext(ov_ir)[0] + '.bin'})
-        check_distinct_paths(outputs, inputs)
-    except UsageError as e:
-        return _fail(EXIT_BAD_INPUT, f'{e}; nothing was written')
 
-    try:
-        model, output_names, metadata = _build(args, model_kwargs)
-    except UnknownModelError as e:
-        return _fail(EXIT_BAD_INPUT, str(e))
-    except CheckpointMismatchError as e:
-        return _fail(EXIT_BAD_INPUT, f'{e}\nThe checkpoint does not fit {args.model}; nothing was written.')
-    except (FileNotFoundError, ImportError, RuntimeError, TypeError, ValueError) as e:
-        kwargs_error = model_kwargs_error(args.model, e) if isinstance(e, TypeError) else None
-        return _fail(EXIT_BAD_INPUT, str(kwargs_error) if kwargs_error else f'cannot build {args.model}: '
-                                                                           f'{type(e).__name__}: {e}')
-
+def _run(args) -> int:
+    model_kwargs = _check_args(args)
+    runtimes = _check_runtimes(args)
+    output, int8_output = _output_paths(args, runtimes)
+    model, output_names, metadata = _build_or_refuse(args, model_kwargs)
     reference = None
     if args.deploy:
         import copy
@@ -232,26 +186,118 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         try:
             calib = _int8_images(args, model, img_size)
         except zoo_onnx.InvalidExportInput as e:
-            return _fail(EXIT_BAD_INPUT, f'{e}; nothing was written')
+            raise _Refused(EXIT_BAD_INPUT, f'{e}; nothing was written') from None
     if args.checkpoint:
         metadata['modzoo_checkpoint'] = os.path.basename(args.checkpoint)
-    external = {'auto': None, 'yes': True, 'no': False}[args.external_data]
+    result = _export(args, model, output, img_size, output_names, metadata, reference, runtimes)
+    _print_export(args, result)
+    if args.int8:
+        return _export_int8(args, result.path, int8_output, calib, getattr(model, 'num_classes', None), runtimes)
+    return EXIT_OK
 
+
+def _check_args(args) -> Dict[str, Any]:
+    """Everything that can be judged without building the model first; returns the parsed --model-kwargs."""
     try:
-        result = zoo_onnx.export_onnx(
+        model_kwargs = parse_model_kwargs(args.model_kwargs)
+    except UsageError as e:
+        raise _Refused(EXIT_BAD_INPUT, str(e)) from None
+    for flag, value in (('--batch', args.batch), ('--num-classes', args.num_classes), ('--opset', args.opset)):
+        if value is not None and value < 1:
+            raise _Refused(EXIT_BAD_INPUT, f'{flag} {value}: must be a whole number of at least 1')
+    try:
+        zoo_onnx.require_optional(fp16=args.fp16, simplify=args.simplify)
+        if args.img_size is not None:
+            zoo_onnx.validate_export_args(args.img_size, args.batch, args.dynamic, args.exporter, args.opset)
+    except zoo_onnx.ExportError as e:
+        raise _Refused(EXIT_BAD_INPUT, str(e)) from None
+    if 'spatial' in args.dynamic:
+        blocker = zoo_onnx.spatial_export_blocker(args.model)
+        if blocker:
+            raise _Refused(EXIT_BAD_INPUT, f'{args.model} cannot be exported with a dynamic height/width: '
+                                           f'{blocker}. Export with --dynamic batch at the size you deploy at.')
+    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
+        raise _Refused(EXIT_BAD_INPUT, f'no checkpoint file at {args.checkpoint}')
+    int8_problem = _int8_arg_problem(args)
+    if int8_problem:
+        raise _Refused(EXIT_BAD_INPUT, int8_problem)
+    return model_kwargs
+
+
+def _check_runtimes(args) -> List[str]:
+    """The runtimes of --runtime, each installed when --check or --int8 will run it."""
+    runtimes = runtime_list(args.runtime)
+    try:
+        for runtime in runtimes if args.check or args.int8 else ():
+            require_runtime(runtime)
+        if args.int8 and OPENVINO in runtimes:
+            zoo_ov.require_nncf()
+    except (RuntimeUnavailable, zoo_onnx.InvalidExportInput) as e:
+        raise _Refused(EXIT_BAD_INPUT, str(e)) from None
+    return runtimes
+
+
+def _output_paths(args, runtimes: Sequence[str]):
+    """(graph path, int8 graph path or None), after checking every file this run writes before any work: each
+    writable, none the same as another or an input."""
+    stem = os.path.splitext(os.path.basename(args.model))[0] if args.model.endswith('.py') else args.model
+    if args.head:
+        stem += '-' + args.head
+    output = args.output or zoo_onnx.default_output_path(stem, args.features, args.fp16, args.deploy)
+    int8_output = (args.int8_output or os.path.splitext(output)[0] + '-int8.onnx') if args.int8 else None
+    ov_ir = zoo_ov.default_openvino_int8_path(output) if args.int8 and OPENVINO in runtimes else None
+    try:
+        check_output_file(output, '--output')
+        if int8_output:
+            check_output_file(int8_output, '--int8-output')
+        if ov_ir:
+            check_output_file(ov_ir, '--output (its OpenVINO int8 IR)')
+        inputs = {'--checkpoint': args.checkpoint, 'MODEL': args.model if os.path.isfile(args.model) else None}
+        outputs = {'--output': output, '--output weights': output + '.data', '--int8-output': int8_output}
+        if ov_ir:
+            outputs.update({'--output (its OpenVINO int8 IR)': ov_ir,
+                            '--output (its OpenVINO int8 weights)': os.path.splitext(ov_ir)[0] + '.bin'})
+        check_distinct_paths(outputs, inputs)
+    except UsageError as e:
+        raise _Refused(EXIT_BAD_INPUT, f'{e}; nothing was written') from None
+    return output, int8_output
+
+
+def _build_or_refuse(args, model_kwargs: Dict[str, Any]):
+    """``_build``'s (model, output names, metadata), its failures worded as one line each."""
+    try:
+        model, output_names, metadata = _build(args, model_kwargs)
+    except UnknownModelError as e:
+        raise _Refused(EXIT_BAD_INPUT, str(e)) from None
+    except CheckpointMismatchError as e:
+        raise _Refused(EXIT_BAD_INPUT, f'{e}\nThe checkpoint does not fit {args.model}; nothing was written.') from None
+    except (FileNotFoundError, ImportError, RuntimeError, TypeError, ValueError) as e:
+        kwargs_error = model_kwargs_error(args.model, e) if isinstance(e, TypeError) else None
+        raise _Refused(EXIT_BAD_INPUT, str(kwargs_error) if kwargs_error else f'cannot build {args.model}: '
+                                                                            f'{type(e).__name__}: {e}') from None
+    return model, output_names, metadata
+
+
+def _export(args, model, output: str, img_size, output_names, metadata, reference, runtimes):
+    """``export_onnx`` with the command's options; its failures worded as one line each."""
+    external = {'auto': None, 'yes': True, 'no': False}[args.external_data]
+    try:
+        return zoo_onnx.export_onnx(
             model, output, img_size=img_size, batch=args.batch, dynamic=args.dynamic, exporter=args.exporter,
             opset=args.opset, fp16=args.fp16, simplify=args.simplify, output_names=output_names,
             external_data=external, metadata=metadata, check=args.check, reference=reference, verbose=args.verbose,
             runtimes=runtimes)
     except zoo_onnx.ParityError as e:
-        return _fail(EXIT_FAILED, f'{e}\nThe runtime does not match PyTorch; nothing was written.')
+        raise _Refused(EXIT_FAILED, f'{e}\nThe runtime does not match PyTorch; nothing was written.') from None
     except zoo_onnx.InvalidExportInput as e:
-        return _fail(EXIT_BAD_INPUT, f'{args.model}: {e}\nNothing was written.')
+        raise _Refused(EXIT_BAD_INPUT, f'{args.model}: {e}\nNothing was written.') from None
     except zoo_onnx.ExportError as e:
-        return _fail(EXIT_FAILED, f'{args.model}: {e}\nNothing was written.')
+        raise _Refused(EXIT_FAILED, f'{args.model}: {e}\nNothing was written.') from None
     except OSError as e:  # the output vanished or turned read-only after the check above
-        return _fail(EXIT_BAD_INPUT, f'cannot write {output}: {e.strerror or e}; pass another --output')
+        raise _Refused(EXIT_BAD_INPUT, f'cannot write {output}: {e.strerror or e}; pass another --output') from None
 
+
+def _print_export(args, result) -> None:
     size_mb = sum(os.path.getsize(f) for f in result.files()) / 2 ** 20
     print(f'exported {args.model} -> {result.path}' + (f' (+ {os.path.basename(result.data_path)})'
                                                         if result.data_path else ''))
@@ -262,9 +308,6 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     for runtime, report in result.checks.items():
         print(report.format())
         print(f'parity: max abs diff {report.max_abs_diff:.2e} ({RUNTIME_NAMES[runtime]} vs PyTorch)')
-    if args.int8:
-        return _export_int8(args, result.path, int8_output, calib, getattr(model, 'num_classes', None), runtimes)
-    return EXIT_OK
 
 
 def _int8_arg_problem(args) -> Optional[str]:

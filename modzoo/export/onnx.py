@@ -125,19 +125,20 @@ def build_export_model(
     Unknown names raise :class:`modzoo.models.UnknownModelError` with suggestions.
     """
     import modzoo
-    kwargs = dict(model_kwargs or {})
+    from modzoo.models import open_checkpoint, recorded_kwargs
+    ckpt = open_checkpoint(checkpoint, trusted=trust_pickle) if checkpoint is not None else None
+    # the recorded model unless the user gave kwargs (the load then refuses any the record contradicts)
+    kwargs = recorded_kwargs(ckpt, model_name, model_kwargs) if ckpt is not None else dict(model_kwargs or {})
     if num_classes is not None:
         kwargs['num_classes'] = num_classes
     model = modzoo.create_model(model_name, exportable=True, **kwargs)
-    if checkpoint is not None:
-        from modzoo.models import read_checkpoint
-        state_dict = read_checkpoint(checkpoint, trusted=trust_pickle)
+    if ckpt is not None:
         if num_classes is None:
-            ckpt_classes = checkpoint_num_classes(model, state_dict)
+            ckpt_classes = checkpoint_num_classes(model, ckpt.state_dict)
             if ckpt_classes is not None and ckpt_classes != getattr(model, 'num_classes', ckpt_classes):
                 _logger.info('classifier resized to the checkpoint: %d -> %d classes', model.num_classes, ckpt_classes)
                 model.reset_classifier(ckpt_classes)
-        modzoo.load_checkpoint(model, state_dict)
+        modzoo.load_checkpoint(model, ckpt)
     if features:
         model = _features_wrapper(model, model_name, kwargs)
     model.eval()
@@ -509,116 +510,41 @@ def export_onnx(
     """
     import onnx
     img_size, batch = validate_export_args(img_size, batch, dynamic, exporter, opset)
-    require_optional(fp16, simplify)
-    if check:
-        from ..runtimes import RuntimeUnavailable, require_runtime
-        for runtime in runtimes:
-            try:
-                require_runtime(runtime)
-            except (RuntimeUnavailable, ValueError) as e:
-                raise InvalidExportInput(str(e)) from e
+    _require_tools(fp16, simplify, runtimes if check else ())
     opset = opset or DEFAULT_OPSET[exporter]
     model.eval()
     cfg = model_input_config(model)
     trace_batch = max(batch, 2) if 'batch' in dynamic else batch
     example = random_images(trace_batch, img_size, cfg['in_chans'])
-
-    try:
-        with torch.no_grad(), _quiet(verbose):
-            outputs = _flatten_outputs(model(example))
-    except ExportError:
-        raise
-    except Exception as e:
-        raise InvalidExportInput(
-            f'the model cannot run on an input of shape {tuple(example.shape)} '
-            f'({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}); '
-            f'choose another --img-size/--batch') from e
-    if output_names is None:
-        output_names = ['output'] if len(outputs) == 1 else [f'output{i}' for i in range(len(outputs))]
-    output_names = list(output_names)
-    if len(output_names) != len(outputs):
-        raise ExportError(f'{len(output_names)} output names for {len(outputs)} outputs')
-
-    output = os.path.abspath(os.fspath(output))
-    out_dir, base = os.path.split(output)
-    if not base.endswith('.onnx'):
-        raise InvalidExportInput(f'the output file name must end in .onnx, got {base!r}')
-    if not os.path.isdir(out_dir):
-        raise InvalidExportInput(f'the output folder {out_dir} does not exist')
-    data_name = base + '.data'
+    outputs = _example_outputs(model, example, verbose)
+    output_names = _output_names(output_names, len(outputs))
+    output, out_dir, base = _output_target(output)
     staging = tempfile.mkdtemp(prefix=f'.{base}.', suffix='.partial', dir=out_dir)
     try:
         raw_dir = os.path.join(staging, 'raw')
         os.mkdir(raw_dir)
         raw_path = os.path.join(raw_dir, base)
         start = time.perf_counter()
-        try:
-            with torch.no_grad(), _quiet(verbose) as log:
-                _run_exporter(model, example, raw_path, exporter, opset, input_name, output_names,
-                              [t.dim() for t in outputs], dynamic, verbose)
-        except Exception as e:
-            detail = str(e).strip().splitlines()
-            raise ExportError(
-                f'the {exporter} exporter failed ({type(e).__name__}: {detail[0] if detail else ""})'
-                + (f'\n{log.getvalue()[-2000:]}' if log.getvalue().strip() else '')) from e
+        _export_raw(model, example, raw_path, exporter, opset, input_name, output_names, [t.dim() for t in outputs],
+                    dynamic, verbose)
         export_seconds = time.perf_counter() - start
 
-        proto = onnx.load(raw_path, load_external_data=True)
-        if fp16:
-            proto = _to_fp16(proto)
-        if simplify:
-            proto = _simplify(proto)
-        meta = dict(
+        proto = _convert(onnx.load(raw_path, load_external_data=True), fp16, simplify)
+        _set_metadata(proto, dict(
             modzoo_exporter=exporter, modzoo_dynamic=dynamic,
             modzoo_input=json.dumps(dict(name=input_name, shape=[batch, cfg['in_chans'], *img_size],
                                          mean=cfg['mean'], std=cfg['std'])),
-            **{k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()})
-        try:
-            from modzoo import __version__
-            meta['modzoo_version'] = __version__
-        except ImportError:
-            pass
-        del proto.metadata_props[:]
-        for key, value in meta.items():
-            proto.metadata_props.add(key=key, value=value)
-
+            **{k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()}))
         use_data = external_data if external_data is not None else _initializer_bytes(proto) > EXTERNAL_DATA_THRESHOLD
-        final_dir = os.path.join(staging, 'final')
-        os.mkdir(final_dir)
-        staged = os.path.join(final_dir, base)
-        onnx.save_model(proto, staged, save_as_external_data=use_data, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024)
+        staged = _save_staged(proto, staging, base, use_data)
         del proto
         shutil.rmtree(raw_dir)
-
-        onnx.checker.check_model(staged, full_check=True)
-        saved = onnx.load(staged, load_external_data=False)
-        bad = find_nonstandard_ops(saved)
-        if bad:
-            raise ExportError(
-                'the exported graph contains ops plain ONNX Runtime cannot run: ' + ', '.join(bad)
-                + ' (a custom/Triton op was not replaced by its PyTorch reference during export)')
-        op_types = sorted({n.op_type for n in _iter_nodes(saved.graph)})
-        del saved
-
+        op_types = _checked_op_types(staged)
         reports: Dict[str, CheckReport] = {}
         if check:
-            for runtime in runtimes:
-                reports[runtime] = check_onnx(
-                    staged, reference if reference is not None else model,
-                    plan or check_plan(img_size, dynamic, batch, photos=photos), fp16=fp16, runtime=runtime)
-                if not reports[runtime].passed:
-                    raise ParityError(reports[runtime].format())
-
-        # publish: the weights first, the graph last (a present .onnx means a complete export)
-        final_data = output + '.data'
-        if use_data:
-            os.replace(os.path.join(final_dir, data_name), final_data)
-        elif os.path.exists(final_data):
-            os.remove(final_data)  # a stale weights file from an earlier external-data export
-        os.replace(staged, output)
-        if use_data:  # onnx writes the weights file owner-only; give it the graph file's (umask) permissions
-            os.chmod(final_data, os.stat(output).st_mode & 0o777)
+            reports = _parity_reports(staged, reference if reference is not None else model,
+                                      plan or check_plan(img_size, dynamic, batch, photos=photos), fp16, runtimes)
+        _publish(staged, output, use_data)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -626,3 +552,131 @@ def export_onnx(
         path=output, data_path=output + '.data' if use_data else None, exporter=exporter, opset=opset,
         dynamic=dynamic, input_shape=(batch, cfg['in_chans']) + tuple(img_size), output_names=output_names,
         export_seconds=export_seconds, op_types=op_types, check=next(iter(reports.values()), None), checks=reports)
+
+
+def _require_tools(fp16: bool, simplify: bool, runtimes: Sequence[str]) -> None:
+    """Fail before any work when a converter or a runtime the parity check needs is missing."""
+    require_optional(fp16, simplify)
+    if runtimes:
+        from ..runtimes import RuntimeUnavailable, require_runtime
+        for runtime in runtimes:
+            try:
+                require_runtime(runtime)
+            except (RuntimeUnavailable, ValueError) as e:
+                raise InvalidExportInput(str(e)) from e
+
+
+def _example_outputs(model: nn.Module, example: torch.Tensor, verbose: bool) -> List[torch.Tensor]:
+    """The model's flattened outputs on the example input; InvalidExportInput when it cannot run on that size."""
+    try:
+        with torch.no_grad(), _quiet(verbose):
+            return _flatten_outputs(model(example))
+    except ExportError:
+        raise
+    except Exception as e:
+        raise InvalidExportInput(
+            f'the model cannot run on an input of shape {tuple(example.shape)} '
+            f'({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}); '
+            f'choose another --img-size/--batch') from e
+
+
+def _output_names(output_names: Optional[Sequence[str]], count: int) -> List[str]:
+    if output_names is None:
+        return ['output'] if count == 1 else [f'output{i}' for i in range(count)]
+    output_names = list(output_names)
+    if len(output_names) != count:
+        raise ExportError(f'{len(output_names)} output names for {count} outputs')
+    return output_names
+
+
+def _output_target(output: Union[str, os.PathLike]) -> Tuple[str, str, str]:
+    """(absolute path, folder, file name) of the ``.onnx`` to write, refusing another suffix or a missing folder."""
+    output = os.path.abspath(os.fspath(output))
+    out_dir, base = os.path.split(output)
+    if not base.endswith('.onnx'):
+        raise InvalidExportInput(f'the output file name must end in .onnx, got {base!r}')
+    if not os.path.isdir(out_dir):
+        raise InvalidExportInput(f'the output folder {out_dir} does not exist')
+    return output, out_dir, base
+
+
+def _export_raw(model, example, raw_path, exporter, opset, input_name, output_names, output_ranks, dynamic,
+                verbose) -> None:
+    """Runs the exporter into ``raw_path``; its failure (with the exporter's log tail) is an ExportError."""
+    try:
+        with torch.no_grad(), _quiet(verbose) as log:
+            _run_exporter(model, example, raw_path, exporter, opset, input_name, output_names, output_ranks, dynamic,
+                          verbose)
+    except Exception as e:
+        detail = str(e).strip().splitlines()
+        raise ExportError(
+            f'the {exporter} exporter failed ({type(e).__name__}: {detail[0] if detail else ""})'
+            + (f'\n{log.getvalue()[-2000:]}' if log.getvalue().strip() else '')) from e
+
+
+def _convert(proto, fp16: bool, simplify: bool):
+    if fp16:
+        proto = _to_fp16(proto)
+    if simplify:
+        proto = _simplify(proto)
+    return proto
+
+
+def _set_metadata(proto, meta: Dict[str, str]) -> None:
+    """Replaces the graph's ``metadata_props`` with ``meta`` plus the modzoo version."""
+    try:
+        from modzoo import __version__
+        meta['modzoo_version'] = __version__
+    except ImportError:
+        pass
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+
+
+def _checked_op_types(staged: str) -> List[str]:
+    """``onnx.checker``'s full check and the custom-op scan of the saved graph; returns its op types."""
+    import onnx
+    onnx.checker.check_model(staged, full_check=True)
+    saved = onnx.load(staged, load_external_data=False)
+    bad = find_nonstandard_ops(saved)
+    if bad:
+        raise ExportError(
+            'the exported graph contains ops plain ONNX Runtime cannot run: ' + ', '.join(bad)
+            + ' (a custom/Triton op was not replaced by its PyTorch reference during export)')
+    return sorted({n.op_type for n in _iter_nodes(saved.graph)})
+
+
+def _save_staged(proto, staging: str, base: str, use_data: bool) -> str:
+    """Saves ``proto`` as ``<staging>/final/<base>`` (its weights beside it in ``<base>.data`` when ``use_data``)."""
+    import onnx
+    final_dir = os.path.join(staging, 'final')
+    os.mkdir(final_dir)
+    staged = os.path.join(final_dir, base)
+    onnx.save_model(proto, staged, save_as_external_data=use_data, all_tensors_to_one_file=True,
+                    location=base + '.data', size_threshold=1024)
+    return staged
+
+
+def _parity_reports(staged: str, reference: nn.Module, plan: Sequence[CheckRunSpec], fp16: bool,
+                    runtimes: Sequence[str]) -> Dict[str, CheckReport]:
+    """:func:`check_onnx` in each runtime; the first mismatch raises ParityError."""
+    reports: Dict[str, CheckReport] = {}
+    for runtime in runtimes:
+        reports[runtime] = check_onnx(staged, reference, plan, fp16=fp16, runtime=runtime)
+        if not reports[runtime].passed:
+            raise ParityError(reports[runtime].format())
+    return reports
+
+
+def _publish(staged: str, output: str, use_data: bool) -> None:
+    """Moves the checked files into place: the weights first, the graph last (a present .onnx means a complete
+    export)."""
+    final_data = output + '.data'
+    if use_data:
+        os.replace(staged + '.data', final_data)
+    elif os.path.exists(final_data):
+        os.remove(final_data)  # a stale weights file from an earlier external-data export
+    os.replace(staged, output)
+    if use_data:  # onnx writes the weights file owner-only; give it the graph file's (umask) permissions
+        os.chmod(final_data, os.stat(output).st_mode & 0o777)

@@ -42,7 +42,16 @@ def build_train_parser() -> argparse.ArgumentParser:
         description='Train a modzoo (or any timm) classification model; single process or torchrun DDP.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('-c', '--config', default=None, help='recipe YAML (configs/imagenet/...); the command line wins')
+    _add_data_options(p)
+    _add_augmentation_options(p)
+    _add_model_options(p)
+    _add_optimiser_options(p)
+    _add_ema_and_distillation_options(p)
+    _add_runtime_options(p)
+    return p
 
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('data')
     g.add_argument('--data-dir', default=None, help='dataset root: ImageFolder layout <root>/{train,val}/<class>/*')
     g.add_argument('--dataset', default='', help="'' = ImageFolder; else a timm dataset name, e.g. torch/cifar10")
@@ -60,6 +69,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument('--mean', type=float, nargs='+', default=None)
     g.add_argument('--std', type=float, nargs='+', default=None)
 
+
+def _add_augmentation_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('augmentation and regularisation')
     g.add_argument('--scale', type=float, nargs=2, default=(0.08, 1.0), help='RandomResizedCrop area range')
     g.add_argument('--ratio', type=float, nargs=2, default=(3. / 4., 4. / 3.), help='RandomResizedCrop aspect range')
@@ -80,6 +91,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument('--drop', type=float, default=None, help='dropout before the classifier')
     g.add_argument('--drop-path', type=float, default=None, help='stochastic depth rate (default: the model\'s)')
 
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('model')
     g.add_argument('--model', default=None, help='registered name, e.g. zoo_focalnet_tiny_srf')
     g.add_argument('--model-kwargs', nargs='*', default=None, metavar='KEY=VALUE',
@@ -90,6 +103,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument('--grad-checkpointing', action='store_true')
     g.add_argument('--channels-last', action='store_true')
 
+
+def _add_optimiser_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('optimiser and schedule')
     g.add_argument('--opt', default='adamw')
     g.add_argument('--opt-eps', type=float, default=None)
@@ -109,6 +124,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument('--clip-grad', type=_float_or_none, default=None, help='gradient clipping value (None = off)')
     g.add_argument('--clip-mode', default='norm', choices=('norm', 'value', 'agc'))
 
+
+def _add_ema_and_distillation_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('EMA and distillation')
     g.add_argument('--model-ema', action='store_true', help='keep an exponential moving average of the weights')
     g.add_argument('--model-ema-decay', type=float, default=0.9998)
@@ -120,6 +137,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument('--kd-alpha', type=float, default=0.9, help='weight of the distillation term')
     g.add_argument('--kd-tau', type=float, default=1.0, help='distillation temperature')
 
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('runtime')
     g.add_argument('-b', '--batch-size', type=int, default=128, help='per process')
     g.add_argument('--validation-batch-size', type=int, default=None)
@@ -139,7 +158,6 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument('--log-interval', type=int, default=50)
     g.add_argument('--progress', default='auto', choices=('auto', 'on', 'off'), help='tqdm bar on rank 0')
     g.add_argument('--tensorboard', default='auto', choices=('auto', 'on', 'off'))
-    return p
 
 
 def _dest_names(parser: argparse.ArgumentParser) -> List[str]:

@@ -18,19 +18,20 @@ Resuming with another schedule (``--epochs``, ``--lr``, batch size, warmup, ...)
 learning rate at the resumed step is what a run started with the new options would have there, and the log says
 which options changed. ``--epochs`` below the epochs already trained is refused.
 """
-import datetime
 import errno
+import functools
 import logging
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from modzoo.models import RECORD_KEY, model_record
-from modzoo.utils.cli import UsageError, check_input_file, check_output_dir, model_kwargs_error
+from modzoo.utils.cli import UsageError, check_input_file, model_kwargs_error
 from modzoo.utils.files import atomic_write
 
 from .checkpoint import (
@@ -46,6 +47,7 @@ from .distributed import DistContext, init_distributed
 from .engine import EpochMeters, NonFiniteLossError, StepContext, evaluate, train_one_epoch
 from .logs import CsvLog, open_tensorboard
 from .loss import build_criterion
+from .run_folder import RESULT_FILES, lock_run_folder, refuse_older_resume, resolve_run_folder
 from .seeding import capture_rng_state, restore_rng_state, seed_all
 
 _logger = logging.getLogger('modzoo.train')
@@ -57,7 +59,6 @@ CSV_FIELDS = ['epoch', 'step', 'lr', 'train_loss', 'eval_loss', 'eval_top1', 'ev
               'ema_top1', 'ema_top5', 'epoch_seconds', 'train_samples_per_s']
 
 
-RESULT_FILES = ('last.pth', 'best.pth', 'log.csv')  # what a new run into the folder would destroy
 SCHEDULE_OPTIONS = ('epochs', 'sched', 'lr', 'lr_base', 'lr_base_size', 'lr_base_scale', 'warmup_epochs',
                     'warmup_lr', 'min_lr', 'cooldown_epochs', 'batch_size')
 
@@ -82,12 +83,24 @@ class RunWriteError(OSError):
     """A checkpoint or log of the run could not be written (a full disk, a vanished folder); says how to go on."""
 
 
-def _write_error(path: str, error: BaseException) -> RunWriteError:
+def _write_error(path: str, error: BaseException, output: str) -> RunWriteError:
     reason = os.strerror(error.errno) if isinstance(error, OSError) and error.errno else str(error).splitlines()[0]
     full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC))
     hint = 'free space on that disk' if full else 'check the disk (full?) and the folder'
-    return RunWriteError(f'cannot write {path} ({reason}): {hint}, then continue with --resume auto; last.pth keeps '
-                         f'the last complete checkpoint')
+    return RunWriteError(f'cannot write {path} ({reason}): {hint}, then {_how_to_go_on(output)}')
+
+
+def _how_to_go_on(output: str) -> str:
+    """The way on after a failed write, naming only checkpoints that exist in the run folder."""
+    last, best = os.path.join(output, 'last.pth'), os.path.join(output, 'best.pth')
+    if os.path.isfile(last):
+        return 'continue with --resume auto; last.pth keeps the last complete checkpoint'
+    if os.path.isfile(best):  # the first epoch's best.pth was written, its last.pth was not
+        return f'continue from the only checkpoint written with --resume {best}'
+    if any(os.path.exists(os.path.join(output, f)) for f in RESULT_FILES):
+        return ('start the run again with another --output (or none, for a new dated folder): no checkpoint was '
+                'written yet, so there is nothing to resume')
+    return 'start the run again: no checkpoint was written yet, so there is nothing to resume'
 
 
 def _user_errors():
@@ -158,100 +171,6 @@ def check_pretrained_available(name: str) -> None:
                          f'file, ' + _GET_WEIGHTS.format(name=name))
 
 
-def default_run_folder(args, root: str = os.path.join('output', 'train')) -> str:
-    """``<root>/<YYYYmmdd-HHMMSS>-<model>-<img size>``, suffixed ``-1``, ``-2``... if that folder exists."""
-    size = args.img_size or (args.input_size[-1] if args.input_size else None)
-    if size is None:
-        from timm.models import get_pretrained_cfg
-        cfg = get_pretrained_cfg(args.model.split('.')[0])
-        size = cfg.input_size[-1] if cfg is not None and cfg.input_size else None
-    stem = '-'.join(str(p) for p in (datetime.datetime.now().strftime('%Y%m%d-%H%M%S'), args.model, size) if p)
-    path, n = os.path.join(root, stem), 0
-    while os.path.exists(path):
-        n += 1
-        path = os.path.join(root, f'{stem}-{n}')
-    return path
-
-
-def resolve_run_folder(args, ctx: DistContext) -> str:
-    """The run folder, refusing one whose earlier results this run would overwrite (see the module docstring)."""
-    resume = args.resume
-    if args.output:
-        output = args.output
-    elif resume == 'auto':
-        raise ConfigError('--resume auto continues the run in --output: pass --output RUN_FOLDER, or --resume '
-                          'RUN_FOLDER/last.pth')
-    elif resume:
-        output = os.path.dirname(os.path.abspath(resume))
-    else:  # rank 0 picks the name: the clocks of the ranks may disagree by a second
-        output = ctx.all_gather_object(default_run_folder(args))[0]
-    check_output_dir(output)
-    results = [f for f in RESULT_FILES if os.path.exists(os.path.join(output, f))]
-    if not results:
-        return output
-    held = f'{output} already holds a run ({", ".join(results)})'
-    if not resume:
-        raise ConfigError(f'{held}: continue it with --resume auto, or start a new run with another --output '
-                          f'(or none, for a new dated folder)')
-    if resume == 'auto':
-        if 'last.pth' not in results:
-            raise ConfigError(f'{held} but no last.pth to continue: resume from a checkpoint file with --resume '
-                              f'FILE, or start a new run with another --output')
-        return output
-    if not os.path.samefile(os.path.dirname(os.path.abspath(resume)), output):
-        raise ConfigError(f'{held}; continuing {resume} there would overwrite it: leave out --output (the run '
-                          f'continues in the checkpoint\'s folder) or pass an empty --output')
-    return output
-
-
-def _position(ckpt) -> tuple:
-    return int(ckpt.get('epoch') or 0), int(ckpt.get('batch_in_epoch') or 0)
-
-
-def refuse_older_resume(ckpt, resume_path: str, output: str) -> None:
-    """ConfigError when ``output`` already holds results newer than the checkpoint being resumed (another snapshot,
-    ``best.pth``, a copy of an earlier ``last.pth``): continuing would overwrite them."""
-    last = os.path.join(output, 'last.pth')
-    if os.path.isfile(last) and os.path.samefile(last, resume_path):
-        return  # the run's own newest state; log rows it has not reached are the interrupted epoch's, rerun
-    at = _position(ckpt)
-    newer = []
-    if os.path.isfile(last):
-        try:
-            last_at = _position(read_training_checkpoint(last))
-        except ResumeError:  # a damaged last.pth: the log below still tells what was trained
-            last_at = (0, 0)
-        if last_at > at:
-            newer.append(f'last.pth at epoch {last_at[0]}' + (f' step {last_at[1]}' if last_at[1] else ''))
-    log = os.path.join(output, 'log.csv')
-    if os.path.isfile(log):
-        logged = CsvLog.epochs(log)
-        if logged and max(logged) + 1 > at[0]:
-            newer.append(f'log.csv rows up to epoch {max(logged) + 1}')
-    if newer:
-        where = f'epoch {at[0]}' + (f' step {at[1]}' if at[1] else '')
-        raise ConfigError(
-            f'--resume {resume_path} is at {where}, but {output} holds newer results ({", ".join(newer)}) that '
-            f'continuing there would overwrite: resume from {last}, or continue the older checkpoint into a new '
-            f'run folder with --output NEW_FOLDER')
-
-
-def lock_run_folder(output: str):
-    """An exclusive lock on the run folder (held while the process lives), or ConfigError if another run holds it."""
-    try:
-        import fcntl
-    except ImportError:  # not on Windows: the result-file check above still applies
-        return None
-    fd = os.open(output, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise ConfigError(f'another training run is writing to {output} right now: wait for it to end, or pass '
-                          f'another --output') from None
-    return fd
-
-
 def _weights_origin(args, model: nn.Module, ckpt: Optional[Dict[str, Any]]) -> Dict[str, Optional[str]]:
     """The pretrained tag and source sha256 a run's checkpoints record: where its starting weights came from
     (a resumed run keeps its checkpoint's)."""
@@ -267,21 +186,11 @@ def _weights_origin(args, model: nn.Module, ckpt: Optional[Dict[str, Any]]) -> D
 
 
 def load_initial_weights(model: nn.Module, path: str) -> List[str]:
-    """Load weights for a new run (fine-tuning): strict, except a classifier whose size differs is left as
-    initialised. Returns the skipped classifier keys. Any other mismatch raises ``CheckpointMismatchError``."""
-    from modzoo.models import check_model_record, classifier_names, convert_state_dict, match_state_dict
-    from modzoo.models import open_checkpoint
-    ckpt = open_checkpoint(path)
-    check_model_record(ckpt.record, model, path)
-    state_dict = convert_state_dict(ckpt.state_dict, model)
-    model_sd = model.state_dict()
-    heads = tuple(h + '.' for h in classifier_names(model))
-    skipped = [k for k, v in state_dict.items()
-               if heads and k.startswith(heads) and k in model_sd and v.shape != model_sd[k].shape]
-    kept = {k: v for k, v in state_dict.items() if k not in skipped}
-    report = match_state_dict(kept, model, allow_missing=heads, source=path)
-    model.load_state_dict(report.state_dict, strict=False)
-    return skipped
+    """Load weights for a new run (fine-tuning): strict, except a classifier whose size differs (or that the file
+    lacks) is left as initialised. Returns the skipped classifier keys. Any other mismatch raises
+    ``CheckpointMismatchError``."""
+    from modzoo.models import load_checkpoint
+    return load_checkpoint(model, path, classifier='reinit').load_report.dropped
 
 
 def _build_teacher(args, num_classes: int, device: torch.device) -> Optional[nn.Module]:
@@ -313,9 +222,88 @@ def train(args) -> Dict[str, Any]:
         ctx.shutdown()
 
 
+@dataclass
+class _Run:
+    """What the steps of one training run share: ``_train`` fills it section by section, in the order the run was
+    always built (the order the random generators are drawn in, which exact resume depends on)."""
+    args: Any
+    ctx: DistContext
+    amp_dtype: torch.dtype
+    output: str
+    resume_path: Optional[str]
+    ckpt: Optional[Dict[str, Any]]
+    # data
+    train_base: Any = None
+    val_base: Any = None
+    class_to_idx: Dict[str, int] = field(default_factory=dict)
+    num_classes: int = 0
+    # model
+    model: Optional[nn.Module] = None
+    ddp_model: Optional[nn.Module] = None
+    teacher: Optional[nn.Module] = None
+    origin: Dict[str, Optional[str]] = field(default_factory=dict)
+    data_config: Dict[str, Any] = field(default_factory=dict)
+    # loaders
+    train_ds: Any = None
+    train_sampler: Any = None
+    train_loader: Any = None
+    val_loader: Any = None
+    steps_per_epoch: int = 0
+    # optimisation
+    global_batch: int = 0
+    lr: float = 0.0
+    optimizer: Any = None
+    scheduler: Any = None
+    num_epochs: int = 0
+    scaler: Any = None
+    model_ema: Any = None
+    mixup_fn: Any = None
+    criterion: Any = None
+    step_ctx: Optional[StepContext] = None
+    # where training starts, and the outputs (rank 0)
+    start_epoch: int = 0
+    start_batch: int = 0
+    best: Dict[str, Any] = field(default_factory=dict)
+    resume_meters: EpochMeters = field(default_factory=EpochMeters)
+    csv_log: Optional[CsvLog] = None
+    tb_writer: Any = None
+    progress: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device
+
+    @property
+    def last_path(self) -> str:
+        return os.path.join(self.output, 'last.pth')
+
+    @property
+    def best_path(self) -> str:
+        return os.path.join(self.output, 'best.pth')
+
+
 def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
     setup_logging(ctx)
-    device = ctx.device
+    run = _open_run(args, ctx, _configure_torch(args, ctx.device))
+    _build_data(run)
+    _build_model(run)
+    _set_transforms(run)
+    _place_models(run)
+    _build_loaders(run)
+    _build_optimisation(run)
+    _resume_position(run)
+    _open_outputs(run, held)
+    _log_start(run)
+    last_metrics: Dict[str, Any] = {}
+    for epoch in range(run.start_epoch, run.num_epochs):
+        row = _train_and_evaluate(run, epoch)
+        _record_epoch(run, epoch, row)
+        last_metrics = row
+    return _finish(run, last_metrics)
+
+
+def _configure_torch(args, device: torch.device) -> torch.dtype:
+    """Threads, determinism and the autocast dtype; refuses float16 autocast off CUDA."""
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.deterministic:
@@ -326,8 +314,11 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         torch.backends.cudnn.benchmark = True
     if args.amp and args.amp_dtype == 'float16' and device.type != 'cuda':
         raise ConfigError('--amp-dtype float16 needs a CUDA device; use --amp-dtype bfloat16 on CPU')
-    amp_dtype = torch.bfloat16 if args.amp_dtype == 'bfloat16' else torch.float16
+    return torch.bfloat16 if args.amp_dtype == 'bfloat16' else torch.float16
 
+
+def _open_run(args, ctx: DistContext, amp_dtype: torch.dtype) -> _Run:
+    """Checks the names and files given, picks the run folder and reads the checkpoint to resume (if any)."""
     check_model_name(args.model)
     if args.teacher:
         check_model_name(args.teacher)
@@ -347,39 +338,52 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
     ckpt = read_training_checkpoint(resume_path) if resume_path else None
     if ckpt is not None:
         refuse_older_resume(ckpt, resume_path, output)
+    return _Run(args=args, ctx=ctx, amp_dtype=amp_dtype, output=output, resume_path=resume_path, ckpt=ckpt)
 
-    # ---- data (the class list decides the head size)
+
+def _build_data(run: _Run) -> None:
+    """The datasets (without transforms yet): the class list decides the head size."""
+    args = run.args
     class_map = None
     if args.class_map:
         from timm.data.readers.class_map import load_class_map
         if not os.path.isfile(args.class_map):
             raise ConfigError(f'--class-map file not found: {args.class_map!r}')
         class_map = load_class_map(args.class_map)
-    train_base, class_to_idx = build_dataset(args.dataset, args.data_dir, args.train_split, class_to_idx=class_map,
-                                             download=args.dataset_download, every_class=True)
-    val_base = None
+    run.train_base, run.class_to_idx = build_dataset(args.dataset, args.data_dir, args.train_split,
+                                                     class_to_idx=class_map, download=args.dataset_download,
+                                                     every_class=True)
     if args.val_split:
-        val_base, _ = build_dataset(args.dataset, args.data_dir, args.val_split, class_to_idx=class_to_idx,
-                                    download=args.dataset_download, evaluation=True)
-    num_classes = args.num_classes or len(class_to_idx)
-    if not num_classes:
+        run.val_base, _ = build_dataset(args.dataset, args.data_dir, args.val_split, class_to_idx=run.class_to_idx,
+                                        download=args.dataset_download, evaluation=True)
+    run.num_classes = args.num_classes or len(run.class_to_idx)
+    if not run.num_classes:
         raise ConfigError('cannot tell the number of classes from the dataset: pass --num-classes')
-    if ckpt is not None:
-        check_resume_compatible(ckpt, resume_path, args.model, num_classes, args.model_kwargs)
+    if run.ckpt is not None:
+        check_resume_compatible(run.ckpt, run.resume_path, args.model, run.num_classes, args.model_kwargs)
 
-    # ---- model (same init on every rank; DDP also broadcasts rank 0's weights)
-    seed_all(args.seed, cuda=device.type == 'cuda')
+
+def _build_model(run: _Run) -> None:
+    """The model, with the same init on every rank (DDP also broadcasts rank 0's weights)."""
+    args, ckpt = run.args, run.ckpt
+    seed_all(args.seed, cuda=run.device.type == 'cuda')
     # a resumed run takes its weights from the checkpoint: no hub download
-    model = create_run_model(args.model, num_classes, pretrained=args.pretrained and ckpt is None, drop_rate=args.drop,
-                             drop_path_rate=args.drop_path, **args.model_kwargs)
+    model = create_run_model(args.model, run.num_classes, pretrained=args.pretrained and ckpt is None,
+                             drop_rate=args.drop, drop_path_rate=args.drop_path, **args.model_kwargs)
     if args.initial_checkpoint and ckpt is None:
         skipped = load_initial_weights(model, args.initial_checkpoint)
         _logger.info('initial weights from %s%s', args.initial_checkpoint,
                      f' (new classifier: {", ".join(skipped)})' if skipped else '')
-    origin = _weights_origin(args, model, ckpt)
+    run.origin = _weights_origin(args, model, ckpt)
     if args.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    data_config = resolve_model_data_config(model, dict(
+    run.model = model
+
+
+def _set_transforms(run: _Run) -> None:
+    """The model's data config (input size, crop, normalisation) and the datasets' transforms built from it."""
+    args = run.args
+    run.data_config = resolve_model_data_config(run.model, dict(
         input_size=tuple(args.input_size) if args.input_size else None, img_size=args.img_size,
         crop_pct=args.crop_pct, interpolation=args.interpolation,
         mean=tuple(args.mean) if args.mean else None, std=tuple(args.std) if args.std else None))
@@ -388,44 +392,51 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         color_jitter=args.color_jitter, auto_augment=args.aa, interpolation=args.train_interpolation,
         re_prob=args.reprob, re_mode=args.remode, re_count=args.recount)
     try:
-        train_tf, eval_tf = build_transforms(data_config, train_aug)
+        train_tf, eval_tf = build_transforms(run.data_config, train_aug)
     except (AssertionError, KeyError, ValueError) as e:  # timm's answers to an augmentation string it cannot parse
         raise ConfigError(f'timm cannot build the training augmentation from --aa {args.aa!r} ({type(e).__name__}: '
                           f'{e}): use a timm policy string such as rand-m9-mstd0.5-inc1, or none') from None
-    train_base.transform = train_tf
-    if val_base is not None:
-        val_base.transform = eval_tf
+    run.train_base.transform = train_tf
+    if run.val_base is not None:
+        run.val_base.transform = eval_tf
 
-    model.to(device)
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
-    teacher = _build_teacher(args, num_classes, device)
-    if teacher is not None and args.channels_last:
-        teacher.to(memory_format=torch.channels_last)
 
-    # ---- loaders
-    train_ds = SeededDataset(train_base, args.seed)
-    train_sampler = ResumableShardSampler(len(train_ds), ctx.world_size, ctx.rank, shuffle=True, seed=args.seed)
-    steps_per_epoch = train_sampler.shard_size() // args.batch_size
-    if steps_per_epoch == 0:
-        raise ConfigError(f'--batch-size {args.batch_size} is larger than the {train_sampler.shard_size()} training '
-                          f'images each of the {ctx.world_size} process(es) gets: lower it')
-    train_loader = build_loader(train_ds, train_sampler, args.batch_size, args.workers, drop_last=True,
-                                pin_memory=args.pin_mem)
-    val_loader = None
-    if val_base is not None:
-        val_sampler = ResumableShardSampler(len(val_base), ctx.world_size, ctx.rank, shuffle=False, pad=False)
-        val_loader = build_loader(val_base, val_sampler, args.validation_batch_size or args.batch_size,
-                                  args.workers, drop_last=False, pin_memory=args.pin_mem)
+def _place_models(run: _Run) -> None:
+    """The model (and the distillation teacher) on the device, in the memory format asked for."""
+    run.model.to(run.device)
+    if run.args.channels_last:
+        run.model.to(memory_format=torch.channels_last)
+    run.teacher = _build_teacher(run.args, run.num_classes, run.device)
+    if run.teacher is not None and run.args.channels_last:
+        run.teacher.to(memory_format=torch.channels_last)
 
-    # ---- optimisation
-    from timm.data import Mixup
+
+def _build_loaders(run: _Run) -> None:
+    args, ctx = run.args, run.ctx
+    run.train_ds = SeededDataset(run.train_base, args.seed)
+    run.train_sampler = ResumableShardSampler(len(run.train_ds), ctx.world_size, ctx.rank, shuffle=True,
+                                              seed=args.seed)
+    run.steps_per_epoch = run.train_sampler.shard_size() // args.batch_size
+    if run.steps_per_epoch == 0:
+        raise ConfigError(f'--batch-size {args.batch_size} is larger than the {run.train_sampler.shard_size()} '
+                          f'training images each of the {ctx.world_size} process(es) gets: lower it')
+    run.train_loader = build_loader(run.train_ds, run.train_sampler, args.batch_size, args.workers, drop_last=True,
+                                    pin_memory=args.pin_mem)
+    if run.val_base is not None:
+        val_sampler = ResumableShardSampler(len(run.val_base), ctx.world_size, ctx.rank, shuffle=False, pad=False)
+        run.val_loader = build_loader(run.val_base, val_sampler, args.validation_batch_size or args.batch_size,
+                                      args.workers, drop_last=False, pin_memory=args.pin_mem)
+
+
+def _build_optimisation(run: _Run) -> None:
+    """Optimizer, lr schedule, loss scaler and EMA, then mixup and the loss."""
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
     from timm.utils import ModelEmaV3
 
-    global_batch = args.batch_size * ctx.world_size
-    lr = resolve_lr(args, global_batch)
+    args = run.args
+    run.global_batch = args.batch_size * run.ctx.world_size
+    run.lr = resolve_lr(args, run.global_batch)
     opt_kwargs = {}
     if args.opt_eps is not None:
         opt_kwargs['eps'] = args.opt_eps
@@ -433,175 +444,202 @@ def _train(args, ctx: DistContext, held: List[int]) -> Dict[str, Any]:
         opt_kwargs['betas'] = tuple(args.opt_betas)
     if args.opt.lower() in ('sgd', 'momentum', 'nesterov'):
         opt_kwargs['momentum'] = args.momentum
-    optimizer = create_optimizer_v2(model, opt=args.opt, lr=lr, weight_decay=args.weight_decay, **opt_kwargs)
-    scheduler, num_epochs = create_scheduler_v2(
-        optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+    run.optimizer = create_optimizer_v2(run.model, opt=args.opt, lr=run.lr, weight_decay=args.weight_decay,
+                                        **opt_kwargs)
+    run.scheduler, run.num_epochs = create_scheduler_v2(
+        run.optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
         warmup_lr=args.warmup_lr, min_lr=args.min_lr, cooldown_epochs=args.cooldown_epochs,
-        step_on_epochs=False, updates_per_epoch=steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type) if args.amp and amp_dtype == torch.float16 else None
-    model_ema = None
+        step_on_epochs=False, updates_per_epoch=run.steps_per_epoch)
+    run.scaler = torch.amp.GradScaler(run.device.type) if args.amp and run.amp_dtype == torch.float16 else None
     if args.model_ema:
-        model_ema = ModelEmaV3(model, decay=args.model_ema_decay, use_warmup=args.model_ema_warmup)
-    mixup_fn = None
+        run.model_ema = ModelEmaV3(run.model, decay=args.model_ema_decay, use_warmup=args.model_ema_warmup)
+    _build_mixup_and_loss(run)
+
+
+def _build_mixup_and_loss(run: _Run) -> None:
+    from timm.data import Mixup
+
+    args = run.args
     if args.mixup > 0 or args.cutmix > 0:
         if args.batch_size % 2:
             raise ConfigError('mixup/cutmix need an even --batch-size')
-        mixup_fn = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
-                         switch_prob=args.mixup_switch_prob, mode=args.mixup_mode, label_smoothing=args.smoothing,
-                         num_classes=num_classes)
-    criterion = build_criterion(args.smoothing, mixup_fn is not None, teacher, args.kd_alpha, args.kd_tau)
+        run.mixup_fn = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
+                             switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
+                             label_smoothing=args.smoothing, num_classes=run.num_classes)
+    run.criterion = build_criterion(args.smoothing, run.mixup_fn is not None, run.teacher, args.kd_alpha,
+                                    args.kd_tau)
 
-    # ---- resume
-    start_epoch, start_batch = 0, 0
-    best = {'metric': 'ema_top1' if model_ema is not None else 'eval_top1', 'value': None, 'epoch': None}
-    resume_meters = EpochMeters()
-    if ckpt is not None:
-        start_epoch, start_batch, best, resume_meters = _restore(
-            ckpt, resume_path, ctx, model, optimizer, scheduler, scaler, model_ema, steps_per_epoch, args)
-        if start_epoch > num_epochs:
-            raise ConfigError(f'--epochs {args.epochs}: {resume_path} has already trained {start_epoch} epochs; pass '
-                              f'a larger --epochs to train on')
 
-    ddp_model = model
-    if ctx.distributed:
+def _resume_position(run: _Run) -> None:
+    """Where training starts (restoring the resumed checkpoint's state), then the DDP wrapper."""
+    run.best = {'metric': 'ema_top1' if run.model_ema is not None else 'eval_top1', 'value': None, 'epoch': None}
+    if run.ckpt is not None:
+        run.start_epoch, run.start_batch, run.best, run.resume_meters = _restore(
+            run.ckpt, run.resume_path, run.ctx, run.model, run.optimizer, run.scheduler, run.scaler, run.model_ema,
+            run.steps_per_epoch, run.args)
+        if run.start_epoch > run.num_epochs:
+            raise ConfigError(f'--epochs {run.args.epochs}: {run.resume_path} has already trained {run.start_epoch} '
+                              f'epochs; pass a larger --epochs to train on')
+    run.ddp_model = run.model
+    if run.ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
-        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+        device = run.device
+        run.ddp_model = DistributedDataParallel(run.model,
+                                                device_ids=[device.index] if device.type == 'cuda' else None)
 
-    # ---- outputs (rank 0 only)
-    csv_log = tb_writer = None
-    if ctx.is_primary:
+
+def _open_outputs(run: _Run, held: List[int]) -> None:
+    """Rank 0 locks the run folder and opens its logs; every rank learns whether to show progress bars."""
+    args, output = run.args, run.output
+    if run.ctx.is_primary:
         os.makedirs(output, exist_ok=True)
         fd = lock_run_folder(output)
         if fd is not None:
             held.append(fd)
-        remove_stale_temporaries(os.path.join(output, 'last.pth'))
-        remove_stale_temporaries(os.path.join(output, 'best.pth'))
-        csv_log = CsvLog(os.path.join(output, 'log.csv'), CSV_FIELDS)
+        remove_stale_temporaries(run.last_path)
+        remove_stale_temporaries(run.best_path)
+        run.csv_log = CsvLog(os.path.join(output, 'log.csv'), CSV_FIELDS)
         try:
-            _write_args(output, args, lr, global_batch, data_config, num_classes)
-            csv_log.truncate(keep_below_epoch=start_epoch)
+            _write_args(output, args, run.lr, run.global_batch, run.data_config, run.num_classes)
+            run.csv_log.truncate(keep_below_epoch=run.start_epoch)
         except OSError as e:
-            raise _write_error(getattr(e, 'filename', None) or output, e) from None
-        tb_writer = open_tensorboard(output, args.tensorboard)
-    progress = {'on': True, 'off': False}.get(args.progress, sys.stderr.isatty())
+            raise _write_error(getattr(e, 'filename', None) or output, e, output) from None
+        run.tb_writer = open_tensorboard(output, args.tensorboard)
+    run.progress = {'on': True, 'off': False}.get(args.progress, sys.stderr.isatty())
 
+
+def _log_start(run: _Run) -> None:
+    """Logs what is trained on what, and builds the per-step context."""
+    args = run.args
     _logger.info('model %s: %.2fM params, %d classes, input %s; %d train / %s val images; %d process(es) x batch '
-                 '%d, lr %.3g, %d epochs x %d steps', args.model, sum(p.numel() for p in model.parameters()) / 1e6,
-                 num_classes, tuple(data_config['input_size']), len(train_ds),
-                 len(val_base) if val_base is not None else 'no', ctx.world_size, args.batch_size, lr, num_epochs,
-                 steps_per_epoch)
-    if ckpt is not None:
-        _logger.info('resumed from %s at epoch %d, batch %d/%d', resume_path, start_epoch, start_batch,
-                     steps_per_epoch)
+                 '%d, lr %.3g, %d epochs x %d steps', args.model,
+                 sum(p.numel() for p in run.model.parameters()) / 1e6, run.num_classes,
+                 tuple(run.data_config['input_size']), len(run.train_ds),
+                 len(run.val_base) if run.val_base is not None else 'no', run.ctx.world_size, args.batch_size, run.lr,
+                 run.num_epochs, run.steps_per_epoch)
+    if run.ckpt is not None:
+        _logger.info('resumed from %s at epoch %d, batch %d/%d', run.resume_path, run.start_epoch, run.start_batch,
+                     run.steps_per_epoch)
+    run.step_ctx = StepContext(
+        criterion=run.criterion, scheduler=run.scheduler, steps_per_epoch=run.steps_per_epoch, seed=args.seed,
+        device=run.device, amp=args.amp, amp_dtype=run.amp_dtype, scaler=run.scaler, clip_grad=args.clip_grad,
+        clip_mode=args.clip_mode, mixup_fn=run.mixup_fn, model_ema=run.model_ema, channels_last=args.channels_last,
+        log_interval=args.log_interval)
 
-    step_ctx = StepContext(
-        criterion=criterion, scheduler=scheduler, steps_per_epoch=steps_per_epoch, seed=args.seed, device=device,
-        amp=args.amp, amp_dtype=amp_dtype, scaler=scaler, clip_grad=args.clip_grad, clip_mode=args.clip_mode,
-        mixup_fn=mixup_fn, model_ema=model_ema, channels_last=args.channels_last, log_interval=args.log_interval)
 
-    def save(epoch: int, batch: int, meters: EpochMeters, path: str) -> None:
-        # every rank contributes its RNG state and meters; only rank 0 writes
-        per_rank = ctx.all_gather_object({'rng': capture_rng_state(), 'meters': meters.state_dict()})
-        if not ctx.is_primary:
-            return
-        state = {
-            'format': CHECKPOINT_FORMAT, 'model_name': args.model, 'num_classes': num_classes,
-            'model_kwargs': dict(args.model_kwargs), 'class_to_idx': dict(class_to_idx),
-            'epoch': epoch, 'batch_in_epoch': batch, 'steps_per_epoch': steps_per_epoch,
-            'step': epoch * steps_per_epoch + batch, 'world_size': ctx.world_size, 'batch_size': args.batch_size,
-            'state_dict': model.state_dict(), 'optimizer': optimizer.state_dict(),
-            'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict() if scaler is not None else None,
-            'rng': [r['rng'] for r in per_rank], 'meters': [r['meters'] for r in per_rank],
-            'best': dict(best), 'args': plain_args(args), 'data_config': _plain_data_config(data_config),
-        }
-        if model_ema is not None:
-            state['state_dict_ema'] = model_ema.module.state_dict()
-        state[RECORD_KEY] = model_record(model, **origin)
+def _save(run: _Run, epoch: int, batch: int, meters: EpochMeters, path: str) -> None:
+    """Every rank contributes its RNG state and meters; only rank 0 writes ``path``."""
+    per_rank = run.ctx.all_gather_object({'rng': capture_rng_state(), 'meters': meters.state_dict()})
+    if not run.ctx.is_primary:
+        return
+    args, model = run.args, run.model
+    state = {
+        'format': CHECKPOINT_FORMAT, 'model_name': args.model, 'num_classes': run.num_classes,
+        'model_kwargs': dict(args.model_kwargs), 'class_to_idx': dict(run.class_to_idx),
+        'epoch': epoch, 'batch_in_epoch': batch, 'steps_per_epoch': run.steps_per_epoch,
+        'step': epoch * run.steps_per_epoch + batch, 'world_size': run.ctx.world_size, 'batch_size': args.batch_size,
+        'state_dict': model.state_dict(), 'optimizer': run.optimizer.state_dict(),
+        'scheduler': run.scheduler.state_dict(), 'scaler': run.scaler.state_dict() if run.scaler is not None else None,
+        'rng': [r['rng'] for r in per_rank], 'meters': [r['meters'] for r in per_rank],
+        'best': dict(run.best), 'args': plain_args(args), 'data_config': _plain_data_config(run.data_config),
+    }
+    if run.model_ema is not None:
+        state['state_dict_ema'] = run.model_ema.module.state_dict()
+    state[RECORD_KEY] = model_record(model, **run.origin)
+    try:
+        atomic_save(state, path)
+    except OSError as e:
+        raise _write_error(path, e, run.output) from None
+    except RuntimeError as e:  # torch's zip writer words a failed write as '[enforce fail at inline_container.cc'
+        if 'inline_container' not in str(e) and 'write' not in str(e):
+            raise
+        raise _write_error(path, e, run.output) from None
+
+
+def _save_on_interval(run: _Run, epoch: int, batch: int, meters: EpochMeters) -> None:
+    """The step-end hook: ``last.pth`` every ``--checkpoint-interval`` steps (the epoch end saves anyway)."""
+    step = epoch * run.steps_per_epoch + batch
+    if run.args.checkpoint_interval and step % run.args.checkpoint_interval == 0 and batch < run.steps_per_epoch:
+        _save(run, epoch, batch, meters, run.last_path)
+
+
+def _train_and_evaluate(run: _Run, epoch: int) -> Dict[str, Any]:
+    """One epoch of training (from the resumed batch in the first), then validation: the epoch's log row."""
+    args, ctx = run.args, run.ctx
+    epoch_start = time.perf_counter()
+    first = epoch == run.start_epoch
+    batch0 = run.start_batch if first else 0
+    run.train_ds.set_epoch(epoch)
+    run.train_sampler.set_epoch(epoch)
+    run.train_sampler.set_start(batch0 * args.batch_size)
+    meters = run.resume_meters if first and batch0 else EpochMeters()
+    meters = train_one_epoch(ctx, run.ddp_model, run.train_loader, run.optimizer, run.step_ctx, epoch, batch0,
+                             meters, functools.partial(_save_on_interval, run), run.progress, run.tb_writer)
+    train_seconds = time.perf_counter() - epoch_start
+
+    sums = torch.tensor([meters.loss_sum, meters.samples], dtype=torch.float64)
+    ctx.all_reduce_sum(sums)
+    row: Dict[str, Any] = {
+        'epoch': epoch, 'step': (epoch + 1) * run.steps_per_epoch, 'lr': run.optimizer.param_groups[0]['lr'],
+        'train_loss': float(sums[0] / max(float(sums[1]), 1.0)),
+        'train_samples_per_s': float(sums[1]) / max(train_seconds, 1e-9),
+    }
+    if run.val_loader is not None:
+        setting = (run.val_loader, run.device, args.amp, run.amp_dtype, args.channels_last, run.progress)
+        m = evaluate(ctx, run.model, *setting)
+        row.update(eval_loss=m['loss'], eval_top1=m['top1'], eval_top5=m['top5'])
+        if run.model_ema is not None:
+            e = evaluate(ctx, run.model_ema.module, *setting, desc='eval ema')
+            row.update(ema_eval_loss=e['loss'], ema_top1=e['top1'], ema_top5=e['top5'])
+    row['epoch_seconds'] = time.perf_counter() - epoch_start
+    return row
+
+
+def _record_epoch(run: _Run, epoch: int, row: Dict[str, Any]) -> None:
+    """Tracks the best epoch, writes the log row (rank 0), then saves ``best.pth`` (when it is) and ``last.pth``."""
+    best = run.best
+    value = row.get(best['metric'])
+    is_best = value is not None and (best['value'] is None or value > best['value'])
+    if is_best:
+        best.update(value=value, epoch=epoch)
+    if run.ctx.is_primary:
         try:
-            atomic_save(state, path)
+            run.csv_log.write(row)
         except OSError as e:
-            raise _write_error(path, e) from None
-        except RuntimeError as e:  # torch's zip writer words a failed write as '[enforce fail at inline_container.cc'
-            if 'inline_container' not in str(e) and 'write' not in str(e):
-                raise
-            raise _write_error(path, e) from None
+            raise _write_error(run.csv_log.path, e, run.output) from None
+        if run.tb_writer is not None:
+            for k, v in row.items():
+                if k not in ('epoch', 'step') and v is not None:
+                    run.tb_writer.add_scalar(f'epoch/{k}', v, epoch)
+            run.tb_writer.flush()
+        _logger.info(_format_row(row, run.num_epochs))
+    # best first, then last: a kill between the two leaves last at the previous epoch, whose rerun rewrites
+    # the same best file, so the pair never disagrees
+    if is_best:
+        _save(run, epoch + 1, 0, EpochMeters(), run.best_path)
+    _save(run, epoch + 1, 0, EpochMeters(), run.last_path)
 
-    last_path = os.path.join(output, 'last.pth')
-    best_path = os.path.join(output, 'best.pth')
 
-    def on_step_end(epoch: int, batch: int, meters: EpochMeters) -> None:
-        step = epoch * steps_per_epoch + batch
-        if args.checkpoint_interval and step % args.checkpoint_interval == 0 and batch < steps_per_epoch:
-            save(epoch, batch, meters, last_path)
-
-    last_metrics: Dict[str, Any] = {}
-    for epoch in range(start_epoch, num_epochs):
-        epoch_start = time.perf_counter()
-        first = epoch == start_epoch
-        batch0 = start_batch if first else 0
-        train_ds.set_epoch(epoch)
-        train_sampler.set_epoch(epoch)
-        train_sampler.set_start(batch0 * args.batch_size)
-        meters = resume_meters if first and batch0 else EpochMeters()
-        meters = train_one_epoch(ctx, ddp_model, train_loader, optimizer, step_ctx, epoch, batch0, meters,
-                                 on_step_end, progress, tb_writer)
-        train_seconds = time.perf_counter() - epoch_start
-
-        sums = torch.tensor([meters.loss_sum, meters.samples], dtype=torch.float64)
-        ctx.all_reduce_sum(sums)
-        row: Dict[str, Any] = {
-            'epoch': epoch, 'step': (epoch + 1) * steps_per_epoch, 'lr': optimizer.param_groups[0]['lr'],
-            'train_loss': float(sums[0] / max(float(sums[1]), 1.0)),
-            'train_samples_per_s': float(sums[1]) / max(train_seconds, 1e-9),
-        }
-        if val_loader is not None:
-            m = evaluate(ctx, model, val_loader, device, args.amp, amp_dtype, args.channels_last, progress)
-            row.update(eval_loss=m['loss'], eval_top1=m['top1'], eval_top5=m['top5'])
-            if model_ema is not None:
-                e = evaluate(ctx, model_ema.module, val_loader, device, args.amp, amp_dtype, args.channels_last,
-                             progress, desc='eval ema')
-                row.update(ema_eval_loss=e['loss'], ema_top1=e['top1'], ema_top5=e['top5'])
-        row['epoch_seconds'] = time.perf_counter() - epoch_start
-        last_metrics = row
-
-        value = row.get(best['metric'])
-        is_best = value is not None and (best['value'] is None or value > best['value'])
-        if is_best:
-            best.update(value=value, epoch=epoch)
-        if ctx.is_primary:
-            try:
-                csv_log.write(row)
-            except OSError as e:
-                raise _write_error(csv_log.path, e) from None
-            if tb_writer is not None:
-                for k, v in row.items():
-                    if k not in ('epoch', 'step') and v is not None:
-                        tb_writer.add_scalar(f'epoch/{k}', v, epoch)
-                tb_writer.flush()
-            _logger.info(_format_row(row, num_epochs))
-        # best first, then last: a kill between the two leaves last at the previous epoch, whose rerun rewrites
-        # the same best file, so the pair never disagrees
-        if is_best:
-            save(epoch + 1, 0, EpochMeters(), best_path)
-        save(epoch + 1, 0, EpochMeters(), last_path)
-
-    if tb_writer is not None:
-        tb_writer.close()
-    summary = {'output': output, 'epochs': num_epochs, 'best_metric': best['metric'], 'best_value': best['value'],
-               'best_epoch': best['epoch'], 'last': last_metrics, 'last_checkpoint': last_path,
-               'best_checkpoint': best_path if best['epoch'] is not None else None,
-               'world_size': ctx.world_size, 'lr': lr}
-    if ctx.is_primary:  # epochs counted from 1, as in the per-epoch lines
+def _finish(run: _Run, last_metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """Closes the event log, logs the best epoch and returns the run's summary."""
+    best, num_epochs = run.best, run.num_epochs
+    if run.tb_writer is not None:
+        run.tb_writer.close()
+    summary = {'output': run.output, 'epochs': num_epochs, 'best_metric': best['metric'],
+               'best_value': best['value'], 'best_epoch': best['epoch'], 'last': last_metrics,
+               'last_checkpoint': run.last_path,
+               'best_checkpoint': run.best_path if best['epoch'] is not None else None,
+               'world_size': run.ctx.world_size, 'lr': run.lr}
+    if run.ctx.is_primary:  # epochs counted from 1, as in the per-epoch lines
         best_text = (f'best {best["metric"]} {best["value"]:.2f} (epoch {best["epoch"] + 1}/{num_epochs})'
                      if best['value'] is not None else 'no validation')
-        _logger.info('done: %d/%d epochs, %s; checkpoints in %s', num_epochs, num_epochs, best_text, output)
+        _logger.info('done: %d/%d epochs, %s; checkpoints in %s', num_epochs, num_epochs, best_text, run.output)
     return summary
 
 
 def _restore(ckpt, path, ctx, model, optimizer, scheduler, scaler, model_ema, steps_per_epoch, args):
-    from modzoo.models import match_state_dict
-    match_state_dict(ckpt['state_dict'], model, source=f'--resume {path}')
-    model.load_state_dict(ckpt['state_dict'])
+    from modzoo.models import Checkpoint, load_checkpoint
+    load_checkpoint(model, Checkpoint(ckpt['state_dict'], {}, f'--resume {path}'))
     optimizer.load_state_dict(ckpt['optimizer'])
     changed = _schedule_changes(ckpt, scheduler, steps_per_epoch, args)
     if not changed:
