@@ -2,9 +2,10 @@
 
 Public ops, one module per op holding its PyTorch reference, ``torch.library`` custom op, autograd formula and
 dispatch (``focal_context_op.py``), with its Triton kernels, launchers and pass plan beside it
-(``focal_context_triton.py``); shared Triton helpers (GELU, conv tiles, tile plans, autotuning) are in
-``_triton_utils.py`` and the dispatch rule every op applies is in ``dispatch.py``. ``modzoo.kernels.focal_context``
-is the op function, ``modzoo.kernels.focal_context_op`` its module:
+(``focal_context_triton.py``); shared Triton helpers (GELU, conv strips, the weight-gradient epilogue, the one
+depthwise-conv launch, tile plans, autotuning) are in ``_triton_utils.py`` and the dispatch rule every op applies is
+in ``dispatch.py``. An op's modules import no other op's (``tests/test_kernel_layout.py``).
+``modzoo.kernels.focal_context`` is the op function, ``modzoo.kernels.focal_context_op`` its module:
 
 * :func:`focal_context` ``(ctx, gates, kernels, normalize) -> ctx_all``: FocalNet's hierarchical context;
 * :func:`dwconv_gelu` ``(x, weight, bias) -> GELU(dwconv(x) + bias)``: EfficientMod's context conv;

@@ -1,6 +1,9 @@
 """Triton helpers shared by modzoo's kernels: exact GELU and its derivative, the depthwise conv of a lane's pixel
-strips and its weight gradient, the row-at-a-time weight-gradient pass of large kernels, and the tile
-configurations.
+strips and its weight gradient, the row-at-a-time weight-gradient pass of large kernels, the tile configurations,
+and the one depthwise-conv launch every conv op shares (:func:`depthwise_conv`: dwconv_gelu's forward, the
+transposed conv of the input gradients). Op modules import from here and ``_layout``, never from each other.
+
+Helpers with more than a few parameters are called with keywords (a swapped stride would still compile).
 
 Conventions of every conv-like kernel here:
 * a program works on one (batch, spatial tile) pair and a block of ``BLOCK_C`` channels; the tile is ``TH x TW``
@@ -27,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._layout import is_channels_last, next_pow2
+from ._layout import empty_nchw, is_channels_last, next_pow2, strides
 
 # Whether the kernels defined after this import run under the interpreter (fixed at decoration time).
 INTERPRETED = bool(triton.knobs.runtime.interpret)
@@ -256,12 +259,14 @@ def recompute_strips(src_ptr, w_ptr, w_stride, weights, offs_c, mask_c, oh, ow, 
     sums are kept in registers (:func:`fused_weight_grad`; they feed :func:`dw_weight_grad_rows` without a second
     load; ``weights``: :func:`strip_weights`), else an empty tuple."""
     if fused_weight_grad(K):
-        xs = load_strip_rows(src_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w, K, SW)
-        zs = dw_conv_rows(xs, weights, K, SW, BLOCK_C, BLOCK_Q)
+        xs = load_strip_rows(src_ptr=src_ptr, offs_c=offs_c, mask_c=mask_c, oh=oh, ow=ow, H=H, W=W,
+                             s_c=s_c, s_h=s_h, s_w=s_w, K=K, SW=SW)
+        zs = dw_conv_rows(xs, weights, K=K, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
     else:
         xs = ()
-        zs = dw_conv_strips(src_ptr, w_ptr, w_stride, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w,
-                            K, False, 1, SW, BLOCK_C, BLOCK_Q)
+        zs = dw_conv_strips(src_ptr=src_ptr, w_ptr=w_ptr, w_stride=w_stride, offs_c=offs_c, mask_c=mask_c, oh=oh,
+                            ow=ow, H=H, W=W, s_c=s_c, s_h=s_h, s_w=s_w,
+                            K=K, FLIP=False, SH=1, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
     return zs, xs
 
 
@@ -294,8 +299,9 @@ def dw_weight_grad_strips(dws, src_ptr, g, offs_c, mask_c, oh, ow, H, W, s_c, s_
     """:func:`dw_weight_grad_rows` of inputs loaded here, for a kernel whose conv read another tensor."""
     out = dws
     if fused_weight_grad(K):
-        xs = load_strip_rows(src_ptr, offs_c, mask_c, oh, ow, H, W, s_c, s_h, s_w, K, SW)
-        out = dw_weight_grad_rows(dws, xs, g, K, SW)
+        xs = load_strip_rows(src_ptr=src_ptr, offs_c=offs_c, mask_c=mask_c, oh=oh, ow=ow, H=H, W=W,
+                             s_c=s_c, s_h=s_h, s_w=s_w, K=K, SW=SW)
+        out = dw_weight_grad_rows(dws, xs, g, K=K, SW=SW)
     return out
 
 
@@ -368,8 +374,10 @@ def finish_weight_grad(dwp_ptr, dws, src_ptr, g_ptr, offs_c, mask_c, C, pid_s, n
     else:
         if G_WRITTEN:
             tl.debug_barrier()
-        weight_grad_pass(dwp_ptr, src_ptr, g_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
-                         ss_b, ss_c, ss_h, ss_w, sg_b, sg_c, sg_h, sg_w, K, KK, BLOCK_C, TH, TW)
+        weight_grad_pass(dwp_ptr=dwp_ptr, src_ptr=src_ptr, g_ptr=g_ptr, offs_c=offs_c, mask_c=mask_c, C=C,
+                         pid_s=pid_s, n_split=n_split, n_items=n_items, n_tiles=n_tiles, n_tw=n_tw, H=H, W=W,
+                         ss_b=ss_b, ss_c=ss_c, ss_h=ss_h, ss_w=ss_w, sg_b=sg_b, sg_c=sg_c, sg_h=sg_h, sg_w=sg_w,
+                         K=K, KK=KK, BLOCK_C=BLOCK_C, TH=TH, TW=TW)
 
 
 def conv_tile_config(channels_last: bool, C: int, H: int, W: int, elems: int = 1024):
@@ -466,6 +474,12 @@ CONV_BWD_CANDIDATES = {
 }
 # Kernels whose outputs are indexed by the launcher's tile or channel block keep that tile; only warps are tuned.
 WARPS_CANDIDATES = {'any': _cands((4,), (8,), keys=('num_warps',))}
+
+
+def conv_sizes(channels: str = 'C') -> Dict[str, Callable[[dict], int]]:
+    """The ``size_args`` of a conv-like :class:`TunedKernel`: its channel block covers the kernel argument
+    ``channels``, its tile the ``H x W`` plane (only the entries a kernel's candidates tune are used)."""
+    return dict(BLOCK_C=lambda a: a[channels], TH=lambda a: a['H'], TW=lambda a: a['W'])
 
 
 class TunedKernel:
@@ -620,3 +634,82 @@ def reduction_programs(device: torch.device, n_items: int, n_cblocks: int) -> in
         sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
     target = 4 * sms
     return max(1, min(n_items, triton.cdiv(target, n_cblocks)))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The depthwise conv launch shared by the conv ops: dwconv_gelu's forward and every op's transposed conv (input
+# gradient)
+
+def tap_major(weight: torch.Tensor) -> torch.Tensor:
+    """A depthwise ``(C, 1, K, K)`` weight as the kernels read it: ``(K*K, C)``, tap ``t`` of channel ``c`` at
+    ``t * C + c``, so a lane's channels are one vector load in channels-last memory."""
+    return weight.reshape(weight.shape[0], -1).t().contiguous()
+
+
+@triton.jit
+def _dwconv_act_fwd_kernel(
+        x_ptr, w_ptr, b_ptr, y_ptr,
+        C, H, W,
+        sx_b, sx_c, sx_h, sx_w: tl.constexpr,
+        sy_b, sy_c, sy_h, sy_w,
+        K: tl.constexpr, HAS_BIAS: tl.constexpr, APPLY_GELU: tl.constexpr, FLIP: tl.constexpr,
+        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+):
+    """``act(dwconv(x) + b)`` on one tile, ``SH x SW`` pixels per lane and channel (:func:`dw_conv_strips`; ``w``
+    tap-major). Roofline: max(2 tensors of bytes / peak bandwidth, k^2 FMAs per element / peak FMA rate); on
+    H100/H200 memory-bound up to k = 5 in bf16 and k = 9 in fp32, FMA-bound above."""
+    BLOCK_Q: tl.constexpr = (TH // SH) * (TW // SW)
+    n_tw = tl.cdiv(W, TW)
+    n_tiles = tl.cdiv(H, TH) * n_tw
+    pid = tl.program_id(0)
+    b = (pid // n_tiles).to(tl.int64)
+    oh, ow = strip_coords(pid % n_tiles, n_tw, TH, TW, SH, SW)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+
+    accs = dw_conv_strips(src_ptr=x_ptr + b * sx_b, w_ptr=w_ptr, w_stride=C, offs_c=offs_c, mask_c=mask_c, oh=oh,
+                          ow=ow, H=H, W=W, s_c=sx_c, s_h=sx_h, s_w=sx_w,
+                          K=K, FLIP=FLIP, SH=SH, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[:, None]
+    y_tile = y_ptr + b * sy_b + offs_c[:, None] * sy_c + (oh * sy_h + ow * sy_w)[None, :]
+    for r in tl.static_range(SH):
+        for s in tl.static_range(SW):
+            acc = accs[r * SW + s]
+            if HAS_BIAS:
+                acc += bias
+            if APPLY_GELU:
+                acc = gelu(acc)
+            mask_p = (oh + r < H) & (ow + s < W)
+            tl.store(y_tile + (r * sy_h + s * sy_w), acc.to(y_ptr.dtype.element_ty),
+                     mask=mask_c[:, None] & mask_p[None, :])
+
+
+DWCONV_FWD = TunedKernel('dwconv_fwd', _dwconv_act_fwd_kernel, CONV_FWD_CANDIDATES, key=['C', 'H', 'W', 'sx_c'],
+                         layout_arg='sx_c', size_args=conv_sizes())
+
+
+@on_tensor_device
+def depthwise_conv(
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: Optional[torch.Tensor] = None,
+        apply_gelu: bool = False,
+        flip: bool = False,
+        out_dtype: Optional[torch.dtype] = None,
+) -> torch.Tensor:
+    """``act(dwconv(x, weight, padding=k // 2) + bias)``; ``flip`` gives the transposed conv (input gradient).
+
+    ``x`` is logical NCHW with any strides; the output has ``x``'s memory order (channels-last in, channels-last
+    out) so a permuted channels-last view round-trips without a copy.
+    """
+    plan = TilePlan(x)
+    y = empty_nchw(x, dtype=out_dtype or x.dtype)
+    w = tap_major(weight)
+    DWCONV_FWD[plan.tiles_grid()](
+        x, w, bias if bias is not None else w, y,
+        plan.C, plan.H, plan.W,
+        *strides(x), *strides(y),
+        K=weight.shape[-1], HAS_BIAS=bias is not None, APPLY_GELU=apply_gelu, FLIP=flip, **plan.strip_meta(),
+    )
+    return y

@@ -1,10 +1,10 @@
 """Triton kernels of :func:`modzoo.kernels.dwconv_gelu`: the depthwise convolution with fused bias + GELU
-(EfficientMod's context conv), its backward, and the transposed depthwise conv reused by the other ops for their
-input gradients.
+(EfficientMod's context conv) and its backward.
 
-Pass plan: the forward is one launch; the backward two, ``dz`` (recomputing the conv) with the weight and bias
-partial sums, then the transposed conv of ``dz`` for ``dx`` (the forward kernel with the kernel flipped: it needs
-``dz`` on a halo, i.e. from neighbouring tiles)."""
+Pass plan: the forward is one launch of the shared depthwise conv (:func:`~._triton_utils.depthwise_conv`); the
+backward two, ``dz`` (recomputing the conv) with the weight and bias partial sums, then the transposed conv of
+``dz`` for ``dx`` (the shared conv with the kernel flipped: it needs ``dz`` on a halo, i.e. from neighbouring
+tiles)."""
 from typing import Optional, Tuple
 
 import torch
@@ -13,48 +13,10 @@ import triton.language as tl
 
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
-    CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
-    dw_weight_grad_rows, finish_weight_grad, gelu, gelu_grad, item_strips, recompute_strips, reduction_programs,
-    strip_coords, strip_weights, sum_weight_partials, weight_grad_sums,
+    CONV_BWD_CANDIDATES, DWCONV_FWD, TunedKernel, on_tensor_device, TilePlan, conv_sizes, depthwise_conv,
+    dw_weight_grad_rows, finish_weight_grad, gelu_grad, item_strips, recompute_strips, reduction_programs,
+    strip_weights, sum_weight_partials, tap_major, weight_grad_sums,
 )
-
-
-@triton.jit
-def _dwconv_act_fwd_kernel(
-        x_ptr, w_ptr, b_ptr, y_ptr,
-        C, H, W,
-        sx_b, sx_c, sx_h, sx_w: tl.constexpr,
-        sy_b, sy_c, sy_h, sy_w,
-        K: tl.constexpr, HAS_BIAS: tl.constexpr, APPLY_GELU: tl.constexpr, FLIP: tl.constexpr,
-        BLOCK_C: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
-):
-    """``act(dwconv(x) + b)`` on one tile, ``SH x SW`` pixels per lane and channel (:func:`dw_conv_strips`; ``w``
-    tap-major). Roofline: max(2 tensors of bytes / peak bandwidth, k^2 FMAs per element / peak FMA rate); on
-    H100/H200 memory-bound up to k = 5 in bf16 and k = 9 in fp32, FMA-bound above."""
-    BLOCK_Q: tl.constexpr = (TH // SH) * (TW // SW)
-    n_tw = tl.cdiv(W, TW)
-    n_tiles = tl.cdiv(H, TH) * n_tw
-    pid = tl.program_id(0)
-    b = (pid // n_tiles).to(tl.int64)
-    oh, ow = strip_coords(pid % n_tiles, n_tw, TH, TW, SH, SW)
-    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask_c = offs_c < C
-
-    accs = dw_conv_strips(x_ptr + b * sx_b, w_ptr, C, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w,
-                          K, FLIP, SH, SW, BLOCK_C, BLOCK_Q)
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[:, None]
-    y_tile = y_ptr + b * sy_b + offs_c[:, None] * sy_c + (oh * sy_h + ow * sy_w)[None, :]
-    for r in tl.static_range(SH):
-        for s in tl.static_range(SW):
-            acc = accs[r * SW + s]
-            if HAS_BIAS:
-                acc += bias
-            if APPLY_GELU:
-                acc = gelu(acc)
-            mask_p = (oh + r < H) & (ow + s < W)
-            tl.store(y_tile + (r * sy_h + s * sy_w), acc.to(y_ptr.dtype.element_ty),
-                     mask=mask_c[:, None] & mask_p[None, :])
 
 
 @triton.jit
@@ -91,8 +53,9 @@ def _dwconv_gelu_bwd_kernel(
         item += n_split
         b, oh, ow = item_strips(item, n_tiles, n_tw, TH, TW, SW)
         x_b = x_ptr + b * sx_b
-        zs, xs = recompute_strips(x_b, w_ptr, C, weights, offs_c, mask_c, oh, ow, H, W, sx_c, sx_h, sx_w,
-                                  K, SW, BLOCK_C, BLOCK_Q)
+        zs, xs = recompute_strips(src_ptr=x_b, w_ptr=w_ptr, w_stride=C, weights=weights, offs_c=offs_c,
+                                  mask_c=mask_c, oh=oh, ow=ow, H=H, W=W, s_c=sx_c, s_h=sx_h, s_w=sx_w,
+                                  K=K, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
         dy_tile = dy_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :]
         dz_tile = dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :]
         dzs = ()
@@ -106,45 +69,16 @@ def _dwconv_gelu_bwd_kernel(
             tl.store(dz_tile + s * sz_w, dz.to(dz_ptr.dtype.element_ty), mask=mask)
             acc_b += dz
             dzs = dzs + (dz,)
-        dws = dw_weight_grad_rows(dws, xs, dzs, K, SW)
+        dws = dw_weight_grad_rows(dws, xs, dzs, K=K, SW=SW)
     tl.store(dbp_ptr + pid_s * C + offs_c, tl.sum(acc_b, axis=1), mask=mask_c)
-    finish_weight_grad(dwp_ptr, dws, x_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
-                       sx_b, sx_c, sx_h, sx_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW, True)
+    finish_weight_grad(dwp_ptr=dwp_ptr, dws=dws, src_ptr=x_ptr, g_ptr=dz_ptr, offs_c=offs_c, mask_c=mask_c, C=C,
+                       pid_s=pid_s, n_split=n_split, n_items=n_items, n_tiles=n_tiles, n_tw=n_tw, H=H, W=W,
+                       ss_b=sx_b, ss_c=sx_c, ss_h=sx_h, ss_w=sx_w, sg_b=sz_b, sg_c=sz_c, sg_h=sz_h, sg_w=sz_w,
+                       K=K, KK=KK, BLOCK_C=BLOCK_C, TH=TH, TW=TW, G_WRITTEN=True)
 
 
-CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])
-DWCONV_FWD = TunedKernel('dwconv_fwd', _dwconv_act_fwd_kernel, CONV_FWD_CANDIDATES,
-                         key=['C', 'H', 'W', 'sx_c'],
-                         layout_arg='sx_c', size_args=CONV_SIZES)
 DWCONV_BWD = TunedKernel('dwconv_bwd', _dwconv_gelu_bwd_kernel, CONV_BWD_CANDIDATES,
-                         key=['C', 'H', 'W', 'sx_c'], layout_arg='sx_c', size_args=CONV_SIZES)
-
-
-@on_tensor_device
-def depthwise_conv(
-        x: torch.Tensor,
-        weight: torch.Tensor,
-        bias: Optional[torch.Tensor] = None,
-        apply_gelu: bool = False,
-        flip: bool = False,
-        out_dtype: Optional[torch.dtype] = None,
-) -> torch.Tensor:
-    """``act(dwconv(x, weight, padding=k // 2) + bias)``; ``flip`` gives the transposed conv (input gradient).
-
-    ``x`` is logical NCHW with any strides; the output has ``x``'s memory order (channels-last in, channels-last
-    out) so a permuted channels-last view round-trips without a copy.
-    """
-    plan = TilePlan(x)
-    K = weight.shape[-1]
-    y = empty_nchw(x, dtype=out_dtype or x.dtype)
-    w = weight.reshape(plan.C, K * K).t().contiguous()  # tap-major
-    DWCONV_FWD[plan.tiles_grid()](
-        x, w, bias if bias is not None else w, y,
-        plan.C, plan.H, plan.W,
-        *strides(x), *strides(y),
-        K=K, HAS_BIAS=bias is not None, APPLY_GELU=apply_gelu, FLIP=flip, **plan.strip_meta(),
-    )
-    return y
+                         key=['C', 'H', 'W', 'sx_c'], layout_arg='sx_c', size_args=conv_sizes())
 
 
 def dwconv_gelu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -164,7 +98,7 @@ def dwconv_gelu_bwd(
     C = plan.C
     K = weight.shape[-1]
     KK = next_pow2(K * K)
-    w = weight.reshape(C, K * K).t().contiguous()  # tap-major
+    w = tap_major(weight)
     dz = empty_nchw(x)
     n_split = reduction_programs(x.device, plan.n_items, plan.n_cblocks)
     dw_part = torch.empty((n_split, C, KK), dtype=torch.float32, device=x.device)

@@ -30,12 +30,12 @@ import torch
 import triton
 import triton.language as tl
 
-from .dwconv_gelu_triton import DWCONV_FWD, depthwise_conv
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
-    CONV_FWD_CANDIDATES, WARPS_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
-    dw_weight_grad_rows, finish_weight_grad, gelu, gelu_grad, item_strips, recompute_strips, reduction_programs,
-    strip_coords, strip_weights, sum_weight_partials, tile_coords, weight_grad_sums,
+    CONV_FWD_CANDIDATES, DWCONV_FWD, WARPS_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, conv_sizes,
+    depthwise_conv, dw_conv_strips, dw_weight_grad_rows, finish_weight_grad, gelu, gelu_grad, item_strips,
+    recompute_strips, reduction_programs, strip_coords, strip_weights, sum_weight_partials, tap_major, tile_coords,
+    weight_grad_sums,
 )
 
 _MODE_LEVEL, _MODE_MEAN, _MODE_FINAL = 0, 1, 2
@@ -71,8 +71,9 @@ def _focal_fwd_kernel(
     mask_c = offs_c < C
 
     src_b = src_ptr + b * ss_b
-    accs = dw_conv_strips(src_b, w_ptr, C, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w,
-                          K, False, SH, SW, BLOCK_C, BLOCK_Q)
+    accs = dw_conv_strips(src_ptr=src_b, w_ptr=w_ptr, w_stride=C, offs_c=offs_c, mask_c=mask_c, oh=oh, ow=ow,
+                          H=H, W=W, s_c=ss_c, s_h=ss_h, s_w=ss_w,
+                          K=K, FLIP=False, SH=SH, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
     buf = b * sb_b + offs_c[:, None] * sb_c + (oh * sb_h + ow * sb_w)[None, :]
     src_tile = src_b + offs_c[:, None] * ss_c + (oh * ss_h + ow * ss_w)[None, :]
     gate_b = gates_ptr + b * sg_b + oh * sg_h + ow * sg_w
@@ -180,13 +181,15 @@ def _focal_bwd_level_kernel(
         item += n_split
         b, oh, ow = item_strips(item, n_tiles, n_tw, TH, TW, SW)
         src_b = src_ptr + b * ss_b
-        zs, xs = recompute_strips(src_b, w_ptr, C, weights, offs_c, mask_c, oh, ow, H, W, ss_c, ss_h, ss_w,
-                                  K, SW, BLOCK_C, BLOCK_Q)
+        zs, xs = recompute_strips(src_ptr=src_b, w_ptr=w_ptr, w_stride=C, weights=weights, offs_c=offs_c,
+                                  mask_c=mask_c, oh=oh, ow=ow, H=H, W=W, s_c=ss_c, s_h=ss_h, s_w=ss_w,
+                                  K=K, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
         if IS_LAST:
             dmean = tl.load(dmean_ptr + b * C + offs_c, mask=mask_c, other=0.0)[:, None]
         else:
-            dcs = dw_conv_strips(dzn_ptr + b * sz_b, wn_ptr, C, offs_c, mask_c, oh, ow, H, W, sz_c, sz_h, sz_w,
-                                 KN, True, 1, SW, BLOCK_C, BLOCK_Q)
+            dcs = dw_conv_strips(src_ptr=dzn_ptr + b * sz_b, w_ptr=wn_ptr, w_stride=C, offs_c=offs_c, mask_c=mask_c,
+                                 oh=oh, ow=ow, H=H, W=W, s_c=sz_c, s_h=sz_h, s_w=sz_w,
+                                 K=KN, FLIP=True, SH=1, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
         dout_tile = dout_ptr + b * sd_b + offs_c[:, None] * sd_c + (oh * sd_h + ow * sd_w)[None, :]
         dz_tile = dz_ptr + b * sz_b + offs_c[:, None] * sz_c + (oh * sz_h + ow * sz_w)[None, :]
         gate_row = gates_ptr + b * sg_b + (level - 1) * sg_l + oh * sg_h + ow * sg_w
@@ -208,15 +211,16 @@ def _focal_bwd_level_kernel(
             tl.store(dz_tile + s * sz_w, dz.to(dz_ptr.dtype.element_ty), mask=mask)
             tl.store(dg_row + s, tl.sum(dout * c, axis=0) * scale, mask=mask_p)
             dzs = dzs + (dz,)
-        dws = dw_weight_grad_rows(dws, xs, dzs, K, SW)
-    finish_weight_grad(dwp_ptr, dws, src_ptr, dz_ptr, offs_c, mask_c, C, pid_s, n_split, n_items, n_tiles, n_tw, H, W,
-                       ss_b, ss_c, ss_h, ss_w, sz_b, sz_c, sz_h, sz_w, K, KK, BLOCK_C, TH, TW, True)
+        dws = dw_weight_grad_rows(dws, xs, dzs, K=K, SW=SW)
+    finish_weight_grad(dwp_ptr=dwp_ptr, dws=dws, src_ptr=src_ptr, g_ptr=dz_ptr, offs_c=offs_c, mask_c=mask_c, C=C,
+                       pid_s=pid_s, n_split=n_split, n_items=n_items, n_tiles=n_tiles, n_tw=n_tw, H=H, W=W,
+                       ss_b=ss_b, ss_c=ss_c, ss_h=ss_h, ss_w=ss_w, sg_b=sz_b, sg_c=sz_c, sg_h=sz_h, sg_w=sz_w,
+                       K=K, KK=KK, BLOCK_C=BLOCK_C, TH=TH, TW=TW, G_WRITTEN=True)
 
 
-CONV_SIZES = dict(BLOCK_C=lambda a: a['C'], TH=lambda a: a['H'], TW=lambda a: a['W'])
 FOCAL_FWD_KEY = ['C', 'H', 'W', 'ss_c']
 FOCAL_FWD = TunedKernel('focal_fwd', _focal_fwd_kernel, CONV_FWD_CANDIDATES, key=FOCAL_FWD_KEY,
-                        layout_arg='ss_c', size_args=CONV_SIZES)
+                        layout_arg='ss_c', size_args=conv_sizes())
 # the mean pass keeps the plan's tile and one-row strips: 128-256 strip-channels, so 8 warps would only duplicate
 # lanes, and 2 spill (sm_90 compile check)
 MEAN_WARPS_CANDIDATES = {'any': [dict(num_warps=4)]}
@@ -231,14 +235,12 @@ FOCAL_BWD_LEVEL_CANDIDATES = {
     'nhwc': [dict(zip(_TILE_STRIP, c, strict=True)) for c in ((4, 4, 4, 4), (2, 8, 4, 4), (8, 8, 8, 8))],
 }
 FOCAL_BWD_LEVEL = TunedKernel('focal_bwd_level', _focal_bwd_level_kernel, FOCAL_BWD_LEVEL_CANDIDATES,
-                              key=['C', 'H', 'W', 'ss_c'], layout_arg='ss_c',
-                              size_args=dict(TH=CONV_SIZES['TH'], TW=CONV_SIZES['TW']))
+                              key=['C', 'H', 'W', 'ss_c'], layout_arg='ss_c', size_args=conv_sizes())
 
 
 def _fwd_pass(plan: TilePlan, mode: int, src, weight, gates, level: int, *, pin=None, c_out=None, pout=None,
               part=None, mean=None, out=None, scale: float = 1.0, has_prev: bool = False):
-    K = weight.shape[-1]
-    w = weight.reshape(plan.C, K * K).t().contiguous()  # tap-major
+    w = tap_major(weight)
     buf = next(t for t in (c_out, pout, out, pin, src) if t is not None)
     dummy = w
     kernel = FOCAL_MEAN if mode == _MODE_MEAN else FOCAL_FWD  # the mean pass's partials follow the plan's tiles
@@ -249,7 +251,7 @@ def _fwd_pass(plan: TilePlan, mode: int, src, weight, gates, level: int, *, pin=
         mean if mean is not None else dummy, out if out is not None else dummy,
         plan.C, plan.H, plan.W, level, scale,
         *strides(src), *strides(gates), *strides(buf),
-        K=K, MODE=mode, WRITE_P=pout is not None, HAS_PIN=pin is not None, HAS_PREV=has_prev,
+        K=weight.shape[-1], MODE=mode, WRITE_P=pout is not None, HAS_PIN=pin is not None, HAS_PREV=has_prev,
         **plan.strip_meta(),
     )
 
@@ -320,8 +322,8 @@ def focal_context_bwd(grad: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor
         weight = kernels[level - 1]
         K = weight.shape[-1]
         KK = next_pow2(K * K)
-        w = weight.reshape(C, K * K).t().contiguous()  # tap-major
-        wn = kernels[level].reshape(C, -1).t().contiguous() if level < L else w
+        w = tap_major(weight)
+        wn = tap_major(kernels[level]) if level < L else w
         src = cs[level - 1]
         dz = empty_nchw(ctx)
         dw_part = torch.empty((n_split, C, KK), dtype=torch.float32, device=ctx.device)

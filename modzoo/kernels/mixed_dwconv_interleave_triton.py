@@ -19,9 +19,9 @@ import triton.language as tl
 
 from ._layout import empty_nchw, next_pow2, strides
 from ._triton_utils import (
-    CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, dw_conv_strips,
+    CONV_BWD_CANDIDATES, CONV_FWD_CANDIDATES, TunedKernel, on_tensor_device, TilePlan, conv_sizes, dw_conv_strips,
     dw_weight_grad_strips, finish_weight_grad, item_strips, reduction_programs, strip_coords, sum_weight_partials,
-    weight_grad_sums,
+    tap_major, weight_grad_sums,
 )
 
 HEADS_PER_LAUNCH = 4
@@ -32,8 +32,9 @@ def _head_fwd(x_b, w_ptr, b_ptr, y_b, head, n_heads, Cg, offs_g, mask_g, oh, ow,
               sx_c, sx_h, sx_w, sy_c, sy_h, sy_w,
               K: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_Q: tl.constexpr):
     """One head's conv with its own compile-time ``K`` on the lanes' strips, stored interleaved."""
-    accs = dw_conv_strips(x_b + head * Cg * sx_c, w_ptr, Cg, offs_g, mask_g, oh, ow, H, W, sx_c, sx_h, sx_w,
-                          K, False, SH, SW, BLOCK_C, BLOCK_Q)
+    accs = dw_conv_strips(src_ptr=x_b + head * Cg * sx_c, w_ptr=w_ptr, w_stride=Cg, offs_c=offs_g, mask_c=mask_g,
+                          oh=oh, ow=ow, H=H, W=W, s_c=sx_c, s_h=sx_h, s_w=sx_w,
+                          K=K, FLIP=False, SH=SH, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
     bias = tl.load(b_ptr + offs_g, mask=mask_g, other=0.0).to(tl.float32)[:, None]
     y_tile = y_b + (offs_g * n_heads + head)[:, None] * sy_c + (oh * sy_h + ow * sy_w)[None, :]
     for r in tl.static_range(SH):
@@ -65,17 +66,21 @@ def _mixed_dw_fwd_kernel(
     mask_g = offs_g < Cg
     x_b = x_ptr + b * sx_b
     y_b = y_ptr + b * sy_b
-    _head_fwd(x_b, w0, b0, y_b, head0, n_heads, Cg, offs_g, mask_g, oh, ow, H, W,
-              sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K0, SH, SW, BLOCK_C, BLOCK_Q)
+    _head_fwd(x_b=x_b, w_ptr=w0, b_ptr=b0, y_b=y_b, head=head0, n_heads=n_heads, Cg=Cg, offs_g=offs_g, mask_g=mask_g,
+              oh=oh, ow=ow, H=H, W=W, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, sy_c=sy_c, sy_h=sy_h, sy_w=sy_w, K=K0, SH=SH,
+              SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
     if NUM_HEADS > 1:
-        _head_fwd(x_b, w1, b1, y_b, head0 + 1, n_heads, Cg, offs_g, mask_g, oh, ow, H, W,
-                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K1, SH, SW, BLOCK_C, BLOCK_Q)
+        _head_fwd(x_b=x_b, w_ptr=w1, b_ptr=b1, y_b=y_b, head=head0 + 1, n_heads=n_heads, Cg=Cg, offs_g=offs_g,
+                  mask_g=mask_g, oh=oh, ow=ow, H=H, W=W, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, sy_c=sy_c, sy_h=sy_h,
+                  sy_w=sy_w, K=K1, SH=SH, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
     if NUM_HEADS > 2:
-        _head_fwd(x_b, w2, b2, y_b, head0 + 2, n_heads, Cg, offs_g, mask_g, oh, ow, H, W,
-                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K2, SH, SW, BLOCK_C, BLOCK_Q)
+        _head_fwd(x_b=x_b, w_ptr=w2, b_ptr=b2, y_b=y_b, head=head0 + 2, n_heads=n_heads, Cg=Cg, offs_g=offs_g,
+                  mask_g=mask_g, oh=oh, ow=ow, H=H, W=W, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, sy_c=sy_c, sy_h=sy_h,
+                  sy_w=sy_w, K=K2, SH=SH, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
     if NUM_HEADS > 3:
-        _head_fwd(x_b, w3, b3, y_b, head0 + 3, n_heads, Cg, offs_g, mask_g, oh, ow, H, W,
-                  sx_c, sx_h, sx_w, sy_c, sy_h, sy_w, K3, SH, SW, BLOCK_C, BLOCK_Q)
+        _head_fwd(x_b=x_b, w_ptr=w3, b_ptr=b3, y_b=y_b, head=head0 + 3, n_heads=n_heads, Cg=Cg, offs_g=offs_g,
+                  mask_g=mask_g, oh=oh, ow=ow, H=H, W=W, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, sy_c=sy_c, sy_h=sy_h,
+                  sy_w=sy_w, K=K3, SH=SH, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
 
 
 @triton.jit
@@ -96,8 +101,9 @@ def _head_bwd(x_ptr, w_ptr, dy_ptr, dx_ptr, dwp, dbp, head, n_heads, Cg, offs_g,
         b, oh, ow = item_strips(item, n_tiles, n_tw, TH, TW, SW)
         # this head's output channels g * h + head, i.e. channel stride h * sd_c from offset head
         dy_head = dy_ptr + b * sd_b + head * sd_c
-        dxs = dw_conv_strips(dy_head, w_ptr, Cg, offs_g, mask_g, oh, ow, H, W, n_heads * sd_c, sd_h, sd_w,
-                             K, True, 1, SW, BLOCK_C, BLOCK_Q)
+        dxs = dw_conv_strips(src_ptr=dy_head, w_ptr=w_ptr, w_stride=Cg, offs_c=offs_g, mask_c=mask_g, oh=oh, ow=ow,
+                             H=H, W=W, s_c=n_heads * sd_c, s_h=sd_h, s_w=sd_w,
+                             K=K, FLIP=True, SH=1, SW=SW, BLOCK_C=BLOCK_C, BLOCK_Q=BLOCK_Q)
         dy_tile = dy_head + offs_g[:, None] * (n_heads * sd_c) + (oh * sd_h + ow * sd_w)[None, :]
         dx_tile = dx_ptr + b * se_b + (head * Cg + offs_g)[:, None] * se_c + (oh * se_h + ow * se_w)[None, :]
         dys = ()
@@ -107,13 +113,15 @@ def _head_bwd(x_ptr, w_ptr, dy_ptr, dx_ptr, dwp, dbp, head, n_heads, Cg, offs_g,
             dy = tl.load(dy_tile + s * sd_w, mask=mask, other=0.0).to(tl.float32)
             acc_b += dy
             dys = dys + (dy,)
-        dws = dw_weight_grad_strips(dws, x_ptr + b * sx_b + head * Cg * sx_c, dys, offs_g, mask_g, oh, ow, H, W,
-                                    sx_c, sx_h, sx_w, K, SW)
+        dws = dw_weight_grad_strips(dws=dws, src_ptr=x_ptr + b * sx_b + head * Cg * sx_c, g=dys, offs_c=offs_g,
+                                    mask_c=mask_g, oh=oh, ow=ow, H=H, W=W, s_c=sx_c, s_h=sx_h, s_w=sx_w, K=K, SW=SW)
     tl.store(dbp + pid_s * Cg + offs_g, tl.sum(acc_b, axis=1), mask=mask_g)
     # dy is an input: no barrier before a weight-gradient pass reads it
-    finish_weight_grad(dwp, dws, x_ptr + head * Cg * sx_c, dy_ptr + head * sd_c, offs_g, mask_g, Cg, pid_s, n_split,
-                       n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, n_heads * sd_c, sd_h, sd_w,
-                       K, KK, BLOCK_C, TH, TW, False)
+    finish_weight_grad(dwp_ptr=dwp, dws=dws, src_ptr=x_ptr + head * Cg * sx_c, g_ptr=dy_ptr + head * sd_c,
+                       offs_c=offs_g, mask_c=mask_g, C=Cg, pid_s=pid_s, n_split=n_split, n_items=n_items,
+                       n_tiles=n_tiles, n_tw=n_tw, H=H, W=W, ss_b=sx_b, ss_c=sx_c, ss_h=sx_h, ss_w=sx_w,
+                       sg_b=sd_b, sg_c=n_heads * sd_c, sg_h=sd_h, sg_w=sd_w,
+                       K=K, KK=KK, BLOCK_C=BLOCK_C, TH=TH, TW=TW, G_WRITTEN=False)
 
 
 @triton.jit
@@ -137,24 +145,31 @@ def _mixed_dw_bwd_kernel(
     offs_g = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_g = offs_g < Cg
     pid_s = tl.program_id(1)
-    _head_bwd(x_ptr, w0, dy_ptr, dx_ptr, dwp0, dbp0, head0, n_heads, Cg, offs_g, mask_g, pid_s, n_split, n_items,
-              n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, se_b, se_c, se_h, se_w,
-              K0, KK0, BLOCK_C, TH, TW, SW)
+    _head_bwd(x_ptr=x_ptr, w_ptr=w0, dy_ptr=dy_ptr, dx_ptr=dx_ptr, dwp=dwp0, dbp=dbp0, head=head0, n_heads=n_heads,
+              Cg=Cg, offs_g=offs_g, mask_g=mask_g, pid_s=pid_s, n_split=n_split, n_items=n_items, n_tiles=n_tiles,
+              n_tw=n_tw, H=H, W=W, sx_b=sx_b, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, sd_b=sd_b, sd_c=sd_c, sd_h=sd_h,
+              sd_w=sd_w, se_b=se_b, se_c=se_c, se_h=se_h, se_w=se_w, K=K0, KK=KK0, BLOCK_C=BLOCK_C, TH=TH, TW=TW, SW=SW)
     if NUM_HEADS > 1:
-        _head_bwd(x_ptr, w1, dy_ptr, dx_ptr, dwp1, dbp1, head0 + 1, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
-                  n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, se_b, se_c, se_h, se_w,
-                  K1, KK1, BLOCK_C, TH, TW, SW)
+        _head_bwd(x_ptr=x_ptr, w_ptr=w1, dy_ptr=dy_ptr, dx_ptr=dx_ptr, dwp=dwp1, dbp=dbp1, head=head0 + 1,
+                  n_heads=n_heads, Cg=Cg, offs_g=offs_g, mask_g=mask_g, pid_s=pid_s, n_split=n_split, n_items=n_items,
+                  n_tiles=n_tiles, n_tw=n_tw, H=H, W=W, sx_b=sx_b, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, sd_b=sd_b,
+                  sd_c=sd_c, sd_h=sd_h, sd_w=sd_w, se_b=se_b, se_c=se_c, se_h=se_h, se_w=se_w, K=K1, KK=KK1,
+                  BLOCK_C=BLOCK_C, TH=TH, TW=TW, SW=SW)
     if NUM_HEADS > 2:
-        _head_bwd(x_ptr, w2, dy_ptr, dx_ptr, dwp2, dbp2, head0 + 2, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
-                  n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, se_b, se_c, se_h, se_w,
-                  K2, KK2, BLOCK_C, TH, TW, SW)
+        _head_bwd(x_ptr=x_ptr, w_ptr=w2, dy_ptr=dy_ptr, dx_ptr=dx_ptr, dwp=dwp2, dbp=dbp2, head=head0 + 2,
+                  n_heads=n_heads, Cg=Cg, offs_g=offs_g, mask_g=mask_g, pid_s=pid_s, n_split=n_split, n_items=n_items,
+                  n_tiles=n_tiles, n_tw=n_tw, H=H, W=W, sx_b=sx_b, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, sd_b=sd_b,
+                  sd_c=sd_c, sd_h=sd_h, sd_w=sd_w, se_b=se_b, se_c=se_c, se_h=se_h, se_w=se_w, K=K2, KK=KK2,
+                  BLOCK_C=BLOCK_C, TH=TH, TW=TW, SW=SW)
     if NUM_HEADS > 3:
-        _head_bwd(x_ptr, w3, dy_ptr, dx_ptr, dwp3, dbp3, head0 + 3, n_heads, Cg, offs_g, mask_g, pid_s, n_split,
-                  n_items, n_tiles, n_tw, H, W, sx_b, sx_c, sx_h, sx_w, sd_b, sd_c, sd_h, sd_w, se_b, se_c, se_h, se_w,
-                  K3, KK3, BLOCK_C, TH, TW, SW)
+        _head_bwd(x_ptr=x_ptr, w_ptr=w3, dy_ptr=dy_ptr, dx_ptr=dx_ptr, dwp=dwp3, dbp=dbp3, head=head0 + 3,
+                  n_heads=n_heads, Cg=Cg, offs_g=offs_g, mask_g=mask_g, pid_s=pid_s, n_split=n_split, n_items=n_items,
+                  n_tiles=n_tiles, n_tw=n_tw, H=H, W=W, sx_b=sx_b, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, sd_b=sd_b,
+                  sd_c=sd_c, sd_h=sd_h, sd_w=sd_w, se_b=se_b, se_c=se_c, se_h=se_h, se_w=se_w, K=K3, KK=KK3,
+                  BLOCK_C=BLOCK_C, TH=TH, TW=TW, SW=SW)
 
 
-HEAD_SIZES = dict(BLOCK_C=lambda a: a['Cg'], TH=lambda a: a['H'], TW=lambda a: a['W'])
+HEAD_SIZES = conv_sizes('Cg')  # a channel block covers one head's channels
 MIXED_KEY = ['Cg', 'H', 'W', 'sx_c']
 MIXED_FWD = TunedKernel('mixed_fwd', _mixed_dw_fwd_kernel, CONV_FWD_CANDIDATES, key=MIXED_KEY,
                         layout_arg='sx_c', size_args=HEAD_SIZES)
@@ -177,7 +192,7 @@ def mixed_dwconv_fwd(x: torch.Tensor, weights: List[torch.Tensor], biases: List[
     y = empty_nchw(x)
     plan = TilePlan(x, channels=Cg)
     for h0, nh in _launch_groups(n_heads):
-        ws = [w.reshape(Cg, -1).t().contiguous() for w in weights[h0:h0 + nh]]  # tap-major
+        ws = [tap_major(w) for w in weights[h0:h0 + nh]]
         bs = [b.contiguous() for b in biases[h0:h0 + nh]]
         ks = [w.shape[-1] for w in weights[h0:h0 + nh]]
         ws, bs, ks = _pad(ws, ws[0]), _pad(bs, bs[0]), _pad(ks, 1)
@@ -201,7 +216,7 @@ def mixed_dwconv_bwd(grad: torch.Tensor, x: torch.Tensor, weights: List[torch.Te
     dweights: List[torch.Tensor] = []
     dbiases: List[torch.Tensor] = []
     for h0, nh in _launch_groups(n_heads):
-        ws = [w.reshape(Cg, -1).t().contiguous() for w in weights[h0:h0 + nh]]  # tap-major
+        ws = [tap_major(w) for w in weights[h0:h0 + nh]]
         ks = [w.shape[-1] for w in weights[h0:h0 + nh]]
         kks = [next_pow2(k * k) for k in ks]
         dwps = [torch.empty((n_split, Cg, kk), dtype=torch.float32, device=x.device) for kk in kks]
