@@ -146,15 +146,16 @@ class _Recorder:
 @contextlib.contextmanager
 def recording_launches() -> Iterator[List[Launch]]:
     """Swap every tuned kernel of the ops' Triton modules for a recorder while the block runs, wherever a launcher
-    looks it up: in the op's module or in the shared ``_triton_utils`` (the depthwise conv every conv op launches)."""
-    from ..kernels import _triton_utils
+    looks it up: in the op's module or in the module that defines the kernel (the shared depthwise conv every conv
+    op launches lives in the kernels' utilities)."""
     from ..kernels.validated import OPS
     tuned_kernel = _tuned_kernel_class()
     sink: List[Launch] = []
     saved = []
     modules = [op_modules(op)[1] for op in OPS]
     tuned = [k for mod in modules for k in mod.TUNED_KERNELS]
-    for mod in modules + [_triton_utils]:
+    homes = [sys.modules[getattr(k.fn, 'fn', k.fn).__module__] for k in tuned]
+    for mod in dict.fromkeys(modules + homes):
         for name, obj in list(vars(mod).items()):
             if isinstance(obj, tuned_kernel) and any(obj is k for k in tuned):
                 saved.append((mod, name, obj))
