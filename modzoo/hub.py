@@ -13,7 +13,8 @@ to ``checkpoints/<model>.<tag>.safetensors``. Load it with::
                       pretrained_cfg_overlay=dict(file='checkpoints/<model>.<tag>.safetensors'))
 
 With ``--hf-dir DIR`` it writes a Hugging Face Hub folder instead (``config.json``, ``model.safetensors``, a model card
-``README.md``) that ``timm.create_model('local-dir:DIR', pretrained=True)`` loads after ``import modzoo``; ``--prefix
+``README.md``) that ``timm.create_model('local-dir:DIR', pretrained=True)`` loads after ``import modzoo``; the folder
+appears whole or not at all, and ``--overwrite`` replaces its model but keeps the user's other files; ``--prefix
 backbone.`` takes the backbone of an mmdet/mmseg checkpoint. Offline, the download fails fast with a message saying
 how to pass a local file instead.
 """
@@ -278,11 +279,10 @@ def write_hub_folder(folder: str, report: LoadReport, model, record: dict, sourc
     ``overwrite`` the old model's files go (:data:`_MODEL_FILES`) and the user's other files stay, a README.md of
     their own included (the model card is then not written). Returns notes for the user (what was kept)."""
     folder = os.path.realpath(folder)  # a symlinked folder is written where it points
-    os.makedirs(os.path.dirname(folder), exist_ok=True)
     with _writer_lock(folder):
         check_hub_folder(folder, overwrite)  # again under the lock: another writer may have finished meanwhile
-        staging = tempfile.mkdtemp(prefix=f'.{os.path.basename(folder)}.', suffix=TMP_SUFFIX,
-                                   dir=os.path.dirname(folder))
+        staging = _writable(tempfile.mkdtemp, folder, prefix=f'.{os.path.basename(folder)}.', suffix=TMP_SUFFIX,
+                            dir=os.path.dirname(folder))
         try:
             notes = _carry_user_files(folder, staging)
             card = None if os.path.lexists(os.path.join(staging, 'README.md')) else model_card(
@@ -293,6 +293,15 @@ def write_hub_folder(folder: str, report: LoadReport, model, record: dict, sourc
             if os.path.lexists(staging):
                 shutil.rmtree(staging)
     return notes
+
+
+def _writable(make, folder: str, *args, **kwargs):
+    """``make(*args, **kwargs)`` beside ``folder``, or one line saying the place cannot be written."""
+    try:
+        return make(*args, **kwargs)
+    except OSError as e:
+        raise CheckpointToolError(f'--hf-dir {folder}: cannot write there ({e.strerror}): pass a writable '
+                                  f'folder') from None
 
 
 def _write_model_files(staging: str, report: LoadReport, model, record: dict, card: Optional[str]) -> None:
@@ -370,7 +379,8 @@ def _put_in_place(staging: str, folder: str) -> None:
         return
     except OSError as e:
         if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise CheckpointToolError(f'--hf-dir {folder}: cannot write there ({e.strerror})') from None
+            raise CheckpointToolError(f'--hf-dir {folder}: cannot write there ({e.strerror}): pass a writable '
+                                      f'folder') from None
     if not _exchange(staging, folder):
         os.rename(folder, staging + '.old')
         os.rename(staging, folder)
@@ -403,8 +413,9 @@ def _writer_lock(folder: str) -> Iterator[None]:
         yield
         return
     path = os.path.join(os.path.dirname(folder), f'.{os.path.basename(folder)}.lock')
+    _writable(os.makedirs, folder, os.path.dirname(folder), exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _writable(os.open, folder, path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -529,7 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "does (e.g. backbone. for an mmdet/mmseg checkpoint's backbone)")
     parser.add_argument('--hf-dir', help="write a Hugging Face Hub folder (config.json, model.safetensors, "
                                          "README.md) that timm.create_model('local-dir:DIR', pretrained=True) loads")
-    parser.add_argument('--overwrite', action='store_true', help='replace the files of a non-empty --hf-dir')
+    parser.add_argument('--overwrite', action='store_true',
+                        help="replace the model in a non-empty --hf-dir (your other files and a README.md of your "
+                             "own stay; the old weights go)")
     parser.add_argument('--allow-non-finite', action='store_true',
                         help='convert a checkpoint holding NaN/Inf values instead of refusing it')
     return parser

@@ -5,6 +5,7 @@ import builtins
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 import timm
@@ -14,6 +15,7 @@ import modzoo
 from modzoo import hub
 from modzoo.models import RECORD_KEY, CheckpointFileError
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCH = 'zoo_efficientmod_xxs'
 SMALL = dict(depths=(1, 1, 1, 1))
 
@@ -123,6 +125,20 @@ def test_overwrite_replaces_the_model_and_keeps_the_users_files(weights, tmp_pat
     assert json.load(open(folder / 'config.json'))['pretrained_cfg']['tag'] == 'third'
 
 
+def test_overwrite_without_an_atomic_exchange_swaps_by_two_renames(weights, tmp_path, monkeypatch):
+    folder = tmp_path / 'hub'
+    assert hub.main([f'{ARCH}.first', '--file', weights[0], '--hf-dir', str(folder)]) == 0
+    monkeypatch.setattr(hub, '_exchange', lambda a, b: False)  # a system without renameat2
+    assert hub.main([f'{ARCH}.second', '--file', weights[0], '--hf-dir', str(folder), '--overwrite']) == 0
+    assert sorted(os.listdir(tmp_path)) == ['hub']
+    assert timm.create_model(f'local-dir:{folder}', pretrained=True).pretrained_cfg['tag'] == 'second'
+
+
+def test_an_unwritable_hub_folder_is_one_line(weights, capsys):
+    assert hub.main([ARCH, '--file', weights[0], '--hf-dir', '/proc/modzoo-no-such-folder/hub']) == 2
+    assert 'cannot write there' in _one_line(capsys)
+
+
 def test_a_symlinked_hub_folder_is_written_where_it_points(weights, tmp_path):
     target = tmp_path / 'real'
     target.mkdir()
@@ -225,3 +241,30 @@ def test_a_recorded_num_classes_gives_way_to_the_users(weights, tmp_path):
     assert model.num_classes == 1000
     with pytest.raises(modzoo.CheckpointMismatchError, match='1000-class classifier .* 10 classes'):
         load_model_for_inference(ARCH, checkpoint=path, num_classes=10)
+
+
+_READ_RUNNER_CHECKPOINT = '''
+import sys
+from modzoo.models import CheckpointFileError, read_checkpoint
+try:
+    read_checkpoint(sys.argv[1], prefix='backbone.')
+except CheckpointFileError as e:
+    print(e)
+import modzoo.mm  # its allow-list reads mmengine checkpoints, getattr bound to the message hub's statistics
+print(sorted(read_checkpoint(sys.argv[1], prefix='backbone.')))
+'''
+
+
+def test_an_mmengine_runner_checkpoint_is_sent_to_modzoo_mm(tmp_path):
+    """Its message hub pickles getattr: not offered --trust-pickle, read through modzoo.mm's allow-list instead."""
+    pytest.importorskip('mmengine')
+    from mmengine.logging import MessageHub
+    hub_state = MessageHub.get_instance('reliability_hub_test')
+    hub_state.update_scalar('train/loss', 0.5)
+    path = tmp_path / 'epoch_1.pth'
+    torch.save({'meta': {'epoch': 1}, 'state_dict': {'backbone.w': torch.zeros(1)},
+                'message_hub': hub_state.state_dict()}, path)
+    out = subprocess.run([sys.executable, '-c', _READ_RUNNER_CHECKPOINT, str(path)], capture_output=True, text=True,
+                         check=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT)).stdout.splitlines()
+    assert 'mmengine Runner checkpoint, unsafe' in out[0] and 'import modzoo.mm' in out[0]
+    assert 'trust-pickle' not in out[0] and out[1] == "['w']"

@@ -131,7 +131,11 @@ def load_torch_file(path: Union[str, os.PathLike], trusted: bool = False) -> Any
 
 def _pickle_error(path: str, refused: str) -> CheckpointFileError:
     """Unsafe when any pickled global may run code (no offer to trust it); otherwise the --trust-pickle advice."""
-    code = code_running_globals(path, refused)
+    code, mmengine = code_running_globals(path, refused)
+    if mmengine:  # safe only under modzoo.mm's allow-list, which binds getattr to the message hub's statistics
+        return _unreadable(path, 'is an mmengine Runner checkpoint, unsafe to unpickle in full: its message hub '
+                                 'pickles builtins.getattr, which can run code', 'load it through modzoo.mm '
+                                 '(`import modzoo.mm` first: its allow-list reads these files safely)', code[0])
     if code:
         return _unreadable(path, f'pickles a call to {", ".join(code[:3])}, which can run code when loaded: the file '
                                  f'is unsafe', 'do not load it; fetch the weights from a source you trust', code[0])

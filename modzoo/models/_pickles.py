@@ -1,7 +1,7 @@
 """Which globals a pickled checkpoint calls, and whether they are data or code: ``--trust-pickle`` is offered only
 for files whose every pickled global builds data (config classes, namespaces, numpy arrays); a file calling anything
 else (``exec``, ``eval``, ``os``/``subprocess``, ``getattr``, an unknown function) is called unsafe."""
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -42,9 +42,12 @@ def _is_data_global(name: str) -> bool:
     return module.split('.')[0] not in _CODE_MODULES and attr.lstrip('_')[:1].isupper()
 
 
-def code_running_globals(path: str, refused: str) -> List[str]:
-    """The globals among those of :func:`_pickled_globals` that are not data (:func:`_is_data_global`)."""
-    return [g for g in _pickled_globals(path, refused) if not _is_data_global(g)]
+def code_running_globals(path: str, refused: str) -> Tuple[List[str], bool]:
+    """(the globals among those of :func:`_pickled_globals` that are not data (:func:`_is_data_global`), whether
+    the file is an mmengine Runner checkpoint (its message hub pickles ``getattr`` on mmengine's classes))."""
+    pickled = _pickled_globals(path, refused)
+    code = [g for g in pickled if not _is_data_global(g)]
+    return code, code == ['builtins.getattr'] and any(g.startswith('mmengine.') for g in pickled)
 
 
 def _pickled_globals(path: str, refused: str) -> List[str]:
