@@ -174,9 +174,14 @@ class _Config:  # a config object, as official trainers pickle
     pass
 
 
+def _function(*args):  # a function of an installed module: not data, whatever it does
+    return args
+
+
 CODE = {'exec': _Call(builtins.exec, 'pass'), 'eval': _Call(builtins.eval, '1'),
         'subprocess': _Call(subprocess.run, ['true']), 'getattr': _Call(getattr, 1, 'real'),
-        'os.system': _Call(os.system, 'true'), 'beside a config': [_Config(), _Call(builtins.exec, 'pass')]}
+        'os.system': _Call(os.system, 'true'), 'beside a config': [_Config(), _Call(builtins.exec, 'pass')],
+        'a standard library class': _Call(subprocess.Popen, ['true']), 'a function': _Call(_function, 1)}
 
 
 @pytest.mark.parametrize('name', sorted(CODE))
@@ -193,7 +198,7 @@ def test_pickles_that_can_run_code_are_unsafe_without_an_offer(name, tmp_path, c
 
 def test_data_pickles_are_offered_trust(tmp_path):
     import argparse
-    for obj in (_Config(), argparse.Namespace(lr=0.1)):
+    for obj in (_Config(), argparse.Namespace(lr=0.1), torch.nn.Linear(2, 2)):  # a whole module, too
         path = tmp_path / 'cfg.pth'
         torch.save({'state_dict': {'w': torch.zeros(1)}, 'args': obj}, path)
         with pytest.raises(CheckpointFileError, match='--trust-pickle') as err:

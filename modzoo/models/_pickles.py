@@ -1,6 +1,7 @@
 """Which globals a pickled checkpoint calls, and whether they are data or code: ``--trust-pickle`` is offered only
 for files whose every pickled global builds data (config classes, namespaces, numpy arrays); a file calling anything
 else (``exec``, ``eval``, ``os``/``subprocess``, ``getattr``, an unknown function) is called unsafe."""
+import sys
 from typing import List, Optional, Tuple
 
 import torch
@@ -20,26 +21,28 @@ def refused_global(text: str) -> Optional[str]:
     return name if not name or '.' in name else f'builtins.{name}'
 
 
-# The pickled globals --trust-pickle may be offered for: data, never code. Classes (config objects, namespaces)
-# of any module but these, whose globals reach the system or run code, and the named constructors of plain data.
-_CODE_MODULES = frozenset({
-    'builtins', '__builtin__', 'os', 'posix', 'nt', 'subprocess', 'commands', 'sys', 'importlib', 'runpy', 'pty',
-    'socket', 'shutil', 'ctypes', 'pickle', '_pickle', 'marshal', 'code', 'codeop', 'types', 'functools', 'operator',
-    'multiprocessing', 'threading', '_thread', 'signal', 'webbrowser', 'pdb', 'bdb', 'asyncio', 'tempfile', 'io',
-    '_io', 'urllib', 'http', 'zipimport', 'pkgutil', 'inspect', 'timeit', 'platform', 'glob', 'torch', 'numpy'})
+# The pickled globals --trust-pickle may be offered for: data, never code. Classes (config objects, namespaces,
+# modules) of installed packages, whose constructors are that package's code, not the file's; of the standard
+# library, where the system is reached (os, subprocess, socket, files), only these plain-data constructors.
 _DATA_GLOBALS = frozenset({
-    'builtins.set', 'builtins.frozenset', 'builtins.slice', 'builtins.complex', 'builtins.bytearray', '_codecs.encode',
-    'numpy.core.multiarray._reconstruct', 'numpy._core.multiarray._reconstruct', 'numpy.core.multiarray.scalar',
-    'numpy._core.multiarray.scalar', 'numpy.ndarray', 'numpy.dtype'})
+    'argparse.Namespace', 'collections.OrderedDict', 'collections.defaultdict', 'collections.Counter',
+    'collections.deque', 'datetime.datetime', 'datetime.date', 'datetime.time', 'datetime.timedelta',
+    'datetime.timezone', 'decimal.Decimal', 'fractions.Fraction', 'uuid.UUID', 'pathlib.PosixPath',
+    'pathlib.PurePosixPath', 'pathlib.WindowsPath', 'pathlib.PureWindowsPath', 'builtins.set', 'builtins.frozenset',
+    'builtins.slice', 'builtins.complex', 'builtins.bytearray', 'builtins.range', '_codecs.encode',
+    'copyreg._reconstructor', 'numpy.core.multiarray._reconstruct', 'numpy._core.multiarray._reconstruct',
+    'numpy.core.multiarray.scalar', 'numpy._core.multiarray.scalar', 'numpy.ndarray', 'numpy.dtype'})
+# the standard library's top-level names, with the Python 2 spellings pickle protocol 2 writes (subprocess: commands)
+_STDLIB = frozenset(sys.stdlib_module_names) | {'__builtin__', 'commands', 'copy_reg'}
 
 
 def _is_data_global(name: str) -> bool:
-    """A global that builds data when unpickled: a listed constructor, a numpy dtype class, or a class of a
-    module outside :data:`_CODE_MODULES` (its constructor is that installed package's code, not the file's)."""
+    """A global that builds data when unpickled: a listed constructor, a numpy dtype class, or a class (a
+    capitalised name) of a module outside the standard library."""
     module, _, attr = name.rpartition('.')
     if name in _DATA_GLOBALS or (module == 'numpy.dtypes' and attr.endswith('DType')):
         return True
-    return module.split('.')[0] not in _CODE_MODULES and attr.lstrip('_')[:1].isupper()
+    return module.split('.')[0] not in _STDLIB and attr.lstrip('_')[:1].isupper()
 
 
 def code_running_globals(path: str, refused: str) -> Tuple[List[str], bool]:
