@@ -407,13 +407,13 @@ def _exchange(a: str, b: str) -> bool:
 @contextlib.contextmanager
 def _writer_lock(folder: str) -> Iterator[None]:
     """An exclusive lock on ``.<folder>.lock`` beside the folder (removed when done), or a one-line refusal."""
+    _writable(os.makedirs, folder, os.path.dirname(folder), exist_ok=True)
     try:
         import fcntl
     except ImportError:  # not on Windows: the rename still keeps the folder whole
         yield
         return
     path = os.path.join(os.path.dirname(folder), f'.{os.path.basename(folder)}.lock')
-    _writable(os.makedirs, folder, os.path.dirname(folder), exist_ok=True)
     while True:
         fd = _writable(os.open, folder, path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
