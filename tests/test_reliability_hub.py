@@ -273,3 +273,16 @@ def test_an_mmengine_runner_checkpoint_is_sent_to_modzoo_mm(tmp_path):
                          check=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT)).stdout.splitlines()
     assert 'mmengine Runner checkpoint, unsafe' in out[0] and 'import modzoo.mm' in out[0]
     assert 'trust-pickle' not in out[0] and out[1] == "['w']"
+
+
+def test_a_legacy_format_file_is_scanned_whole(tmp_path):
+    """torch's pre-1.6 format: every pickled global is read, not only the first that torch refuses."""
+    path = tmp_path / 'legacy.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'config': _Config(), 'x': CODE['exec']}, path,
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointFileError, match='builtins.exec, which can run code .* unsafe') as err:
+        modzoo.models.read_checkpoint(str(path))
+    assert 'trust-pickle' not in str(err.value)
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'config': _Config()}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointFileError, match='--trust-pickle'):
+        modzoo.models.read_checkpoint(str(path))

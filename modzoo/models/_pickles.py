@@ -29,7 +29,7 @@ _DATA_GLOBALS = frozenset({
     'collections.deque', 'datetime.datetime', 'datetime.date', 'datetime.time', 'datetime.timedelta',
     'datetime.timezone', 'decimal.Decimal', 'fractions.Fraction', 'uuid.UUID', 'pathlib.PosixPath',
     'pathlib.PurePosixPath', 'pathlib.WindowsPath', 'pathlib.PureWindowsPath', 'builtins.set', 'builtins.frozenset',
-    'builtins.slice', 'builtins.complex', 'builtins.bytearray', 'builtins.range', '_codecs.encode',
+    'builtins.slice', 'builtins.complex', 'builtins.bytearray', 'builtins.range', 'builtins.object', '_codecs.encode',
     'copyreg._reconstructor', 'numpy.core.multiarray._reconstruct', 'numpy._core.multiarray._reconstruct',
     'numpy.core.multiarray.scalar', 'numpy._core.multiarray.scalar', 'numpy.ndarray', 'numpy.dtype'})
 # the standard library's top-level names, with the Python 2 spellings pickle protocol 2 writes (subprocess: commands)
@@ -55,9 +55,26 @@ def code_running_globals(path: str, refused: str) -> Tuple[List[str], bool]:
 
 def _pickled_globals(path: str, refused: str) -> List[str]:
     """Every global the file pickles that torch's weights-only unpickler does not allow (torch names only the
-    first it meets), ``refused`` first; just ``refused`` for files in torch's legacy format."""
+    first it meets), ``refused`` first; just ``refused`` where the file cannot be scanned."""
     try:
         others = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # legacy (non-zip) format or an older torch: the refused one is all we know
+    except ValueError:  # torch's legacy (non-zip) format
+        others = _legacy_unsafe_globals(path)
+    except Exception:  # an older torch
         others = []
     return [refused] + sorted(set(others) - {refused})
+
+
+def _legacy_unsafe_globals(path: str) -> List[str]:
+    """The same scan, with torch's scanner, over a legacy file's pickles: magic number, protocol, system info, and
+    the object (the storage keys and raw bytes follow)."""
+    try:
+        from torch import _weights_only_unpickler as unpickler
+        allowed = set(unpickler._get_allowed_globals()) | set(unpickler._get_user_allowed_globals())
+        found = set()
+        with open(path, 'rb') as f:
+            for _ in range(4):
+                found |= unpickler.get_globals_in_pkl(f)
+    except Exception:  # a torch without this scanner, or an opcode it does not know: the refused one is all we know
+        return []
+    return sorted(found - allowed)
