@@ -13,22 +13,27 @@ to ``checkpoints/<model>.<tag>.safetensors``. Load it with::
                       pretrained_cfg_overlay=dict(file='checkpoints/<model>.<tag>.safetensors'))
 
 With ``--hf-dir DIR`` it writes a Hugging Face Hub folder instead (``config.json``, ``model.safetensors``, a model card
-``README.md``) that ``timm.create_model('local-dir:DIR', pretrained=True)`` loads after ``import modzoo``; ``--prefix
+``README.md``) that ``timm.create_model('local-dir:DIR', pretrained=True)`` loads after ``import modzoo``; the folder
+appears whole or not at all, and ``--overwrite`` replaces its model but keeps the user's other files; ``--prefix
 backbone.`` takes the backbone of an mmdet/mmseg checkpoint. Offline, the download fails fast with a message saying
 how to pass a local file instead.
 """
 import argparse
+import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import string
 import sys
+import tempfile
 import urllib.error
 import urllib.request
-from typing import Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 import timm
@@ -38,10 +43,10 @@ from modzoo.models import (
     RECORD_KEY, LoadReport, checkpoint_num_classes, fit_checkpoint, model_record, open_checkpoint, recorded_kwargs,
 )
 from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir
-from modzoo.utils.files import temporary_beside
+from modzoo.utils.files import TMP_SUFFIX, fsync_dir, temporary_beside
 
 __all__ = ['MANIFEST_DIR', 'CheckpointToolError', 'load_manifest', 'resolve_name', 'sha256_of', 'download',
-           'fetch', 'convert', 'save_safetensors',
+           'fetch', 'convert', 'save_safetensors', 'checkpoint_path',
            'write_hub_folder', 'model_card', 'run', 'build_parser', 'main']
 
 MANIFEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'manifest')
@@ -66,14 +71,37 @@ def load_manifest(manifest_dir: str = MANIFEST_DIR) -> dict:
     return entries
 
 
-def resolve_name(name: str) -> tuple:
-    """'zoo_x' or 'zoo_x.tag' -> (architecture, tag); unknown names get suggestions."""
+# a tag names a file: letters, digits, `_`, `-` and inner dots only (no separators, nothing that walks up)
+_PLAIN_TAG = re.compile(r'[A-Za-z0-9_-][A-Za-z0-9_.-]*')
+
+
+def resolve_name(name: str, manifest: Optional[dict] = None, own_file: bool = False) -> tuple:
+    """'zoo_x' or 'zoo_x.tag' -> (architecture, tag); unknown names get suggestions. The tag must be registered
+    (in ``manifest`` or timm's pretrained tags of the model) unless ``own_file`` (--file/--url): a user's own tag
+    must then be a plain name."""
     arch, _, tag = name.partition('.')
     if arch not in modzoo.list_models():
         modzoo.create_model(arch)  # raises UnknownModelError with close names
     if not tag:
         tag = timm.models.get_pretrained_cfg(arch).tag
+    if not _PLAIN_TAG.fullmatch(tag) or '..' in tag:
+        raise CheckpointToolError(f'tag {tag!r} of {name!r} is not a plain name: use letters, digits, _, - and '
+                                  f'inner dots only (e.g. {arch}.my_run)')
+    registered = {k.partition('.')[2] for k in (manifest or {}) if k.partition('.')[0] == arch}
+    registered |= {t.partition('.')[2] for t in timm.list_pretrained(arch)}
+    if not own_file and tag not in registered:
+        raise CheckpointToolError(f'{arch}.{tag} is not a registered checkpoint. Known tags of {arch}: '
+                                  f'{", ".join(sorted(registered)) or "none"}. Pass a local file with --file PATH '
+                                  f'to convert one under a tag of your own.')
     return arch, tag
+
+
+def checkpoint_path(out_dir: str, arch: str, tag: str) -> str:
+    """``OUT_DIR/<arch>.<tag>.safetensors``, refused unless it lies directly inside ``out_dir``."""
+    dest = os.path.join(out_dir, f'{arch}.{tag}.safetensors')
+    if os.path.realpath(os.path.dirname(dest)) != os.path.realpath(out_dir):
+        raise CheckpointToolError(f'{arch}.{tag} would be written outside --out-dir {out_dir}: pass a plain tag')
+    return dest
 
 
 def sha256_of(path: str) -> str:
@@ -200,7 +228,7 @@ def convert(arch: str, tag: str, path: str, entry: dict, trusted: bool, allow_no
             model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
     # a detector/segmentor's backbone (an explicit prefix) has no classification final norm
     report = fit_checkpoint(ckpt, model, allow_non_finite=allow_non_finite, allow_missing=('norm.',) if prefix else (),
-                            model_name=f'{arch}.{tag}',
+                            model_name=f'{arch}.{tag}', non_finite_option='--allow-non-finite',
                             hint=f'The file is not a {arch}.{tag} checkpoint; nothing was written.')
     report.state_dict = {k: v.contiguous() for k, v in report.state_dict.items()}
     return report, model
@@ -228,14 +256,55 @@ def check_hub_folder(folder: str, overwrite: bool) -> None:
         raise CheckpointToolError(f'--hf-dir {folder} is a file: pass a folder')
     if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
         raise CheckpointToolError(f'--hf-dir {folder} is not empty: pass an empty or new folder, or --overwrite to '
-                                  f'replace its files')
+                                  f'replace its model')
+
+
+# what a Hub loader reads as a folder's model (timm's preferred weight names, sharded indexes, the config): an
+# --overwrite replaces them all, so no old weights stay beside the new ones
+_MODEL_FILES = frozenset({
+    'config.json', 'model.safetensors', 'pytorch_model.bin', 'pytorch_model.pth', 'model.pth',
+    'model.safetensors.index.json', 'pytorch_model.bin.index.json', 'open_clip_model.safetensors',
+    'open_clip_pytorch_model.safetensors', 'open_clip_pytorch_model.bin', 'open_clip_pytorch_model.pth'})
+_CARD_MARK = re.compile(r'<!-- modzoo model card sha256:([0-9a-f]{64}) -->\n?\Z')
 
 
 def write_hub_folder(folder: str, report: LoadReport, model, record: dict, source: str = '',
-                     license: Optional[str] = None) -> str:
+                     license: Optional[str] = None, overwrite: bool = False) -> List[str]:
     """Write timm's Hub layout: what ``push_to_hf_hub`` uploads (``config.json`` and ``model.safetensors`` from
     timm's own ``save_for_hf``), the model record in the safetensors metadata, and a model card ``README.md``.
-    ``report``: :func:`convert`'s (its tensors fit ``model``, layers it lacks keep their initialisation)."""
+    ``report``: :func:`convert`'s (its tensors fit ``model``, layers it lacks keep their initialisation).
+
+    The folder appears whole or not at all: the files are written into a hidden sibling folder that takes the
+    folder's place in one rename, under a lock that refuses a second writer. With
+    ``overwrite`` the old model's files go (:data:`_MODEL_FILES`) and the user's other files stay, a README.md of
+    their own included (the model card is then not written). Returns notes for the user (what was kept)."""
+    folder = os.path.realpath(folder)  # a symlinked folder is written where it points
+    with _writer_lock(folder):
+        check_hub_folder(folder, overwrite)  # again under the lock: another writer may have finished meanwhile
+        staging = _writable(tempfile.mkdtemp, folder, prefix=f'.{os.path.basename(folder)}.', suffix=TMP_SUFFIX,
+                            dir=os.path.dirname(folder))
+        try:
+            notes = _carry_user_files(folder, staging)
+            card = None if os.path.lexists(os.path.join(staging, 'README.md')) else model_card(
+                record, source, license, report)
+            _write_model_files(staging, report, model, record, card)
+            _put_in_place(staging, folder)
+        finally:
+            if os.path.lexists(staging):
+                shutil.rmtree(staging)
+    return notes
+
+
+def _writable(make, folder: str, *args, **kwargs):
+    """``make(*args, **kwargs)`` beside ``folder``, or one line saying the place cannot be written."""
+    try:
+        return make(*args, **kwargs)
+    except OSError as e:
+        raise CheckpointToolError(f'--hf-dir {folder}: cannot write there ({e.strerror}): pass a writable '
+                                  f'folder') from None
+
+
+def _write_model_files(staging: str, report: LoadReport, model, record: dict, card: Optional[str]) -> None:
     from safetensors.torch import save_file
     from timm.models import save_for_hf
     arch, tag = record['architecture'], record.get('tag')
@@ -243,14 +312,124 @@ def write_hub_folder(folder: str, report: LoadReport, model, record: dict, sourc
     if tag:
         built.pretrained_cfg = dict(built.pretrained_cfg, tag=tag)
     built.load_state_dict(report.state_dict, strict=False)
-    os.makedirs(folder, exist_ok=True)
-    save_for_hf(built, folder, model_args=record.get('kwargs') or None, safe_serialization=True)
-    weights = os.path.join(folder, 'model.safetensors')
-    tensors = {k: v.contiguous() for k, v in built.state_dict().items()}
-    save_file(tensors, weights, metadata={'format': 'pt', RECORD_KEY: json.dumps(record)})
-    with open(os.path.join(folder, 'README.md'), 'w') as f:
-        f.write(model_card(record, source, license, report))
-    return folder
+    save_for_hf(built, staging, model_args=record.get('kwargs') or None, safe_serialization=True)
+    tensors = {k: v.contiguous() for k, v in built.state_dict().items()}  # again, with the record in its header
+    save_file(tensors, os.path.join(staging, 'model.safetensors'),
+              metadata={'format': 'pt', RECORD_KEY: json.dumps(record)})
+    if card is not None:
+        with open(os.path.join(staging, 'README.md'), 'w') as f:
+            f.write(f'{card}<!-- modzoo model card sha256:{_digest(card)} -->\n')
+    os.chmod(staging, 0o777 & ~_umask())
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _is_tool_card(path: str) -> bool:
+    """README.md is the model card this tool wrote, unedited (its last line holds the digest of the rest)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return False
+    mark = _CARD_MARK.search(text)
+    return bool(mark) and _digest(text[:mark.start()]) == mark.group(1)
+
+
+def _carry_user_files(folder: str, staging: str) -> List[str]:
+    """Link (or copy) into ``staging`` the files of ``folder`` that are not its model; returns notes."""
+    if not os.path.isdir(folder):
+        return []
+    notes = []
+    for name in sorted(os.listdir(folder)):
+        src, dst = os.path.join(folder, name), os.path.join(staging, name)
+        if name in _MODEL_FILES or (name == 'README.md' and _is_tool_card(src)):
+            continue
+        if os.path.isdir(src) and not os.path.islink(src):
+            shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+        elif os.path.islink(src):
+            os.symlink(os.readlink(src), dst)
+        else:
+            _link_or_copy(src, dst)
+        if name == 'README.md':
+            notes.append('kept your README.md, so no model card was written (move it away to get one)')
+    return notes
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _put_in_place(staging: str, folder: str) -> None:
+    """``staging`` becomes ``folder`` in one step: a rename over a missing or empty folder, else an exchange of
+    the two (Linux ``renameat2``; elsewhere two renames) after which the old folder is removed."""
+    fsync_dir(staging)
+    try:
+        os.rename(staging, folder)
+        return
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise CheckpointToolError(f'--hf-dir {folder}: cannot write there ({e.strerror}): pass a writable '
+                                      f'folder') from None
+    if not _exchange(staging, folder):
+        os.rename(folder, staging + '.old')
+        os.rename(staging, folder)
+        os.rename(staging + '.old', staging)
+    shutil.rmtree(staging)  # the old folder
+    fsync_dir(os.path.dirname(folder))
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
+    import ctypes
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    if ctypes.get_errno() in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), b)
+
+
+@contextlib.contextmanager
+def _writer_lock(folder: str) -> Iterator[None]:
+    """An exclusive lock on ``.<folder>.lock`` beside the folder (removed when done), or a one-line refusal."""
+    _writable(os.makedirs, folder, os.path.dirname(folder), exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not on Windows: the rename still keeps the folder whole
+        yield
+        return
+    path = os.path.join(os.path.dirname(folder), f'.{os.path.basename(folder)}.lock')
+    while True:
+        fd = _writable(os.open, folder, path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise CheckpointToolError(f'--hf-dir {folder} is being written by another process right now: wait '
+                                      f'for it to finish, then run again') from None
+        if os.path.exists(path) and os.path.samestat(os.fstat(fd), os.stat(path)):
+            break
+        os.close(fd)  # its holder removed that lock file as we opened it: take the new one
+    try:
+        yield
+    finally:
+        os.remove(path)
+        os.close(fd)
 
 
 def model_card(record: dict, source: str, license: Optional[str], report) -> str:
@@ -309,8 +488,8 @@ def check_args(args) -> None:
 
 def run(args) -> str:
     check_args(args)
-    arch, tag = resolve_name(args.model)
     manifest = load_manifest(args.manifest_dir)
+    arch, tag = resolve_name(args.model, manifest, own_file=bool(args.file or args.url))
     key = f'{arch}.{tag}'
     entry = manifest.get(key)
     if entry is None and not (args.file or args.url):
@@ -319,6 +498,7 @@ def run(args) -> str:
             f'{key} is not in the manifest. Known checkpoints of {arch}: {", ".join(known) or "none"}. '
             f'Pass a local file with --file PATH to convert one anyway.')
     entry = entry or {}
+    dest = None if args.hf_dir else checkpoint_path(args.out_dir, arch, tag)
     path, where, expected = fetch(entry, args)
     expected = normalise_sha256(expected, '--sha256' if args.sha256 else f'the manifest sha256 of {key}')
     digest = sha256_of(path)
@@ -329,12 +509,12 @@ def run(args) -> str:
     converted = report.state_dict
     record = model_record(model, tag=tag, source_sha256=digest)
     if args.hf_dir:
-        write_hub_folder(args.hf_dir, report, model, record, source=where, license=entry.get('license'))
-        print(f'wrote the Hub folder {args.hf_dir}\nload it with:\n  import modzoo, timm\n  '
+        notes = write_hub_folder(args.hf_dir, report, model, record, source=where, license=entry.get('license'),
+                                 overwrite=args.overwrite)
+        print('\n'.join(notes + [f'wrote the Hub folder {args.hf_dir}\nload it with:\n  import modzoo, timm\n  '
               f'timm.create_model({"local-dir:" + args.hf_dir!r}, pretrained=True)\npublish it with:\n  '
-              f'huggingface-cli upload USER/REPO {args.hf_dir}')
+              f'huggingface-cli upload USER/REPO {args.hf_dir}']))
         return args.hf_dir
-    dest = os.path.join(args.out_dir, f'{arch}.{tag}.safetensors')
     save_safetensors(converted, dest, dict(model=arch, tag=tag, source=where, source_sha256=digest,
                                            **{RECORD_KEY: json.dumps(record)}))
     print(f'wrote {dest} ({len(converted)} tensors)\nload it with:\n  timm.create_model({arch!r}, pretrained=True, '
@@ -360,7 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "does (e.g. backbone. for an mmdet/mmseg checkpoint's backbone)")
     parser.add_argument('--hf-dir', help="write a Hugging Face Hub folder (config.json, model.safetensors, "
                                          "README.md) that timm.create_model('local-dir:DIR', pretrained=True) loads")
-    parser.add_argument('--overwrite', action='store_true', help='replace the files of a non-empty --hf-dir')
+    parser.add_argument('--overwrite', action='store_true',
+                        help="replace the model in a non-empty --hf-dir (your other files and a README.md of your "
+                             "own stay; the old weights go)")
     parser.add_argument('--allow-non-finite', action='store_true',
                         help='convert a checkpoint holding NaN/Inf values instead of refusing it')
     return parser

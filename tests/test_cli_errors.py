@@ -571,3 +571,20 @@ def test_ctrl_c_in_export_and_validate(files, tmp_path, capsys, monkeypatch):
     line = interrupted_or_failed(capsys, validate_main, TINY + ['--checkpoint', str(weights), '--data-dir',
                                                                 files['data'], '--workers', '0'], 130)
     assert 'interrupted; nothing was written' in line
+
+
+def test_nan_advice_names_only_a_flag_the_running_tool_has(files, tmp_path, capsys):
+    """validate.py offers --allow-non-finite (and honours it); a caller without such a flag offers none."""
+    from modzoo.train.validate import build_validate_parser, load_model_for_inference
+    model = modzoo.create_model('zoo_focalnet_tiny_srf', embed_dim=8, depths=(1, 1, 1, 1), num_classes=2)
+    sd = dict(model.state_dict(), **{'head.fc.bias': torch.tensor([float('nan'), 0.])})
+    nan = tmp_path / 'nan.pth'
+    torch.save({'state_dict': sd}, nan)
+    argv = TINY + ['--checkpoint', str(nan), '--data-dir', files['data'], '--workers', '0']
+    line = one_line_error(capsys, validate_main, argv)
+    assert 'NaN/Inf' in line and 'pass --allow-non-finite to load it anyway' in line
+    assert '--allow-non-finite' in build_validate_parser().format_help()
+    assert validate_main(argv + ['--allow-non-finite']) == 0
+    with pytest.raises(CheckpointFileError) as err:  # visualize / int8_accuracy / main_job have no such flag
+        load_model_for_inference('zoo_focalnet_tiny_srf', str(nan), model_kwargs=TINY[3:])
+    assert 'NaN/Inf' in str(err.value) and 'pass' not in str(err.value).split('diverged')[1]

@@ -26,6 +26,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Opt
 import torch
 import torch.nn as nn
 
+from ._pickles import code_running_globals, refused_global
+
 _logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -115,16 +117,9 @@ def load_torch_file(path: Union[str, os.PathLike], trusted: bool = False) -> Any
             return torch.load(path, map_location='cpu', weights_only=not trusted)
     except Exception as e:
         text = str(e)
-        offending = _refused_global(text) if not trusted else None
-        if offending:
-            blocked = 'is blocked' in text
-            what = (f'pickles a call to {offending}, which torch.load(weights_only=True) blocks: the file is unsafe '
-                    f'(it would run code when loaded)') if blocked else (
-                f'holds pickled objects besides tensors ({offending}), which torch.load(weights_only=True) refuses')
-            fix = ('do not load it; fetch the weights from a source you trust' if blocked else
-                   f'if you trust the file, convert it once with `python tools/get_checkpoint.py MODEL --file {path} '
-                   f'--trust-pickle`, or call read_checkpoint(path, trusted=True)')
-            raise _unreadable(path, what, fix, offending) from None
+        refused = refused_global(text) if not trusted else None
+        if refused:
+            raise _pickle_error(path, refused) from None
         with open(path, 'rb') as f:
             head = f.read(4)
         if head.startswith(b'PK') or isinstance(e, EOFError) or 'central directory' in text:
@@ -134,13 +129,20 @@ def load_torch_file(path: Union[str, os.PathLike], trusted: bool = False) -> Any
                           'pass a .pth/.bin file written by torch.save, or a .safetensors file') from None
 
 
-def _refused_global(text: str) -> Optional[str]:
-    """The global torch's weights-only unpickler refused, from its message (two wordings)."""
-    if 'Unsupported global:' in text:
-        return text.split('Unsupported global:', 1)[1].split(' was not', 1)[0].strip()
-    if 'unsupported GLOBAL' in text:  # "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
-        return text.split('unsupported GLOBAL', 1)[1].split()[0].strip()
-    return None
+def _pickle_error(path: str, refused: str) -> CheckpointFileError:
+    """Unsafe when any pickled global may run code (no offer to trust it); otherwise the --trust-pickle advice."""
+    code, mmengine = code_running_globals(path, refused)
+    if mmengine:  # safe only under modzoo.mm's allow-list, which binds getattr to the message hub's statistics
+        return _unreadable(path, 'is an mmengine Runner checkpoint, unsafe to unpickle in full: its message hub '
+                                 'pickles builtins.getattr, which can run code', 'load it through modzoo.mm '
+                                 '(`import modzoo.mm` first: its allow-list reads these files safely)', code[0])
+    if code:
+        return _unreadable(path, f'pickles a call to {", ".join(code[:3])}, which can run code when loaded: the file '
+                                 f'is unsafe', 'do not load it; fetch the weights from a source you trust', code[0])
+    return _unreadable(
+        path, f'holds pickled objects besides tensors ({refused}), which torch.load(weights_only=True) refuses',
+        f'if you trust the file, convert it once with `python tools/get_checkpoint.py MODEL --file {path} '
+        f'--trust-pickle`, or call read_checkpoint(path, trusted=True)', refused)
 
 
 class Checkpoint(NamedTuple):
@@ -165,13 +167,7 @@ def _read_file(path: str, trusted: bool) -> Tuple[Any, Dict[str, Any]]:
     except (SafetensorError, OSError) as e:
         raise _unreadable(path, f'is not a valid safetensors file, damaged or truncated ({e})',
                           'download or copy the file again') from None
-    record = {}
-    if metadata.get(RECORD_KEY):
-        try:
-            record = json.loads(metadata[RECORD_KEY])
-        except ValueError:
-            record = {}
-    return obj, record
+    return obj, _parse_record(metadata.get(RECORD_KEY), path)
 
 
 def file_record(path: Optional[str]) -> Dict[str, Any]:
@@ -183,9 +179,41 @@ def file_record(path: Optional[str]) -> Dict[str, Any]:
     from safetensors import safe_open
     try:
         with safe_open(path, framework='pt', device='cpu') as f:
-            return json.loads((f.metadata() or {}).get(RECORD_KEY) or '{}')
+            raw = (f.metadata() or {}).get(RECORD_KEY)
     except Exception:  # reading the weights reports a damaged file
         return {}
+    return _parse_record(raw, path)
+
+
+def _bad_record(source: str, what: str) -> CheckpointFileError:
+    return _unreadable(source, f'has a malformed model record ({what})',
+                       'write the file again with modzoo (tools/get_checkpoint.py --file converts it)')
+
+
+def _parse_record(raw: Any, source: str) -> Dict[str, Any]:
+    """The one reader of a model record (JSON text or a mapping): an object whose ``architecture`` is a name and
+    whose ``kwargs`` is an object of constructor arguments, or :func:`_bad_record` saying what is wrong. The
+    classifier size is never the record's: a ``num_classes`` among its kwargs is dropped (the user's
+    ``num_classes``, else the weights' classifier, decides it)."""
+    if raw is None or raw == '':
+        return {}
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = json.loads(raw)
+        except ValueError as e:
+            raise _bad_record(source, f'not JSON: {e}') from None
+    if not isinstance(raw, Mapping):
+        raise _bad_record(source, f'a JSON {type(raw).__name__}, not an object')
+    record = dict(raw)
+    architecture = record.get('architecture')
+    if architecture is not None and not (isinstance(architecture, str) and architecture):
+        raise _bad_record(source, f'architecture {_show(architecture)} is not a model name')
+    kwargs = record.get('kwargs')
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise _bad_record(source, f'kwargs {_show(kwargs)[:60]} is a {type(kwargs).__name__}, not an object of '
+                                  f'constructor arguments')
+    record['kwargs'] = {str(k): v for k, v in (kwargs or {}).items() if k != 'num_classes'}
+    return record
 
 
 def _container(obj: Any, prefer_ema: bool = True) -> Mapping:
@@ -205,14 +233,14 @@ def _container(obj: Any, prefer_ema: bool = True) -> Mapping:
     return sd
 
 
-def _record_of(obj: Any) -> Dict[str, Any]:
+def _record_of(obj: Any, source: str) -> Dict[str, Any]:
     """The model record inside a torch checkpoint: modzoo's own, or a training checkpoint's fields."""
     if not isinstance(obj, Mapping):
         return {}
-    if isinstance(obj.get(RECORD_KEY), Mapping):
-        return dict(obj[RECORD_KEY])
+    if obj.get(RECORD_KEY) is not None:
+        return _parse_record(obj[RECORD_KEY], source)
     if obj.get('model_name'):  # training checkpoints (modzoo.train) name the model beside the weights
-        return dict(architecture=obj['model_name'], kwargs=dict(obj.get('model_kwargs') or {}))
+        return _parse_record(dict(architecture=obj['model_name'], kwargs=obj.get('model_kwargs')), source)
     return {}
 
 
@@ -239,7 +267,7 @@ def open_checkpoint(
         if not os.path.isfile(source):
             raise FileNotFoundError(f'No checkpoint file at {source}')
         obj, record = _read_file(source, trusted)
-    record = record or _record_of(obj)
+    record = record or _record_of(obj, source)
     try:
         container = _container(obj, prefer_ema)
     except TypeError:
@@ -384,8 +412,9 @@ def _join(keys: Sequence[str], limit: int = 12) -> str:
 
 
 def _check_values(state_dict: Mapping[str, torch.Tensor], model_sd: Mapping[str, torch.Tensor], source: str,
-                  allow_non_finite: bool) -> None:
-    """Integers where the model has floats are refused; NaN/Inf are refused unless ``allow_non_finite``."""
+                  allow_non_finite: bool, non_finite_option: Optional[str]) -> None:
+    """Integers where the model has floats are refused; NaN/Inf are refused unless ``allow_non_finite``, with advice
+    naming ``non_finite_option`` (what the caller's user passes to allow them; None: nothing to offer)."""
     not_float = [f'{k} ({v.dtype})' for k, v in state_dict.items()
                  if k in model_sd and model_sd[k].is_floating_point() and not v.is_floating_point()]
     if not_float:
@@ -399,8 +428,8 @@ def _check_values(state_dict: Mapping[str, torch.Tensor], model_sd: Mapping[str,
     if bad:
         raise CheckpointValueError(
             f'{source} holds NaN/Inf values in {len(bad)} tensor(s): {_join(bad, 5)}; the training run that wrote '
-            f'it diverged or the file is corrupt: use an earlier checkpoint, or pass allow_non_finite=True '
-            f'(--allow-non-finite) to load it anyway')
+            f'it diverged or the file is corrupt: use an earlier checkpoint'
+            + (f', or pass {non_finite_option} to load it anyway' if non_finite_option else ''))
 
 
 def match_state_dict(
@@ -414,6 +443,7 @@ def match_state_dict(
         source: str = 'the checkpoint',
         allow_non_finite: bool = False,
         hint: Union[str, Callable] = '',
+        non_finite_option: Optional[str] = 'allow_non_finite=True',
 ) -> LoadReport:
     """Compare a converted ``state_dict`` with ``model``: the one place modzoo decides what loads.
 
@@ -425,12 +455,14 @@ def match_state_dict(
     Raises :class:`CheckpointMismatchError` under ``strict`` for unexpected or misfit tensors and missing ones
     outside the allowed layers, and :class:`CheckpointValueError` for non-float or non-finite tensors. ``hint``
     ends the error message (what the caller's user can do); a callable gets ``(state_dict, model)``.
+    ``non_finite_option``: what the NaN/Inf refusal tells the user to pass to allow them (a command line's own flag,
+    e.g. ``'--allow-non-finite'``; None where the caller offers none).
     """
     if classifier not in CLASSIFIER_POLICIES:
         raise ValueError(f'classifier={classifier!r}: pass one of {", ".join(CLASSIFIER_POLICIES)}')
     name = model_name or _model_name(model)
     model_sd = model.state_dict()
-    _check_values(state_dict, model_sd, source, allow_non_finite)
+    _check_values(state_dict, model_sd, source, allow_non_finite, non_finite_option)
     family = _family(model)
     optional = set(family.new_layers(state_dict, model) if family and family.new_layers else ())
     heads = tuple(c + '.' for c in classifier_names(model))
@@ -629,8 +661,7 @@ def check_model_record(record: Mapping[str, Any], model: nn.Module, source: str 
     family = _family(model)
     skip = _NEUTRAL_KWARGS | set(family.adaptable if family else ())
     # a kwarg neither side names is at the constructor's default: a record naming that value is no difference
-    constructor = {name: p.default for name, p in inspect.signature(type(model).__init__).parameters.items()
-                   if p.default is not inspect.Parameter.empty}
+    constructor = _constructor_defaults(type(model))
     in_file = {**constructor, **_default_kwargs(architecture), **dict(record.get('kwargs') or {})}
     built = {**constructor, **built}
     diffs = [f'{k} {_show(in_file.get(k))} in the file, {_show(built.get(k))} in the model'
@@ -640,11 +671,40 @@ def check_model_record(record: Mapping[str, Any], model: nn.Module, source: str 
         raise CheckpointMismatchError(architecture, hint=f'{source} was built differently: ' + '; '.join(diffs))
 
 
+def _constructor_defaults(model_cls: type) -> Dict[str, Any]:
+    return {name: p.default for name, p in inspect.signature(model_cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """``value`` could stand where the constructor's ``default`` does (a list of numbers for a list of numbers)."""
+    if default is None or isinstance(default, bool):
+        return default is None or isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            isinstance(default, float) or isinstance(value, int))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple)) and all(_same_kind(v, default[0]) for v in value) if default \
+            else isinstance(value, (list, tuple))
+    return isinstance(value, type(default)) if isinstance(default, (str, Mapping)) else True
+
+
 def recorded_kwargs(ckpt: Checkpoint, architecture: str, kwargs: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The constructor kwargs a load path builds ``architecture`` with: the user's when they gave any (the load then
-    checks them against the record), else the ones the checkpoint's record names."""
+    checks them against the record), else the ones the checkpoint's record names, each of the kind the constructor
+    takes (a malformed record is refused in one line, never built)."""
     if kwargs or ckpt.record.get('architecture') != architecture:
         return dict(kwargs or {})
+    from ._registry import create_model
+    with torch.device('meta'):
+        model = create_model(architecture, pretrained=False)
+    defaults = {**_constructor_defaults(type(model)), **build_kwargs(model)}
+    for name, value in (ckpt.record.get('kwargs') or {}).items():
+        if name not in defaults:
+            raise _bad_record(ckpt.source, f'kwargs names {name}, which {architecture} does not take')
+        if not _same_kind(value, defaults[name]):
+            raise _bad_record(ckpt.source, f'kwargs {name} is {_show(value)}, where {architecture} takes a value '
+                                           f'like {_show(defaults[name])}')
     return dict(ckpt.record.get('kwargs') or {})
 
 
@@ -668,6 +728,7 @@ def fit_checkpoint(
         record: Optional[Mapping[str, Any]] = None,
         model_name: Optional[str] = None,
         hint: Union[str, Callable] = '',
+        non_finite_option: Optional[str] = 'allow_non_finite=True',
 ) -> LoadReport:
     """Read, check, convert and match ``checkpoint`` for ``model`` without loading it: the one way in, every load
     in modzoo goes through it. ``report.state_dict`` holds the tensors that fit.
@@ -676,7 +737,7 @@ def fit_checkpoint(
     :class:`Checkpoint` read already. Under ``strict`` its model record (or ``record``, for a dict whose file
     recorded one) must match ``model`` (:func:`check_model_record`). ``filter_fn`` defaults to the family's.
     ``classifier``: the policy for a classifier of another size, one of :data:`CLASSIFIER_POLICIES`; the other
-    options are :func:`match_state_dict`'s.
+    options (``non_finite_option`` included) are :func:`match_state_dict`'s.
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else open_checkpoint(
         checkpoint, trusted=trusted, prefix=prefix)
@@ -691,7 +752,7 @@ def fit_checkpoint(
                        f'{e}); pass a checkpoint of {name}') from None
     return match_state_dict(converted, model, strict=strict, allow_missing=allow_missing, pruned=pruned,
                             classifier=classifier, model_name=name, source=ckpt.source,
-                            allow_non_finite=allow_non_finite, hint=hint)
+                            allow_non_finite=allow_non_finite, hint=hint, non_finite_option=non_finite_option)
 
 
 def load_checkpoint(
@@ -707,7 +768,7 @@ def load_checkpoint(
 ) -> nn.Module:
     """Load a checkpoint (path, dict or :class:`Checkpoint`; any container, official or modzoo layout) into
     ``model`` through :func:`fit_checkpoint`, which takes the other ``options`` (``pruned``, ``classifier``,
-    ``record``, ``model_name``, ``hint``).
+    ``record``, ``model_name``, ``hint``, ``non_finite_option``).
 
     ``filter_fn`` defaults to the family's ``checkpoint_filter_fn``. Every key must fit under ``strict``, the
     classifier and first conv included; with ``strict=False`` a mismatch is logged and the fitting tensors load.

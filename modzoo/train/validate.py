@@ -37,6 +37,8 @@ def build_validate_parser() -> argparse.ArgumentParser:
     p.add_argument('--pretrained', action='store_true', help='the model\'s registered weights')
     p.add_argument('--no-ema', action='store_true', help='use the raw weights even if the file has EMA weights')
     p.add_argument('--model-kwargs', nargs='*', default=None, metavar='KEY=VALUE')
+    p.add_argument('--allow-non-finite', action='store_true',
+                   help='evaluate a checkpoint holding NaN/Inf values instead of refusing it')
     p.add_argument('--data-dir', required=True, help='dataset root (with a val/ folder) or the split folder itself')
     p.add_argument('--dataset', default='', help="'' = ImageFolder; else a timm dataset name")
     p.add_argument('--split', default='val')
@@ -98,11 +100,14 @@ def load_model_for_inference(
         num_classes: Optional[int] = None,
         prefer_ema: bool = True,
         overrides: Optional[Dict[str, Any]] = None,
+        allow_non_finite: bool = False,
+        non_finite_option: Optional[str] = None,
 ):
     """(model in eval mode, timm data config, checkpoint metadata) for evaluation, export or visualisation.
 
     ``overrides`` (input_size, img_size, crop_pct, interpolation, mean, std; None = not given) win over a training
-    checkpoint's data config, which wins over the model's ``pretrained_cfg``.
+    checkpoint's data config, which wins over the model's ``pretrained_cfg``. NaN/Inf weights are refused unless
+    ``allow_non_finite``; the refusal names ``non_finite_option`` (the caller's flag) when it has one.
     """
     import modzoo
     from .config import parse_model_kwargs
@@ -123,7 +128,7 @@ def load_model_for_inference(
     kwargs.pop('num_classes', None)
     model = create_run_model(model_name, num_classes, pretrained=pretrained and ckpt is None, **kwargs)
     if ckpt is not None:
-        modzoo.load_checkpoint(model, ckpt)
+        modzoo.load_checkpoint(model, ckpt, allow_non_finite=allow_non_finite, non_finite_option=non_finite_option)
 
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
     trained = meta.get('data_config') or {}
@@ -176,7 +181,8 @@ def run_validation(args) -> Dict[str, Any]:
     model, data_config, meta = load_model_for_inference(
         args.model, args.checkpoint, args.pretrained, args.model_kwargs, args.num_classes, not args.no_ema,
         dict(input_size=args.input_size, img_size=args.img_size, crop_pct=args.crop_pct,
-             interpolation=args.interpolation, mean=args.mean, std=args.std))
+             interpolation=args.interpolation, mean=args.mean, std=args.std),
+        allow_non_finite=args.allow_non_finite, non_finite_option='--allow-non-finite')
     num_classes = model.num_classes if hasattr(model, 'num_classes') else None
     _, eval_tf = build_transforms(data_config)
     dataset, class_to_idx = build_dataset(args.dataset, args.data_dir, args.split,
