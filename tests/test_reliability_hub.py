@@ -286,3 +286,14 @@ def test_a_legacy_format_file_is_scanned_whole(tmp_path):
     torch.save({'state_dict': {'w': torch.zeros(1)}, 'config': _Config()}, path, _use_new_zipfile_serialization=False)
     with pytest.raises(CheckpointFileError, match='--trust-pickle'):
         modzoo.models.read_checkpoint(str(path))
+
+
+def test_getattr_stays_unsafe_after_modzoo_mm_allow_lists_its_stand_in(tmp_path):
+    """modzoo.mm binds builtins.getattr to a safe stand-in for mmengine files; trusting a file would not."""
+    pytest.importorskip('mmengine')
+    import modzoo.mm  # noqa: F401
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'config': _Config(), 'x': CODE['getattr']}, path)
+    with pytest.raises(CheckpointFileError) as err:
+        modzoo.models.read_checkpoint(str(path))
+    assert 'unsafe' in str(err.value) and 'trust-pickle' not in str(err.value)

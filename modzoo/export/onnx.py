@@ -138,7 +138,7 @@ def build_export_model(
             if ckpt_classes is not None and ckpt_classes != getattr(model, 'num_classes', ckpt_classes):
                 _logger.info('classifier resized to the checkpoint: %d -> %d classes', model.num_classes, ckpt_classes)
                 model.reset_classifier(ckpt_classes)
-        modzoo.load_checkpoint(model, ckpt)
+        modzoo.load_checkpoint(model, ckpt, non_finite_option=None)
     if features:
         model = _features_wrapper(model, model_name, kwargs)
     model.eval()

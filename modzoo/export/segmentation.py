@@ -64,7 +64,7 @@ class MACMDLogits(nn.Module):
 def _load_strict(model: nn.Module, checkpoint: Union[str, os.PathLike], trusted: bool, name: str) -> None:
     """Load a full segmentor checkpoint (``state_dict``/``model`` container or flat): every key must fit."""
     from modzoo.models import load_checkpoint
-    load_checkpoint(model, checkpoint, trusted=trusted, prefix='', model_name=name)
+    load_checkpoint(model, checkpoint, trusted=trusted, prefix='', model_name=name, non_finite_option=None)
 
 
 def build_mmseg_for_export(

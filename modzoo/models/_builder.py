@@ -38,7 +38,8 @@ def build_zoo_model(
         # classifier after loading, so the checkpoint's (any size, or none) is not used
         report = fit_checkpoint(state_dict, model, filter_fn=checkpoint_filter_fn,
                                 classifier='ignore' if features_only else 'timm',
-                                record=file_record((model.pretrained_cfg or {}).get('file')))
+                                record=file_record((model.pretrained_cfg or {}).get('file')),
+                                non_finite_option='modzoo.load_checkpoint(model, FILE, allow_non_finite=True)')
         model_sd = model.state_dict()
         # timm loads strictly: layers the checkpoint may lack are handed back at their initialisation
         return dict({k: model_sd[k] for k in report.missing}, **report.state_dict)

@@ -55,13 +55,19 @@ def code_running_globals(path: str, refused: str) -> Tuple[List[str], bool]:
 
 def _pickled_globals(path: str, refused: str) -> List[str]:
     """Every global the file pickles that torch's weights-only unpickler does not allow (torch names only the
-    first it meets), ``refused`` first; just ``refused`` where the file cannot be scanned."""
+    first it meets), ``refused`` first; just ``refused`` where the file cannot be scanned. Globals another module
+    allow-listed (``torch.serialization.add_safe_globals``, e.g. ``modzoo.mm``'s stand-in for ``getattr``) are
+    scanned too: trusting the file unpickles them as they are, not as the allow-list binds them."""
+    user_allowed = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
     try:
         others = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except ValueError:  # torch's legacy (non-zip) format
         others = _legacy_unsafe_globals(path)
     except Exception:  # an older torch
         others = []
+    finally:
+        torch.serialization.add_safe_globals(user_allowed)
     return [refused] + sorted(set(others) - {refused})
 
 
@@ -70,7 +76,7 @@ def _legacy_unsafe_globals(path: str) -> List[str]:
     the object (the storage keys and raw bytes follow)."""
     try:
         from torch import _weights_only_unpickler as unpickler
-        allowed = set(unpickler._get_allowed_globals()) | set(unpickler._get_user_allowed_globals())
+        allowed = set(unpickler._get_allowed_globals())
         found = set()
         with open(path, 'rb') as f:
             for _ in range(4):

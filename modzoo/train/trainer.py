@@ -190,7 +190,7 @@ def load_initial_weights(model: nn.Module, path: str) -> List[str]:
     lacks) is left as initialised. Returns the skipped classifier keys. Any other mismatch raises
     ``CheckpointMismatchError``."""
     from modzoo.models import load_checkpoint
-    return load_checkpoint(model, path, classifier='reinit').load_report.dropped
+    return load_checkpoint(model, path, classifier='reinit', non_finite_option=None).load_report.dropped
 
 
 def _build_teacher(args, num_classes: int, device: torch.device) -> Optional[nn.Module]:
@@ -204,7 +204,7 @@ def _build_teacher(args, num_classes: int, device: torch.device) -> Optional[nn.
                                **args.teacher_kwargs)
     if args.teacher_checkpoint:
         import modzoo
-        modzoo.load_checkpoint(teacher, args.teacher_checkpoint)
+        modzoo.load_checkpoint(teacher, args.teacher_checkpoint, non_finite_option=None)
     return teacher.to(device).eval()
 
 
@@ -639,7 +639,7 @@ def _finish(run: _Run, last_metrics: Dict[str, Any]) -> Dict[str, Any]:
 
 def _restore(ckpt, path, ctx, model, optimizer, scheduler, scaler, model_ema, steps_per_epoch, args):
     from modzoo.models import Checkpoint, load_checkpoint
-    load_checkpoint(model, Checkpoint(ckpt['state_dict'], {}, f'--resume {path}'))
+    load_checkpoint(model, Checkpoint(ckpt['state_dict'], {}, f'--resume {path}'), non_finite_option=None)
     optimizer.load_state_dict(ckpt['optimizer'])
     changed = _schedule_changes(ckpt, scheduler, steps_per_epoch, args)
     if not changed:
