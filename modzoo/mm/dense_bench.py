@@ -139,9 +139,10 @@ def dense_table(results: Dict[str, Dict], machine: str) -> str:
 
 
 def _machine() -> str:
+    import torch
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
     return (f'Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads '
-            f'{__import__("torch").get_num_threads()}; load average (1 min) at the end: {load:.1f}.')
+            f'{torch.get_num_threads()}; load average (1 min) at the end: {load:.1f}.')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
