@@ -85,6 +85,8 @@ def test_goal_check_and_table():
     dense_bench.check_goal(det, {'coco/bbox_mAP': 0.5, 'coco/bbox_mAP_50': 0.85})
     with pytest.raises(dense_bench.GoalMissed, match='AP50 0.840'):
         dense_bench.check_goal(det, {'coco/bbox_mAP': 0.6, 'coco/bbox_mAP_50': 0.84})
+    with pytest.raises(dense_bench.GoalMissed, match='AP 0.000 / AP50 0.000'):  # CocoMetric: no boxes, no figures
+        dense_bench.check_goal(det, {})
     table = dense_bench.dense_table({seg: {'mIoU': 71.25, 'train_s': 300.4, 'peak_mib': 1500.2},
                                      det: {'coco/bbox_mAP': 0.5123, 'coco/bbox_mAP_50': 0.9, 'train_s': 59.6,
                                            'peak_mib': 999.6}}, 'Machine: test')
