@@ -5,8 +5,10 @@ _base_ = ['../sfm/upernet_smt-s_sfm_8xb2-160k_ade20k-512x512.py', './_base_/dens
 model = dict(
     data_preprocessor=dict(size=_base_.dense_crop_size),
     backbone=dict(model_name='zoo_smt_tiny', drop_path_rate=0.0, init_cfg=None),
-    decode_head=dict(channels=64, num_classes=11),
-    auxiliary_head=dict(channels=32, num_classes=11))
+    decode_head=dict(channels=64, num_classes=11,
+                     loss_decode=_base_.dense_loss_decode),
+    auxiliary_head=dict(channels=32, num_classes=11,
+                        loss_decode=_base_.dense_aux_loss_decode))
 train_dataloader = _base_.dense_train_dataloader
 val_dataloader = _base_.dense_val_dataloader
 test_dataloader = val_dataloader
