@@ -1,0 +1,19 @@
+# RetinaNet + GridPE-PVTv2-b0 on the dense digits: the COCO config ../gridpe_pvt/retinanet_gridpe-pvt-v2-b2_fpn_1x_
+# coco.py with only the data (10 classes, 128x128), sizes (the smallest variant, b0, and its widths; anchors from
+# 16 px, octave base scale 2, since the digits are 16-53 px) and schedule changed. Random initialisation, no drop
+# path in a short run.
+_base_ = ['../gridpe_pvt/retinanet_gridpe-pvt-v2-b2_fpn_1x_coco.py', './_base_/dense_digits_det.py']
+model = dict(
+    backbone=dict(model_name='zoo_gridpe_pvt_v2_b0', drop_path_rate=0.0, init_cfg=None),
+    neck=dict(in_channels=[32, 64, 160, 256]),
+    bbox_head=dict(num_classes=10, anchor_generator=dict(octave_base_scale=2)))
+train_dataloader = _base_.dense_train_dataloader
+val_dataloader = _base_.dense_val_dataloader
+test_dataloader = val_dataloader
+val_evaluator = _base_.dense_evaluator
+test_evaluator = val_evaluator
+train_cfg = _base_.dense_train_cfg
+optim_wrapper = _base_.dense_optim_wrapper
+param_scheduler = _base_.dense_param_scheduler
+default_hooks = _base_.dense_default_hooks
+auto_scale_lr = dict(enable=False, base_batch_size=8)

@@ -1,0 +1,17 @@
+# RetinaNet + SMT-T on the dense digits: the COCO config ../smt/retinanet_smt-s_fpn_1x_coco.py with only the data
+# (10 classes, 128x128), sizes (the smallest variant, SMT-T; anchors from 16 px, octave base scale 2, since the
+# digits are 16-53 px) and schedule changed. Random initialisation, no drop path in a short run.
+_base_ = ['../smt/retinanet_smt-s_fpn_1x_coco.py', './_base_/dense_digits_det.py']
+model = dict(
+    backbone=dict(model_name='zoo_smt_tiny', drop_path_rate=0.0, init_cfg=None),
+    bbox_head=dict(num_classes=10, anchor_generator=dict(octave_base_scale=2)))
+train_dataloader = _base_.dense_train_dataloader
+val_dataloader = _base_.dense_val_dataloader
+test_dataloader = val_dataloader
+val_evaluator = _base_.dense_evaluator
+test_evaluator = val_evaluator
+train_cfg = _base_.dense_train_cfg
+optim_wrapper = _base_.dense_optim_wrapper
+param_scheduler = _base_.dense_param_scheduler
+default_hooks = _base_.dense_default_hooks
+auto_scale_lr = dict(enable=False, base_batch_size=8)

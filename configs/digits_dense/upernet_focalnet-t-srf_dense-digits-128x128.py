@@ -1,0 +1,21 @@
+# UperNet + FocalNet-T (srf) on the dense digits: the ADE20K config ../focalnet/upernet_focalnet-t-srf_8xb2-160k_
+# ade20k-512x512.py with only the data (11 classes, 128x128), sizes and schedule changed. Random initialisation
+# (no download here; put the ImageNet init_cfg back when the weights are at hand), no drop path in a short run, and
+# a 64-channel UperNet head (the ADE20K 512 channels cost most of the CPU time at this size).
+_base_ = ['../focalnet/upernet_focalnet-t-srf_8xb2-160k_ade20k-512x512.py', './_base_/dense_digits_seg.py']
+model = dict(
+    data_preprocessor=dict(size=_base_.dense_crop_size),
+    backbone=dict(drop_path_rate=0.0, init_cfg=None),
+    decode_head=dict(channels=64, num_classes=11,
+                     loss_decode=_base_.dense_loss_decode),
+    auxiliary_head=dict(channels=32, num_classes=11,
+                        loss_decode=_base_.dense_aux_loss_decode))
+train_dataloader = _base_.dense_train_dataloader
+val_dataloader = _base_.dense_val_dataloader
+test_dataloader = val_dataloader
+val_evaluator = _base_.dense_evaluator
+test_evaluator = val_evaluator
+train_cfg = _base_.dense_train_cfg
+optim_wrapper = _base_.dense_optim_wrapper
+param_scheduler = _base_.dense_param_scheduler
+default_hooks = _base_.dense_default_hooks

@@ -1,0 +1,20 @@
+# UperNet + SMT-T + SFM on the dense digits: the ADE20K config ../sfm/upernet_smt-s_sfm_8xb2-160k_ade20k-512x512.py
+# with only the data (11 classes, 128x128), sizes (SMT-T; a 64-channel head) and schedule changed; the comparison
+# partner of ./upernet_smt-t_dense-digits-128x128.py. Random initialisation, no drop path in a short run.
+_base_ = ['../sfm/upernet_smt-s_sfm_8xb2-160k_ade20k-512x512.py', './_base_/dense_digits_seg.py']
+model = dict(
+    data_preprocessor=dict(size=_base_.dense_crop_size),
+    backbone=dict(model_name='zoo_smt_tiny', drop_path_rate=0.0, init_cfg=None),
+    decode_head=dict(channels=64, num_classes=11,
+                     loss_decode=_base_.dense_loss_decode),
+    auxiliary_head=dict(channels=32, num_classes=11,
+                        loss_decode=_base_.dense_aux_loss_decode))
+train_dataloader = _base_.dense_train_dataloader
+val_dataloader = _base_.dense_val_dataloader
+test_dataloader = val_dataloader
+val_evaluator = _base_.dense_evaluator
+test_evaluator = val_evaluator
+train_cfg = _base_.dense_train_cfg
+optim_wrapper = _base_.dense_optim_wrapper
+param_scheduler = _base_.dense_param_scheduler
+default_hooks = _base_.dense_default_hooks

@@ -1,0 +1,181 @@
+"""The dense runs on the dense digits (``modzoo.dense_digits``): train each family's ``configs/digits_dense`` config
+with the stock train tool, evaluate it with the stock test tool, check the goals, and write the BENCHMARKS.md
+section (``modzoo-bench-dense`` / ``tools/bench_dense.py``).
+
+Goals on the held-out canvases (issue 34): segmentation mIoU >= 70 for every family; detection bbox AP >= 0.50 and
+AP50 >= 0.85. Each run is a child process (``modzoo.mm.cli``'s train and test command lines, as
+``tools/{train,test}_{seg,det}.py`` run them), so its train time and peak memory are its own.
+
+    python tools/bench_dense.py --work-dir output/dense --update BENCHMARKS.md
+"""
+import json
+import os
+import os.path as osp
+import platform
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from ..dense_digits import write_dense_digits
+from ..utils.cli import OneLineArgumentParser, UsageError, print_error
+from ..utils.marked_blocks import update_marked_file
+
+__all__ = ['DENSE_RUNS', 'MAIN_JOB_RUNS', 'SEG_GOAL_MIOU', 'DET_GOAL_AP', 'DET_GOAL_AP50', 'GoalMissed',
+           'config_path', 'data_root_options', 'run_dense', 'check_goal', 'run_dense_stage', 'dense_table', 'main']
+
+SEG_GOAL_MIOU = 70.0
+DET_GOAL_AP = 0.50
+DET_GOAL_AP50 = 0.85
+_CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs', 'digits_dense')
+# row name -> (scope, config file in configs/digits_dense)
+DENSE_RUNS: Dict[str, tuple] = {
+    'FocalNet-T UperNet': ('mmseg', 'upernet_focalnet-t-srf_dense-digits-128x128.py'),
+    'SMT-T UperNet': ('mmseg', 'upernet_smt-t_dense-digits-128x128.py'),
+    'SMT-T UperNet + SFM': ('mmseg', 'upernet_smt-t_sfm_dense-digits-128x128.py'),
+    'EfficientMod-xxs FPN': ('mmseg', 'fpn_efficientmod-xxs_dense-digits-128x128.py'),
+    'GridPE-PVTv2-b0 UperNet': ('mmseg', 'upernet_gridpe-pvt-v2-b0_dense-digits-128x128.py'),
+    'GridPE-PVTv2-b0 MACMD': ('mmseg', 'macmd_gridpe-pvt-v2-b0_dense-digits-128x128.py'),
+    'SMT-T RetinaNet': ('mmdet', 'retinanet_smt-t_fpn_dense-digits-128x128.py'),
+    'GridPE-PVTv2-b0 RetinaNet': ('mmdet', 'retinanet_gridpe-pvt-v2-b0_fpn_dense-digits-128x128.py'),
+}
+# the main job's dense stage: one segmentation family, one detector (the two cheapest)
+MAIN_JOB_RUNS = ('EfficientMod-xxs FPN', 'GridPE-PVTv2-b0 RetinaNet')
+_MARKERS = ('<!-- dense:start -->', '<!-- dense:end -->')
+
+
+class GoalMissed(RuntimeError):
+    """A dense run finished below its goal."""
+
+
+def config_path(name: str) -> str:
+    return osp.join(_CONFIGS, DENSE_RUNS[name][1])
+
+
+def _run_dir(work_dir: str, name: str) -> str:
+    return osp.join(work_dir, name.replace(' + ', '_').replace(' ', '_'))
+
+
+def data_root_options(scope: str, root: str) -> List[str]:
+    """``--cfg-options`` pointing a digits_dense config's loaders (and COCO evaluator) at the dataset in ``root``."""
+    root = root.rstrip('/') + '/'
+    options = [f'{loader}.dataset.data_root={root}' for loader in ('train_dataloader', 'val_dataloader',
+                                                                    'test_dataloader')]
+    if scope == 'mmdet':
+        options += [f'{name}.ann_file={root}annotations/instances_val.json' for name in ('val_evaluator',
+                                                                                          'test_evaluator')]
+    return options
+
+
+def _child(code: str, argv: Sequence[str], log_path: str) -> Dict:
+    """Run ``code`` in a fresh interpreter with ``sys.argv[1:] = argv``; seconds and peak RSS (MiB) of that child."""
+    start = time.perf_counter()
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([sys.executable, '-c', code, *argv], stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{" ".join(argv[:1])}: exit status {proc.returncode}; see {log_path}')
+    return dict(seconds=time.perf_counter() - start, peak_mib=usage.ru_maxrss / 1024)
+
+
+def run_dense(name: str, work_dir: str, data_root: str, extra_options: Sequence[str] = ()) -> Dict:
+    """Train ``DENSE_RUNS[name]`` with the stock train tool, test its last checkpoint with the stock test tool.
+
+    Returns the test metrics with ``train_s`` and ``peak_mib`` (the training process's)."""
+    scope, _ = DENSE_RUNS[name]
+    config = config_path(name)
+    options = ['--cfg-options', *data_root_options(scope, data_root), *extra_options]
+    os.makedirs(work_dir, exist_ok=True)
+    train = _child(f'import sys; from modzoo.mm.cli import train_main; train_main({scope!r}, sys.argv[1:])',
+                   [config, '--work-dir', work_dir, *options], osp.join(work_dir, 'train.log'))
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    metrics_path = osp.join(work_dir, 'test_metrics.json')
+    _child('import json, sys; from modzoo.mm.cli import test_main; '
+           f'json.dump(test_main({scope!r}, sys.argv[2:]), open(sys.argv[1], "w"))',
+           [metrics_path, config, checkpoint, '--work-dir', work_dir, *options], osp.join(work_dir, 'test.log'))
+    with open(metrics_path) as f:
+        metrics = json.load(f)
+    return dict(metrics, train_s=train['seconds'], peak_mib=train['peak_mib'])
+
+
+def check_goal(name: str, metrics: Dict) -> None:
+    """Raise :class:`GoalMissed` when ``metrics`` of run ``name`` are below the issue's goal (a figure missing from
+    ``metrics``, e.g. no box above the score threshold at all, counts as 0)."""
+    if DENSE_RUNS[name][0] == 'mmseg':
+        miou = metrics.get('mIoU', 0.0)
+        if miou < SEG_GOAL_MIOU:
+            raise GoalMissed(f'{name}: mIoU {miou:.1f} < {SEG_GOAL_MIOU}')
+        return
+    ap, ap50 = metrics.get('coco/bbox_mAP', 0.0), metrics.get('coco/bbox_mAP_50', 0.0)
+    if ap < DET_GOAL_AP or ap50 < DET_GOAL_AP50:
+        raise GoalMissed(f'{name}: bbox AP {ap:.3f} / AP50 {ap50:.3f} < {DET_GOAL_AP} / {DET_GOAL_AP50}')
+
+
+def run_dense_stage(work_dir: str, names: Sequence[str] = MAIN_JOB_RUNS) -> Dict[str, Dict]:
+    """The main job's dense stage: write the dense digits under ``work_dir``, run ``names``, check each goal.
+
+    Returns ``{name: metrics}``; raises :class:`GoalMissed` naming the first run below its goal."""
+    data_root = osp.join(work_dir, 'dense_digits')
+    write_dense_digits(data_root)
+    results = {}
+    for name in names:
+        results[name] = run_dense(name, _run_dir(work_dir, name), data_root)
+        check_goal(name, results[name])
+    return results
+
+
+def _figure(metrics: Dict, key: str, scale: float = 1.0, digits: int = 1) -> str:
+    return f'{metrics[key] * scale:.{digits}f}' if key in metrics else '-'
+
+
+def dense_table(results: Dict[str, Dict], machine: str) -> str:
+    """Rows (``{name: metrics}`` of :func:`run_dense`) -> the markdown table, with the machine and load under it."""
+    lines = ['| model | config | mIoU | bbox AP | AP50 | mask AP | train time (s) | peak memory (MiB) |',
+             '|---|---|---|---|---|---|---|---|']
+    for name, m in results.items():
+        lines.append(f'| {name} | `configs/digits_dense/{DENSE_RUNS[name][1]}` | {_figure(m, "mIoU")} | '
+                     f'{_figure(m, "coco/bbox_mAP", digits=3)} | {_figure(m, "coco/bbox_mAP_50", digits=3)} | '
+                     f'{_figure(m, "coco/segm_mAP", digits=3)} | {m["train_s"]:.0f} | {m["peak_mib"]:.0f} |')
+    return '\n'.join(lines + ['', machine])
+
+
+def _machine() -> str:
+    import torch
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+    return (f'Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads '
+            f'{torch.get_num_threads()}; load average (1 min) at the end: {load:.1f}.')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``modzoo-bench-dense`` / ``tools/bench_dense.py``."""
+    parser = OneLineArgumentParser(description='Train and test every dense-digits config with the stock tools; '
+                                               'check the goals and write the BENCHMARKS.md dense section.')
+    parser.add_argument('--work-dir', default='output/dense', help='runs and the written dataset go here')
+    parser.add_argument('--only', nargs='+', choices=sorted(DENSE_RUNS), help='these runs only')
+    parser.add_argument('--update', metavar='MARKDOWN', help=f'rewrite the section between {_MARKERS[0]} and '
+                                                             f'{_MARKERS[1]} of this file (e.g. BENCHMARKS.md)')
+    args = parser.parse_args(argv)
+    try:
+        if args.update and not osp.isfile(args.update):
+            raise UsageError(f'--update {args.update}: no such file; name an existing markdown file')
+        data_root = osp.join(args.work_dir, 'dense_digits')
+        write_dense_digits(data_root)
+        results = {name: run_dense(name, _run_dir(args.work_dir, name), data_root)
+                   for name in (args.only or DENSE_RUNS)}
+    except UsageError as e:
+        return print_error(e)
+    table = dense_table(results, _machine())
+    print(table)
+    if args.update:
+        update_marked_file(args.update, *_MARKERS, f'{_MARKERS[0]}\n{table}\n{_MARKERS[1]}')
+    missed = []
+    for name, metrics in results.items():
+        try:
+            check_goal(name, metrics)
+        except GoalMissed as e:
+            missed.append(str(e))
+    for line in missed:
+        print(f'goal missed: {line}', file=sys.stderr)
+    return 1 if missed else 0

@@ -1,0 +1,122 @@
+"""configs/digits_dense on the dense digits (modzoo.dense_digits): the stock BaseSegDataset / CocoDataset read the
+written data with each config's metainfo and pipeline, each model trains a step on real canvases, the goal check and
+the table of modzoo.mm.dense_bench; and (slow, run by tools/bench_dense.py's table, not CI) each config's full run
+through the stock tools reaching its goal, and the shuffled-label control staying far below it."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('mmseg')
+pytest.importorskip('mmdet')
+pytest.importorskip('sklearn')
+pytestmark = pytest.mark.mm
+
+from modzoo.dense_digits import DET_METAINFO, SEG_METAINFO, write_dense_digits  # noqa: E402
+from modzoo.mm import dense_bench  # noqa: E402
+from modzoo.mm.smoke import build_model, load_config, scope_of, train_step  # noqa: E402
+from mm_testing import one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
+
+SMALL = dict(num_train=6, num_val=3)
+
+
+@pytest.fixture(scope='module')
+def dense_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('dense') / 'dense_digits')
+    write_dense_digits(root, seed=1, **SMALL)
+    return root
+
+
+def _config(name, root):
+    cfg = load_config(dense_bench.config_path(name))
+    cfg.merge_from_dict(dict(o.split('=', 1) for o in dense_bench.data_root_options(scope_of(cfg), root)))
+    return cfg
+
+
+def _datasets(cfg):
+    from mmengine.registry import DefaultScope
+    scope = scope_of(cfg)
+    if scope == 'mmseg':
+        import mmseg.datasets  # noqa: F401  (registers datasets and transforms)
+        from mmseg.registry import DATASETS
+    else:
+        import mmdet.datasets  # noqa: F401
+        from mmdet.registry import DATASETS
+    with DefaultScope.overwrite_default_scope(scope):
+        return DATASETS.build(cfg.train_dataloader.dataset), DATASETS.build(cfg.val_dataloader.dataset)
+
+
+@pytest.mark.parametrize('name', sorted(dense_bench.DENSE_RUNS))
+def test_stock_dataset_reads_the_written_data_and_the_model_trains_on_it(name, dense_root):
+    cfg = _config(name, dense_root)
+    train, val = _datasets(cfg)
+    assert (len(train), len(val)) == (SMALL['num_train'], SMALL['num_val'])
+    seg = scope_of(cfg) == 'mmseg'
+    expected_classes = SEG_METAINFO['classes'] if seg else DET_METAINFO['classes']
+    assert tuple(train.metainfo['classes']) == tuple(val.metainfo['classes']) == expected_classes
+    samples = [train[0], train[1]]
+    if seg:
+        assert cfg.model.decode_head.num_classes == 11
+        labels = samples[0]['data_samples'].gt_sem_seg.data
+        assert labels.shape[-2:] == (128, 128) and 0 in labels and 1 <= int(labels.max()) <= 10
+    else:
+        assert cfg.model.bbox_head.num_classes == 10
+        with open(os.path.join(dense_root, 'annotations', 'instances_train.json')) as f:
+            coco = json.load(f)
+        image_id = samples[0]['data_samples'].img_id
+        digits = sorted(a['category_id'] - 1 for a in coco['annotations'] if a['image_id'] == image_id)
+        assert sorted(samples[0]['data_samples'].gt_instances.labels.tolist()) == digits
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    batch = dict(inputs=[s['inputs'] for s in samples], data_samples=[s['data_samples'] for s in samples])
+    losses = train_step(model, batch)
+    total = sum(v.sum() if torch.is_tensor(v) else sum(x.sum() for x in v) for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total) and total > 0
+    assert all(p.grad is not None for p in model.backbone.parameters() if p.requires_grad)
+
+
+def test_goal_check_and_table():
+    seg, det = 'EfficientMod-xxs FPN', 'GridPE-PVTv2-b0 RetinaNet'
+    dense_bench.check_goal(seg, {'mIoU': 70.0})
+    with pytest.raises(dense_bench.GoalMissed, match='mIoU 69.9'):
+        dense_bench.check_goal(seg, {'mIoU': 69.9})
+    dense_bench.check_goal(det, {'coco/bbox_mAP': 0.5, 'coco/bbox_mAP_50': 0.85})
+    with pytest.raises(dense_bench.GoalMissed, match='AP50 0.840'):
+        dense_bench.check_goal(det, {'coco/bbox_mAP': 0.6, 'coco/bbox_mAP_50': 0.84})
+    with pytest.raises(dense_bench.GoalMissed, match='AP 0.000 / AP50 0.000'):  # CocoMetric: no boxes, no figures
+        dense_bench.check_goal(det, {})
+    table = dense_bench.dense_table({seg: {'mIoU': 71.25, 'train_s': 300.4, 'peak_mib': 1500.2},
+                                     det: {'coco/bbox_mAP': 0.5123, 'coco/bbox_mAP_50': 0.9, 'train_s': 59.6,
+                                           'peak_mib': 999.6}}, 'Machine: test')
+    rows = table.splitlines()
+    assert rows[2] == ('| EfficientMod-xxs FPN | `configs/digits_dense/fpn_efficientmod-xxs_dense-digits-128x128.py` | '
+                       '71.2 | - | - | - | 300 | 1500 |')
+    assert rows[3].endswith('| - | 0.512 | 0.900 | - | 60 | 1000 |') and rows[-1] == 'Machine: test'
+
+
+def test_data_root_options_reach_loaders_and_evaluator():
+    cfg = _config('GridPE-PVTv2-b0 RetinaNet', '/somewhere/dd')
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.data_root == '/somewhere/dd/'
+    assert cfg.test_evaluator.ann_file == cfg.val_evaluator.ann_file == '/somewhere/dd/annotations/instances_val.json'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(dense_bench.DENSE_RUNS))
+def test_dense_run_reaches_its_goal(name, tmp_path):
+    data_root = str(tmp_path / 'dense_digits')
+    write_dense_digits(data_root)
+    metrics = dense_bench.run_dense(name, str(tmp_path / 'run'), data_root)
+    dense_bench.check_goal(name, metrics)
+
+
+@pytest.mark.slow
+def test_shuffled_labels_stay_far_below_the_goal(tmp_path):
+    """The negative control: the same segmentation run, label maps shuffled across the training canvases."""
+    name = dense_bench.MAIN_JOB_RUNS[0]
+    data_root = str(tmp_path / 'shuffled')
+    write_dense_digits(data_root, shuffle_train_labels=True)
+    metrics = dense_bench.run_dense(name, str(tmp_path / 'run'), data_root)
+    assert np.isfinite(metrics['mIoU']) and metrics['mIoU'] < dense_bench.SEG_GOAL_MIOU / 2
