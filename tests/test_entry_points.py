@@ -30,7 +30,7 @@ EXPECTED = {
     'modzoo-test-det': 'modzoo.mm.cli:test_det',
     'modzoo-make-tiny-datasets': 'modzoo.mm.tiny:make_tiny_datasets',
     'modzoo-make-dense-digits': 'modzoo.dense_digits:make_dense_digits',
-    'modzoo-bench-dense': 'modzoo.mm.dense_bench:main',
+    'modzoo-bench-dense': 'modzoo.bench.dense:main',
     'modzoo-zoo-report': 'modzoo.bench.zoo_report:main',
     'modzoo-visualize': 'modzoo.visualize:main',
     'modzoo-gpu-check': 'modzoo.bench.gpu_check:main',

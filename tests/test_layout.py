@@ -76,6 +76,7 @@ LAYERS = {
     'models': {'layers', 'kernels', 'utils'},
     '__init__': {'version', 'models', 'layers', 'kernels', 'utils'},
     'datasets': {'utils'},
+    'dense_digits': {'utils'},
     'hub': MODEL_FLOOR,
     'train': MODEL_FLOOR | {'hub', 'datasets'},
     'export': MODEL_FLOOR | {'runtimes', 'datasets'},

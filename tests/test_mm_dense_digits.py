@@ -1,6 +1,6 @@
 """configs/digits_dense on the dense digits (modzoo.dense_digits): the stock BaseSegDataset / CocoDataset read the
 written data with each config's metainfo and pipeline, each model trains a step on real canvases, the goal check and
-the table of modzoo.mm.dense_bench; and (slow, run by tools/bench_dense.py's table, not CI) each config's full run
+the table of modzoo.bench.dense; and (slow, run by tools/bench_dense.py's table, not CI) each config's full run
 through the stock tools reaching its goal, and the shuffled-label control staying far below it."""
 import json
 import os
@@ -15,7 +15,7 @@ pytest.importorskip('sklearn')
 pytestmark = pytest.mark.mm
 
 from modzoo.dense_digits import DET_METAINFO, SEG_METAINFO, write_dense_digits  # noqa: E402
-from modzoo.mm import dense_bench  # noqa: E402
+from modzoo.bench import dense as dense_bench  # noqa: E402
 from modzoo.mm.smoke import build_model, load_config, scope_of, train_step  # noqa: E402
 from mm_testing import one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
 

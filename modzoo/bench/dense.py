@@ -11,7 +11,6 @@ AP50 >= 0.85. Each run is a child process (``modzoo.mm.cli``'s train and test co
 import json
 import os
 import os.path as osp
-import platform
 import subprocess
 import sys
 import time
@@ -19,7 +18,8 @@ from typing import Dict, List, Optional, Sequence
 
 from ..dense_digits import write_dense_digits
 from ..utils.cli import OneLineArgumentParser, UsageError, print_error
-from ..utils.marked_blocks import update_marked_file
+from .common import load_1min, machine_description
+from .report import Block, markdown_table, write_report
 
 __all__ = ['DENSE_RUNS', 'MAIN_JOB_RUNS', 'SEG_GOAL_MIOU', 'DET_GOAL_AP', 'DET_GOAL_AP50', 'GoalMissed',
            'config_path', 'data_root_options', 'run_dense', 'check_goal', 'run_dense_stage', 'dense_table', 'main']
@@ -132,20 +132,16 @@ def _figure(metrics: Dict, key: str, scale: float = 1.0, digits: int = 1) -> str
 
 def dense_table(results: Dict[str, Dict], machine: str) -> str:
     """Rows (``{name: metrics}`` of :func:`run_dense`) -> the markdown table, with the machine and load under it."""
-    lines = ['| model | config | mIoU | bbox AP | AP50 | mask AP | train time (s) | peak memory (MiB) |',
-             '|---|---|---|---|---|---|---|---|']
-    for name, m in results.items():
-        lines.append(f'| {name} | `configs/digits_dense/{DENSE_RUNS[name][1]}` | {_figure(m, "mIoU")} | '
-                     f'{_figure(m, "coco/bbox_mAP", digits=3)} | {_figure(m, "coco/bbox_mAP_50", digits=3)} | '
-                     f'{_figure(m, "coco/segm_mAP", digits=3)} | {m["train_s"]:.0f} | {m["peak_mib"]:.0f} |')
-    return '\n'.join(lines + ['', machine])
+    header = ('model', 'config', 'mIoU', 'bbox AP', 'AP50', 'mask AP', 'train time (s)', 'peak memory (MiB)')
+    rows = [(name, f'`configs/digits_dense/{DENSE_RUNS[name][1]}`', _figure(m, 'mIoU'),
+             _figure(m, 'coco/bbox_mAP', digits=3), _figure(m, 'coco/bbox_mAP_50', digits=3),
+             _figure(m, 'coco/segm_mAP', digits=3), f'{m["train_s"]:.0f}', f'{m["peak_mib"]:.0f}')
+            for name, m in results.items()]
+    return '\n'.join(markdown_table(header, rows) + ['', machine])
 
 
 def _machine() -> str:
-    import torch
-    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
-    return (f'Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads '
-            f'{torch.get_num_threads()}; load average (1 min) at the end: {load:.1f}.')
+    return f'Machine: {machine_description()}; load average (1 min) at the end: {load_1min():.1f}.'
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -169,7 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table = dense_table(results, _machine())
     print(table)
     if args.update:
-        update_marked_file(args.update, *_MARKERS, f'{_MARKERS[0]}\n{table}\n{_MARKERS[1]}')
+        write_report(blocks=[Block(args.update, *_MARKERS, table)])
     missed = []
     for name, metrics in results.items():
         try:
