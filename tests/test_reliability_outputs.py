@@ -223,3 +223,17 @@ def test_cpu_deploy_quick_refuses_the_options_it_would_override(capsys, monkeypa
     monkeypatch.setattr(cpu_deploy, 'run_benchmarks', _never_measure)
     line = one_line_error(capsys, cpu_deploy.main, ['--quick', '--batches', '4', '--size', '64'])
     assert '--quick sets --size and --batches itself' in line, line
+
+
+def test_train_refuses_a_checkpoint_input_its_run_would_rewrite(tiny, tmp_path, capsys):
+    from modzoo.train.trainer import main as train_main
+    run = tmp_path / 'run'
+    run.mkdir()
+    for name in ('last.pth', 'best.pth'):
+        (run / name).write_bytes(b'an earlier run')
+    argv = ['--model', 'zoo_focalnet_tiny_srf', '--model-kwargs', 'embed_dim=8', 'depths=(1,1,1,1)', '--data-dir',
+            tiny['data'], '--output', str(run), '--resume', 'auto', '--epochs', '1', '--workers', '0',
+            '--teacher', 'zoo_focalnet_tiny_srf', '--teacher-checkpoint', str(run / 'best.pth')]
+    line = one_line_error(capsys, train_main, argv)
+    assert 'would overwrite the input --teacher-checkpoint' in line, line
+    assert (run / 'best.pth').read_bytes() == b'an earlier run'
