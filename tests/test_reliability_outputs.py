@@ -237,3 +237,16 @@ def test_train_refuses_a_checkpoint_input_its_run_would_rewrite(tiny, tmp_path, 
     line = one_line_error(capsys, train_main, argv)
     assert 'would overwrite the input --teacher-checkpoint' in line, line
     assert (run / 'best.pth').read_bytes() == b'an earlier run'
+
+
+def test_aliasing_checks_its_plot_before_measuring(tmp_path, capsys, monkeypatch):
+    from modzoo.bench import aliasing
+    monkeypatch.setattr(aliasing, 'list_images', _never_measure)
+    checkpoint = tmp_path / 'backbone.pth'
+    checkpoint.write_bytes(b'weights')
+    base = ['--model', 'zoo_focalnet_tiny_srf', '--images', str(tmp_path), '--checkpoint', str(checkpoint)]
+    line = one_line_error(capsys, aliasing.main, base + ['--out', str(checkpoint)])
+    assert 'would overwrite the input --checkpoint' in line, line
+    line = one_line_error(capsys, aliasing.main, base + ['--out', UNWRITABLE + '/a.png'])
+    assert 'not writable' in line, line
+    assert checkpoint.read_bytes() == b'weights'
