@@ -56,8 +56,8 @@ class Block:
 
 
 def write_text(path: str, text: str) -> None:
-    """``text`` into ``path``, atomically; a missing folder is created (:func:`check_json_output` allowed it)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """``text`` into ``path``, atomically; a missing folder is created with it (:func:`check_json_output` allowed
+    it)."""
     with atomic_write(path, 'w') as f:
         f.write(text)
 
