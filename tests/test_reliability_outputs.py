@@ -250,3 +250,16 @@ def test_aliasing_checks_its_plot_before_measuring(tmp_path, capsys, monkeypatch
     line = one_line_error(capsys, aliasing.main, base + ['--out', UNWRITABLE + '/a.png'])
     assert 'not writable' in line, line
     assert checkpoint.read_bytes() == b'weights'
+
+
+def test_kernel_static_report_never_writes_its_json_over_an_input(tmp_path, capsys, monkeypatch):
+    from modzoo.bench import static_report
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)  # only the compile needs it unset; nothing compiles here
+    monkeypatch.setattr(static_report, '_load_json', _never_measure)
+    baseline = tmp_path / 'baseline.json'
+    baseline.write_text('[]')
+    argv = ['--baseline', str(baseline), '--from-json', str(tmp_path / 'rows.json'), '--json', str(baseline),
+            '--force']
+    line = one_line_error(capsys, static_report.main, argv)
+    assert '--json' in line and 'would overwrite the input --baseline 1' in line, line
+    assert baseline.read_text() == '[]'
