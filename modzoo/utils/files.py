@@ -82,11 +82,21 @@ def unwritable_kind(path: PathLike) -> Optional[str]:
     return None
 
 
+def _staging_parent(path: str) -> str:
+    """Where the temporaries of an output at ``path`` go: its folder (the nearest existing one when it is not made
+    yet), so publishing is a rename; the system's temporary folder for a device or FIFO, whose own folder (``/dev``)
+    may refuse new files and which is written through anyway."""
+    if writes_through(path):
+        return tempfile.gettempdir()
+    return nearest_existing_dir(os.path.dirname(os.path.abspath(path)))
+
+
 def temporary_beside(path: PathLike):
-    """(fd, temporary path) in the target's folder (its nearest existing one when the folder is not made yet), named
+    """(fd, temporary path) where :func:`publish` can rename it to ``path`` (:func:`_staging_parent`), named
     ``.<name>.<random>.partial``, mode 0666 minus the umask."""
-    folder, base = os.path.split(os.path.abspath(os.fspath(path)))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix=TMP_SUFFIX, dir=nearest_existing_dir(folder))
+    path = os.fspath(path)
+    base = os.path.basename(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix=TMP_SUFFIX, dir=_staging_parent(path))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
@@ -94,11 +104,11 @@ def temporary_beside(path: PathLike):
 
 
 @contextlib.contextmanager
-def staging_dir(path: PathLike, prefix: str = '') -> Iterator[str]:
+def staging_dir(path: PathLike) -> Iterator[str]:
     """A temporary folder on the filesystem ``path`` will be published to (so :func:`publish` is a rename), removed
     with whatever is left in it when the block ends."""
-    folder, base = os.path.split(output_target(path))
-    staging = tempfile.mkdtemp(prefix=f'.{prefix or base}.', suffix=TMP_SUFFIX, dir=nearest_existing_dir(folder))
+    target = output_target(path)
+    staging = tempfile.mkdtemp(prefix=f'.{os.path.basename(target)}.', suffix=TMP_SUFFIX, dir=_staging_parent(target))
     try:
         yield staging
     finally:
