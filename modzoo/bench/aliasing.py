@@ -22,7 +22,6 @@ matching the config's backbone options.
     python tools/aliasing.py --model zoo_focalnet_tiny_srf --images data/ade/ADEChallengeData2016/images/validation \
         --size 512 --max-images 50 --pretrained --out aliasing.png
 """
-import argparse
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -35,7 +34,10 @@ import torch.nn.functional as F
 
 import modzoo  # noqa: F401  (registers zoo_* models)
 from modzoo.layers.sfm import SFM, AdaptiveResampler, find_stage_transitions
-from modzoo.utils.cli import UsageError, parse_model_kwargs
+from modzoo.utils.cli import OneLineArgumentParser, UsageError, parse_model_kwargs
+from modzoo.utils.files import atomic_write
+
+from .report import check_json_output
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 # label-map folders of the mmseg layouts (ADE20K, Synapse, Cityscapes): skipped when searching a dataset root
@@ -227,12 +229,13 @@ def plot(path: str, names: Sequence[str], plain: List[torch.Tensor], with_ars: L
     axes[0][0].set_ylabel('share of power per frequency ring')
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path) as f:
+        fig.savefig(f, format='png', dpi=110)
     plt.close(fig)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[float]]:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = OneLineArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', required=True, help='timm or modzoo model name (4 stages, stride-2 transitions)')
     parser.add_argument('--images', required=True,
                         help='folder with images (searched recursively, skipping label folders such as annotations/)')
@@ -255,6 +258,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[float]]:
     ars = args.ars or ('learned' if args.sfm_checkpoint else 'energy')
     if ars == 'learned' and not args.sfm_checkpoint:
         parser.error('--ars learned needs --sfm-checkpoint')
+    check_json_output(parser, args.out, '--out', inputs={'--checkpoint': args.checkpoint or None,
+                                                         '--sfm-checkpoint': args.sfm_checkpoint or None})
 
     torch.manual_seed(args.seed)
     images = list_images(args.images, args.max_images)

@@ -341,13 +341,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.model_kwargs = None
     if args.quick:
-        if args.write_benchmarks or args.write_readme:
-            parser.error('--quick measures a shrunken model: its figures are not for BENCHMARKS.md or README.md')
-        for key, value in QUICK.items():
-            setattr(args, key, value)
+        _apply_quick(parser, args)
     if min(args.threads) < 1 or min(args.batches) < 1 or args.repeats < 1 or args.size < 1:
         parser.error('--threads, --batches, --repeats and --size must be at least 1')
-    check_json_output(parser, args.json)
+    check_json_output(parser, args.json, inputs={'--from-json': args.from_json},
+                      outputs={'--write-benchmarks': BENCHMARKS if args.write_benchmarks else None,
+                               '--write-readme': README if args.write_readme else None})
     if args.from_json:
         run = _read_run(parser, args.from_json)
     else:
@@ -363,6 +362,17 @@ def main(argv=None) -> int:
     write_report(run, None if args.from_json else args.json,
                  blocks(run, BENCHMARKS if args.write_benchmarks else None, README if args.write_readme else None))
     return 0 if args.from_json else failure_status(run)
+
+
+def _apply_quick(parser, args) -> None:
+    """``--quick``'s settings, refusing the options it would silently override."""
+    if args.write_benchmarks or args.write_readme:
+        parser.error('--quick measures a shrunken model: its figures are not for BENCHMARKS.md or README.md')
+    given = ['--' + key.replace('_', '-') for key in QUICK if getattr(args, key) != parser.get_default(key)]
+    if given:
+        parser.error(f'--quick sets {" and ".join(given)} itself: drop {" and ".join(given)} or --quick')
+    for key, value in QUICK.items():
+        setattr(args, key, value)
 
 
 def _read_run(parser, path: str) -> dict:

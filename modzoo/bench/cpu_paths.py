@@ -189,7 +189,8 @@ def main(argv=None) -> int:
             parser.error(f'{name} is not a registered modzoo model (modzoo.list_models())')
     if min(args.threads) < 1 or min(args.batches) < 1 or args.size < 1 or args.repeats < 1:
         parser.error('--threads, --batches, --size and --repeats must be at least 1')
-    check_json_output(parser, args.json)
+    check_json_output(parser, args.json, inputs={'--from-json': args.from_json},
+                      outputs={'--write-benchmarks': BENCHMARKS if args.write_benchmarks else None})
     if args.from_json:
         run = load_run(parser, args.from_json, ('machine', 'command', 'date', 'compile'))
     else:

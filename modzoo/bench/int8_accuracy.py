@@ -21,7 +21,7 @@ from ..utils.cli import OneLineArgumentParser
 from .common import BENCHMARKS
 from .report import Block, check_json_output, escape, markdown_table, write_report
 
-__all__ = ['ORT_VARIANTS', 'NNCF_VARIANTS', 'measure', 'to_markdown', 'main']
+__all__ = ['ORT_VARIANTS', 'NNCF_VARIANTS', 'input_paths', 'measure', 'to_markdown', 'main']
 
 START, END = '<!-- int8-accuracy:start -->', '<!-- int8-accuracy:end -->'
 
@@ -36,15 +36,20 @@ NNCF_VARIANTS = {  # label: (preset, model type)
 }
 
 
+def input_paths(work_dir: str):
+    """(digits folder, trained checkpoint, fp32 graph) of the main job's ``work_dir``: what this tool reads."""
+    from modzoo.main_job import MODEL
+    return (os.path.join(work_dir, 'digits'), os.path.join(work_dir, 'train', 'best.pth'),
+            os.path.join(work_dir, f'{MODEL}_digits.onnx'))
+
+
 def measure(work_dir: str, calib_images: int = 256) -> dict:
     from modzoo.export import quantize
     from modzoo.export.onnx import model_input_config
     from modzoo.main_job import IMG_SIZE, MODEL, held_out_set
     from modzoo.runtimes import available
     from modzoo.train.validate import load_model_for_inference
-    data_dir = os.path.join(work_dir, 'digits')
-    checkpoint = os.path.join(work_dir, 'train', 'best.pth')
-    fp32 = os.path.join(work_dir, f'{MODEL}_digits.onnx')
+    data_dir, checkpoint, fp32 = input_paths(work_dir)
     for path in (data_dir, checkpoint, fp32):
         if not os.path.exists(path):
             raise SystemExit(f'error: no {path}: run python tools/main_job.py --work-dir {work_dir} first')
@@ -97,7 +102,11 @@ def main(argv=None) -> int:
     parser.add_argument('--json', help='also write the figures here')
     parser.add_argument('--write-benchmarks', action='store_true', help='refresh the block in BENCHMARKS.md')
     args = parser.parse_args(argv)
-    check_json_output(parser, args.json)
+    if args.calib_images < 1:
+        parser.error(f'--calib-images {args.calib_images}: must be at least 1 (the images that set the int8 ranges)')
+    _, checkpoint, fp32 = input_paths(os.path.abspath(args.work_dir))
+    check_json_output(parser, args.json, inputs={'the checkpoint': checkpoint, 'the fp32 graph': fp32},
+                      outputs={'--write-benchmarks': BENCHMARKS if args.write_benchmarks else None})
     result = measure(os.path.abspath(args.work_dir), args.calib_images)
     command = 'python tools/int8_accuracy.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     result['command'] = re.sub(r' --json \S+', '', command).strip()

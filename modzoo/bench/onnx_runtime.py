@@ -479,7 +479,9 @@ def main(argv=None) -> int:
         parser.error('--profile applies to --int8 runs')
     if min(args.threads) < 1 or min(args.batches) < 1 or args.size < 1:
         parser.error('--threads, --batches and --size must be at least 1')
-    check_json_output(parser, args.json)
+    saved = {f'--from-json {i + 1}': path for i, path in enumerate(args.from_json or [])}
+    check_json_output(parser, args.json, inputs=saved,
+                      outputs={'--write-benchmarks': BENCHMARKS if args.write_benchmarks else None})
     if args.from_json:
         try:
             run = merge_runs(args.from_json)

@@ -14,9 +14,9 @@ import sys
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence
 
-from ..utils.cli import UsageError, check_output_file
+from ..utils.cli import UsageError, check_distinct_paths, check_output_file
 from ..utils.files import atomic_write
 from ..utils.marked_blocks import update_marked_file
 
@@ -56,8 +56,8 @@ class Block:
 
 
 def write_text(path: str, text: str) -> None:
-    """``text`` into ``path``, atomically; a missing folder is created (:func:`check_json_output` allowed it)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """``text`` into ``path``, atomically; a missing folder is created with it (:func:`check_json_output` allowed
+    it)."""
     with atomic_write(path, 'w') as f:
         f.write(text)
 
@@ -97,12 +97,15 @@ def read_results(path: str, flag: str = '--from-json', required: Sequence[str] =
     return data
 
 
-def check_json_output(parser, path: Optional[str], flag: str = '--json') -> None:
+def check_json_output(parser, path: Optional[str], flag: str = '--json', inputs: Optional[Dict[str, Any]] = None,
+                      outputs: Optional[Dict[str, Any]] = None) -> None:
     """The parser's one-line error when the results file ``path`` could not be written (a folder, read-only, under
-    a file): checked before a benchmark measures for minutes, not after."""
+    a file) or would replace one of the files the run reads (``inputs``) or writes besides (``outputs``), each
+    ``{flag: path}``: checked before a benchmark measures for minutes, not after."""
     if path:
         try:
             check_output_file(path, flag)
+            check_distinct_paths({**(outputs or {}), flag: path}, inputs)
         except UsageError as e:
             parser.error(str(e))
 

@@ -30,6 +30,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..utils.cli import UsageError, check_distinct_paths, check_output_file
 from ..utils.marked_blocks import BENCHMARKS
 from .report import Block, escape, markdown_table, write_report
 
@@ -548,6 +549,14 @@ def main(argv=None) -> int:
         return 2
     if args.json and os.path.exists(args.json) and not args.force:
         print(f'error: {args.json} exists; pass --force to overwrite it', file=sys.stderr)
+        return 2
+    try:  # --force allows replacing an earlier report, never a file this run reads
+        if args.json:
+            check_output_file(args.json, '--json')
+        check_distinct_paths({'--json': args.json}, {'--from-json': args.from_json, **{
+            f'--baseline {i + 1}': path for i, path in enumerate(args.baseline)}})
+    except UsageError as e:
+        print(f'error: {e}', file=sys.stderr)
         return 2
     if len(args.baseline_name) > len(args.baseline):
         print('error: more --baseline-name than --baseline', file=sys.stderr)

@@ -227,6 +227,9 @@ def _check_args(args) -> Dict[str, Any]:
 def _check_runtimes(args) -> List[str]:
     """The runtimes of --runtime, each installed when --check or --int8 will run it."""
     runtimes = runtime_list(args.runtime)
+    if args.runtime != 'ort' and not (args.check or args.int8):
+        raise _Refused(EXIT_BAD_INPUT, f'--runtime {args.runtime} chooses where --check and --int8 run the graph: add '
+                                       f'--check (or --int8), or drop --runtime')
     try:
         for runtime in runtimes if args.check or args.int8 else ():
             require_runtime(runtime)
@@ -252,13 +255,18 @@ def _output_paths(args, runtimes: Sequence[str]):
             check_output_file(int8_output, '--int8-output')
         if ov_ir:
             check_output_file(ov_ir, '--output (its OpenVINO int8 IR)')
+            check_output_file(os.path.splitext(ov_ir)[0] + '.bin', '--output (its OpenVINO int8 weights)')
         inputs = {'--checkpoint': args.checkpoint, 'MODEL': args.model if os.path.isfile(args.model) else None}
         outputs = {'--output': output, '--output weights': output + '.data', '--int8-output': int8_output}
         if ov_ir:
             outputs.update({'--output (its OpenVINO int8 IR)': ov_ir,
                             '--output (its OpenVINO int8 weights)': os.path.splitext(ov_ir)[0] + '.bin'})
         check_distinct_paths(outputs, inputs)
-    except UsageError as e:
+        for flag, path in (('--output', output), ('--int8-output', int8_output)):
+            if path and not path.endswith('.onnx'):
+                raise UsageError(f'{flag} {path}: an ONNX file name ends in .onnx; pass one that does')
+        zoo_onnx.check_weights_file(output, {'yes': True, 'no': False}.get(args.external_data))
+    except (UsageError, zoo_onnx.InvalidExportInput) as e:
         raise _Refused(EXIT_BAD_INPUT, f'{e}; nothing was written') from None
     return output, int8_output
 
@@ -329,8 +337,10 @@ def _int8_images(args, model, img_size):
     cfg = zoo_onnx.model_input_config(model)
     crop_pct = float((getattr(model, 'pretrained_cfg', None) or {}).get('crop_pct') or 1.0)
     check = args.check_images if args.check else 0
-    return zoo_quant.calibration_split(args.calib_data, img_size, args.calib_images, check, mean=cfg['mean'],
-                                       std=cfg['std'], crop_pct=crop_pct, in_chans=cfg['in_chans'])
+    calib = zoo_quant.calibration_split(args.calib_data, img_size, args.calib_images, check, mean=cfg['mean'],
+                                        std=cfg['std'], crop_pct=crop_pct, in_chans=cfg['in_chans'])
+    zoo_quant.check_calibration_count(len(calib[0]), args.batch if args.dynamic == 'none' else None)
+    return calib
 
 
 def _export_int8(args, fp32_path: str, output: str, calib, num_classes: Optional[int],

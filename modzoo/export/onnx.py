@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from modzoo.models import checkpoint_num_classes
+from modzoo.utils.files import publish, staging_dir, writes_through
 
 from .deploy import prepare_for_deploy
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, photo_images, random_images
@@ -42,7 +42,8 @@ __all__ = [
     'EXPORTERS', 'DEFAULT_EXPORTER', 'DYNAMIC_MODES', 'SPATIALLY_STATIC', 'ExportError', 'InvalidExportInput',
     'ParityError', 'validate_export_args', 'require_optional', 'checkpoint_num_classes',
     'CheckReport', 'ExportResult', 'build_export_model', 'export_onnx', 'check_onnx', 'find_nonstandard_ops',
-    'spatial_export_blocker', 'default_output_path', 'model_input_config', 'check_plan',
+    'spatial_export_blocker', 'default_output_path', 'model_input_config', 'check_plan', 'foreign_weights_file',
+    'check_weights_file',
 ]
 
 EXPORTERS = ('torchscript', 'dynamo')
@@ -518,9 +519,9 @@ def export_onnx(
     example = random_images(trace_batch, img_size, cfg['in_chans'])
     outputs = _example_outputs(model, example, verbose)
     output_names = _output_names(output_names, len(outputs))
-    output, out_dir, base = _output_target(output)
-    staging = tempfile.mkdtemp(prefix=f'.{base}.', suffix='.partial', dir=out_dir)
-    try:
+    output, base = _output_target(output)
+    check_weights_file(output, external_data)
+    with staging_dir(output) as staging:
         raw_dir = os.path.join(staging, 'raw')
         os.mkdir(raw_dir)
         raw_path = os.path.join(raw_dir, base)
@@ -545,8 +546,6 @@ def export_onnx(
             reports = _parity_reports(staged, reference if reference is not None else model,
                                       plan or check_plan(img_size, dynamic, batch, photos=photos), fp16, runtimes)
         _publish(staged, output, use_data)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
     return ExportResult(
         path=output, data_path=output + '.data' if use_data else None, exporter=exporter, opset=opset,
@@ -589,15 +588,46 @@ def _output_names(output_names: Optional[Sequence[str]], count: int) -> List[str
     return output_names
 
 
-def _output_target(output: Union[str, os.PathLike]) -> Tuple[str, str, str]:
-    """(absolute path, folder, file name) of the ``.onnx`` to write, refusing another suffix or a missing folder."""
+def _output_target(output: Union[str, os.PathLike]) -> Tuple[str, str]:
+    """(absolute path, file name) of the ``.onnx`` to write, refusing another suffix (a missing folder is created
+    when the checked graph is published)."""
     output = os.path.abspath(os.fspath(output))
-    out_dir, base = os.path.split(output)
+    base = os.path.basename(output)
     if not base.endswith('.onnx'):
         raise InvalidExportInput(f'the output file name must end in .onnx, got {base!r}')
-    if not os.path.isdir(out_dir):
-        raise InvalidExportInput(f'the output folder {out_dir} does not exist')
-    return output, out_dir, base
+    return output, base
+
+
+def _weights_location(graph_path: str) -> Optional[str]:
+    """The external-data file the ONNX graph at ``graph_path`` keeps its weights in; None when it has none or is not
+    a readable graph."""
+    import onnx
+    try:
+        graph = onnx.load(graph_path, load_external_data=False)
+    except Exception:  # noqa: BLE001 - not a graph (or not there): it refers to nothing
+        return None
+    for tensor in graph.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            return next((entry.value for entry in tensor.external_data if entry.key == 'location'), None)
+    return None
+
+
+def foreign_weights_file(output: Union[str, os.PathLike]) -> Optional[str]:
+    """``<output>.data`` when that file exists but is not the weights of the graph now at ``output``: a file this
+    export did not write, which it must neither replace nor remove."""
+    output = os.fspath(output)
+    data = output + '.data'
+    if not os.path.lexists(data) or writes_through(data):
+        return None
+    return None if _weights_location(output) == os.path.basename(data) else data
+
+
+def check_weights_file(output: Union[str, os.PathLike], external_data: Optional[bool]) -> None:
+    """InvalidExportInput when an export with ``external_data`` weights would replace a ``<output>.data`` it did not
+    write (:func:`foreign_weights_file`); with ``external_data=None`` it is asked again once the size is known."""
+    if external_data and foreign_weights_file(output):
+        raise InvalidExportInput(f'{os.fspath(output)}.data exists and is not the weights of {os.fspath(output)} (an '
+                                 f'export keeps its weights there): move it away or pass another --output')
 
 
 def _export_raw(model, example, raw_path, exporter, opset, input_name, output_names, output_ranks, dynamic,
@@ -671,12 +701,18 @@ def _parity_reports(staged: str, reference: nn.Module, plan: Sequence[CheckRunSp
 
 def _publish(staged: str, output: str, use_data: bool) -> None:
     """Moves the checked files into place: the weights first, the graph last (a present .onnx means a complete
-    export)."""
+    export). A ``.data`` file beside the output is replaced or removed only when it is the weights of the graph being
+    replaced (:func:`foreign_weights_file`)."""
     final_data = output + '.data'
+    foreign = foreign_weights_file(output)
     if use_data:
-        os.replace(staged + '.data', final_data)
-    elif os.path.exists(final_data):
-        os.remove(final_data)  # a stale weights file from an earlier external-data export
-    os.replace(staged, output)
-    if use_data:  # onnx writes the weights file owner-only; give it the graph file's (umask) permissions
-        os.chmod(final_data, os.stat(output).st_mode & 0o777)
+        check_weights_file(output, use_data)
+        final_data = publish(staged + '.data', final_data)
+        if not writes_through(final_data):  # onnx writes the weights owner-only; give them a plain open()'s mode
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(final_data, 0o666 & ~umask)
+    stale = not use_data and not foreign and os.path.lexists(final_data) and not writes_through(final_data)
+    publish(staged, output)
+    if stale:  # the weights of the graph just replaced: nothing refers to them any more
+        os.remove(final_data)

@@ -14,13 +14,14 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
 from typing import Optional
 
 import numpy as np
 
+from modzoo.utils.files import publish, staging_dir
+
 from .onnx import ExportError, InvalidExportInput
-from .quantize import Int8Result, file_mib
+from .quantize import Int8Result, calibration_batches, file_mib
 
 __all__ = ['NNCF_PRESET', 'NNCF_MODEL_TYPE', 'nncf_available', 'require_nncf', 'default_openvino_int8_path',
            'quantize_openvino_int8']
@@ -84,22 +85,18 @@ def quantize_openvino_int8(fp32_path: str, output: str, calibration: np.ndarray,
                                  f'{", ".join(map(str, types))}')
     model = ov.Core().read_model(fp32_path)
     static = model.input(0).get_partial_shape()[0]
-    step = static.get_length() if static.is_static else batch
-    batches = [calibration[i:i + step].astype(np.float32) for i in range(0, len(calibration) - step + 1, step)]
-    if not batches:
-        raise InvalidExportInput(f'the graph has a fixed batch of {step}: give at least {step} calibration images')
+    batches = calibration_batches(calibration, static.get_length() if static.is_static else None, batch)
     try:
         with _quiet():
             quantized = nncf.quantize(model, nncf.Dataset(batches), preset=presets[preset],
                                       model_type=types[model_type], subset_size=len(batches))
     except Exception as e:  # noqa: BLE001 - report, keep nothing
         raise ExportError(f'NNCF int8 quantization failed: {type(e).__name__}: {e}') from e
-    out_dir = os.path.dirname(os.path.abspath(output))
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix='.int8-openvino-') as tmp:
+    with staging_dir(output) as tmp:
         staged = os.path.join(tmp, os.path.basename(output))
         ov.save_model(quantized, staged, compress_to_fp16=False)
-        os.replace(staged[:-4] + '.bin', output[:-4] + '.bin')
-        os.replace(staged, output)
+        publish(staged[:-4] + '.bin', output[:-4] + '.bin')
+        publish(staged, output)
     ops = [op.get_type_name() for op in quantized.get_ops()]
     n_quantized = sum(op == 'FakeQuantize' for op in ops)
     float_ops = {op: ops.count(op) for op in ('MVN', 'SoftMax', 'Gelu', 'Sigmoid') if op in ops}

@@ -14,16 +14,18 @@ import contextlib
 import dataclasses
 import logging
 import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from modzoo.utils.files import publish, staging_dir
 
 from .onnx import ExportError, InvalidExportInput
 
 __all__ = [
     'DIGITS', 'QUANTIZED_OPS', 'FLOAT_OPS', 'CalibrationSet', 'Int8Result', 'AgreementReport',
     'load_calibration_images', 'calibration_split', 'float_nodes', 'quantize_onnx_int8', 'compare_int8',
+    'check_calibration_count', 'calibration_batches',
 ]
 
 DIGITS = 'digits'  # --calib-data value for scikit-learn's embedded handwritten digits (no download)
@@ -226,11 +228,28 @@ def _quiet():
         root.setLevel(level)
 
 
-class _Reader:
-    """onnxruntime.quantization's CalibrationDataReader over an array of images, in batches of ``batch``."""
+def check_calibration_count(count: int, static_batch: Optional[int]) -> None:
+    """InvalidExportInput when a graph with a fixed batch of ``static_batch`` cannot be fed ``count`` images (one
+    full batch is the least; the runtimes reject any other shape with their own text)."""
+    if static_batch and count < static_batch:
+        raise InvalidExportInput(f'the graph has a fixed batch of {static_batch} but there are {count} calibration '
+                                 f'images: give at least {static_batch} (--calib-images) or export a dynamic batch')
 
-    def __init__(self, input_name: str, images: np.ndarray, batch: int):
-        self.batches = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)] or [images]
+
+def calibration_batches(images: np.ndarray, static_batch: Optional[int], batch: int) -> List[np.ndarray]:
+    """``images`` as float32 batches the graph accepts: full batches of its fixed batch when it has one, else of
+    ``batch`` (all images as one batch when there are fewer)."""
+    check_calibration_count(len(images), static_batch)
+    step = static_batch or batch
+    images = images.astype(np.float32)
+    return [images[i:i + step] for i in range(0, len(images) - step + 1, step)] or [images]
+
+
+class _Reader:
+    """onnxruntime.quantization's CalibrationDataReader over a list of input batches."""
+
+    def __init__(self, input_name: str, batches: List[np.ndarray]):
+        self.batches = batches
         self.input_name = input_name
         self.index = 0
 
@@ -278,8 +297,7 @@ def quantize_onnx_int8(
     if calibration.ndim != 4 or not len(calibration):
         raise InvalidExportInput(f'calibration images must be a non-empty (N, C, H, W) array, got {calibration.shape}')
     fp32_path, output = os.fspath(fp32_path), os.fspath(output)
-    out_dir = os.path.dirname(os.path.abspath(output))
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix='.int8-') as tmp:
+    with staging_dir(output) as tmp:
         prepared = os.path.join(tmp, 'prepared.onnx')
         pre_error = None
         # shape inference + ORT graph optimisation first, as ORT recommends for static quantization; symbolic shape
@@ -295,10 +313,10 @@ def quantize_onnx_int8(
         if pre_error is not None:
             prepared = fp32_path
         graph = onnx.load(prepared, load_external_data=False)
-        static = _static_batch(graph)
+        batches = calibration_batches(calibration, _static_batch(graph), batch)
         keep = float_nodes(graph)
         keep.update({name: 'asked for' for name in extra_float_nodes})
-        reader = _Reader(graph.graph.input[0].name, calibration.astype(np.float32), static or batch)
+        reader = _Reader(graph.graph.input[0].name, batches)
         quantized = os.path.join(tmp, 'int8.onnx')
         try:
             with _quiet():
@@ -314,7 +332,7 @@ def quantize_onnx_int8(
         nodes = onnx.load(quantized).graph.node
         n_quantized = sum(node.op_type == 'DequantizeLinear' for node in nodes)
         float_ops = {op: sum(node.op_type == op for node in nodes) for op in FLOAT_OPS}
-        os.replace(quantized, output)
+        publish(quantized, output)
     return Int8Result(output, fp32_path, file_mib(output), file_mib(fp32_path), n_quantized, keep,
                       len(calibration), {op: n for op, n in float_ops.items() if n})
 

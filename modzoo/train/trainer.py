@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from modzoo.models import RECORD_KEY, model_record
-from modzoo.utils.cli import UsageError, check_input_file, model_kwargs_error
+from modzoo.utils.cli import UsageError, check_distinct_paths, check_input_file, model_kwargs_error
 from modzoo.utils.files import atomic_write
 
 from .checkpoint import (
@@ -328,6 +328,10 @@ def _open_run(args, ctx: DistContext, amp_dtype: torch.dtype) -> _Run:
     if args.resume and args.resume != 'auto':
         check_input_file(args.resume, '--resume')
     output = resolve_run_folder(args, ctx)
+    # the run rewrites these files as it goes: none may be a checkpoint it reads (--resume continues last.pth)
+    check_distinct_paths({f'--output (its {name})': os.path.join(output, name) for name in RESULT_FILES},
+                         {'--initial-checkpoint': args.initial_checkpoint,
+                          '--teacher-checkpoint': args.teacher_checkpoint})
     args.run_folder = output
     resume_path = args.resume
     if resume_path == 'auto':

@@ -15,7 +15,9 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
-from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_input_file, check_output_file
+from modzoo.utils.cli import (
+    OneLineArgumentParser, UsageError, check_distinct_paths, check_input_file, check_output_file,
+)
 from modzoo.utils.files import atomic_write
 
 from .config import ConfigError
@@ -169,6 +171,7 @@ def check_validate_args(args) -> None:
     check_input_file(args.checkpoint, '--checkpoint')
     if args.results_file:
         check_output_file(args.results_file, '--results-file')
+        check_distinct_paths({'--results-file': args.results_file}, {'--checkpoint': args.checkpoint})
 
 
 def run_validation(args) -> Dict[str, Any]:

@@ -9,7 +9,9 @@ import ast
 import os
 import sys
 import tempfile
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+from .files import nearest_existing_dir, output_target, unwritable_kind, writes_through
 
 __all__ = ['UsageError', 'OneLineArgumentParser', 'parse_model_kwargs', 'check_output_dir', 'check_output_file',
            'check_input_file', 'check_distinct_paths', 'model_kwargs_error', 'EXIT_BAD_INPUT']
@@ -70,16 +72,6 @@ def model_kwargs_error(model_name: str, error: TypeError, flag: str = '--model-k
                       f'(the model class lists its arguments)')
 
 
-def _nearest_existing(path: str) -> str:
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return path
-
-
 def _probe_writable(folder: str) -> bool:
     try:  # os.access is not enough: root passes it, and a read-only mount is only seen by trying
         with tempfile.TemporaryFile(dir=folder):
@@ -92,7 +84,7 @@ def check_output_dir(path: str, flag: str = '--output') -> None:
     """Raise :class:`UsageError` unless ``path`` is (or can be created as) a writable folder; creates nothing."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f'{flag} {path} is a file, not a folder: pass a folder path')
-    base = _nearest_existing(path)
+    base = nearest_existing_dir(path)
     if not os.path.isdir(base):
         raise UsageError(f'{flag} {path} cannot be created: {base} is a file, not a folder; pass another {flag}')
     if not _probe_writable(base):
@@ -100,28 +92,44 @@ def check_output_dir(path: str, flag: str = '--output') -> None:
 
 
 def check_output_file(path: str, flag: str = '--output') -> None:
-    """Raise :class:`UsageError` unless the file ``path`` can be written (its folder exists or can be made)."""
-    if os.path.isdir(path):
-        raise UsageError(f'{flag} {path} is a folder: pass a file path')
+    """Raise :class:`UsageError` unless the file ``path`` can be written (its folder exists or can be made). A
+    character device or FIFO is written through (``modzoo.utils.files.publish``): only it must be writable."""
+    kind = unwritable_kind(path)
+    if kind:
+        raise UsageError(f'{flag} {path} is {kind}: pass a file path')
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise UsageError(f'{flag} {path} exists and is read-only: pass another {flag} or make the file writable')
-    check_output_dir(os.path.dirname(os.path.abspath(path)), flag=f'{flag} folder of')
+    if not writes_through(path):
+        check_output_dir(os.path.dirname(output_target(path)), flag=f'{flag} folder of')
+
+
+def _file_keys(path: str):
+    """What makes two spellings one file: the resolved path, and (for an existing file) its device and inode, which
+    also catch hard links."""
+    keys = [os.path.normcase(output_target(path))]
+    try:
+        st = os.stat(path)
+        keys.append((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    return keys
 
 
 def check_distinct_paths(outputs: Dict[str, Optional[str]], inputs: Optional[Dict[str, Optional[str]]] = None) \
         -> None:
     """Raise :class:`UsageError` when two outputs (``{flag: path}``) name one file, or an output names an input:
-    one would replace the other."""
-    seen: Dict[str, str] = {}
+    one would replace the other. Files are compared by resolved path and by inode (hard links, other spellings).
+    Outputs written through a device (``/dev/null`` twice) replace nothing and are not compared."""
+    seen: Dict[Any, Tuple[str, str]] = {}
     for flag, path in list((inputs or {}).items()) + list(outputs.items()):
-        if not path:
+        if not path or (flag in outputs and writes_through(path)):
             continue
-        key = os.path.normcase(os.path.realpath(path))
-        if key in seen:
-            other = seen[key]
-            verb = 'would overwrite the input' if other in (inputs or {}) else 'is the same file as'
-            raise UsageError(f'{flag} {path} {verb} {other} {path}: pass a different {flag}')
-        seen[key] = flag
+        keys = _file_keys(path)
+        other = next((seen[key] for key in keys if key in seen), None)
+        if other is not None:
+            verb = 'would overwrite the input' if other[0] in (inputs or {}) else 'is the same file as'
+            raise UsageError(f'{flag} {path} {verb} {other[0]} {other[1]}: pass a different {flag}')
+        seen.update({key: (flag, path) for key in keys})
 
 
 def check_input_file(path: Optional[str], flag: str) -> None:
