@@ -43,7 +43,7 @@ from modzoo.models import (
     RECORD_KEY, LoadReport, checkpoint_num_classes, fit_checkpoint, model_record, open_checkpoint, recorded_kwargs,
 )
 from modzoo.utils.cli import OneLineArgumentParser, UsageError, check_output_dir
-from modzoo.utils.files import TMP_SUFFIX, fsync_dir, temporary_beside
+from modzoo.utils.files import TMP_SUFFIX, fsync_dir, publish, temporary_beside
 
 __all__ = ['MANIFEST_DIR', 'CheckpointToolError', 'load_manifest', 'resolve_name', 'sha256_of', 'download',
            'fetch', 'convert', 'save_safetensors', 'checkpoint_path',
@@ -244,7 +244,7 @@ def save_safetensors(state_dict: dict, dest: str, metadata: dict) -> None:
     try:
         save_file(state_dict, tmp, metadata={k: str(v) for k, v in metadata.items()})
         os.chmod(tmp, mode)  # safetensors writes a fresh file of mode 0600
-        os.replace(tmp, dest)
+        publish(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -479,9 +479,16 @@ def check_args(args) -> None:
         raise CheckpointToolError(f'--file {args.file} is a folder: pass the checkpoint file itself')
     if not os.path.isdir(args.manifest_dir):
         raise CheckpointToolError(f'--manifest-dir {args.manifest_dir}: no such folder')
+    if args.hf_dir is not None and not args.hf_dir.strip():
+        raise CheckpointToolError('--hf-dir "": pass the folder the Hub files go to')
+    if args.overwrite and not args.hf_dir:
+        raise CheckpointToolError('--overwrite replaces the files of a non-empty --hf-dir: pass --hf-dir DIR or '
+                                  'drop --overwrite')
     if args.hf_dir:
         check_hub_folder(args.hf_dir, args.overwrite)
-    check_output_dir(args.out_dir, '--out-dir')
+        check_output_dir(args.hf_dir, '--hf-dir')  # a symlink into a read-only filesystem: one line, no traceback
+    else:  # with --hf-dir nothing is written into --out-dir
+        check_output_dir(args.out_dir, '--out-dir')
     if not (args.file or args.url):
         check_output_dir(args.download_dir, '--download-dir')
 

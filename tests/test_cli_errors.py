@@ -208,6 +208,9 @@ GET_CASES = [
     ('zero timeout', ['--timeout', '0'], '--timeout 0'),
     ('not a url', ['--url', 'focalnet.pth'], 'focalnet.pth is not a URL'),
     ('source not a number', ['--source', 'first'], "invalid int value: 'first'"),
+    ('empty hf dir', ['--file', '{truncated}', '--hf-dir', ''], '--hf-dir "": pass the folder'),
+    ('overwrite without hf dir', ['--file', '{truncated}', '--overwrite'], '--overwrite replaces the files'),
+    ('hf dir under a file', ['--file', '{truncated}', '--hf-dir', '{a_file}/x'], 'is a file, not a folder'),
 ]
 
 

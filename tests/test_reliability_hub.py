@@ -136,7 +136,8 @@ def test_overwrite_without_an_atomic_exchange_swaps_by_two_renames(weights, tmp_
 
 def test_an_unwritable_hub_folder_is_one_line(weights, capsys):
     assert hub.main([ARCH, '--file', weights[0], '--hf-dir', '/proc/modzoo-no-such-folder/hub']) == 2
-    assert 'cannot write there' in _one_line(capsys)
+    line = _one_line(capsys)  # refused by the output check, before any work
+    assert '--hf-dir /proc/modzoo-no-such-folder/hub is not writable' in line
 
 
 def test_a_symlinked_hub_folder_is_written_where_it_points(weights, tmp_path):
@@ -145,6 +146,16 @@ def test_a_symlinked_hub_folder_is_written_where_it_points(weights, tmp_path):
     (tmp_path / 'link').symlink_to(target)
     assert hub.main([f'{ARCH}.first', '--file', weights[0], '--hf-dir', str(tmp_path / 'link')]) == 0
     assert (tmp_path / 'link').is_symlink() and (target / 'config.json').is_file()
+
+
+def test_hf_dir_alone_never_checks_an_out_dir_it_does_not_write(weights, tmp_path):
+    """--hf-dir writes nothing into --out-dir: an unusable --out-dir (here under a file) is not refused."""
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('x')
+    folder = tmp_path / 'hub'
+    assert hub.main([f'{ARCH}.my_run', '--file', weights[0], '--hf-dir', str(folder),
+                     '--out-dir', str(a_file / 'x')]) == 0
+    assert (folder / 'config.json').is_file()
 
 
 def test_allow_non_finite_writes_a_hub_folder(tmp_path, capsys):
