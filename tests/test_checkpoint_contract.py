@@ -390,3 +390,23 @@ def test_export_builds_the_recorded_model_or_refuses_other_kwargs(tmp_path):
     with pytest.raises(modzoo.CheckpointMismatchError, match='normalize_modulator true in the file, false'):
         build_export_model('zoo_focalnet_tiny_srf', checkpoint=path,
                            model_kwargs=dict(SMALL['zoo_focalnet_tiny_srf'], normalize_modulator=False))
+
+
+def test_a_training_checkpoint_record_is_honoured_by_validate_and_by_initial_weights(tmp_path):
+    """A run's best.pth records model_name/model_kwargs: --model-kwargs that contradict it, or a fine-tuning run
+    built differently (--initial-checkpoint), are refused in one line."""
+    from modzoo.train.trainer import load_initial_weights
+    from modzoo.train.validate import load_model_for_inference
+    kwargs = dict(SMALL['zoo_focalnet_tiny_srf'], normalize_modulator=True)
+    trained = _small('zoo_focalnet_tiny_srf', normalize_modulator=True)
+    path = str(tmp_path / 'best.pth')
+    torch.save({'model_name': 'zoo_focalnet_tiny_srf', 'model_kwargs': kwargs, 'state_dict': trained.state_dict()},
+               path)
+    model, _, _ = load_model_for_inference('zoo_focalnet_tiny_srf', checkpoint=path)
+    assert model.zoo_build_kwargs['normalize_modulator'] is True
+    other = dict(SMALL['zoo_focalnet_tiny_srf'], normalize_modulator=False)
+    with pytest.raises(modzoo.CheckpointMismatchError, match='normalize_modulator true in the file, false'):
+        load_model_for_inference('zoo_focalnet_tiny_srf', checkpoint=path, model_kwargs=other)
+    with pytest.raises(modzoo.CheckpointMismatchError, match='normalize_modulator true in the file, false'):
+        load_initial_weights(_small('zoo_focalnet_tiny_srf'), path)
+    assert load_initial_weights(_small('zoo_focalnet_tiny_srf', normalize_modulator=True), path) == []
