@@ -746,6 +746,8 @@ def fit_checkpoint(
         check_model_record(ckpt.record or record or {}, model, ckpt.source)
     try:
         converted = convert_state_dict(ckpt.state_dict, model, filter_fn)
+    except ValueError:  # a filter's own refusal (e.g. more focal levels than the model): its message says why
+        raise
     except Exception as e:  # a filter meeting keys of another layout fails in its own way
         raise CheckpointMismatchError(
             name, hint=f'{ckpt.source} is not a checkpoint of this model: converting it failed ({type(e).__name__}: '
