@@ -13,6 +13,8 @@ from typing import Dict
 
 import numpy as np
 
+from .utils.files import read_marker
+
 __all__ = ['write_digits_imagefolder', 'open_image', 'UnreadableImageError']
 
 
@@ -57,12 +59,9 @@ def write_digits_imagefolder(root: str, size: int = 32, val_fraction: float = 0.
 
     info = {'source': 'sklearn.datasets.load_digits (UCI optical recognition of handwritten digits)',
             'size': size, 'val_fraction': val_fraction, 'seed': seed}
-    marker = os.path.join(root, _MARKER)
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            existing = json.load(f)
-        if all(existing.get(k) == v for k, v in info.items()):
-            return existing
+    existing, same = read_marker(os.path.join(root, _MARKER), info)
+    if same:
+        return existing
 
     # a partial or differently split copy must not leave images in the wrong split
     for split in ('train', 'val'):
@@ -85,6 +84,6 @@ def write_digits_imagefolder(root: str, size: int = 32, val_fraction: float = 0.
                 big.save(os.path.join(folder, f'{i:04d}.png'))
                 counts[split] += 1
     info.update(train_images=counts['train'], val_images=counts['val'], classes=10)
-    with open(marker, 'w') as f:
+    with open(os.path.join(root, _MARKER), 'w') as f:
         json.dump(info, f, indent=1)
     return info

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from .utils.cli import OneLineArgumentParser, UsageError, print_error
+from .utils.files import read_marker
 
 __all__ = ['DIGIT_CLASSES', 'SEG_METAINFO', 'DET_METAINFO', 'INK_THRESHOLD', 'BACKGROUND_MAX', 'split_sources',
            'compose_canvas', 'mask_to_rle', 'write_dense_digits', 'make_dense_digits']
@@ -156,12 +157,10 @@ def _write_split(root: str, split: str, canvases: Sequence, first_image_id: int)
 
 def _check_target(root: str, info: Dict, overwrite: bool) -> Optional[Dict]:
     """The existing description when ``root`` already holds this dataset; raises when it holds something else."""
-    marker = os.path.join(root, _MARKER)
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            existing = json.load(f)
-        if all(existing.get(k) == v for k, v in info.items()):
-            return existing
+    existing, same = read_marker(os.path.join(root, _MARKER), info)
+    if same:
+        return existing
+    if existing is not None:
         if not overwrite:
             raise UsageError(f'{root} holds dense digits written with other settings; pass --overwrite to replace '
                              'them, or choose another folder')

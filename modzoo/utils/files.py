@@ -3,7 +3,7 @@
 The data goes to a temporary file on the target's filesystem, is flushed to disk (fsync) and renamed over the target
 (``os.replace`` is atomic on POSIX and Windows): a process killed at any moment leaves the old complete file or the new
 complete file, never a truncated one. The file gets the permissions a plain ``open()`` would give (0666 minus the
-umask), not the 0600 of ``tempfile.mkstemp``.
+umask), not the 0600 of ``tempfile.mkstemp``. (Also here: :func:`read_marker`, the settings a dataset writer left.)
 
 :func:`publish` decides what "the target" is, for every writer (``atomic_write``, the ONNX/OpenVINO exports):
 
@@ -15,18 +15,29 @@ umask), not the 0600 of ``tempfile.mkstemp``.
 - a block device, socket or folder: refused (:func:`unwritable_kind` names it for the tools' output checks).
 """
 import contextlib
+import json
 import os
 import shutil
 import stat
 import tempfile
-from typing import IO, Iterator, Optional, Union
+from typing import IO, Any, Dict, Iterator, Optional, Tuple, Union
 
 __all__ = ['TMP_SUFFIX', 'atomic_write', 'temporary_beside', 'fsync_dir', 'nearest_existing_dir', 'output_target',
-           'writes_through', 'unwritable_kind', 'staging_dir', 'publish']
+           'writes_through', 'unwritable_kind', 'staging_dir', 'publish', 'read_marker']
 
 TMP_SUFFIX = '.partial'
 
 PathLike = Union[str, os.PathLike]
+
+
+def read_marker(path: str, settings: Dict[str, Any]) -> Tuple[Optional[dict], bool]:
+    """(the JSON a dataset writer left at ``path``, or None where there is none; whether it records ``settings``,
+    every key equal): a writer skips a copy made with the same settings and refuses or replaces another."""
+    if not os.path.isfile(path):
+        return None, False
+    with open(path) as f:
+        existing = json.load(f)
+    return existing, all(existing.get(k) == v for k, v in settings.items())
 
 
 def fsync_dir(path: str) -> None:
