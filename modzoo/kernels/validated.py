@@ -21,6 +21,8 @@ import json
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..utils.files import atomic_write
+
 __all__ = ['TABLE_ENV_VAR', 'DEFAULT_TABLE', 'OPS', 'DTYPES', 'LAYOUTS', 'WRITTEN_BY', 'TableError', 'table_path',
            'load_table', 'entries_for', 'matching_entry', 'major_minor', 'write_table']
 
@@ -140,9 +142,7 @@ def write_table(path: str, families: Iterable[str], entries: List[dict]) -> None
     merged = sorted(kept + list(entries), key=lambda e: (e['gpu'], e['op'], e['dtype'], e['layout'],
                                                          e['k_min'] or 0))
     data: Dict = {'written_by': WRITTEN_BY, 'entries': merged}
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    with atomic_write(path, 'w') as f:
         json.dump(data, f, indent=1)
         f.write('\n')
-    os.replace(tmp, path)
     _by_op_and_gpu.cache_clear()
