@@ -125,3 +125,43 @@ def test_profile_command_bad_input(tmp_path, capsys):
     assert 'unknown model' in capsys.readouterr().err.lower()
     assert not os.listdir(tmp_path)
 
+
+def test_anchor_table_is_written_and_flags_a_missed_goal(tmp_path, monkeypatch):
+    """A tiny pair (GridPE-PVT v2 b0 and timm's PVT v2 b0, both shrunk alike) at 64 px with an unreachable goal: the
+    BENCHMARKS.md and README blocks are written between their markers, the miss is flagged and explained."""
+    from modzoo.bench import anchors
+    from modzoo.bench.common import LoadGuard
+    kwargs = FAMILY_SMALL['zoo_gridpe_pvt_v2_b0']
+    pair = anchors.Pair('zoo_gridpe_pvt_v2_b0', 'pvt_v2_b0', goal=0.01, zoo_kwargs=kwargs, anchor_kwargs=kwargs)
+    guard = LoadGuard(threshold=1e9, retries=0)
+    result = anchors.bench_pair(pair, 64, ['ort_fp32'], [(1, 1)], rounds=2, warmup=0, workdir=str(tmp_path / 'w'),
+                                guard=guard, calib_images=4)
+    assert result['gmacs']['zoo'] == pytest.approx(result['gmacs']['anchor'], rel=0.05)
+    assert anchors.gated_ratio(result) > pair.goal
+    assert result['gap'] and {'op', 'excess_ms'} <= set(result['gap'][0])
+    run = dict(machine='test machine', command='python tools/bench_anchors.py (test)', date='2026-12-07',
+               results=[result], skipped={})
+    benchmarks, readme = tmp_path / 'BENCHMARKS.md', tmp_path / 'README.md'
+    benchmarks.write_text('# benchmarks\n')
+    readme.write_text(f'intro\n\n{anchors.README_START}\nold\n{anchors.README_END}\n\nrest\n')
+    anchors.write_report(run, str(tmp_path / 'run.json'), anchors.blocks(run, str(benchmarks), str(readme)))
+    table = benchmarks.read_text()
+    assert anchors.START in table and anchors.END in table
+    assert '| `zoo_gridpe_pvt_v2_b0` | `pvt_v2_b0` |' in table and '**missed**' in table
+    assert 'largest excess by op type' in table
+    text = readme.read_text()
+    assert 'old' not in text and text.endswith('rest\n') and '(goal ≤ 0.01: missed)' in text
+    assert json.load(open(tmp_path / 'run.json'))['results'][0]['pair']['goal'] == 0.01
+    met = dict(result, pair=dict(result['pair'], goal=100.0))
+    assert anchors.verdict(met) == 'met'
+
+
+def test_anchor_command_bad_input(capsys):
+    from modzoo.bench import anchors
+    for argv, message in ((['--pairs', 'zoo_smt_tiny=resnet50'], 'unknown pair'),
+                          (['--settings', '1by1'], 'THREADSxBATCH'),
+                          (['--quick', '--write-benchmarks'], 'not for BENCHMARKS.md')):
+        with pytest.raises(SystemExit) as e:
+            anchors.main(argv)
+        assert e.value.code == 2
+        assert message in capsys.readouterr().err
