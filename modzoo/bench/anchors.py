@@ -100,8 +100,9 @@ def _measure_rows(workers: Dict[tuple, object], settings: Sequence[Tuple[int, in
             worker.ask(cmd='run', batch=batch)
     rows = []
     for threads, batch in settings:
-        for worker in workers.values():
+        for worker in workers.values():  # a new thread count recompiles torch.compile's graph: outside the row
             worker.ask(cmd='threads', threads=threads)
+            worker.ask(cmd='run', batch=batch)
 
         def measure(batch=batch):
             times = interleaved_seconds({key: (lambda w=worker: w.ask(cmd='run', batch=batch)['seconds'])
