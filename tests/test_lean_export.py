@@ -56,6 +56,58 @@ def test_default_export_is_lean_and_exact(name, tmp_path):
         assert {'Sin', 'Cos'} <= set(raw_ops)
 
 
+def _depthwise_ffn_convs(path):
+    """(name, op type of the node feeding it) of every depthwise Conv inside an FFN (``mlp``) of the graph."""
+    graph = onnx.load(path).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    found = []
+    for node in graph.node:
+        groups = [a.i for a in node.attribute if a.name == 'group']
+        if node.op_type == 'Conv' and '/mlp/' in node.name and groups and groups[0] > 1:
+            found.append((node.name, producer[node.input[0]].op_type))
+    return found
+
+
+@pytest.mark.parametrize('name', ['zoo_smt_tiny', 'zoo_gridpe_pvt_v2_b0'])
+def test_ffn_export_forms_keep_the_hidden_map_channels_first(name, tmp_path):
+    """SMT's ConvFFN and PVT v2's MlpWithDepthwiseConv export channels-first: fc1 is a 1x1 Conv feeding the
+    depthwise conv directly, no Transpose of the wide hidden map (their eager forms transpose it twice per block)."""
+    torch.manual_seed(0)
+    path = str(tmp_path / 'lean.onnx')
+    zoo_onnx.export_default_graph(name, path, img_size=SIZE, model_kwargs=FAMILY_SMALL[name])
+    convs = _depthwise_ffn_convs(path)
+    assert len(convs) == sum(FAMILY_SMALL[name].get('depths'))
+    assert {op for _, op in convs} == {'Conv'}, convs
+
+
+@pytest.mark.parametrize('name', ['zoo_smt_tiny', 'zoo_gridpe_pvt_v2_b0'])
+def test_ffn_export_forms_match_eager(name):
+    """The forms compute the FFN of the eager model (prepare_for_export on a copy) to fp32 rounding."""
+    import copy
+
+    import timm
+    torch.manual_seed(0)
+    model = timm.create_model(name, **FAMILY_SMALL[name]).eval()
+    lean = deploy.prepare_for_export(copy.deepcopy(model), 'onnx')
+    forms = [m for m in lean.modules() if type(m).__name__ in ('ConvFFNNCHW', 'MlpWithDepthwiseConvNCHW')]
+    assert len(forms) == sum(FAMILY_SMALL[name]['depths'])
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(lean(x), model(x), rtol=0, atol=1e-5)
+
+
+def test_linear_as_conv1x1_is_the_linear_layer():
+    from modzoo.layers import linear_as_conv1x1
+    torch.manual_seed(0)
+    linear, scale = torch.nn.Linear(12, 20), torch.randn(20)
+    x = torch.randn(2, 12, 5, 7)
+    expected = linear(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(linear_as_conv1x1(linear)(x), expected, rtol=0, atol=1e-6)
+        torch.testing.assert_close(linear_as_conv1x1(linear, scale)(x), expected * scale[:, None, None], rtol=0,
+                                   atol=1e-6)
+
+
 def test_dynamic_size_export_keeps_gridpe_tables_exact(tmp_path):
     """With a dynamic height/width the tables must follow the input size: computed in the graph, still exact."""
     name = 'zoo_gridpe_pvt_v2_b0'

@@ -15,8 +15,10 @@ import logging
 from typing import Callable, Dict, List, Optional
 
 import torch.nn as nn
+from timm.models.pvt_v2 import MlpWithDepthwiseConv
 
 from modzoo.layers import MatmulAdaptiveAvgPool2d, fold_conv_bn
+from modzoo.layers.onnx_forms import mlp_with_depthwise_conv_form
 
 _logger = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ EXPORT_TARGETS = ('onnx',)
 # ``make(module) -> replacement or None``. Exact types only (a subclass may compute something else).
 FOREIGN_EXPORT_FORMS: Dict[str, Dict[type, Callable[[nn.Module], Optional[nn.Module]]]] = {
     target: {} for target in EXPORT_TARGETS}
+FOREIGN_EXPORT_FORMS['onnx'][MlpWithDepthwiseConv] = mlp_with_depthwise_conv_form  # GridPE-PVT's FFN
 
 
 def fuse_sequential_conv_bn(model: nn.Module) -> int:

@@ -42,7 +42,7 @@ from timm.models._features import feature_take_indices
 from timm.models.pvt_v2 import OverlapPatchEmbed
 
 from modzoo.kernels import mixed_dwconv_interleave  # Triton where validated, else its PyTorch reference
-from modzoo.layers import check_image_input, drop_path_rates, fold_conv_bn, pad_for_patches
+from modzoo.layers import check_image_input, drop_path_rates, fold_conv_bn, linear_as_conv1x1, pad_for_patches
 from modzoo.layers.arg_check import check_model_args
 from ._builder import build_zoo_model
 from ._checkpoint import register_checkpoint_family
@@ -83,6 +83,28 @@ class ConvFFN(nn.Module):
         x = self.drop(x)
         x = self.fc2(x)
         return self.drop(x)
+
+    def export_form(self, target: str) -> Optional[nn.Module]:
+        """For ONNX (eval), :class:`ConvFFNNCHW`; see :func:`modzoo.export.deploy.prepare_for_export`."""
+        return ConvFFNNCHW(self) if target == 'onnx' and not self.training else None
+
+
+class ConvFFNNCHW(nn.Module):
+    """Export form of :class:`ConvFFN`: channels-last in and out, channels-first inside, the Linear layers as 1x1
+    convolutions. The layout changes sit on the C-wide input and output, not on the 4C-wide hidden map around the
+    depthwise conv, and ONNX Runtime runs fc1, dwconv and fc2 as one NCHWc chain."""
+
+    def __init__(self, ffn: ConvFFN):
+        super().__init__()
+        self.fc1 = linear_as_conv1x1(ffn.fc1)
+        self.dwconv = ffn.dwconv.dwconv
+        self.act = ffn.act
+        self.fc2 = linear_as_conv1x1(ffn.fc2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc1(x.permute(0, 3, 1, 2))
+        x = self.fc2(self.act(x + self.dwconv(x)))
+        return x.permute(0, 2, 3, 1)
 
 
 class ScaleAwareModulation(nn.Module):
