@@ -1,0 +1,166 @@
+"""Phone targets: ExecuTorch (XNNPACK ``.pte``, run back in ExecuTorch's runtime and compared with eager) and Core ML
+(every family converts to an ML program; prediction is macOS-only), and ``export_onnx.py --format``'s refusals.
+Small models at small inputs (lowering to XNNPACK takes seconds per block); skipped without the ``mobile`` extra,
+except the missing-package and bad-argument lines."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from modzoo.export import coreml as zoo_coreml
+from modzoo.export import executorch as zoo_et
+from modzoo.export import onnx as zoo_onnx
+from test_int8 import FAMILY_SMALL, _kwargs_argv
+
+needs_executorch = pytest.mark.skipif(not zoo_et.executorch_available(), reason='executorch not installed')
+needs_coremltools = pytest.mark.skipif(not zoo_coreml.coreml_available(), reason='coremltools not installed')
+
+
+def _small(name, num_classes=10):
+    torch.manual_seed(0)
+    return zoo_onnx.build_export_model(name, num_classes=num_classes, model_kwargs=FAMILY_SMALL[name])
+
+
+def _export_tool():
+    from modzoo.export import cli
+    return cli
+
+
+class _ConvNorm(nn.Module):
+    """A conv (XNNPACK has it) then a LayerNorm over channels (XNNPACK 1.5.1 has none)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        return self.norm(self.conv(x).permute(0, 2, 3, 1)).mean((1, 2))
+
+
+@needs_executorch
+def test_delegation_counts_what_xnnpack_left():
+    """The conv is delegated, the LayerNorm is left on portable kernels and named; the share is below one."""
+    program = torch.export.export(_ConvNorm().eval(), (torch.randn(1, 3, 16, 16),))
+    stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
+    assert stats.partitions >= 1 and 0 < stats.delegated < stats.total
+    assert stats.portable_ops.get('aten.native_layer_norm.default') == 1
+    assert 'native_layer_norm.default x1' in stats.format()
+
+
+@needs_executorch
+def test_pte_runs_in_executorch_and_matches_eager(tmp_path):
+    """A small EfficientMod lowered to XNNPACK, serialized, loaded by ExecuTorch's runtime: logits within 1e-4."""
+    model = _small('zoo_efficientmod_xxs')
+    report = zoo_et.export_executorch(model, tmp_path / 'm.pte', img_size=(32, 32), latency_repeats=2)
+    assert (tmp_path / 'm.pte').stat().st_size == pytest.approx(report.size_mib * 2 ** 20, rel=1e-6)
+    assert report.parity.passed and report.parity.max_abs_diff <= zoo_et.FP32_TOLERANCE
+    assert report.top1_agreement == 100.0
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(zoo_et.PteProgram(str(tmp_path / 'm.pte')).run(x), model(x), atol=1e-4)
+    assert report.delegation.share > 0.5 and set(report.latency_ms) == {'pte', 'eager'}
+    assert 'XNNPACK delegated' in report.format() and 'latency at 1 thread' in report.format()
+
+
+@needs_executorch
+def test_pte_check_fails_on_other_weights(tmp_path):
+    """The parity check can fail: a .pte of other weights is off, and nothing is written."""
+    model, other = _small('zoo_efficientmod_xxs'), _small('zoo_efficientmod_xxs')
+    with torch.no_grad():
+        other.get_classifier().bias.add_(0.5)
+    with pytest.raises(zoo_onnx.ParityError, match='FAIL'):
+        zoo_et.export_executorch(other, tmp_path / 'm.pte', img_size=(32, 32), reference=model, latency_repeats=0)
+    assert not (tmp_path / 'm.pte').exists()
+
+
+@needs_executorch
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(set(FAMILY_SMALL) - {'zoo_efficientmod_xxs'}))
+def test_pte_every_family(name, tmp_path):
+    report = zoo_et.export_executorch(_small(name), tmp_path / 'm.pte', img_size=(64, 64), latency_repeats=2)
+    assert report.parity.passed
+
+
+@needs_executorch
+@pytest.mark.slow
+def test_int8_pte_cli(tmp_path, capsys):
+    """--format executorch --int8: an fp32 and an int8 .pte, the int8 one checked on held-out digits, one report."""
+    out = tmp_path / 'm.pte'
+    argv = ['zoo_efficientmod_xxs', '--format', 'executorch', '--img-size', '32', '32', '--num-classes', '10',
+            '--int8', '--calib-data', 'digits', '--calib-images', '16', '--check-images', '32', '-o', str(out),
+            '--model-kwargs'] + _kwargs_argv(FAMILY_SMALL['zoo_efficientmod_xxs'])
+    assert _export_tool().main(argv) == 0
+    printed = capsys.readouterr().out
+    assert 'int8 .pte vs fp32 eager on 32 held-out images' in printed and 'accuracy: fp32 eager top-1' in printed
+    report = json.loads((tmp_path / 'm.report.json').read_text())
+    assert [e['precision'] for e in report['exports']] == ['fp32', 'int8']
+    assert (tmp_path / 'm-int8.pte').stat().st_size < 0.6 * out.stat().st_size
+
+
+@needs_coremltools
+@pytest.mark.parametrize('name', sorted(FAMILY_SMALL))
+def test_every_family_converts_to_coreml(name, tmp_path):
+    out = tmp_path / 'm.mlpackage'
+    report = zoo_coreml.export_coreml(_small(name), out, img_size=(64, 64), macos_command='python x')
+    assert (out / 'Manifest.json').is_file()
+    assert report.inputs == [('image', (1, 3, 64, 64))] and report.outputs == [('logits', (1, 10))]
+    assert not report.unknown_ops and report.op_histogram.get('conv', 0) >= 1
+    assert 'UNVERIFIED' in report.format() or report.parity is not None
+
+
+@needs_coremltools
+def test_coreml_fp16_cli_writes_package_and_report(tmp_path, capsys):
+    out = tmp_path / 'm.mlpackage'
+    argv = ['zoo_efficientmod_xxs', '--format', 'coreml', '--fp16', '--img-size', '32', '32', '--num-classes', '10',
+            '-o', str(out), '--model-kwargs'] + _kwargs_argv(FAMILY_SMALL['zoo_efficientmod_xxs'])
+    assert _export_tool().main(argv) == 0
+    printed = capsys.readouterr().out
+    assert 'fp16' in printed and 'python tools/check_coreml.py' in printed
+    report = json.loads((tmp_path / 'm.report.json').read_text())
+    assert report['exports'][0]['precision'] == 'fp16' and report['exports'][0]['parity_verified'] in (True, False)
+    # a second run replaces its own package; a folder that is not a package is refused
+    assert _export_tool().main(argv) == 0 and (out / 'Manifest.json').is_file()
+    plain = tmp_path / 'plain.mlpackage'
+    plain.mkdir()
+    argv[argv.index('-o') + 1] = str(plain)
+    capsys.readouterr()
+    assert _export_tool().main(argv) == 2 and 'is not a Core ML package' in capsys.readouterr().err
+    assert not list(plain.iterdir())
+
+
+@pytest.mark.parametrize('fmt, module, attr', [('executorch', zoo_et, 'executorch_available'),
+                                               ('coreml', zoo_coreml, 'coreml_available')])
+def test_missing_mobile_extra_is_one_line(fmt, module, attr, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(module, attr, lambda: False)
+    assert _export_tool().main(['zoo_efficientmod_xxs', '--format', fmt, '-o', str(tmp_path / 'x')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install -e ".[mobile]"' in err[0] and 'setup_env.sh --mm' in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--format', 'executorch', '--opset', '17'], 'does not take --opset'),
+    (['--format', 'coreml', '--dynamic', 'batch,spatial', '--simplify'], 'does not take --simplify, --dynamic'),
+    (['--format', 'coreml', '--int8', '--calib-data', 'digits'], '--int8 applies to --format executorch or onnx'),
+    (['--format', 'executorch', '--fp16'], '--fp16 applies to --format coreml or onnx'),
+    (['--format', 'executorch', '--batch', '2'], 'does not take --batch'),
+    (['--format', 'executorch', '-o', 'x.onnx'], 'ends in .pte'),
+    (['--format', 'coreml', '-o', 'x.pte'], 'ends in .mlpackage'),
+])
+def test_mobile_bad_arguments(argv, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(zoo_et, 'executorch_available', lambda: True)
+    monkeypatch.setattr(zoo_coreml, 'coreml_available', lambda: True)
+    assert _export_tool().main(['zoo_efficientmod_xxs'] + argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_check_coreml_refuses_off_macos(monkeypatch, capsys):
+    monkeypatch.setattr(zoo_coreml.platform, 'system', lambda: 'Linux')
+    with pytest.raises(SystemExit) as e:
+        zoo_coreml.main(['m.mlpackage', 'zoo_efficientmod_xxs'])
+    assert e.value.code == 2 and 'only on macOS' in capsys.readouterr().err
