@@ -164,3 +164,35 @@ def test_check_coreml_refuses_off_macos(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         zoo_coreml.main(['m.mlpackage', 'zoo_efficientmod_xxs'])
     assert e.value.code == 2 and 'only on macOS' in capsys.readouterr().err
+
+
+def _bench_run():
+    xnn = dict(model='zoo_smt_tiny', target='xnnpack-fp32', share=0.9, delegated=9, compute_nodes=10, size_mib=43.9,
+               latency_ms=dict(pte=50.0, eager=100.0), ratio=0.5, max_abs_diff=9e-7, top1_agreement=100.0,
+               load_before=0.5, load_after=0.6, load_limit=1.5, loaded=False)
+    int8 = dict(xnn, target='xnnpack-int8', latency_ms=dict(pte=25.0, eager=100.0, fp32_pte=50.0), ratio=0.25,
+                vs_fp32=2.0, max_abs_diff=0.05)
+    cml = dict(model='zoo_smt_tiny', target='coreml-fp16', size_mib=22.0, ops=1238, unknown_ops=[],
+               parity_verified=False, max_abs_diff=None)
+    failed = dict(model='zoo_focalnet_tiny_srf', target='coreml-fp32', failed='NotImplementedError: addcmul')
+    return dict(machine='cpu', date='2026-12-07', command='python tools/bench_mobile.py', size=224, repeats=20,
+                calib_data='64 images of digits', rows=[xnn, int8, cml, failed])
+
+
+def test_bench_mobile_table_and_readme():
+    from modzoo.bench import mobile as bench
+    run = _bench_run()
+    text = bench.to_markdown(run)
+    assert '| `zoo_smt_tiny` | xnnpack-fp32 | 90.0% (9/10) | 43.9 | 50.0 | 100.0 | **0.50x** |' in text
+    assert '2.00x faster' in text and 'unverified (predicts on macOS only)' in text
+    assert '| `zoo_focalnet_tiny_srf` | coreml-fp32 | conversion FAILED |' in text
+    readme = bench.readme_text(run)
+    assert '`zoo_smt_tiny`: xnnpack-fp32: 90% delegated, 0.50x eager latency' in readme
+    assert '(2.00x faster than fp32 .pte)' in readme and 'Core ML FAILS (coreml-fp32)' in readme
+
+
+def test_bench_mobile_refuses_unknown_models(capsys):
+    from modzoo.bench import mobile as bench
+    with pytest.raises(SystemExit) as e:
+        bench.main(['--models', 'zoo_nope'])
+    assert e.value.code == 2 and 'zoo_nope: not a registered modzoo model' in capsys.readouterr().err

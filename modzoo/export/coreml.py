@@ -68,8 +68,14 @@ def _quiet_coremltools():
     """coremltools prints a line per missing native proxy on Linux and a progress bar per pass: keep them off the
     command's output (they go to the log at debug level)."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        yield
+    ct_logger = logging.getLogger('coremltools')
+    level = ct_logger.level
+    ct_logger.setLevel(logging.ERROR)  # its version warnings go through logging, past the redirects
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            yield
+    finally:
+        ct_logger.setLevel(level)
     _logger.debug('%s%s', out.getvalue(), err.getvalue())
 
 
