@@ -36,7 +36,8 @@ class _ConvNorm(nn.Module):
         self.norm = nn.LayerNorm(8)
 
     def forward(self, x):
-        return self.norm(self.conv(x).permute(0, 2, 3, 1)).mean((1, 2))
+        x = self.norm(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x.mean((2, 3), keepdim=True).flatten(1)  # XNNPACK's global average pool
 
 
 @needs_executorch
@@ -196,3 +197,27 @@ def test_bench_mobile_refuses_unknown_models(capsys):
     with pytest.raises(SystemExit) as e:
         bench.main(['--models', 'zoo_nope'])
     assert e.value.code == 2 and 'zoo_nope: not a registered modzoo model' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('name', sorted(FAMILY_SMALL))
+def test_mobile_forms_keep_the_numbers(name):
+    """The export forms (LayerNorm by linear/1x1-conv means, mean-pool head) give the model's logits within 1e-6."""
+    from modzoo.layers.mobile_forms import swap_mobile_forms
+    model = _small(name)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        counts = swap_mobile_forms(model)
+        assert sum(counts.values()) >= 5
+        assert (model(x) - ref).abs().max().item() <= 1e-6
+
+
+@needs_executorch
+def test_layer_norm_form_is_delegated():
+    """With its export form the LayerNorm of the conv+norm block goes to XNNPACK: every compute node delegated."""
+    from modzoo.layers.mobile_forms import swap_mobile_forms
+    model = _ConvNorm().eval()
+    assert swap_mobile_forms(model) == {'LayerNorm': 1}
+    program = torch.export.export(model, (torch.randn(1, 3, 16, 16),))
+    stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
+    assert stats.share == 1.0 and not stats.portable_ops

@@ -1,0 +1,92 @@
+"""Export forms of torch/timm layers for phone delegates (XNNPACK): same numbers, only ops the delegate runs.
+
+XNNPACK 1.5.1 has no LayerNorm, and its mean takes only a 4D tensor over H and W with ``keepdim``; every op it
+leaves out runs on ExecuTorch's slow portable kernels and splits the graph into more delegate calls. So:
+
+* :class:`LinearMeanLayerNorm` replaces ``nn.LayerNorm`` (and timm's ``LayerNorm``) over the last dimension: the mean
+  and the variance over channels are one ``linear`` each with a constant 1/C row (XNNPACK's fully-connected kernel),
+  the rest is subtract, multiply, ``rsqrt`` and add.
+* :class:`ConvMeanLayerNorm2d` replaces timm's ``LayerNorm2d`` (channels-first, FocalNet) the same way with a 1x1
+  convolution, so no permute to channels-last and back is needed.
+* :class:`MeanPool` replaces the ``nn.AdaptiveAvgPool2d(1)`` of timm's classifier head (``adaptive_avg_pool2d``
+  becomes an ``as_strided`` view XNNPACK refuses) with ``mean((2, 3), keepdim=True)``, XNNPACK's global average pool.
+
+They are used only at export time (:func:`swap_mobile_forms`, called by the export-form entry point of
+``modzoo.export.deploy``); eager models keep the fused PyTorch kernels. Outputs match the replaced layers within
+1e-6 (fp32).
+"""
+from typing import Dict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['LinearMeanLayerNorm', 'ConvMeanLayerNorm2d', 'MeanPool', 'swap_mobile_forms']
+
+
+class LinearMeanLayerNorm(nn.Module):
+    """LayerNorm over the last dimension with the channel means taken by ``linear`` (export form)."""
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        (channels,) = norm.normalized_shape
+        self.eps = norm.eps
+        self.weight, self.bias = norm.weight, norm.bias
+        self.register_buffer('average', torch.full((1, channels), 1.0 / channels), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - F.linear(x, self.average)
+        var = F.linear(centred * centred, self.average)
+        x = centred * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            x = x * self.weight
+        return x + self.bias if self.bias is not None else x
+
+
+class ConvMeanLayerNorm2d(nn.Module):
+    """Channels-first LayerNorm (B, C, H, W) with the channel means taken by a 1x1 convolution (export form)."""
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        (channels,) = norm.normalized_shape
+        self.eps = norm.eps
+        self.weight, self.bias = norm.weight, norm.bias
+        self.register_buffer('average', torch.full((1, channels, 1, 1), 1.0 / channels), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - F.conv2d(x, self.average)
+        var = F.conv2d(centred * centred, self.average)
+        x = centred * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            x = x * self.weight[:, None, None]
+        return x + self.bias[:, None, None] if self.bias is not None else x
+
+
+class MeanPool(nn.Module):
+    """Global average pooling as ``mean((2, 3), keepdim=True)`` (export form of ``nn.AdaptiveAvgPool2d(1)``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+def _form_of(module: nn.Module):
+    from timm.layers import LayerNorm, LayerNorm2d
+    if type(module) in (nn.LayerNorm, LayerNorm) and len(module.normalized_shape) == 1:
+        return LinearMeanLayerNorm(module)
+    if type(module) is LayerNorm2d and len(module.normalized_shape) == 1:
+        return ConvMeanLayerNorm2d(module)
+    if type(module) is nn.AdaptiveAvgPool2d and module.output_size in (1, (1, 1)):
+        return MeanPool()
+    return None
+
+
+def swap_mobile_forms(model: nn.Module) -> Dict[str, int]:
+    """Replace (in place) every layer that has a form above; returns the count per replaced class name."""
+    counts: Dict[str, int] = {}
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            form = _form_of(child)
+            if form is not None:
+                setattr(parent, name, form)
+                counts[type(child).__name__] = counts.get(type(child).__name__, 0) + 1
+    return counts
