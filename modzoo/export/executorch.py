@@ -148,8 +148,9 @@ class PteProgram:
         from executorch.runtime import Runtime
         _single_thread_pool()
         runtime = Runtime.get()
-        program = runtime.load_program(source if isinstance(source, bytes) else os.fspath(source))
-        self.method = program.load_method('forward')
+        self._source = source if isinstance(source, bytes) else os.fspath(source)  # the runtime does not copy bytes
+        self._program = runtime.load_program(self._source)
+        self.method = self._program.load_method('forward')
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.execute((x.contiguous(),))[0].float()

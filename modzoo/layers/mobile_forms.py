@@ -8,6 +8,10 @@ leaves out runs on ExecuTorch's slow portable kernels and splits the graph into 
   the rest is subtract, multiply, ``rsqrt`` and add.
 * :class:`ConvMeanLayerNorm2d` replaces timm's ``LayerNorm2d`` (channels-first, FocalNet) the same way with a 1x1
   convolution, so no permute to channels-last and back is needed.
+* :func:`explicit_attention` is attention as two 3-D batched matmuls and a softmax: the export form of
+  ``F.scaled_dot_product_attention`` (whose export brings masking ops, ``logical_not``/``any``/``where``, that
+  XNNPACK lacks) and of a 4-D ``q @ k^T`` (which exports as ``expand`` + ``bmm``; XNNPACK has no ``expand``).
+  Attention modules use it when their ``fused_attn`` is off.
 * :class:`MeanPool` replaces the ``nn.AdaptiveAvgPool2d(1)`` of timm's classifier head (``adaptive_avg_pool2d``
   becomes an ``as_strided`` view XNNPACK refuses) with ``mean((2, 3), keepdim=True)``, XNNPACK's global average pool.
 
@@ -15,13 +19,13 @@ They are used only at export time (:func:`swap_mobile_forms`, called by the expo
 ``modzoo.export.deploy``); eager models keep the fused PyTorch kernels. Outputs match the replaced layers within
 1e-6 (fp32).
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['LinearMeanLayerNorm', 'ConvMeanLayerNorm2d', 'MeanPool', 'swap_mobile_forms']
+__all__ = ['LinearMeanLayerNorm', 'ConvMeanLayerNorm2d', 'MeanPool', 'explicit_attention', 'swap_mobile_forms']
 
 
 class LinearMeanLayerNorm(nn.Module):
@@ -67,6 +71,18 @@ class MeanPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean((2, 3), keepdim=True)
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                       attn_drop: Optional[nn.Module] = None) -> torch.Tensor:
+    """``drop(softmax(q k^T * scale)) v`` for (B, heads, N, d) tensors, as 3-D ``bmm`` on (B * heads, N, d)
+    views."""
+    batch, heads, tokens, _ = q.shape
+    q3, k3, v3 = (t.reshape(batch * heads, t.shape[2], t.shape[3]) for t in (q, k, v))
+    attn = torch.bmm(q3 * scale, k3.transpose(1, 2)).softmax(dim=-1)
+    if attn_drop is not None:
+        attn = attn_drop(attn)
+    return torch.bmm(attn, v3).reshape(batch, heads, tokens, v.shape[3])
 
 
 def _form_of(module: nn.Module):
