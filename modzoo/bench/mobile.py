@@ -39,32 +39,34 @@ DEFAULT_MODELS = ('zoo_efficientmod_xxs', 'zoo_focalnet_tiny_srf', 'zoo_smt_tiny
 TARGETS = ('xnnpack-fp32', 'xnnpack-int8', 'coreml-fp32', 'coreml-fp16')
 
 
-def _model(name: str, target: str, num_classes: Optional[int] = None):
+def _model(name: str, num_classes: Optional[int] = None):
     from modzoo.export.onnx import build_export_model
     torch.manual_seed(0)
-    model = build_export_model(name, num_classes=num_classes)
-    return _export_form(model, target)
+    return build_export_model(name, num_classes=num_classes)
 
 
 def _export_form(model, target: str):
-    """The model in the export form of ``target`` (the shared entry point of ``modzoo.export.deploy``, where the
-    installed modzoo has it)."""
+    """A copy of ``model`` in the export form of ``target`` (the shared entry point of ``modzoo.export.deploy``,
+    where the installed modzoo has it); ``model`` itself stays the eager reference."""
+    import copy
     from modzoo.export import deploy
     prepare = getattr(deploy, 'prepare_for_export', None)
+    model = copy.deepcopy(model)
     return prepare(model, target=target.split('-')[0].replace('xnnpack', 'executorch')) if prepare else model
 
 
-def _xnnpack_rows(name: str, model, size: int, calibration, targets, repeats: int, guard: LoadGuard, tmp: str):
+def _xnnpack_rows(name: str, model, eager, size: int, calibration, targets, repeats: int, guard: LoadGuard,
+                  tmp: str, forms: bool = True):
     from modzoo.export import executorch as zoo_et
     x = torch.randn(1, 3, size, size)
     rows, fp32_pte = [], None
     for target in [t for t in targets if t.startswith('xnnpack')]:
         int8 = target == 'xnnpack-int8'
-        path = os.path.join(tmp, f'{name}-{target}.pte')
+        path = os.path.join(tmp, f'{name}-{target}-{forms}.pte')
         report = zoo_et.export_executorch(model, path, (size, size), calibration=calibration if int8 else None,
-                                          latency_repeats=0)
+                                          reference=eager, latency_repeats=0)
         pte = zoo_et.PteProgram(path)
-        runners = dict(pte=pte.run, eager=model, **({'fp32_pte': fp32_pte.run} if int8 and fp32_pte else {}))
+        runners = dict(pte=pte.run, eager=eager, **({'fp32_pte': fp32_pte.run} if int8 and fp32_pte else {}))
         row = guard.measure(lambda r=runners: dict(latency_ms=zoo_et.time_interleaved(r, x, repeats=repeats)))
         if not int8:
             fp32_pte = pte
@@ -76,7 +78,8 @@ def _xnnpack_rows(name: str, model, size: int, calibration, targets, repeats: in
                    ratio=ms['pte'] / ms['eager'], vs_fp32=ms['fp32_pte'] / ms['pte'] if 'fp32_pte' in ms else None,
                    seconds=report.seconds)
         rows.append(row)
-        print(f'{name} {target}: {100 * row["share"]:.1f}% delegated, {ms["pte"]:.1f} ms vs eager '
+        row['target'] = target if forms else f'{target} (no export forms)'
+        print(f'{name} {row["target"]}: {100 * row["share"]:.1f}% delegated, {ms["pte"]:.1f} ms vs eager '
               f'{ms["eager"]:.1f} ms ({row["ratio"]:.2f}x), diff {row["max_abs_diff"]:.1e}, load {load_cell(row)}',
               file=sys.stderr)
     return rows
@@ -104,14 +107,21 @@ def _coreml_rows(name: str, model, size: int, targets, tmp: str):
     return rows
 
 
-def measure_model(name: str, size: int, targets, calibration, repeats: int, guard: LoadGuard) -> List[Dict]:
+def measure_model(name: str, size: int, targets, calibration, repeats: int, guard: LoadGuard,
+                  compare_forms: bool = False) -> List[Dict]:
+    """The rows of one model; ``compare_forms`` adds an fp32 .pte of the model without its export forms (the
+    evidence for keeping them)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp, keep_torch_threads():
         torch.set_num_threads(1)
+        eager = _model(name)
         if any(t.startswith('xnnpack') for t in targets):
-            rows += _xnnpack_rows(name, _model(name, 'xnnpack'), size, calibration, targets, repeats, guard, tmp)
+            rows += _xnnpack_rows(name, _export_form(eager, 'xnnpack'), eager, size, calibration, targets, repeats,
+                                  guard, tmp)
+        if compare_forms:
+            rows += _xnnpack_rows(name, eager, eager, size, None, ['xnnpack-fp32'], repeats, guard, tmp, forms=False)
         if any(t.startswith('coreml') for t in targets):
-            rows += _coreml_rows(name, _model(name, 'coreml'), size, targets, tmp)
+            rows += _coreml_rows(name, _export_form(eager, 'coreml'), size, targets, tmp)
     return rows
 
 
@@ -128,21 +138,22 @@ def measure_digits(work_dir: str, repeats: int, guard: LoadGuard, calib_images: 
     for path in (data_dir, checkpoint):
         if not os.path.exists(path):
             raise SystemExit(f'error: no {path}: run python tools/main_job.py --no-report --work-dir {work_dir} first')
-    model, cfg, _ = load_model_for_inference(MODEL, checkpoint)
-    model = _export_form(model.eval(), 'xnnpack')
-    norm = model_input_config(model)
+    eager, cfg, _ = load_model_for_inference(MODEL, checkpoint)
+    eager.eval()
+    model = _export_form(eager, 'xnnpack')
+    norm = model_input_config(eager)
     calib = quantize.load_calibration_images(os.path.join(data_dir, 'train'), (IMG_SIZE, IMG_SIZE), norm['mean'],
                                              norm['std'], count=calib_images)
     val = held_out_set(cfg, data_dir)
     with tempfile.TemporaryDirectory() as tmp, keep_torch_threads():
         torch.set_num_threads(1)
         paths = {p: os.path.join(tmp, f'{p}.pte') for p in ('fp32', 'int8')}
-        zoo_et.export_executorch(model, paths['fp32'], (IMG_SIZE, IMG_SIZE), latency_repeats=0)
+        zoo_et.export_executorch(model, paths['fp32'], (IMG_SIZE, IMG_SIZE), reference=eager, latency_repeats=0)
         int8 = zoo_et.export_executorch(model, paths['int8'], (IMG_SIZE, IMG_SIZE), calibration=calib.images,
-                                        latency_repeats=0)
-        checks = {p: zoo_et.held_out_agreement(path, model, val, 10) for p, path in paths.items()}
+                                        reference=eager, latency_repeats=0)
+        checks = {p: zoo_et.held_out_agreement(path, eager, val, 10) for p, path in paths.items()}
         runners = dict(int8=zoo_et.PteProgram(paths['int8']).run, fp32=zoo_et.PteProgram(paths['fp32']).run,
-                       eager=model)
+                       eager=eager)
         x = torch.from_numpy(val.images[:1])
         row = guard.measure(lambda: dict(latency_ms=zoo_et.time_interleaved(runners, x, repeats=repeats)))
     row.update(model=MODEL, size=IMG_SIZE, images=len(val), calibration_images=len(calib),
@@ -241,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--calib-data', default='digits', metavar='DIR|digits',
                         help='int8 calibration images (an ImageFolder or "digits")')
     parser.add_argument('--calib-images', type=int, default=64, help='calibration images of the int8 rows')
+    parser.add_argument('--compare-forms', action='store_true',
+                        help='also an fp32 .pte of each model without its export forms (LayerNorm, head, attention)')
     parser.add_argument('--digits', metavar='WORK_DIR', help="the main job's --work-dir: add the int8 accuracy row")
     add_load_guard_args(parser)
     parser.add_argument('--json', help='also write the figures here')
@@ -278,7 +291,7 @@ def main(argv=None) -> int:
                                                        count=args.calib_images).images
     rows = []
     for name in args.models:
-        rows += measure_model(name, args.size, args.targets, calibration, args.repeats, guard)
+        rows += measure_model(name, args.size, args.targets, calibration, args.repeats, guard, args.compare_forms)
     command = 'python tools/bench_mobile.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     from executorch.version import __version__ as executorch_version
     machine = machine_description(threads=1, libraries=('torch', 'coremltools')) + f', executorch {executorch_version}'
