@@ -185,15 +185,17 @@ def test_cpu_bench_tools_refuse_a_bad_from_json_in_one_line(tmp_path, capsys, co
 
 
 def test_cpu_bench_tools_check_the_json_output_before_measuring(tmp_path, capsys, monkeypatch):
-    from modzoo.bench import cpu_deploy, cpu_paths, gridpe, onnx_runtime, vs_timm
-    for module in (cpu_deploy, onnx_runtime):
+    from modzoo.bench import anchors, cpu_deploy, cpu_paths, gridpe, onnx_runtime, profile_graph, vs_timm
+    for module in (cpu_deploy, onnx_runtime, anchors):
         monkeypatch.setattr(module, 'run_benchmarks', lambda *a: pytest.fail('measured before checking --json'))
     monkeypatch.setattr(gridpe, 'run', lambda *a: pytest.fail('measured before checking --json'))
     monkeypatch.setattr(vs_timm, 'bench_pair', lambda *a: pytest.fail('measured before checking --json'))
+    monkeypatch.setattr(profile_graph, 'export_graph', lambda *a: pytest.fail('measured before checking --json'))
     (tmp_path / 'file').write_text('')
-    for main in (cpu_deploy.main, cpu_paths.main, onnx_runtime.main, gridpe.main, vs_timm.main):
+    for main in (cpu_deploy.main, cpu_paths.main, onnx_runtime.main, gridpe.main, vs_timm.main, anchors.main):
         assert 'is a folder' in _refused(main, ['--json', str(tmp_path)], capsys)
         assert 'file' in _refused(main, ['--json', str(tmp_path / 'file' / 'run.json')], capsys)
+    assert 'is a folder' in _refused(profile_graph.main, ['zoo_smt_tiny', '--json', str(tmp_path)], capsys)
 
 
 def test_results_into_a_folder_that_does_not_exist_yet(tmp_path):

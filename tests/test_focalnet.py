@@ -214,15 +214,15 @@ def test_torch_compile(backend):
 
 def _focal_modulation_written_out(self: FocalModulation, x: torch.Tensor) -> torch.Tensor:
     """FocalModulation.forward with the focal levels written out, as the official code runs them: each level through
-    its own ``focal_layers[l]`` (conv, GELU). ``addcmul`` (one rounding) as in the op's reference, so the comparison
-    can be exact; the official ``ctx_all + ctx * gate`` rounds twice."""
+    its own ``focal_layers[l]`` (conv, GELU), summed as ``ctx_all + ctx * gate`` from zero, as the op's reference
+    sums them (its first term is the product alone, which ``0 + product`` equals exactly)."""
     q, ctx, gates = torch.split(self.f(x), self.split_sizes, 1)
-    ctx_all = torch.zeros_like(ctx)
+    ctx_all = 0
     for level in range(self.focal_level):
         ctx = self.focal_layers[level](ctx)
-        ctx_all = torch.addcmul(ctx_all, ctx, gates[:, level:level + 1])
+        ctx_all = ctx_all + ctx * gates[:, level:level + 1]
     ctx_global = F.gelu(ctx.mean((2, 3), keepdim=True))
-    ctx_all = torch.addcmul(ctx_all, ctx_global, gates[:, self.focal_level:])
+    ctx_all = ctx_all + ctx_global * gates[:, self.focal_level:]
     if self.normalize_modulator:
         ctx_all = ctx_all / (self.focal_level + 1)
     return self.proj_drop(self.proj(self.norm(q * self.h(ctx_all))))

@@ -3,19 +3,19 @@
     python tools/bench_cpu_deploy.py --write-benchmarks --write-readme --json out.json   # the full table
     python tools/bench_cpu_deploy.py --quick zoo_efficientmod_xxs                        # tiny check of the tool
 
-Method. Per model (seed 0, fp32) the graphs are made first: the fp32 ONNX graph (dynamic batch), ONNX Runtime's int8
-QDQ graph (``modzoo.export.quantize``) and OpenVINO's int8 IR (NNCF, ``modzoo.export.openvino``), both calibrated on
+Method. Per model (seed 0, fp32) the graphs are made first: the fp32 ONNX graph (dynamic batch), ONNX Runtime's int8 QDQ
+graph (``modzoo.export.quantize``) and OpenVINO's int8 IR (NNCF, ``modzoo.export.openvino``), both calibrated on
 ``--calib-images`` digits images (the scales do not change the speed). Each path then runs in its own worker process
-(``modzoo.bench.engine_worker``; the runtime workers never import torch) with the same intra-op thread count, the
-same input and, for the PyTorch paths, the same weights. Parity first: every path's logits at the largest batch
-against eager's (max abs diff, and top-1 agreement over that batch's random images). Then for each (threads, batch)
-row the parent alternates single forwards over all paths (warm-up rounds first; every batch has run once in every
-worker before the first row, so ``torch.compile``'s compiles are outside the rows; the order reverses every round)
-and reports medians, so the noise of the machine hits every path alike; only one worker computes at a time. Peak
-memory per row: each worker's peak resident set during the row (the kernel's mark is reset between rows) minus its
-resident set after imports: weights, runtime buffers and activations. Each row reads the 1-minute load average
-before and after it (``modzoo.bench.common.LoadGuard``) and is measured again, then marked LOADED, when the machine
-was busy.
+(``modzoo.bench.engine_worker``; the runtime workers never import torch) with the same intra-op thread count, the same
+input and, for the PyTorch paths, the same weights. The fp32 graph is what ``tools/export_onnx.py`` writes with its
+default options (``modzoo.export.onnx.export_default_graph``). Parity first: every path's logits at the largest batch
+against eager's (max abs diff, and top-1 agreement over that batch's random images). Then for each (threads, batch) row
+the parent alternates single forwards over all paths (warm-up rounds first; every batch has run once in every worker
+before the first row, so ``torch.compile``'s compiles are outside the rows; the order reverses every round) and reports
+medians, so the noise of the machine hits every path alike; only one worker computes at a time. Peak memory per row:
+each worker's peak resident set during the row (the kernel's mark is reset between rows) minus its resident set after
+imports: weights, runtime buffers and activations. Each row reads the 1-minute load average before and after it
+(``modzoo.bench.common.LoadGuard``) and is measured again, then marked LOADED, when the machine was busy.
 
 The BENCHMARKS.md block (``--write-benchmarks``) holds the table, the machine, command, date and load per row; the
 README block (``--write-readme``) the per-family recommendation derived from it (:func:`recommendation_markdown`).
@@ -62,16 +62,12 @@ def family(model: str) -> str:
 
 def prepare_graphs(model: str, size: int, workdir: str, calib_images: int, paths: Sequence[str],
                    model_kwargs: Optional[dict] = None) -> dict:
-    """The graphs ``paths`` need: fp32 ONNX, ORT int8 QDQ ONNX, OpenVINO int8 IR; their files and sizes."""
-    import torch
-
-    from modzoo.export import onnx as zoo_onnx
+    """The graphs ``paths`` need: fp32 ONNX (a modzoo model's default export, a timm model's plain
+    ``torch.onnx.export``: :func:`modzoo.bench.profile_graph.export_graph`), ORT int8 QDQ ONNX, OpenVINO int8 IR;
+    their files and sizes."""
     from modzoo.export import quantize
-    torch.manual_seed(0)
-    net = zoo_onnx.build_export_model(model, model_kwargs=model_kwargs or {})
-    graphs = {'fp32': os.path.join(workdir, model + '.onnx')}
-    zoo_onnx.export_onnx(net, graphs['fp32'], img_size=(size, size), batch=2, dynamic='batch',
-                         output_names=['logits'])
+    from .profile_graph import export_graph
+    graphs = {'fp32': export_graph(model, workdir, size, model_kwargs=model_kwargs)}
     sizes = {'fp32': quantize.file_mib(graphs['fp32'])}
     calib = quantize.load_calibration_images(quantize.DIGITS, (size, size), count=calib_images).images
     if 'ort_int8' in paths:
@@ -174,7 +170,7 @@ def table_markdown(run: dict) -> str:
         f'{results[0]["repeats"] if results else "-"} per path after warm-up rounds (every batch also runs once '
         'before the rows, so torch.compile\'s compiles fall outside them). Input size '
         + ', '.join(sorted({f'{r["size"]}x{r["size"]}' for r in results})) + '; fp32 '
-        'graphs from the default (torchscript) exporter with a dynamic batch; ORT int8: static QDQ '
+        'graphs as `tools/export_onnx.py` writes them by default (dynamic batch); ORT int8: static QDQ '
         '(`modzoo.export.quantize`); OpenVINO int8: NNCF post-training quantization to OpenVINO IR '
         '(`modzoo.export.openvino`); both calibrated on digits images. "best" is the fastest path and its speed-up '
         'over eager. Load: the 1-minute load average before→after the row.',

@@ -46,13 +46,11 @@ def _model(name: str, num_classes: Optional[int] = None):
 
 
 def _export_form(model, target: str):
-    """A copy of ``model`` in the export form of ``target`` (the shared entry point of ``modzoo.export.deploy``,
-    where the installed modzoo has it); ``model`` itself stays the eager reference."""
+    """A copy of ``model`` in the export form of ``target`` (``modzoo.export.deploy.prepare_for_export``);
+    ``model`` itself stays the eager reference."""
     import copy
-    from modzoo.export import deploy
-    prepare = getattr(deploy, 'prepare_for_export', None)
-    model = copy.deepcopy(model)
-    return prepare(model, target=target.split('-')[0].replace('xnnpack', 'executorch')) if prepare else model
+    from modzoo.export.deploy import prepare_for_export
+    return prepare_for_export(copy.deepcopy(model), target.split('-')[0].replace('xnnpack', 'executorch'))
 
 
 def _xnnpack_rows(name: str, model, eager, size: int, calibration, targets, repeats: int, guard: LoadGuard,

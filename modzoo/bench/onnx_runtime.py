@@ -7,7 +7,8 @@
     python tools/bench_onnx.py --int8 --profile zoo_efficientmod_s  # fp32 ORT vs int8 ORT, profile the misses
     python tools/bench_onnx.py --exporters zoo_focalnet_tiny_srf # compare the torchscript and dynamo exporters
 
-Method. The model is built once (seed 0) and exported with the default exporter (dynamic batch). Each engine then runs
+Method. The model is built once (seed 0) and exported as ``tools/export_onnx.py`` exports it by default
+(``modzoo.export.onnx.export_default_graph``, dynamic batch). Each engine then runs
 in its own worker process, PyTorch eager (``torch.no_grad()``, fp32) in one and ONNX Runtime (CPU EP,
 ``ORT_ENABLE_ALL``) in the other, with the same number of intra-op threads, the same input and, for PyTorch, the same
 weights (same seed). The parent alternates single forward passes between them (warm-up first, then
@@ -103,11 +104,10 @@ def _export(model_name: str, size: int, batch: int, workdir: str, model_kwargs: 
     import torch
     from modzoo.export import onnx as zoo_onnx
     torch.manual_seed(0)
-    model = zoo_onnx.build_export_model(model_name, model_kwargs=model_kwargs)
     path = os.path.join(workdir, model_name + '.onnx')
     start = time.process_time()
-    result = zoo_onnx.export_onnx(model, path, img_size=(size, size), batch=batch, dynamic='batch',
-                                  output_names=['logits'])
+    result = zoo_onnx.export_default_graph(model_name, path, img_size=(size, size), batch=batch,
+                                           model_kwargs=model_kwargs)
     return path, time.process_time() - start, result.files()
 
 
@@ -231,7 +231,7 @@ def latency_markdown(run: dict) -> str:
         'Latency is the median of one forward pass over interleaved repeats (eager, ORT, ORT, eager, ...); '
         'throughput = batch / latency; speed-up = eager latency / ORT latency. Peak memory: the worker\'s peak '
         'resident set minus its resident set after imports (weights, runtime buffers, activations; peak over both '
-        'batches), process total in brackets. fp32, exported with the default (torchscript) exporter, dynamic batch. '
+        'batches), process total in brackets. fp32, exported as `tools/export_onnx.py` does by default, dynamic batch. '
         'With more than one thread PyTorch runs its 1x1 convolutions through oneDNN instead of its single-thread '
         'im2col path, so the 1- and 2-thread speed-ups differ in kind, not only in degree.',
         '',

@@ -2,12 +2,16 @@
 
     python tools/export_onnx.py zoo_smt_small --dynamic batch --check
     python tools/export_onnx.py zoo_focalnet_tiny_srf --checkpoint focalnet_tiny_srf.pth --dynamic batch,spatial \\
-        --deploy --simplify --check --output focalnet_t.onnx
+        --check --output focalnet_t.onnx
+    python tools/export_onnx.py zoo_smt_tiny --no-deploy --no-simplify     # the graph exactly as torch.onnx writes it
     python tools/export_onnx.py zoo_efficientmod_s --features --img-size 512 512 --check   # stage outputs feat0..3
     python tools/export_onnx.py configs/focalnet/upernet_focalnet-t-srf_8xb2-160k_ade20k-512x512.py --check
     python tools/export_onnx.py zoo_gridpe_pvt_v2_b2 --head macmd --num-classes 9 --check      # PVT v2 b2 + MACMD
     python tools/export_onnx.py zoo_efficientmod_s --checkpoint m.pth --int8 --calib-data imagenet/val --check
 
+By default the graph is the leanest correct one: BatchNorm folded and the modules' export forms applied
+(``modzoo.export.deploy.prepare_for_export``), then simplified by onnxslim (constant folding: at a fixed input size
+GridPE's rotation tables become constants); ``--no-deploy`` / ``--no-simplify`` turn these off.
 Classification models export one output ``logits``; ``--features`` exports the ``features_only`` backbone with every
 stage output as a named graph output (``feat0``, ``feat1``, ...; strides and channels in the model metadata).
 Segmentation: an MMSegmentation config (``.py``, needs the ``mm`` extras) or ``--head macmd`` exports the whole
@@ -38,7 +42,7 @@ from modzoo.export import onnx as zoo_onnx
 from modzoo.export import openvino as zoo_ov
 from modzoo.export import quantize as zoo_quant
 from modzoo.export import mobile as zoo_mobile
-from modzoo.export.deploy import prepare_for_deploy
+from modzoo.export.deploy import prepare_for_export
 from modzoo.runtimes import OPENVINO, RUNTIME_NAMES, RuntimeUnavailable, require_runtime, runtime_list
 from modzoo.export.segmentation import build_macmd_for_export, build_mmseg_for_export
 from modzoo.models import CheckpointMismatchError, UnknownModelError
@@ -63,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--format', choices=zoo_mobile.FORMATS, default='onnx',
                         help='onnx (default; OpenVINO through --runtime), executorch (.pte, XNNPACK) or coreml '
                              '(.mlpackage); the phone formats need the mobile extra')
-    parser.add_argument('--output', '-o', help='file to write (default: <model>[-features][-deploy][-fp16].onnx, '
-                                               '<model>.pte, <model>[-fp16].mlpackage)')
+    parser.add_argument('--output', '-o', help='file to write (default: <model>[-features][-fp16].onnx, <model>.pte, '
+                                               '<model>[-fp16].mlpackage)')
     parser.add_argument('--checkpoint', help='weights to load (any container; official or modzoo layout)')
     parser.add_argument('--trust-pickle', action='store_true',
                         help='allow a full unpickle of the checkpoint (only for files you trust)')
@@ -80,10 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--exporter', choices=zoo_onnx.EXPORTERS, default=zoo_onnx.DEFAULT_EXPORTER,
                         help=f'torch.onnx exporter (default: {zoo_onnx.DEFAULT_EXPORTER}; see README)')
     parser.add_argument('--features', action='store_true', help='export the features_only backbone (all stages)')
-    parser.add_argument('--deploy', action='store_true',
-                        help='fold BatchNorm into convolutions and apply re-parameterisation hooks first')
+    parser.add_argument('--deploy', action=argparse.BooleanOptionalAction, default=zoo_onnx.DEFAULT_DEPLOY,
+                        help='fold BatchNorm into convolutions, apply re-parameterisation hooks and the modules\' '
+                             'ONNX export forms first (default: on; --no-deploy exports the model as built)')
     parser.add_argument('--fp16', action='store_true', help='float16 weights/activations (fp32 inputs/outputs)')
-    parser.add_argument('--simplify', action='store_true', help='simplify the graph with onnxslim')
+    parser.add_argument('--simplify', action=argparse.BooleanOptionalAction, default=zoo_onnx.DEFAULT_SIMPLIFY,
+                        help='simplify the graph with onnxslim (default: on; --no-simplify keeps the exporter\'s '
+                             'graph)')
     parser.add_argument('--external-data', choices=('auto', 'yes', 'no'), default='auto',
                         help='weights in <output>.data (auto: only above ~1.8 GB)')
     parser.add_argument('--check', action='store_true', help='compare the runtime with PyTorch and print the figure')
@@ -187,8 +194,8 @@ def _run(args) -> int:
     reference = None
     if args.deploy:
         import copy
-        reference = copy.deepcopy(model)  # --check then also proves the deployment rewrites exact
-        prepare_for_deploy(model)
+        reference = copy.deepcopy(model)  # --check then also proves the deployment rewrites and export forms exact
+        prepare_for_export(model, 'onnx')
 
     img_size = tuple(args.img_size) if args.img_size else tuple(zoo_onnx.model_input_config(model)['input_size'][1:])
     calib = None
@@ -219,10 +226,10 @@ def _run_mobile(args) -> int:
         raise _Refused(EXIT_BAD_INPUT, f'{e}; nothing was written') from None
     model, _, metadata = _build_or_refuse(args, model_kwargs)
     reference = model
-    if args.deploy:
+    if args.deploy:  # BatchNorm folded and the target's export forms; the parity reference is the model as built
         import copy
         reference = copy.deepcopy(model)
-        prepare_for_deploy(model)
+        prepare_for_export(model, args.format)
     img_size = tuple(args.img_size) if args.img_size else tuple(zoo_onnx.model_input_config(model)['input_size'][1:])
     try:
         calib = _int8_images(args, model, img_size) if args.int8 else None
@@ -286,7 +293,7 @@ def _output_paths(args, runtimes: Sequence[str]):
     stem = os.path.splitext(os.path.basename(args.model))[0] if args.model.endswith('.py') else args.model
     if args.head:
         stem += '-' + args.head
-    output = args.output or zoo_onnx.default_output_path(stem, args.features, args.fp16, args.deploy)
+    output = args.output or zoo_onnx.default_output_path(stem, args.features, args.fp16)
     int8_output = (args.int8_output or os.path.splitext(output)[0] + '-int8.onnx') if args.int8 else None
     ov_ir = zoo_ov.default_openvino_int8_path(output) if args.int8 and OPENVINO in runtimes else None
     try:

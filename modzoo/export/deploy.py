@@ -6,19 +6,24 @@ gets a generic fold of BatchNorm layers that directly follow a convolution insid
 ``ConvModule`` (the places where "directly follows" can be read off the module tree without tracing). Dropout and
 DropPath are already identities in eval mode, so no training-only branch survives :func:`prepare_for_deploy` in the
 forward pass.
+
+:func:`prepare_for_export` is the one way in for an export: :func:`prepare_for_deploy`, then the *export forms* of
+the target format (see its docstring for how a module provides one).
 """
 import inspect
 import logging
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch.nn as nn
 
 from modzoo.layers import MatmulAdaptiveAvgPool2d, fold_conv_bn
+from modzoo.layers.mobile_forms import mobile_foreign_forms
 
 _logger = logging.getLogger(__name__)
 
 __all__ = [
-    'prepare_for_deploy', 'fold_conv_bn', 'fuse_sequential_conv_bn', 'fuse_convmodule_bn', 'MatmulAdaptiveAvgPool2d',
+    'EXPORT_TARGETS', 'FOREIGN_EXPORT_FORMS', 'prepare_for_export', 'apply_export_forms', 'prepare_for_deploy',
+    'fold_conv_bn', 'fuse_sequential_conv_bn', 'fuse_convmodule_bn', 'MatmulAdaptiveAvgPool2d',
     'replace_adaptive_avg_pools',
 ]
 
@@ -26,6 +31,17 @@ __all__ = [
 MODEL_HOOKS = ('fuse_bn', 'switch_to_deploy', 'reparameterize')
 # Sub-module hooks (timm's reparameterize_model convention and MobileOne/RepVGG-style blocks).
 MODULE_HOOKS = ('reparameterize', 'fuse', 'switch_to_deploy')
+
+# The formats prepare_for_export knows; a module's export_form() gets one of these.
+EXPORT_TARGETS = ('onnx', 'executorch', 'coreml')
+# Export forms of module types modzoo does not define (timm's, torch's), per target: ``{target: {type: make}}``,
+# ``make(module) -> replacement or None``. Exact types only (a subclass may compute something else).
+FOREIGN_EXPORT_FORMS: Dict[str, Dict[type, Callable[[nn.Module], Optional[nn.Module]]]] = {
+    target: {} for target in EXPORT_TARGETS}
+# phones: XNNPACK has no LayerNorm and takes a global mean only as mean((2, 3), keepdim=True); Core ML cannot
+# translate the as_strided view adaptive_avg_pool2d(1) exports as (modzoo.layers.mobile_forms)
+for _target in ('executorch', 'coreml'):
+    FOREIGN_EXPORT_FORMS[_target].update(mobile_foreign_forms(_target))
 
 
 def fuse_sequential_conv_bn(model: nn.Module) -> int:
@@ -120,3 +136,50 @@ def replace_adaptive_avg_pools(model: nn.Module) -> int:
                     setattr(parent, name, MatmulAdaptiveAvgPool2d(size))
                     replaced += 1
     return replaced
+
+
+def _export_form(module: nn.Module, target: str) -> Optional[nn.Module]:
+    make = getattr(module, 'export_form', None)
+    if inspect.ismethod(make):
+        return make(target)
+    foreign = FOREIGN_EXPORT_FORMS[target].get(type(module))
+    return foreign(module) if foreign is not None else None
+
+
+def apply_export_forms(model: nn.Module, target: str) -> int:
+    """Replace every sub-module that has an export form for ``target`` by that form (in place); returns the count.
+
+    Children are visited top down and a replaced module's own children are not visited again (its form decides
+    what it holds). The model itself is never replaced.
+    """
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            form = _export_form(child, target)
+            if form is not None and form is not child:
+                setattr(parent, name, form)
+                replaced += 1
+    return replaced
+
+
+def prepare_for_export(model: nn.Module, target: str = 'onnx') -> nn.Module:
+    """The one way a model is made ready for an export to ``target`` (in place; also returned, in eval mode).
+
+    1. :func:`prepare_for_deploy`: BatchNorm folding and the models' re-parameterisation hooks (exact up to
+       rounding, whatever the target).
+    2. Export forms: a module whose computation a target runs faster (or at all) when written differently provides
+       ``export_form(self, target: str) -> Optional[nn.Module]``, defined beside the module in its own file; it
+       returns the replacement (same outputs, to rounding) or None where it has none for that target. Module types
+       modzoo does not own (timm's, torch's) get theirs from ``FOREIGN_EXPORT_FORMS[target]``. A new format adds
+       its name to ``EXPORT_TARGETS`` and its forms in these two places; nothing else changes.
+
+    Eager code never sees the forms: they exist only in the model being exported, so a caller who needs the
+    original (a parity reference) copies it first.
+    """
+    if target not in EXPORT_TARGETS:
+        raise ValueError(f'unknown export target {target!r}: choose from {", ".join(EXPORT_TARGETS)}')
+    prepare_for_deploy(model)
+    replaced = apply_export_forms(model, target)
+    if replaced:
+        _logger.info('export (%s): %d modules in their export form', target, replaced)
+    return model.eval()

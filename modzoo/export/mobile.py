@@ -17,7 +17,7 @@ from modzoo.utils.cli import UsageError, check_distinct_paths, check_output_file
 
 from . import coreml as zoo_coreml
 from . import executorch as zoo_et
-from .onnx import DEFAULT_EXPORTER
+from .onnx import DEFAULT_EXPORTER, DEFAULT_SIMPLIFY
 
 __all__ = ['FORMATS', 'MOBILE_FORMATS', 'option_problem', 'output_paths', 'export_mobile']
 
@@ -29,7 +29,7 @@ SUFFIX = {'executorch': '.pte', 'coreml': '.mlpackage'}
 def _onnx_only(args) -> List[str]:
     """The ONNX-only options this command line sets to something other than their default."""
     given = [('--opset', args.opset is not None), ('--exporter', args.exporter != DEFAULT_EXPORTER),
-             ('--simplify', args.simplify), ('--external-data', args.external_data != 'auto'),
+             ('--simplify', args.simplify != DEFAULT_SIMPLIFY), ('--external-data', args.external_data != 'auto'),
              ('--runtime', args.runtime != 'ort'), ('--features', args.features), ('--head', bool(args.head)),
              ('--calib-method', args.calib_method != 'minmax'), ('--int8-reduce-range', args.int8_reduce_range),
              ('--dynamic', args.dynamic not in ('batch', None)), ('--batch', args.batch != 1)]

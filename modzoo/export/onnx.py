@@ -33,7 +33,7 @@ import torch.nn as nn
 from modzoo.models import checkpoint_num_classes
 from modzoo.utils.files import publish, staging_dir, writes_through
 
-from .deploy import prepare_for_deploy
+from .deploy import prepare_for_export
 from .inputs import IMAGENET_MEAN, IMAGENET_STD, photo_images, random_images
 
 _logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ __all__ = [
     'ParityError', 'validate_export_args', 'require_optional', 'checkpoint_num_classes',
     'CheckReport', 'ExportResult', 'build_export_model', 'export_onnx', 'check_onnx', 'find_nonstandard_ops',
     'spatial_export_blocker', 'default_output_path', 'model_input_config', 'check_plan', 'foreign_weights_file',
-    'check_weights_file',
+    'check_weights_file', 'DEFAULT_DEPLOY', 'DEFAULT_SIMPLIFY', 'export_default_graph',
 ]
 
 EXPORTERS = ('torchscript', 'dynamo')
@@ -59,6 +59,13 @@ FP16_RELATIVE_TOLERANCE = 2e-2
 EXTERNAL_DATA_THRESHOLD = int(1.8 * 2 ** 30)
 STANDARD_DOMAINS = ('', 'ai.onnx', 'ai.onnx.ml')
 MAX_SIDE = 8192
+# tools/export_onnx.py's defaults (--no-deploy / --no-simplify turn them off), which the benchmarks and the graph
+# profiler export with too (export_default_graph): BatchNorm folding and export forms (prepare_for_export), then
+# onnxslim, whose constant folding turns everything computed from static sizes (GridPE's rotation tables at a fixed
+# input size, shape arithmetic) into constants. The Python API's export_onnx keeps simplify=False: onnxslim costs
+# seconds per graph, and the every-model export tests do not need it.
+DEFAULT_DEPLOY = True
+DEFAULT_SIMPLIFY = True
 
 # Models whose exported graph cannot follow the input's height/width, with the reason (fnmatch patterns on the
 # model name). ``--dynamic batch,spatial`` refuses them; a batch-only export at a fixed size works for all.
@@ -121,7 +128,8 @@ def build_export_model(
       says otherwise.
     * ``features`` wraps the model as ``features_only=True`` would (after loading, so a classification checkpoint
       loads strictly).
-    * ``deploy`` applies :func:`~modzoo.export.deploy.prepare_for_deploy` (BatchNorm folding, re-param hooks).
+    * ``deploy`` applies :func:`~modzoo.export.deploy.prepare_for_export` (BatchNorm folding, re-param hooks and
+      the modules' ONNX export forms).
 
     Unknown names raise :class:`modzoo.models.UnknownModelError` with suggestions.
     """
@@ -144,7 +152,7 @@ def build_export_model(
         model = _features_wrapper(model, model_name, kwargs)
     model.eval()
     if deploy:
-        prepare_for_deploy(model)
+        prepare_for_export(model, 'onnx')
     return model
 
 
@@ -161,8 +169,8 @@ def model_input_config(model: nn.Module) -> Dict[str, Any]:
     )
 
 
-def default_output_path(model_name: str, features: bool = False, fp16: bool = False, deploy: bool = False) -> str:
-    suffix = ('-features' if features else '') + ('-deploy' if deploy else '') + ('-fp16' if fp16 else '')
+def default_output_path(model_name: str, features: bool = False, fp16: bool = False) -> str:
+    suffix = ('-features' if features else '') + ('-fp16' if fp16 else '')
     return model_name.replace('/', '_').replace(':', '_') + suffix + '.onnx'
 
 
@@ -453,7 +461,12 @@ def _simplify(model_proto):
         import onnxslim
     except ImportError as e:
         raise ExportError('--simplify needs onnxslim: pip install onnxslim') from e
-    return onnxslim.slim(model_proto)
+    try:
+        return onnxslim.slim(model_proto)
+    except Exception as e:  # noqa: BLE001 - onnxslim's own failure, worded for the user with the way around it
+        detail = str(e).strip().splitlines()
+        raise ExportError(f'onnxslim could not simplify the graph ({type(e).__name__}: '
+                          f'{detail[0] if detail else ""}); export with --no-simplify') from e
 
 
 def require_optional(fp16: bool = False, simplify: bool = False) -> None:
@@ -716,3 +729,22 @@ def _publish(staged: str, output: str, use_data: bool) -> None:
     publish(staged, output)
     if stale:  # the weights of the graph just replaced: nothing refers to them any more
         os.remove(final_data)
+
+
+def export_default_graph(
+        model_name: str,
+        output: Union[str, os.PathLike],
+        img_size: Tuple[int, int] = (224, 224),
+        batch: int = 1,
+        dynamic: str = 'batch',
+        model_kwargs: Optional[Mapping[str, Any]] = None,
+        deploy: bool = DEFAULT_DEPLOY,
+        simplify: bool = DEFAULT_SIMPLIFY,
+        **kwargs,
+) -> ExportResult:
+    """``model_name`` (random weights of the current torch seed) exported the way ``tools/export_onnx.py`` exports
+    it with its default options: the graph the benchmarks and the profiler measure. Other :func:`export_onnx`
+    arguments pass through ``kwargs``; the one output is named ``logits``."""
+    model = build_export_model(model_name, deploy=deploy, model_kwargs=model_kwargs)
+    return export_onnx(model, output, img_size=img_size, batch=batch, dynamic=dynamic, simplify=simplify,
+                       output_names=['logits'], **kwargs)

@@ -16,6 +16,11 @@ from .dispatch import check_depthwise_weight, conv_shape_reason, runs_triton
 __all__ = ['focal_context', 'focal_context_reference']
 
 
+def _focal_level(ctx: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """One level of hierarchical contextualization: ``GELU(DWConv(ctx))`` (no bias, padding ``k // 2``)."""
+    return F.gelu(F.conv2d(ctx, weight, None, 1, weight.shape[-1] // 2, 1, ctx.shape[1]))
+
+
 def focal_context_reference(
         ctx: torch.Tensor,
         gates: torch.Tensor,
@@ -31,12 +36,15 @@ def focal_context_reference(
        ``(B, L + 1, H, W)``) broadcast over the channels; divided by ``L + 1`` when ``normalize`` is set.
     """
     num_levels = len(kernels)
-    ctx_all = torch.zeros_like(ctx)
-    for level, weight in enumerate(kernels):
-        ctx = F.gelu(F.conv2d(ctx, weight, None, 1, weight.shape[-1] // 2, 1, ctx.shape[1]))  # Z_l
-        ctx_all = torch.addcmul(ctx_all, ctx, gates[:, level:level + 1])  # + G_l * Z_l
+    # a plain multiply-add, starting from the first level's term: no zero tensor and no addcmul, which exported graphs
+    # keep as a ConstantOfShape and an extra Mul per level
+    ctx = _focal_level(ctx, kernels[0])  # Z_1
+    ctx_all = ctx * gates[:, :1]  # G_1 * Z_1
+    for level in range(1, num_levels):
+        ctx = _focal_level(ctx, kernels[level])  # Z_l
+        ctx_all = ctx_all + ctx * gates[:, level:level + 1]  # + G_l * Z_l
     ctx_global = F.gelu(ctx.mean((2, 3), keepdim=True))  # Z_{L+1}
-    ctx_all = torch.addcmul(ctx_all, ctx_global, gates[:, num_levels:])
+    ctx_all = ctx_all + ctx_global * gates[:, num_levels:]
     if normalize:
         ctx_all = ctx_all / (num_levels + 1)
     return ctx_all

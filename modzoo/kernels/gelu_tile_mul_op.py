@@ -14,17 +14,21 @@ from .dispatch import runs_triton
 __all__ = ['gelu_tile_mul', 'gelu_tile_mul_reference']
 
 
-def gelu_tile_mul_reference(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool = True) -> torch.Tensor:
+def gelu_tile_mul_reference(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool = True,
+                            ratio: Optional[int] = None) -> torch.Tensor:
     """EfficientMod's modulation (Ma et al. 2024) on channels-last tensors: ``act(v) * tile_r(ctx)``.
 
     The value ``v (..., r*C)`` (GELU when ``apply_gelu``, else identity) is modulated by the context ``ctx (..., C)``
     repeated ``r`` times along the channels: hidden channel ``j`` times context channel ``j mod C``
-    (``ctx.repeat(..., r)``, not ``repeat_interleave``). The tile is a broadcast, never materialised.
+    (``ctx.repeat(..., r)``, not ``repeat_interleave``). The tile is a broadcast, never materialised. ``ratio``, the
+    expansion ``r`` as the caller knows it: a Python int keeps exported graphs free of shape arithmetic (default: read
+    from the shapes).
     """
-    num_chs = ctx.shape[-1]
+    if ratio is None:
+        ratio = v.shape[-1] // ctx.shape[-1]
     if apply_gelu:
         v = F.gelu(v)
-    out = v.unflatten(-1, (v.shape[-1] // num_chs, num_chs)) * ctx.unsqueeze(-2)
+    out = v.unflatten(-1, (ratio, -1)) * ctx.unsqueeze(-2)
     return out.flatten(-2)
 
 
@@ -83,7 +87,8 @@ def _tile_mul_backward(ctx, grad):
 _gelu_tile_mul_op.register_autograd(_tile_mul_backward, setup_context=_tile_mul_setup_context)
 
 
-def gelu_tile_mul(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool = True) -> torch.Tensor:
+def gelu_tile_mul(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool = True, ratio: Optional[int] = None
+                  ) -> torch.Tensor:
     """Channels-last ``act(v) * tile(ctx)`` without materialising the tile.
 
     Args:
@@ -91,11 +96,12 @@ def gelu_tile_mul(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool = True) -
         ctx: ``(..., C)`` context; hidden channel ``j`` of ``v`` is multiplied by channel ``j mod C``
             (``ctx.repeat(..., r)``, not ``repeat_interleave``).
         apply_gelu: exact GELU on ``v`` (EfficientMod applies it when ``r > 1``), else identity.
+        ratio: ``r`` when the caller knows it (a Python int: no shape arithmetic in exported graphs).
     """
     if not torch.jit.is_scripting():  # TorchScript compiles only the reference below
         if runs_triton('gelu_tile_mul', (v, ctx), _check_args, _shape_reason):
             return torch.ops.modzoo.gelu_tile_mul(v, ctx, apply_gelu)
-    return gelu_tile_mul_reference(v, ctx, apply_gelu)
+    return gelu_tile_mul_reference(v, ctx, apply_gelu, ratio)
 
 
 def example_inputs(batch: int, channels: int, size: int, ratio: int, dtype: torch.dtype, device

@@ -19,13 +19,14 @@ They are used only at export time (:func:`swap_mobile_forms`, called by the expo
 ``modzoo.export.deploy``); eager models keep the fused PyTorch kernels. Outputs match the replaced layers within
 1e-6 (fp32).
 """
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['LinearMeanLayerNorm', 'ConvMeanLayerNorm2d', 'MeanPool', 'explicit_attention', 'swap_mobile_forms']
+__all__ = ['LinearMeanLayerNorm', 'ConvMeanLayerNorm2d', 'MeanPool', 'explicit_attention', 'mobile_foreign_forms',
+           'swap_mobile_forms']
 
 
 class LinearMeanLayerNorm(nn.Module):
@@ -85,23 +86,37 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     return torch.bmm(attn, v3).reshape(batch, heads, tokens, v.shape[3])
 
 
-def _form_of(module: nn.Module):
+def _layer_norm_form(module: nn.Module) -> Optional[nn.Module]:
+    return LinearMeanLayerNorm(module) if len(module.normalized_shape) == 1 else None
+
+
+def _layer_norm_2d_form(module: nn.Module) -> Optional[nn.Module]:
+    return ConvMeanLayerNorm2d(module) if len(module.normalized_shape) == 1 else None
+
+
+def _global_pool_form(module: nn.Module) -> Optional[nn.Module]:
+    return MeanPool() if module.output_size in (1, (1, 1)) else None
+
+
+def mobile_foreign_forms(target: str) -> Dict[type, Callable[[nn.Module], Optional[nn.Module]]]:
+    """``{layer type: make form or None}`` of torch/timm layers for ``target`` ('executorch' or 'coreml'): the
+    entries of ``modzoo.export.deploy.FOREIGN_EXPORT_FORMS``. Core ML has LayerNorm; it needs only the head."""
     from timm.layers import LayerNorm, LayerNorm2d
-    if type(module) in (nn.LayerNorm, LayerNorm) and len(module.normalized_shape) == 1:
-        return LinearMeanLayerNorm(module)
-    if type(module) is LayerNorm2d and len(module.normalized_shape) == 1:
-        return ConvMeanLayerNorm2d(module)
-    if type(module) is nn.AdaptiveAvgPool2d and module.output_size in (1, (1, 1)):
-        return MeanPool()
-    return None
+    forms: Dict[type, Callable[[nn.Module], Optional[nn.Module]]] = {nn.AdaptiveAvgPool2d: _global_pool_form}
+    if target == 'executorch':
+        forms.update({nn.LayerNorm: _layer_norm_form, LayerNorm: _layer_norm_form, LayerNorm2d: _layer_norm_2d_form})
+    return forms
 
 
-def swap_mobile_forms(model: nn.Module) -> Dict[str, int]:
-    """Replace (in place) every layer that has a form above; returns the count per replaced class name."""
+def swap_mobile_forms(model: nn.Module, target: str = 'executorch') -> Dict[str, int]:
+    """Replace (in place) every torch/timm layer that has a form for ``target``; returns the count per replaced
+    class name. (Exports go through ``modzoo.export.deploy.prepare_for_export``, which does this and more.)"""
+    forms = mobile_foreign_forms(target)
     counts: Dict[str, int] = {}
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            form = _form_of(child)
+            make = forms.get(type(child))
+            form = make(child) if make is not None else None
             if form is not None:
                 setattr(parent, name, form)
                 counts[type(child).__name__] = counts.get(type(child).__name__, 0) + 1

@@ -97,7 +97,7 @@ class EfficientModulation(nn.Module):
             # the dropout sits between GELU and the modulation, so the op cannot apply the GELU while it is active
             v = self.drop(F.gelu(v))
             apply_gelu = False
-        return self.fc2(gelu_tile_mul(v, ctx, apply_gelu))
+        return self.fc2(gelu_tile_mul(v, ctx, apply_gelu, self.expansion))
 
 
 class EfficientModBlock(nn.Module):

@@ -92,12 +92,14 @@ class _OrtSession(Session):
 class _OpenVinoSession(Session):
     runtime = OPENVINO
 
-    def __init__(self, path: str, threads: int):
+    def __init__(self, path: str, threads: int, perf_counters: bool = False):
         import openvino as ov
         core = ov.Core()
         config = {'INFERENCE_PRECISION_HINT': 'f32', 'PERFORMANCE_HINT': 'LATENCY', 'NUM_STREAMS': '1'}
         if threads:
             config['INFERENCE_NUM_THREADS'] = str(threads)
+        if perf_counters:
+            config['PERF_COUNT'] = 'YES'
         self.compiled = core.compile_model(core.read_model(path), 'CPU', config)
         self.request = self.compiled.create_infer_request()
         port = self.compiled.input(0)
@@ -109,17 +111,29 @@ class _OpenVinoSession(Session):
         self.request.infer({0: x})
         return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
 
+    def perf_counters(self) -> List[dict]:
+        """The per-node counters of the last ``run`` (a session opened with ``profile=True``): node name, its type in
+        the source graph (``op``), the kernel that ran it (``exec``) and its time in microseconds."""
+        return [dict(node=info.node_name, op=info.node_type, exec=info.exec_type,
+                     us=info.real_time.total_seconds() * 1e6)
+                for info in self.request.get_profiling_info()
+                if info.status == info.Status.EXECUTED]
 
-def open_session(path: str, runtime: str = ORT, threads: int = 0, profile_prefix: str = '') -> Session:
+
+def open_session(path: str, runtime: str = ORT, threads: int = 0, profile_prefix: str = '',
+                 profile: bool = False) -> Session:
     """A CPU session of ``runtime`` on the graph at ``path``; ``threads`` intra-op threads (0: the runtime's
-    default); ``profile_prefix`` turns on ONNX Runtime's profiler."""
+    default). Profiling: ``profile_prefix`` turns on ONNX Runtime's profiler (its trace file starts with it),
+    ``profile`` OpenVINO's per-node performance counters (``session.perf_counters()``)."""
     require_runtime(runtime)
     path = os.fspath(path)
     if runtime == ORT:
+        if profile and not profile_prefix:
+            raise ValueError('ONNX Runtime profiles into a trace file: pass profile_prefix')
         return _OrtSession(path, threads, profile_prefix)
     if profile_prefix:
-        raise ValueError('profiling is implemented for ONNX Runtime only')
-    return _OpenVinoSession(path, threads)
+        raise ValueError('OpenVINO has no trace file: pass profile=True for its performance counters')
+    return _OpenVinoSession(path, threads, profile)
 
 
 def run_batched(session: Session, images: np.ndarray, batch: int) -> np.ndarray:
