@@ -143,7 +143,7 @@ def test_missing_mobile_extra_is_one_line(fmt, module, attr, monkeypatch, capsys
 
 @pytest.mark.parametrize('argv, message', [
     (['--format', 'executorch', '--opset', '17'], 'does not take --opset'),
-    (['--format', 'coreml', '--dynamic', 'batch,spatial', '--simplify'], 'does not take --simplify, --dynamic'),
+    (['--format', 'coreml', '--dynamic', 'batch,spatial', '--no-simplify'], 'does not take --simplify, --dynamic'),
     (['--format', 'coreml', '--int8', '--calib-data', 'digits'], '--int8 applies to --format executorch or onnx'),
     (['--format', 'executorch', '--fp16'], '--fp16 applies to --format coreml or onnx'),
     (['--format', 'executorch', '--batch', '2'], 'does not take --batch'),
