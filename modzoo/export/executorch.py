@@ -111,10 +111,17 @@ def delegation(edge_program) -> Delegation:
                       portable_ops=dict(portable), portable_qdq=sum(_QDQ in op for op in outside))
 
 
-def lower_xnnpack(program: torch.export.ExportedProgram):
-    """The edge program manager of ``program`` with XNNPACK's partitioner applied."""
+def lower_xnnpack(program: torch.export.ExportedProgram, fold_constants: bool = True):
+    """The edge program manager of ``program`` with XNNPACK's partitioner applied.
+
+    ``fold_constants``: first evaluate every subgraph that depends only on weights and constants (ExecuTorch's
+    constant propagation): at the fixed export size, GridPE's rotation tables (arange, exp, cos, sin and their
+    casts) become constants of the program instead of portable-kernel work on every run."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
+    if fold_constants:
+        from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+        program = constant_prop_pass(program)
     return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
 
 

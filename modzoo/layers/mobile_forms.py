@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['LinearMeanLayerNorm', 'ConvMeanLayerNorm2d', 'MeanPool', 'explicit_attention', 'mobile_foreign_forms',
+__all__ = ['LinearMeanLayerNorm', 'ConvMeanLayerNorm2d', 'MeanPool', 'explicit_attention', 'without_fused_attention',
+           'mobile_foreign_forms',
            'swap_mobile_forms']
 
 
@@ -74,16 +75,26 @@ class MeanPool(nn.Module):
         return x.mean((2, 3), keepdim=True)
 
 
-def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                       attn_drop: Optional[nn.Module] = None) -> torch.Tensor:
-    """``drop(softmax(q k^T * scale)) v`` for (B, heads, N, d) tensors, as 3-D ``bmm`` on (B * heads, N, d)
-    views."""
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, dropout_p: float = 0.0,
+                       training: bool = False) -> torch.Tensor:
+    """``dropout(softmax(q k^T * scale)) v`` for (B, heads, N, d) tensors, as 3-D ``bmm`` on (B * heads, N, d)
+    views (TorchScript-compatible: the attention modules are scripted)."""
     batch, heads, tokens, _ = q.shape
-    q3, k3, v3 = (t.reshape(batch * heads, t.shape[2], t.shape[3]) for t in (q, k, v))
+    q3 = q.reshape(batch * heads, tokens, q.shape[3])
+    k3 = k.reshape(batch * heads, k.shape[2], k.shape[3])
+    v3 = v.reshape(batch * heads, v.shape[2], v.shape[3])
     attn = torch.bmm(q3 * scale, k3.transpose(1, 2)).softmax(dim=-1)
-    if attn_drop is not None:
-        attn = attn_drop(attn)
+    attn = F.dropout(attn, dropout_p, training)
     return torch.bmm(attn, v3).reshape(batch, heads, tokens, v.shape[3])
+
+
+def without_fused_attention(module: nn.Module) -> nn.Module:
+    """The export form of an attention module with a ``fused_attn`` switch: a shallow copy (same parameters and
+    children) that takes its :func:`explicit_attention` path."""
+    import copy
+    form = copy.copy(module)
+    form.fused_attn = False
+    return form
 
 
 def _layer_norm_form(module: nn.Module) -> Optional[nn.Module]:
