@@ -199,17 +199,38 @@ def test_bench_mobile_refuses_unknown_models(capsys):
     assert e.value.code == 2 and 'zoo_nope: not a registered modzoo model' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize('target', ['executorch', 'coreml'])
 @pytest.mark.parametrize('name', sorted(FAMILY_SMALL))
-def test_mobile_forms_keep_the_numbers(name):
-    """The export forms (LayerNorm by linear/1x1-conv means, mean-pool head) give the model's logits within 1e-6."""
-    from modzoo.layers.mobile_forms import swap_mobile_forms
+def test_export_forms_keep_the_numbers(name, target):
+    """prepare_for_export's phone forms (LayerNorm by linear/1x1-conv means, mean-pool head, explicit attention)
+    give the model's logits within 1e-5, and leave the model they were copied from as it was."""
+    import copy
+    from modzoo.export.deploy import prepare_for_export
+    from modzoo.layers.mobile_forms import LinearMeanLayerNorm, ConvMeanLayerNorm2d
     model = _small(name)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ref = model(x)
-        counts = swap_mobile_forms(model)
-        assert sum(counts.values()) >= 5
-        assert (model(x) - ref).abs().max().item() <= 1e-6
+        form = prepare_for_export(copy.deepcopy(model), target)
+        assert (form(x) - ref).abs().max().item() <= 1e-5
+        assert torch.equal(model(x), ref)
+    norms = [m for m in form.modules() if isinstance(m, (LinearMeanLayerNorm, ConvMeanLayerNorm2d))]
+    assert bool(norms) == (target == 'executorch')
+    if target == 'executorch':
+        assert not any(getattr(m, 'fused_attn', False) for m in form.modules())
+
+
+@needs_executorch
+@pytest.mark.parametrize('name', ['zoo_efficientmod_xxs'] + [
+    pytest.param(n, marks=pytest.mark.slow) for n in sorted(set(FAMILY_SMALL) - {'zoo_efficientmod_xxs'})])
+def test_export_forms_reach_95_percent_delegated(name):
+    """With the ExecuTorch export forms, at least 95% of the compute nodes go to XNNPACK (issue 33's goal)."""
+    import copy
+    from modzoo.export.deploy import prepare_for_export
+    model = prepare_for_export(copy.deepcopy(_small(name)), 'executorch')
+    program = torch.export.export(model, (torch.randn(1, 3, 64, 64),))
+    stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
+    assert stats.share >= 0.95, stats.format()
 
 
 @needs_executorch
@@ -217,7 +238,7 @@ def test_layer_norm_form_is_delegated():
     """With its export form the LayerNorm of the conv+norm block goes to XNNPACK: every compute node delegated."""
     from modzoo.layers.mobile_forms import swap_mobile_forms
     model = _ConvNorm().eval()
-    assert swap_mobile_forms(model) == {'LayerNorm': 1}
+    assert swap_mobile_forms(model, 'executorch') == {'LayerNorm': 1}
     program = torch.export.export(model, (torch.randn(1, 3, 16, 16),))
     stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
     assert stats.share == 1.0 and not stats.portable_ops
