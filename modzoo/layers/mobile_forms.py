@@ -78,14 +78,12 @@ class MeanPool(nn.Module):
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, dropout_p: float = 0.0,
                        training: bool = False) -> torch.Tensor:
     """``dropout(softmax(q k^T * scale)) v`` for (B, heads, N, d) tensors, as 3-D ``bmm`` on (B * heads, N, d)
-    views (TorchScript-compatible: the attention modules are scripted)."""
-    batch, heads, tokens, _ = q.shape
-    q3 = q.reshape(batch * heads, tokens, q.shape[3])
-    k3 = k.reshape(batch * heads, k.shape[2], k.shape[3])
-    v3 = v.reshape(batch * heads, v.shape[2], v.shape[3])
-    attn = torch.bmm(q3 * scale, k3.transpose(1, 2)).softmax(dim=-1)
+    views. No size is named (flatten/unflatten only), so traced graphs keep a dynamic batch and token count;
+    TorchScript-compatible (the attention modules are scripted)."""
+    heads = q.shape[1]
+    attn = torch.bmm(q.flatten(0, 1) * scale, k.flatten(0, 1).transpose(1, 2)).softmax(dim=-1)
     attn = F.dropout(attn, dropout_p, training)
-    return torch.bmm(attn, v3).reshape(batch, heads, tokens, v.shape[3])
+    return torch.bmm(attn, v.flatten(0, 1)).unflatten(0, (-1, heads))
 
 
 def without_fused_attention(module: nn.Module) -> nn.Module:
