@@ -242,3 +242,15 @@ def test_layer_norm_form_is_delegated():
     program = torch.export.export(model, (torch.randn(1, 3, 16, 16),))
     stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
     assert stats.share == 1.0 and not stats.portable_ops
+
+
+@needs_executorch
+def test_int8_pte_keeps_int8_weights(tmp_path):
+    """An int8 .pte stores int8 weights (constant folding before lowering must not fold them back to fp32)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten()).eval()
+    fp32 = zoo_et.export_executorch(model, tmp_path / 'f.pte', (16, 16), latency_repeats=0)
+    int8 = zoo_et.export_executorch(model, tmp_path / 'q.pte', (16, 16), latency_repeats=0,
+                                    calibration=torch.randn(8, 3, 16, 16).numpy())
+    assert int8.size_mib < 0.5 * fp32.size_mib

@@ -116,7 +116,8 @@ def lower_xnnpack(program: torch.export.ExportedProgram, fold_constants: bool = 
 
     ``fold_constants``: first evaluate every subgraph that depends only on weights and constants (ExecuTorch's
     constant propagation): at the fixed export size, GridPE's rotation tables (arange, exp, cos, sin and their
-    casts) become constants of the program instead of portable-kernel work on every run."""
+    casts) become constants of the program instead of portable-kernel work on every run. Not for a PT2E int8
+    graph: it would fold each weight's quantize/dequantize pair back into an fp32 weight."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     if fold_constants:
@@ -288,7 +289,8 @@ def _lowered_program(model: nn.Module, example: torch.Tensor, calibration: Optio
     try:
         program = torch.export.export(graph, (example,), strict=False)
         seconds['export'] = time.perf_counter() - start - sum(seconds.values())
-        edge = lower_xnnpack(program)
+        # not on an int8 graph: at this level the weights' quantize/dequantize pairs would fold back to fp32
+        edge = lower_xnnpack(program, fold_constants=calibration is None)
         seconds['lower'] = time.perf_counter() - start - sum(seconds.values())
         stats = delegation(edge.exported_program())
         executorch_program = edge.to_executorch()
