@@ -3,8 +3,9 @@
 # nothing changed only re-checks the imports (seconds).
 #
 #   tools/setup_env.sh            # core: torch, modzoo (editable) with the triton and dev extras (minutes, no mmcv)
-#   tools/setup_env.sh --mm       # also OpenMMLab (mmcv 2.1.0 with its compiled ops, the mm extra) and the openvino
-#                                 # extra (OpenVINO, NNCF): everything the tests use
+#   tools/setup_env.sh --mm       # also OpenMMLab (mmcv 2.1.0 with its compiled ops, the mm extra), the openvino
+#                                 # extra (OpenVINO, NNCF) and the mobile extra (ExecuTorch, coremltools):
+#                                 # everything the tests use
 #
 # An environment set up with --mm stays complete: a later run without it keeps OpenMMLab installed.
 #
@@ -57,6 +58,7 @@ check_mm() {
   "$PY" - <<'EOF'
 import modzoo.mm, mmcv, mmseg.models, mmdet.models  # noqa: F401  mmseg/mmdet models import the compiled mmcv ops
 from mmcv.ops import nms  # noqa: F401
+import executorch.runtime, coremltools  # noqa: F401  the mobile extra (--mm installs it too)
 EOF
 }
 # the stamp's last line says what the last successful run installed: "core" or "mm" (a superset of core)
@@ -145,9 +147,10 @@ else
   [ "$installed" = 1 ] || build_mmcv
 fi
 
-log "installing modzoo (editable) with the mm, triton, dev and openvino extras"
-# openvino + nncf (plain wheels, ~200 MB installed): the OpenVINO parity tests run instead of skipping
-"${PIP[@]}" install -q -e ".[mm,triton,dev,openvino]"
+log "installing modzoo (editable) with the mm, triton, dev, openvino and mobile extras"
+# openvino + nncf (plain wheels, ~200 MB installed): the OpenVINO parity tests run instead of skipping; executorch +
+# coremltools (the mobile extra): the .pte and Core ML export tests run instead of skipping
+"${PIP[@]}" install -q -e ".[mm,triton,dev,openvino,mobile]"
 
 check_mm
 printf '%s\nmm\n' "$stamp" > "$stamp_file"

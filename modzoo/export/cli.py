@@ -24,6 +24,9 @@ calibrated on ``--calib-data``) and, with ``--check``, its top-1 agreement and l
 images (and both accuracies when the folder's classes are the model's). ``--runtime openvino`` (or ``both``) runs
 the checks in OpenVINO's CPU plugin (the ``openvino`` extra); with ``--int8`` it also writes
 ``<output>-int8-openvino.xml`` (+ ``.bin``), OpenVINO IR quantized by NNCF from the same calibration images.
+``--format executorch`` writes an ExecuTorch program (``.pte``, XNNPACK delegate; ``--int8`` also an int8 one) and
+``--format coreml`` a Core ML package (``.mlpackage``, ``--fp16`` for half precision); both need the ``mobile``
+extra, check themselves and write one parity report per run (:mod:`modzoo.export.mobile`).
 Exit status: 0 success, 1 export or parity failure, 2 bad input.
 """
 import argparse
@@ -38,6 +41,7 @@ import torch
 from modzoo.export import onnx as zoo_onnx
 from modzoo.export import openvino as zoo_ov
 from modzoo.export import quantize as zoo_quant
+from modzoo.export import mobile as zoo_mobile
 from modzoo.export.deploy import prepare_for_export
 from modzoo.runtimes import OPENVINO, RUNTIME_NAMES, RuntimeUnavailable, require_runtime, runtime_list
 from modzoo.export.segmentation import build_macmd_for_export, build_mmseg_for_export
@@ -60,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       'an MMSegmentation config file (.py) to export the whole segmentor')
     parser.add_argument('--head', choices=('macmd',), default=None,
                         help='export MODEL as the encoder of a segmenter with this decoder (plain PyTorch MACMD)')
-    parser.add_argument('--output', '-o', help='ONNX file to write (default: <model>[-features][-fp16].onnx)')
+    parser.add_argument('--format', choices=zoo_mobile.FORMATS, default='onnx',
+                        help='onnx (default; OpenVINO through --runtime), executorch (.pte, XNNPACK) or coreml '
+                             '(.mlpackage); the phone formats need the mobile extra')
+    parser.add_argument('--output', '-o', help='file to write (default: <model>[-features][-fp16].onnx, <model>.pte, '
+                                               '<model>[-fp16].mlpackage)')
     parser.add_argument('--checkpoint', help='weights to load (any container; official or modzoo layout)')
     parser.add_argument('--trust-pickle', action='store_true',
                         help='allow a full unpickle of the checkpoint (only for files you trust)')
@@ -177,6 +185,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
 
 
 def _run(args) -> int:
+    if args.format != 'onnx':
+        return _run_mobile(args)
     model_kwargs = _check_args(args)
     runtimes = _check_runtimes(args)
     output, int8_output = _output_paths(args, runtimes)
@@ -200,6 +210,36 @@ def _run(args) -> int:
     _print_export(args, result)
     if args.int8:
         return _export_int8(args, result.path, int8_output, calib, getattr(model, 'num_classes', None), runtimes)
+    return EXIT_OK
+
+
+def _run_mobile(args) -> int:
+    """--format executorch|coreml: the same model, checkpoint and calibration options; modzoo.export.mobile exports."""
+    problem = zoo_mobile.option_problem(args)
+    if problem:
+        raise _Refused(EXIT_BAD_INPUT, problem)
+    args.check = True  # a phone export always checks itself (and keeps held-out images for --int8)
+    model_kwargs = _check_args(args)
+    try:
+        paths = zoo_mobile.output_paths(args)
+    except UsageError as e:
+        raise _Refused(EXIT_BAD_INPUT, f'{e}; nothing was written') from None
+    model, _, metadata = _build_or_refuse(args, model_kwargs)
+    reference = model
+    if args.deploy:  # BatchNorm folded and the target's export forms; the parity reference is the model as built
+        import copy
+        reference = copy.deepcopy(model)
+        prepare_for_export(model, args.format)
+    img_size = tuple(args.img_size) if args.img_size else tuple(zoo_onnx.model_input_config(model)['input_size'][1:])
+    try:
+        calib = _int8_images(args, model, img_size) if args.int8 else None
+        zoo_mobile.export_mobile(args, model, reference, img_size, calib, paths, metadata)
+    except zoo_onnx.ParityError as e:
+        raise _Refused(EXIT_FAILED, f'{e}\nThe program does not match PyTorch; nothing more was written.') from None
+    except zoo_onnx.InvalidExportInput as e:
+        raise _Refused(EXIT_BAD_INPUT, f'{args.model}: {e}') from None
+    except zoo_onnx.ExportError as e:
+        raise _Refused(EXIT_FAILED, f'{args.model}: {e}') from None
     return EXIT_OK
 
 

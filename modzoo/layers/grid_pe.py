@@ -136,8 +136,23 @@ def adaptive_pool_centres(
     return (start + end - 1).to(dtype) / 2
 
 
+def _exporting() -> bool:
+    """Under ``torch.export`` (False when scripted: TorchScript skips the branch)."""
+    exporting = False
+    if not torch.jit.is_scripting():
+        exporting = torch.compiler.is_exporting()
+    return exporting
+
+
 def _rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``x * cos + swap(x) * sin`` with ``swap`` exchanging the channels of each (even, odd) pair."""
+    """``x * cos + swap(x) * sin`` with ``swap`` exchanging the channels of each (even, odd) pair.
+
+    Under ``torch.export`` the export form: the swap as two slices and a cat, and a plain multiply-add (phone
+    targets: XNNPACK has no ``flip``, Core ML's converter no ``addcmul``); same values up to the fused rounding."""
+    if _exporting():
+        pairs = x.unflatten(-1, (-1, 2))
+        swapped = torch.cat((pairs[..., 1:], pairs[..., :1]), dim=-1).flatten(-2)
+        return x * cos + swapped * sin
     swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
     return torch.addcmul(x * cos, swapped, sin)
 
@@ -251,7 +266,10 @@ class GridPE(nn.Module):
             work = work_dtype
         omegas = self.omegas.to(work)
         # (..., N, p) x (heads, n, p) -> (..., heads, N, n): <omega_hj, x>
-        proj = torch.einsum('...np,hjp->...hnj', positions.to(work), omegas)
+        if _exporting():  # export form: a broadcast matmul (Core ML mistranslates this einsum)
+            proj = positions.to(work).unsqueeze(-3) @ omegas.transpose(-1, -2)
+        else:
+            proj = torch.einsum('...np,hjp->...hnj', positions.to(work), omegas)
         theta = proj.unsqueeze(-1) * self.magnitudes(work, positions.device)  # (..., heads, N, n, S)
         cos, sin = torch.cos(theta), torch.sin(theta)
         # (even, odd) pair p rotates by theta: [cos, cos] and [-sin, +sin]
@@ -259,13 +277,14 @@ class GridPE(nn.Module):
         sin = torch.stack((-sin, sin), dim=-1).flatten(-3)
         lead = cos.shape[:-1]
         pad = self.head_dim - self.rot_dim
+        # torch.ones/zeros rather than Tensor.new_*: Core ML's converter has no new_ones/new_zeros
         if pad:
-            cos = torch.cat((cos, cos.new_ones(lead + (pad,))), dim=-1)
-            sin = torch.cat((sin, sin.new_zeros(lead + (pad,))), dim=-1)
+            cos = torch.cat((cos, torch.ones(lead + (pad,), dtype=cos.dtype, device=cos.device)), dim=-1)
+            sin = torch.cat((sin, torch.zeros(lead + (pad,), dtype=sin.dtype, device=sin.device)), dim=-1)
         if num_prefix_tokens:
             prefix = lead[:-1] + (num_prefix_tokens, self.head_dim)
-            cos = torch.cat((cos.new_ones(prefix), cos), dim=-2)
-            sin = torch.cat((sin.new_zeros(prefix), sin), dim=-2)
+            cos = torch.cat((torch.ones(prefix, dtype=cos.dtype, device=cos.device), cos), dim=-2)
+            sin = torch.cat((torch.zeros(prefix, dtype=sin.dtype, device=sin.device), sin), dim=-2)
         return cos.to(dtype), sin.to(dtype)
 
     def rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,13 @@ the graph, so an FX graph gives eager's outputs exactly).
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.pvt_v2 import Attention as PvtV2Attention
 
 from modzoo.utils.tracing import can_cache, is_fx_tracing, is_graph_capture
+
+from .mobile_forms import explicit_attention, without_fused_attention
 from .grid_pe import GridPE, adaptive_pool_centres, grid_positions
 from .input_check import pad_to_min_size
 from .pooling import adaptive_avg_pool2d_traceable
@@ -200,6 +203,11 @@ class GridPEAttention(PvtV2Attention):
         x = self.sr(pad_to_min_size(x, self.sr_ratio)).flatten(2).permute(0, 2, 1)
         return self.norm(x)
 
+    @torch.jit.unused
+    def export_form(self, target: str) -> Optional[nn.Module]:
+        """For ExecuTorch: attention as explicit 3-D matmuls (SDPA and 4-D matmuls export ops XNNPACK lacks)."""
+        return without_fused_attention(self) if target == 'executorch' else None
+
     def forward(self, x: torch.Tensor, feat_size: List[int]) -> torch.Tensor:
         B, N, C = x.shape
         H, W = feat_size[0], feat_size[1]
@@ -214,8 +222,6 @@ class GridPEAttention(PvtV2Attention):
         if self.fused_attn:
             x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.)
         else:
-            attn = (q * self.scale) @ k.transpose(-2, -1)
-            attn = self.attn_drop(attn.softmax(dim=-1))
-            x = attn @ v
+            x = explicit_attention(q, k, v, self.scale, self.attn_drop.p, self.training)
         x = x.transpose(1, 2).reshape(B, N, C)
         return self.proj_drop(self.proj(x))

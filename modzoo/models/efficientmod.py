@@ -40,6 +40,7 @@ from timm.models._features import feature_take_indices
 from modzoo.kernels import dwconv_gelu, gelu_tile_mul  # Triton where validated, else their PyTorch reference
 from modzoo.layers import check_image_input, drop_path_rates
 from modzoo.layers.arg_check import check_model_args
+from modzoo.layers.mobile_forms import explicit_attention, without_fused_attention
 from ._builder import build_zoo_model
 from ._checkpoint import register_checkpoint_family
 
@@ -142,14 +143,22 @@ class Attention(nn.Module):
         inner = num_heads * self.head_dim
         self.qkv = nn.Linear(dim, 3 * inner, bias=qkv_bias)
         self.attn_drop = attn_drop
+        self.fused_attn = True  # False: explicit 3-D matmuls (the ExecuTorch export form)
         self.proj = nn.Linear(inner, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+
+    def export_form(self, target: str) -> Optional[nn.Module]:
+        """For ExecuTorch: attention as explicit 3-D matmuls (SDPA exports masking ops XNNPACK lacks)."""
+        return without_fused_attention(self) if target == 'executorch' else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # unflatten/flatten on the channel dim only: batch and token counts stay symbolic for export
         qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+        if self.fused_attn:
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+        else:
+            x = explicit_attention(q, k, v, self.head_dim ** -0.5, self.attn_drop, self.training)
         x = x.transpose(1, 2).flatten(-2)
         return self.proj_drop(self.proj(x))
 

@@ -341,7 +341,7 @@ class GridPEPyramidVisionTransformerV2(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.global_pool == 'avg':
-            x = x.mean(dim=(-2, -1))
+            x = x.mean(dim=(-2, -1), keepdim=True).flatten(1)  # keepdim: XNNPACK's global average pool takes this form
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 

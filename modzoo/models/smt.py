@@ -44,6 +44,7 @@ from timm.models.pvt_v2 import OverlapPatchEmbed
 from modzoo.kernels import mixed_dwconv_interleave  # Triton where validated, else its PyTorch reference
 from modzoo.layers import check_image_input, drop_path_rates, fold_conv_bn, linear_as_conv1x1, pad_for_patches
 from modzoo.layers.arg_check import check_model_args
+from modzoo.layers.mobile_forms import explicit_attention, without_fused_attention
 from ._builder import build_zoo_model
 from ._checkpoint import register_checkpoint_family
 
@@ -193,6 +194,10 @@ class MultiHeadSelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
+    def export_form(self, target: str) -> Optional[nn.Module]:
+        """For ExecuTorch: attention as explicit 3-D matmuls (SDPA and 4-D matmuls export ops XNNPACK lacks)."""
+        return without_fused_attention(self) if target == 'executorch' else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, H, W, C) -> (B, heads, N, head_dim); no reshape names the batch size
         q = self.q(x).flatten(1, 2).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
@@ -201,9 +206,7 @@ class MultiHeadSelfAttention(nn.Module):
         if self.fused_attn:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.)
         else:
-            attn = (q @ k.transpose(-2, -1)) * self.scale
-            attn = self.attn_drop(attn.softmax(dim=-1))
-            out = attn @ v
+            out = explicit_attention(q, k, v, self.scale, self.attn_drop.p, self.training)
         out = out.transpose(1, 2).reshape_as(x)
         # the local term: v as an image (the second half of kv's channels, in head-major order)
         local = self.local_conv(kv[..., self.dim:].permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -521,7 +524,7 @@ class SMT(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.global_pool == 'avg':
-            x = x.mean((2, 3))
+            x = x.mean((2, 3), keepdim=True).flatten(1)  # keepdim: XNNPACK's global average pool takes this form
         elif self.global_pool == 'max':
             x = x.amax((2, 3))
         elif self.global_pool == 'avgmax':

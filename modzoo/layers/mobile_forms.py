@@ -1,0 +1,132 @@
+"""Export forms of torch/timm layers for phone delegates (XNNPACK): same numbers, only ops the delegate runs.
+
+XNNPACK 1.5.1 has no LayerNorm, and its mean takes only a 4D tensor over H and W with ``keepdim``; every op it
+leaves out runs on ExecuTorch's slow portable kernels and splits the graph into more delegate calls. So:
+
+* :class:`LinearMeanLayerNorm` replaces ``nn.LayerNorm`` (and timm's ``LayerNorm``) over the last dimension: the mean
+  and the variance over channels are one ``linear`` each with a constant 1/C row (XNNPACK's fully-connected kernel),
+  the rest is subtract, multiply, ``rsqrt`` and add.
+* :class:`ConvMeanLayerNorm2d` replaces timm's ``LayerNorm2d`` (channels-first, FocalNet) the same way with a 1x1
+  convolution, so no permute to channels-last and back is needed.
+* :func:`explicit_attention` is attention as two 3-D batched matmuls and a softmax: the export form of
+  ``F.scaled_dot_product_attention`` (whose export brings masking ops, ``logical_not``/``any``/``where``, that
+  XNNPACK lacks) and of a 4-D ``q @ k^T`` (which exports as ``expand`` + ``bmm``; XNNPACK has no ``expand``).
+  Attention modules use it when their ``fused_attn`` is off.
+* :class:`MeanPool` replaces the ``nn.AdaptiveAvgPool2d(1)`` of timm's classifier head (``adaptive_avg_pool2d``
+  becomes an ``as_strided`` view XNNPACK refuses) with ``mean((2, 3), keepdim=True)``, XNNPACK's global average pool.
+
+They are used only at export time (:func:`swap_mobile_forms`, called by the export-form entry point of
+``modzoo.export.deploy``); eager models keep the fused PyTorch kernels. Outputs match the replaced layers within
+1e-6 (fp32).
+"""
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['LinearMeanLayerNorm', 'ConvMeanLayerNorm2d', 'MeanPool', 'explicit_attention', 'without_fused_attention',
+           'mobile_foreign_forms',
+           'swap_mobile_forms']
+
+
+class LinearMeanLayerNorm(nn.Module):
+    """LayerNorm over the last dimension with the channel means taken by ``linear`` (export form)."""
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        (channels,) = norm.normalized_shape
+        self.eps = norm.eps
+        self.weight, self.bias = norm.weight, norm.bias
+        self.register_buffer('average', torch.full((1, channels), 1.0 / channels), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - F.linear(x, self.average)
+        var = F.linear(centred * centred, self.average)
+        x = centred * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            x = x * self.weight
+        return x + self.bias if self.bias is not None else x
+
+
+class ConvMeanLayerNorm2d(nn.Module):
+    """Channels-first LayerNorm (B, C, H, W) with the channel means taken by a 1x1 convolution (export form)."""
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        (channels,) = norm.normalized_shape
+        self.eps = norm.eps
+        self.weight, self.bias = norm.weight, norm.bias
+        self.register_buffer('average', torch.full((1, channels, 1, 1), 1.0 / channels), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - F.conv2d(x, self.average)
+        var = F.conv2d(centred * centred, self.average)
+        x = centred * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            x = x * self.weight[:, None, None]
+        return x + self.bias[:, None, None] if self.bias is not None else x
+
+
+class MeanPool(nn.Module):
+    """Global average pooling as ``mean((2, 3), keepdim=True)`` (export form of ``nn.AdaptiveAvgPool2d(1)``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, dropout_p: float = 0.0,
+                       training: bool = False) -> torch.Tensor:
+    """``dropout(softmax(q k^T * scale)) v`` for (B, heads, N, d) tensors, as 3-D ``bmm`` on (B * heads, N, d)
+    views. No size is named (flatten/unflatten only), so traced graphs keep a dynamic batch and token count;
+    TorchScript-compatible (the attention modules are scripted)."""
+    heads = q.shape[1]
+    attn = torch.bmm(q.flatten(0, 1) * scale, k.flatten(0, 1).transpose(1, 2)).softmax(dim=-1)
+    attn = F.dropout(attn, dropout_p, training)
+    return torch.bmm(attn, v.flatten(0, 1)).unflatten(0, (-1, heads))
+
+
+def without_fused_attention(module: nn.Module) -> nn.Module:
+    """The export form of an attention module with a ``fused_attn`` switch: a shallow copy (same parameters and
+    children) that takes its :func:`explicit_attention` path."""
+    import copy
+    form = copy.copy(module)
+    form.fused_attn = False
+    return form
+
+
+def _layer_norm_form(module: nn.Module) -> Optional[nn.Module]:
+    return LinearMeanLayerNorm(module) if len(module.normalized_shape) == 1 else None
+
+
+def _layer_norm_2d_form(module: nn.Module) -> Optional[nn.Module]:
+    return ConvMeanLayerNorm2d(module) if len(module.normalized_shape) == 1 else None
+
+
+def _global_pool_form(module: nn.Module) -> Optional[nn.Module]:
+    return MeanPool() if module.output_size in (1, (1, 1)) else None
+
+
+def mobile_foreign_forms(target: str) -> Dict[type, Callable[[nn.Module], Optional[nn.Module]]]:
+    """``{layer type: make form or None}`` of torch/timm layers for ``target`` ('executorch' or 'coreml'): the
+    entries of ``modzoo.export.deploy.FOREIGN_EXPORT_FORMS``. Core ML has LayerNorm; it needs only the head."""
+    from timm.layers import LayerNorm, LayerNorm2d
+    forms: Dict[type, Callable[[nn.Module], Optional[nn.Module]]] = {nn.AdaptiveAvgPool2d: _global_pool_form}
+    if target == 'executorch':
+        forms.update({nn.LayerNorm: _layer_norm_form, LayerNorm: _layer_norm_form, LayerNorm2d: _layer_norm_2d_form})
+    return forms
+
+
+def swap_mobile_forms(model: nn.Module, target: str = 'executorch') -> Dict[str, int]:
+    """Replace (in place) every torch/timm layer that has a form for ``target``; returns the count per replaced
+    class name. (Exports go through ``modzoo.export.deploy.prepare_for_export``, which does this and more.)"""
+    forms = mobile_foreign_forms(target)
+    counts: Dict[str, int] = {}
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            make = forms.get(type(child))
+            form = make(child) if make is not None else None
+            if form is not None:
+                setattr(parent, name, form)
+                counts[type(child).__name__] = counts.get(type(child).__name__, 0) + 1
+    return counts

@@ -1,0 +1,256 @@
+"""Phone targets: ExecuTorch (XNNPACK ``.pte``, run back in ExecuTorch's runtime and compared with eager) and Core ML
+(every family converts to an ML program; prediction is macOS-only), and ``export_onnx.py --format``'s refusals.
+Small models at small inputs (lowering to XNNPACK takes seconds per block); skipped without the ``mobile`` extra,
+except the missing-package and bad-argument lines."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from modzoo.export import coreml as zoo_coreml
+from modzoo.export import executorch as zoo_et
+from modzoo.export import onnx as zoo_onnx
+from test_int8 import FAMILY_SMALL, _kwargs_argv
+
+needs_executorch = pytest.mark.skipif(not zoo_et.executorch_available(), reason='executorch not installed')
+needs_coremltools = pytest.mark.skipif(not zoo_coreml.coreml_available(), reason='coremltools not installed')
+
+
+def _small(name, num_classes=10):
+    torch.manual_seed(0)
+    return zoo_onnx.build_export_model(name, num_classes=num_classes, model_kwargs=FAMILY_SMALL[name])
+
+
+def _export_tool():
+    from modzoo.export import cli
+    return cli
+
+
+class _ConvNorm(nn.Module):
+    """A conv (XNNPACK has it) then a LayerNorm over channels (XNNPACK 1.5.1 has none)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        x = self.norm(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x.mean((2, 3), keepdim=True).flatten(1)  # XNNPACK's global average pool
+
+
+@needs_executorch
+def test_delegation_counts_what_xnnpack_left():
+    """The conv is delegated, the LayerNorm is left on portable kernels and named; the share is below one."""
+    program = torch.export.export(_ConvNorm().eval(), (torch.randn(1, 3, 16, 16),))
+    stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
+    assert stats.partitions >= 1 and 0 < stats.delegated < stats.total
+    assert stats.portable_ops.get('aten.native_layer_norm.default') == 1
+    assert 'native_layer_norm.default x1' in stats.format()
+
+
+@needs_executorch
+def test_pte_runs_in_executorch_and_matches_eager(tmp_path):
+    """A small EfficientMod lowered to XNNPACK, serialized, loaded by ExecuTorch's runtime: logits within 1e-4."""
+    model = _small('zoo_efficientmod_xxs')
+    report = zoo_et.export_executorch(model, tmp_path / 'm.pte', img_size=(32, 32), latency_repeats=2)
+    assert (tmp_path / 'm.pte').stat().st_size == pytest.approx(report.size_mib * 2 ** 20, rel=1e-6)
+    assert report.parity.passed and report.parity.max_abs_diff <= zoo_et.FP32_TOLERANCE
+    assert report.top1_agreement == 100.0
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(zoo_et.PteProgram(str(tmp_path / 'm.pte')).run(x), model(x), atol=1e-4)
+    assert report.delegation.share > 0.5 and set(report.latency_ms) == {'pte', 'eager'}
+    assert 'XNNPACK delegated' in report.format() and 'latency at 1 thread' in report.format()
+
+
+@needs_executorch
+def test_pte_check_fails_on_other_weights(tmp_path):
+    """The parity check can fail: a .pte of other weights is off, and nothing is written."""
+    model, other = _small('zoo_efficientmod_xxs'), _small('zoo_efficientmod_xxs')
+    with torch.no_grad():
+        other.get_classifier().bias.add_(0.5)
+    with pytest.raises(zoo_onnx.ParityError, match='FAIL'):
+        zoo_et.export_executorch(other, tmp_path / 'm.pte', img_size=(32, 32), reference=model, latency_repeats=0)
+    assert not (tmp_path / 'm.pte').exists()
+
+
+@needs_executorch
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(set(FAMILY_SMALL) - {'zoo_efficientmod_xxs'}))
+def test_pte_every_family(name, tmp_path):
+    report = zoo_et.export_executorch(_small(name), tmp_path / 'm.pte', img_size=(64, 64), latency_repeats=2)
+    assert report.parity.passed
+
+
+@needs_executorch
+@pytest.mark.slow
+def test_int8_pte_cli(tmp_path, capsys):
+    """--format executorch --int8: an fp32 and an int8 .pte, the int8 one checked on held-out digits, one report."""
+    out = tmp_path / 'm.pte'
+    argv = ['zoo_efficientmod_xxs', '--format', 'executorch', '--img-size', '32', '32', '--num-classes', '10',
+            '--int8', '--calib-data', 'digits', '--calib-images', '16', '--check-images', '32', '-o', str(out),
+            '--model-kwargs'] + _kwargs_argv(FAMILY_SMALL['zoo_efficientmod_xxs'])
+    assert _export_tool().main(argv) == 0
+    printed = capsys.readouterr().out
+    assert 'int8 .pte vs fp32 eager on 32 held-out images' in printed and 'accuracy: fp32 eager top-1' in printed
+    report = json.loads((tmp_path / 'm.report.json').read_text())
+    assert [e['precision'] for e in report['exports']] == ['fp32', 'int8']
+    assert (tmp_path / 'm-int8.pte').stat().st_size < 0.6 * out.stat().st_size
+
+
+@needs_coremltools
+@pytest.mark.parametrize('name', sorted(FAMILY_SMALL))
+def test_every_family_converts_to_coreml(name, tmp_path):
+    out = tmp_path / 'm.mlpackage'
+    report = zoo_coreml.export_coreml(_small(name), out, img_size=(64, 64), macos_command='python x')
+    assert (out / 'Manifest.json').is_file()
+    assert report.inputs == [('image', (1, 3, 64, 64))] and report.outputs == [('logits', (1, 10))]
+    assert not report.unknown_ops and report.op_histogram.get('conv', 0) >= 1
+    assert 'UNVERIFIED' in report.format() or report.parity is not None
+
+
+@needs_coremltools
+def test_coreml_fp16_cli_writes_package_and_report(tmp_path, capsys):
+    out = tmp_path / 'm.mlpackage'
+    argv = ['zoo_efficientmod_xxs', '--format', 'coreml', '--fp16', '--img-size', '32', '32', '--num-classes', '10',
+            '-o', str(out), '--model-kwargs'] + _kwargs_argv(FAMILY_SMALL['zoo_efficientmod_xxs'])
+    assert _export_tool().main(argv) == 0
+    printed = capsys.readouterr().out
+    assert 'fp16' in printed and 'python tools/check_coreml.py' in printed
+    report = json.loads((tmp_path / 'm.report.json').read_text())
+    assert report['exports'][0]['precision'] == 'fp16' and report['exports'][0]['parity_verified'] in (True, False)
+    # a second run replaces its own package; a folder that is not a package is refused
+    assert _export_tool().main(argv) == 0 and (out / 'Manifest.json').is_file()
+    plain = tmp_path / 'plain.mlpackage'
+    plain.mkdir()
+    argv[argv.index('-o') + 1] = str(plain)
+    capsys.readouterr()
+    assert _export_tool().main(argv) == 2 and 'is not a Core ML package' in capsys.readouterr().err
+    assert not list(plain.iterdir())
+
+
+@pytest.mark.parametrize('fmt, module, attr', [('executorch', zoo_et, 'executorch_available'),
+                                               ('coreml', zoo_coreml, 'coreml_available')])
+def test_missing_mobile_extra_is_one_line(fmt, module, attr, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(module, attr, lambda: False)
+    assert _export_tool().main(['zoo_efficientmod_xxs', '--format', fmt, '-o', str(tmp_path / 'x')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install -e ".[mobile]"' in err[0] and 'setup_env.sh --mm' in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--format', 'executorch', '--opset', '17'], 'does not take --opset'),
+    (['--format', 'coreml', '--dynamic', 'batch,spatial', '--no-simplify'], 'does not take --simplify, --dynamic'),
+    (['--format', 'coreml', '--int8', '--calib-data', 'digits'], '--int8 applies to --format executorch or onnx'),
+    (['--format', 'executorch', '--fp16'], '--fp16 applies to --format coreml or onnx'),
+    (['--format', 'executorch', '--batch', '2'], 'does not take --batch'),
+    (['--format', 'executorch', '-o', 'x.onnx'], 'ends in .pte'),
+    (['--format', 'coreml', '-o', 'x.pte'], 'ends in .mlpackage'),
+])
+def test_mobile_bad_arguments(argv, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(zoo_et, 'executorch_available', lambda: True)
+    monkeypatch.setattr(zoo_coreml, 'coreml_available', lambda: True)
+    assert _export_tool().main(['zoo_efficientmod_xxs'] + argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_check_coreml_refuses_off_macos(monkeypatch, capsys):
+    monkeypatch.setattr(zoo_coreml.platform, 'system', lambda: 'Linux')
+    with pytest.raises(SystemExit) as e:
+        zoo_coreml.main(['m.mlpackage', 'zoo_efficientmod_xxs'])
+    assert e.value.code == 2 and 'only on macOS' in capsys.readouterr().err
+
+
+def _bench_run():
+    xnn = dict(model='zoo_smt_tiny', target='xnnpack-fp32', share=0.9, delegated=9, compute_nodes=10, size_mib=43.9,
+               latency_ms=dict(pte=50.0, eager=100.0), ratio=0.5, max_abs_diff=9e-7, top1_agreement=100.0,
+               load_before=0.5, load_after=0.6, load_limit=1.5, loaded=False)
+    int8 = dict(xnn, target='xnnpack-int8', latency_ms=dict(pte=25.0, eager=100.0, fp32_pte=50.0), ratio=0.25,
+                vs_fp32=2.0, max_abs_diff=0.05)
+    cml = dict(model='zoo_smt_tiny', target='coreml-fp16', size_mib=22.0, ops=1238, unknown_ops=[],
+               parity_verified=False, max_abs_diff=None)
+    failed = dict(model='zoo_focalnet_tiny_srf', target='coreml-fp32', failed='NotImplementedError: addcmul')
+    return dict(machine='cpu', date='2026-12-07', command='python tools/bench_mobile.py', size=224, repeats=20,
+                calib_data='64 images of digits', rows=[xnn, int8, cml, failed])
+
+
+def test_bench_mobile_table_and_readme():
+    from modzoo.bench import mobile as bench
+    run = _bench_run()
+    text = bench.to_markdown(run)
+    assert '| `zoo_smt_tiny` | xnnpack-fp32 | 90.0% (9/10) | 43.9 | 50.0 | 100.0 | **0.50x** |' in text
+    assert '2.00x faster' in text and 'unverified (predicts on macOS only)' in text
+    assert '| `zoo_focalnet_tiny_srf` | coreml-fp32 | conversion FAILED |' in text
+    readme = bench.readme_text(run)
+    assert '`zoo_smt_tiny`: xnnpack-fp32: 90% delegated, 0.50x eager latency' in readme
+    assert '(2.00x faster than fp32 .pte)' in readme and 'Core ML FAILS (coreml-fp32)' in readme
+
+
+def test_bench_mobile_refuses_unknown_models(capsys):
+    from modzoo.bench import mobile as bench
+    with pytest.raises(SystemExit) as e:
+        bench.main(['--models', 'zoo_nope'])
+    assert e.value.code == 2 and 'zoo_nope: not a registered modzoo model' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('target', ['executorch', 'coreml'])
+@pytest.mark.parametrize('name', sorted(FAMILY_SMALL))
+def test_export_forms_keep_the_numbers(name, target):
+    """prepare_for_export's phone forms (LayerNorm by linear/1x1-conv means, mean-pool head, explicit attention)
+    give the model's logits within 1e-5, and leave the model they were copied from as it was."""
+    import copy
+    from modzoo.export.deploy import prepare_for_export
+    from modzoo.layers.mobile_forms import LinearMeanLayerNorm, ConvMeanLayerNorm2d
+    model = _small(name)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        form = prepare_for_export(copy.deepcopy(model), target)
+        assert (form(x) - ref).abs().max().item() <= 1e-5
+        assert torch.equal(model(x), ref)
+    norms = [m for m in form.modules() if isinstance(m, (LinearMeanLayerNorm, ConvMeanLayerNorm2d))]
+    assert bool(norms) == (target == 'executorch')
+    if target == 'executorch':
+        assert not any(getattr(m, 'fused_attn', False) for m in form.modules())
+
+
+@needs_executorch
+@pytest.mark.parametrize('name', ['zoo_efficientmod_xxs'] + [
+    pytest.param(n, marks=pytest.mark.slow) for n in sorted(set(FAMILY_SMALL) - {'zoo_efficientmod_xxs'})])
+def test_export_forms_reach_95_percent_delegated(name):
+    """With the ExecuTorch export forms, at least 95% of the compute nodes go to XNNPACK (issue 33's goal)."""
+    import copy
+    from modzoo.export.deploy import prepare_for_export
+    model = prepare_for_export(copy.deepcopy(_small(name)), 'executorch')
+    program = torch.export.export(model, (torch.randn(1, 3, 64, 64),))
+    stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
+    assert stats.share >= 0.95, stats.format()
+
+
+@needs_executorch
+def test_layer_norm_form_is_delegated():
+    """With its export form the LayerNorm of the conv+norm block goes to XNNPACK: every compute node delegated."""
+    from modzoo.layers.mobile_forms import swap_mobile_forms
+    model = _ConvNorm().eval()
+    assert swap_mobile_forms(model, 'executorch') == {'LayerNorm': 1}
+    program = torch.export.export(model, (torch.randn(1, 3, 16, 16),))
+    stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
+    assert stats.share == 1.0 and not stats.portable_ops
+
+
+@needs_executorch
+def test_int8_pte_keeps_int8_weights(tmp_path):
+    """An int8 .pte stores int8 weights (constant folding before lowering must not fold them back to fp32)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten()).eval()
+    fp32 = zoo_et.export_executorch(model, tmp_path / 'f.pte', (16, 16), latency_repeats=0)
+    int8 = zoo_et.export_executorch(model, tmp_path / 'q.pte', (16, 16), latency_repeats=0,
+                                    calibration=torch.randn(8, 3, 16, 16).numpy())
+    assert int8.size_mib < 0.5 * fp32.size_mib
