@@ -222,7 +222,11 @@ def dense_step(work: str) -> Optional[dict]:
         print(f'skipped: {" and ".join(missing)} not installed (tools/setup_env.sh --mm installs OpenMMLab)')
         return None
     from modzoo.bench.dense import run_dense_stage, summary_line
-    results, missed = run_dense_stage(os.path.join(work, 'dense'))
+    try:
+        results, missed = run_dense_stage(os.path.join(work, 'dense'))
+    except RuntimeError as e:  # a train/test tool failed: its exit status and log file, in one line
+        print(e)
+        return dict(results={}, lines=[f'failed: {e}'], missed=[f'stage failed: {e}'])
     lines = [summary_line(name, metrics) for name, metrics in results.items()]
     print('\n'.join(lines))
     return dict(results=results, lines=lines, missed=missed)

@@ -144,13 +144,24 @@ def summary_line(name: str, metrics: Dict) -> str:
     return f'{name}: {figures}, trained in {metrics["train_s"]:.0f}s'
 
 
-def run_dense_stage(work_dir: str, names: Sequence[str] = MAIN_JOB_RUNS) -> Tuple[Dict[str, Dict], List[str]]:
-    """The main job's dense stage: write the dense digits under ``work_dir``, run ``names`` with the stock tools.
+def _run_all(names: Sequence[str], work_dir: str, data_root: str, parallel: int,
+             threads: Optional[int]) -> Dict[str, Dict]:
+    from concurrent.futures import ThreadPoolExecutor  # each run is a child process; a thread only waits for it
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = {name: pool.submit(run_dense, name, _run_dir(work_dir, name), data_root, (), threads)
+                   for name in names}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def run_dense_stage(work_dir: str, names: Sequence[str] = MAIN_JOB_RUNS,
+                    parallel: int = 2) -> Tuple[Dict[str, Dict], List[str]]:
+    """The main job's dense stage: write the dense digits under ``work_dir``, run ``names`` with the stock tools,
+    ``parallel`` at a time (one thread each when more than one: on 2 cores the stage takes as long as its longest run).
 
     Returns ``({name: metrics}, misses)``, ``misses`` one line per run below its goal (:func:`goal_misses`)."""
     data_root = osp.join(work_dir, 'dense_digits')
     write_dense_digits(data_root)
-    results = {name: run_dense(name, _run_dir(work_dir, name), data_root) for name in names}
+    results = _run_all(names, work_dir, data_root, parallel, 1 if parallel > 1 else None)
     return results, goal_misses(results)
 
 
@@ -173,14 +184,6 @@ def _machine(load_start: float, parallel: int, threads: int) -> str:
             f'{load_1min():.1f} at the end. {parallel} run(s) at a time, {threads} thread(s) each: train times are '
             f'wall seconds of each training process' + (', sharing the cores with the run beside it.'
                                                          if parallel > 1 else '.'))
-
-
-def _run_all(names: Sequence[str], work_dir: str, data_root: str, parallel: int, threads: int) -> Dict[str, Dict]:
-    from concurrent.futures import ThreadPoolExecutor  # each run is a child process; a thread only waits for it
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {name: pool.submit(run_dense, name, _run_dir(work_dir, name), data_root, (), threads)
-                   for name in names}
-        return {name: future.result() for name, future in futures.items()}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
