@@ -15,7 +15,11 @@
    top-1 agreement with fp32 (goal: at most ``--int8-max-drop`` points lost).
 5. **Visualise** the modulator/gate maps of one validation digit (``modzoo.visualize``, what
    ``tools/visualize_modulation.py`` runs).
-6. **Zoo report**: ``modzoo.bench.zoo_report`` (``tools/zoo_report.py``) writes ``zoo.md`` and its plots for every
+6. **Dense stage** (with OpenMMLab installed: ``tools/setup_env.sh --mm``): scikit-learn's digits composed on
+   canvases (``modzoo.dense_digits``), one segmentation family and one detector trained and tested with the stock
+   mmseg/mmdet tools (``modzoo.bench.dense.run_dense_stage``); mIoU >= 70 and bbox AP >= 0.50 / AP50 >= 0.85 must be
+   reached (the job fails otherwise). Without OpenMMLab the stage is skipped and says so; ``--no-dense`` skips it.
+7. **Zoo report**: ``modzoo.bench.zoo_report`` (``tools/zoo_report.py``) writes ``zoo.md`` and its plots for every
    registered model into ``<work-dir>/zoo_report``, starting from the committed measurements
    (``docs/zoo_measurements.json``) so only what is new or stale here is measured.
 
@@ -84,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='top-1 points the int8 graph may lose against fp32 ONNX Runtime before the job fails')
     p.add_argument('--report-budget-s', type=float, default=900,
                    help='time limit for measuring models the committed zoo report does not cover yet')
+    p.add_argument('--no-dense', action='store_true',
+                   help='skip the dense stage (segmentation and detection on the dense digits, OpenMMLab)')
     report = p.add_mutually_exclusive_group()
     report.add_argument('--no-report', action='store_true', help='skip the zoo report step')
     report.add_argument('--report-dir', default=None,
@@ -207,6 +213,25 @@ def visualise_step(model_name: str, checkpoint: str, work: str, data_dir: str) -
         return None
 
 
+def dense_step(work: str) -> Optional[dict]:
+    """The dense stage (:func:`modzoo.bench.dense.run_dense_stage`); None, with a printed reason, without
+    OpenMMLab."""
+    import importlib.util
+    missing = [m for m in ('mmseg', 'mmdet') if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f'skipped: {" and ".join(missing)} not installed (tools/setup_env.sh --mm installs OpenMMLab)')
+        return None
+    from modzoo.bench.dense import run_dense_stage, summary_line
+    try:
+        results, missed = run_dense_stage(os.path.join(work, 'dense'))
+    except RuntimeError as e:  # a train/test tool failed: its exit status and log file, in one line
+        print(e)
+        return dict(results={}, lines=[f'failed: {e}'], missed=[f'stage failed: {e}'])
+    lines = [summary_line(name, metrics) for name, metrics in results.items()]
+    print('\n'.join(lines))
+    return dict(results=results, lines=lines, missed=missed)
+
+
 def report_dir_for(args, work: str) -> str:
     """Where the report step writes: ``docs/`` with ``--update-docs``, else ``--report-dir`` or
     ``<work>/zoo_report``; a folder without a measurement cache starts from a copy of the committed one."""
@@ -291,6 +316,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'wrote {vis_result["out"]} (stage {vis_result["stage"]}, blocks {", ".join(vis_result["blocks"])})')
         summary['visualization'] = vis_result['out']
 
+    dense = None if args.no_dense else steps.run('dense: segmentation and detection on digit canvases (mmseg, mmdet)',
+                                                  dense_step, work)
+    if dense:
+        summary['dense'] = dense['results']
+        failures += [f'dense {line}' for line in dense['missed']]
+
     if not args.no_report:
         report_dir = report_dir_for(args, work)
         rc = steps.run(f'zoo report ({os.path.join(report_dir, "zoo.md")})', report_step, args.report_budget_s,
@@ -312,6 +343,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f'ONNX Runtime     max abs diff {onnx["max_abs_diff"]:.2e}, top-1 {onnx["ort_top1"]:.2f}%')
     print(f'int8 ONNX        top-1 {int8["ort_top1"]:.2f}% ({-int8["top1_drop"]:+.2f} points vs fp32), agreement '
           f'{int8["top1_agreement"]:.2f}%, {int8["size_mib"]:.1f} MiB')
+    for line in dense['lines'] if dense else ['skipped']:
+        print(f'dense            {line}')
     if 'zoo_report' in summary:
         print(f'zoo report       {summary["zoo_report"]}')
     print('time             ' + ', '.join(f'{k.split(" ")[0]} {v:.0f}s' for k, v in steps.timings.items())

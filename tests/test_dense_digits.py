@@ -10,7 +10,7 @@ from PIL import Image
 
 pytest.importorskip('sklearn')
 
-from modzoo.dense_digits import (BACKGROUND_MAX, INK_THRESHOLD, _MIN_CONTRAST, make_dense_digits,  # noqa: E402
+from modzoo.dense_digits import (BACKGROUND_MAX, INK_LEVEL, make_dense_digits,  # noqa: E402
                                  mask_to_rle, write_dense_digits)
 
 SMALL = dict(num_train=8, num_val=4)
@@ -71,9 +71,9 @@ def test_label_maps_match_the_pixels(dense_root):
             image = np.asarray(Image.open(os.path.join(dense_root, 'img_dir', split, name)).convert('L'))
             label = np.asarray(Image.open(os.path.join(dense_root, 'ann_dir', split, name)))
             assert label.shape == image.shape and 96 <= image.shape[0] <= 160 and label.max() <= 10
-            # labelled pixels are ink at least INK_THRESHOLD of the dimmest digit's contrast; dark pixels are background
-            assert image[label > 0].min() >= int(INK_THRESHOLD * _MIN_CONTRAST)
-            assert (label[image <= BACKGROUND_MAX] == 0).all()
+            # the label is what the image shows: a pixel is a digit's exactly when it is visibly ink
+            np.testing.assert_array_equal(label > 0, image >= INK_LEVEL)
+            assert BACKGROUND_MAX < INK_LEVEL and image[label == 0].max() < INK_LEVEL
 
 
 def test_coco_instances_match_the_label_maps(dense_root):

@@ -27,9 +27,10 @@ def keep_threads():
 
 def test_shortened_main_job(tmp_path, keep_threads, capsys):
     work = str(tmp_path / 'job')
-    assert main_job.main(['--work-dir', work, '--epochs', '4', '--target-top1', '85', '--no-report']) == 0
+    assert main_job.main(['--work-dir', work, '--epochs', '4', '--target-top1', '85', '--no-report',
+                          '--no-dense']) == 0
     printed = capsys.readouterr().out
-    assert 'all checks passed' in printed
+    assert 'all checks passed' in printed and 'dense            skipped' in printed
     with open(os.path.join(work, 'summary.json')) as f:
         s = json.load(f)
     assert s['data']['train_images'] == 1438 and s['data']['val_images'] == 359
@@ -44,8 +45,27 @@ def test_shortened_main_job(tmp_path, keep_threads, capsys):
     assert os.path.isfile(os.path.join(work, 'train', 'best.pth')) and not s['failures']
 
     # the job fails (exit 1, with the reason) when the model misses its target; the data folder is reused
-    assert main_job.main(['--work-dir', work, '--epochs', '1', '--target-top1', '99.9', '--no-report']) == 1
+    assert main_job.main(['--work-dir', work, '--epochs', '1', '--target-top1', '99.9', '--no-report',
+                          '--no-dense']) == 1
     assert 'FAILED: validation top-1' in capsys.readouterr().out
+
+
+def test_dense_stage_prints_its_figures_and_reports_a_missed_goal(tmp_path, monkeypatch, capsys):
+    pytest.importorskip('mmseg')
+    pytest.importorskip('mmdet')
+    from modzoo.bench import dense
+    seg, det = dense.MAIN_JOB_RUNS
+    results = {seg: {'mIoU': 69.5, 'train_s': 200.0}, det: {'coco/bbox_mAP': 0.61, 'coco/bbox_mAP_50': 0.93,
+                                                            'train_s': 100.0}}
+    calls = []
+    monkeypatch.setattr(dense, 'write_dense_digits', lambda root: None)  # the writer has its own tests
+    monkeypatch.setattr(dense, 'run_dense', lambda name, *args, **kwargs: calls.append(name) or results[name])
+    out = main_job.dense_step(str(tmp_path))
+    assert sorted(calls) == sorted(dense.MAIN_JOB_RUNS) and out['results'] == results  # two at a time
+    assert out['missed'] == [f'{seg}: mIoU 69.5 < 70.0']  # the job adds it to its failures and exits 1
+    printed = capsys.readouterr().out
+    assert f'{seg}: mIoU 69.5 (goal >= 70), trained in 200s' in printed
+    assert f'{det}: bbox AP 0.610, AP50 0.930 (goals >= 0.5 / 0.85), trained in 100s' in printed
 
 
 def test_report_goes_under_the_work_dir_unless_the_docs_are_asked_for(tmp_path):

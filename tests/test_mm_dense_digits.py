@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 import torch
 
 pytest.importorskip('mmseg')
@@ -60,7 +61,12 @@ def test_stock_dataset_reads_the_written_data_and_the_model_trains_on_it(name, d
     if seg:
         assert cfg.model.decode_head.num_classes == 11
         labels = samples[0]['data_samples'].gt_sem_seg.data
-        assert labels.shape[-2:] == (128, 128) and 0 in labels and 1 <= int(labels.max()) <= 10
+        assert labels.shape[-2:] == (128, 128) and 0 in labels and int(labels.max()) <= 10
+        # evaluated at the canvas's own size: no resize may blur a label edge away from its image edge
+        shown = val[0]
+        with Image.open(shown['data_samples'].img_path) as canvas:
+            size = canvas.size[::-1]
+        assert tuple(shown['inputs'].shape[-2:]) == tuple(shown['data_samples'].gt_sem_seg.data.shape[-2:]) == size
     else:
         assert cfg.model.bbox_head.num_classes == 10
         with open(os.path.join(dense_root, 'annotations', 'instances_train.json')) as f:

@@ -8,7 +8,7 @@ model = dict(
     backbone=dict(model_name='zoo_efficientmod_xxs', init_cfg=None),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
     decode_head=dict(in_channels=[64, 64, 64, 64], channels=64, num_classes=11,
-                     loss_decode=_base_.dense_loss_decode))
+                     loss_decode=_base_.dense_loss_decode, sampler=_base_.dense_sampler))
 train_dataloader = _base_.dense_train_dataloader
 val_dataloader = _base_.dense_val_dataloader
 test_dataloader = val_dataloader

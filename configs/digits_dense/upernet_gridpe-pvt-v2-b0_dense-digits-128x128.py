@@ -6,9 +6,9 @@ model = dict(
     data_preprocessor=dict(size=_base_.dense_crop_size),
     backbone=dict(model_name='zoo_gridpe_pvt_v2_b0', drop_path_rate=0.0, init_cfg=None),
     decode_head=dict(in_channels=[32, 64, 160, 256], channels=64, num_classes=11,
-                     loss_decode=_base_.dense_loss_decode),
+                     loss_decode=_base_.dense_loss_decode, sampler=_base_.dense_sampler),
     auxiliary_head=dict(in_channels=160, channels=32, num_classes=11,
-                        loss_decode=_base_.dense_aux_loss_decode))
+                        loss_decode=_base_.dense_aux_loss_decode, sampler=_base_.dense_sampler))
 train_dataloader = _base_.dense_train_dataloader
 val_dataloader = _base_.dense_val_dataloader
 test_dataloader = val_dataloader

@@ -7,6 +7,7 @@ AP50 >= 0.85. Each run is a child process (``modzoo.mm.cli``'s train and test co
 ``tools/{train,test}_{seg,det}.py`` run them), so its train time and peak memory are its own.
 
     python tools/bench_dense.py --work-dir output/dense --update BENCHMARKS.md
+    python tools/bench_dense.py --parallel 2 --update BENCHMARKS.md   # two runs at a time, one thread each (2 cores)
 """
 import json
 import os
@@ -14,7 +15,7 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..dense_digits import write_dense_digits
 from ..utils.cli import OneLineArgumentParser, UsageError, print_error
@@ -22,7 +23,8 @@ from .common import load_1min, machine_description
 from .report import Block, markdown_table, write_report
 
 __all__ = ['DENSE_RUNS', 'MAIN_JOB_RUNS', 'SEG_GOAL_MIOU', 'DET_GOAL_AP', 'DET_GOAL_AP50', 'GoalMissed',
-           'config_path', 'data_root_options', 'run_dense', 'check_goal', 'run_dense_stage', 'dense_table', 'main']
+           'config_path', 'data_root_options', 'run_dense', 'check_goal', 'goal_misses', 'summary_line',
+           'run_dense_stage', 'dense_table', 'main']
 
 SEG_GOAL_MIOU = 70.0
 DET_GOAL_AP = 0.50
@@ -67,11 +69,15 @@ def data_root_options(scope: str, root: str) -> List[str]:
     return options
 
 
-def _child(code: str, argv: Sequence[str], log_path: str) -> Dict:
-    """Run ``code`` in a fresh interpreter with ``sys.argv[1:] = argv``; seconds and peak RSS (MiB) of that child."""
+def _child(code: str, argv: Sequence[str], log_path: str, threads: Optional[int] = None) -> Dict:
+    """Run ``code`` in a fresh interpreter with ``sys.argv[1:] = argv`` (``threads``: its OpenMP/MKL threads, else
+    inherited); seconds and peak RSS (MiB) of that child."""
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     with open(log_path, 'w') as log:
-        proc = subprocess.Popen([sys.executable, '-c', code, *argv], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, '-c', code, *argv], stdout=log, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
@@ -79,8 +85,10 @@ def _child(code: str, argv: Sequence[str], log_path: str) -> Dict:
     return dict(seconds=time.perf_counter() - start, peak_mib=usage.ru_maxrss / 1024)
 
 
-def run_dense(name: str, work_dir: str, data_root: str, extra_options: Sequence[str] = ()) -> Dict:
-    """Train ``DENSE_RUNS[name]`` with the stock train tool, test its last checkpoint with the stock test tool.
+def run_dense(name: str, work_dir: str, data_root: str, extra_options: Sequence[str] = (),
+              threads: Optional[int] = None) -> Dict:
+    """Train ``DENSE_RUNS[name]`` with the stock train tool, test its last checkpoint with the stock test tool
+    (``threads``: each tool's OpenMP threads, else inherited).
 
     Returns the test metrics with ``train_s`` and ``peak_mib`` (the training process's)."""
     scope, _ = DENSE_RUNS[name]
@@ -88,13 +96,14 @@ def run_dense(name: str, work_dir: str, data_root: str, extra_options: Sequence[
     options = ['--cfg-options', *data_root_options(scope, data_root), *extra_options]
     os.makedirs(work_dir, exist_ok=True)
     train = _child(f'import sys; from modzoo.mm.cli import train_main; train_main({scope!r}, sys.argv[1:])',
-                   [config, '--work-dir', work_dir, *options], osp.join(work_dir, 'train.log'))
+                   [config, '--work-dir', work_dir, *options], osp.join(work_dir, 'train.log'), threads)
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     metrics_path = osp.join(work_dir, 'test_metrics.json')
     _child('import json, sys; from modzoo.mm.cli import test_main; '
            f'json.dump(test_main({scope!r}, sys.argv[2:]), open(sys.argv[1], "w"))',
-           [metrics_path, config, checkpoint, '--work-dir', work_dir, *options], osp.join(work_dir, 'test.log'))
+           [metrics_path, config, checkpoint, '--work-dir', work_dir, *options], osp.join(work_dir, 'test.log'),
+           threads)
     with open(metrics_path) as f:
         metrics = json.load(f)
     return dict(metrics, train_s=train['seconds'], peak_mib=train['peak_mib'])
@@ -113,17 +122,47 @@ def check_goal(name: str, metrics: Dict) -> None:
         raise GoalMissed(f'{name}: bbox AP {ap:.3f} / AP50 {ap50:.3f} < {DET_GOAL_AP} / {DET_GOAL_AP50}')
 
 
-def run_dense_stage(work_dir: str, names: Sequence[str] = MAIN_JOB_RUNS) -> Dict[str, Dict]:
-    """The main job's dense stage: write the dense digits under ``work_dir``, run ``names``, check each goal.
+def goal_misses(results: Dict[str, Dict]) -> List[str]:
+    """One line per run in ``results`` (``{name: metrics}``) that is below its goal."""
+    missed = []
+    for name, metrics in results.items():
+        try:
+            check_goal(name, metrics)
+        except GoalMissed as e:
+            missed.append(str(e))
+    return missed
 
-    Returns ``{name: metrics}``; raises :class:`GoalMissed` naming the first run below its goal."""
+
+def summary_line(name: str, metrics: Dict) -> str:
+    """``name: mIoU 75.1 (goal >= 70)`` / ``name: bbox AP 0.612, AP50 0.930 (goals >= 0.5 / 0.85)``, with the
+    training time: the figures the main job prints."""
+    if DENSE_RUNS[name][0] == 'mmseg':
+        figures = f'mIoU {metrics.get("mIoU", 0.0):.1f} (goal >= {SEG_GOAL_MIOU:g})'
+    else:
+        figures = (f'bbox AP {metrics.get("coco/bbox_mAP", 0.0):.3f}, AP50 {metrics.get("coco/bbox_mAP_50", 0.0):.3f} '
+                   f'(goals >= {DET_GOAL_AP:g} / {DET_GOAL_AP50:g})')
+    return f'{name}: {figures}, trained in {metrics["train_s"]:.0f}s'
+
+
+def _run_all(names: Sequence[str], work_dir: str, data_root: str, parallel: int,
+             threads: Optional[int]) -> Dict[str, Dict]:
+    from concurrent.futures import ThreadPoolExecutor  # each run is a child process; a thread only waits for it
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = {name: pool.submit(run_dense, name, _run_dir(work_dir, name), data_root, (), threads)
+                   for name in names}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def run_dense_stage(work_dir: str, names: Sequence[str] = MAIN_JOB_RUNS,
+                    parallel: int = 2) -> Tuple[Dict[str, Dict], List[str]]:
+    """The main job's dense stage: write the dense digits under ``work_dir``, run ``names`` with the stock tools,
+    ``parallel`` at a time (one thread each when more than one: on 2 cores the stage takes as long as its longest run).
+
+    Returns ``({name: metrics}, misses)``, ``misses`` one line per run below its goal (:func:`goal_misses`)."""
     data_root = osp.join(work_dir, 'dense_digits')
     write_dense_digits(data_root)
-    results = {}
-    for name in names:
-        results[name] = run_dense(name, _run_dir(work_dir, name), data_root)
-        check_goal(name, results[name])
-    return results
+    results = _run_all(names, work_dir, data_root, parallel, 1 if parallel > 1 else None)
+    return results, goal_misses(results)
 
 
 def _figure(metrics: Dict, key: str, scale: float = 1.0, digits: int = 1) -> str:
@@ -140,8 +179,11 @@ def dense_table(results: Dict[str, Dict], machine: str) -> str:
     return '\n'.join(markdown_table(header, rows) + ['', machine])
 
 
-def _machine() -> str:
-    return f'Machine: {machine_description()}; load average (1 min) at the end: {load_1min():.1f}.'
+def _machine(load_start: float, parallel: int, threads: int) -> str:
+    return (f'Machine: {machine_description()}; load average (1 min) {load_start:.1f} at the start, '
+            f'{load_1min():.1f} at the end. {parallel} run(s) at a time, {threads} thread(s) each: train times are '
+            f'wall seconds of each training process' + (', sharing the cores with the run beside it.'
+                                                         if parallel > 1 else '.'))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -152,26 +194,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--only', nargs='+', choices=sorted(DENSE_RUNS), help='these runs only')
     parser.add_argument('--update', metavar='MARKDOWN', help=f'rewrite the section between {_MARKERS[0]} and '
                                                              f'{_MARKERS[1]} of this file (e.g. BENCHMARKS.md)')
+    parser.add_argument('--parallel', type=int, default=1, metavar='N',
+                        help='run N configs at a time (default 1), each with cores/N threads (at least 1)')
     args = parser.parse_args(argv)
+    threads = max(1, (os.cpu_count() or 1) // max(args.parallel, 1))
+    load_start = load_1min()
     try:
         if args.update and not osp.isfile(args.update):
             raise UsageError(f'--update {args.update}: no such file; name an existing markdown file')
+        if args.parallel < 1:
+            raise UsageError(f'--parallel {args.parallel}: give at least 1')
         data_root = osp.join(args.work_dir, 'dense_digits')
         write_dense_digits(data_root)
-        results = {name: run_dense(name, _run_dir(args.work_dir, name), data_root)
-                   for name in (args.only or DENSE_RUNS)}
+        results = _run_all(args.only or list(DENSE_RUNS), args.work_dir, data_root, args.parallel, threads)
     except UsageError as e:
         return print_error(e)
-    table = dense_table(results, _machine())
+    table = dense_table(results, _machine(load_start, args.parallel, threads))
     print(table)
     if args.update:
         write_report(blocks=[Block(args.update, *_MARKERS, table)])
-    missed = []
-    for name, metrics in results.items():
-        try:
-            check_goal(name, metrics)
-        except GoalMissed as e:
-            missed.append(str(e))
+    missed = goal_misses(results)
     for line in missed:
         print(f'goal missed: {line}', file=sys.stderr)
     return 1 if missed else 0

@@ -4,7 +4,7 @@
 # metric=['bbox', 'segm']); evaluated by the stock CocoMetric.
 # A config takes these with `train_dataloader = _base_.dense_train_dataloader` etc. (the names differ from the COCO
 # base's so that both bases can be listed); each entry replaces the COCO one whole (`_delete_`).
-# Canvases (96-160 px) are resized to 128x128: digits 16-53 px. No flips: a mirrored 2 is no 2.
+# Canvases (96-160 px, digits 28-48 px) are resized to fit 128x128: digits 22-64 px. No flips: a mirrored 2 is no 2.
 dense_data_root = 'data/dense_digits/'
 dense_metainfo = dict(
     classes=('0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
@@ -37,7 +37,8 @@ dense_val_dataloader = dict(
 dense_evaluator = dict(_delete_=True, type='CocoMetric', ann_file=dense_data_root + 'annotations/instances_val.json',
                        metric='bbox', format_only=False)
 # a short from-scratch schedule: AdamW, 100 warm-up iterations, lr x0.1 for the last sixth; one evaluation at the end
-dense_max_epochs = 12
+# (6 epochs of the 1500 training canvases at batch 8: 1128 iterations)
+dense_max_epochs = 6
 dense_train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=dense_max_epochs,
                        val_interval=dense_max_epochs)
 dense_optim_wrapper = dict(
@@ -47,7 +48,7 @@ dense_optim_wrapper = dict(
     clip_grad=dict(max_norm=10.0, norm_type=2))
 dense_param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='MultiStepLR', by_epoch=True, begin=0, end=dense_max_epochs, milestones=[10], gamma=0.1),
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=dense_max_epochs, milestones=[5], gamma=0.1),
 ]
 dense_default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),

@@ -2,7 +2,9 @@
 # BaseSegDataset with a custom metainfo: img_dir/ann_dir PNGs, 0 = background, 1..10 = digits 0..9.
 # A config takes these with `train_dataloader = _base_.dense_train_dataloader` etc. (the names differ from the ADE20K
 # base's so that both bases can be listed); each entry replaces the ADE20K one whole (`_delete_`).
-# Canvases (96-160 px) are resized to 128x128: digits 16-53 px. No flips: a mirrored 2 is no 2.
+# The canvases (96-160 px, digits 28-48 px) are used at their own size, never resized, so every label edge stays an
+# image edge: training takes random 128x128 crops (smaller canvases padded black, i.e. background, and labelled so),
+# testing the whole canvas. No flips: a mirrored 2 is no 2.
 dense_data_root = 'data/dense_digits/'
 dense_metainfo = dict(
     classes=('background', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
@@ -12,12 +14,12 @@ dense_crop_size = (128, 128)
 dense_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='Resize', scale=(128, 128), keep_ratio=False),
+    dict(type='RandomCrop', crop_size=dense_crop_size),
+    dict(type='Pad', size=dense_crop_size, pad_val=dict(img=0, seg=0)),
     dict(type='PackSegInputs'),
 ]
 dense_test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(128, 128), keep_ratio=False),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
@@ -33,19 +35,23 @@ dense_val_dataloader = dict(
     dataset=dict(type='BaseSegDataset', data_root=dense_data_root, metainfo=dense_metainfo,
                  data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val'),
                  img_suffix='.png', seg_map_suffix='.png', reduce_zero_label=False, pipeline=dense_test_pipeline))
-# digits are ~8% of the pixels: cross-entropy without class weights settles on all-background (EfficientMod-xxs FPN,
-# loss flat at 0.27 from iteration 80 to 200, val mIoU 8.4 at 100); background at weight 0.1 gets past it
-dense_loss_decode = dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True,
-                         class_weight=[0.1] + [1.0] * 10)
+# digits are ~15% of the pixels: plain cross-entropy settled on all-background for a while (loss flat from iteration
+# 80 to 200), and background at class weight 0.1 buys recall with false positives round every digit (EfficientMod-xxs
+# FPN: background accuracy 95.6%, mIoU 54.7 at 1500 iterations). Online hard pixel mining keeps the loss unbiased:
+# each image's 2000 least confident pixels (at least those below p = 0.7) carry it.
+dense_loss_decode = dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True)
 dense_aux_loss_decode = dict(dense_loss_decode, loss_weight=0.4)
+dense_sampler = dict(type='OHEMPixelSampler', thresh=0.7, min_kept=2000)
 dense_evaluator = dict(_delete_=True, type='IoUMetric', iou_metrics=['mIoU'])
-# a short from-scratch schedule: AdamW, 50 warm-up iterations, poly decay; one evaluation at the end
-dense_max_iters = 600
+# a short from-scratch schedule: AdamW, 50 warm-up iterations, poly decay; one evaluation at the end. On 1500 training
+# canvases (on 600, EfficientMod-xxs FPN reached 67.5 at 2000 iterations at lr 1e-3, train pixel accuracy 98.4%
+# against val 94.6%: the canvases were learnt by heart)
+dense_max_iters = 2000
 dense_train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=dense_max_iters,
                        val_interval=dense_max_iters)
 dense_optim_wrapper = dict(
     _delete_=True, type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
+    optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))
 dense_param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
