@@ -151,11 +151,18 @@ def export_and_check(model, path: str, img_size: Tuple[int, int]) -> Dict[str, A
 
     Returns ``{'backend', 'path', 'max_abs_diff', 'passed', 'export_seconds', 'runs'}`` (plain values, for JSON).
     """
+    import copy
+
     from modzoo.export import export_onnx
+    from modzoo.export.deploy import prepare_for_export
+    from modzoo.export.onnx import DEFAULT_SIMPLIFY
     model = model.eval()
     start = time.perf_counter()
+    # the graph tools/export_onnx.py writes by default (deploy forms, onnxslim), checked against the eager model;
     # exported at batch 2 so the batch dimension stays symbolic; the check runs batches 1 and 3 at the export size
-    result = export_onnx(model, path, img_size=tuple(img_size), batch=2, dynamic='batch', check=True)
+    lean = prepare_for_export(copy.deepcopy(model), 'onnx')
+    result = export_onnx(lean, path, img_size=tuple(img_size), batch=2, dynamic='batch', check=True,
+                         simplify=DEFAULT_SIMPLIFY, reference=model)
     report = result.check
     return {'backend': 'modzoo.export', 'path': result.path, 'max_abs_diff': float(report.max_abs_diff),
             'passed': bool(report.passed), 'export_seconds': time.perf_counter() - start,
