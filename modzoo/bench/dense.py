@@ -100,8 +100,9 @@ def run_dense(name: str, work_dir: str, data_root: str, extra_options: Sequence[
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     metrics_path = osp.join(work_dir, 'test_metrics.json')
+    # default=float: mmseg reports its metrics as numpy float32, which json cannot write
     _child('import json, sys; from modzoo.mm.cli import test_main; '
-           f'json.dump(test_main({scope!r}, sys.argv[2:]), open(sys.argv[1], "w"))',
+           f'json.dump(test_main({scope!r}, sys.argv[2:]), open(sys.argv[1], "w"), default=float)',
            [metrics_path, config, checkpoint, '--work-dir', work_dir, *options], osp.join(work_dir, 'test.log'),
            threads)
     with open(metrics_path) as f:
