@@ -201,9 +201,20 @@ def goals_markdown(run: dict) -> List[str]:
                            'goal met', 'load'], rows)
 
 
+def measured_paths(run: dict) -> List[str]:
+    """The paths (``PATHS`` keys) this run measured, in ``PATHS`` order."""
+    return [key for key, *_ in PATHS if any(f'{key}/zoo' in row['ms'] for r in run['results'] for row in r['rows'])]
+
+
+def measured_settings(run: dict) -> List[str]:
+    """The (threads, batch) settings this run measured, as ``'1 thread / batch 1'`` phrases."""
+    settings = sorted({(row['threads'], row['batch']) for r in run['results'] for row in r['rows']})
+    return [f'{t} thread{"s" if t > 1 else ""} / batch {b}' for t, b in settings]
+
+
 def reported_markdown(run: dict) -> List[str]:
     """Every path and setting: ratio (modzoo ms / anchor ms) per path."""
-    paths = [key for key, *_ in PATHS if any(f'{key}/zoo' in row['ms'] for r in run['results'] for row in r['rows'])]
+    paths = measured_paths(run)
     rows = []
     for r in run['results']:
         for row in r['rows']:
@@ -298,8 +309,9 @@ def readme_markdown(run: dict) -> str:
                          + f' (goal ≤ {pair["goal"]:.2f}: {verdict(r).strip("*")})')
     return (f'**Against the networks users would pick instead** (ONNX Runtime fp32, 1 thread, batch 1, latency ratio '
             f'modzoo / timm, < 1 is faster; `{escape(run["command"])}`, {escape(run["date"])}; '
-            f'{escape(run["machine"])}): ' + '; '.join(parts) + '. The full table, with OpenVINO, 2 threads / batch 8, '
-            'eager, torch.compile and int8, and the profile of every missed goal, is in `BENCHMARKS.md`.')
+            f'{escape(run["machine"])}): ' + '; '.join(parts) + '. The full table (every path this run measured: '
+            + ', '.join(HEADINGS[k] for k in measured_paths(run)) + '; ' + ', '.join(measured_settings(run))
+            + ') and the profile of every missed goal are in `BENCHMARKS.md`.')
 
 
 # ----------------------------------------------------------------------------------------------------------------
