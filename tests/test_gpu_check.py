@@ -247,7 +247,8 @@ def test_documented_command_from_a_bare_checkout_without_optional_packages(tmp_p
     assert time.time() - start < 30 + 20
     assert proc.stdout.startswith('environment: ')  # versions first
     result = json.loads((out / 'gpu_check.json').read_text())
-    assert result['dry_run'] and result['skipped'] and (result['stopped_at_deadline'] or result['finished'])
+    # a warm inductor cache finishes the dry run inside 30 s; a cold one stops at the deadline with the rest listed
+    assert result['dry_run'] and (result['finished'] or (result['stopped_at_deadline'] and result['skipped']))
     assert OUT_FILES <= set(os.listdir(out)) and '## Fused kernels' in (out / 'kernels_section.md').read_text()
 
 
