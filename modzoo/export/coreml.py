@@ -39,7 +39,7 @@ from modzoo.utils.files import staging_dir
 from .executorch import MOBILE_EXTRA_HINT
 from .inputs import photo_images, random_images
 from .onnx import (
-    FP16_RELATIVE_TOLERANCE, CheckReport, CheckRun, ExportError, InvalidExportInput, model_input_config,
+    FP16_RELATIVE_TOLERANCE, FP32_TOLERANCE, CheckReport, CheckRun, ExportError, InvalidExportInput, model_input_config,
 )
 
 __all__ = ['PRECISIONS', 'MACOS_CHECK', 'coreml_available', 'require_coremltools', 'CoreMLReport', 'export_coreml',
@@ -48,7 +48,6 @@ __all__ = ['PRECISIONS', 'MACOS_CHECK', 'coreml_available', 'require_coremltools
 _logger = logging.getLogger(__name__)
 
 PRECISIONS = ('fp32', 'fp16')
-FP32_TOLERANCE = 1e-4
 # Core ML's MIL opset of iOS 16 / macOS 13: the oldest that has every op these models need in an ML program
 DEPLOYMENT_TARGET = 'iOS16'
 MACOS_CHECK = 'python tools/check_coreml.py {package} {model}{checkpoint}'

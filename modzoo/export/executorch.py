@@ -32,7 +32,9 @@ import torch.nn as nn
 from modzoo.utils.files import atomic_write
 
 from .inputs import photo_images, random_images
-from .onnx import CheckReport, CheckRun, ExportError, InvalidExportInput, ParityError, model_input_config
+from .onnx import (
+    FP32_TOLERANCE, CheckReport, CheckRun, ExportError, InvalidExportInput, ParityError, model_input_config,
+)
 
 __all__ = [
     'MOBILE_EXTRA_HINT', 'FP32_TOLERANCE', 'executorch_available', 'require_executorch', 'Delegation', 'delegation',
@@ -41,7 +43,6 @@ __all__ = [
 ]
 
 MOBILE_EXTRA_HINT = 'pip install -e ".[mobile]" (or tools/setup_env.sh --mm)'
-FP32_TOLERANCE = 1e-4
 # edge-graph calls that are not compute nodes: unpacking a multi-output op, a delegate call itself, and the
 # quantize/dequantize pairs of an int8 graph (XNNPACK folds those inside a partition; counting them would inflate the
 # int8 share; the ones left outside are listed apart)
