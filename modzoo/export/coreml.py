@@ -36,7 +36,7 @@ import torch.nn as nn
 
 from modzoo.utils.files import staging_dir
 
-from .executorch import MOBILE_EXTRA_HINT
+from .executorch import require_mobile_package
 from .inputs import photo_images, random_images
 from .onnx import (
     FP16_RELATIVE_TOLERANCE, FP32_TOLERANCE, CheckReport, CheckRun, ExportError, InvalidExportInput, model_input_config,
@@ -58,8 +58,7 @@ def coreml_available() -> bool:
 
 
 def require_coremltools() -> None:
-    if not coreml_available():
-        raise InvalidExportInput(f'--format coreml needs coremltools (the mobile extra): {MOBILE_EXTRA_HINT}')
+    require_mobile_package(coreml_available(), 'coreml', 'coremltools')
 
 
 @contextlib.contextmanager

@@ -54,10 +54,14 @@ def executorch_available() -> bool:
     return importlib.util.find_spec('executorch') is not None
 
 
+def require_mobile_package(available: bool, fmt: str, package: str) -> None:
+    """InvalidExportInput (one line with the fix) when ``--format fmt`` lacks ``package`` of the mobile extra."""
+    if not available:
+        raise InvalidExportInput(f'--format {fmt} needs {package} (the mobile extra): {MOBILE_EXTRA_HINT}')
+
+
 def require_executorch() -> None:
-    """InvalidExportInput (one line with the fix) when ExecuTorch is not installed."""
-    if not executorch_available():
-        raise InvalidExportInput(f'--format executorch needs ExecuTorch (the mobile extra): {MOBILE_EXTRA_HINT}')
+    require_mobile_package(executorch_available(), 'executorch', 'ExecuTorch')
 
 
 # ----------------------------------------------------------------------------------------------------------------
