@@ -217,3 +217,62 @@ def test_anchor_command_bad_input(capsys):
             anchors.main(argv)
         assert e.value.code == 2
         assert message in capsys.readouterr().err
+
+
+FOCALNET_FLAGS = {
+    'default': {},
+    'postln_layerscale': dict(use_postln=True, use_layerscale=True, layerscale_value=0.5),
+    'modulation_ln_conv_embed': dict(use_postln_in_modulation=True, normalize_modulator=True, use_conv_embed=True,
+                                     out_norms=True),
+    'isotropic': dict(depths=(2,), patch_size=16, focal_levels=(3,), focal_windows=(3,)),
+}
+
+
+@pytest.mark.parametrize('flags', sorted(FOCALNET_FLAGS))
+def test_focalnet_stage_form_matches_eager(flags):
+    """FocalNet's ONNX form (channels-last stages, ``f`` as three projections) computes the eager model, with every
+    numerics flag, and its feature taps too."""
+    import copy
+
+    import timm
+    from modzoo.models.focalnet_onnx import FocalNetStageNHWC
+    torch.manual_seed(0)
+    kwargs = dict(FAMILY_SMALL['zoo_focalnet_tiny_srf'], **FOCALNET_FLAGS[flags])
+    model = timm.create_model('zoo_focalnet_tiny_srf', **kwargs).eval()
+    for p in model.parameters():  # LayerNorm weights away from 1, biases away from 0
+        p.data.add_(0.1 * torch.randn_like(p))
+    lean = deploy.prepare_for_export(copy.deepcopy(model), 'onnx')
+    assert sum(isinstance(m, FocalNetStageNHWC) for m in lean.modules()) == len(kwargs['depths'])
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(lean(x), model(x), rtol=0, atol=1e-5)
+        for a, b in zip(lean.forward_intermediates(x)[1], model.forward_intermediates(x)[1], strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_focalnet_stage_form_declines_hooked_stages():
+    """A stage with a forward hook (SFM's pre-hook on the downsample) keeps its eager form: the form would skip it."""
+    import timm
+    model = timm.create_model('zoo_focalnet_tiny_srf', **FAMILY_SMALL['zoo_focalnet_tiny_srf']).eval()
+    model.layers[1].downsample.register_forward_pre_hook(lambda module, args: None)
+    deploy.prepare_for_export(model, 'onnx')
+    assert [type(stage).__name__ for stage in model.layers] == [
+        'FocalNetStageNHWC', 'FocalNetStage', 'FocalNetStageNHWC', 'FocalNetStageNHWC']
+
+
+def test_focalnet_graph_keeps_blocks_channels_last(tmp_path):
+    """The default FocalNet graph has no Split of ``f`` and no Transpose before a block's LayerNorm (the eager
+    LayerNorm2d writes a Transpose pair around each of them). The downsamples' norms follow a conv, whose
+    Transpose to channels-last ONNX Runtime folds into the conv's output reorder."""
+    name = 'zoo_focalnet_tiny_srf'
+    torch.manual_seed(0)
+    path = str(tmp_path / 'lean.onnx')
+    zoo_onnx.export_default_graph(name, path, img_size=SIZE, model_kwargs=FAMILY_SMALL[name])
+    graph = onnx.load(path).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    ops = Counter(node.op_type for node in graph.node)
+    assert 'Split' not in ops
+    block_norms = [n for n in graph.node if n.op_type == 'LayerNormalization' and '/blocks' in n.name]
+    assert len(block_norms) == 2 * sum(FAMILY_SMALL[name]['depths'])
+    transposed = [n.name for n in block_norms if producer[n.input[0]].op_type == 'Transpose']
+    assert not transposed, transposed

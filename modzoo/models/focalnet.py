@@ -12,6 +12,9 @@ downsample at the end of each stage) and the official det/seg backbones (``backb
 Input sizes: any H x W. Non-overlapping patch convolutions (the 4x4 / 16x16 stems and the 2x2 downsamples) zero-pad
 the bottom/right edge to a multiple of their stride, as the official dense-task backbones do, so features have
 ``ceil(H / stride)`` rows instead of silently dropping pixels.
+
+ONNX export: each stage's export form (:mod:`modzoo.models.focalnet_onnx`) keeps the residual stream channels-last,
+which ONNX Runtime runs with fewer layout changes; the eager model stays as written here.
 """
 import logging
 import re
@@ -155,12 +158,16 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chs, out_chs, kernel_size=kernel_size, stride=stride, padding=padding)
         self.norm = norm_layer(out_chs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def patch_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The padded strided conv, before the norm."""
         if self.pad:
             x = pad_for_patches(x, self.stride)
         elif self.min_size > 1:
             x = pad_to_min_size(x, self.min_size)
-        return self.norm(self.proj(x))
+        return self.proj(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.patch_conv(x))
 
 
 class FocalNetStage(nn.Module):
@@ -199,6 +206,14 @@ class FocalNetStage(nn.Module):
             else:
                 x = block(x)
         return x
+
+    def export_form(self, target: str) -> Optional[nn.Module]:
+        """For ONNX (eval), :class:`~modzoo.models.focalnet_onnx.FocalNetStageNHWC`; see
+        :func:`modzoo.export.deploy.prepare_for_export`."""
+        if target != 'onnx' or self.training:
+            return None
+        from .focalnet_onnx import stage_nhwc  # that module builds on this one
+        return stage_nhwc(self)
 
 
 class FocalNet(nn.Module):
