@@ -244,6 +244,57 @@ def test_layer_norm_form_is_delegated():
     assert stats.share == 1.0 and not stats.portable_ops
 
 
+def test_efficientmod_export_forms_are_exact():
+    """The ExecuTorch forms of EfficientMod's tile multiply and q/k/v cut give exactly the eager numbers."""
+    from modzoo.kernels import gelu_tile_mul_reference
+    from modzoo.layers.mobile_forms import sliced_heads
+    from modzoo.models.efficientmod import reshape_tile_mul
+    v, ctx = torch.randn(2, 5, 5, 48), torch.randn(2, 5, 5, 16)
+    for gelu in (True, False):
+        assert torch.equal(reshape_tile_mul(v, ctx, gelu, 3), gelu_tile_mul_reference(v, ctx, gelu, 3))
+    qkv = torch.randn(2, 7, 3 * 4 * 8)
+    for got, want in zip(sliced_heads(qkv, 4, 8), qkv.unflatten(-1, (3, 4, 8)).permute(2, 0, 3, 1, 4).unbind(0),
+                         strict=True):
+        assert torch.equal(got, want)
+
+
+@needs_executorch
+def test_efficientmod_is_one_xnnpack_partition():
+    """EfficientMod's export forms leave nothing on portable kernels (the tile multiply's ``unsqueeze`` and the
+    attention's ``split``/``squeeze`` were the last ops left): one delegate call for the whole network."""
+    import copy
+    from modzoo.export.deploy import prepare_for_export
+    model = prepare_for_export(copy.deepcopy(_small('zoo_efficientmod_xxs')), 'executorch')
+    program = torch.export.export(model, (torch.randn(1, 3, 32, 32),))
+    stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
+    assert stats.share == 1.0 and stats.partitions == 1, stats.format()
+
+
+class _TableScale(nn.Module):
+    """A conv whose output is scaled by a table computed in forward from constants (GridPE's position tables in
+    small): arange, exp and a float64 round trip, the ops XNNPACK lacks."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        table = torch.exp(-0.1 * torch.arange(8, dtype=torch.float64)).float().view(1, 8, 1, 1)
+        return (self.conv(x) * table).mean((2, 3), keepdim=True).flatten(1)
+
+
+@needs_executorch
+def test_int8_graph_folds_float_tables():
+    """int8: the float constant subgraphs fold before quantization (nothing left on portable kernels), while the
+    conv weight stays int8 behind its dequantize (folding it too would store it as fp32)."""
+    torch.manual_seed(0)
+    model, x = _TableScale().eval(), torch.randn(1, 3, 12, 12)
+    quantized = zoo_et.quantize_xnnpack(model, x, torch.randn(4, 3, 12, 12).numpy())
+    program = zoo_et.lower_xnnpack(torch.export.export(quantized, (x,), strict=False)).exported_program()
+    stats = zoo_et.delegation(program)
+    assert stats.share == 1.0 and not stats.portable_qdq, stats.format()
+
+
 @needs_executorch
 def test_int8_pte_keeps_int8_weights(tmp_path):
     """An int8 .pte stores int8 weights (constant folding before lowering must not fold them back to fp32)."""
