@@ -170,7 +170,7 @@ def test_check_coreml_refuses_off_macos(monkeypatch, capsys):
 def _bench_run():
     xnn = dict(model='zoo_smt_tiny', target='xnnpack-fp32', share=0.9, delegated=9, compute_nodes=10, size_mib=43.9,
                latency_ms=dict(pte=50.0, eager=100.0), ratio=0.5, max_abs_diff=9e-7, top1_agreement=100.0,
-               load_before=0.5, load_after=0.6, load_limit=1.5, loaded=False)
+               load_before=0.5, load_after=0.6, load_limit=1.5, loaded=False, memory_mib=dict(peak=61.4, total=700.0))
     int8 = dict(xnn, target='xnnpack-int8', latency_ms=dict(pte=25.0, eager=100.0, fp32_pte=50.0), ratio=0.25,
                 vs_fp32=2.0, max_abs_diff=0.05)
     cml = dict(model='zoo_smt_tiny', target='coreml-fp16', size_mib=22.0, ops=1238, unknown_ops=[],
@@ -184,12 +184,23 @@ def test_bench_mobile_table_and_readme():
     from modzoo.bench import mobile as bench
     run = _bench_run()
     text = bench.to_markdown(run)
-    assert '| `zoo_smt_tiny` | xnnpack-fp32 | 90.0% (9/10) | 43.9 | 50.0 | 100.0 | **0.50x** |' in text
+    assert '| `zoo_smt_tiny` | xnnpack-fp32 | 90.0% (9/10) | 43.9 | 50.0 | 100.0 | **0.50x** | 61 |' in text
     assert '2.00x faster' in text and 'unverified (predicts on macOS only)' in text
     assert '| `zoo_focalnet_tiny_srf` | coreml-fp32 | conversion FAILED |' in text
     readme = bench.readme_text(run)
     assert '`zoo_smt_tiny`: xnnpack-fp32: 90% delegated, 0.50x eager latency' in readme
     assert '(2.00x faster than fp32 .pte)' in readme and 'Core ML FAILS (coreml-fp32)' in readme
+
+
+@needs_executorch
+def test_bench_mobile_peak_memory_of_a_pte(tmp_path):
+    """The peak-memory column runs the .pte in a fresh process: a program with 4 MiB of fp32 weights adds at least
+    that much over the process's resident set after its imports."""
+    from modzoo.bench import mobile as bench
+    model = nn.Sequential(nn.Conv2d(3, 1024, 1), nn.Conv2d(1024, 1024, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    zoo_et.export_executorch(model.eval(), tmp_path / 'm.pte', (8, 8), check=False, latency_repeats=0)
+    memory = bench.pte_peak_mib(str(tmp_path / 'm.pte'), 8)
+    assert 4 <= memory['peak'] < memory['total'], memory
 
 
 def test_bench_mobile_refuses_unknown_models(capsys):
