@@ -89,10 +89,12 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
 def sliced_heads(qkv: torch.Tensor, heads: int, head_dim: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, k, v (B, heads, N, head_dim) of a fused qkv projection (B, N, 3 * heads * head_dim) by slicing its channels:
     the usual ``unflatten(...).permute(...).unbind(0)`` exports as ``split`` + ``squeeze``, which XNNPACK leaves on
-    portable kernels; a slice it runs. Same values."""
+    portable kernels; a slice it runs. Same values. TorchScript-compatible."""
     inner = heads * head_dim
-    return tuple(qkv[..., i * inner:(i + 1) * inner].unflatten(-1, (heads, head_dim)).transpose(1, 2)
-                 for i in range(3))
+    q = qkv[..., :inner].unflatten(-1, (heads, head_dim)).transpose(1, 2)
+    k = qkv[..., inner:2 * inner].unflatten(-1, (heads, head_dim)).transpose(1, 2)
+    v = qkv[..., 2 * inner:].unflatten(-1, (heads, head_dim)).transpose(1, 2)
+    return q, k, v
 
 
 def without_fused_attention(module: nn.Module) -> nn.Module:
