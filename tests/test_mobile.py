@@ -170,7 +170,7 @@ def test_check_coreml_refuses_off_macos(monkeypatch, capsys):
 def _bench_run():
     xnn = dict(model='zoo_smt_tiny', target='xnnpack-fp32', share=0.9, delegated=9, compute_nodes=10, size_mib=43.9,
                latency_ms=dict(pte=50.0, eager=100.0), ratio=0.5, max_abs_diff=9e-7, top1_agreement=100.0,
-               load_before=0.5, load_after=0.6, load_limit=1.5, loaded=False)
+               load_before=0.5, load_after=0.6, load_limit=1.5, loaded=False, memory_mib=dict(peak=61.4, total=700.0))
     int8 = dict(xnn, target='xnnpack-int8', latency_ms=dict(pte=25.0, eager=100.0, fp32_pte=50.0), ratio=0.25,
                 vs_fp32=2.0, max_abs_diff=0.05)
     cml = dict(model='zoo_smt_tiny', target='coreml-fp16', size_mib=22.0, ops=1238, unknown_ops=[],
@@ -184,12 +184,23 @@ def test_bench_mobile_table_and_readme():
     from modzoo.bench import mobile as bench
     run = _bench_run()
     text = bench.to_markdown(run)
-    assert '| `zoo_smt_tiny` | xnnpack-fp32 | 90.0% (9/10) | 43.9 | 50.0 | 100.0 | **0.50x** |' in text
+    assert '| `zoo_smt_tiny` | xnnpack-fp32 | 90.0% (9/10) | 43.9 | 50.0 | 100.0 | **0.50x** | 61 |' in text
     assert '2.00x faster' in text and 'unverified (predicts on macOS only)' in text
     assert '| `zoo_focalnet_tiny_srf` | coreml-fp32 | conversion FAILED |' in text
     readme = bench.readme_text(run)
     assert '`zoo_smt_tiny`: xnnpack-fp32: 90% delegated, 0.50x eager latency' in readme
     assert '(2.00x faster than fp32 .pte)' in readme and 'Core ML FAILS (coreml-fp32)' in readme
+
+
+@needs_executorch
+def test_bench_mobile_peak_memory_of_a_pte(tmp_path):
+    """The peak-memory column runs the .pte in a fresh process: a program with 4 MiB of fp32 weights adds at least
+    that much over the process's resident set after its imports."""
+    from modzoo.bench import mobile as bench
+    model = nn.Sequential(nn.Conv2d(3, 1024, 1), nn.Conv2d(1024, 1024, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    zoo_et.export_executorch(model.eval(), tmp_path / 'm.pte', (8, 8), check=False, latency_repeats=0)
+    memory = bench.pte_peak_mib(str(tmp_path / 'm.pte'), 8)
+    assert 4 <= memory['peak'] < memory['total'], memory
 
 
 def test_bench_mobile_refuses_unknown_models(capsys):
@@ -242,6 +253,57 @@ def test_layer_norm_form_is_delegated():
     program = torch.export.export(model, (torch.randn(1, 3, 16, 16),))
     stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
     assert stats.share == 1.0 and not stats.portable_ops
+
+
+def test_efficientmod_export_forms_are_exact():
+    """The ExecuTorch forms of EfficientMod's tile multiply and q/k/v cut give exactly the eager numbers."""
+    from modzoo.kernels import gelu_tile_mul_reference
+    from modzoo.layers.mobile_forms import sliced_heads
+    from modzoo.models.efficientmod import reshape_tile_mul
+    v, ctx = torch.randn(2, 5, 5, 48), torch.randn(2, 5, 5, 16)
+    for gelu in (True, False):
+        assert torch.equal(reshape_tile_mul(v, ctx, gelu, 3), gelu_tile_mul_reference(v, ctx, gelu, 3))
+    qkv = torch.randn(2, 7, 3 * 4 * 8)
+    for got, want in zip(sliced_heads(qkv, 4, 8), qkv.unflatten(-1, (3, 4, 8)).permute(2, 0, 3, 1, 4).unbind(0),
+                         strict=True):
+        assert torch.equal(got, want)
+
+
+@needs_executorch
+def test_efficientmod_is_one_xnnpack_partition():
+    """EfficientMod's export forms leave nothing on portable kernels (the tile multiply's ``unsqueeze`` and the
+    attention's ``split``/``squeeze`` were the last ops left): one delegate call for the whole network."""
+    import copy
+    from modzoo.export.deploy import prepare_for_export
+    model = prepare_for_export(copy.deepcopy(_small('zoo_efficientmod_xxs')), 'executorch')
+    program = torch.export.export(model, (torch.randn(1, 3, 32, 32),))
+    stats = zoo_et.delegation(zoo_et.lower_xnnpack(program).exported_program())
+    assert stats.share == 1.0 and stats.partitions == 1, stats.format()
+
+
+class _TableScale(nn.Module):
+    """A conv whose output is scaled by a table computed in forward from constants (GridPE's position tables in
+    small): arange, exp and a float64 round trip, the ops XNNPACK lacks."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        table = torch.exp(-0.1 * torch.arange(8, dtype=torch.float64)).float().view(1, 8, 1, 1)
+        return (self.conv(x) * table).mean((2, 3), keepdim=True).flatten(1)
+
+
+@needs_executorch
+def test_int8_graph_folds_float_tables():
+    """int8: the float constant subgraphs fold before quantization (nothing left on portable kernels), while the
+    conv weight stays int8 behind its dequantize (folding it too would store it as fp32)."""
+    torch.manual_seed(0)
+    model, x = _TableScale().eval(), torch.randn(1, 3, 12, 12)
+    quantized = zoo_et.quantize_xnnpack(model, x, torch.randn(4, 3, 12, 12).numpy())
+    program = zoo_et.lower_xnnpack(torch.export.export(quantized, (x,), strict=False)).exported_program()
+    stats = zoo_et.delegation(program)
+    assert stats.share == 1.0 and not stats.portable_qdq, stats.format()
 
 
 @needs_executorch

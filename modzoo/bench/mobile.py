@@ -7,7 +7,8 @@
 For each model (random weights, seed 0, ``exportable=True`` and the export forms of the target) and target: the
 compute nodes XNNPACK took (``modzoo.export.executorch.delegation``), the program's size, the ``.pte``'s median
 latency at one thread interleaved with eager PyTorch (and, for int8, with the fp32 ``.pte``), and parity (max abs
-logit diff and top-1 agreement with eager on a random and a photographic image). int8 is calibrated on
+logit diff and top-1 agreement with eager on a random and a photographic image), and the peak memory of a fresh
+process running the ``.pte`` (:func:`pte_peak_mib`). int8 is calibrated on
 ``--calib-data`` (default: scikit-learn's digits, resized). Core ML packages are converted and inspected; their
 latency and parity are not measurable off macOS, and the table says so. Each timing row reads the load average
 before and after it and is re-measured when the machine was busy (``modzoo.bench.common.LoadGuard``).
@@ -17,6 +18,7 @@ before and after it and is re-measured when the machine was busy (``modzoo.bench
 """
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +29,12 @@ import torch
 from ..utils.cli import OneLineArgumentParser
 from .common import (
     BENCHMARKS, README, LoadGuard, add_load_guard_args, keep_torch_threads, load_cell, load_note,
-    machine_description,
+    machine_description, subprocess_env,
 )
 from .report import Block, check_json_output, escape, markdown_table, provenance_line, write_report
 
-__all__ = ['DEFAULT_MODELS', 'TARGETS', 'measure_model', 'measure_digits', 'to_markdown', 'readme_text', 'main']
+__all__ = ['DEFAULT_MODELS', 'TARGETS', 'pte_peak_mib', 'measure_model', 'measure_digits', 'to_markdown', 'readme_text',
+           'main']
 
 START, END = '<!-- mobile:start -->', '<!-- mobile:end -->'
 README_START, README_END = '<!-- mobile-readme:start -->', '<!-- mobile-readme:end -->'
@@ -51,6 +54,29 @@ def _export_form(model, target: str):
     import copy
     from modzoo.export.deploy import prepare_for_export
     return prepare_for_export(copy.deepcopy(model), target.split('-')[0].replace('xnnpack', 'executorch'))
+
+
+def pte_peak_mib(path: str, size: int, runs: int = 3) -> Dict[str, float]:
+    """Peak resident memory (MiB) of a fresh process that loads the ``.pte`` at ``path`` in ExecuTorch's runtime
+    and runs it ``runs`` times on one ``size`` px image: ``peak`` is the growth over its resident set after the
+    imports (the kernel's mark is reset there, as the other tables do: the program's weights, its planned
+    activations and XNNPACK's packed weights and workspace), ``total`` the whole process's peak."""
+    code = (
+        'import sys, torch\n'
+        'from modzoo.bench.common import proc_status_mib, reset_peak_rss\n'
+        'from modzoo.export.executorch import PteProgram\n'
+        'x = torch.randn(1, 3, int(sys.argv[2]), int(sys.argv[2]))\n'
+        'base = proc_status_mib("VmRSS")\n'
+        'reset_peak_rss()\n'
+        'pte = PteProgram(sys.argv[1])\n'
+        'for _ in range(int(sys.argv[3])): pte.run(x)\n'
+        'peak = proc_status_mib("VmHWM")\n'
+        'print(peak - base, peak)\n'
+    )
+    out = subprocess.run([sys.executable, '-c', code, path, str(size), str(runs)], capture_output=True, text=True,
+                         check=True, env=subprocess_env(OMP_NUM_THREADS='1'))
+    peak, total = map(float, out.stdout.strip().splitlines()[-1].split())
+    return dict(peak=peak, total=total)
 
 
 def _xnnpack_rows(name: str, model, eager, size: int, calibration, targets, repeats: int, guard: LoadGuard,
@@ -74,7 +100,7 @@ def _xnnpack_rows(name: str, model, eager, size: int, calibration, targets, repe
                    portable_ops=report.delegation.portable_ops, size_mib=report.size_mib,
                    max_abs_diff=report.parity.max_abs_diff, top1_agreement=report.top1_agreement,
                    ratio=ms['pte'] / ms['eager'], vs_fp32=ms['fp32_pte'] / ms['pte'] if 'fp32_pte' in ms else None,
-                   seconds=report.seconds)
+                   seconds=report.seconds, memory_mib=pte_peak_mib(path, size))
         rows.append(row)
         row['target'] = target if forms else f'{target} (no export forms)'
         print(f'{name} {row["target"]}: {100 * row["share"]:.1f}% delegated, {ms["pte"]:.1f} ms vs eager '
@@ -165,16 +191,17 @@ def _xnnpack_cells(r: Dict) -> List[str]:
     ms = r['latency_ms']
     return [f'{100 * r["share"]:.1f}% ({r["delegated"]}/{r["compute_nodes"]})', f'{r["size_mib"]:.1f}',
             f'{ms["pte"]:.1f}', f'{ms["eager"]:.1f}', f'**{r["ratio"]:.2f}x**',
+            f'{r["memory_mib"]["peak"]:.0f}' if r.get('memory_mib') else '',
             f'{r["vs_fp32"]:.2f}x faster' if r.get('vs_fp32') else '',
             f'{r["max_abs_diff"]:.1e}, top-1 {r["top1_agreement"]:.0f}%', load_cell(r)]
 
 
 def _coreml_cells(r: Dict) -> List[str]:
     if 'failed' in r:
-        return ['conversion FAILED', '', '', '', '', '', escape(r['failed'][:120]), '']
+        return ['conversion FAILED', '', '', '', '', '', '', escape(r['failed'][:120]), '']
     parity = f'{r["max_abs_diff"]:.1e} (macOS)' if r['parity_verified'] else 'unverified (predicts on macOS only)'
     return [f'{r["ops"]} MIL ops, ' + ('none custom' if not r['unknown_ops'] else 'custom: ' + ', '.join(
-        r['unknown_ops'])), f'{r["size_mib"]:.1f}', 'macOS only', '', '', '', parity, '']
+        r['unknown_ops'])), f'{r["size_mib"]:.1f}', 'macOS only', '', '', 'macOS only', '', parity, '']
 
 
 def to_markdown(run: Dict) -> str:
@@ -184,11 +211,13 @@ def to_markdown(run: Dict) -> str:
              f'pool); latency: median of {run["repeats"]} runs of the `.pte` interleaved with eager PyTorch on this '
              'x86 CPU (a phone\'s figures differ; the ratio is what carries over). Delegated: compute nodes of the '
              'edge graph inside XNNPACK delegates (the rest run on ExecuTorch\'s portable kernels). Parity: max abs '
-             'logit diff and top-1 agreement with eager on a random and a photographic image. int8: PT2E with '
+             'logit diff and top-1 agreement with eager on a random and a photographic image. Peak MiB: peak '
+             'resident memory a fresh process adds to load the `.pte` in ExecuTorch\'s runtime and run it three times '
+             '(over its resident set after the imports). int8: PT2E with '
              f'XNNPACK\'s quantizer, calibrated on {escape(run["calib_data"])}. Core ML: ML program, converted and '
              'inspected here; it predicts only on macOS (check there with `python tools/check_coreml.py`).', '']
-    header = ['model', 'target', 'delegated / ops', 'MiB', 'program ms', 'eager ms', 'vs eager', 'int8 vs fp32 .pte',
-              'parity', 'load']
+    header = ['model', 'target', 'delegated / ops', 'MiB', 'program ms', 'eager ms', 'vs eager', 'peak MiB',
+              'int8 vs fp32 .pte', 'parity', 'load']
     lines += markdown_table(header, ([f'`{r["model"]}`', r['target']]
                                      + (_xnnpack_cells(r) if r['target'].startswith('xnnpack') else _coreml_cells(r))
                                      for r in run['rows']))

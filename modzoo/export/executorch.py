@@ -38,8 +38,8 @@ from .onnx import (
 
 __all__ = [
     'MOBILE_EXTRA_HINT', 'FP32_TOLERANCE', 'executorch_available', 'require_executorch', 'Delegation', 'delegation',
-    'PteProgram', 'lower_xnnpack', 'quantize_xnnpack', 'check_pte', 'time_interleaved', 'ExecuTorchReport',
-    'export_executorch',
+    'PteProgram', 'fold_float_constants', 'lower_xnnpack', 'quantize_xnnpack', 'check_pte', 'time_interleaved',
+    'ExecuTorchReport', 'export_executorch',
 ]
 
 MOBILE_EXTRA_HINT = 'pip install -e ".[mobile]" (or tools/setup_env.sh --mm)'
@@ -120,25 +120,37 @@ def lower_xnnpack(program: torch.export.ExportedProgram, fold_constants: bool = 
     """The edge program manager of ``program`` with XNNPACK's partitioner applied.
 
     ``fold_constants``: first evaluate every subgraph that depends only on weights and constants (ExecuTorch's
-    constant propagation): at the fixed export size, GridPE's rotation tables (arange, exp, cos, sin and their
-    casts) become constants of the program instead of portable-kernel work on every run. Not for a PT2E int8
-    graph: it would fold each weight's quantize/dequantize pair back into an fp32 weight."""
+    constant propagation, :func:`fold_constants`): at the fixed export size, GridPE's rotation tables (arange, exp,
+    cos, sin and their casts) become constants of the program instead of portable-kernel work on every run."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     if fold_constants:
-        from executorch.exir.passes.constant_prop_pass import constant_prop_pass
-        program = constant_prop_pass(program)
+        program = fold_float_constants(program)
     return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+
+
+def fold_float_constants(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """``program`` with its constant subgraphs evaluated, except the dequantize ops of an int8 graph: an int8
+    weight stays int8 with its dequantize (XNNPACK fuses the pair into an int8 kernel) instead of folding back to
+    fp32. ExecuTorch skips those ops only in its edge dialect; this runs on the ATen graph, so they are named here
+    (``aten.full`` stays too, as ExecuTorch's default: folding it can only grow the file)."""
+    from executorch.exir.operator.util import _QUANT_PRIMITIVES
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+    keep = {op for op in _QUANT_PRIMITIVES if 'dequantize' in str(op)} | {torch.ops.aten.full.default}
+    return constant_prop_pass(program, custom_skip_targets=keep)
 
 
 def quantize_xnnpack(model: nn.Module, example: torch.Tensor, calibration: np.ndarray, batch: int = 1) -> nn.Module:
     """``model`` quantized by PT2E with XNNPACK's quantizer (symmetric int8, per-channel weights, static activation
-    ranges from ``calibration``, N x C x H x W float32 images run ``batch`` at a time)."""
+    ranges from ``calibration``, N x C x H x W float32 images run ``batch`` at a time), its constant subgraphs
+    folded first (:func:`fold_float_constants`)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer, get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    graph = torch.export.export(model, (example,), strict=False).module()
+    # float constant subgraphs (GridPE's tables) folded before the quantizer sees them: otherwise it puts a
+    # quantize/dequantize pair on each table, which stops the folding after quantization at the pair
+    graph = fold_float_constants(torch.export.export(model, (example,), strict=False)).module()
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for i in range(0, len(calibration), batch):
@@ -294,8 +306,7 @@ def _lowered_program(model: nn.Module, example: torch.Tensor, calibration: Optio
     try:
         program = torch.export.export(graph, (example,), strict=False)
         seconds['export'] = time.perf_counter() - start - sum(seconds.values())
-        # not on an int8 graph: at this level the weights' quantize/dequantize pairs would fold back to fp32
-        edge = lower_xnnpack(program, fold_constants=calibration is None)
+        edge = lower_xnnpack(program)
         seconds['lower'] = time.perf_counter() - start - sum(seconds.values())
         stats = delegation(edge.exported_program())
         executorch_program = edge.to_executorch()

@@ -11,7 +11,8 @@ leaves out runs on ExecuTorch's slow portable kernels and splits the graph into 
 * :func:`explicit_attention` is attention as two 3-D batched matmuls and a softmax: the export form of
   ``F.scaled_dot_product_attention`` (whose export brings masking ops, ``logical_not``/``any``/``where``, that
   XNNPACK lacks) and of a 4-D ``q @ k^T`` (which exports as ``expand`` + ``bmm``; XNNPACK has no ``expand``).
-  Attention modules use it when their ``fused_attn`` is off.
+  Attention modules use it when their ``fused_attn`` is off, with q, k, v cut from the fused projection by
+  :func:`sliced_heads` (``unbind`` exports as ``split`` + ``squeeze``, left on portable kernels).
 * :class:`MeanPool` replaces the ``nn.AdaptiveAvgPool2d(1)`` of timm's classifier head (``adaptive_avg_pool2d``
   becomes an ``as_strided`` view XNNPACK refuses) with ``mean((2, 3), keepdim=True)``, XNNPACK's global average pool.
 
@@ -19,15 +20,14 @@ They are used only at export time (:func:`swap_mobile_forms`, called by the expo
 ``modzoo.export.deploy``); eager models keep the fused PyTorch kernels. Outputs match the replaced layers within
 1e-6 (fp32).
 """
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['LinearMeanLayerNorm', 'ConvMeanLayerNorm2d', 'MeanPool', 'explicit_attention', 'without_fused_attention',
-           'mobile_foreign_forms',
-           'swap_mobile_forms']
+__all__ = ['LinearMeanLayerNorm', 'ConvMeanLayerNorm2d', 'MeanPool', 'explicit_attention', 'sliced_heads',
+           'without_fused_attention', 'mobile_foreign_forms', 'swap_mobile_forms']
 
 
 class LinearMeanLayerNorm(nn.Module):
@@ -84,6 +84,17 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     attn = torch.bmm(q.flatten(0, 1) * scale, k.flatten(0, 1).transpose(1, 2)).softmax(dim=-1)
     attn = F.dropout(attn, dropout_p, training)
     return torch.bmm(attn, v.flatten(0, 1)).unflatten(0, (-1, heads))
+
+
+def sliced_heads(qkv: torch.Tensor, heads: int, head_dim: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v (B, heads, N, head_dim) of a fused qkv projection (B, N, 3 * heads * head_dim) by slicing its channels:
+    the usual ``unflatten(...).permute(...).unbind(0)`` exports as ``split`` + ``squeeze``, which XNNPACK leaves on
+    portable kernels; a slice it runs. Same values. TorchScript-compatible."""
+    inner = heads * head_dim
+    q = qkv[..., :inner].unflatten(-1, (heads, head_dim)).transpose(1, 2)
+    k = qkv[..., inner:2 * inner].unflatten(-1, (heads, head_dim)).transpose(1, 2)
+    v = qkv[..., 2 * inner:].unflatten(-1, (heads, head_dim)).transpose(1, 2)
+    return q, k, v
 
 
 def without_fused_attention(module: nn.Module) -> nn.Module:

@@ -24,6 +24,7 @@ Input sizes: any H x W. The overlapping 7x7/s4/p3 stem and 3x3/s2/p1 downsamples
 
 TorchScript: ``torch.jit.script`` works (tested: logits and ``forward_intermediates`` match eager).
 """
+import copy
 import logging
 import re
 from functools import partial
@@ -40,12 +41,13 @@ from timm.models._features import feature_take_indices
 from modzoo.kernels import dwconv_gelu, gelu_tile_mul  # Triton where validated, else their PyTorch reference
 from modzoo.layers import check_image_input, drop_path_rates
 from modzoo.layers.arg_check import check_model_args
-from modzoo.layers.mobile_forms import explicit_attention, without_fused_attention
+from modzoo.layers.mobile_forms import explicit_attention, sliced_heads, without_fused_attention
 from ._builder import build_zoo_model
 from ._checkpoint import register_checkpoint_family
 
 __all__ = [
     'EfficientMod', 'EfficientModBlock', 'AttentionBlock', 'checkpoint_filter_fn', 'dwconv_gelu', 'gelu_tile_mul',
+    'reshape_tile_mul',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -89,6 +91,15 @@ class EfficientModulation(nn.Module):
         self.drop = nn.Dropout(self.drop_prob)
         self.context_layer = ContextLayer(dim, kernel_size)
         self.fc2 = nn.Linear(dim * self.expansion, dim)
+        self.reshape_tile = False  # True: reshape_tile_mul (the ExecuTorch export form)
+
+    def export_form(self, target: str) -> Optional[nn.Module]:
+        """For ExecuTorch: the tile multiply as :func:`reshape_tile_mul` (same numbers, no ``unsqueeze``)."""
+        if target != 'executorch':
+            return None
+        form = copy.copy(self)
+        form.reshape_tile = True
+        return form
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.context_layer(x)
@@ -98,7 +109,18 @@ class EfficientModulation(nn.Module):
             # the dropout sits between GELU and the modulation, so the op cannot apply the GELU while it is active
             v = self.drop(F.gelu(v))
             apply_gelu = False
+        if self.reshape_tile:
+            return self.fc2(reshape_tile_mul(v, ctx, apply_gelu, self.expansion))
         return self.fc2(gelu_tile_mul(v, ctx, apply_gelu, self.expansion))
+
+
+def reshape_tile_mul(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool, ratio: int) -> torch.Tensor:
+    """``act(v) * tile_r(ctx)`` as :func:`gelu_tile_mul` computes it, the context's broadcast axis made by a reshape:
+    ``unsqueeze`` exports as an op XNNPACK lacks (one portable-kernel call and a delegate split per block), a reshape
+    as one it runs. Bit-identical (the same elementwise products)."""
+    if apply_gelu:
+        v = F.gelu(v)
+    return (v.unflatten(-1, (ratio, -1)) * ctx.unflatten(-1, (1, -1))).flatten(-2)
 
 
 class EfficientModBlock(nn.Module):
@@ -153,11 +175,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # unflatten/flatten on the channel dim only: batch and token counts stay symbolic for export
-        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        qkv = self.qkv(x)
         if self.fused_attn:
+            q, k, v = qkv.unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4).unbind(0)
             x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.)
         else:
+            q, k, v = sliced_heads(qkv, self.num_heads, self.head_dim)
             x = explicit_attention(q, k, v, self.head_dim ** -0.5, self.attn_drop, self.training)
         x = x.transpose(1, 2).flatten(-2)
         return self.proj_drop(self.proj(x))
