@@ -263,10 +263,11 @@ def test_efficientmod_export_forms_are_exact():
     v, ctx = torch.randn(2, 5, 5, 48), torch.randn(2, 5, 5, 16)
     for gelu in (True, False):
         assert torch.equal(reshape_tile_mul(v, ctx, gelu, 3), gelu_tile_mul_reference(v, ctx, gelu, 3))
-    qkv = torch.randn(2, 7, 3 * 4 * 8)
-    for got, want in zip(sliced_heads(qkv, 4, 8), qkv.unflatten(-1, (3, 4, 8)).permute(2, 0, 3, 1, 4).unbind(0),
-                         strict=True):
-        assert torch.equal(got, want)
+    for parts in (3, 2):  # EfficientMod's q, k, v; GridPE's k, v
+        fused = torch.randn(2, 7, parts * 4 * 8)
+        want = fused.unflatten(-1, (parts, 4, 8)).permute(2, 0, 3, 1, 4).unbind(0)
+        for got, expected in zip(sliced_heads(fused, 4, 8), want, strict=True):
+            assert torch.equal(got, expected)
 
 
 @needs_executorch

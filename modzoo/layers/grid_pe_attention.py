@@ -17,7 +17,7 @@ from timm.models.pvt_v2 import Attention as PvtV2Attention
 
 from modzoo.utils.tracing import can_cache, is_fx_tracing, is_graph_capture
 
-from .mobile_forms import explicit_attention, without_fused_attention
+from .mobile_forms import explicit_attention, sliced_heads, without_fused_attention
 from .grid_pe import GridPE, adaptive_pool_centres, grid_positions
 from .input_check import pad_to_min_size
 from .pooling import adaptive_avg_pool2d_traceable
@@ -214,7 +214,10 @@ class GridPEAttention(PvtV2Attention):
         # explicit sizes (no -1), so an empty batch reshapes too
         q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
         x = self.reduce(x, H, W)
-        k, v = self.kv(x).reshape(B, x.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.fused_attn:
+            k, v = self.kv(x).reshape(B, x.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        else:  # the ExecuTorch form: no split/squeeze
+            k, v = sliced_heads(self.kv(x), self.num_heads, self.head_dim)
 
         if self.grid_pe is not None:
             q, k = self.rotate_qk(q, k, H, W)

@@ -20,7 +20,7 @@ They are used only at export time (:func:`swap_mobile_forms`, called by the expo
 ``modzoo.export.deploy``); eager models keep the fused PyTorch kernels. Outputs match the replaced layers within
 1e-6 (fp32).
 """
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -86,15 +86,13 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     return torch.bmm(attn, v.flatten(0, 1)).unflatten(0, (-1, heads))
 
 
-def sliced_heads(qkv: torch.Tensor, heads: int, head_dim: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """q, k, v (B, heads, N, head_dim) of a fused qkv projection (B, N, 3 * heads * head_dim) by slicing its channels:
-    the usual ``unflatten(...).permute(...).unbind(0)`` exports as ``split`` + ``squeeze``, which XNNPACK leaves on
-    portable kernels; a slice it runs. Same values. TorchScript-compatible."""
+def sliced_heads(fused: torch.Tensor, heads: int, head_dim: int) -> List[torch.Tensor]:
+    """The (B, heads, N, head_dim) parts (q, k, v or k, v) of a fused projection (B, N, parts * heads * head_dim) by
+    slicing its channels: the usual ``unflatten(...).permute(...).unbind(0)`` exports as ``split`` + ``squeeze``,
+    which XNNPACK leaves on portable kernels; a slice it runs. Same values. TorchScript-compatible."""
     inner = heads * head_dim
-    q = qkv[..., :inner].unflatten(-1, (heads, head_dim)).transpose(1, 2)
-    k = qkv[..., inner:2 * inner].unflatten(-1, (heads, head_dim)).transpose(1, 2)
-    v = qkv[..., 2 * inner:].unflatten(-1, (heads, head_dim)).transpose(1, 2)
-    return q, k, v
+    return [fused[..., i * inner:(i + 1) * inner].unflatten(-1, (heads, head_dim)).transpose(1, 2)
+            for i in range(fused.shape[-1] // inner)]
 
 
 def without_fused_attention(module: nn.Module) -> nn.Module:
