@@ -109,6 +109,13 @@ def test_every_run_has_a_fixed_seed(name):
     assert load_config(dense_bench.config_path(name)).randomness.seed == 0
 
 
+def test_quick_check_refuses_to_write_a_table(tmp_path, capsys):
+    markdown = tmp_path / 'BENCHMARKS.md'
+    markdown.write_text('<!-- dense:start -->\n<!-- dense:end -->\n')
+    assert dense_bench.main(['--quick', '--update', str(markdown), '--work-dir', str(tmp_path / 'w')]) == 2
+    assert '--quick figures mean nothing' in capsys.readouterr().err and not (tmp_path / 'w').exists()
+
+
 def test_data_root_options_reach_loaders_and_evaluator():
     cfg = _config('GridPE-PVTv2-b0 RetinaNet', '/somewhere/dd')
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
