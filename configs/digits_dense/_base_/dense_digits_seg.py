@@ -42,6 +42,17 @@ dense_small_train_dataloader = dict(
         dict(type='Pad', size=dense_small_crop_size, pad_val=dict(img=0, seg=0)),
         dict(type='PackSegInputs'),
     ]))
+# 64x64 crops for SMT-T: from random initialisation it needs ~2000 steps to leave the all-background start
+dense_tiny_crop_size = (64, 64)
+dense_tiny_train_dataloader = dict(
+    dense_train_dataloader,
+    dataset=dict(dense_train_dataloader['dataset'], pipeline=[
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations'),
+        dict(type='RandomCrop', crop_size=dense_tiny_crop_size),
+        dict(type='Pad', size=dense_tiny_crop_size, pad_val=dict(img=0, seg=0)),
+        dict(type='PackSegInputs'),
+    ]))
 dense_val_dataloader = dict(
     _delete_=True, batch_size=1, num_workers=0, persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
