@@ -29,7 +29,7 @@ dense_train_dataloader = dict(
     dataset=dict(type='BaseSegDataset', data_root=dense_data_root, metainfo=dense_metainfo,
                  data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train'),
                  img_suffix='.png', seg_map_suffix='.png', reduce_zero_label=False, pipeline=dense_train_pipeline))
-# 96x96 crops for the slower backbones (SMT, FocalNet, GridPE UperNet) and the main job's short run: about 0.6x the
+# 96x96 crops for the slower backbones (FocalNet, GridPE UperNet, the latter also the main job's run): about 0.6x the
 # time of a 128x128 step; a config takes them with `train_dataloader = _base_.dense_small_train_dataloader` and
 # `model.data_preprocessor.size = _base_.dense_small_crop_size`
 dense_small_crop_size = (96, 96)
