@@ -5,6 +5,7 @@ goals (segmentation mIoU >= 70; detection bbox AP >= 0.50, AP50 >= 0.85) and wri
 
     python tools/bench_dense.py --work-dir output/dense --update BENCHMARKS.md
     python tools/bench_dense.py --only "EfficientMod-xxs FPN"
+    python tools/bench_dense.py --work-dir output/dense_quick --parallel 2 --quick   # every run for a few steps
 """
 import sys
 

@@ -12,8 +12,12 @@ val_dataloader = _base_.dense_val_dataloader
 test_dataloader = val_dataloader
 val_evaluator = _base_.dense_evaluator
 test_evaluator = val_evaluator
-train_cfg = _base_.dense_train_cfg
+# the main job's run (modzoo.main_job's dense stage, beside the segmentor): 5 epochs (940 iterations), lr x0.1 for
+# the last; the checkpoint hook's save_last keeps the final epoch
+max_epochs = 5
+train_cfg = dict(_base_.dense_train_cfg, max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = _base_.dense_optim_wrapper
-param_scheduler = _base_.dense_param_scheduler
+param_scheduler = [_base_.dense_param_scheduler[0],
+                   dict(_base_.dense_param_scheduler[1], end=max_epochs, milestones=[max_epochs - 1])]
 default_hooks = _base_.dense_default_hooks
 auto_scale_lr = dict(enable=False, base_batch_size=8)
