@@ -99,8 +99,28 @@ def test_goal_check_and_table():
                                            'peak_mib': 999.6}}, 'Machine: test')
     rows = table.splitlines()
     assert rows[2] == ('| EfficientMod-xxs FPN | `configs/digits_dense/fpn_efficientmod-xxs_dense-digits-128x128.py` | '
-                       '71.2 | - | - | - | 300 | 1500 |')
-    assert rows[3].endswith('| - | 0.512 | 0.900 | - | 60 | 1000 |') and rows[-1] == 'Machine: test'
+                       '71.2 | - | - | - | met | 300 | 1500 |  |')
+    assert rows[3].endswith('| - | 0.512 | 0.900 | - | met | 60 | 1000 |  |') and rows[-1] == 'Machine: test'
+    missed = dense_bench.dense_table({seg: {'mIoU': 7.7, 'train_s': 1, 'peak_mib': 1, 'date': '2026-12-07 10:00 UTC',
+                                            'load_before': 2.0, 'load_after': 2.04, 'threads': 1, 'parallel': 2}},
+                                      '').splitlines()[2]
+    assert missed.endswith('| **missed** | 1 | 1 | 2026-12-07 10:00 UTC, load 2.0→2.0, 1 thread(s), 2 runs at a time |')
+
+
+def test_saved_results_keep_rows_of_unchanged_configs_only(tmp_path, monkeypatch):
+    """A table takes an earlier run's row only while that run's config is unchanged (comments aside)."""
+    name = 'EfficientMod-xxs FPN'
+    config = tmp_path / 'config.py'
+    config.write_text('# a comment\nx = 1\n')
+    monkeypatch.setattr(dense_bench, 'config_path', lambda _: str(config))
+    run_dir = tmp_path / 'runs' / 'EfficientMod-xxs_FPN'
+    run_dir.mkdir(parents=True)
+    (run_dir / 'result.json').write_text(json.dumps({'mIoU': 72.9, 'config_sha256': dense_bench.config_digest(name)}))
+    assert dense_bench.saved_results(str(tmp_path / 'runs'))[name]['mIoU'] == 72.9
+    config.write_text('# another comment\nx = 1\n')
+    assert name in dense_bench.saved_results(str(tmp_path / 'runs'))
+    config.write_text('x = 2\n')
+    assert dense_bench.saved_results(str(tmp_path / 'runs')) == {}
 
 
 @pytest.mark.parametrize('name', sorted(dense_bench.DENSE_RUNS))

@@ -11,7 +11,9 @@ model = dict(
     auxiliary_head=dict(channels=32, num_classes=11,
                         loss_decode=_base_.dense_aux_loss_decode, sampler=_base_.dense_sampler))
 # to fit 10 minutes at one CPU thread (a batch-8 step at 96x96 costs ~4x EfficientMod FPN's at 128x128): 96x96 crops,
-# batch 4, 1000 iterations (an estimate from the per-step cost; not trained yet)
+# batch 4, 1000 iterations. Measured (tools/bench_dense.py, 2026-12-07): too short, the loss stays flat (0.90 -> 0.88)
+# and the model predicts all background (mIoU 7.7); SMT-T left that start only after ~2000 batch-8 steps at 64 px,
+# which at FocalNet-T's measured 0.73 s per batch-4 96 px step would take ~20 minutes
 train_dataloader = dict(_base_.dense_small_train_dataloader, batch_size=4)
 val_dataloader = _base_.dense_val_dataloader
 test_dataloader = val_dataloader

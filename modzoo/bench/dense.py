@@ -9,9 +9,11 @@ AP50 >= 0.85. Each run is a child process (``modzoo.mm.cli``'s train and test co
     python tools/bench_dense.py --work-dir output/dense --update BENCHMARKS.md
     python tools/bench_dense.py --parallel 2 --update BENCHMARKS.md   # two runs at a time, one thread each (2 cores)
 """
+import hashlib
 import json
 import os
 import os.path as osp
+import shlex
 import subprocess
 import sys
 import time
@@ -24,11 +26,12 @@ from .report import Block, markdown_table, write_report
 
 __all__ = ['DENSE_RUNS', 'MAIN_JOB_RUNS', 'SEG_GOAL_MIOU', 'DET_GOAL_AP', 'DET_GOAL_AP50', 'GoalMissed',
            'config_path', 'data_root_options', 'run_dense', 'check_goal', 'goal_misses', 'summary_line',
-           'run_dense_stage', 'dense_table', 'main']
+           'config_digest', 'saved_results', 'run_dense_stage', 'dense_table', 'main']
 
 SEG_GOAL_MIOU = 70.0
 DET_GOAL_AP = 0.50
 DET_GOAL_AP50 = 0.85
+TRAIN_BUDGET_S = 600  # the goals hold after at most 10 minutes of training
 _CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs', 'digits_dense')
 # row name -> (scope, config file in configs/digits_dense)
 DENSE_RUNS: Dict[str, tuple] = {
@@ -117,6 +120,38 @@ def run_dense(name: str, work_dir: str, data_root: str, extra_options: Sequence[
     return dict(metrics, train_s=train['seconds'], peak_mib=train['peak_mib'])
 
 
+def config_digest(name: str) -> str:
+    """sha256 of run ``name``'s config without its comment lines: a saved result counts only for the same config."""
+    with open(config_path(name)) as f:
+        code = '\n'.join(line for line in f.read().splitlines() if not line.lstrip().startswith('#'))
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def _recorded_run(name: str, work_dir: str, data_root: str, threads: Optional[int], parallel: int) -> Dict:
+    """:func:`run_dense` with the date, the load before and after, and the config's digest, also saved as
+    ``<run dir>/result.json`` so a later table can take this row (:func:`saved_results`)."""
+    load_before, date = load_1min(), time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    result = run_dense(name, _run_dir(work_dir, name), data_root, (), threads)
+    result.update(date=date, load_before=load_before, load_after=load_1min(), threads=threads or os.cpu_count(),
+                  parallel=parallel, config_sha256=config_digest(name))
+    with open(osp.join(_run_dir(work_dir, name), 'result.json'), 'w') as f:
+        json.dump(result, f, indent=1, default=float)
+    return result
+
+
+def saved_results(work_dir: str) -> Dict[str, Dict]:
+    """The results earlier invocations saved under ``work_dir`` whose config is unchanged since (``{name: result}``)."""
+    results = {}
+    for name in DENSE_RUNS:
+        path = osp.join(_run_dir(work_dir, name), 'result.json')
+        if osp.isfile(path):
+            with open(path) as f:
+                result = json.load(f)
+            if result.get('config_sha256') == config_digest(name):
+                results[name] = result
+    return results
+
+
 def check_goal(name: str, metrics: Dict) -> None:
     """Raise :class:`GoalMissed` when ``metrics`` of run ``name`` are below the issue's goal (a figure missing from
     ``metrics``, e.g. no box above the score threshold at all, counts as 0)."""
@@ -157,8 +192,8 @@ def _run_all(names: Sequence[str], work_dir: str, data_root: str, parallel: int,
     from concurrent.futures import ThreadPoolExecutor  # each run is a child process; a thread only waits for it
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = {name: pool.submit(run_dense, name, _run_dir(work_dir, name), data_root,
-                                     _QUICK_OPTIONS[DENSE_RUNS[name][0]] if quick else (), threads)
-                   for name in names}
+                                     _QUICK_OPTIONS[DENSE_RUNS[name][0]], threads) if quick else
+                   pool.submit(_recorded_run, name, work_dir, data_root, threads, parallel) for name in names}
         return {name: future.result() for name, future in futures.items()}
 
 
@@ -178,21 +213,48 @@ def _figure(metrics: Dict, key: str, scale: float = 1.0, digits: int = 1) -> str
     return f'{metrics[key] * scale:.{digits}f}' if key in metrics else '-'
 
 
+def _goal_cell(name: str, metrics: Dict) -> str:
+    try:
+        check_goal(name, metrics)
+        cell = 'met'
+    except GoalMissed:
+        cell = '**missed**'
+    return cell + (f', **trained over {TRAIN_BUDGET_S // 60} min**' if metrics['train_s'] > TRAIN_BUDGET_S else '')
+
+
+def _when_cell(m: Dict) -> str:
+    if 'date' not in m:
+        return ''
+    beside = f', {m["parallel"]} runs at a time' if m.get('parallel', 1) > 1 else ''
+    return f'{m["date"]}, load {m["load_before"]:.1f}→{m["load_after"]:.1f}, {m["threads"]} thread(s){beside}'
+
+
 def dense_table(results: Dict[str, Dict], machine: str) -> str:
-    """Rows (``{name: metrics}`` of :func:`run_dense`) -> the markdown table, with the machine and load under it."""
-    header = ('model', 'config', 'mIoU', 'bbox AP', 'AP50', 'mask AP', 'train time (s)', 'peak memory (MiB)')
+    """Rows (``{name: metrics}`` of :func:`run_dense`, with the date and load where recorded) -> the markdown table,
+    with ``machine`` (and how it was run) under it."""
+    header = ('model', 'config', 'mIoU', 'bbox AP', 'AP50', 'mask AP', 'goal', 'train time (s)', 'peak memory (MiB)',
+              'measured')
     rows = [(name, f'`configs/digits_dense/{DENSE_RUNS[name][1]}`', _figure(m, 'mIoU'),
              _figure(m, 'coco/bbox_mAP', digits=3), _figure(m, 'coco/bbox_mAP_50', digits=3),
-             _figure(m, 'coco/segm_mAP', digits=3), f'{m["train_s"]:.0f}', f'{m["peak_mib"]:.0f}')
+             _figure(m, 'coco/segm_mAP', digits=3), _goal_cell(name, m), f'{m["train_s"]:.0f}',
+             f'{m["peak_mib"]:.0f}', _when_cell(m))
             for name, m in results.items()]
     return '\n'.join(markdown_table(header, rows) + ['', machine])
 
 
-def _machine(load_start: float, parallel: int, threads: int) -> str:
-    return (f'Machine: {machine_description()}; load average (1 min) {load_start:.1f} at the start, '
-            f'{load_1min():.1f} at the end. {parallel} run(s) at a time, {threads} thread(s) each: train times are '
-            f'wall seconds of each training process' + (', sharing the cores with the run beside it.'
-                                                         if parallel > 1 else '.'))
+def _machine(command: str) -> str:
+    goals = (f'Goals (issue 34), on the held-out canvases after at most {TRAIN_BUDGET_S // 60} minutes of training: '
+             f'mIoU >= {SEG_GOAL_MIOU:g}; bbox AP >= {DET_GOAL_AP:g} and AP50 >= {DET_GOAL_AP50:g}.')
+    return (f'{goals} Machine: {machine_description()}. Command: `{command}`. Train time: wall seconds of the '
+            'training process (with another run beside it where the row says so). Measured: each row\'s date, '
+            '1-minute load average before→after its run and threads; rows saved by earlier runs in the same work '
+            'directory with an unchanged config are kept.')
+
+
+def _train_and_test(args, work_dir: str, threads: int) -> Dict[str, Dict]:
+    data_root = osp.join(work_dir, 'dense_digits')
+    write_dense_digits(data_root, **(_QUICK_DATA if args.quick else {}))
+    return _run_all(args.only or list(DENSE_RUNS), work_dir, data_root, args.parallel, threads, args.quick)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -209,9 +271,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help=f'check the pipeline only: every run for {_QUICK_OPTIONS["mmseg"][0].split("=")[1]} '
                              f'iterations (mmseg) or one epoch (mmdet) on {_QUICK_DATA["num_train"]} training '
                              'canvases; prints the table, checks no goal, cannot --update')
+    parser.add_argument('--saved-only', action='store_true',
+                        help='train nothing: write the table from the results earlier runs saved in --work-dir')
     args = parser.parse_args(argv)
     threads = max(1, (os.cpu_count() or 1) // max(args.parallel, 1))
-    load_start = load_1min()
     try:
         if args.update and not osp.isfile(args.update):
             raise UsageError(f'--update {args.update}: no such file; name an existing markdown file')
@@ -219,13 +282,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UsageError(f'--parallel {args.parallel}: give at least 1')
         if args.quick and args.update:
             raise UsageError('--quick figures mean nothing and go in no table: drop --update (or --quick)')
+        if args.saved_only and (args.quick or args.only):
+            raise UsageError('--saved-only trains nothing: drop --quick and --only')
         work_dir = osp.join(args.work_dir, 'quick') if args.quick else args.work_dir  # apart from the full runs
-        data_root = osp.join(work_dir, 'dense_digits')
-        write_dense_digits(data_root, **(_QUICK_DATA if args.quick else {}))
-        results = _run_all(args.only or list(DENSE_RUNS), work_dir, data_root, args.parallel, threads, args.quick)
+        results = {} if args.saved_only else _train_and_test(args, work_dir, threads)
+        if args.saved_only and not saved_results(work_dir):
+            raise UsageError(f'--saved-only: no saved result of an unchanged config in {work_dir}; run without it')
     except UsageError as e:
         return print_error(e)
-    table = dense_table(results, _machine(load_start, args.parallel, threads))
+    command = shlex.join(['python', 'tools/bench_dense.py', *(argv if argv is not None else sys.argv[1:])])
+    shown = results if args.quick else {**saved_results(work_dir), **results}  # + earlier runs' rows
+    table = dense_table({name: shown[name] for name in DENSE_RUNS if name in shown},
+                        _machine(command))
     print(table)
     if args.update:
         write_report(blocks=[Block(args.update, *_MARKERS, table)])
