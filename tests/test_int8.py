@@ -255,3 +255,29 @@ def test_bench_tables_show_the_load_of_every_row():
                                                     fp32_file_mib=17.0, int8_file_mib=4.6)])
     int8_text = bench_onnx.render(int8_run)
     assert '| 17.0 | 4.6 |' in int8_text and 'All 1 rows are within it.' in int8_text
+
+
+def test_int8_leaves_the_working_directory_alone(tmp_path, monkeypatch):
+    """ONNX Runtime's symbolic shape pass, when it fails (EfficientFormerV2, PVT), dumps ``sym_shape_infer_temp.onnx``
+    and a uuid-named ``.data`` into the working directory; the quantizer runs its pre-pass in its staging folder."""
+    import torch
+    from onnxruntime.quantization import shape_inference
+    from modzoo.export import onnx as zoo_onnx
+    real = shape_inference.quant_pre_process
+
+    def dumping_pre_pass(source, target, skip_symbolic_shape=False, **kwargs):
+        if not skip_symbolic_shape:  # as ORT's pass does when the symbolic inference is incomplete
+            open('sym_shape_infer_temp.onnx', 'w').close()
+            raise RuntimeError('Incomplete symbolic shape inference')
+        return real(source, target, skip_symbolic_shape=True, **kwargs)
+
+    monkeypatch.setattr(shape_inference, 'quant_pre_process', dumping_pre_pass)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    fp32 = zoo_onnx.export_onnx(model, tmp_path / 'f.onnx', img_size=(16, 16), batch=1, dynamic='batch')
+    user_dir = tmp_path / 'cwd'
+    user_dir.mkdir()
+    monkeypatch.chdir(user_dir)
+    images = np.random.default_rng(0).random((4, 3, 16, 16), dtype=np.float32)
+    result = quantize.quantize_onnx_int8('../f.onnx', 'q.onnx', images)
+    assert os.listdir(user_dir) == ['q.onnx'] and result.quantized_nodes > 0

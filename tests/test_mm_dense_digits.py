@@ -97,13 +97,13 @@ def test_goal_check_and_table():
     table = dense_bench.dense_table({seg: {'mIoU': 71.25, 'train_s': 300.4, 'peak_mib': 1500.2},
                                      det: {'coco/bbox_mAP': 0.5123, 'coco/bbox_mAP_50': 0.9, 'train_s': 59.6,
                                            'peak_mib': 999.6}}, 'Machine: test')
-    rows = table.splitlines()
+    rows = table.splitlines()[2:]  # under the heading
     assert rows[2] == ('| EfficientMod-xxs FPN | `configs/digits_dense/fpn_efficientmod-xxs_dense-digits-128x128.py` | '
                        '71.2 | - | - | - | met | 300 | 1500 |  |')
     assert rows[3].endswith('| - | 0.512 | 0.900 | - | met | 60 | 1000 |  |') and rows[-1] == 'Machine: test'
     missed = dense_bench.dense_table({seg: {'mIoU': 7.7, 'train_s': 1, 'peak_mib': 1, 'date': '2026-12-07 10:00 UTC',
                                             'load_before': 2.0, 'load_after': 2.04, 'threads': 1, 'parallel': 2}},
-                                      '').splitlines()[2]
+                                      '').splitlines()[4]
     assert missed.endswith('| **missed** | 1 | 1 | 2026-12-07 10:00 UTC, load 2.0→2.0, 1 thread(s), 2 runs at a time |')
 
 

@@ -134,6 +134,7 @@ def _recorded_run(name: str, work_dir: str, data_root: str, threads: Optional[in
     result = run_dense(name, _run_dir(work_dir, name), data_root, (), threads)
     result.update(date=date, load_before=load_before, load_after=load_1min(), threads=threads or os.cpu_count(),
                   parallel=parallel, config_sha256=config_digest(name))
+    os.makedirs(_run_dir(work_dir, name), exist_ok=True)
     with open(osp.join(_run_dir(work_dir, name), 'result.json'), 'w') as f:
         json.dump(result, f, indent=1, default=float)
     return result
@@ -239,7 +240,8 @@ def dense_table(results: Dict[str, Dict], machine: str) -> str:
              _figure(m, 'coco/segm_mAP', digits=3), _goal_cell(name, m), f'{m["train_s"]:.0f}',
              f'{m["peak_mib"]:.0f}', _when_cell(m))
             for name, m in results.items()]
-    return '\n'.join(markdown_table(header, rows) + ['', machine])
+    return '\n'.join(['## Dense digits: segmentation and detection that learn', ''] + markdown_table(header, rows)
+                     + ['', machine])
 
 
 def _machine(command: str) -> str:

@@ -296,7 +296,7 @@ def quantize_onnx_int8(
         raise InvalidExportInput(f'calibration method must be one of {", ".join(methods)}, not {calibrate_method!r}')
     if calibration.ndim != 4 or not len(calibration):
         raise InvalidExportInput(f'calibration images must be a non-empty (N, C, H, W) array, got {calibration.shape}')
-    fp32_path, output = os.fspath(fp32_path), os.fspath(output)
+    fp32_path, output = os.path.abspath(fp32_path), os.path.abspath(output)
     with staging_dir(output) as tmp:
         prepared = os.path.join(tmp, 'prepared.onnx')
         pre_error = None
@@ -304,7 +304,8 @@ def quantize_onnx_int8(
         # inference cannot follow some dynamic reshapes (PVT's spatial reduction), ONNX's own inference then does
         for skip_symbolic in (False, True):
             try:
-                with _quiet():
+                # in the staging folder: a failed symbolic pass dumps its model and weights into the working directory
+                with _quiet(), contextlib.chdir(tmp):
                     quant_pre_process(fp32_path, prepared, skip_symbolic_shape=skip_symbolic)
                 pre_error = None
                 break
