@@ -274,7 +274,7 @@ def test_int8_leaves_the_working_directory_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(shape_inference, 'quant_pre_process', dumping_pre_pass)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
-    fp32 = zoo_onnx.export_onnx(model, tmp_path / 'f.onnx', img_size=(16, 16), batch=1, dynamic='batch')
+    zoo_onnx.export_onnx(model, tmp_path / 'f.onnx', img_size=(16, 16), batch=1, dynamic='batch')
     user_dir = tmp_path / 'cwd'
     user_dir.mkdir()
     monkeypatch.chdir(user_dir)

@@ -120,8 +120,8 @@ def lower_xnnpack(program: torch.export.ExportedProgram, fold_constants: bool = 
     """The edge program manager of ``program`` with XNNPACK's partitioner applied.
 
     ``fold_constants``: first evaluate every subgraph that depends only on weights and constants (ExecuTorch's
-    constant propagation, :func:`fold_float_constants`): at the fixed export size, GridPE's rotation tables (arange, exp,
-    cos, sin and their casts) become constants of the program instead of portable-kernel work on every run."""
+    constant propagation, :func:`fold_float_constants`): at the fixed export size, GridPE's rotation tables (arange,
+    exp, cos, sin and their casts) become constants of the program instead of portable-kernel work on every run."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     if fold_constants:
