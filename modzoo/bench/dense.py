@@ -121,10 +121,10 @@ def run_dense(name: str, work_dir: str, data_root: str, extra_options: Sequence[
 
 
 def config_digest(name: str) -> str:
-    """sha256 of run ``name``'s config without its comment lines: a saved result counts only for the same config."""
-    with open(config_path(name)) as f:
-        code = '\n'.join(line for line in f.read().splitlines() if not line.lstrip().startswith('#'))
-    return hashlib.sha256(code.encode()).hexdigest()
+    """sha256 of run ``name``'s config as mmengine resolves it (its ``_base_`` files included, comments aside): a
+    saved result counts only for the same config."""
+    from mmengine.config import Config
+    return hashlib.sha256(Config.fromfile(config_path(name)).pretty_text.encode()).hexdigest()
 
 
 def _recorded_run(name: str, work_dir: str, data_root: str, threads: Optional[int], parallel: int) -> Dict:
@@ -188,13 +188,14 @@ def summary_line(name: str, metrics: Dict) -> str:
     return f'{name}: {figures}, trained in {metrics["train_s"]:.0f}s'
 
 
-def _run_all(names: Sequence[str], work_dir: str, data_root: str, parallel: int,
-             threads: Optional[int], quick: bool = False) -> Dict[str, Dict]:
+def _run_all(names: Sequence[str], work_dir: str, data_root: str, parallel: int, threads: Optional[int],
+             extra_options: Optional[Dict[str, Sequence[str]]] = None, record: bool = False) -> Dict[str, Dict]:
+    """Every run of ``names``, ``parallel`` at a time; ``record``: each saved for later tables (`_recorded_run`)."""
     from concurrent.futures import ThreadPoolExecutor  # each run is a child process; a thread only waits for it
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {name: pool.submit(run_dense, name, _run_dir(work_dir, name), data_root,
-                                     _QUICK_OPTIONS[DENSE_RUNS[name][0]], threads) if quick else
-                   pool.submit(_recorded_run, name, work_dir, data_root, threads, parallel) for name in names}
+        futures = {name: pool.submit(_recorded_run, name, work_dir, data_root, threads, parallel) if record else
+                   pool.submit(run_dense, name, _run_dir(work_dir, name), data_root,
+                               (extra_options or {}).get(DENSE_RUNS[name][0], ()), threads) for name in names}
         return {name: future.result() for name, future in futures.items()}
 
 
@@ -256,7 +257,8 @@ def _machine(command: str) -> str:
 def _train_and_test(args, work_dir: str, threads: int) -> Dict[str, Dict]:
     data_root = osp.join(work_dir, 'dense_digits')
     write_dense_digits(data_root, **(_QUICK_DATA if args.quick else {}))
-    return _run_all(args.only or list(DENSE_RUNS), work_dir, data_root, args.parallel, threads, args.quick)
+    return _run_all(args.only or list(DENSE_RUNS), work_dir, data_root, args.parallel, threads,
+                    _QUICK_OPTIONS if args.quick else None, record=not args.quick)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -33,26 +33,14 @@ dense_train_dataloader = dict(
 # time of a 128x128 step; a config takes them with `train_dataloader = _base_.dense_small_train_dataloader` and
 # `model.data_preprocessor.size = _base_.dense_small_crop_size`
 dense_small_crop_size = (96, 96)
-dense_small_train_dataloader = dict(
-    dense_train_dataloader,
-    dataset=dict(dense_train_dataloader['dataset'], pipeline=[
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations'),
-        dict(type='RandomCrop', crop_size=dense_small_crop_size),
-        dict(type='Pad', size=dense_small_crop_size, pad_val=dict(img=0, seg=0)),
-        dict(type='PackSegInputs'),
-    ]))
+dense_small_train_dataloader = dict(dense_train_dataloader, dataset=dict(dense_train_dataloader['dataset'], pipeline=[
+    *dense_train_pipeline[:2], dict(dense_train_pipeline[2], crop_size=dense_small_crop_size),
+    dict(dense_train_pipeline[3], size=dense_small_crop_size), *dense_train_pipeline[4:]]))
 # 64x64 crops for SMT-T: from random initialisation it needs ~2000 steps to leave the all-background start
 dense_tiny_crop_size = (64, 64)
-dense_tiny_train_dataloader = dict(
-    dense_train_dataloader,
-    dataset=dict(dense_train_dataloader['dataset'], pipeline=[
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations'),
-        dict(type='RandomCrop', crop_size=dense_tiny_crop_size),
-        dict(type='Pad', size=dense_tiny_crop_size, pad_val=dict(img=0, seg=0)),
-        dict(type='PackSegInputs'),
-    ]))
+dense_tiny_train_dataloader = dict(dense_train_dataloader, dataset=dict(dense_train_dataloader['dataset'], pipeline=[
+    *dense_train_pipeline[:2], dict(dense_train_pipeline[2], crop_size=dense_tiny_crop_size),
+    dict(dense_train_pipeline[3], size=dense_tiny_crop_size), *dense_train_pipeline[4:]]))
 dense_val_dataloader = dict(
     _delete_=True, batch_size=1, num_workers=0, persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
