@@ -259,10 +259,10 @@ def test_efficientmod_export_forms_are_exact():
     """The ExecuTorch forms of EfficientMod's tile multiply and q/k/v cut give exactly the eager numbers."""
     from modzoo.kernels import gelu_tile_mul_reference
     from modzoo.layers.mobile_forms import sliced_heads
-    from modzoo.models.efficientmod import reshape_tile_mul
     v, ctx = torch.randn(2, 5, 5, 48), torch.randn(2, 5, 5, 16)
-    for gelu in (True, False):
-        assert torch.equal(reshape_tile_mul(v, ctx, gelu, 3), gelu_tile_mul_reference(v, ctx, gelu, 3))
+    for gelu in (True, False):  # the reference's reshaped broadcast against the unsqueeze it replaced
+        expected = ((torch.nn.functional.gelu(v) if gelu else v).unflatten(-1, (3, -1)) * ctx.unsqueeze(-2)).flatten(-2)
+        assert torch.equal(gelu_tile_mul_reference(v, ctx, gelu, 3), expected)
     for parts in (3, 2):  # EfficientMod's q, k, v; GridPE's k, v
         fused = torch.randn(2, 7, parts * 4 * 8)
         want = fused.unflatten(-1, (parts, 4, 8)).permute(2, 0, 3, 1, 4).unbind(0)

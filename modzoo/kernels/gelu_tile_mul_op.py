@@ -28,7 +28,9 @@ def gelu_tile_mul_reference(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool
         ratio = v.shape[-1] // ctx.shape[-1]
     if apply_gelu:
         v = F.gelu(v)
-    out = v.unflatten(-1, (ratio, -1)) * ctx.unsqueeze(-2)
+    # the broadcast axis by a reshape, not unsqueeze: XNNPACK (ExecuTorch) lacks unsqueeze, which would leave one
+    # portable-kernel call and a delegate split per block; same products, bit-identical
+    out = v.unflatten(-1, (ratio, -1)) * ctx.unflatten(-1, (1, -1))
     return out.flatten(-2)
 
 

@@ -24,7 +24,6 @@ Input sizes: any H x W. The overlapping 7x7/s4/p3 stem and 3x3/s2/p1 downsamples
 
 TorchScript: ``torch.jit.script`` works (tested: logits and ``forward_intermediates`` match eager).
 """
-import copy
 import logging
 import re
 from functools import partial
@@ -47,7 +46,6 @@ from ._checkpoint import register_checkpoint_family
 
 __all__ = [
     'EfficientMod', 'EfficientModBlock', 'AttentionBlock', 'checkpoint_filter_fn', 'dwconv_gelu', 'gelu_tile_mul',
-    'reshape_tile_mul',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -91,15 +89,6 @@ class EfficientModulation(nn.Module):
         self.drop = nn.Dropout(self.drop_prob)
         self.context_layer = ContextLayer(dim, kernel_size)
         self.fc2 = nn.Linear(dim * self.expansion, dim)
-        self.reshape_tile = False  # True: reshape_tile_mul (the ExecuTorch export form)
-
-    def export_form(self, target: str) -> Optional[nn.Module]:
-        """For ExecuTorch: the tile multiply as :func:`reshape_tile_mul` (same numbers, no ``unsqueeze``)."""
-        if target != 'executorch':
-            return None
-        form = copy.copy(self)
-        form.reshape_tile = True
-        return form
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.context_layer(x)
@@ -109,18 +98,7 @@ class EfficientModulation(nn.Module):
             # the dropout sits between GELU and the modulation, so the op cannot apply the GELU while it is active
             v = self.drop(F.gelu(v))
             apply_gelu = False
-        if self.reshape_tile:
-            return self.fc2(reshape_tile_mul(v, ctx, apply_gelu, self.expansion))
         return self.fc2(gelu_tile_mul(v, ctx, apply_gelu, self.expansion))
-
-
-def reshape_tile_mul(v: torch.Tensor, ctx: torch.Tensor, apply_gelu: bool, ratio: int) -> torch.Tensor:
-    """``act(v) * tile_r(ctx)`` as :func:`gelu_tile_mul` computes it, the context's broadcast axis made by a reshape:
-    ``unsqueeze`` exports as an op XNNPACK lacks (one portable-kernel call and a delegate split per block), a reshape
-    as one it runs. Bit-identical (the same elementwise products)."""
-    if apply_gelu:
-        v = F.gelu(v)
-    return (v.unflatten(-1, (ratio, -1)) * ctx.unflatten(-1, (1, -1))).flatten(-2)
 
 
 class EfficientModBlock(nn.Module):
