@@ -276,3 +276,61 @@ def test_focalnet_graph_keeps_blocks_channels_last(tmp_path):
     assert len(block_norms) == 2 * sum(FAMILY_SMALL[name]['depths'])
     transposed = [n.name for n in block_norms if producer[n.input[0]].op_type == 'Transpose']
     assert not transposed, transposed
+
+
+EFFICIENTMOD_FLAGS = {
+    'xxs_small': {},
+    'no_layerscale_ratios': dict(layerscale_value=None, mlp_ratio=(2, 3, (1, 4), 1), att_ratio=(4, 4, 2, 3)),
+    'conv_only': dict(attention_depth=(0, 0, 0, 0), context_size=5),
+}
+
+
+@pytest.mark.parametrize('flags', sorted(EFFICIENTMOD_FLAGS))
+def test_efficientmod_stage_form_matches_eager(flags):
+    """EfficientMod's ONNX form (channels-first stages, projections as 1x1 convs, LayerScale folded, the tile as a
+    channel concat, attention with the heads' channels first) computes the eager model and its feature taps."""
+    import copy
+
+    import timm
+    from modzoo.models.efficientmod_onnx import EfficientModStageNCHW
+    torch.manual_seed(0)
+    kwargs = dict(FAMILY_SMALL['zoo_efficientmod_xxs'], **EFFICIENTMOD_FLAGS[flags])
+    model = timm.create_model('zoo_efficientmod_xxs', **kwargs).eval()
+    for p in model.parameters():  # LayerNorm weights away from 1, biases away from 0, LayerScale away from 1e-4
+        p.data.add_(0.1 * torch.randn_like(p))
+    lean = deploy.prepare_for_export(copy.deepcopy(model), 'onnx')
+    assert [type(stage) for stage in lean.layers] == [EfficientModStageNCHW] * len(kwargs['depths'])
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(lean(x), model(x), rtol=0, atol=1e-5)
+        for a, b in zip(lean.forward_intermediates(x)[1], model.forward_intermediates(x)[1], strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_efficientmod_stage_form_declines_hooked_and_training_stages():
+    """A stage with a forward hook (SFM's pre-hook on the downsample) keeps its eager form, and so does a stage in
+    training mode (the form has no dropout)."""
+    import timm
+    from modzoo.models.efficientmod_onnx import stage_nchw
+    model = timm.create_model('zoo_efficientmod_xxs', **FAMILY_SMALL['zoo_efficientmod_xxs']).eval()
+    model.layers[1].downsample.register_forward_pre_hook(lambda module, args: None)
+    assert stage_nchw(model.layers[2].train()) is None
+    deploy.prepare_for_export(model, 'onnx')
+    assert [type(stage).__name__ for stage in model.layers] == [
+        'EfficientModStageNCHW', 'EfficientModStage', 'EfficientModStageNCHW', 'EfficientModStageNCHW']
+
+
+def test_efficientmod_graph_runs_projections_as_convs(tmp_path):
+    """In the default EfficientMod graph every projection is a Conv (ONNX Runtime's NCHWc kernels): the only
+    MatMuls left are the two of each attention block (scores and weighted sum); the eager form writes a MatMul per
+    Linear layer."""
+    name = 'zoo_efficientmod_xxs'
+    kwargs = FAMILY_SMALL[name]
+    torch.manual_seed(0)
+    path = str(tmp_path / 'lean.onnx')
+    zoo_onnx.export_default_graph(name, path, img_size=SIZE, model_kwargs=kwargs)
+    ops = _op_counts(path)
+    modulation_blocks, attention_blocks = sum(kwargs['depths']), sum(kwargs['attention_depth'])
+    assert ops['MatMul'] == 2 * attention_blocks, ops
+    # stem, downsamples; 5 per modulation block (f, dwconv, g, fc1, fc2); 4 per attention block (qkv, proj, MLP)
+    assert ops['Conv'] == len(kwargs['depths']) + 5 * modulation_blocks + 4 * attention_blocks, ops

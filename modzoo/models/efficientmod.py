@@ -249,6 +249,13 @@ class EfficientModStage(nn.Module):
         ]
         self.blocks = nn.ModuleList(blocks)
 
+    def export_form(self, target: str) -> Optional[nn.Module]:
+        """For ONNX: the stage channels-first (:mod:`modzoo.models.efficientmod_onnx`; None where it does not apply)."""
+        if target != 'onnx':
+            return None
+        from .efficientmod_onnx import stage_nchw  # the form's file imports this one
+        return stage_nchw(self)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.downsample is not None:
             x = self.downsample(x)
