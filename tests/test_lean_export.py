@@ -287,9 +287,8 @@ EFFICIENTMOD_FLAGS = {
 
 @pytest.mark.parametrize('flags', sorted(EFFICIENTMOD_FLAGS))
 def test_efficientmod_stage_form_matches_eager(flags):
-    """EfficientMod's ONNX form (channels-first modulation blocks: projections as 1x1 convs, LayerScale folded, the
-    tile as a channel concat; the attention blocks behind a permute) computes the eager model and its feature
-    taps."""
+    """EfficientMod's ONNX form (channels-first stages, projections as 1x1 convs, LayerScale folded, the tile as a
+    channel concat, attention with the heads' channels first) computes the eager model and its feature taps."""
     import copy
 
     import timm
@@ -322,9 +321,9 @@ def test_efficientmod_stage_form_declines_hooked_and_training_stages():
 
 
 def test_efficientmod_graph_runs_projections_as_convs(tmp_path):
-    """In the default EfficientMod graph every projection of a modulation block is a Conv (ONNX Runtime's NCHWc
-    kernels): the only MatMuls left are the six of each attention block (qkv, scores, weighted sum, projection,
-    MLP); the eager form writes four more per modulation block."""
+    """In the default EfficientMod graph every projection is a Conv (ONNX Runtime's NCHWc kernels): the only
+    MatMuls left are the two of each attention block (scores and weighted sum); the eager form writes a MatMul per
+    Linear layer."""
     name = 'zoo_efficientmod_xxs'
     kwargs = FAMILY_SMALL[name]
     torch.manual_seed(0)
@@ -332,6 +331,6 @@ def test_efficientmod_graph_runs_projections_as_convs(tmp_path):
     zoo_onnx.export_default_graph(name, path, img_size=SIZE, model_kwargs=kwargs)
     ops = _op_counts(path)
     modulation_blocks, attention_blocks = sum(kwargs['depths']), sum(kwargs['attention_depth'])
-    assert ops['MatMul'] == 6 * attention_blocks, ops
-    # stem, downsamples; 5 per modulation block (f, dwconv, g, fc1, fc2)
-    assert ops['Conv'] == len(kwargs['depths']) + 5 * modulation_blocks, ops
+    assert ops['MatMul'] == 2 * attention_blocks, ops
+    # stem, downsamples; 5 per modulation block (f, dwconv, g, fc1, fc2); 4 per attention block (qkv, proj, MLP)
+    assert ops['Conv'] == len(kwargs['depths']) + 5 * modulation_blocks + 4 * attention_blocks, ops

@@ -1,14 +1,13 @@
 """ONNX export form of EfficientMod (:mod:`modzoo.models.efficientmod`), used by
 :meth:`~modzoo.models.efficientmod.EfficientModStage.export_form`: channels-first modulation blocks, so ONNX Runtime
-runs the modulation blocks' projections as NCHWc 1x1 convolutions (as it does for EfficientFormerV2's) instead of
-MatMuls with layout changes around every depthwise conv. Eager EfficientMod never uses it; it computes the same to
-fp32 rounding."""
+runs the projections as NCHWc 1x1 convolutions (as it does for EfficientFormerV2) instead of MatMuls with layout
+changes around every depthwise conv. Eager EfficientMod never uses it; it computes the same to fp32 rounding."""
 from typing import List, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import LayerScale
+from timm.layers import LayerScale, Mlp
 
 from modzoo.layers.bn_fold import linear_as_conv1x1
 from .efficientmod import AttentionBlock, EfficientModBlock, EfficientModStage, PatchEmbed
@@ -49,46 +48,64 @@ class EfficientModBlockNCHW(nn.Module):
         return x + self.fc2(v * ctx)
 
 
-class EfficientModStageNCHW(nn.Module):
-    """Export form of :class:`EfficientModStage`: NCHW in and out like the stage, and NCHW through the modulation
-    blocks (:class:`EfficientModBlockNCHW`). The attention blocks (stages 3-4 of the hybrid variants, at 1/16 and
-    1/32 scale) stay the eager channels-last ones behind one permute: written channels-first (qkv, projection and
-    MLP as 1x1 convs) they were 2% faster in ONNX Runtime for EfficientMod-s but 3-8% slower in OpenVINO, which
-    reads the same graph."""
+class AttentionBlockNCHW(nn.Module):
+    """Export form of :class:`AttentionBlock` on NCHW maps: qkv, the output projection and the MLP as 1x1 convs,
+    and attention over the flattened map with the heads' channels first (``q^T k`` and ``v attn^T``, transposes
+    ONNX Runtime folds into its MatMuls)."""
 
-    def __init__(self, stage: EfficientModStage, blocks: List[EfficientModBlockNCHW], attention: List[nn.Module]):
+    def __init__(self, block: AttentionBlock):
+        super().__init__()
+        attn, mlp = block.attn, block.mlp
+        self.norm1, self.norm2 = block.norm1, block.norm2
+        self.num_heads, self.scale = attn.num_heads, attn.head_dim ** -0.5
+        self.qkv, self.proj = linear_as_conv1x1(attn.qkv), linear_as_conv1x1(attn.proj)
+        self.fc1, self.act, self.fc2 = linear_as_conv1x1(mlp.fc1), mlp.act, linear_as_conv1x1(mlp.fc2)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        heads = self.num_heads
+        qkv = self.qkv(x).flatten(2)
+        qkv = qkv.reshape(qkv.shape[0], 3 * heads, -1, qkv.shape[-1])  # (B, 3 * heads, head_dim, N)
+        q, k, v = qkv[:, :heads], qkv[:, heads:2 * heads], qkv[:, 2 * heads:]
+        attn = ((q.transpose(-2, -1) * self.scale) @ k).softmax(-1)
+        out = (v @ attn.transpose(-2, -1)).flatten(1, 2)
+        return self.proj(out.reshape(out.shape[0], out.shape[1], x.shape[2], x.shape[3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(_norm_nchw(self.norm1, x))
+        return x + self.fc2(self.act(self.fc1(_norm_nchw(self.norm2, x))))
+
+
+class EfficientModStageNCHW(nn.Module):
+    """Export form of :class:`EfficientModStage`: NCHW in and out like the stage, and NCHW throughout (see
+    :class:`EfficientModBlockNCHW` and :class:`AttentionBlockNCHW`)."""
+
+    def __init__(self, stage: EfficientModStage, blocks: List[nn.Module]):
         super().__init__()
         self.downsample = stage.downsample
         self.blocks_nchw = nn.ModuleList(blocks)
-        self.attention = nn.ModuleList(attention)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.downsample is not None:
             x = _norm_nchw(self.downsample.norm, self.downsample.proj(x))
         for block in self.blocks_nchw:
             x = block(x)
-        if len(self.attention) > 0:
-            x = x.permute(0, 2, 3, 1)
-            for block in self.attention:
-                x = block(x)
-            x = x.permute(0, 3, 1, 2)
         return x
 
 
 def stage_nchw(stage: EfficientModStage) -> Optional[EfficientModStageNCHW]:
-    """:class:`EfficientModStageNCHW` for an eval-mode stage of EfficientMod's modulation blocks (then its attention
-    blocks); None for a training stage (the form has no dropout), a stage with forward hooks (the SFM add-on's
-    pre-hook on the downsample), or any other block or downsample."""
+    """:class:`EfficientModStageNCHW` for an eval-mode stage of EfficientMod's own blocks with LayerNorm norms;
+    None for a training stage (the form has no dropout), a stage with forward hooks (the SFM add-on's pre-hook on
+    the downsample), or any other block, norm or downsample."""
     if stage.training or any(m._forward_hooks or m._forward_pre_hooks for m in stage.modules()):
         return None
     if stage.downsample is not None and type(stage.downsample) is not PatchEmbed:
         return None
-    blocks, attention = [], []
+    blocks = []
     for block in stage.blocks:
-        if type(block) is EfficientModBlock and not attention and isinstance(block.ls, (LayerScale, nn.Identity)):
+        if type(block) is EfficientModBlock and isinstance(block.ls, (LayerScale, nn.Identity)):
             blocks.append(EfficientModBlockNCHW(block))
-        elif type(block) is AttentionBlock:
-            attention.append(block)
+        elif type(block) is AttentionBlock and type(block.mlp) is Mlp and isinstance(block.mlp.norm, nn.Identity):
+            blocks.append(AttentionBlockNCHW(block))
         else:
             return None
-    return EfficientModStageNCHW(stage, blocks, attention)
+    return EfficientModStageNCHW(stage, blocks)
