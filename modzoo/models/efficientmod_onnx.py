@@ -51,7 +51,8 @@ class EfficientModBlockNCHW(nn.Module):
 class AttentionBlockNCHW(nn.Module):
     """Export form of :class:`AttentionBlock` on NCHW maps: qkv, the output projection and the MLP as 1x1 convs,
     and attention over the flattened map with the heads' channels first (``q^T k`` and ``v attn^T``, transposes
-    ONNX Runtime folds into its MatMuls)."""
+    ONNX Runtime folds into its MatMuls). Against the eager block behind a permute: 2-3.5% faster in ONNX Runtime,
+    between 1% faster and 3% slower in OpenVINO, which reads the same graph (measured interleaved)."""
 
     def __init__(self, block: AttentionBlock):
         super().__init__()
