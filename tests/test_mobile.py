@@ -282,6 +282,34 @@ def test_efficientmod_is_one_xnnpack_partition():
     assert stats.share == 1.0 and stats.partitions == 1, stats.format()
 
 
+def test_windowed_depthwise_conv_matches_the_conv():
+    """The 5x5-window form of a large depthwise conv computes that conv (with or without bias, any H x W); convs it
+    does not apply to get no form."""
+    from modzoo.layers.mobile_forms import windowed_depthwise_form
+    torch.manual_seed(0)
+    for k, bias, tiles in ((7, True, 4), (9, False, 4), (11, True, 9)):
+        conv = nn.Conv2d(6, 6, k, padding=k // 2, groups=6, bias=bias)
+        x = torch.randn(2, 6, 9, 13)
+        form = windowed_depthwise_form(conv)
+        assert len(form.tiles) == tiles and all(t.shape[-2:] == (5, 5) for t in form.tiles)
+        torch.testing.assert_close(form(x), conv(x), rtol=0, atol=1e-5)
+    for conv in (nn.Conv2d(6, 6, 5, padding=2, groups=6), nn.Conv2d(6, 6, 7, padding=3),
+                 nn.Conv2d(6, 6, 7, stride=2, padding=3, groups=6), nn.Conv2d(6, 6, 7, groups=6)):
+        assert windowed_depthwise_form(conv) is None
+
+
+def test_efficientmod_depthwise_convs_fit_xnnpack_kernels():
+    """EfficientMod's 7x7 context convs reach the ExecuTorch export as 5x5 depthwise convs: XNNPACK's depthwise
+    kernels stop at 25 taps, and it runs a 7x7 one as a grouped GEMM ~17x slower (issue 33's .pte latency)."""
+    import copy
+    from modzoo.export.deploy import prepare_for_export
+    model = prepare_for_export(copy.deepcopy(_small('zoo_efficientmod_xxs')), 'executorch')
+    program = torch.export.export(model, (torch.randn(1, 3, 32, 32),))
+    depthwise = [node.args[1].meta['val'].shape[-2:] for node in program.graph.nodes
+                 if node.target == torch.ops.aten.conv2d.default and len(node.args) > 6 and node.args[6] > 1]
+    assert depthwise and all(tuple(shape) == (5, 5) for shape in depthwise), depthwise
+
+
 class _TableScale(nn.Module):
     """A conv whose output is scaled by a table computed in forward from constants (GridPE's position tables in
     small): arange, exp and a float64 round trip, the ops XNNPACK lacks."""

@@ -40,7 +40,8 @@ from timm.models._features import feature_take_indices
 from modzoo.kernels import dwconv_gelu, gelu_tile_mul  # Triton where validated, else their PyTorch reference
 from modzoo.layers import check_image_input, drop_path_rates
 from modzoo.layers.arg_check import check_model_args
-from modzoo.layers.mobile_forms import explicit_attention, sliced_heads, without_fused_attention
+from modzoo.layers.mobile_forms import (explicit_attention, sliced_heads, windowed_depthwise_form,
+                                        without_fused_attention)
 from ._builder import build_zoo_model
 from ._checkpoint import register_checkpoint_family
 
@@ -63,9 +64,27 @@ class ContextLayer(nn.Module):
         self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
         self.g = nn.Linear(dim, dim)
 
+    def export_form(self, target: str) -> Optional[nn.Module]:
+        """For ExecuTorch: the depthwise conv in 5x5 windows (XNNPACK runs a 7x7 depthwise conv as a grouped GEMM,
+        ~17x slower than a 5x5; :class:`~modzoo.layers.mobile_forms.WindowedDepthwiseConv2d`)."""
+        windowed = windowed_depthwise_form(self.dwconv) if target == 'executorch' else None
+        return ContextLayerWindowed(self, windowed) if windowed is not None else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = dwconv_gelu(self.f(x).permute(0, 3, 1, 2), self.dwconv.weight, self.dwconv.bias)
         return self.g(ctx.permute(0, 2, 3, 1))
+
+
+class ContextLayerWindowed(nn.Module):
+    """Export form of :class:`ContextLayer` for ExecuTorch: the same branch with the depthwise conv as 5x5 windows
+    and GELU after it (the fused kernel op would trace back to one large depthwise conv)."""
+
+    def __init__(self, layer: ContextLayer, dwconv: nn.Module):
+        super().__init__()
+        self.f, self.dwconv, self.g = layer.f, dwconv, layer.g
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.g(F.gelu(self.dwconv(self.f(x).permute(0, 3, 1, 2))).permute(0, 2, 3, 1))
 
 
 class EfficientModulation(nn.Module):
