@@ -298,6 +298,18 @@ def test_windowed_depthwise_conv_matches_the_conv():
         assert windowed_depthwise_form(conv) is None
 
 
+@needs_executorch
+def test_efficientmod_windowed_convs_run_in_int8(tmp_path):
+    """EfficientMod with its window-form convs lowers and runs in int8, one partition (a first form padded the input
+    once and sliced it per window: XNNPACK refused that int8 constant pad when the program loaded)."""
+    import copy
+    from modzoo.export.deploy import prepare_for_export
+    model = prepare_for_export(copy.deepcopy(_small('zoo_efficientmod_xxs')), 'executorch')
+    report = zoo_et.export_executorch(model, tmp_path / 'q.pte', (32, 32), latency_repeats=0,
+                                      calibration=torch.randn(4, 3, 32, 32).numpy())
+    assert report.delegation.share == 1.0 and report.parity.runs, report.delegation.format()
+
+
 def test_efficientmod_depthwise_convs_fit_xnnpack_kernels():
     """EfficientMod's 7x7 context convs reach the ExecuTorch export as 5x5 depthwise convs: XNNPACK's depthwise
     kernels stop at 25 taps, and it runs a 7x7 one as a grouped GEMM ~17x slower (issue 33's .pte latency)."""

@@ -77,31 +77,35 @@ class ConvMeanLayerNorm2d(nn.Module):
 
 class WindowedDepthwiseConv2d(nn.Module):
     """A stride-1, same-size depthwise conv (k x k, k > ``window``) as a sum of ``window`` x ``window`` depthwise
-    convs (export form): the kernel, zero-padded to a multiple of ``window``, is cut into tiles; each tile convolves
-    the input padded once, sliced at the tile's offset. Same numbers up to fp32 summation order."""
+    convs (export form). The kernel's rows and columns are cut into runs of ``window``; each tile holds one run pair
+    at its offset in a ``window``-sized kernel (zeros elsewhere), convolves the input with the conv's own padding and
+    is sliced to the input's size at that offset. No pad op: XNNPACK refuses an int8 constant pad. Same numbers up
+    to fp32 summation order."""
 
     def __init__(self, conv: nn.Conv2d, window: int = 5):
         super().__init__()
         k = conv.kernel_size[0]
-        tiles = -(-k // window)
-        self.pad, self.window, self.groups = k // 2, window, conv.groups
-        self.extra = tiles * window - k  # bottom/right padding so every tile's slice exists
-        weight = F.pad(conv.weight.detach(), (0, self.extra, 0, self.extra))
-        self.offsets = [(r * window, c * window) for r in range(tiles) for c in range(tiles)]
-        self.tiles = nn.ParameterList(
-            nn.Parameter(weight[..., r:r + window, c:c + window].clone(), requires_grad=False)
-            for r, c in self.offsets)
+        self.pad, self.groups = k // 2, conv.groups
+        runs = [(start, min(start + window, k), min(start, k - window)) for start in range(0, k, window)]
+        self.offsets, tiles = [], []
+        weight = conv.weight.detach()
+        for r0, r1, row_offset in runs:
+            for c0, c1, col_offset in runs:
+                tile = weight.new_zeros(weight.shape[0], 1, window, window)
+                tile[..., r0 - row_offset:r1 - row_offset, c0 - col_offset:c1 - col_offset] = weight[..., r0:r1, c0:c1]
+                tiles.append(nn.Parameter(tile, requires_grad=False))
+                self.offsets.append((row_offset, col_offset))
+        self.tiles = nn.ParameterList(tiles)
         self.bias = conv.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        padded = F.pad(x, (self.pad, self.pad + self.extra, self.pad, self.pad + self.extra))
-        span_h, span_w = height + self.window - 1, width + self.window - 1
         out = None
         for (r, c), tile in zip(self.offsets, self.tiles, strict=True):
-            part = F.conv2d(padded[..., r:r + span_h, c:c + span_w], tile, None, groups=self.groups)
+            bias = self.bias if out is None else None
+            part = F.conv2d(x, tile, bias, padding=self.pad, groups=self.groups)[..., r:r + height, c:c + width]
             out = part if out is None else out + part
-        return out + self.bias[:, None, None] if self.bias is not None else out
+        return out
 
 
 def windowed_depthwise_form(conv: nn.Module, window: int = 5) -> Optional[WindowedDepthwiseConv2d]:
