@@ -322,6 +322,18 @@ def test_efficientmod_depthwise_convs_fit_xnnpack_kernels():
     assert depthwise and all(tuple(shape) == (5, 5) for shape in depthwise), depthwise
 
 
+@needs_executorch
+def test_gridpe_pair_swap_is_a_product_not_copies():
+    """GridPE's rotation swaps each channel pair by a constant permutation product in the ExecuTorch graph: no
+    slices and cat (XNNPACK ran them as strided copies, about a fifth of GridPE-PVTv2-b0's .pte time)."""
+    import copy
+    from modzoo.export.deploy import prepare_for_export
+    model = prepare_for_export(copy.deepcopy(_small('zoo_gridpe_pvt_v2_b0')), 'executorch')
+    program = zoo_et.fold_float_constants(torch.export.export(model, (torch.randn(1, 3, 32, 32),)))
+    cats = [node for node in program.graph.nodes if node.target == torch.ops.aten.cat.default]
+    assert not cats, cats
+
+
 class _TableScale(nn.Module):
     """A conv whose output is scaled by a table computed in forward from constants (GridPE's position tables in
     small): arange, exp and a float64 round trip, the ops XNNPACK lacks."""
