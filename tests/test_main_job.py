@@ -58,7 +58,7 @@ def test_dense_stage_prints_its_figures_and_reports_a_missed_goal(tmp_path, monk
     results = {seg: {'mIoU': 69.5, 'train_s': 200.0}, det: {'coco/bbox_mAP': 0.61, 'coco/bbox_mAP_50': 0.93,
                                                             'train_s': 100.0}}
     calls = []
-    monkeypatch.setattr(dense, 'write_dense_digits', lambda root: None)  # the writer has its own tests
+    monkeypatch.setattr(dense, 'write_dense_digits', lambda root, **kwargs: None)  # the writer has its own tests
     monkeypatch.setattr(dense, 'run_dense', lambda name, *args, **kwargs: calls.append(name) or results[name])
     out = main_job.dense_step(str(tmp_path))
     assert sorted(calls) == sorted(dense.MAIN_JOB_RUNS) and out['results'] == results  # two at a time

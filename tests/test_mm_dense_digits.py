@@ -1,7 +1,7 @@
 """configs/digits_dense on the dense digits (modzoo.dense_digits): the stock BaseSegDataset / CocoDataset read the
 written data with each config's metainfo and pipeline, each model trains a step on real canvases, the goal check and
 the table of modzoo.bench.dense; and (slow, run by tools/bench_dense.py's table, not CI) each config's full run
-through the stock tools reaching its goal, and the shuffled-label control staying far below it."""
+through the stock tools reaching its goal (the shuffled-label control's: staying far below the others')."""
 import json
 import os
 
@@ -21,6 +21,9 @@ from modzoo.mm.smoke import build_model, load_config, scope_of, train_step  # no
 from mm_testing import one_thread_fast_parsing  # noqa: E402,F401  (autouse fixture)
 
 SMALL = dict(num_train=6, num_val=3)
+CONTROL = 'EfficientMod-xxs FPN shuffled-label control'
+# the controls share their run's config (and so its dataset check, train step and seed)
+TRAINED = sorted(set(dense_bench.DENSE_RUNS) - set(dense_bench.CONTROL_RUNS))
 
 
 @pytest.fixture(scope='module')
@@ -49,7 +52,7 @@ def _datasets(cfg):
         return DATASETS.build(cfg.train_dataloader.dataset), DATASETS.build(cfg.val_dataloader.dataset)
 
 
-@pytest.mark.parametrize('name', sorted(dense_bench.DENSE_RUNS))
+@pytest.mark.parametrize('name', TRAINED)
 def test_stock_dataset_reads_the_written_data_and_the_model_trains_on_it(name, dense_root):
     cfg = _config(name, dense_root)
     train, val = _datasets(cfg)
@@ -107,6 +110,36 @@ def test_goal_check_and_table():
     assert missed.endswith('| **missed** | 1 | 1 | 2026-12-07 10:00 UTC, load 2.0→2.0, 1 thread(s), 2 runs at a time |')
 
 
+def test_the_control_is_a_row_of_the_table_with_its_own_goal():
+    assert dense_bench.CONTROL_RUNS == {CONTROL: 'EfficientMod-xxs FPN'}
+    assert dense_bench.config_path(CONTROL) == dense_bench.config_path('EfficientMod-xxs FPN')  # only the data differ
+    assert CONTROL not in dense_bench.MAIN_JOB_RUNS
+    dense_bench.check_goal(CONTROL, {'mIoU': 7.7})
+    for learnt in (30.0, 72.9, float('nan')):
+        with pytest.raises(dense_bench.GoalMissed, match='on shuffled labels'):
+            dense_bench.check_goal(CONTROL, {'mIoU': learnt})
+    assert dense_bench.summary_line(CONTROL, {'mIoU': 7.7, 'train_s': 480}) == f'{CONTROL}: mIoU 7.7 (goal < 30), ' \
+                                                                               'trained in 480s'
+    row = dense_bench.dense_table({CONTROL: {'mIoU': 7.7, 'train_s': 480, 'peak_mib': 1}}, '').splitlines()[4]
+    assert row.startswith(f'| {CONTROL} |') and '| 7.7 | - | - | - | met |' in row
+
+
+def test_the_control_trains_on_its_own_shuffled_copy(tmp_path):
+    roots = dense_bench.write_data([CONTROL, 'EfficientMod-xxs FPN'], str(tmp_path), seed=1, **SMALL)
+    real, shuffled = (tmp_path / 'dense_digits', tmp_path / 'dense_digits_shuffled')
+    assert roots == {CONTROL: str(shuffled), 'EfficientMod-xxs FPN': str(real)}
+    assert json.loads((shuffled / 'dense_digits.json').read_text())['shuffle_train_labels'] is True
+    assert json.loads((real / 'dense_digits.json').read_text())['shuffle_train_labels'] is False
+    names = sorted(os.listdir(real / 'ann_dir' / 'train'))
+    maps = [[np.array(Image.open(root / 'ann_dir' / 'train' / n)) for n in names] for root in (real, shuffled)]
+    assert any(a.shape != b.shape or (a != b).any() for a, b in zip(*maps, strict=True))  # the training labels moved
+    for n in os.listdir(real / 'ann_dir' / 'val'):  # and val keeps the true ones
+        assert (np.array(Image.open(real / 'ann_dir' / 'val' / n)) ==
+                np.array(Image.open(shuffled / 'ann_dir' / 'val' / n))).all()
+    only_control = dense_bench.write_data([CONTROL], str(tmp_path / 'c'), seed=1, **SMALL)
+    assert os.listdir(tmp_path / 'c') == ['dense_digits_shuffled'] and list(only_control) == [CONTROL]
+
+
 def test_saved_results_keep_rows_of_unchanged_configs_only(tmp_path, monkeypatch):
     """A table takes an earlier run's row only while that run's config is unchanged (comments aside)."""
     name = 'EfficientMod-xxs FPN'
@@ -123,7 +156,7 @@ def test_saved_results_keep_rows_of_unchanged_configs_only(tmp_path, monkeypatch
     assert dense_bench.saved_results(str(tmp_path / 'runs')) == {}
 
 
-@pytest.mark.parametrize('name', sorted(dense_bench.DENSE_RUNS))
+@pytest.mark.parametrize('name', TRAINED)
 def test_every_run_has_a_fixed_seed(name):
     # without one mmengine draws a new seed each run, and the figures moved by 2-4 points from run to run
     assert load_config(dense_bench.config_path(name)).randomness.seed == 0
@@ -146,17 +179,5 @@ def test_data_root_options_reach_loaders_and_evaluator():
 @pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(dense_bench.DENSE_RUNS))
 def test_dense_run_reaches_its_goal(name, tmp_path):
-    data_root = str(tmp_path / 'dense_digits')
-    write_dense_digits(data_root)
-    metrics = dense_bench.run_dense(name, str(tmp_path / 'run'), data_root)
+    metrics = dense_bench.run_dense(name, str(tmp_path / 'run'), dense_bench.write_data([name], str(tmp_path))[name])
     dense_bench.check_goal(name, metrics)
-
-
-@pytest.mark.slow
-def test_shuffled_labels_stay_far_below_the_goal(tmp_path):
-    """The negative control: the same segmentation run, label maps shuffled across the training canvases."""
-    name = 'EfficientMod-xxs FPN'
-    data_root = str(tmp_path / 'shuffled')
-    write_dense_digits(data_root, shuffle_train_labels=True)
-    metrics = dense_bench.run_dense(name, str(tmp_path / 'run'), data_root)
-    assert np.isfinite(metrics['mIoU']) and metrics['mIoU'] < dense_bench.SEG_GOAL_MIOU / 2

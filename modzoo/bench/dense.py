@@ -3,7 +3,10 @@ with the stock train tool, evaluate it with the stock test tool, check the goals
 section (``modzoo-bench-dense`` / ``tools/bench_dense.py``).
 
 Goals on the held-out canvases (issue 34): segmentation mIoU >= 70 for every family; detection bbox AP >= 0.50 and
-AP50 >= 0.85. Each run is a child process (``modzoo.mm.cli``'s train and test command lines, as
+AP50 >= 0.85; and a negative control, EfficientMod-xxs FPN trained on a copy of the data with the training label maps
+shuffled across canvases, that stays far below 70 (mIoU < 30), so the check is seen to fail when nothing is learnt.
+
+Each run is a child process (``modzoo.mm.cli``'s train and test command lines, as
 ``tools/{train,test}_{seg,det}.py`` run them), so its train time and peak memory are its own.
 
     python tools/bench_dense.py --work-dir output/dense --update BENCHMARKS.md
@@ -24,13 +27,16 @@ from ..utils.cli import OneLineArgumentParser, UsageError, print_error
 from .common import load_1min, machine_description
 from .report import Block, markdown_table, write_report
 
-__all__ = ['DENSE_RUNS', 'MAIN_JOB_RUNS', 'SEG_GOAL_MIOU', 'DET_GOAL_AP', 'DET_GOAL_AP50', 'GoalMissed',
-           'config_path', 'data_root_options', 'run_dense', 'check_goal', 'goal_misses', 'summary_line',
-           'config_digest', 'saved_results', 'run_dense_stage', 'dense_table', 'main']
+__all__ = ['DENSE_RUNS', 'CONTROL_RUNS', 'MAIN_JOB_RUNS', 'SEG_GOAL_MIOU', 'CONTROL_MAX_MIOU', 'DET_GOAL_AP',
+           'DET_GOAL_AP50', 'GoalMissed', 'config_path', 'data_root_options', 'write_data', 'run_dense', 'check_goal',
+           'goal_misses', 'summary_line', 'config_digest', 'saved_results', 'run_dense_stage', 'dense_table', 'main']
 
 SEG_GOAL_MIOU = 70.0
 DET_GOAL_AP = 0.50
 DET_GOAL_AP50 = 0.85
+# the shuffled-label control must stay below this: less than half the goal, and far above what a model that learnt
+# nothing scores (all background: background IoU ~85 / 11 classes ~ 8; the control gave 7.7 in an earlier session)
+CONTROL_MAX_MIOU = 30.0
 TRAIN_BUDGET_S = 600  # the goals hold after at most 10 minutes of training
 _CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs', 'digits_dense')
 # row name -> (scope, config file in configs/digits_dense)
@@ -43,7 +49,11 @@ DENSE_RUNS: Dict[str, tuple] = {
     'GridPE-PVTv2-b0 MACMD': ('mmseg', 'macmd_gridpe-pvt-v2-b0_dense-digits-128x128.py'),
     'SMT-T RetinaNet': ('mmdet', 'retinanet_smt-t_fpn_dense-digits-128x128.py'),
     'GridPE-PVTv2-b0 RetinaNet': ('mmdet', 'retinanet_gridpe-pvt-v2-b0_fpn_dense-digits-128x128.py'),
+    'EfficientMod-xxs FPN shuffled-label control': ('mmseg', 'fpn_efficientmod-xxs_dense-digits-128x128.py'),
 }
+# the negative controls: the same config as the named run, trained on a copy of the dataset (``dense_digits_shuffled``
+# beside ``dense_digits``) whose training label maps are permuted across canvases (val keeps the true ones)
+CONTROL_RUNS: Dict[str, str] = {'EfficientMod-xxs FPN shuffled-label control': 'EfficientMod-xxs FPN'}
 # the main job's dense stage: one segmentation family, one detector, side by side within 6 minutes on 2 cores.
 # GridPE UperNet, not the cheaper EfficientMod FPN: at 96x96 crops EfficientMod FPN reached only mIoU 70.5 in about
 # the same time (1800 iterations), GridPE UperNet 79.2 at 2000 iterations.
@@ -77,6 +87,17 @@ def data_root_options(scope: str, root: str) -> List[str]:
         options += [f'{name}.ann_file={root}annotations/instances_val.json' for name in ('val_evaluator',
                                                                                           'test_evaluator')]
     return options
+
+
+def write_data(names: Sequence[str], work_dir: str, **kwargs) -> Dict[str, str]:
+    """Write the datasets runs ``names`` train on under ``work_dir`` (``dense_digits``; ``dense_digits_shuffled`` for
+    the controls), ``kwargs`` to :func:`~modzoo.dense_digits.write_dense_digits`; ``{name: data root}``."""
+    roots = {name: osp.join(work_dir, 'dense_digits_shuffled' if name in CONTROL_RUNS else 'dense_digits')
+             for name in names}
+    for shuffled in sorted({name in CONTROL_RUNS for name in names}):
+        write_dense_digits(osp.join(work_dir, 'dense_digits_shuffled' if shuffled else 'dense_digits'),
+                           shuffle_train_labels=shuffled, **kwargs)
+    return roots
 
 
 def _child(code: str, argv: Sequence[str], log_path: str, threads: Optional[int] = None) -> Dict:
@@ -156,6 +177,11 @@ def saved_results(work_dir: str) -> Dict[str, Dict]:
 def check_goal(name: str, metrics: Dict) -> None:
     """Raise :class:`GoalMissed` when ``metrics`` of run ``name`` are below the issue's goal (a figure missing from
     ``metrics``, e.g. no box above the score threshold at all, counts as 0)."""
+    if name in CONTROL_RUNS:
+        if not metrics.get('mIoU', 0.0) < CONTROL_MAX_MIOU:  # NaN counts as a miss
+            raise GoalMissed(f'{name}: mIoU {metrics.get("mIoU", 0.0):.1f} >= {CONTROL_MAX_MIOU:g} on shuffled labels, '
+                             'so the goal check cannot tell learning from none')
+        return
     if DENSE_RUNS[name][0] == 'mmseg':
         miou = metrics.get('mIoU', 0.0)
         if miou < SEG_GOAL_MIOU:
@@ -181,21 +207,24 @@ def summary_line(name: str, metrics: Dict) -> str:
     """``name: mIoU 75.1 (goal >= 70)`` / ``name: bbox AP 0.612, AP50 0.930 (goals >= 0.5 / 0.85)``, with the
     training time: the figures the main job prints."""
     if DENSE_RUNS[name][0] == 'mmseg':
-        figures = f'mIoU {metrics.get("mIoU", 0.0):.1f} (goal >= {SEG_GOAL_MIOU:g})'
+        goal = f'< {CONTROL_MAX_MIOU:g}' if name in CONTROL_RUNS else f'>= {SEG_GOAL_MIOU:g}'
+        figures = f'mIoU {metrics.get("mIoU", 0.0):.1f} (goal {goal})'
     else:
         figures = (f'bbox AP {metrics.get("coco/bbox_mAP", 0.0):.3f}, AP50 {metrics.get("coco/bbox_mAP_50", 0.0):.3f} '
                    f'(goals >= {DET_GOAL_AP:g} / {DET_GOAL_AP50:g})')
     return f'{name}: {figures}, trained in {metrics["train_s"]:.0f}s'
 
 
-def _run_all(names: Sequence[str], work_dir: str, data_root: str, parallel: int, threads: Optional[int],
+def _run_all(data_roots: Dict[str, str], work_dir: str, parallel: int, threads: Optional[int],
              extra_options: Optional[Dict[str, Sequence[str]]] = None, record: bool = False) -> Dict[str, Dict]:
-    """Every run of ``names``, ``parallel`` at a time; ``record``: each saved for later tables (`_recorded_run`)."""
+    """Every run of ``data_roots`` (``{name: its data}``), ``parallel`` at a time; ``record``: each saved for later
+    tables (`_recorded_run`)."""
     from concurrent.futures import ThreadPoolExecutor  # each run is a child process; a thread only waits for it
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {name: pool.submit(_recorded_run, name, work_dir, data_root, threads, parallel) if record else
-                   pool.submit(run_dense, name, _run_dir(work_dir, name), data_root,
-                               (extra_options or {}).get(DENSE_RUNS[name][0], ()), threads) for name in names}
+        futures = {name: pool.submit(_recorded_run, name, work_dir, root, threads, parallel) if record else
+                   pool.submit(run_dense, name, _run_dir(work_dir, name), root,
+                               (extra_options or {}).get(DENSE_RUNS[name][0], ()), threads)
+                   for name, root in data_roots.items()}
         return {name: future.result() for name, future in futures.items()}
 
 
@@ -205,9 +234,7 @@ def run_dense_stage(work_dir: str, names: Sequence[str] = MAIN_JOB_RUNS,
     ``parallel`` at a time (one thread each when more than one: on 2 cores the stage takes as long as its longest run).
 
     Returns ``({name: metrics}, misses)``, ``misses`` one line per run below its goal (:func:`goal_misses`)."""
-    data_root = osp.join(work_dir, 'dense_digits')
-    write_dense_digits(data_root)
-    results = _run_all(names, work_dir, data_root, parallel, 1 if parallel > 1 else None)
+    results = _run_all(write_data(names, work_dir), work_dir, parallel, 1 if parallel > 1 else None)
     return results, goal_misses(results)
 
 
@@ -247,7 +274,8 @@ def dense_table(results: Dict[str, Dict], machine: str) -> str:
 
 def _machine(command: str) -> str:
     goals = (f'Goals (issue 34), on the held-out canvases after at most {TRAIN_BUDGET_S // 60} minutes of training: '
-             f'mIoU >= {SEG_GOAL_MIOU:g}; bbox AP >= {DET_GOAL_AP:g} and AP50 >= {DET_GOAL_AP50:g}.')
+             f'mIoU >= {SEG_GOAL_MIOU:g}; bbox AP >= {DET_GOAL_AP:g} and AP50 >= {DET_GOAL_AP50:g}; the negative '
+             f'control (the same run on training label maps shuffled across canvases) mIoU < {CONTROL_MAX_MIOU:g}.')
     return (f'{goals} Machine: {machine_description()}. Command: `{command}`. Train time: wall seconds of the '
             'training process (with another run beside it where the row says so). Measured: each row\'s date, '
             '1-minute load average before→after its run and threads; rows saved by earlier runs in the same work '
@@ -255,10 +283,9 @@ def _machine(command: str) -> str:
 
 
 def _train_and_test(args, work_dir: str, threads: int) -> Dict[str, Dict]:
-    data_root = osp.join(work_dir, 'dense_digits')
-    write_dense_digits(data_root, **(_QUICK_DATA if args.quick else {}))
-    return _run_all(args.only or list(DENSE_RUNS), work_dir, data_root, args.parallel, threads,
-                    _QUICK_OPTIONS if args.quick else None, record=not args.quick)
+    data_roots = write_data(args.only or list(DENSE_RUNS), work_dir, **(_QUICK_DATA if args.quick else {}))
+    return _run_all(data_roots, work_dir, args.parallel, threads, _QUICK_OPTIONS if args.quick else None,
+                    record=not args.quick)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
