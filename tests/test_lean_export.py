@@ -228,6 +228,15 @@ FOCALNET_FLAGS = {
 }
 
 
+def _assert_matches_eager(lean, model):
+    """``lean`` (a model with export forms) gives ``model``'s logits and every feature tap within 1e-5."""
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(lean(x), model(x), rtol=0, atol=1e-5)
+        for a, b in zip(lean.forward_intermediates(x)[1], model.forward_intermediates(x)[1], strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize('flags', sorted(FOCALNET_FLAGS))
 def test_focalnet_stage_form_matches_eager(flags):
     """FocalNet's ONNX form (channels-last stages, ``f`` as three projections) computes the eager model, with every
@@ -243,11 +252,7 @@ def test_focalnet_stage_form_matches_eager(flags):
         p.data.add_(0.1 * torch.randn_like(p))
     lean = deploy.prepare_for_export(copy.deepcopy(model), 'onnx')
     assert sum(isinstance(m, FocalNetStageNHWC) for m in lean.modules()) == len(kwargs['depths'])
-    x = torch.randn(2, 3, 64, 80)
-    with torch.no_grad():
-        torch.testing.assert_close(lean(x), model(x), rtol=0, atol=1e-5)
-        for a, b in zip(lean.forward_intermediates(x)[1], model.forward_intermediates(x)[1], strict=True):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    _assert_matches_eager(lean, model)
 
 
 def test_focalnet_stage_form_declines_hooked_stages():
@@ -300,11 +305,7 @@ def test_efficientmod_stage_form_matches_eager(flags):
         p.data.add_(0.1 * torch.randn_like(p))
     lean = deploy.prepare_for_export(copy.deepcopy(model), 'onnx')
     assert [type(stage) for stage in lean.layers] == [EfficientModStageNCHW] * len(kwargs['depths'])
-    x = torch.randn(2, 3, 64, 80)
-    with torch.no_grad():
-        torch.testing.assert_close(lean(x), model(x), rtol=0, atol=1e-5)
-        for a, b in zip(lean.forward_intermediates(x)[1], model.forward_intermediates(x)[1], strict=True):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    _assert_matches_eager(lean, model)
 
 
 def test_efficientmod_stage_form_declines_hooked_and_training_stages():
