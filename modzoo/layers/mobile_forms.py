@@ -14,9 +14,9 @@ leaves out runs on ExecuTorch's slow portable kernels and splits the graph into 
   Attention modules use it when their ``fused_attn`` is off, with q, k, v cut from the fused projection by
   :func:`sliced_heads` (``unbind`` exports as ``split`` + ``squeeze``, left on portable kernels).
 * :class:`WindowedDepthwiseConv2d` computes a stride-1 depthwise conv with a kernel larger than 5x5 as a sum
-  of 5x5 depthwise convs over shifted views of one padded input: XNNPACK's depthwise micro-kernels stop at 25 taps,
-  and a 7x7 depthwise conv falls back to its grouped GEMM, measured 17x slower than a 5x5 (ETDump, 32 channels at
-  56x56: 1.50 vs 0.087 ms); four 5x5 windows cost about a quarter of the 7x7. Not a foreign form of every
+  of 5x5 depthwise convs, each sliced at its offset: XNNPACK's depthwise micro-kernels stop at 25 taps, and a 7x7
+  depthwise conv falls back to its grouped GEMM, measured 17x slower than a 5x5 (ETDump, 32 channels at 56x56:
+  1.50 vs 0.087 ms), so four 5x5 convs take about a quarter of the 7x7's time. Not a foreign form of every
   ``nn.Conv2d``: some models read their convs' weights into fused kernel ops (SMT); a module opts in by its own
   export form (EfficientMod's context layer).
 * :class:`MeanPool` replaces the ``nn.AdaptiveAvgPool2d(1)`` of timm's classifier head (``adaptive_avg_pool2d``
@@ -79,8 +79,9 @@ class WindowedDepthwiseConv2d(nn.Module):
     """A stride-1, same-size depthwise conv (k x k, k > ``window``) as a sum of ``window`` x ``window`` depthwise
     convs (export form). The kernel's rows and columns are cut into runs of ``window``; each tile holds one run pair
     at its offset in a ``window``-sized kernel (zeros elsewhere), convolves the input with the conv's own padding and
-    is sliced to the input's size at that offset. No pad op: XNNPACK refuses an int8 constant pad. Same numbers up
-    to fp32 summation order."""
+    is sliced to the input's size at that offset. No pad op: a form that padded the input once made XNNPACK refuse
+    EfficientMod-xxs's int8 program at load time (invalid StaticConstantPad). Same numbers up to fp32 summation
+    order."""
 
     def __init__(self, conv: nn.Conv2d, window: int = 5):
         super().__init__()
