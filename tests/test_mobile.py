@@ -369,3 +369,28 @@ def test_int8_pte_keeps_int8_weights(tmp_path):
     int8 = zoo_et.export_executorch(model, tmp_path / 'q.pte', (16, 16), latency_repeats=0,
                                     calibration=torch.randn(8, 3, 16, 16).numpy())
     assert int8.size_mib < 0.5 * fp32.size_mib
+
+
+@needs_executorch
+def test_profile_pte_names_the_kernel_xnnpack_ran():
+    """tools/profile_pte.py's profile shows which XNNPACK kernel ran: a 7x7 depthwise conv as the grouped-GEMM
+    fallback (IGEMM), its 5x5-window form as depthwise kernels (DWConv)."""
+    from modzoo.bench.profile_pte import by_operator, profile_pte
+    from modzoo.layers.mobile_forms import windowed_depthwise_form
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 7, padding=3, groups=8)
+    igemm, dwconv = 'Convolution (NHWC, F32) IGEMM', 'Convolution (NHWC, F32) DWConv'
+    for depthwise, ran, not_ran in ((conv, igemm, dwconv), (windowed_depthwise_form(conv), dwconv, igemm)):
+        nodes = profile_pte(nn.Sequential(nn.Conv2d(3, 8, 1), depthwise).eval(), 16, runs=3)
+        operators = [op for op, _, _ in by_operator(nodes)]
+        assert ran in operators and not_ran not in operators, operators
+
+
+@pytest.mark.parametrize('argv, message', [(['zoo_efficientmod_xxs', '--runs', '0'], '--runs must be at least 1'),
+                                           (['zoo_no_such_model'], 'zoo_no_such_model')])
+def test_profile_pte_bad_arguments(argv, message, capsys):
+    from modzoo.bench import profile_pte
+    with pytest.raises(SystemExit) as e:
+        profile_pte.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and 'Traceback' not in err

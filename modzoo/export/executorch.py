@@ -38,8 +38,8 @@ from .onnx import (
 
 __all__ = [
     'MOBILE_EXTRA_HINT', 'FP32_TOLERANCE', 'executorch_available', 'require_executorch', 'Delegation', 'delegation',
-    'PteProgram', 'fold_float_constants', 'lower_xnnpack', 'quantize_xnnpack', 'check_pte', 'time_interleaved',
-    'ExecuTorchReport', 'export_executorch',
+    'PteProgram', 'fold_float_constants', 'lower_xnnpack', 'quantize_xnnpack', 'traced_runs', 'check_pte',
+    'time_interleaved', 'ExecuTorchReport', 'export_executorch',
 ]
 
 MOBILE_EXTRA_HINT = 'pip install -e ".[mobile]" (or tools/setup_env.sh --mm)'
@@ -116,17 +116,19 @@ def delegation(edge_program) -> Delegation:
                       portable_ops=dict(portable), portable_qdq=sum(_QDQ in op for op in outside))
 
 
-def lower_xnnpack(program: torch.export.ExportedProgram, fold_constants: bool = True):
+def lower_xnnpack(program: torch.export.ExportedProgram, fold_constants: bool = True, etrecord: bool = False):
     """The edge program manager of ``program`` with XNNPACK's partitioner applied.
 
     ``fold_constants``: first evaluate every subgraph that depends only on weights and constants (ExecuTorch's
     constant propagation, :func:`fold_float_constants`): at the fixed export size, GridPE's rotation tables (arange,
-    exp, cos, sin and their casts) become constants of the program instead of portable-kernel work on every run."""
+    exp, cos, sin and their casts) become constants of the program instead of portable-kernel work on every run.
+    ``etrecord``: keep the record ExecuTorch's Inspector joins a runtime trace to (``get_etrecord()`` of the
+    ``to_executorch()`` result; ``modzoo.bench.profile_pte``)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     if fold_constants:
         program = fold_float_constants(program)
-    return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], generate_etrecord=etrecord)
 
 
 def fold_float_constants(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
@@ -185,6 +187,17 @@ def _single_thread_pool() -> None:
     from executorch.extension.pybindings import portable_lib
     if portable_lib._threadpool_get_thread_count() != 1:
         portable_lib._unsafe_reset_threadpool(1)
+
+
+def traced_runs(buffer: bytes, x: torch.Tensor, runs: int, etdump_path: str) -> None:
+    """Run the program in ``buffer`` ``runs`` times on ``x`` in ExecuTorch's runtime (one thread, as
+    :class:`PteProgram`) with its event tracer on, and write the trace (ETDump) to ``etdump_path``."""
+    from executorch.extension.pybindings import portable_lib
+    _single_thread_pool()
+    module = portable_lib._load_for_executorch_from_buffer(buffer, enable_etdump=True)
+    for _ in range(runs):
+        module.forward((x.contiguous(),))
+    module.write_etdump_result_to_file(etdump_path)
 
 
 def check_pte(pte: PteProgram, reference: nn.Module, img_size: Tuple[int, int], tolerance: float = FP32_TOLERANCE,
