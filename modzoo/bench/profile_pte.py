@@ -36,13 +36,12 @@ def profile_pte(model: torch.nn.Module, size: int, int8: bool = False, runs: int
     import copy
     from executorch.devtools import Inspector
     from modzoo.export.deploy import prepare_for_export
-    from modzoo.export.executorch import lower_xnnpack, quantize_xnnpack, traced_runs
+    from modzoo.export.executorch import lowered_program, traced_runs
     form = prepare_for_export(copy.deepcopy(model), 'executorch')
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    calibration = torch.randn(4, 3, size, size).numpy() if int8 else None
     with torch.no_grad():
-        if int8:
-            form = quantize_xnnpack(form, x, torch.randn(4, 3, size, size).numpy())
-        program = lower_xnnpack(torch.export.export(form, (x,), strict=False), etrecord=True).to_executorch()
+        program, _, _ = lowered_program(form, x, calibration, etrecord=True)
     with tempfile.TemporaryDirectory() as tmp:
         record, trace = os.path.join(tmp, 'etrecord.bin'), os.path.join(tmp, 'trace.etdp')
         program.get_etrecord().save(record)

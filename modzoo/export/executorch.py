@@ -38,8 +38,8 @@ from .onnx import (
 
 __all__ = [
     'MOBILE_EXTRA_HINT', 'FP32_TOLERANCE', 'executorch_available', 'require_executorch', 'Delegation', 'delegation',
-    'PteProgram', 'fold_float_constants', 'lower_xnnpack', 'quantize_xnnpack', 'traced_runs', 'check_pte',
-    'time_interleaved', 'ExecuTorchReport', 'export_executorch',
+    'PteProgram', 'fold_float_constants', 'lower_xnnpack', 'quantize_xnnpack', 'lowered_program', 'traced_runs',
+    'check_pte', 'time_interleaved', 'ExecuTorchReport', 'export_executorch',
 ]
 
 MOBILE_EXTRA_HINT = 'pip install -e ".[mobile]" (or tools/setup_env.sh --mm)'
@@ -309,8 +309,10 @@ def _format_int8_check(check) -> str:
     return text
 
 
-def _lowered_program(model: nn.Module, example: torch.Tensor, calibration: Optional[np.ndarray]):
-    """(ExecuTorch program manager, Delegation, seconds per step) for ``model`` on ``example``."""
+def lowered_program(model: nn.Module, example: torch.Tensor, calibration: Optional[np.ndarray],
+                    etrecord: bool = False):
+    """(ExecuTorch program manager, Delegation, seconds per step) for ``model`` on ``example``: int8 when
+    ``calibration`` images are given; ``etrecord``: keep the record a profile needs (:func:`lower_xnnpack`)."""
     seconds = {}
     start = time.perf_counter()
     graph = quantize_xnnpack(model, example, calibration) if calibration is not None else model
@@ -319,7 +321,7 @@ def _lowered_program(model: nn.Module, example: torch.Tensor, calibration: Optio
     try:
         program = torch.export.export(graph, (example,), strict=False)
         seconds['export'] = time.perf_counter() - start - sum(seconds.values())
-        edge = lower_xnnpack(program)
+        edge = lower_xnnpack(program, etrecord=etrecord)
         seconds['lower'] = time.perf_counter() - start - sum(seconds.values())
         stats = delegation(edge.exported_program())
         executorch_program = edge.to_executorch()
@@ -357,7 +359,7 @@ def export_executorch(
     cfg = model_input_config(model)
     example = random_images(1, img_size, cfg['in_chans'])
     with torch.no_grad():
-        program, stats, seconds = _lowered_program(model, example, calibration)
+        program, stats, seconds = lowered_program(model, example, calibration)
     buffer = program.buffer
     pte = PteProgram(buffer)
     report = ExecuTorchReport(path=output, precision='int8' if calibration is not None else 'fp32',
