@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..dense_digits import write_dense_digits
 from ..utils.cli import OneLineArgumentParser, UsageError, print_error
 from .common import load_1min, machine_description
-from .report import Block, markdown_table, write_report
+from .report import Block, markdown_table, write_json, write_report
 
 __all__ = ['DENSE_RUNS', 'CONTROL_RUNS', 'MAIN_JOB_RUNS', 'SEG_GOAL_MIOU', 'CONTROL_MAX_MIOU', 'DET_GOAL_AP',
            'DET_GOAL_AP50', 'GoalMissed', 'config_path', 'data_root_options', 'write_data', 'run_dense', 'check_goal',
@@ -49,11 +49,11 @@ DENSE_RUNS: Dict[str, tuple] = {
     'GridPE-PVTv2-b0 MACMD': ('mmseg', 'macmd_gridpe-pvt-v2-b0_dense-digits-128x128.py'),
     'SMT-T RetinaNet': ('mmdet', 'retinanet_smt-t_fpn_dense-digits-128x128.py'),
     'GridPE-PVTv2-b0 RetinaNet': ('mmdet', 'retinanet_gridpe-pvt-v2-b0_fpn_dense-digits-128x128.py'),
-    'EfficientMod-xxs FPN shuffled-label control': ('mmseg', 'fpn_efficientmod-xxs_dense-digits-128x128.py'),
 }
 # the negative controls: the same config as the named run, trained on a copy of the dataset (``dense_digits_shuffled``
 # beside ``dense_digits``) whose training label maps are permuted across canvases (val keeps the true ones)
 CONTROL_RUNS: Dict[str, str] = {'EfficientMod-xxs FPN shuffled-label control': 'EfficientMod-xxs FPN'}
+DENSE_RUNS.update({control: DENSE_RUNS[run] for control, run in CONTROL_RUNS.items()})
 # the main job's dense stage: one segmentation family, one detector, side by side within 6 minutes on 2 cores.
 # GridPE UperNet, not the cheaper EfficientMod FPN: at 96x96 crops EfficientMod FPN reached only mIoU 70.5 in about
 # the same time (1800 iterations), GridPE UperNet 79.2 at 2000 iterations.
@@ -155,9 +155,7 @@ def _recorded_run(name: str, work_dir: str, data_root: str, threads: Optional[in
     result = run_dense(name, _run_dir(work_dir, name), data_root, (), threads)
     result.update(date=date, load_before=load_before, load_after=load_1min(), threads=threads or os.cpu_count(),
                   parallel=parallel, config_sha256=config_digest(name))
-    os.makedirs(_run_dir(work_dir, name), exist_ok=True)
-    with open(osp.join(_run_dir(work_dir, name), 'result.json'), 'w') as f:
-        json.dump(result, f, indent=1, default=float)
+    write_json(osp.join(_run_dir(work_dir, name), 'result.json'), result)
     return result
 
 
