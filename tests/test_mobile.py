@@ -3,6 +3,7 @@
 Small models at small inputs (lowering to XNNPACK takes seconds per block); skipped without the ``mobile`` extra,
 except the missing-package and bad-argument lines."""
 import json
+from typing import Dict
 
 import pytest
 import torch
@@ -149,6 +150,8 @@ def test_missing_mobile_extra_is_one_line(fmt, module, attr, monkeypatch, capsys
     (['--format', 'executorch', '--batch', '2'], 'does not take --batch'),
     (['--format', 'executorch', '-o', 'x.onnx'], 'ends in .pte'),
     (['--format', 'coreml', '-o', 'x.pte'], 'ends in .mlpackage'),
+    (['--format', 'executorch', '--int8-ops', 'gemm'], '--int8-ops only apply with --int8'),
+    (['--int8', '--calib-data', 'digits', '--int8-ops', 'gemm'], '--int8-ops chooses the int8 ops of an ExecuTorch'),
 ])
 def test_mobile_bad_arguments(argv, message, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
@@ -176,8 +179,15 @@ def _bench_run():
     cml = dict(model='zoo_smt_tiny', target='coreml-fp16', size_mib=22.0, ops=1238, unknown_ops=[],
                parity_verified=False, max_abs_diff=None)
     failed = dict(model='zoo_focalnet_tiny_srf', target='coreml-fp32', failed='NotImplementedError: addcmul')
+    gemm = dict(int8, target='xnnpack-int8-gemm', latency_ms=dict(pte=20.0, eager=100.0, fp32_pte=50.0), ratio=0.2,
+                vs_fp32=2.5)
+    digits = dict(model='zoo_efficientmod_xxs', size=32, images=359, calibration_images=256, fp32_eager_top1=98.0,
+                  fp32_pte_top1=98.0, latency_ms=dict(fp32=2.0, int8=1.6, **{'int8-gemm': 1.0}, eager=3.0),
+                  int8={'int8': dict(int8_ops='all', top1=97.5, agreement=99.0),
+                        'int8-gemm': dict(int8_ops='gemm', top1=97.9, agreement=99.5)},
+                  load_before=0.5, load_after=0.6, load_limit=1.5, loaded=False)
     return dict(machine='cpu', date='2026-12-07', command='python tools/bench_mobile.py', size=224, repeats=20,
-                calib_data='64 images of digits', rows=[xnn, int8, cml, failed])
+                calib_data='64 images of digits', rows=[xnn, int8, gemm, cml, failed], digits=digits)
 
 
 def test_bench_mobile_table_and_readme():
@@ -190,6 +200,10 @@ def test_bench_mobile_table_and_readme():
     readme = bench.readme_text(run)
     assert '`zoo_smt_tiny`: xnnpack-fp32: 90% delegated, 0.50x eager latency' in readme
     assert '(2.00x faster than fp32 .pte)' in readme and 'Core ML FAILS (coreml-fp32)' in readme
+    assert 'xnnpack-int8-gemm: 90% delegated, 0.20x eager latency (2.50x faster than fp32 .pte)' in readme
+    assert '| int8 | all | 97.50% | 0.50 | 99.00% | 1.60 | 1.25x |' in text
+    assert '| int8-gemm | gemm | 97.90% | 0.10 | 99.50% | 1.00 | 2.00x |' in text
+    assert 'digits model int8-gemm `.pte`: top-1 97.90% vs fp32 eager 98.00% (+0.10 points lost), 2.00x' in readme
 
 
 @needs_executorch
@@ -357,6 +371,46 @@ def test_int8_graph_folds_float_tables():
     program = zoo_et.lower_xnnpack(torch.export.export(quantized, (x,), strict=False)).exported_program()
     stats = zoo_et.delegation(program)
     assert stats.share == 1.0 and not stats.portable_qdq, stats.format()
+
+
+class _GemmAndDepthwise(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.dwconv, self.fc = nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 5, padding=2, groups=8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.conv(x)
+        x = x * self.dwconv(x) + x
+        return self.fc(x.mean((2, 3)))
+
+
+def _int8_weights(graph) -> Dict[str, bool]:
+    """For each conv / linear of a converted PT2E graph: whether its weight reaches it through a dequantize."""
+    ops = {torch.ops.aten.conv2d.default: 'conv', torch.ops.aten.linear.default: 'fc'}
+    out = {}
+    for node in graph.graph.nodes:
+        if node.target in ops:
+            groups = node.args[6] if len(node.args) > 6 else 1
+            out['dwconv' if groups > 1 else ops[node.target]] = 'dequantize' in str(node.args[1].target)
+    return out
+
+
+@needs_executorch
+def test_int8_ops_gemm_leaves_depthwise_and_elementwise_float():
+    """int8_ops='gemm' quantizes the full conv and the linear layer only; 'all' the depthwise conv too."""
+    torch.manual_seed(0)
+    model, x, calib = _GemmAndDepthwise().eval(), torch.randn(1, 3, 12, 12), torch.randn(4, 3, 12, 12).numpy()
+    def int8_muls(graph):  # multiplies whose output is quantized
+        return [n for n in graph.graph.nodes if n.target == torch.ops.aten.mul.Tensor
+                and any('quantize' in str(user.target) for user in n.users)]
+
+    full = zoo_et.quantize_xnnpack(model, x, calib)
+    assert _int8_weights(full) == dict(conv=True, dwconv=True, fc=True) and int8_muls(full)
+    gemm = zoo_et.quantize_xnnpack(model, x, calib, int8_ops='gemm')
+    assert _int8_weights(gemm) == dict(conv=True, dwconv=False, fc=True) and not int8_muls(gemm)
+    torch.testing.assert_close(gemm(x), model(x), rtol=0, atol=0.1)
+    with pytest.raises(ValueError, match='choose from all, gemm'):
+        zoo_et.quantize_xnnpack(model, x, calib, int8_ops='some')
 
 
 @needs_executorch

@@ -1,4 +1,5 @@
-"""Phone targets per family: ExecuTorch (XNNPACK fp32 / int8) and Core ML (fp32 / fp16), one thread.
+"""Phone targets per family: ExecuTorch (XNNPACK fp32 / int8 / int8 gemm layers) and Core ML (fp32 / fp16), one
+thread.
 
     python tools/bench_mobile.py                                   # every family's smallest variant, 224 px
     python tools/bench_mobile.py --models zoo_efficientmod_xxs --targets xnnpack-fp32 coreml-fp16
@@ -9,12 +10,15 @@ compute nodes XNNPACK took (``modzoo.export.executorch.delegation``), the progra
 latency at one thread interleaved with eager PyTorch (and, for int8, with the fp32 ``.pte``), and parity (max abs
 logit diff and top-1 agreement with eager on a random and a photographic image), and the peak memory of a fresh
 process running the ``.pte`` (:func:`pte_peak_mib`). int8 is calibrated on
-``--calib-data`` (default: scikit-learn's digits, resized). Core ML packages are converted and inspected; their
+``--calib-data`` (default: scikit-learn's digits, resized); ``xnnpack-int8`` quantizes every op XNNPACK's quantizer
+supports, ``xnnpack-int8-gemm`` the fully-connected layers and full convolutions only
+(``modzoo.export.executorch.INT8_OPS``). Core ML packages are converted and inspected; their
 latency and parity are not measurable off macOS, and the table says so. Each timing row reads the load average
 before and after it and is re-measured when the machine was busy (``modzoo.bench.common.LoadGuard``).
 
 ``--digits WORK_DIR`` adds the int8 accuracy goal's row: the main job's trained digits model (``tools/main_job.py
---no-report``), fp32 eager vs int8 ``.pte`` top-1 on its 359 validation images, calibrated on its training images.
+--no-report``), fp32 eager vs each int8 ``.pte``'s top-1 on its 359 validation images, calibrated on its training
+images.
 """
 import argparse
 import os
@@ -39,7 +43,8 @@ __all__ = ['DEFAULT_MODELS', 'TARGETS', 'pte_peak_mib', 'measure_model', 'measur
 START, END = '<!-- mobile:start -->', '<!-- mobile:end -->'
 README_START, README_END = '<!-- mobile-readme:start -->', '<!-- mobile-readme:end -->'
 DEFAULT_MODELS = ('zoo_efficientmod_xxs', 'zoo_focalnet_tiny_srf', 'zoo_smt_tiny', 'zoo_gridpe_pvt_v2_b0')
-TARGETS = ('xnnpack-fp32', 'xnnpack-int8', 'coreml-fp32', 'coreml-fp16')
+TARGETS = ('xnnpack-fp32', 'xnnpack-int8', 'xnnpack-int8-gemm', 'coreml-fp32', 'coreml-fp16')
+XNNPACK_TARGETS = TARGETS[:3]
 
 
 def _model(name: str, num_classes: Optional[int] = None):
@@ -85,10 +90,10 @@ def _xnnpack_rows(name: str, model, eager, size: int, calibration, targets, repe
     x = torch.randn(1, 3, size, size)
     rows, fp32_pte = [], None
     for target in [t for t in targets if t.startswith('xnnpack')]:
-        int8 = target == 'xnnpack-int8'
+        int8 = target.startswith('xnnpack-int8')
         path = os.path.join(tmp, f'{name}-{target}-{forms}.pte')
         report = zoo_et.export_executorch(model, path, (size, size), calibration=calibration if int8 else None,
-                                          reference=eager, latency_repeats=0)
+                                          reference=eager, latency_repeats=0, int8_ops=_int8_ops(target))
         pte = zoo_et.PteProgram(path)
         runners = dict(pte=pte.run, eager=eager, **({'fp32_pte': fp32_pte.run} if int8 and fp32_pte else {}))
         row = guard.measure(lambda r=runners: dict(latency_ms=zoo_et.time_interleaved(r, x, repeats=repeats)))
@@ -107,6 +112,10 @@ def _xnnpack_rows(name: str, model, eager, size: int, calibration, targets, repe
               f'{ms["eager"]:.1f} ms ({row["ratio"]:.2f}x), diff {row["max_abs_diff"]:.1e}, load {load_cell(row)}',
               file=sys.stderr)
     return rows
+
+
+def _int8_ops(target: str) -> str:
+    return 'gemm' if target.endswith('-gemm') else 'all'
 
 
 def _coreml_rows(name: str, model, size: int, targets, tmp: str):
@@ -149,6 +158,10 @@ def measure_model(name: str, size: int, targets, calibration, repeats: int, guar
     return rows
 
 
+# the digits row's int8 programs: name -> int8_ops
+INT8_DIGITS = {'int8': 'all', 'int8-gemm': 'gemm'}
+
+
 def measure_digits(work_dir: str, repeats: int, guard: LoadGuard, calib_images: int = 256) -> Dict:
     """The int8 goal on the main job's digits model: fp32 eager vs fp32 and int8 ``.pte`` top-1 on its validation
     images, and int8 vs fp32 ``.pte`` latency at its 32 px."""
@@ -171,19 +184,19 @@ def measure_digits(work_dir: str, repeats: int, guard: LoadGuard, calib_images: 
     val = held_out_set(cfg, data_dir)
     with tempfile.TemporaryDirectory() as tmp, keep_torch_threads():
         torch.set_num_threads(1)
-        paths = {p: os.path.join(tmp, f'{p}.pte') for p in ('fp32', 'int8')}
+        paths = {p: os.path.join(tmp, f'{p}.pte') for p in ('fp32', *INT8_DIGITS)}
         zoo_et.export_executorch(model, paths['fp32'], (IMG_SIZE, IMG_SIZE), reference=eager, latency_repeats=0)
-        int8 = zoo_et.export_executorch(model, paths['int8'], (IMG_SIZE, IMG_SIZE), calibration=calib.images,
-                                        reference=eager, latency_repeats=0)
+        for program, int8_ops in INT8_DIGITS.items():
+            zoo_et.export_executorch(model, paths[program], (IMG_SIZE, IMG_SIZE), calibration=calib.images,
+                                     reference=eager, latency_repeats=0, int8_ops=int8_ops)
         checks = {p: zoo_et.held_out_agreement(path, eager, val, 10) for p, path in paths.items()}
-        runners = dict(int8=zoo_et.PteProgram(paths['int8']).run, fp32=zoo_et.PteProgram(paths['fp32']).run,
-                       eager=eager)
+        runners = dict({p: zoo_et.PteProgram(path).run for p, path in paths.items()}, eager=eager)
         x = torch.from_numpy(val.images[:1])
         row = guard.measure(lambda: dict(latency_ms=zoo_et.time_interleaved(runners, x, repeats=repeats)))
     row.update(model=MODEL, size=IMG_SIZE, images=len(val), calibration_images=len(calib),
                fp32_eager_top1=checks['fp32'].fp32_top1, fp32_pte_top1=checks['fp32'].int8_top1,
-               int8_pte_top1=checks['int8'].int8_top1, int8_agreement=checks['int8'].top1_agreement,
-               int8_share=int8.delegation.share)
+               int8={p: dict(int8_ops=INT8_DIGITS[p], top1=checks[p].int8_top1, agreement=checks[p].top1_agreement)
+                     for p in INT8_DIGITS})
     return row
 
 
@@ -228,14 +241,14 @@ def to_markdown(run: Dict) -> str:
         ms = digits['latency_ms']
         lines += ['', f'**int8 accuracy** (`{digits["model"]}` trained by the main job, {digits["size"]} px, '
                       f'{digits["images"]} validation images, calibrated on {digits["calibration_images"]} training '
-                      'images):', '']
+                      f'images; fp32 eager top-1 {digits["fp32_eager_top1"]:.2f}%, fp32 .pte '
+                      f'{digits["fp32_pte_top1"]:.2f}%, {ms["fp32"]:.2f} ms):', '']
         lines += markdown_table(
-            ['fp32 eager top-1', 'fp32 .pte top-1', 'int8 .pte top-1', 'drop (points)', 'int8 agreement',
-             'int8 .pte ms', 'fp32 .pte ms', 'int8 speed-up', 'load'],
-            [[f'{digits["fp32_eager_top1"]:.2f}%', f'{digits["fp32_pte_top1"]:.2f}%',
-              f'{digits["int8_pte_top1"]:.2f}%', f'{digits["fp32_eager_top1"] - digits["int8_pte_top1"]:.2f}',
-              f'{digits["int8_agreement"]:.2f}%', f'{ms["int8"]:.2f}', f'{ms["fp32"]:.2f}',
-              f'{ms["fp32"] / ms["int8"]:.2f}x', load_cell(digits)]])
+            ['program', 'int8 ops', 'int8 .pte top-1', 'drop (points)', 'agreement', 'int8 .pte ms', 'int8 speed-up',
+             'load'],
+            [[p, r['int8_ops'], f'{r["top1"]:.2f}%', f'{digits["fp32_eager_top1"] - r["top1"]:.2f}',
+              f'{r["agreement"]:.2f}%', f'{ms[p]:.2f}', f'{ms["fp32"] / ms[p]:.2f}x', load_cell(digits)]
+             for p, r in digits['int8'].items()])
     return '\n'.join(lines)
 
 
@@ -248,7 +261,7 @@ def readme_text(run: Dict) -> str:
         by_model.setdefault(r['model'], {})[r['target']] = r
     for model, targets in by_model.items():
         parts = []
-        for target in ('xnnpack-fp32', 'xnnpack-int8'):
+        for target in XNNPACK_TARGETS:
             r = targets.get(target)
             if r:
                 parts.append(f'{target}: {100 * r["share"]:.0f}% delegated, {r["ratio"]:.2f}x eager latency'
@@ -263,9 +276,10 @@ def readme_text(run: Dict) -> str:
     digits = run.get('digits')
     if digits:
         ms = digits['latency_ms']
-        lines.append(f'- digits model int8 `.pte`: top-1 {digits["int8_pte_top1"]:.2f}% vs fp32 eager '
-                     f'{digits["fp32_eager_top1"]:.2f}% ({digits["fp32_eager_top1"] - digits["int8_pte_top1"]:+.2f} '
-                     f'points lost), {ms["fp32"] / ms["int8"]:.2f}x faster than the fp32 `.pte`.')
+        for p, r in digits['int8'].items():
+            lines.append(f'- digits model {p} `.pte`: top-1 {r["top1"]:.2f}% vs fp32 eager '
+                         f'{digits["fp32_eager_top1"]:.2f}% ({digits["fp32_eager_top1"] - r["top1"]:+.2f} points '
+                         f'lost), {ms["fp32"] / ms[p]:.2f}x faster than the fp32 `.pte`.')
     return '\n'.join(lines)
 
 
@@ -313,7 +327,7 @@ def main(argv=None) -> int:
     from modzoo.export import quantize
     guard = LoadGuard(args.load_threshold, retries=args.load_retries, wait_s=args.load_wait)
     calibration = None
-    if 'xnnpack-int8' in args.targets:
+    if any(t.startswith('xnnpack-int8') for t in args.targets):
         calibration = quantize.load_calibration_images(args.calib_data, (args.size, args.size),
                                                        count=args.calib_images).images
     rows = []

@@ -2,6 +2,7 @@
 
     python tools/profile_pte.py zoo_efficientmod_xxs
     python tools/profile_pte.py zoo_gridpe_pvt_v2_b0 --int8 --size 160 --top 20
+    python tools/profile_pte.py zoo_efficientmod_xxs --int8 --int8-ops gemm
 
 The model (modzoo or timm name, random weights, seed 0) is lowered as ``tools/export_onnx.py --format executorch``
 lowers it: its ExecuTorch export forms (``prepare_for_export(model, 'executorch')``), constant folding, XNNPACK's
@@ -21,6 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..export.executorch import INT8_OPS
 from ..utils.cli import OneLineArgumentParser
 from .common import machine_description
 from .report import markdown_table
@@ -30,7 +32,8 @@ __all__ = ['profile_pte', 'by_operator', 'profile_markdown', 'main']
 _RUNTIME_EVENTS = ('Method::execute', 'DELEGATE_CALL', 'Program::load_method', 'Method::init')
 
 
-def profile_pte(model: torch.nn.Module, size: int, int8: bool = False, runs: int = 10) -> List[dict]:
+def profile_pte(model: torch.nn.Module, size: int, int8: bool = False, runs: int = 10,
+                int8_ops: str = 'all') -> List[dict]:
     """``[{'node', 'op', 'ms'}]``: median ms per forward of every event of ``model``'s XNNPACK program (the
     ExecuTorch forms applied to a copy), one thread."""
     import copy
@@ -41,7 +44,7 @@ def profile_pte(model: torch.nn.Module, size: int, int8: bool = False, runs: int
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     calibration = torch.randn(4, 3, size, size).numpy() if int8 else None
     with torch.no_grad():
-        program, _, _ = lowered_program(form, x, calibration, etrecord=True)
+        program, _, _ = lowered_program(form, x, calibration, etrecord=True, int8_ops=int8_ops)
     with tempfile.TemporaryDirectory() as tmp:
         record, trace = os.path.join(tmp, 'etrecord.bin'), os.path.join(tmp, 'trace.etdp')
         program.get_etrecord().save(record)
@@ -85,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('model', help='modzoo or timm model name')
     parser.add_argument('--size', type=int, default=224, help='input height = width (default 224)')
     parser.add_argument('--int8', action='store_true', help='the int8 program (XNNPACK PT2E quantizer)')
+    parser.add_argument('--int8-ops', choices=INT8_OPS,
+                        help="with --int8: the ops in int8, as export_onnx.py's --int8-ops (default all)")
     parser.add_argument('--runs', type=int, default=10, help='traced forwards (default 10)')
     parser.add_argument('--top', type=int, default=12, help='nodes listed (default 12)')
     return parser
@@ -96,6 +101,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for flag in ('size', 'runs', 'top'):
         if getattr(args, flag) < 1:
             parser.error(f'--{flag} must be at least 1')
+    if args.int8_ops and not args.int8:
+        parser.error('--int8-ops chooses the ops of the int8 program: add --int8, or drop it')
     from modzoo.export.executorch import MOBILE_EXTRA_HINT, executorch_available
     if not executorch_available():
         parser.error(f'profiling a .pte needs ExecuTorch: {MOBILE_EXTRA_HINT}')
@@ -105,9 +112,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model = build_export_model(args.model)
     except (RuntimeError, ValueError) as e:
         parser.error(str(e).strip('"\''))
-    nodes = profile_pte(model, args.size, args.int8, args.runs)
+    nodes = profile_pte(model, args.size, args.int8, args.runs, args.int8_ops or 'all')
     from executorch.version import __version__ as executorch_version
-    lines = [f'### ExecuTorch profile: `{args.model}` ({"int8" if args.int8 else "fp32"})', '',
+    precision = f'int8, {args.int8_ops or "all"} ops' if args.int8 else 'fp32'
+    lines = [f'### ExecuTorch profile: `{args.model}` ({precision})', '',
              f'{machine_description(threads=1)}, executorch {executorch_version}; batch 1, {args.size}x{args.size}, '
              f'{args.runs} traced forwards', ''] + profile_markdown(args.model, nodes, args.top)
     print('\n'.join(lines))

@@ -41,6 +41,7 @@ import torch
 from modzoo.export import onnx as zoo_onnx
 from modzoo.export import openvino as zoo_ov
 from modzoo.export import quantize as zoo_quant
+from modzoo.export import executorch as zoo_et
 from modzoo.export import mobile as zoo_mobile
 from modzoo.export.deploy import prepare_for_export
 from modzoo.runtimes import OPENVINO, RUNTIME_NAMES, RuntimeUnavailable, require_runtime, runtime_list
@@ -114,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help='activation range estimate (default minmax)')
     int8.add_argument('--int8-reduce-range', action='store_true',
                       help='7-bit weights: for CPUs without VNNI, where uint8 x int8 products can saturate')
+    int8.add_argument('--int8-ops', choices=zoo_et.INT8_OPS,
+                      help='--format executorch: the ops in int8, all XNNPACK supports (default) or the gemm layers '
+                           '(fully-connected, full convolutions) only, depthwise convolutions and element-wise ops '
+                           'left float32: faster where the CPU\'s int8 depthwise kernels are slower than float ones '
+                           '(x86; check with tools/profile_pte.py)')
     return parser
 
 
@@ -367,11 +373,13 @@ def _print_export(args, result) -> None:
 
 def _int8_arg_problem(args) -> Optional[str]:
     if not args.int8:
-        extra = [flag for flag, value in (('--int8-output', args.int8_output), ('--calib-data', args.calib_data))
-                 if value is not None]
+        extra = [flag for flag, value in (('--int8-output', args.int8_output), ('--calib-data', args.calib_data),
+                                          ('--int8-ops', args.int8_ops)) if value is not None]
         return f'{" and ".join(extra)} only apply with --int8' if extra else None
     if args.fp16 or args.features or args.head or args.model.endswith('.py'):
         return '--int8 quantizes an fp32 classifier export: drop --fp16 / --features / segmentation'
+    if args.int8_ops and args.format != 'executorch':
+        return '--int8-ops chooses the int8 ops of an ExecuTorch program: add --format executorch, or drop it'
     if not args.calib_data:
         return (f'--int8 needs calibration images: --calib-data DIR (an ImageFolder of images like the deployment '
                 f'ones) or --calib-data {zoo_quant.DIGITS}')

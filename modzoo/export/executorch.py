@@ -38,8 +38,8 @@ from .onnx import (
 
 __all__ = [
     'MOBILE_EXTRA_HINT', 'FP32_TOLERANCE', 'executorch_available', 'require_executorch', 'Delegation', 'delegation',
-    'PteProgram', 'fold_float_constants', 'lower_xnnpack', 'quantize_xnnpack', 'lowered_program', 'traced_runs',
-    'check_pte', 'time_interleaved', 'ExecuTorchReport', 'export_executorch',
+    'INT8_OPS', 'PteProgram', 'fold_float_constants', 'lower_xnnpack', 'quantize_xnnpack', 'lowered_program',
+    'traced_runs', 'check_pte', 'time_interleaved', 'ExecuTorchReport', 'export_executorch',
 ]
 
 MOBILE_EXTRA_HINT = 'pip install -e ".[mobile]" (or tools/setup_env.sh --mm)'
@@ -142,14 +142,42 @@ def fold_float_constants(program: torch.export.ExportedProgram) -> torch.export.
     return constant_prop_pass(program, custom_skip_targets=keep)
 
 
-def quantize_xnnpack(model: nn.Module, example: torch.Tensor, calibration: np.ndarray, batch: int = 1) -> nn.Module:
+# which ops an int8 program quantizes: 'all' that XNNPACK's quantizer supports (ExecuTorch's recipe), or 'gemm'
+# layers only (fully-connected layers and full convolutions), depthwise convolutions and element-wise ops left float32
+INT8_OPS = ('all', 'gemm')
+
+
+def _is_gemm_layer(node) -> bool:
+    """Whether ``int8_ops='gemm'`` quantizes ``node``: a fully-connected layer, a convolution other than a depthwise
+    one, or a ReLU the quantizer fuses into one. On this x86 CPU XNNPACK 1.5.1's int8 depthwise convolution,
+    multiply and add are slower than its float32 ones (ETDump of EfficientMod-xxs: 3.03 vs 1.70 ms, 0.64 vs 0.20);
+    its int8 GEMMs are ~3x faster than float32."""
+    aten = torch.ops.aten
+    if node.op != 'call_function':  # a layer's weight and bias: they go with their layer
+        return True
+    if node.target in (aten.linear.default, aten.relu.default, aten.relu_.default, aten.hardtanh.default,
+                       aten.hardtanh_.default):
+        return True
+    if node.target != aten.conv2d.default:
+        return False
+    groups = node.args[6] if len(node.args) > 6 else node.kwargs.get('groups', 1)
+    weight = node.args[1].meta.get('val')
+    return groups == 1 or weight is None or weight.shape[1] != 1
+
+
+def quantize_xnnpack(model: nn.Module, example: torch.Tensor, calibration: np.ndarray, batch: int = 1,
+                     int8_ops: str = 'all') -> nn.Module:
     """``model`` quantized by PT2E with XNNPACK's quantizer (symmetric int8, per-channel weights, static activation
     ranges from ``calibration``, N x C x H x W float32 images run ``batch`` at a time), its constant subgraphs
-    folded first (:func:`fold_float_constants`)."""
+    folded first (:func:`fold_float_constants`). ``int8_ops``: one of :data:`INT8_OPS`."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer, get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    if int8_ops not in INT8_OPS:
+        raise ValueError(f'int8_ops={int8_ops!r}: choose from {", ".join(INT8_OPS)}')
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    if int8_ops == 'gemm':
+        quantizer.set_filter_function(_is_gemm_layer)
     # float constant subgraphs (GridPE's tables) folded before the quantizer sees them: otherwise it puts a
     # quantize/dequantize pair on each table, which stops the folding after quantization at the pair
     graph = fold_float_constants(torch.export.export(model, (example,), strict=False)).module()
@@ -251,7 +279,7 @@ def time_interleaved(runners: Dict[str, Any], x: torch.Tensor, repeats: int = 20
 class ExecuTorchReport:
     """What one ``.pte`` export proved: delegation, parity with eager, size, latency."""
     path: str
-    precision: str  # 'fp32' | 'int8'
+    precision: str  # 'fp32' | 'int8' | 'int8 (gemm layers)'
     size_mib: float
     delegation: Delegation
     parity: Optional[CheckReport] = None
@@ -310,12 +338,13 @@ def _format_int8_check(check) -> str:
 
 
 def lowered_program(model: nn.Module, example: torch.Tensor, calibration: Optional[np.ndarray],
-                    etrecord: bool = False):
+                    etrecord: bool = False, int8_ops: str = 'all'):
     """(ExecuTorch program manager, Delegation, seconds per step) for ``model`` on ``example``: int8 when
-    ``calibration`` images are given; ``etrecord``: keep the record a profile needs (:func:`lower_xnnpack`)."""
+    ``calibration`` images are given (``int8_ops``: :func:`quantize_xnnpack`); ``etrecord``: keep the record a
+    profile needs (:func:`lower_xnnpack`)."""
     seconds = {}
     start = time.perf_counter()
-    graph = quantize_xnnpack(model, example, calibration) if calibration is not None else model
+    graph = quantize_xnnpack(model, example, calibration, int8_ops=int8_ops) if calibration is not None else model
     if calibration is not None:
         seconds['quantize'] = time.perf_counter() - start
     try:
@@ -341,10 +370,12 @@ def export_executorch(
         reference: Optional[nn.Module] = None,
         latency_repeats: int = 20,
         extra_timers: Optional[Dict[str, Any]] = None,
+        int8_ops: str = 'all',
 ) -> ExecuTorchReport:
     """Lower ``model`` (eval, one NCHW image, batch 1) to XNNPACK, check the ``.pte`` and write it to ``output``.
 
-    ``calibration``: images (N, C, H, W float32) for an int8 ``.pte`` (PT2E, XNNPACK quantizer); None for fp32.
+    ``calibration``: images (N, C, H, W float32) for an int8 ``.pte`` (PT2E, XNNPACK quantizer, on the ops
+    ``int8_ops`` names: :data:`INT8_OPS`); None for fp32.
     ``check``: compare with ``reference`` (default ``model``) in ExecuTorch's runtime; an fp32 ``.pte`` off by more
     than :data:`FP32_TOLERANCE` raises :class:`ParityError` and nothing is written (int8 logits differ by design:
     the caller checks their agreement). ``latency_repeats`` > 0 times the ``.pte`` against eager (and
@@ -359,10 +390,11 @@ def export_executorch(
     cfg = model_input_config(model)
     example = random_images(1, img_size, cfg['in_chans'])
     with torch.no_grad():
-        program, stats, seconds = lowered_program(model, example, calibration)
+        program, stats, seconds = lowered_program(model, example, calibration, int8_ops=int8_ops)
     buffer = program.buffer
     pte = PteProgram(buffer)
-    report = ExecuTorchReport(path=output, precision='int8' if calibration is not None else 'fp32',
+    precision = 'fp32' if calibration is None else 'int8' if int8_ops == 'all' else f'int8 ({int8_ops} layers)'
+    report = ExecuTorchReport(path=output, precision=precision,
                               size_mib=len(buffer) / 2 ** 20, delegation=stats, seconds=seconds)
     if check:
         tolerance = FP32_TOLERANCE if calibration is None else float('inf')

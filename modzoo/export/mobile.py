@@ -101,7 +101,8 @@ def export_mobile(args, model, reference, img_size: Tuple[int, int], calib, path
             calibration, held_out = calib
             fp32 = zoo_et.PteProgram(output)
             int8 = zoo_et.export_executorch(model, int8_output, img_size, calibration=calibration.images,
-                                            reference=reference, extra_timers={'fp32 .pte': fp32.run})
+                                            reference=reference, extra_timers={'fp32 .pte': fp32.run},
+                                            int8_ops=args.int8_ops or 'all')
             if len(held_out):
                 int8.int8_check = zoo_et.held_out_agreement(int8.path, reference, held_out,
                                                             getattr(model, 'num_classes', None))
