@@ -92,12 +92,12 @@ def data_root_options(scope: str, root: str) -> List[str]:
 def write_data(names: Sequence[str], work_dir: str, **kwargs) -> Dict[str, str]:
     """Write the datasets runs ``names`` train on under ``work_dir`` (``dense_digits``; ``dense_digits_shuffled`` for
     the controls), ``kwargs`` to :func:`~modzoo.dense_digits.write_dense_digits`; ``{name: data root}``."""
-    roots = {name: osp.join(work_dir, 'dense_digits_shuffled' if name in CONTROL_RUNS else 'dense_digits')
-             for name in names}
+    def root(shuffled: bool) -> str:
+        return osp.join(work_dir, 'dense_digits_shuffled' if shuffled else 'dense_digits')
+
     for shuffled in sorted({name in CONTROL_RUNS for name in names}):
-        write_dense_digits(osp.join(work_dir, 'dense_digits_shuffled' if shuffled else 'dense_digits'),
-                           shuffle_train_labels=shuffled, **kwargs)
-    return roots
+        write_dense_digits(root(shuffled), shuffle_train_labels=shuffled, **kwargs)
+    return {name: root(name in CONTROL_RUNS) for name in names}
 
 
 def _child(code: str, argv: Sequence[str], log_path: str, threads: Optional[int] = None) -> Dict:
