@@ -149,9 +149,8 @@ INT8_OPS = ('all', 'gemm')
 
 def _is_gemm_layer(node) -> bool:
     """Whether ``int8_ops='gemm'`` quantizes ``node``: a fully-connected layer, a convolution other than a depthwise
-    one, or a ReLU the quantizer fuses into one. On this x86 CPU XNNPACK 1.5.1's int8 depthwise convolution,
-    multiply and add are slower than its float32 ones (ETDump of EfficientMod-xxs: 3.03 vs 1.70 ms, 0.64 vs 0.20);
-    its int8 GEMMs are ~3x faster than float32."""
+    one, or a ReLU the quantizer fuses into one. On x86 XNNPACK 1.5.1's int8 depthwise convolution, multiply and
+    add are slower than its float32 ones (``tools/profile_pte.py``; README "On a phone"), its int8 GEMMs faster."""
     aten = torch.ops.aten
     if node.op != 'call_function':  # a layer's weight and bias: they go with their layer
         return True
