@@ -155,7 +155,7 @@ def test_profile_command_side_by_side(runtimes, tmp_path, capsys):
                                '--warmup', '1', '--top', '3', '--json', out])
     assert code == 0
     text = capsys.readouterr().out
-    assert 'time by op type' in text and '**kernel total**' in text
+    assert 'time by op type' in text and '**kernel total**' in text and 'of which data movement' in text
     assert text.count('top 3 nodes of') == 2 * len(runtimes)
     saved = json.load(open(out))
     assert set(saved['profiles']) == set(runtimes)
@@ -190,7 +190,11 @@ def test_anchor_table_is_written_and_flags_a_missed_goal(tmp_path, monkeypatch):
                                 guard=guard, calib_images=4)
     assert result['gmacs']['zoo'] == pytest.approx(result['gmacs']['anchor'], rel=0.05)
     assert anchors.gated_ratio(result) > pair.goal
-    assert result['gap'] and {'op', 'excess_ms'} <= set(result['gap'][0])
+    gap = result['gap']
+    assert gap['ops'] and {'op', 'excess_ms'} <= set(gap['ops'][0])
+    assert 0 < gap['zoo_data_movement_ms'] < gap['zoo_total_ms']
+    assert gap['floor'] == pytest.approx((gap['zoo_total_ms'] - gap['zoo_data_movement_ms']) / gap['anchor_total_ms'])
+    assert 'within reach of a leaner graph' in anchors._floor_verdict(dict(gap, floor=0.5), goal=0.9)
     run = dict(machine='test machine', command='python tools/bench_anchors.py (test)', date='2026-12-07',
                results=[result], skipped={})
     benchmarks, readme = tmp_path / 'BENCHMARKS.md', tmp_path / 'README.md'
@@ -200,7 +204,7 @@ def test_anchor_table_is_written_and_flags_a_missed_goal(tmp_path, monkeypatch):
     table = benchmarks.read_text()
     assert anchors.START in table and anchors.END in table
     assert '| `zoo_gridpe_pvt_v2_b0` | `pvt_v2_b0` |' in table and '**missed**' in table
-    assert 'largest excess by op type' in table
+    assert 'largest excess by op type' in table and 'out of reach by rewriting the graph' in table
     text = readme.read_text()
     assert 'old' not in text and text.endswith('rest\n') and '(goal ≤ 0.01: missed)' in text
     assert json.load(open(tmp_path / 'run.json'))['results'][0]['pair']['goal'] == 0.01

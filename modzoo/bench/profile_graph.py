@@ -13,7 +13,8 @@ ONNX Runtime: its own profiler (``SessionOptions.enable_profiling``), the CPU ex
 optimisation, so the nodes are those ORT runs after its fusions (``BiasGelu``, ``FusedMatMul``, NCHWc ``Reorder*``).
 OpenVINO: the CPU plugin's per-node performance counters (``PERF_COUNT``), the op types after its own fusions.
 Times are per forward, averaged over ``--runs`` forwards after ``--warmup``; "kernel total" is the sum over nodes
-(a forward's wall time adds the runtime's own overhead). Profiles of the two graphs are taken one after the other,
+(a forward's wall time adds the runtime's own overhead); "data movement" is its part in ops that only move data or
+compute shapes (``DATA_MOVEMENT_OPS``), the part a leaner graph can save. Profiles of the two graphs are taken one after the other,
 so on a busy machine compare the shares more than the milliseconds.
 """
 import argparse
@@ -31,10 +32,17 @@ from ..utils.cli import OneLineArgumentParser
 from .common import machine_description
 from .report import check_json_output, markdown_table, write_json
 
-__all__ = ['GraphProfile', 'export_timm_onnx', 'export_graph', 'ort_trace_nodes', 'profile_ort', 'profile_openvino',
+__all__ = ['DATA_MOVEMENT_OPS', 'GraphProfile', 'export_timm_onnx', 'export_graph', 'ort_trace_nodes', 'profile_ort', 'profile_openvino',
            'profile_graph', 'side_by_side', 'main']
 
 TIMM_OPSET = 17
+# Op types that only move data or compute shapes (layout changes, ONNX Runtime's NCHWc reorders, OpenVINO's
+# reorders and shape sub-graphs): a rewrite of the graph can remove them. Every other op is arithmetic the
+# architecture asks for (convolutions, matmuls, activations, norms, softmax, element-wise products and sums).
+DATA_MOVEMENT_OPS = frozenset({
+    'Transpose', 'ReorderInput', 'ReorderOutput', 'Reorder', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Concat',
+    'Concatenation', 'Split', 'VariadicSplit', 'Slice', 'StridedSlice', 'Gather', 'Shape', 'ShapeOf', 'Expand',
+    'Broadcast', 'Tile', 'Identity', 'Cast', 'Convert', 'Pad', 'ConstantOfShape', 'Range'})
 
 
 class GraphProfile(dict):
@@ -43,6 +51,11 @@ class GraphProfile(dict):
     @property
     def total_ms(self) -> float:
         return sum(n['ms'] for n in self['nodes'])
+
+    @property
+    def data_movement_ms(self) -> float:
+        """Kernel time in :data:`DATA_MOVEMENT_OPS`."""
+        return sum(n['ms'] for n in self['nodes'] if n['op'] in DATA_MOVEMENT_OPS)
 
     def by_op(self) -> Dict[str, float]:
         ops: Dict[str, float] = defaultdict(float)
@@ -185,6 +198,7 @@ def side_by_side(names: Sequence[str], profiles: Sequence[GraphProfile], runtime
         ['op type'] + [f'`{n}`' for n in names],
         [[op] + [_cell(ops_.get(op), t) for ops_, t in zip(by_op, totals, strict=True)] for op in ops]
         + [['**kernel total**'] + [f'**{t:.2f}**' for t in totals],
+           ['of which data movement'] + [_cell(p.data_movement_ms, t) for p, t in zip(profiles, totals, strict=True)],
            ['forward (median wall)'] + [f'{p["wall_ms"]:.2f}' for p in profiles],
            ['nodes run'] + [str(len(p['nodes'])) for p in profiles]])
     for name, profile, total in zip(names, profiles, totals, strict=True):
