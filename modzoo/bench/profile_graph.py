@@ -14,8 +14,8 @@ optimisation, so the nodes are those ORT runs after its fusions (``BiasGelu``, `
 OpenVINO: the CPU plugin's per-node performance counters (``PERF_COUNT``), the op types after its own fusions.
 Times are per forward, averaged over ``--runs`` forwards after ``--warmup``; "kernel total" is the sum over nodes
 (a forward's wall time adds the runtime's own overhead); "data movement" is its part in ops that only move data or
-compute shapes (``DATA_MOVEMENT_OPS``), the part a leaner graph can save. Profiles of the two graphs are taken one after the other,
-so on a busy machine compare the shares more than the milliseconds.
+compute shapes (``DATA_MOVEMENT_OPS``), the part a leaner graph can save. Profiles of the two graphs are taken one
+after the other, so on a busy machine compare the shares more than the milliseconds.
 """
 import argparse
 import json
@@ -32,8 +32,8 @@ from ..utils.cli import OneLineArgumentParser
 from .common import machine_description
 from .report import check_json_output, markdown_table, write_json
 
-__all__ = ['DATA_MOVEMENT_OPS', 'GraphProfile', 'export_timm_onnx', 'export_graph', 'ort_trace_nodes', 'profile_ort', 'profile_openvino',
-           'profile_graph', 'side_by_side', 'main']
+__all__ = ['DATA_MOVEMENT_OPS', 'GraphProfile', 'export_timm_onnx', 'export_graph', 'ort_trace_nodes', 'profile_ort',
+           'profile_openvino', 'profile_graph', 'side_by_side', 'main']
 
 TIMM_OPSET = 17
 # Op types that only move data or compute shapes (layout changes, ONNX Runtime's NCHWc reorders, OpenVINO's
