@@ -96,6 +96,32 @@ def test_ffn_export_forms_match_eager(name):
         torch.testing.assert_close(lean(x), model(x), rtol=0, atol=1e-5)
 
 
+# the forms that pick ONNX Runtime's NCHWc layout for a whole stage: 'onnx' only, OpenVINO runs the eager layout faster
+ORT_STAGE_FORMS = {'EfficientModStageNCHW', 'EfficientModBlockNCHW', 'AttentionBlockNCHW', 'FocalNetStageNHWC',
+                   'FocalNetBlockNHWC', 'LayerNorm'}
+
+
+@pytest.mark.parametrize('name', sorted(FAMILY_SMALL))
+def test_openvino_target_keeps_the_ffn_forms_and_drops_the_ort_stage_forms(name):
+    """``prepare_for_export(model, 'openvino')`` (``tools/export_onnx.py --runtime openvino``): the FFN forms, which
+    OpenVINO runs faster too, but none of the stage forms; both targets compute the eager logits."""
+    import copy
+
+    import timm
+    torch.manual_seed(0)
+    model = timm.create_model(name, **FAMILY_SMALL[name]).eval()
+    eager_types = {type(m).__name__ for m in model.modules()}
+    forms = {}
+    x = torch.randn(1, 3, 64, 80)
+    for target in deploy.ONNX_TARGETS:
+        lean = deploy.prepare_for_export(copy.deepcopy(model), target)
+        forms[target] = {type(m).__name__ for m in lean.modules()} - eager_types
+        with torch.no_grad():
+            torch.testing.assert_close(lean(x), model(x), rtol=0, atol=1e-5)
+    assert forms['onnx'], name
+    assert forms['openvino'] == forms['onnx'] - ORT_STAGE_FORMS
+
+
 def test_linear_as_conv1x1_is_the_linear_layer():
     from modzoo.layers import linear_as_conv1x1
     torch.manual_seed(0)

@@ -95,6 +95,24 @@ def test_export_tool_runtime_both(tmp_path, capsys):
     assert 'int8 vs fp32 in ONNX Runtime (CPU EP)' in printed
 
 
+def test_export_tool_runtime_openvino_writes_openvino_forms(tmp_path):
+    """``--runtime openvino`` writes OpenVINO's graph: EfficientMod channels-last, its Linear layers MatMuls (ONNX
+    Runtime's graph runs them as 1x1 Convs, leaving only each attention block's two MatMuls); no --check needed."""
+    import onnx
+
+    from modzoo.export import cli
+    name = 'zoo_efficientmod_xxs'
+    kwargs = FAMILY_SMALL[name]
+    matmuls = {}
+    for runtime in ('ort', 'openvino'):
+        out = tmp_path / f'{runtime}.onnx'
+        argv = [name, '--img-size', '32', '32', '--runtime', runtime, '-o', str(out), '--model-kwargs']
+        assert cli.main(argv + _kwargs_argv(kwargs)) == 0
+        matmuls[runtime] = sum(node.op_type == 'MatMul' for node in onnx.load(str(out)).graph.node)
+    assert matmuls['ort'] == 2 * sum(kwargs['attention_depth'])
+    assert matmuls['openvino'] > matmuls['ort']
+
+
 def test_missing_openvino_is_one_clear_line(tmp_path, capsys, monkeypatch):
     from modzoo.export import cli
     from modzoo.runtimes import sessions as runtime_code  # where require_runtime looks the package up

@@ -179,7 +179,7 @@ def test_export_and_int8_into_missing_folders_create_them(tmp_path, capsys):
 
 
 OPTION_CASES = [
-    ('runtime without check', ['--runtime', 'openvino'], '--runtime openvino chooses where --check and --int8 run'),
+    ('both runtimes without check', ['--runtime', 'both'], '--runtime both chooses where --check and --int8 run'),
     ('int8 output not onnx', ['--int8', '--int8-output', '{tmp}/q.bin'], 'an ONNX file name ends in .onnx'),
     ('fixed batch above the calibration set', ['--int8', '--dynamic', 'none', '--batch', '4', '--calib-images', '2'],
      'fixed batch of 4 but there are 2 calibration images'),

@@ -4,10 +4,10 @@
     python tools/profile_graph.py zoo_smt_tiny --anchor convnext_nano --runtimes ort --top 20
     python tools/profile_graph.py a.onnx --anchor b.onnx            # two graphs already written
 
-A modzoo model is exported as ``tools/export_onnx.py`` exports it with its default options
-(:func:`modzoo.export.onnx.export_default_graph`: deploy rewrites, export forms, onnxslim); a timm model (the
-anchor) with plain ``torch.onnx.export`` (TorchScript exporter, opset 17, dynamic batch), as a timm user would; a
-path ending in ``.onnx`` is profiled as it is. Random weights (seed 0), one random input.
+A modzoo model is exported as ``tools/export_onnx.py --runtime <runtime>`` exports it with its default options
+(:func:`modzoo.export.onnx.export_default_graph`: deploy rewrites, that runtime's export forms, onnxslim); a timm
+model (the anchor) with plain ``torch.onnx.export`` (TorchScript exporter, opset 17, dynamic batch), as a timm user
+would; a path ending in ``.onnx`` is profiled as it is. Random weights (seed 0), one random input.
 
 ONNX Runtime: its own profiler (``SessionOptions.enable_profiling``), the CPU execution provider at full graph
 optimisation, so the nodes are those ORT runs after its fusions (``BiasGelu``, ``FusedMatMul``, NCHWc ``Reorder*``).
@@ -88,10 +88,13 @@ def export_timm_onnx(model_name: str, path: str, size: int = 224, opset: int = T
     return path
 
 
-def export_graph(name: str, workdir: str, size: int = 224, batch: int = 1, model_kwargs: Optional[dict] = None) -> str:
-    """The graph of ``name``: a ``.onnx`` path as it is, a modzoo model by the default export
-    (:func:`~modzoo.export.onnx.export_default_graph`), a timm model by :func:`export_timm_onnx`. Seed 0 before
-    building, so repeated calls give the same weights (the benchmark workers build theirs the same way)."""
+def export_graph(name: str, workdir: str, size: int = 224, batch: int = 1, model_kwargs: Optional[dict] = None,
+                 runtime: str = ORT) -> str:
+    """The graph of ``name`` for ``runtime``: a ``.onnx`` path as it is, a modzoo model by the default export for
+    that runtime (:func:`~modzoo.export.onnx.export_default_graph` with its :func:`~modzoo.export.onnx.export_target`:
+    ``tools/export_onnx.py --runtime <runtime>``), a timm model by :func:`export_timm_onnx` (one graph for every
+    runtime, written once per ``workdir``). Seed 0 before building, so repeated calls give the same weights (the
+    benchmark workers build theirs the same way)."""
     if name.endswith('.onnx'):
         if not os.path.isfile(name):
             raise FileNotFoundError(f'no ONNX graph at {name}')
@@ -102,13 +105,17 @@ def export_graph(name: str, workdir: str, size: int = 224, batch: int = 1, model
     import modzoo
     from modzoo.export import onnx as zoo_onnx
     from modzoo.models import UnknownModelError
-    path = os.path.join(workdir, re.sub(r'[^\w.-]', '_', name) + '.onnx')
+    stem = os.path.join(workdir, re.sub(r'[^\w.-]', '_', name))
     torch.manual_seed(0)
     if name in modzoo.list_models():
-        zoo_onnx.export_default_graph(name, path, img_size=(size, size), batch=batch, model_kwargs=model_kwargs)
+        target = zoo_onnx.export_target(runtime)
+        path = stem + ('' if target == 'onnx' else f'-{target}') + '.onnx'
+        zoo_onnx.export_default_graph(name, path, img_size=(size, size), batch=batch, model_kwargs=model_kwargs,
+                                      target=target)
         return path
     if timm.is_model(name):
-        return export_timm_onnx(name, path, size, model_kwargs=model_kwargs)
+        path = stem + '.onnx'
+        return path if os.path.isfile(path) else export_timm_onnx(name, path, size, model_kwargs=model_kwargs)
     raise UnknownModelError(f'unknown model {name!r}: a modzoo or timm model name, or an .onnx file')
 
 
@@ -247,10 +254,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     settings = dict(threads=args.threads, batch=args.batch, size=args.size, runs=args.runs, warmup=args.warmup)
     with tempfile.TemporaryDirectory() as workdir:
         try:
-            paths = [export_graph(name, workdir, args.size, args.batch) for name in names]
+            graphs = {runtime: [export_graph(name, workdir, args.size, args.batch, runtime=runtime) for name in names]
+                      for runtime in args.runtimes}
         except (FileNotFoundError, ValueError) as e:
             parser.error(str(e).strip('"\''))
-        profiles = {runtime: [profile_graph(path, runtime, **settings) for path in paths] for runtime in args.runtimes}
+        profiles = {runtime: [profile_graph(path, runtime, **settings) for path in paths]
+                    for runtime, paths in graphs.items()}
     lines = [f'### Graph profile: {" vs ".join(f"`{n}`" for n in names)}', '',
              f'{machine_description(threads=args.threads, libraries=("onnxruntime",))}; batch {args.batch}, '
              f'{args.size}x{args.size}, {args.runs} forwards after {args.warmup} warm-up', '']

@@ -21,8 +21,9 @@ batch) and at the export size plus two more (dynamic size), compares with PyTorc
 (fp32 tolerance 1e-4). Nothing is written unless the export and every check succeed; weights over ~1.8 GB go to
 ``<output>.data`` beside the graph. ``--int8`` also writes a static int8 graph (QDQ, per-channel weights,
 calibrated on ``--calib-data``) and, with ``--check``, its top-1 agreement and logit error against fp32 on held-out
-images (and both accuracies when the folder's classes are the model's). ``--runtime openvino`` (or ``both``) runs
-the checks in OpenVINO's CPU plugin (the ``openvino`` extra); with ``--int8`` it also writes
+images (and both accuracies when the folder's classes are the model's). ``--runtime openvino`` writes the graph for
+OpenVINO (its export forms: ``prepare_for_export(model, 'openvino')``) and runs the checks in OpenVINO's CPU plugin
+(the ``openvino`` extra); ``both`` checks ONNX Runtime's graph in both runtimes. With ``--int8`` either also writes
 ``<output>-int8-openvino.xml`` (+ ``.bin``), OpenVINO IR quantized by NNCF from the same calibration images.
 ``--format executorch`` writes an ExecuTorch program (``.pte``, XNNPACK delegate; ``--int8`` also an int8 one) and
 ``--format coreml`` a Core ML package (``.mlpackage``, ``--fp16`` for half precision); both need the ``mobile``
@@ -96,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='weights in <output>.data (auto: only above ~1.8 GB)')
     parser.add_argument('--check', action='store_true', help='compare the runtime with PyTorch and print the figure')
     parser.add_argument('--runtime', choices=('ort', 'openvino', 'both'), default='ort',
-                        help='runtime of --check: ONNX Runtime (default), OpenVINO (CPU plugin, the openvino extra) '
-                             'or both; with --int8 and openvino also an OpenVINO int8 IR quantized by NNCF')
+                        help='the runtime the graph is for: ONNX Runtime (default), OpenVINO (CPU plugin, the '
+                             'openvino extra; the export forms OpenVINO runs fastest) or both (ONNX Runtime\'s graph); '
+                             '--check runs there; with --int8 and openvino also an OpenVINO int8 IR quantized by NNCF')
     parser.add_argument('--model-kwargs', nargs='*', default=[], metavar='KEY=VALUE',
                         help='extra model constructor arguments, e.g. depths=(2,2,2,2)')
     parser.add_argument('--verbose', '-v', action='store_true', help='show exporter warnings and progress')
@@ -201,7 +203,7 @@ def _run(args) -> int:
     if args.deploy:
         import copy
         reference = copy.deepcopy(model)  # --check then also proves the deployment rewrites and export forms exact
-        prepare_for_export(model, 'onnx')
+        prepare_for_export(model, zoo_onnx.export_target(args.runtime))
 
     img_size = tuple(args.img_size) if args.img_size else tuple(zoo_onnx.model_input_config(model)['input_size'][1:])
     calib = None
@@ -280,7 +282,7 @@ def _check_args(args) -> Dict[str, Any]:
 def _check_runtimes(args) -> List[str]:
     """The runtimes of --runtime, each installed when --check or --int8 will run it."""
     runtimes = runtime_list(args.runtime)
-    if args.runtime != 'ort' and not (args.check or args.int8):
+    if args.runtime == 'both' and not (args.check or args.int8):
         raise _Refused(EXIT_BAD_INPUT, f'--runtime {args.runtime} chooses where --check and --int8 run the graph: add '
                                        f'--check (or --int8), or drop --runtime')
     try:

@@ -18,14 +18,14 @@ import torch.nn as nn
 from timm.models.pvt_v2 import MlpWithDepthwiseConv
 
 from modzoo.layers import MatmulAdaptiveAvgPool2d, fold_conv_bn
-from modzoo.layers.onnx_forms import mlp_with_depthwise_conv_form
+from modzoo.layers.onnx_forms import ONNX_TARGETS, mlp_with_depthwise_conv_form
 from modzoo.layers.mobile_forms import mobile_foreign_forms
 
 _logger = logging.getLogger(__name__)
 
 __all__ = [
-    'EXPORT_TARGETS', 'FOREIGN_EXPORT_FORMS', 'prepare_for_export', 'apply_export_forms', 'prepare_for_deploy',
-    'fold_conv_bn', 'fuse_sequential_conv_bn', 'fuse_convmodule_bn', 'MatmulAdaptiveAvgPool2d',
+    'EXPORT_TARGETS', 'ONNX_TARGETS', 'FOREIGN_EXPORT_FORMS', 'prepare_for_export', 'apply_export_forms',
+    'prepare_for_deploy', 'fold_conv_bn', 'fuse_sequential_conv_bn', 'fuse_convmodule_bn', 'MatmulAdaptiveAvgPool2d',
     'replace_adaptive_avg_pools',
 ]
 
@@ -34,13 +34,15 @@ MODEL_HOOKS = ('fuse_bn', 'switch_to_deploy', 'reparameterize')
 # Sub-module hooks (timm's reparameterize_model convention and MobileOne/RepVGG-style blocks).
 MODULE_HOOKS = ('reparameterize', 'fuse', 'switch_to_deploy')
 
-# The formats prepare_for_export knows; a module's export_form() gets one of these.
-EXPORT_TARGETS = ('onnx', 'executorch', 'coreml')
+# The formats prepare_for_export knows; a module's export_form() gets one of these. ONNX_TARGETS ('onnx' for ONNX
+# Runtime, 'openvino') are the two written as an ONNX graph.
+EXPORT_TARGETS = (*ONNX_TARGETS, 'executorch', 'coreml')
 # Export forms of module types modzoo does not define (timm's, torch's), per target: ``{target: {type: make}}``,
 # ``make(module) -> replacement or None``. Exact types only (a subclass may compute something else).
 FOREIGN_EXPORT_FORMS: Dict[str, Dict[type, Callable[[nn.Module], Optional[nn.Module]]]] = {
     target: {} for target in EXPORT_TARGETS}
-FOREIGN_EXPORT_FORMS['onnx'][MlpWithDepthwiseConv] = mlp_with_depthwise_conv_form  # GridPE-PVT's FFN
+for _target in ONNX_TARGETS:
+    FOREIGN_EXPORT_FORMS[_target][MlpWithDepthwiseConv] = mlp_with_depthwise_conv_form  # GridPE-PVT's FFN
 # phones: XNNPACK has no LayerNorm and takes a global mean only as mean((2, 3), keepdim=True); Core ML cannot
 # translate the as_strided view adaptive_avg_pool2d(1) exports as (modzoo.layers.mobile_forms)
 for _target in ('executorch', 'coreml'):

@@ -43,7 +43,7 @@ __all__ = [
     'ParityError', 'validate_export_args', 'require_optional', 'checkpoint_num_classes',
     'CheckReport', 'ExportResult', 'build_export_model', 'export_onnx', 'check_onnx', 'find_nonstandard_ops',
     'spatial_export_blocker', 'default_output_path', 'model_input_config', 'check_plan', 'foreign_weights_file',
-    'check_weights_file', 'DEFAULT_DEPLOY', 'DEFAULT_SIMPLIFY', 'export_default_graph',
+    'check_weights_file', 'DEFAULT_DEPLOY', 'DEFAULT_SIMPLIFY', 'export_target', 'export_default_graph',
 ]
 
 EXPORTERS = ('torchscript', 'dynamo')
@@ -118,6 +118,7 @@ def build_export_model(
         num_classes: Optional[int] = None,
         trust_pickle: bool = False,
         model_kwargs: Optional[Mapping[str, Any]] = None,
+        target: str = 'onnx',
 ) -> nn.Module:
     """An eval-mode model ready for export.
 
@@ -129,7 +130,7 @@ def build_export_model(
     * ``features`` wraps the model as ``features_only=True`` would (after loading, so a classification checkpoint
       loads strictly).
     * ``deploy`` applies :func:`~modzoo.export.deploy.prepare_for_export` (BatchNorm folding, re-param hooks and
-      the modules' ONNX export forms).
+      the modules' export forms for ``target``: ``'onnx'``, ONNX Runtime's graph, or ``'openvino'``).
 
     Unknown names raise :class:`modzoo.models.UnknownModelError` with suggestions.
     """
@@ -152,7 +153,7 @@ def build_export_model(
         model = _features_wrapper(model, model_name, kwargs)
     model.eval()
     if deploy:
-        prepare_for_export(model, 'onnx')
+        prepare_for_export(model, target)
     return model
 
 
@@ -731,6 +732,12 @@ def _publish(staged: str, output: str, use_data: bool) -> None:
         os.remove(final_data)
 
 
+def export_target(runtime: str) -> str:
+    """The export target (:data:`~modzoo.export.deploy.ONNX_TARGETS`) of a graph for ``runtime`` (``'ort'``,
+    ``'openvino'`` or ``'both'``): OpenVINO's forms for OpenVINO alone, else ONNX Runtime's."""
+    return 'openvino' if runtime == 'openvino' else 'onnx'
+
+
 def export_default_graph(
         model_name: str,
         output: Union[str, os.PathLike],
@@ -740,11 +747,13 @@ def export_default_graph(
         model_kwargs: Optional[Mapping[str, Any]] = None,
         deploy: bool = DEFAULT_DEPLOY,
         simplify: bool = DEFAULT_SIMPLIFY,
+        target: str = 'onnx',
         **kwargs,
 ) -> ExportResult:
     """``model_name`` (random weights of the current torch seed) exported the way ``tools/export_onnx.py`` exports
-    it with its default options: the graph the benchmarks and the profiler measure. Other :func:`export_onnx`
-    arguments pass through ``kwargs``; the one output is named ``logits``."""
-    model = build_export_model(model_name, deploy=deploy, model_kwargs=model_kwargs)
+    it with its default options (``target='openvino'``: as ``--runtime openvino`` does): the graph the benchmarks
+    and the profiler measure. Other :func:`export_onnx` arguments pass through ``kwargs``; the one output is named
+    ``logits``."""
+    model = build_export_model(model_name, deploy=deploy, model_kwargs=model_kwargs, target=target)
     return export_onnx(model, output, img_size=img_size, batch=batch, dynamic=dynamic, simplify=simplify,
                        output_names=['logits'], **kwargs)

@@ -269,7 +269,8 @@ class EfficientModStage(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def export_form(self, target: str) -> Optional[nn.Module]:
-        """For ONNX: the stage channels-first (:mod:`modzoo.models.efficientmod_onnx`; None where it does not apply)."""
+        """For ONNX Runtime: the stage channels-first (:mod:`modzoo.models.efficientmod_onnx`; None where it does not
+        apply). Not for OpenVINO, which runs the channels-last stage faster."""
         if target != 'onnx':
             return None
         from .efficientmod_onnx import stage_nchw  # the form's file imports this one

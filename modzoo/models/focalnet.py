@@ -208,8 +208,8 @@ class FocalNetStage(nn.Module):
         return x
 
     def export_form(self, target: str) -> Optional[nn.Module]:
-        """For ONNX (eval), :class:`~modzoo.models.focalnet_onnx.FocalNetStageNHWC`; see
-        :func:`modzoo.export.deploy.prepare_for_export`."""
+        """For ONNX Runtime (eval), :class:`~modzoo.models.focalnet_onnx.FocalNetStageNHWC`; see
+        :func:`modzoo.export.deploy.prepare_for_export`. Not for OpenVINO, which runs the eager layout faster."""
         if target != 'onnx' or self.training:
             return None
         from .focalnet_onnx import stage_nhwc  # that module builds on this one

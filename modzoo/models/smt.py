@@ -45,6 +45,7 @@ from modzoo.kernels import mixed_dwconv_interleave  # Triton where validated, el
 from modzoo.layers import check_image_input, drop_path_rates, fold_conv_bn, linear_as_conv1x1, pad_for_patches
 from modzoo.layers.arg_check import check_model_args
 from modzoo.layers.mobile_forms import explicit_attention, without_fused_attention
+from modzoo.layers.onnx_forms import ONNX_TARGETS
 from ._builder import build_zoo_model
 from ._checkpoint import register_checkpoint_family
 
@@ -86,8 +87,9 @@ class ConvFFN(nn.Module):
         return self.drop(x)
 
     def export_form(self, target: str) -> Optional[nn.Module]:
-        """For ONNX (eval), :class:`ConvFFNNCHW`; see :func:`modzoo.export.deploy.prepare_for_export`."""
-        return ConvFFNNCHW(self) if target == 'onnx' and not self.training else None
+        """For an ONNX graph (eval; ONNX Runtime's or OpenVINO's), :class:`ConvFFNNCHW`; see
+        :func:`modzoo.export.deploy.prepare_for_export`."""
+        return ConvFFNNCHW(self) if target in ONNX_TARGETS and not self.training else None
 
 
 class ConvFFNNCHW(nn.Module):
