@@ -42,6 +42,7 @@ START, END = '<!-- anchors:start -->', '<!-- anchors:end -->'
 README_START, README_END = '<!-- anchors-readme:start -->', '<!-- anchors-readme:end -->'
 GATED_PATH, GATED_SETTING = 'ort_fp32', (1, 1)  # (threads, batch)
 DEFAULT_SETTINGS = [(1, 1), (2, 8)]
+PROFILE_ROUNDS = 5  # alternating profiles of both graphs behind a missed goal's explanation
 
 
 @dataclass(frozen=True)
@@ -163,22 +164,33 @@ def gated_ratio(result: dict) -> Optional[float]:
     return ratio(result, row, GATED_PATH) if row else None
 
 
-def explain_gap(zoo_graph: str, anchor_graph: str, result: dict, top: int = 5) -> dict:
-    """Where a missed goal's gap is: ONNX Runtime profiles (1 thread, batch 1) of both graphs.
+def _median_by_op(profiles: Sequence) -> Dict[str, float]:
+    ops = [p.by_op() for p in profiles]
+    return {op: statistics.median(o.get(op, 0.) for o in ops) for op in set().union(*ops)}
+
+
+def explain_gap(zoo_graph: str, anchor_graph: str, result: dict, top: int = 5,
+                rounds: int = PROFILE_ROUNDS) -> dict:
+    """Where a missed goal's gap is: ONNX Runtime profiles (1 thread, batch 1) of both graphs, taken alternately
+    ``rounds`` times (one profile of each is too noisy: the two run seconds apart); medians over the rounds.
 
     ``ops``: each op type's modzoo time minus the anchor's, largest first. ``floor``: modzoo's kernel time without
-    its data-movement ops over the anchor's kernel time, the ratio a graph rewrite could reach at best; above the
-    goal, the gap is the architecture's own arithmetic at ONNX Runtime's kernel speeds. Modzoo times are scaled by
-    the GMAC ratio for a per-GMAC goal.
+    its data-movement ops over the anchor's kernel time, the ratio a graph rewrite could reach at best, with its
+    range over the rounds; above the goal, the gap is the architecture's own arithmetic at ONNX Runtime's kernel
+    speeds. Modzoo times are scaled by the GMAC ratio for a per-GMAC goal.
     """
     from .profile_graph import profile_ort
     scale = result['gmacs']['anchor'] / result['gmacs']['zoo'] if result['pair']['per_gmac'] else 1.0
-    zoo, anchor = (profile_ort(g, threads=1, batch=1, size=result['size']) for g in (zoo_graph, anchor_graph))
-    zoo_ops, anchor_ops = zoo.by_op(), anchor.by_op()
+    pairs = [tuple(profile_ort(g, threads=1, batch=1, size=result['size']) for g in (zoo_graph, anchor_graph))
+             for _ in range(rounds)]
+    floors = sorted((z.total_ms - z.data_movement_ms) * scale / a.total_ms for z, a in pairs)
+    zoo_ops, anchor_ops = _median_by_op([z for z, _ in pairs]), _median_by_op([a for _, a in pairs])
     excess = {op: zoo_ops.get(op, 0.) * scale - anchor_ops.get(op, 0.) for op in set(zoo_ops) | set(anchor_ops)}
     ranked = sorted(excess.items(), key=lambda kv: -kv[1])[:top]
-    return dict(zoo_total_ms=zoo.total_ms, anchor_total_ms=anchor.total_ms, zoo_data_movement_ms=zoo.data_movement_ms,
-                floor=(zoo.total_ms - zoo.data_movement_ms) * scale / anchor.total_ms,
+    return dict(rounds=rounds, zoo_total_ms=statistics.median(z.total_ms for z, _ in pairs),
+                anchor_total_ms=statistics.median(a.total_ms for _, a in pairs),
+                zoo_data_movement_ms=statistics.median(z.data_movement_ms for z, _ in pairs),
+                floor=statistics.median(floors), floor_range=[floors[0], floors[-1]],
                 ops=[dict(op=op, excess_ms=ms, zoo_ms=zoo_ops.get(op, 0.), anchor_ms=anchor_ops.get(op, 0.))
                      for op, ms in ranked])
 
@@ -257,9 +269,12 @@ def int8_markdown(run: dict) -> List[str]:
 
 
 def _floor_verdict(gap: dict, goal: float) -> str:
-    if gap['floor'] > goal:
+    low, high = gap['floor_range']
+    if low > goal:
         return 'out of reach by rewriting the graph: the gap is in the architecture\'s own arithmetic'
-    return 'within reach of a leaner graph: the rest of the gap is data movement and per-node overhead'
+    if high <= goal:
+        return 'within reach of a leaner graph: the rest of the gap is data movement and per-node overhead'
+    return 'at the goal within the profiles\' spread: only a graph without any data movement could reach it'
 
 
 def gaps_markdown(run: dict) -> List[str]:
@@ -267,13 +282,15 @@ def gaps_markdown(run: dict) -> List[str]:
     for r in run['results']:
         if r.get('gap'):
             pair, gap = r['pair'], r['gap']
+            low, high = gap['floor_range']
             per = ' (modzoo times scaled to the anchor\'s GMACs)' if pair['per_gmac'] else ''
             ops = ', '.join(f'{g["op"]} {g["excess_ms"]:+.2f} ms ({g["zoo_ms"]:.2f} vs {g["anchor_ms"]:.2f})'
                             for g in gap['ops'] if g['excess_ms'] > 0)
             lines.append(f'- `{pair["zoo"]}` vs `{pair["anchor"]}`: kernel time {gap["zoo_total_ms"]:.2f} vs '
                          f'{gap["anchor_total_ms"]:.2f} ms; largest excess by op type{per}: {ops}. Floor '
-                         f'**{gap["floor"]:.2f}** (without its {gap["zoo_data_movement_ms"]:.2f} ms of data movement) '
-                         f'against the goal {pair["goal"]:.2f}: {_floor_verdict(gap, pair["goal"])}.')
+                         f'**{gap["floor"]:.2f}** ({low:.2f}-{high:.2f} over {gap["rounds"]} profiles; without its '
+                         f'{gap["zoo_data_movement_ms"]:.2f} ms of data movement) against the goal {pair["goal"]:.2f}: '
+                         f'{_floor_verdict(gap, pair["goal"])}.')
     return lines
 
 
@@ -296,7 +313,8 @@ def table_markdown(run: dict) -> str:
     ]
     gaps = gaps_markdown(run)
     if gaps:
-        lines += ['', 'Where a goal is missed, ONNX Runtime\'s profiler (1 thread, batch 1) by op type: each op '
+        lines += ['', 'Where a goal is missed, ONNX Runtime\'s profiler (1 thread, batch 1; medians of '
+                  f'{PROFILE_ROUNDS} profiles of each graph, taken alternately) by op type: each op '
                   'type\'s kernel time in modzoo\'s graph minus the anchor\'s (the profiler adds a little time to '
                   'every node, so kernel totals exceed the latencies above; `tools/profile_graph.py` shows every '
                   'node). The floor is modzoo\'s kernel time without its data-movement ops (transposes, NCHWc '
