@@ -6,9 +6,9 @@
 
 Method. Per pair, both models are built with seed 0 and their graphs made as a user gets them: the modzoo model by
 ``tools/export_onnx.py``'s defaults (``modzoo.export.onnx.export_default_graph``: deploy rewrites, export forms,
-onnxslim), the timm anchor by plain ``torch.onnx.export`` (opset 17), both with a dynamic batch axis (the CLI's
-default; a fixed batch, ``--dynamic none``, folds the batch's shape arithmetic but measured within 3% on either side,
-so neither side gets it); int8 graphs from both the same way
+onnxslim; for OpenVINO its ``--runtime openvino`` graph), the timm anchor by plain ``torch.onnx.export`` (opset
+17), both with a dynamic batch axis (the CLI's default; a fixed batch, ``--dynamic none``, folds the batch's shape
+arithmetic but measured within 3% on either side, so neither side gets it); int8 graphs from both the same way
 (``modzoo.export.quantize`` QDQ for ONNX Runtime, NNCF IR for OpenVINO, ``--calib-images`` digits images: the scales
 do not change the speed). Every path of both models runs in its own worker process (``modzoo.bench.cpu_deploy``'s
 paths: eager, torch.compile, ONNX Runtime fp32/int8, OpenVINO fp32/int8) and the parent interleaves single forwards
@@ -311,7 +311,8 @@ def table_markdown(run: dict) -> str:
         'Ratio = modzoo latency / anchor latency (> 1: modzoo slower), per GMAC where the goal says so; medians of '
         f'{results[0]["rounds"] if results else "-"} single forwards interleaved over every path of both models, '
         'each in its own process, at ' + ', '.join(sorted({f'{r["size"]}x{r["size"]}' for r in results}))
-        + ' px, random weights (seed 0). modzoo graphs as `tools/export_onnx.py` writes them by default, timm\'s by '
+        + ' px, random weights (seed 0). modzoo graphs as `tools/export_onnx.py` writes them by default (with '
+        '`--runtime openvino` for the OpenVINO columns), timm\'s by '
         'plain `torch.onnx.export` (opset 17), both with a dynamic batch axis; GMACs by fvcore. Goals (issue 32) on '
         'ONNX Runtime fp32, 1 thread, '
         'batch 1:',
