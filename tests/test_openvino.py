@@ -113,6 +113,17 @@ def test_export_tool_runtime_openvino_writes_openvino_forms(tmp_path):
     assert matmuls['openvino'] > matmuls['ort']
 
 
+@needs_openvino
+@pytest.mark.parametrize('name', sorted(FAMILY_SMALL))
+def test_openvino_graph_matches_pytorch_in_openvino(name, tmp_path, capsys):
+    """Each family's ``--runtime openvino`` graph passes the export's own check in OpenVINO (dynamic batch)."""
+    from modzoo.export import cli
+    argv = [name, '--img-size', '32', '32', '--runtime', 'openvino', '--check', '-o', str(tmp_path / 'm.onnx'),
+            '--model-kwargs'] + _kwargs_argv(FAMILY_SMALL[name])
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert '(OpenVINO (CPU plugin) vs PyTorch)' in capsys.readouterr().out
+
+
 def test_missing_openvino_is_one_clear_line(tmp_path, capsys, monkeypatch):
     from modzoo.export import cli
     from modzoo.runtimes import sessions as runtime_code  # where require_runtime looks the package up

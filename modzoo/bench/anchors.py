@@ -177,7 +177,7 @@ def explain_gap(zoo_graph: str, anchor_graph: str, result: dict, top: int = 5,
     ``ops``: each op type's modzoo time minus the anchor's, largest first. ``floor``: modzoo's kernel time without
     its data-movement ops over the anchor's kernel time, the ratio a graph rewrite could reach at best, with its
     range over the rounds; above the goal, the gap is the architecture's own arithmetic at ONNX Runtime's kernel
-    speeds. Modzoo times are scaled by the GMAC ratio for a per-GMAC goal.
+    speeds. modzoo's times are scaled by the GMAC ratio for a per-GMAC goal.
     """
     from .profile_graph import profile_ort
     scale = result['gmacs']['anchor'] / result['gmacs']['zoo'] if result['pair']['per_gmac'] else 1.0
