@@ -321,8 +321,8 @@ def table_markdown(run: dict) -> str:
     ]
     gaps = gaps_markdown(run)
     if gaps:
-        lines += ['', 'Where a goal is missed, ONNX Runtime\'s profiler (1 thread, batch 1; medians of '
-                  f'{PROFILE_ROUNDS} profiles of each graph, taken alternately) by op type: each op '
+        lines += ['', 'Where a goal is missed, ONNX Runtime\'s profiler (1 thread, batch 1; medians of alternating '
+                  'profiles of each graph) by op type: each op '
                   'type\'s kernel time in modzoo\'s graph minus the anchor\'s (the profiler adds a little time to '
                   'every node, so kernel totals exceed the latencies above; `tools/profile_graph.py` shows every '
                   'node). The floor is modzoo\'s kernel time without its data-movement ops (transposes, NCHWc '
