@@ -89,7 +89,7 @@ def _xnnpack_rows(name: str, model, eager, size: int, calibration, targets, repe
     from modzoo.export import executorch as zoo_et
     x = torch.randn(1, 3, size, size)
     rows, fp32_pte = [], None
-    for target in [t for t in targets if t.startswith('xnnpack')]:
+    for target in [t for t in targets if t in XNNPACK_TARGETS]:
         int8 = target.startswith('xnnpack-int8')
         path = os.path.join(tmp, f'{name}-{target}-{forms}.pte')
         report = zoo_et.export_executorch(model, path, (size, size), calibration=calibration if int8 else None,
